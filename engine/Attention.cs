@@ -1,0 +1,50 @@
+using System.Numerics.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// Fused scaled-dot-product attention: softmax(scale · Q Kᵀ + bias, masked) · V.
+/// Tensors are in logical order [batch, heads, seq, headDim] with any strides, over any memory.
+/// </summary>
+public static class Attention
+{
+    // Most preferred first: the automatic choice takes the first that is available and can serve the call.
+    private static readonly AttentionBackend[] Preference = [ReferenceBackend.Instance];
+
+    /// <summary>Every backend of this build, available or not.</summary>
+    public static IReadOnlyList<AttentionBackend> Backends => Preference;
+
+    /// <summary>A specific backend.</summary>
+    public static AttentionBackend Using(Backend backend) =>
+        Array.Find(Preference, b => b.Kind == backend)
+        ?? throw new ArgumentOutOfRangeException(nameof(backend), backend, $"Unknown backend; this build has {string.Join(", ", Preference.Select(b => b.Kind))}.");
+
+    /// <summary>
+    /// Computes attention with the best backend that is available and can serve the call.
+    /// </summary>
+    /// <param name="q">queries [batch, queryHeads, Lq, headDim]</param>
+    /// <param name="k">keys [batch, kvHeads, Lk, headDim]; queryHeads must be a multiple of kvHeads</param>
+    /// <param name="v">values [batch, kvHeads, Lk, valueDim]</param>
+    /// <param name="output">destination [batch, queryHeads, Lq, valueDim]; must not overlap any input</param>
+    /// <param name="options">scale, masks, and optional LSE / weights destinations</param>
+    /// <exception cref="ArgumentException">an invalid shape, stride, option or aliasing; the message names it.</exception>
+    /// <exception cref="NotSupportedException">no backend can serve the call; the message gives each one's reason.</exception>
+    public static void Forward<T>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
+        scoped in AttentionOptions options = default) where T : unmanaged
+    {
+        var call = AttentionValidator.Validate(q, k, v, output, options);
+        var reasons = new List<string>();
+        foreach (var backend in Preference)
+        {
+            string? reason = backend.UnavailableReason ?? backend.CannotServe(call);
+            if (reason is null)
+            {
+                backend.Execute(call);
+                return;
+            }
+            reasons.Add($"{backend.Name}: {reason}");
+        }
+        throw new NotSupportedException($"No backend can serve this call. {string.Join("; ", reasons)}");
+    }
+}

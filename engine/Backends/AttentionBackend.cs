@@ -1,0 +1,44 @@
+using System.Numerics.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// One attention implementation. Validation is done here, once, for every backend; a backend implements
+/// <see cref="Execute{T}"/> over an already validated call, and says what it cannot do through
+/// <see cref="UnavailableReason"/> (not on this machine) and <see cref="CannotServe{T}"/> (not this call).
+/// </summary>
+public abstract class AttentionBackend : IAttentionForward
+{
+    public abstract Backend Kind { get; }
+
+    public virtual string Name => Kind.ToString();
+
+    /// <summary>Why this backend cannot run on this machine (no GPU, no driver...), or null when it can.</summary>
+    public virtual string? UnavailableReason => null;
+
+    public bool IsAvailable => UnavailableReason is null;
+
+    /// <summary>Why this backend cannot honour a validated call (names the option), or null when it can.</summary>
+    public virtual string? CannotServe<T>(scoped in AttentionCall<T> call) where T : unmanaged => null;
+
+    /// <inheritdoc />
+    /// <exception cref="ArgumentException">the call is invalid (see <see cref="AttentionValidator"/>).</exception>
+    /// <exception cref="NotSupportedException">this backend cannot honour an option of the call.</exception>
+    /// <exception cref="InvalidOperationException">this backend is not available on this machine.</exception>
+    public void Forward<T>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
+        scoped in AttentionOptions options = default) where T : unmanaged
+    {
+        var call = AttentionValidator.Validate(q, k, v, output, options);
+        if (UnavailableReason is { } unavailable)
+            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
+        if (CannotServe(call) is { } reason)
+            throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
+        Execute(call);
+    }
+
+    /// <summary>Computes a validated call into its destinations.</summary>
+    protected internal abstract void Execute<T>(scoped in AttentionCall<T> call) where T : unmanaged;
+
+    public override string ToString() => Name;
+}

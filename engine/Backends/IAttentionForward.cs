@@ -1,0 +1,18 @@
+using System.Numerics.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// Anything that computes an attention forward. Implement it to check your own kernel with
+/// <see cref="Testing.AttentionInvariants"/> and <see cref="Testing.ToleranceRule"/> exactly as ours are checked.
+/// </summary>
+public interface IAttentionForward
+{
+    /// <summary>Short name for reports.</summary>
+    string Name { get; }
+
+    /// <summary>Computes attention of q, k, v into output under options (see <see cref="Attention.Forward{T}"/>).</summary>
+    void Forward<T>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
+        scoped in AttentionOptions options) where T : unmanaged;
+}

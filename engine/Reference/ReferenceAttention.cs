@@ -1,0 +1,94 @@
+namespace AttentionEngine;
+
+/// <summary>
+/// The oracle: attention by its definition, in float64, one query row at a time with the whole score row
+/// materialised. Slow on purpose and obviously right; it defines the semantics every backend reproduces:
+/// <list type="bullet">
+/// <item>score(i, j) = scale · (q_i · k_j) + bias(i, j); key j is visible to query i when the positional mask,
+/// the keep-mask and a bias other than -infinity all allow it;</item>
+/// <item>output_i = Σ_j softmax_j(score) · v_j over visible keys; LSE_i = ln Σ_j exp(score(i, j));</item>
+/// <item>a row with no visible key outputs zeros, weights zero and LSE -infinity (never NaN).</item>
+/// </list>
+/// NaN or +infinity in the inputs propagate to the rows they touch: garbage in is not hidden.
+/// </summary>
+public static unsafe class ReferenceAttention
+{
+    /// <summary>Computes a validated call in float64 without writing its destinations.</summary>
+    public static AttentionResult Compute<T>(scoped in AttentionCall<T> call, bool withWeights = false) where T : unmanaged
+    {
+        var shape = call.Shape;
+        var result = new AttentionResult(
+            shape,
+            new double[checked((long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.ValueDim)],
+            new double[checked((long)shape.Batch * shape.QueryHeads * shape.QueryLength)],
+            withWeights ? new double[checked((long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.KeyLength)] : null);
+
+        // Worker threads cannot hold ref structs: the inputs are pinned for the (synchronous) parallel loop.
+        PinnedCall<T>.Pin(call, pinned =>
+            Parallel.For(0, shape.Batch * shape.QueryHeads, head =>
+                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, result)));
+        return result;
+    }
+
+    private static void ComputeHead<T>(
+        PinnedCall<T> inputs, int b, int h, AttentionResult result) where T : unmanaged
+    {
+        var shape = inputs.Shape;
+        int lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
+        int kvHead = h / shape.GroupSize;
+        var keys = new double[lk * d];
+        var values = new double[lk * dv];
+        for (int j = 0; j < lk; j++)
+        {
+            for (int c = 0; c < d; c++) keys[j * d + c] = ElementTypes.ToDouble(inputs.K[b, kvHead, j, c]);
+            for (int c = 0; c < dv; c++) values[j * dv + c] = ElementTypes.ToDouble(inputs.V[b, kvHead, j, c]);
+        }
+
+        var query = new double[d];
+        var scores = new double[lk];
+        var visible = new bool[lk];
+        for (int i = 0; i < shape.QueryLength; i++)
+        {
+            long row = ((long)b * shape.QueryHeads + h) * shape.QueryLength + i;
+            for (int c = 0; c < d; c++) query[c] = ElementTypes.ToDouble(inputs.Q[b, h, i, c]);
+
+            double max = double.NegativeInfinity;
+            bool anyVisible = false;
+            for (int j = 0; j < lk; j++)
+            {
+                visible[j] = inputs.IsAllowed(b, h, i, j);
+                if (!visible[j]) continue;
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += query[c] * keys[j * d + c];
+                double score = dot * inputs.Scale + inputs.BiasAt(b, h, i, j);
+                if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; } // a -inf bias hides the key
+                scores[j] = score;
+                anyVisible = true;
+                max = Math.Max(max, score); // Math.Max propagates NaN, so garbage inputs stay visible
+            }
+
+            var outputRow = result.Output.AsSpan((int)(row * dv), dv);
+            var weightsRow = result.Weights is null ? Span<double>.Empty : result.Weights.AsSpan((int)(row * lk), lk);
+            if (!anyVisible)
+            {
+                result.Lse[row] = double.NegativeInfinity; // output and weights stay zero
+                continue;
+            }
+
+            double sum = 0;
+            for (int j = 0; j < lk; j++)
+            {
+                scores[j] = visible[j] ? Math.Exp(scores[j] - max) : 0.0;
+                sum += scores[j];
+            }
+            for (int j = 0; j < lk; j++)
+            {
+                if (!visible[j]) continue;
+                double p = scores[j] / sum;
+                for (int c = 0; c < dv; c++) outputRow[c] += p * values[j * dv + c];
+                if (!weightsRow.IsEmpty) weightsRow[j] = p;
+            }
+            result.Lse[row] = max + Math.Log(sum);
+        }
+    }
+}

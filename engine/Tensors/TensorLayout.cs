@@ -1,0 +1,97 @@
+namespace AttentionEngine;
+
+/// <summary>
+/// Strides for the memory layouts attention inputs come in. Strides are in elements and never negative, as
+/// System.Numerics.Tensors requires. Logical order stays [batch, heads, seq, headDim]; a layout only reorders memory.
+/// </summary>
+public static class TensorLayout
+{
+    /// <summary>Row-major strides: the last dimension is contiguous.</summary>
+    public static nint[] Contiguous(ReadOnlySpan<nint> lengths)
+    {
+        var strides = new nint[lengths.Length];
+        nint stride = 1;
+        for (int d = lengths.Length - 1; d >= 0; d--)
+        {
+            strides[d] = stride;
+            stride *= Math.Max(lengths[d], 1);
+        }
+        return strides;
+    }
+
+    /// <summary>
+    /// Strides of a tensor whose memory holds the logical dimensions in <paramref name="memoryOrder"/>
+    /// (outermost first). FlashAttention's [B, S, H, D] memory seen as logical [B, H, S, D] is memoryOrder {0, 2, 1, 3}.
+    /// </summary>
+    public static nint[] Permuted(ReadOnlySpan<nint> lengths, ReadOnlySpan<int> memoryOrder)
+    {
+        if (memoryOrder.Length != lengths.Length)
+            throw new ArgumentException($"memoryOrder has {memoryOrder.Length} entries; expected {lengths.Length}, one per dimension.", nameof(memoryOrder));
+        var seen = new bool[lengths.Length];
+        foreach (int d in memoryOrder)
+        {
+            if ((uint)d >= (uint)lengths.Length || seen[d])
+                throw new ArgumentException($"memoryOrder [{string.Join(", ", memoryOrder.ToArray())}] is not a permutation of 0..{lengths.Length - 1}.", nameof(memoryOrder));
+            seen[d] = true;
+        }
+        var strides = new nint[lengths.Length];
+        nint stride = 1;
+        for (int m = memoryOrder.Length - 1; m >= 0; m--)
+        {
+            strides[memoryOrder[m]] = stride;
+            stride *= Math.Max(lengths[memoryOrder[m]], 1);
+        }
+        return strides;
+    }
+
+    /// <summary>
+    /// Row-major strides where every dimension but the outermost is laid out as if <paramref name="padding"/>
+    /// elements longer: the padded, non-dense layouts that slices of bigger buffers produce.
+    /// </summary>
+    public static nint[] Padded(ReadOnlySpan<nint> lengths, nint padding)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(padding);
+        var strides = new nint[lengths.Length];
+        nint stride = 1;
+        for (int d = lengths.Length - 1; d >= 0; d--)
+        {
+            strides[d] = stride;
+            stride *= Math.Max(lengths[d], 1) + padding;
+        }
+        return strides;
+    }
+
+    /// <summary>Number of elements of storage the layout touches: the largest offset plus one (0 when any length is 0).</summary>
+    public static nint StorageLength(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    {
+        nint max = 0;
+        for (int d = 0; d < lengths.Length; d++)
+        {
+            if (lengths[d] == 0) return 0;
+            max += (lengths[d] - 1) * strides[d];
+        }
+        return max + 1;
+    }
+
+    /// <summary>
+    /// True when no two logical elements share memory. Checked conservatively: sorted by stride, each dimension must
+    /// step past the whole extent of the smaller ones. Every permuted and padded layout passes; a zero stride on a
+    /// dimension longer than 1 (broadcast) does not.
+    /// </summary>
+    public static bool IsNonOverlapping(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    {
+        var dims = new List<int>(lengths.Length);
+        for (int d = 0; d < lengths.Length; d++)
+            if (lengths[d] > 1) dims.Add(d);
+        var lengthsCopy = lengths.ToArray();
+        var stridesCopy = strides.ToArray();
+        dims.Sort((a, b) => stridesCopy[a].CompareTo(stridesCopy[b]));
+        nint extent = 1; // elements spanned by the dimensions seen so far
+        foreach (int d in dims)
+        {
+            if (stridesCopy[d] < extent) return false;
+            extent = stridesCopy[d] * (lengthsCopy[d] - 1) + extent;
+        }
+        return true;
+    }
+}

@@ -1,0 +1,14 @@
+namespace AttentionEngine;
+
+/// <summary>Distributions of generated tensor values, from benign to hostile.</summary>
+public enum ValueDistribution
+{
+    /// <summary>N(0, 1).</summary>
+    Normal,
+    /// <summary>Uniform on [-1, 1).</summary>
+    Uniform,
+    /// <summary>N(0, 30^2): logits in the thousands, where a naive exp overflows.</summary>
+    Large,
+    /// <summary>N(0, 1) + N(0, 100^2) * Bernoulli(0.001): rare huge outliers, as in real activations.</summary>
+    Outliers,
+}

@@ -1,0 +1,122 @@
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace AttentionEngine.Testing;
+
+/// <summary>Bounds of generated problems. The defaults are the issue's: odd sizes, every mask, hostile values.</summary>
+public sealed record ProblemLimits
+{
+    public int MaxBatch { get; init; } = 3;
+    public int MaxQueryHeads { get; init; } = 8;
+    public int MaxLength { get; init; } = 300;
+    public int MaxHeadDim { get; init; } = 256;
+
+    /// <summary>
+    /// Largest <see cref="ProblemSpec.Cost"/> generated: the rare problem with every size at its maximum is
+    /// redrawn, so a suite's run time is set by its case count.
+    /// </summary>
+    public double MaxCost { get; init; } = 1.5e8;
+
+    public static ProblemLimits Default { get; } = new();
+}
+
+/// <summary>
+/// FsCheck generators of attention problems, and a shrinker that walks a failure down to a small counterexample.
+/// Use <see cref="Arbitrary"/> in <c>Prop.ForAll</c>, or <see cref="AttentionArbitraries"/> with <c>[Property]</c>.
+/// </summary>
+public static class AttentionGen
+{
+    /// <summary>Head dimensions real models use, and awkward ones, drawn half the time.</summary>
+    public static IReadOnlyList<int> InterestingHeadDims { get; } = [1, 7, 32, 40, 59, 64, 80, 96, 111, 128, 256];
+
+    public static Gen<ProblemSpec> Problems(ProblemLimits? limits = null)
+    {
+        var l = limits ?? ProblemLimits.Default;
+        var dims = HeadDim(l);
+        var spec =
+            from batch in Gen.Choose(1, l.MaxBatch)
+            from queryHeads in Gen.Choose(1, l.MaxQueryHeads)
+            from kvHeads in Gen.Elements(Divisors(queryHeads))
+            from lq in Length(l)
+            from lk in Length(l)
+            from d in dims
+            from dv in Gen.Frequency((3, Gen.Constant(d)), (2, dims))
+            from layout in Gen.Elements(Enum.GetValues<MemoryLayout>())
+            from causal in Gen.Frequency(
+                (3, Gen.Constant<CausalAlignment?>(null)),
+                (1, Gen.Constant<CausalAlignment?>(CausalAlignment.TopLeft)),
+                (1, Gen.Constant<CausalAlignment?>(CausalAlignment.BottomRight)))
+            from window in Gen.Frequency((4, Gen.Constant<WindowSpec?>(null)), (1, Window()))
+            from bias in Gen.Frequency(
+                (4, Gen.Constant(BiasKind.None)), (1, Gen.Constant(BiasKind.Full)), (1, Gen.Constant(BiasKind.PerHead)),
+                (1, Gen.Constant(BiasKind.KeyPadding)), (1, Gen.Constant(BiasKind.Shared2D)))
+            from keep in Gen.Frequency(
+                (4, Gen.Constant(KeepMaskKind.None)), (1, Gen.Constant(KeepMaskKind.Random)),
+                (1, Gen.Constant(KeepMaskKind.KeyPadding)), (1, Gen.Constant(KeepMaskKind.Shared2D)))
+            from scale in Gen.Frequency((3, Gen.Constant<float?>(null)), (1, Gen.Elements<float?>(0.01f, 0.3f, 1f, 2.5f)))
+            from values in Gen.Frequency(
+                (3, Gen.Constant(ValueDistribution.Normal)), (1, Gen.Constant(ValueDistribution.Uniform)),
+                (1, Gen.Constant(ValueDistribution.Large)), (1, Gen.Constant(ValueDistribution.Outliers)))
+            from seed in Gen.Choose(0, int.MaxValue - 1)
+            select new ProblemSpec
+            {
+                Batch = batch, QueryHeads = queryHeads, KvHeads = kvHeads, QueryLength = lq, KeyLength = lk,
+                HeadDim = d, ValueDim = dv, Layout = layout, Causal = causal, Window = window, Bias = bias,
+                KeepMask = keep, Scale = scale, Values = values, DataSeed = seed,
+            };
+        return spec.Where(s => s.Cost <= l.MaxCost);
+    }
+
+    /// <summary>Generator and shrinker together.</summary>
+    public static Arbitrary<ProblemSpec> Arbitrary(ProblemLimits? limits = null) => Arb.From(Problems(limits), Shrink);
+
+    /// <summary>
+    /// Strictly simpler variants of a spec, most aggressive first: plain values and layout, masks and scale removed,
+    /// then every size towards 1. The data seed is kept, so the values of what remains stay comparable.
+    /// </summary>
+    public static IEnumerable<ProblemSpec> Shrink(ProblemSpec spec)
+    {
+        if (spec.Values != ValueDistribution.Normal) yield return spec with { Values = ValueDistribution.Normal };
+        if (spec.Layout != MemoryLayout.Contiguous) yield return spec with { Layout = MemoryLayout.Contiguous };
+        if (spec.Causal is not null) yield return spec with { Causal = null };
+        if (spec.Window is not null) yield return spec with { Window = null };
+        if (spec.Bias != BiasKind.None) yield return spec with { Bias = BiasKind.None };
+        if (spec.KeepMask != KeepMaskKind.None) yield return spec with { KeepMask = KeepMaskKind.None };
+        if (spec.Scale is not null) yield return spec with { Scale = null };
+        foreach (int batch in Smaller(spec.Batch)) yield return spec with { Batch = batch };
+        if (spec.QueryHeads > 1) yield return spec with { QueryHeads = 1, KvHeads = 1 };
+        if (spec.KvHeads > 1) yield return spec with { QueryHeads = spec.QueryHeads / spec.KvHeads, KvHeads = 1 };
+        if (spec.QueryHeads > spec.KvHeads) yield return spec with { QueryHeads = spec.KvHeads };
+        foreach (int lq in Smaller(spec.QueryLength)) yield return spec with { QueryLength = lq };
+        foreach (int lk in Smaller(spec.KeyLength)) yield return spec with { KeyLength = lk };
+        foreach (int d in Smaller(spec.HeadDim)) yield return spec with { HeadDim = d, ValueDim = spec.ValueDim == spec.HeadDim ? d : spec.ValueDim };
+        foreach (int dv in Smaller(spec.ValueDim)) yield return spec with { ValueDim = dv };
+    }
+
+    private static Gen<int> Length(ProblemLimits l) => Gen.Frequency(
+        (6, Gen.Choose(1, Math.Min(40, l.MaxLength))),
+        (3, Gen.Choose(1, Math.Min(128, l.MaxLength))),
+        (1, Gen.Choose(1, l.MaxLength)));
+
+    private static Gen<int> HeadDim(ProblemLimits l) => Gen.Frequency(
+        (1, Gen.Elements(InterestingHeadDims.Where(d => d <= l.MaxHeadDim).DefaultIfEmpty(1).ToArray())),
+        (1, Gen.Choose(1, l.MaxHeadDim)));
+
+    private static Gen<WindowSpec?> Window() =>
+        from left in Gen.Frequency((1, Gen.Constant<int?>(null)), (4, Gen.Choose(0, 48).Select(x => (int?)x)))
+        from right in Gen.Frequency((1, Gen.Constant<int?>(null)), (2, Gen.Constant<int?>(0)), (2, Gen.Choose(0, 48).Select(x => (int?)x)))
+        from alignment in Gen.Elements(CausalAlignment.TopLeft, CausalAlignment.BottomRight)
+        select (WindowSpec?)new WindowSpec(left, right, alignment);
+
+    private static int[] Divisors(int n) => Enumerable.Range(1, n).Where(d => n % d == 0).ToArray();
+
+    /// <summary>1, half, and one less: distinct values strictly below <paramref name="value"/>.</summary>
+    private static IEnumerable<int> Smaller(int value) =>
+        value <= 1 ? [] : new[] { 1, value / 2, value - 1 }.Where(x => x >= 1 && x < value).Distinct();
+}
+
+/// <summary>For <c>[Property(Arbitrary = [typeof(AttentionArbitraries)])]</c>: problems with the default limits.</summary>
+public static class AttentionArbitraries
+{
+    public static Arbitrary<ProblemSpec> ProblemSpec() => AttentionGen.Arbitrary();
+}

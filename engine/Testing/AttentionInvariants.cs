@@ -1,0 +1,242 @@
+namespace AttentionEngine.Testing;
+
+/// <summary>The outcome of one invariant on one problem.</summary>
+public sealed record InvariantReport(string Invariant, bool Passed, string Detail)
+{
+    public override string ToString() => $"{Invariant}: {(Passed ? "pass" : "FAIL")} ({Detail})";
+}
+
+/// <summary>
+/// Properties every correct attention satisfies, checked on any <see cref="IAttentionForward"/>. "Equal within the
+/// rule" means <see cref="ToleranceRule"/> against the float64 oracle of the original problem; "bitwise" means the
+/// candidate's two outputs agree to the last bit, which any kernel that computes each row the same way guarantees.
+/// </summary>
+public static class AttentionInvariants
+{
+    /// <summary>Magnitude written into hidden keys and values: hostile, yet finite in every storage type.</summary>
+    public const double HiddenKeyPoison = 1e4;
+
+    /// <summary>Runs every invariant; <paramref name="seed"/> drives the random choices (permutation, row, constants).</summary>
+    public static IReadOnlyList<InvariantReport> CheckAll<T>(IAttentionForward candidate, AttentionProblem<T> problem, int seed)
+        where T : unmanaged
+    {
+        var baseline = Baseline.Of(problem);
+        return
+        [
+            KeyValuePermutation(candidate, problem, baseline, seed),
+            HiddenKeysDoNotMatter(candidate, problem, seed),
+            OnesInOnesOut(candidate, problem),
+            GqaEqualsRepeatedHeads(candidate, problem),
+            RowConstantBiasChangesNothing(candidate, problem, baseline, seed),
+            PositionalMaskEqualsKeepMask(candidate, problem, baseline),
+        ];
+    }
+
+    /// <summary>The oracle and storage-precision naive results of a problem, computed once and shared.</summary>
+    public sealed record Baseline(AttentionResult Oracle, AttentionResult Naive)
+    {
+        public static Baseline Of<T>(AttentionProblem<T> problem) where T : unmanaged =>
+            new(problem.Oracle(), problem.Naive(NaivePrecision.Storage));
+    }
+
+    /// <summary>Permuting keys and values together (and the mask columns with them) leaves the output unchanged, within the rule.</summary>
+    public static InvariantReport KeyValuePermutation<T>(IAttentionForward candidate, AttentionProblem<T> problem, Baseline baseline, int seed)
+        where T : unmanaged
+    {
+        var s = problem.Shape;
+        var permutation = Enumerable.Range(0, s.KeyLength).ToArray();
+        new Random(seed).Shuffle(permutation);
+        var visible = problem.Visibility();
+        using var fullBias = problem.FullBias();
+        var k = NativeTensor<T>.Zeros(s.Batch, s.KvHeads, s.KeyLength, s.HeadDim);
+        var v = NativeTensor<T>.Zeros(s.Batch, s.KvHeads, s.KeyLength, s.ValueDim);
+        var bias = NativeTensor<float>.Zeros(s.Batch, s.QueryHeads, s.QueryLength, s.KeyLength);
+        var keep = NativeTensor<bool>.Zeros(s.Batch, s.QueryHeads, s.QueryLength, s.KeyLength);
+        for (int b = 0; b < s.Batch; b++)
+        for (int j = 0; j < s.KeyLength; j++)
+        {
+            int from = permutation[j];
+            for (int h = 0; h < s.KvHeads; h++)
+            {
+                for (int c = 0; c < s.HeadDim; c++) k[b, h, j, c] = problem.K[b, h, from, c];
+                for (int c = 0; c < s.ValueDim; c++) v[b, h, j, c] = problem.V[b, h, from, c];
+            }
+            for (int h = 0; h < s.QueryHeads; h++)
+            for (int i = 0; i < s.QueryLength; i++)
+            {
+                keep[b, h, i, j] = visible[Index(s, b, h, i, from)];
+                bias[b, h, i, j] = fullBias[b, h, i, from];
+            }
+        }
+        using var permuted = new AttentionProblem<T>($"{problem} keys permuted", NativeTensor<T>.CopyOf(problem.Q), k, v, bias, keep, Mask.None, problem.Scale);
+        var result = permuted.Run(candidate);
+        return WithinRule<T>("key/value permutation", result, baseline.Oracle, baseline.Naive);
+    }
+
+    /// <summary>
+    /// Overwriting the keys and values a query row cannot see with huge values changes that row, and every row that
+    /// also cannot see them, not at all (bitwise).
+    /// </summary>
+    public static InvariantReport HiddenKeysDoNotMatter<T>(IAttentionForward candidate, AttentionProblem<T> problem, int seed)
+        where T : unmanaged
+    {
+        const string name = "hidden keys do not matter";
+        var s = problem.Shape;
+        var visible = problem.Visibility();
+        var rng = new Random(seed);
+        // Pick a row that hides at least one key; without one the property says nothing.
+        var candidates = new List<(int B, int H, int I)>();
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+            for (int j = 0; j < s.KeyLength; j++)
+                if (!visible[Index(s, b, h, i, j)]) { candidates.Add((b, h, i)); break; }
+        if (candidates.Count == 0) return new InvariantReport(name, true, "vacuous: every key is visible to every query");
+        var (rb, rh, ri) = candidates[rng.Next(candidates.Count)];
+        int kvHead = rh / s.GroupSize;
+        var hidden = Enumerable.Range(0, s.KeyLength).Where(j => !visible[Index(s, rb, rh, ri, j)]).ToArray();
+
+        var k = NativeTensor<T>.CopyOf(problem.K);
+        var v = NativeTensor<T>.CopyOf(problem.V);
+        foreach (int j in hidden)
+        {
+            for (int c = 0; c < s.HeadDim; c++) k[rb, kvHead, j, c] = ElementTypes.FromDouble<T>(Poison(rng));
+            for (int c = 0; c < s.ValueDim; c++) v[rb, kvHead, j, c] = ElementTypes.FromDouble<T>(Poison(rng));
+        }
+        using var poisoned = new AttentionProblem<T>($"{problem} hidden keys poisoned", NativeTensor<T>.CopyOf(problem.Q), k, v,
+            problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask),
+            problem.Mask, problem.Scale);
+        var before = problem.Run(candidate);
+        var after = poisoned.Run(candidate);
+
+        int rowsCompared = 0;
+        for (int h = kvHead * s.GroupSize; h < (kvHead + 1) * s.GroupSize; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+        {
+            if (!hidden.All(j => !visible[Index(s, rb, h, i, j)])) continue; // this row sees a poisoned key
+            rowsCompared++;
+            long row = ((long)rb * s.QueryHeads + h) * s.QueryLength + i;
+            for (int c = 0; c < s.ValueDim; c++)
+                if (!before.Output[row * s.ValueDim + c].Equals(after.Output[row * s.ValueDim + c]))
+                    return new InvariantReport(name, false,
+                        $"row (b={rb}, h={h}, i={i}) output[{c}] changed from {before.Output[row * s.ValueDim + c]:R} to {after.Output[row * s.ValueDim + c]:R} after poisoning {hidden.Length} keys it cannot see");
+            if (!before.Lse[row].Equals(after.Lse[row]))
+                return new InvariantReport(name, false, $"row (b={rb}, h={h}, i={i}) LSE changed from {before.Lse[row]:R} to {after.Lse[row]:R}");
+        }
+        return new InvariantReport(name, true, $"{hidden.Length} keys poisoned, {rowsCompared} rows bitwise unchanged");
+    }
+
+    /// <summary>With every value 1, every row with a visible key outputs 1 (rows without one output 0), within the rule.</summary>
+    public static InvariantReport OnesInOnesOut<T>(IAttentionForward candidate, AttentionProblem<T> problem) where T : unmanaged
+    {
+        var s = problem.Shape;
+        var v = NativeTensor<T>.Zeros(s.Batch, s.KvHeads, s.KeyLength, s.ValueDim);
+        v.Fill(ElementTypes.FromSingle<T>(1f));
+        using var ones = new AttentionProblem<T>($"{problem} V = 1", NativeTensor<T>.CopyOf(problem.Q), NativeTensor<T>.CopyOf(problem.K), v,
+            problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask),
+            problem.Mask, problem.Scale);
+        var oracle = ones.Oracle();
+        // The oracle must be exactly 1 or 0 here; its own check is part of this invariant.
+        var exact = Array.ConvertAll(oracle.Output, x => x == 0 ? 0.0 : 1.0);
+        var result = ones.Run(candidate);
+        return WithinRule<T>("V = 1 gives 1", result with { Lse = [] }, oracle with { Output = exact, Lse = [] },
+            ones.Naive(NaivePrecision.Storage) with { Lse = [] });
+    }
+
+    /// <summary>GQA/MQA gives bitwise the same output as MHA with each KV head repeated for its query heads.</summary>
+    public static InvariantReport GqaEqualsRepeatedHeads<T>(IAttentionForward candidate, AttentionProblem<T> problem) where T : unmanaged
+    {
+        var s = problem.Shape;
+        var k = NativeTensor<T>.Zeros(s.Batch, s.QueryHeads, s.KeyLength, s.HeadDim);
+        var v = NativeTensor<T>.Zeros(s.Batch, s.QueryHeads, s.KeyLength, s.ValueDim);
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int j = 0; j < s.KeyLength; j++)
+        {
+            for (int c = 0; c < s.HeadDim; c++) k[b, h, j, c] = problem.K[b, h / s.GroupSize, j, c];
+            for (int c = 0; c < s.ValueDim; c++) v[b, h, j, c] = problem.V[b, h / s.GroupSize, j, c];
+        }
+        using var repeated = new AttentionProblem<T>($"{problem} KV heads repeated", NativeTensor<T>.CopyOf(problem.Q), k, v,
+            problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask),
+            problem.Mask, problem.Scale, problem.OutputLayout);
+        return Bitwise($"GQA equals repeated heads (group {s.GroupSize})", problem.Run(candidate), repeated.Run(candidate));
+    }
+
+    /// <summary>Adding a constant to every score of a row (through the bias) leaves the output unchanged, within the rule.</summary>
+    public static InvariantReport RowConstantBiasChangesNothing<T>(IAttentionForward candidate, AttentionProblem<T> problem, Baseline baseline, int seed)
+        where T : unmanaged
+    {
+        var s = problem.Shape;
+        var rng = new Random(seed);
+        var bias = problem.FullBias();
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+        {
+            float shift = rng.Next(-32, 33) / 4f; // multiples of 1/4 in [-8, 8]: exact in float
+            for (int j = 0; j < s.KeyLength; j++) bias[b, h, i, j] += shift;
+        }
+        using var shifted = new AttentionProblem<T>($"{problem} rows shifted", NativeTensor<T>.CopyOf(problem.Q), NativeTensor<T>.CopyOf(problem.K),
+            NativeTensor<T>.CopyOf(problem.V), bias, problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask), problem.Mask, problem.Scale);
+        var result = shifted.Run(candidate);
+        return WithinRule<T>("row-constant bias changes nothing", result with { Lse = [] }, baseline.Oracle with { Lse = [] },
+            shifted.Naive(NaivePrecision.Storage) with { Lse = [] });
+    }
+
+    /// <summary>The positional mask equals its explicit boolean keep-mask, within the rule.</summary>
+    public static InvariantReport PositionalMaskEqualsKeepMask<T>(IAttentionForward candidate, AttentionProblem<T> problem, Baseline baseline)
+        where T : unmanaged
+    {
+        var s = problem.Shape;
+        var band = problem.Mask.Resolve(s.QueryLength, s.KeyLength);
+        using var fullKeep = problem.KeepMask is null ? null : ExpandKeep(problem);
+        var keep = NativeTensor<bool>.Zeros(s.Batch, s.QueryHeads, s.QueryLength, s.KeyLength);
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+        for (int j = 0; j < s.KeyLength; j++)
+            keep[b, h, i, j] = band.Contains(i, j) && (fullKeep is null || fullKeep[b, h, i, j]);
+        using var explicitMask = new AttentionProblem<T>($"{problem} mask made explicit", NativeTensor<T>.CopyOf(problem.Q), NativeTensor<T>.CopyOf(problem.K),
+            NativeTensor<T>.CopyOf(problem.V), problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), keep, Mask.None, problem.Scale);
+        return WithinRule<T>($"mask {problem.Mask} equals explicit keep-mask", explicitMask.Run(candidate), baseline.Oracle, baseline.Naive);
+    }
+
+    private static NativeTensor<bool> ExpandKeep<T>(AttentionProblem<T> problem) where T : unmanaged
+    {
+        var s = problem.Shape;
+        var full = NativeTensor<bool>.Zeros(s.Batch, s.QueryHeads, s.QueryLength, s.KeyLength);
+        using var output = problem.AllocateOutput();
+        var call = AttentionValidator.Validate<T>(problem.Q, problem.K, problem.V, output, problem.Options());
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+        for (int j = 0; j < s.KeyLength; j++)
+            full[b, h, i, j] = call.KeepMask[b, h, i, j];
+        return full;
+    }
+
+    private static double Poison(Random rng) => (rng.Next(2) == 0 ? -1 : 1) * HiddenKeyPoison * (0.5 + rng.NextDouble());
+
+    private static long Index(AttentionShape s, int b, int h, int i, int j) =>
+        (((long)b * s.QueryHeads + h) * s.QueryLength + i) * s.KeyLength + j;
+
+    private static InvariantReport WithinRule<T>(string name, AttentionResult candidate, AttentionResult oracle, AttentionResult naive)
+    {
+        var output = ToleranceRule.Check<T>(candidate.Output, oracle.Output, naive.Output);
+        if (!output.Passed) return new InvariantReport(name, false, $"output {output}");
+        if (candidate.Lse.Length == 0) return new InvariantReport(name, true, $"output {output}");
+        var lse = ToleranceRule.Check<float>(candidate.Lse, oracle.Lse, naive.Lse);
+        return new InvariantReport(name, lse.Passed, $"output {output}; LSE {lse}");
+    }
+
+    private static InvariantReport Bitwise(string name, AttentionResult first, AttentionResult second)
+    {
+        for (int n = 0; n < first.Output.Length; n++)
+            if (!first.Output[n].Equals(second.Output[n]))
+                return new InvariantReport(name, false, $"output element {n}: {first.Output[n]:R} vs {second.Output[n]:R}");
+        for (int n = 0; n < first.Lse.Length; n++)
+            if (!first.Lse[n].Equals(second.Lse[n]))
+                return new InvariantReport(name, false, $"LSE element {n}: {first.Lse[n]:R} vs {second.Lse[n]:R}");
+        return new InvariantReport(name, true, "bitwise equal");
+    }
+}

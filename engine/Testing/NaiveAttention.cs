@@ -1,0 +1,118 @@
+using System.Numerics.Tensors;
+
+namespace AttentionEngine.Testing;
+
+/// <summary>Arithmetic of <see cref="NaiveAttention"/>.</summary>
+public enum NaivePrecision
+{
+    /// <summary>Every step in float64, no rounding: an oracle written independently of <see cref="ReferenceAttention"/>.</summary>
+    Float64,
+
+    /// <summary>
+    /// The textbook formula as a plain implementation in the storage type would run it: fp32 scores and softmax,
+    /// probabilities rounded to the storage type before P·V (as an fp16 GEMM consumes them), fp32 accumulation,
+    /// output rounded to the storage type. Its error against the oracle is the yardstick of the tolerance rule.
+    /// </summary>
+    Storage,
+}
+
+/// <summary>
+/// Attention as written in a textbook: S = scale · Q Kᵀ + bias, masked entries set to -infinity, P = softmax(S)
+/// row by row, O = P V. Each (batch, head) materialises its whole Lq x Lk score matrix; deliberately a different
+/// program from <see cref="ReferenceAttention"/> (matrix at a time, not row at a time), so the two check each other.
+/// </summary>
+public static class NaiveAttention
+{
+    /// <summary>Computes attention of the given tensors; validates exactly as every backend does.</summary>
+    public static AttentionResult Compute<T>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, NaivePrecision precision,
+        scoped in AttentionOptions options = default) where T : unmanaged
+    {
+        var shape = ShapeOf(q, k, v);
+        // The validator needs a destination; a contiguous scratch output satisfies it and is never written.
+        using var scratch = NativeTensor<T>.Zeros(shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim);
+        var call = AttentionValidator.Validate(q, k, v, scratch.AsTensorSpan(), options);
+        return Compute(call, precision);
+    }
+
+    /// <summary>Computes a validated call.</summary>
+    public static AttentionResult Compute<T>(scoped in AttentionCall<T> call, NaivePrecision precision) where T : unmanaged
+    {
+        var shape = call.Shape;
+        var result = new AttentionResult(
+            shape,
+            new double[(long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.ValueDim],
+            new double[(long)shape.Batch * shape.QueryHeads * shape.QueryLength],
+            null);
+        PinnedCall<T>.Pin(call, pinned =>
+            Parallel.For(0, shape.Batch * shape.QueryHeads, head =>
+                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, precision, result)));
+        return result;
+    }
+
+    private static AttentionShape ShapeOf<T>(ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v)
+    {
+        // Shapes are validated by the validator; this only sizes the scratch output, so guard the ranks first.
+        if (q.Rank != 4 || k.Rank != 4 || v.Rank != 4)
+            throw new ArgumentException($"q, k and v must have rank 4; got {q.Rank}, {k.Rank}, {v.Rank}.", nameof(q));
+        return new AttentionShape((int)q.Lengths[0], (int)q.Lengths[1], (int)k.Lengths[1], (int)q.Lengths[2],
+            (int)k.Lengths[2], (int)q.Lengths[3], (int)v.Lengths[3]);
+    }
+
+    private static void ComputeHead<T>(PinnedCall<T> x, int b, int h, NaivePrecision precision, AttentionResult result)
+        where T : unmanaged
+    {
+        bool storage = precision == NaivePrecision.Storage;
+        // In storage precision every fp32 operation is emulated exactly: double arithmetic on floats followed by a
+        // rounding to float is correctly rounded for +, -, * and / (53 >= 2·24 + 2 bits).
+        double F32(double value) => storage ? (float)value : value;
+        double InStorage(double value) => storage ? ElementTypes.RoundTo<T>(value) : value;
+
+        var shape = x.Shape;
+        int lq = shape.QueryLength, lk = shape.KeyLength, kvHead = h / shape.GroupSize;
+
+        // S = scale · Q Kᵀ + bias, with hidden entries at -infinity.
+        var s = new double[lq * lk];
+        for (int i = 0; i < lq; i++)
+        for (int j = 0; j < lk; j++)
+        {
+            if (!x.IsAllowed(b, h, i, j)) { s[i * lk + j] = double.NegativeInfinity; continue; }
+            double dot = 0;
+            for (int c = 0; c < shape.HeadDim; c++)
+                dot = F32(dot + F32(ElementTypes.ToDouble(x.Q[b, h, i, c]) * ElementTypes.ToDouble(x.K[b, kvHead, j, c])));
+            s[i * lk + j] = F32(F32(dot * x.Scale) + x.BiasAt(b, h, i, j));
+        }
+
+        // P = softmax(S) by rows; LSE = m + ln(l).
+        var p = new double[lq * lk];
+        for (int i = 0; i < lq; i++)
+        {
+            long row = ((long)b * shape.QueryHeads + h) * lq + i;
+            var si = s.AsSpan(i * lk, lk);
+            double m = double.NegativeInfinity;
+            foreach (double value in si) m = Math.Max(m, value);
+            if (double.IsNegativeInfinity(m)) { result.Lse[row] = double.NegativeInfinity; continue; } // P row stays 0
+            double l = 0;
+            for (int j = 0; j < lk; j++)
+            {
+                p[i * lk + j] = double.IsNegativeInfinity(si[j]) ? 0 : F32(Math.Exp(F32(si[j] - m)));
+                l = F32(l + p[i * lk + j]);
+            }
+            for (int j = 0; j < lk; j++) p[i * lk + j] = InStorage(F32(p[i * lk + j] / l));
+            result.Lse[row] = F32(m + F32(Math.Log(l)));
+        }
+
+        // O = P V.
+        for (int i = 0; i < lq; i++)
+        {
+            long row = ((long)b * shape.QueryHeads + h) * lq + i;
+            for (int c = 0; c < shape.ValueDim; c++)
+            {
+                double acc = 0;
+                for (int j = 0; j < lk; j++)
+                    acc = F32(acc + F32(p[i * lk + j] * ElementTypes.ToDouble(x.V[b, kvHead, j, c])));
+                result.Output[row * shape.ValueDim + c] = InStorage(acc);
+            }
+        }
+    }
+}

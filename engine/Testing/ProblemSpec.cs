@@ -1,0 +1,69 @@
+namespace AttentionEngine.Testing;
+
+/// <summary>
+/// A complete, printable description of one attention test problem: sizes, layout, masks, scale and how the values
+/// are drawn. Small and immutable so FsCheck can generate and shrink it; <see cref="AttentionProblem{T}.Create"/>
+/// turns it into tensors, the same values for the same spec on every machine.
+/// </summary>
+public sealed record ProblemSpec
+{
+    public int Batch { get; init; } = 1;
+    public int QueryHeads { get; init; } = 1;
+    public int KvHeads { get; init; } = 1;
+    public int QueryLength { get; init; } = 1;
+    public int KeyLength { get; init; } = 1;
+    public int HeadDim { get; init; } = 1;
+    public int ValueDim { get; init; } = 1;
+    public MemoryLayout Layout { get; init; } = MemoryLayout.Contiguous;
+    /// <summary>Causal mask alignment, or null for no causal mask.</summary>
+    public CausalAlignment? Causal { get; init; }
+    public WindowSpec? Window { get; init; }
+    public BiasKind Bias { get; init; }
+    public KeepMaskKind KeepMask { get; init; }
+    /// <summary>Explicit scale, or null for the default 1/sqrt(headDim).</summary>
+    public float? Scale { get; init; }
+    public ValueDistribution Values { get; init; } = ValueDistribution.Normal;
+    /// <summary>Seed of every value in the problem's tensors.</summary>
+    public int DataSeed { get; init; }
+
+    public AttentionShape Shape => new(Batch, QueryHeads, KvHeads, QueryLength, KeyLength, HeadDim, ValueDim);
+
+    /// <summary>The positional mask this spec describes.</summary>
+    public Mask BuildMask()
+    {
+        var mask = Mask.None;
+        if (Causal is { } alignment) mask &= Mask.Causal(alignment);
+        if (Window is { } w) mask &= Mask.SlidingWindow(w.Left, w.Right, w.Alignment);
+        return mask;
+    }
+
+    /// <summary>Multiply-adds of one forward: a rough cost, used to keep generated suites inside their time budget.</summary>
+    public double Cost => (double)Batch * QueryHeads * QueryLength * KeyLength * (HeadDim + ValueDim);
+
+    /// <summary>Throws when the spec cannot describe a problem (for hand-written or deserialised specs).</summary>
+    public void Validate()
+    {
+        foreach (var (name, value) in new[] { (nameof(Batch), Batch), (nameof(QueryHeads), QueryHeads), (nameof(KvHeads), KvHeads),
+                     (nameof(QueryLength), QueryLength), (nameof(KeyLength), KeyLength), (nameof(HeadDim), HeadDim), (nameof(ValueDim), ValueDim) })
+            if (value < 1) throw new ArgumentOutOfRangeException(name, value, $"{name} must be at least 1.");
+        if (QueryHeads % KvHeads != 0)
+            throw new ArgumentException($"QueryHeads {QueryHeads} is not a multiple of KvHeads {KvHeads}.", nameof(KvHeads));
+    }
+
+    public override string ToString()
+    {
+        var parts = new List<string>
+        {
+            $"B{Batch} Hq{QueryHeads} Hkv{KvHeads} Lq{QueryLength} Lk{KeyLength} D{HeadDim} Dv{ValueDim}",
+            Layout.ToString().ToLowerInvariant(),
+        };
+        if (Causal is { } c) parts.Add(c == CausalAlignment.TopLeft ? "causal(TL)" : "causal(BR)");
+        if (Window is not null) parts.Add(Window.ToString());
+        if (Bias != BiasKind.None) parts.Add($"bias:{Bias}");
+        if (KeepMask != KeepMaskKind.None) parts.Add($"keep:{KeepMask}");
+        parts.Add(Scale is { } s ? $"scale:{s:R}" : "scale:default");
+        parts.Add($"values:{Values}");
+        parts.Add($"seed:{DataSeed}");
+        return string.Join(" ", parts);
+    }
+}

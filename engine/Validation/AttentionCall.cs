@@ -1,0 +1,55 @@
+using AttentionEngine.Kernels.Masking;
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// A validated attention call: shapes checked, scale and positional mask resolved, tensor masks broadcast to
+/// [batch, queryHeads, Lq, Lk] views (stride 0 on broadcast dimensions). Built only by
+/// <see cref="AttentionValidator"/>, so a backend holding one may index without further checks.
+/// </summary>
+public readonly ref struct AttentionCall<T> where T : unmanaged
+{
+    internal AttentionCall(
+        AttentionShape shape, float scale, Mask mask, DiagonalBand band,
+        ReadOnlyStrided4<T> q, ReadOnlyStrided4<T> k, ReadOnlyStrided4<T> v, Strided4<T> output,
+        ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, Strided4<float> lse, Strided4<float> weights)
+    {
+        Shape = shape; Scale = scale; Mask = mask; Band = band;
+        Q = q; K = k; V = v; Output = output;
+        Bias = bias; KeepMask = keepMask; Lse = lse; Weights = weights;
+    }
+
+    public AttentionShape Shape { get; }
+
+    /// <summary>The resolved multiplier of Q·K.</summary>
+    public float Scale { get; }
+
+    /// <summary>The positional mask as given (<see cref="AttentionEngine.Mask.None"/> when absent).</summary>
+    public Mask Mask { get; }
+
+    /// <summary>The positional mask resolved for this Lq, Lk.</summary>
+    public DiagonalBand Band { get; }
+
+    public ReadOnlyStrided4<T> Q { get; }
+    public ReadOnlyStrided4<T> K { get; }
+    public ReadOnlyStrided4<T> V { get; }
+    public Strided4<T> Output { get; }
+
+    /// <summary>[B, Hq, Lq, Lk] view of the additive bias; empty when none.</summary>
+    public ReadOnlyStrided4<float> Bias { get; }
+
+    /// <summary>[B, Hq, Lq, Lk] view of the keep-mask; empty when none.</summary>
+    public ReadOnlyStrided4<bool> KeepMask { get; }
+
+    /// <summary>[B, Hq, Lq, 1] view of the LSE destination; empty when not wanted.</summary>
+    public Strided4<float> Lse { get; }
+
+    /// <summary>[B, Hq, Lq, Lk] view of the weights destination; empty when not wanted.</summary>
+    public Strided4<float> Weights { get; }
+
+    public bool HasBias => !Bias.IsEmpty;
+    public bool HasKeepMask => !KeepMask.IsEmpty;
+    public bool ReturnLse => !Lse.IsEmpty;
+    public bool ReturnWeights => !Weights.IsEmpty;
+}

@@ -1,0 +1,220 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// The one validation path of every backend. Every rejection is an <see cref="ArgumentException"/> whose
+/// ParamName is the offending tensor and whose message names the dimension, the value seen and the value expected.
+/// </summary>
+public static class AttentionValidator
+{
+    private static readonly string[] InputDims = ["batch", "heads", "seq", "headDim"];
+    private static readonly string[] MaskDims = ["batch", "heads", "queries", "keys"];
+
+    /// <summary>Checks a call and resolves its options.</summary>
+    /// <exception cref="ArgumentException">a shape, stride, option or aliasing error; the message says which.</exception>
+    /// <exception cref="NotSupportedException">T is not float, Half or BFloat16.</exception>
+    public static AttentionCall<T> Validate<T>(
+        scoped in ReadOnlyTensorSpan<T> q, scoped in ReadOnlyTensorSpan<T> k, scoped in ReadOnlyTensorSpan<T> v,
+        scoped in TensorSpan<T> output, scoped in AttentionOptions options) where T : unmanaged
+    {
+        ElementTypes.ThrowIfUnsupported<T>();
+        var ql = CheckRank4(q.Lengths, nameof(q));
+        var kl = CheckRank4(k.Lengths, nameof(k));
+        var vl = CheckRank4(v.Lengths, nameof(v));
+        var ol = CheckRank4(output.Lengths, nameof(output));
+
+        ExpectEqual(kl, 0, ql[0], nameof(k), "q");
+        ExpectEqual(kl, 3, ql[3], nameof(k), "q");
+        ExpectEqual(vl, 0, kl[0], nameof(v), "k");
+        ExpectEqual(vl, 1, kl[1], nameof(v), "k");
+        ExpectEqual(vl, 2, kl[2], nameof(v), "k");
+        if (ql[1] % kl[1] != 0)
+            throw new ArgumentException(
+                $"q dimension 1 (heads) is {ql[1]}, which is not a multiple of k dimension 1 (heads) {kl[1]}; " +
+                "grouped-query attention needs queryHeads % kvHeads == 0.", nameof(q));
+        var shape = new AttentionShape(ql[0], ql[1], kl[1], ql[2], kl[2], ql[3], vl[3]);
+        int[] expectedOutput = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
+        for (int d = 0; d < 4; d++)
+            if (ol[d] != expectedOutput[d])
+                throw new ArgumentException(
+                    $"output dimension {d} ({InputDims[d]}) is {ol[d]}; expected {expectedOutput[d]} " +
+                    $"(output is [batch, queryHeads, Lq, valueDim] = [{string.Join(", ", expectedOutput)}]).", nameof(output));
+        CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
+
+        float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(shape.HeadDim));
+        if (!float.IsFinite(scale))
+            throw new ArgumentException($"Scale is {scale}; expected a finite number.", "options.Scale");
+
+        var mask = options.Mask ?? Mask.None;
+        int[] scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
+        var bias = BroadcastMask(options.Bias, scoreShape, "options.Bias");
+        var keep = BroadcastMask(options.KeepMask, scoreShape, "options.KeepMask");
+
+        var lse = default(Strided4<float>);
+        if (options.ReturnLse)
+        {
+            var lengths = options.Lse.Lengths;
+            int[] expected = [shape.Batch, shape.QueryHeads, shape.QueryLength];
+            if (lengths.Length != 3)
+                throw new ArgumentException(
+                    $"options.Lse has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 3 [batch, queryHeads, Lq] = [{string.Join(", ", expected)}].", "options.Lse");
+            for (int d = 0; d < 3; d++)
+                if (lengths[d] != expected[d])
+                    throw new ArgumentException(
+                        $"options.Lse dimension {d} is {lengths[d]}; expected {expected[d]} ([batch, queryHeads, Lq] = [{string.Join(", ", expected)}]).", "options.Lse");
+            CheckNonOverlapping(lengths, options.Lse.Strides, "options.Lse");
+            var s = options.Lse.Strides;
+            lse = new Strided4<float>(ref options.Lse.GetPinnableReference(), [.. expected, 1], [s[0], s[1], s[2], 0]);
+        }
+
+        var weights = default(Strided4<float>);
+        if (options.ReturnWeights)
+        {
+            var lengths = options.Weights.Lengths;
+            if (lengths.Length != 4)
+                throw new ArgumentException(
+                    $"options.Weights has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 4 [batch, queryHeads, Lq, Lk] = [{string.Join(", ", scoreShape)}].", "options.Weights");
+            for (int d = 0; d < 4; d++)
+                if (lengths[d] != scoreShape[d])
+                    throw new ArgumentException(
+                        $"options.Weights dimension {d} ({MaskDims[d]}) is {lengths[d]}; expected {scoreShape[d]} ([batch, queryHeads, Lq, Lk] = [{string.Join(", ", scoreShape)}]).", "options.Weights");
+            CheckNonOverlapping(lengths, options.Weights.Strides, "options.Weights");
+            var s = options.Weights.Strides;
+            weights = new Strided4<float>(ref options.Weights.GetPinnableReference(), scoreShape, [s[0], s[1], s[2], s[3]]);
+        }
+
+        // Outputs must not share memory with inputs or with each other: kernels read while they write.
+        var outputRegion = MemoryRegion.Of(output);
+        var lseRegion = options.ReturnLse ? MemoryRegion.Of(options.Lse) : default;
+        var weightsRegion = options.ReturnWeights ? MemoryRegion.Of(options.Weights) : default;
+        ThrowIfOverlapsAnyInput(outputRegion, "output", q, k, v, options);
+        ThrowIfOverlapsAnyInput(lseRegion, "options.Lse", q, k, v, options);
+        ThrowIfOverlapsAnyInput(weightsRegion, "options.Weights", q, k, v, options);
+        lseRegion.ThrowIfOverlaps(outputRegion with { Name = "output" }, "options.Lse");
+        weightsRegion.ThrowIfOverlaps(outputRegion with { Name = "output" }, "options.Weights");
+        weightsRegion.ThrowIfOverlaps(lseRegion with { Name = "options.Lse" }, "options.Weights");
+
+        return new AttentionCall<T>(
+            shape, scale, mask, mask.Resolve(shape.QueryLength, shape.KeyLength),
+            View(q), View(k), View(v),
+            new Strided4<T>(ref output.GetPinnableReference(), ol, output.Strides),
+            bias, keep, lse, weights);
+    }
+
+    private static void ThrowIfOverlapsAnyInput<T>(
+        MemoryRegion written, string name, scoped in ReadOnlyTensorSpan<T> q, scoped in ReadOnlyTensorSpan<T> k,
+        scoped in ReadOnlyTensorSpan<T> v, scoped in AttentionOptions options)
+    {
+        written.ThrowIfOverlaps(MemoryRegion.Of(q, "q"), name);
+        written.ThrowIfOverlaps(MemoryRegion.Of(k, "k"), name);
+        written.ThrowIfOverlaps(MemoryRegion.Of(v, "v"), name);
+        written.ThrowIfOverlaps(MemoryRegion.Of(options.Bias, "options.Bias"), name);
+        written.ThrowIfOverlaps(MemoryRegion.Of(options.KeepMask, "options.KeepMask"), name);
+    }
+
+    private static ReadOnlyStrided4<T> View<T>(scoped in ReadOnlyTensorSpan<T> tensor)
+    {
+        var l = tensor.Lengths;
+        return new ReadOnlyStrided4<T>(in tensor.GetPinnableReference(), [(int)l[0], (int)l[1], (int)l[2], (int)l[3]], tensor.Strides);
+    }
+
+    private static int[] CheckRank4(ReadOnlySpan<nint> lengths, string name)
+    {
+        if (lengths.Length != 4)
+            throw new ArgumentException(
+                $"{name} has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 4 [batch, heads, seq, headDim].", name);
+        var result = new int[4];
+        for (int d = 0; d < 4; d++)
+        {
+            if (lengths[d] < 1)
+                throw new ArgumentException(
+                    $"{name} dimension {d} ({InputDims[d]}) has length {lengths[d]}; every dimension must be at least 1.", name);
+            if (lengths[d] > int.MaxValue)
+                throw new ArgumentException(
+                    $"{name} dimension {d} ({InputDims[d]}) has length {lengths[d]}; at most {int.MaxValue} is supported.", name);
+            result[d] = (int)lengths[d];
+        }
+        return result;
+    }
+
+    private static void ExpectEqual(int[] lengths, int dim, int expected, string name, string other)
+    {
+        if (lengths[dim] != expected)
+            throw new ArgumentException(
+                $"{name} dimension {dim} ({InputDims[dim]}) is {lengths[dim]}; expected {expected} to match {other}.", name);
+    }
+
+    private static void CheckNonOverlapping(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides, string name)
+    {
+        if (TensorLayout.IsNonOverlapping(lengths, strides)) return;
+        throw new ArgumentException(
+            $"{name} has overlapping elements (lengths [{Join(lengths)}], strides [{Join(strides)}]): " +
+            "two positions would be written to the same memory. Give a destination whose elements are distinct.", name);
+    }
+
+    /// <summary>Right-aligns a mask of rank 1..4 against [B, Hq, Lq, Lk], each dimension full or 1 (broadcast).</summary>
+    private static ReadOnlyStrided4<TMask> BroadcastMask<TMask>(scoped in ReadOnlyTensorSpan<TMask> mask, int[] target, string name)
+    {
+        if (mask.IsEmpty) return default;
+        var lengths = mask.Lengths;
+        var strides = mask.Strides;
+        if (lengths.Length is < 1 or > 4)
+            throw new ArgumentException(
+                $"{name} has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 1 to 4 broadcastable to [batch, heads, Lq, Lk] = [{string.Join(", ", target)}].", name);
+        Span<nint> broadcastStrides = stackalloc nint[4];
+        int shift = 4 - lengths.Length;
+        for (int d = 0; d < 4; d++)
+        {
+            if (d < shift) { broadcastStrides[d] = 0; continue; }
+            nint length = lengths[d - shift];
+            if (length == target[d]) broadcastStrides[d] = strides[d - shift];
+            else if (length == 1) broadcastStrides[d] = 0;
+            else
+                throw new ArgumentException(
+                    $"{name} dimension {d - shift} ({MaskDims[d]}) is {length}; expected 1 or {target[d]} to broadcast " +
+                    $"lengths [{Join(lengths)}] against [batch, heads, Lq, Lk] = [{string.Join(", ", target)}].", name);
+        }
+        return new ReadOnlyStrided4<TMask>(in mask.GetPinnableReference(), target, broadcastStrides);
+    }
+
+    internal static string Join(ReadOnlySpan<nint> values) => string.Join(", ", values.ToArray());
+
+    /// <summary>The bytes a strided tensor may touch, as a range relative to an arbitrary reference.</summary>
+    private readonly ref struct MemoryRegion
+    {
+        private readonly ref byte _start;
+        private readonly nint _byteLength;
+        public string Name { get; init; }
+
+        private MemoryRegion(ref byte start, nint byteLength, string name)
+        {
+            _start = ref start;
+            _byteLength = byteLength;
+            Name = name;
+        }
+
+        public static MemoryRegion Of<TElement>(scoped in ReadOnlyTensorSpan<TElement> tensor, string name = "") =>
+            tensor.IsEmpty ? default
+                : new(ref Unsafe.As<TElement, byte>(ref Unsafe.AsRef(in tensor.GetPinnableReference())),
+                    TensorLayout.StorageLength(tensor.Lengths, tensor.Strides) * Unsafe.SizeOf<TElement>(), name);
+
+        public static MemoryRegion Of<TElement>(scoped in TensorSpan<TElement> tensor, string name = "") =>
+            tensor.IsEmpty ? default
+                : new(ref Unsafe.As<TElement, byte>(ref tensor.GetPinnableReference()),
+                    TensorLayout.StorageLength(tensor.Lengths, tensor.Strides) * Unsafe.SizeOf<TElement>(), name);
+
+        public void ThrowIfOverlaps(MemoryRegion other, string name)
+        {
+            if (_byteLength == 0 || other._byteLength == 0) return;
+            // Offset of other's start from ours; both refs are GC-tracked, so the difference is taken atomically.
+            nint offset = Unsafe.ByteOffset(ref _start, ref other._start);
+            if (offset < _byteLength && -offset < other._byteLength)
+                throw new ArgumentException(
+                    $"{name} overlaps the memory of {other.Name}: outputs must not share memory with inputs or with " +
+                    "other outputs, because the kernels read while they write.", name);
+        }
+    }
+}

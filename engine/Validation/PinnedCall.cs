@@ -1,0 +1,37 @@
+using System.Runtime.CompilerServices;
+using AttentionEngine.Kernels.Masking;
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// The inputs of a validated call as plain (capturable) views over pinned memory, for work spread over threads.
+/// Only valid inside <see cref="Pin"/>'s callback.
+/// </summary>
+internal readonly record struct PinnedCall<T>(
+    AttentionShape Shape, double Scale, DiagonalBand Band,
+    RawStrided4<T> Q, RawStrided4<T> K, RawStrided4<T> V, RawStrided4<float> Bias, RawStrided4<bool> Keep)
+    where T : unmanaged
+{
+    /// <summary>Positional mask and keep-mask (the bias's -infinity entries are the caller's to check).</summary>
+    public bool IsAllowed(int b, int h, int i, int j) => Band.Contains(i, j) && (Keep.IsEmpty || Keep[b, h, i, j]);
+
+    public double BiasAt(int b, int h, int i, int j) => Bias.IsEmpty ? 0.0 : Bias[b, h, i, j];
+
+    /// <summary>Pins the inputs of <paramref name="call"/> for the duration of <paramref name="work"/>.</summary>
+    public static unsafe void Pin(scoped in AttentionCall<T> call, Action<PinnedCall<T>> work)
+    {
+        fixed (T* q = &Unsafe.AsRef(in call.Q.Base))
+        fixed (T* k = &Unsafe.AsRef(in call.K.Base))
+        fixed (T* v = &Unsafe.AsRef(in call.V.Base))
+        fixed (float* bias = &Unsafe.AsRef(in call.Bias.Base))
+        fixed (bool* keep = &Unsafe.AsRef(in call.KeepMask.Base))
+        {
+            work(new PinnedCall<T>(
+                call.Shape, call.Scale, call.Band,
+                new RawStrided4<T>(q, call.Q), new RawStrided4<T>(k, call.K), new RawStrided4<T>(v, call.V),
+                call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
+                call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default));
+        }
+    }
+}

@@ -1,0 +1,29 @@
+namespace AttentionEngine.Kernels.Masking;
+
+/// <summary>
+/// The positional part of a mask, resolved for one (Lq, Lk): query i may see key j exactly when
+/// <c>Lo &lt;= j - i &lt;= Hi</c>. Causal and sliding-window masks in any alignment, and their intersections, are all
+/// such bands, so kernels test two integer bounds and can skip whole tiles outside the band.
+/// </summary>
+public readonly record struct DiagonalBand(long Lo, long Hi)
+{
+    /// <summary>Bound used for "no limit": far outside any index difference a tensor can have.</summary>
+    public const long Unbounded = 1L << 40;
+
+    /// <summary>A band that hides nothing.</summary>
+    public static DiagonalBand All => new(-Unbounded, Unbounded);
+
+    /// <summary>True when the band hides no pair of an Lq x Lk problem.</summary>
+    public bool CoversAll(int queryLength, int keyLength) => Lo <= -(queryLength - 1) && Hi >= keyLength - 1;
+
+    public bool Contains(long query, long key) => key - query >= Lo && key - query <= Hi;
+
+    /// <summary>First visible key of a query row (may be past the last key when the row is empty).</summary>
+    public long FirstKey(long query) => Math.Max(0, query + Lo);
+
+    /// <summary>One past the last visible key of a query row, clamped to the key length.</summary>
+    public long EndKey(long query, int keyLength) => Math.Min(keyLength, query + Hi + 1);
+
+    /// <summary>The intersection of two bands.</summary>
+    public DiagonalBand Intersect(DiagonalBand other) => new(Math.Max(Lo, other.Lo), Math.Min(Hi, other.Hi));
+}

@@ -1,0 +1,39 @@
+using System.Runtime.CompilerServices;
+
+namespace AttentionEngine.Kernels.Tensors;
+
+/// <summary>
+/// A 4-D strided view over pinned or native memory, as a plain struct: unlike the ref-struct views it can be
+/// captured by worker threads. Create it inside a <c>fixed</c> block (or over native memory) that outlives the work.
+/// </summary>
+public readonly unsafe struct RawStrided4<T> where T : unmanaged
+{
+    public readonly T* Base;
+    public readonly int Length0, Length1, Length2, Length3;
+    public readonly nint Stride0, Stride1, Stride2, Stride3;
+
+    public RawStrided4(T* pinnedBase, scoped in ReadOnlyStrided4<T> view)
+    {
+        Base = pinnedBase;
+        (Length0, Length1, Length2, Length3) = (view.Length0, view.Length1, view.Length2, view.Length3);
+        (Stride0, Stride1, Stride2, Stride3) = (view.Stride0, view.Stride1, view.Stride2, view.Stride3);
+    }
+
+    public RawStrided4(T* pinnedBase, scoped in Strided4<T> view)
+    {
+        Base = pinnedBase;
+        (Length0, Length1, Length2, Length3) = (view.Length0, view.Length1, view.Length2, view.Length3);
+        (Stride0, Stride1, Stride2, Stride3) = (view.Stride0, view.Stride1, view.Stride2, view.Stride3);
+    }
+
+    public bool IsEmpty => Base == null;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public nint Offset(nint i0, nint i1, nint i2, nint i3) => i0 * Stride0 + i1 * Stride1 + i2 * Stride2 + i3 * Stride3;
+
+    public ref T this[nint i0, nint i1, nint i2, nint i3]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref Base[Offset(i0, i1, i2, i3)];
+    }
+}
