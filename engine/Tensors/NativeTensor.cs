@@ -14,6 +14,9 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
     private readonly AlignedMemoryHandle _memory;
     private readonly nint[] _lengths;
     private readonly nint[] _strides;
+    // Strides handed to System.Numerics.Tensors: 10.0.x rejects a length-1 dimension with a nonzero stride as
+    // "outside the provided memory" although that stride is never used, so such dimensions get stride 0.
+    private readonly nint[] _spanStrides;
 
     private NativeTensor(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {
@@ -30,6 +33,7 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
         }
         _lengths = lengths.ToArray();
         _strides = strides.ToArray();
+        _spanStrides = _strides.Select((stride, d) => _lengths[d] == 1 ? 0 : stride).ToArray();
         StorageLength = TensorLayout.StorageLength(lengths, strides);
         FlattenedLength = 1;
         foreach (var length in lengths) FlattenedLength = checked(FlattenedLength * length);
@@ -65,9 +69,9 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
     /// <summary>The whole storage, padding included.</summary>
     public Span<T> Storage => new(Pointer, checked((int)StorageLength));
 
-    public TensorSpan<T> AsTensorSpan() => new(Pointer, StorageLength, _lengths, _strides);
+    public TensorSpan<T> AsTensorSpan() => new(Pointer, StorageLength, _lengths, _spanStrides);
 
-    public ReadOnlyTensorSpan<T> AsReadOnlyTensorSpan() => new(Pointer, StorageLength, _lengths, _strides);
+    public ReadOnlyTensorSpan<T> AsReadOnlyTensorSpan() => new(Pointer, StorageLength, _lengths, _spanStrides);
 
     public static implicit operator ReadOnlyTensorSpan<T>(NativeTensor<T> tensor) => tensor.AsReadOnlyTensorSpan();
 
