@@ -67,6 +67,16 @@ public static class AttentionGen
         return spec.Where(s => s.Cost <= l.MaxCost);
     }
 
+    /// <summary>
+    /// <paramref name="count"/> problems drawn deterministically from <paramref name="seed"/>: the same seed gives the
+    /// same list everywhere, so a failing case is replayed by its seed and index.
+    /// </summary>
+    public static ProblemSpec[] Sample(int count, ulong seed, ProblemLimits? limits = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        return count == 0 ? [] : Problems(limits).Sample(count, new Rnd(seed), size: 100);
+    }
+
     /// <summary>Generator and shrinker together.</summary>
     public static Arbitrary<ProblemSpec> Arbitrary(ProblemLimits? limits = null) => Arb.From(Problems(limits), Shrink);
 

@@ -40,6 +40,22 @@ public sealed record ProblemSpec
     /// <summary>Multiply-adds of one forward: a rough cost, used to keep generated suites inside their time budget.</summary>
     public double Cost => (double)Batch * QueryHeads * QueryLength * KeyLength * (HeadDim + ValueDim);
 
+    /// <summary>The features this problem exercises, for per-feature reports ("plain" when none).</summary>
+    public IReadOnlyList<string> Features()
+    {
+        var features = new List<string>();
+        if (Causal is not null) features.Add("causal");
+        if (Window is not null) features.Add("window");
+        if (Bias != BiasKind.None) features.Add("bias");
+        if (KeepMask != KeepMaskKind.None) features.Add("keep-mask");
+        if (KvHeads < QueryHeads) features.Add("gqa");
+        if (ValueDim != HeadDim) features.Add("dv!=d");
+        if (Layout != MemoryLayout.Contiguous) features.Add("strided");
+        if (Values is ValueDistribution.Large or ValueDistribution.Outliers) features.Add("hostile values");
+        if (features.Count == 0) features.Add("plain");
+        return features;
+    }
+
     /// <summary>Throws when the spec cannot describe a problem (for hand-written or deserialised specs).</summary>
     public void Validate()
     {
