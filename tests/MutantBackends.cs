@@ -79,7 +79,7 @@ internal sealed class MutantBackend(string name, MutantBackend.Mutation mutation
         for (nint h = 0; h < l[1]; h++)
         for (nint i = 0; i < l[2]; i++)
         for (nint j = 0; j < lk; j++)
-            bias[b, h, i, j] = (options.Bias.IsEmpty ? 0 : BiasAt(options.Bias, b, h, i, j)) + 0.05f * j;
+            bias[b, h, i, j] = (options.Bias.IsEmpty ? 0 : BroadcastAt(options.Bias, b, h, i, j)) + 0.05f * j;
         Reference.Forward(q, k, v, o, options with { Bias = bias });
     });
 
@@ -95,29 +95,21 @@ internal sealed class MutantBackend(string name, MutantBackend.Mutation mutation
         for (nint i = 0; i < l[2]; i++)
         for (nint j = 0; j < lk; j++)
         {
-            float value = options.Bias.IsEmpty ? 0 : BiasAt(options.Bias, b, h, i, j);
-            bool kept = options.KeepMask.IsEmpty || KeepAt(options.KeepMask, b, h, i, j);
+            float value = options.Bias.IsEmpty ? 0 : BroadcastAt(options.Bias, b, h, i, j);
+            bool kept = options.KeepMask.IsEmpty || BroadcastAt(options.KeepMask, b, h, i, j);
             bias[b, h, i, j] = !kept || float.IsNegativeInfinity(value) ? -60f : value;
         }
         Reference.Forward(q, k, v, o, options with { Bias = bias, KeepMask = default });
     });
 
-    private static float BiasAt(ReadOnlyTensorSpan<float> bias, nint b, nint h, nint i, nint j)
+    /// <summary>The element of a right-aligned broadcast mask at [b, h, i, j].</summary>
+    private static TElement BroadcastAt<TElement>(ReadOnlyTensorSpan<TElement> mask, nint b, nint h, nint i, nint j)
     {
-        var l = bias.Lengths;
+        var l = mask.Lengths;
         nint[] index = [b, h, i, j];
         var at = new nint[l.Length];
         for (int d = 0; d < l.Length; d++) at[d] = l[d] == 1 ? 0 : index[4 - l.Length + d];
-        return bias[at];
-    }
-
-    private static bool KeepAt(ReadOnlyTensorSpan<bool> keep, nint b, nint h, nint i, nint j)
-    {
-        var l = keep.Lengths;
-        nint[] index = [b, h, i, j];
-        var at = new nint[l.Length];
-        for (int d = 0; d < l.Length; d++) at[d] = l[d] == 1 ? 0 : index[4 - l.Length + d];
-        return keep[at];
+        return mask[at];
     }
 
     private static NativeTensor<float> Repeat(ReadOnlyTensorSpan<float> kv, int hq, int hkv)
