@@ -9,7 +9,7 @@ namespace AttentionEngine;
 public static class Attention
 {
     // Most preferred first: the automatic choice takes the first that is available and can serve the call.
-    private static readonly AttentionBackend[] Preference = [ReferenceBackend.Instance];
+    private static readonly AttentionBackend[] Preference = [CpuBackend.Default, ReferenceBackend.Instance];
 
     /// <summary>Every backend of this build, available or not.</summary>
     public static IReadOnlyList<AttentionBackend> Backends => Preference;

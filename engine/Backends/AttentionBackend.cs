@@ -29,9 +29,9 @@ public abstract class AttentionBackend : IAttentionForward
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
         scoped in AttentionOptions options = default) where T : unmanaged
     {
-        var call = AttentionValidator.Validate(q, k, v, output, options);
         if (UnavailableReason is { } unavailable)
             throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
+        var call = AttentionValidator.Validate(q, k, v, output, options);
         if (CannotServe(call) is { } reason)
             throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
         Execute(call);

@@ -5,4 +5,7 @@ public enum Backend
 {
     /// <summary>The float64 oracle: plain loops, any CPU. Slow on purpose.</summary>
     Reference,
+
+    /// <summary>Flash-style tiled online softmax in C# SIMD (AVX-512, AVX2 or 128-bit vectors), multi-threaded.</summary>
+    Cpu,
 }

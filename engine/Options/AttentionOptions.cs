@@ -38,6 +38,9 @@ public ref struct AttentionOptions
     /// </summary>
     public TensorSpan<float> Weights { get; init; }
 
+    /// <summary>Most threads a backend may use for this call; null means all cores. Results do not depend on it.</summary>
+    public int? MaxDegreeOfParallelism { get; init; }
+
     /// <summary>True when an LSE destination is given.</summary>
     public readonly bool ReturnLse => !Lse.IsEmpty;
 

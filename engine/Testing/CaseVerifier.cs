@@ -30,8 +30,8 @@ public static class CaseVerifier
         var failures = new List<string>();
         var baseline = AttentionInvariants.Baseline.Of(problem);
         var result = problem.Run(backend);
-        var output = ToleranceRule.Check<T>(result.Output, baseline.Oracle.Output, baseline.Naive.Output);
-        var lse = ToleranceRule.Check<float>(result.Lse, baseline.Oracle.Lse, baseline.Naive.Lse);
+        var output = ToleranceRule.Check<T>(result.Output, baseline.Oracle.Output, baseline.Naive.Output, baseline.ScoreRounding.Output);
+        var lse = ToleranceRule.Check<float>(result.Lse, baseline.Oracle.Lse, baseline.Naive.Lse, baseline.ScoreRounding.Lse);
         if (!output.Passed) failures.Add($"output {output}");
         if (!lse.Passed) failures.Add($"LSE {lse}");
         foreach (var report in AttentionInvariants.CheckAll(backend, problem, seed))

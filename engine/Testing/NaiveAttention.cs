@@ -14,6 +14,15 @@ public enum NaivePrecision
     /// output rounded to the storage type. Its error against the oracle is the yardstick of the tolerance rule.
     /// </summary>
     Storage,
+
+    /// <summary>
+    /// The float64 result plus its first-order sensitivity to fp32 score rounding: with δ_j = ½·u·(√D·|scale|·Σ_d|q_d·k_d|
+    /// + |s_j|), u = 2^-23 (the typical error of an fp32 dot product, Higham's probabilistic bound), output element c
+    /// gets + Σ_j p_j·|v_jc − o_c|·δ_j and the LSE + Σ_j p_j·δ_j: the error of any implementation with fp32 scores,
+    /// signs taken at their worst. On ill-conditioned rows (logits in the thousands, large D) this is what no fp32 kernel
+    /// avoids, and one lucky realisation of <see cref="Storage"/> can understate it. The tolerance rule takes the worse.
+    /// </summary>
+    ScoreRounding,
 }
 
 /// <summary>
@@ -63,6 +72,7 @@ public static class NaiveAttention
         where T : unmanaged
     {
         bool storage = precision == NaivePrecision.Storage;
+        bool sensitivity = precision == NaivePrecision.ScoreRounding;
         // In storage precision every fp32 operation is emulated exactly: double arithmetic on floats followed by a
         // rounding to float is correctly rounded for +, -, * and / (53 >= 2·24 + 2 bits).
         double F32(double value) => storage ? (float)value : value;
@@ -73,14 +83,22 @@ public static class NaiveAttention
 
         // S = scale · Q Kᵀ + bias, with hidden entries at -infinity.
         var s = new double[lq * lk];
+        var scoreError = sensitivity ? new double[lq * lk] : null;
         for (int i = 0; i < lq; i++)
         for (int j = 0; j < lk; j++)
         {
             if (!x.IsAllowed(b, h, i, j)) { s[i * lk + j] = double.NegativeInfinity; continue; }
-            double dot = 0;
+            double dot = 0, magnitude = 0;
             for (int c = 0; c < shape.HeadDim; c++)
-                dot = F32(dot + F32(ElementTypes.ToDouble(x.Q[b, h, i, c]) * ElementTypes.ToDouble(x.K[b, kvHead, j, c])));
-            s[i * lk + j] = F32(F32(dot * x.Scale) + x.BiasAt(b, h, i, j));
+            {
+                double term = ElementTypes.ToDouble(x.Q[b, h, i, c]) * ElementTypes.ToDouble(x.K[b, kvHead, j, c]);
+                dot = F32(dot + F32(term));
+                magnitude += Math.Abs(term);
+            }
+            double score = F32(F32(dot * x.Scale) + x.BiasAt(b, h, i, j));
+            if (scoreError is not null && double.IsFinite(score))
+                scoreError[i * lk + j] = 0.5 * Math.ScaleB(1.0, -23) * (Math.Sqrt(shape.HeadDim) * Math.Abs(x.Scale) * magnitude + Math.Abs(score));
+            s[i * lk + j] = score;
         }
 
         // P = softmax(S) by rows; LSE = m + ln(l).
@@ -100,6 +118,8 @@ public static class NaiveAttention
             }
             for (int j = 0; j < lk; j++) p[i * lk + j] = InStorage(F32(p[i * lk + j] / l));
             result.Lse[row] = F32(m + F32(Math.Log(l)));
+            if (scoreError is not null)
+                for (int j = 0; j < lk; j++) result.Lse[row] += p[i * lk + j] * scoreError[i * lk + j];
         }
 
         // O = P V.
@@ -112,6 +132,15 @@ public static class NaiveAttention
                 for (int j = 0; j < lk; j++)
                     acc = F32(acc + F32(p[i * lk + j] * ElementTypes.ToDouble(x.V[b, kvHead, j, c])));
                 result.Output[row * shape.ValueDim + c] = InStorage(acc);
+            }
+            if (scoreError is null) continue;
+            // First-order sensitivity: ∂o_c/∂s_j = p_j (v_jc − o_c), every score error at its worst sign.
+            for (int c = 0; c < shape.ValueDim; c++)
+            {
+                double o = result.Output[row * shape.ValueDim + c], bound = 0;
+                for (int j = 0; j < lk; j++)
+                    bound += p[i * lk + j] * Math.Abs(ElementTypes.ToDouble(x.V[b, kvHead, j, c]) - o) * scoreError[i * lk + j];
+                result.Output[row * shape.ValueDim + c] = o + bound;
             }
         }
     }

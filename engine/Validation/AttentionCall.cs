@@ -13,14 +13,19 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
     internal AttentionCall(
         AttentionShape shape, float scale, Mask mask, DiagonalBand band,
         ReadOnlyStrided4<T> q, ReadOnlyStrided4<T> k, ReadOnlyStrided4<T> v, Strided4<T> output,
-        ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, Strided4<float> lse, Strided4<float> weights)
+        ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, Strided4<float> lse, Strided4<float> weights,
+        int maxDegreeOfParallelism)
     {
+        MaxDegreeOfParallelism = maxDegreeOfParallelism;
         Shape = shape; Scale = scale; Mask = mask; Band = band;
         Q = q; K = k; V = v; Output = output;
         Bias = bias; KeepMask = keepMask; Lse = lse; Weights = weights;
     }
 
     public AttentionShape Shape { get; }
+
+    /// <summary>Most threads the call may use (the machine's core count when the caller set none).</summary>
+    public int MaxDegreeOfParallelism { get; }
 
     /// <summary>The resolved multiplier of Q·K.</summary>
     public float Scale { get; }

@@ -48,6 +48,10 @@ public static class AttentionValidator
         if (!float.IsFinite(scale))
             throw new ArgumentException($"Scale is {scale}; expected a finite number.", "options.Scale");
 
+        int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
+        if (threads < 1)
+            throw new ArgumentException($"MaxDegreeOfParallelism is {threads}; expected at least 1 (or null for all cores).", "options.MaxDegreeOfParallelism");
+
         var mask = options.Mask ?? Mask.None;
         int[] scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
         var bias = BroadcastMask(options.Bias, scoreShape, "options.Bias");
@@ -101,7 +105,7 @@ public static class AttentionValidator
             shape, scale, mask, mask.Resolve(shape.QueryLength, shape.KeyLength),
             View(q), View(k), View(v),
             new Strided4<T>(ref output.GetPinnableReference(), ol, output.Strides),
-            bias, keep, lse, weights);
+            bias, keep, lse, weights, threads);
     }
 
     private static void ThrowIfOverlapsAnyInput<T>(

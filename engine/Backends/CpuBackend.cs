@@ -1,0 +1,63 @@
+using System.Runtime.CompilerServices;
+using AttentionEngine.Kernels.Cpu;
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// The CPU flash-attention forward: tiled online softmax in C# SIMD, multi-threaded over (batch, KV head, row tile),
+/// bitwise identical for any thread count. Serves every option of the Reference backend.
+/// </summary>
+public sealed class CpuBackend : AttentionBackend
+{
+    /// <summary>The widest path this machine runs (or the one ATTENTION_CPU_ISA forces).</summary>
+    public static CpuBackend Default { get; } = new(CpuIsa.Auto);
+
+    /// <summary>A backend pinned to one vector width (for tests and comparisons).</summary>
+    public CpuBackend(CpuIsa isa)
+    {
+        if (!Enum.IsDefined(isa)) throw new ArgumentOutOfRangeException(nameof(isa), isa, "Unknown CPU instruction set.");
+        Isa = isa;
+    }
+
+    public CpuIsa Isa { get; }
+
+    public override Backend Kind => Backend.Cpu;
+
+    public override string Name => Isa == CpuIsa.Auto ? "Cpu" : $"Cpu-{Isa}";
+
+    public override string? UnavailableReason =>
+        CpuIsaSelection.IsSupported(Isa) ? null : $"this machine's instruction set does not accelerate {Isa}";
+
+    /// <summary>The vector width calls run at.</summary>
+    public CpuIsa ResolvedIsa => CpuIsaSelection.Resolve(Isa);
+
+    protected internal override unsafe void Execute<T>(scoped in AttentionCall<T> call)
+    {
+        // Worker threads read through raw pointers: pin everything for the duration of the (synchronous) run.
+        fixed (T* q = &Unsafe.AsRef(in call.Q.Base))
+        fixed (T* k = &Unsafe.AsRef(in call.K.Base))
+        fixed (T* v = &Unsafe.AsRef(in call.V.Base))
+        fixed (T* output = &call.Output.Base)
+        fixed (float* bias = &Unsafe.AsRef(in call.Bias.Base))
+        fixed (bool* keep = &Unsafe.AsRef(in call.KeepMask.Base))
+        fixed (float* lse = &call.Lse.Base)
+        fixed (float* weights = &call.Weights.Base)
+        {
+            var shape = call.Shape;
+            var job = new CpuAttentionJob<T>
+            {
+                Batch = shape.Batch, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads,
+                QueryLength = shape.QueryLength, KeyLength = shape.KeyLength, HeadDim = shape.HeadDim, ValueDim = shape.ValueDim,
+                Scale = call.Scale, Band = call.Band,
+                Q = new RawStrided4<T>(q, call.Q), K = new RawStrided4<T>(k, call.K), V = new RawStrided4<T>(v, call.V),
+                Output = new RawStrided4<T>(output, call.Output),
+                Bias = call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
+                KeepMask = call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default,
+                Lse = call.ReturnLse ? new RawStrided4<float>(lse, call.Lse) : default,
+                Weights = call.ReturnWeights ? new RawStrided4<float>(weights, call.Weights) : default,
+            };
+            CpuForward.Run(job, Isa, call.MaxDegreeOfParallelism);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using AttentionEngine.Kernels.Masking;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Scales one transposed score block Sᵀ[j][r] and applies the masks: hidden entries become -infinity, the bias is
+/// added. Scores stay in natural units here, rounded exactly as the textbook formula rounds them (one rounding for the
+/// scale, one for the bias); only the softmax's small differences s − m are converted to log2 units. The positional band runs only on blocks the band cuts (FlashAttention's "masking steps"); keep-mask and
+/// bias are data and apply to every visited block.
+/// </summary>
+internal static unsafe class BlockMasking
+{
+    /// <summary>s · scale, once per score.</summary>
+    public static void Scale<TOps, TVec>(float* scores, int br, int keyCount, float scale)
+        where TOps : struct, Simd.IVectorOps<TVec> where TVec : struct
+    {
+        TVec factor = TOps.Broadcast(scale);
+        for (int n = 0; n < keyCount * br; n += TOps.Count)
+            TOps.Store(scores + n, TOps.Multiply(TOps.Load(scores + n), factor));
+    }
+
+    /// <summary>Hides, for each key, the rows outside the band: the visible rows of key j form one contiguous range.</summary>
+    public static void ApplyBand(float* scores, int br, int firstKey, int keyCount, in TileRows rows, DiagonalBand band)
+    {
+        for (int j = 0; j < keyCount; j++)
+        {
+            long key = firstKey + j;
+            // Query i sees key j when Lo <= j - i <= Hi, that is key - Hi <= i <= key - Lo.
+            int begin = rows.FirstRowAtOrAfter(key - band.Hi);
+            int end = rows.EndRowAtOrBefore(key - band.Lo);
+            float* s = scores + j * br;
+            for (int r = 0; r < Math.Min(begin, rows.Count); r++) s[r] = float.NegativeInfinity;
+            for (int r = Math.Max(end, begin); r < rows.Count; r++) s[r] = float.NegativeInfinity;
+        }
+    }
+
+    public static void ApplyKeepMask<T>(float* scores, int br, int firstKey, int keyCount, in TileRows rows, in CpuAttentionJob<T> job, int batch)
+        where T : unmanaged
+    {
+        var keep = job.KeepMask;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            bool* row = &keep.Base[keep.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
+            for (int j = 0; j < keyCount; j++)
+                if (!row[j * keep.Stride3]) scores[j * br + r] = float.NegativeInfinity;
+        }
+    }
+
+    public static void ApplyBias<T>(float* scores, int br, int firstKey, int keyCount, in TileRows rows, in CpuAttentionJob<T> job, int batch)
+        where T : unmanaged
+    {
+        var bias = job.Bias;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float* row = &bias.Base[bias.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
+            // -infinity + finite stays -infinity: a -infinity bias hides its key like the keep-mask does.
+            for (int j = 0; j < keyCount; j++) scores[j * br + r] += row[j * bias.Stride3];
+        }
+    }
+}

@@ -1,0 +1,35 @@
+using AttentionEngine.Kernels.Masking;
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Everything the CPU kernel needs of one call, as plain data over pinned memory (so worker threads can share it).
+/// The engine builds it from a validated call; views are [B, H, S, D] with any non-negative strides, bias and keep
+/// mask already broadcast to [B, Hq, Lq, Lk], LSE as [B, Hq, Lq, 1].
+/// </summary>
+internal readonly struct CpuAttentionJob<T> where T : unmanaged
+{
+    public required int Batch { get; init; }
+    public required int QueryHeads { get; init; }
+    public required int KvHeads { get; init; }
+    public required int QueryLength { get; init; }
+    public required int KeyLength { get; init; }
+    public required int HeadDim { get; init; }
+    public required int ValueDim { get; init; }
+    public required float Scale { get; init; }
+    public required DiagonalBand Band { get; init; }
+    public required RawStrided4<T> Q { get; init; }
+    public required RawStrided4<T> K { get; init; }
+    public required RawStrided4<T> V { get; init; }
+    public required RawStrided4<T> Output { get; init; }
+    public RawStrided4<float> Bias { get; init; }
+    public RawStrided4<bool> KeepMask { get; init; }
+    public RawStrided4<float> Lse { get; init; }
+    public RawStrided4<float> Weights { get; init; }
+
+    public int GroupSize => QueryHeads / KvHeads;
+
+    /// <summary>Rows of one (batch, KV head): its query heads' rows, interleaved (row = i · group + g).</summary>
+    public int RowsPerKvHead => QueryLength * GroupSize;
+}

@@ -1,0 +1,74 @@
+using AttentionEngine.Bindings.Memory;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// One worker thread's scratch for one tile: Qᵀ, the score block, the output accumulators, staged K and V blocks and
+/// the per-row softmax state, carved from one aligned native block. Kept per thread and reused across calls, so a
+/// steady stream of calls allocates nothing; it grows only when a call needs a larger tile.
+/// </summary>
+internal sealed unsafe class CpuTileScratch
+{
+    [ThreadStatic] private static CpuTileScratch? _perThread;
+    private static long _liveBytes;
+
+    /// <summary>Native scratch held by all threads together: O(threads x tile), whatever the sequence lengths.</summary>
+    public static long LiveBytes => Interlocked.Read(ref _liveBytes);
+
+    private AlignedMemoryHandle? _memory;
+    private nuint _capacity;
+
+    public float* QueryT;       // [D][Br]   queries of the tile, transposed, pre-multiplied by scale·log2(e)
+    public float* Scores;       // [Bc][Br]  scores of one key block, transposed; then probabilities
+    public float* Output;       // [Br][DvPad] output accumulators
+    public float* Keys;         // [Bc][D]   staged key block (when keys cannot be read in place)
+    public float* Values;       // [Bc][DvPad] staged value block (when values cannot be read in place)
+    public float* RowMax;       // [Br]  running maximum of the scores
+    public float* RowSum;       // [Br]  running sum of probabilities
+    public float* RowRescale;   // [Br]  rescale factor of the output accumulators for the current block
+    public float* RowBuffer;    // [max(D, DvPad)] one row in float, for conversions
+    public int* RowQuery;       // [Br]  query position of each row (-1 for padding rows)
+    public int* RowHead;        // [Br]  query head of each row
+
+    /// <summary>This thread's scratch, sized for the tile.</summary>
+    public static CpuTileScratch For(int br, int bc, int d, int dvPad)
+    {
+        var scratch = _perThread ??= new CpuTileScratch();
+        scratch.Ensure(br, bc, d, dvPad);
+        return scratch;
+    }
+
+    private void Ensure(int br, int bc, int d, int dvPad)
+    {
+        // Every region starts on a 64-byte boundary: sizes are rounded up to 16 floats.
+        static nuint Round(long floats) => (nuint)((floats + 15) / 16 * 16);
+        nuint[] sizes =
+        [
+            Round((long)d * br), Round((long)bc * br), Round((long)br * dvPad), Round((long)bc * d), Round((long)bc * dvPad),
+            Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br),
+        ];
+        nuint total = 0;
+        foreach (var size in sizes) total += size;
+        if (total > _capacity)
+        {
+            if (_memory is not null) Interlocked.Add(ref _liveBytes, -(long)_memory.ByteCount);
+            _memory?.Dispose();
+            _memory = AlignedMemoryHandle.Allocate(total * sizeof(float));
+            Interlocked.Add(ref _liveBytes, (long)_memory.ByteCount);
+            _capacity = total;
+        }
+        float* at = (float*)_memory!.DangerousGetHandle();
+        float* Take(nuint size) { float* region = at; at += size; return region; }
+        QueryT = Take(sizes[0]);
+        Scores = Take(sizes[1]);
+        Output = Take(sizes[2]);
+        Keys = Take(sizes[3]);
+        Values = Take(sizes[4]);
+        RowMax = Take(sizes[5]);
+        RowSum = Take(sizes[6]);
+        RowRescale = Take(sizes[7]);
+        RowBuffer = Take(sizes[8]);
+        RowQuery = (int*)Take(sizes[9]);
+        RowHead = (int*)Take(sizes[10]);
+    }
+}

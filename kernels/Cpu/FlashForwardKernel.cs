@@ -1,0 +1,85 @@
+using AttentionEngine.Kernels.Cpu.Simd;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Flash-attention forward on the CPU: one task is one tile of rows of one (batch, KV head); it walks the key blocks
+/// the band leaves visible, keeping O, m and l for its rows and never an Lq x Lk matrix. Every task computes its rows
+/// on its own in a fixed order, so the result does not depend on how tasks are spread over threads.
+/// </summary>
+internal static unsafe class FlashForwardKernel<T, TOps, TVec>
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    /// <summary>Query vectors per tile: 3 keep 12 accumulators live in the score micro-kernel.</summary>
+    public const int RowVectors = 3;
+
+    /// <summary>Keys per block: a multiple of the micro-kernels' 4, and the skipping granularity of masks.</summary>
+    public const int KeyBlock = 64;
+
+    public static int TileRows => RowVectors * TOps.Count;
+
+    public static int TaskCount(in CpuAttentionJob<T> job) =>
+        job.Batch * job.KvHeads * ((job.RowsPerKvHead + TileRows - 1) / TileRows);
+
+    public static void RunTask(in CpuAttentionJob<T> job, int task)
+    {
+        int br = TileRows, c = TOps.Count;
+        int tilesPerHead = (job.RowsPerKvHead + br - 1) / br;
+        int batch = task / (job.KvHeads * tilesPerHead);
+        int kvHead = task / tilesPerHead % job.KvHeads;
+        int firstRow = task % tilesPerHead * br;
+        var rows = new TileRows(firstRow, Math.Min(br, job.RowsPerKvHead - firstRow), job.GroupSize, kvHead);
+        int dvPad = (job.ValueDim + c - 1) / c * c;
+        var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
+
+        TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
+        new Span<float>(scratch.Output, br * dvPad).Clear();
+        new Span<float>(scratch.RowMax, br).Fill(float.NegativeInfinity);
+        new Span<float>(scratch.RowSum, br).Clear();
+
+        // Keys the band lets any row of the tile see; blocks outside are never touched.
+        var band = job.Band;
+        long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
+        long keyEnd = Math.Min(job.KeyLength, rows.LastQuery + band.Hi + 1);
+        int firstBlock = (int)(Math.Max(0, keyBegin) / KeyBlock) * KeyBlock;
+
+        for (int firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
+        {
+            int keyCount = Math.Min(KeyBlock, job.KeyLength - firstKey);
+            Scores(job, batch, rows, firstKey, keyCount, scratch);
+            OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
+            float* values = TileStaging.Values(job, batch, kvHead, firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
+            ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
+        }
+
+        Epilogue.Write(job, batch, rows, dvPad, scratch);
+
+        if (!job.Weights.IsEmpty)
+        {
+            // Weights need the final m and l, so they are a second pass over the same blocks (inspection only).
+            Epilogue.ClearWeights(job, batch, rows);
+            for (int firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
+            {
+                int keyCount = Math.Min(KeyBlock, job.KeyLength - firstKey);
+                Scores(job, batch, rows, firstKey, keyCount, scratch);
+                OnlineSoftmax<TOps, TVec>.Normalize(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum);
+                Epilogue.WriteWeights(job, batch, rows, br, firstKey, keyCount, scratch.Scores);
+            }
+        }
+    }
+
+    /// <summary>Masked, scaled, biased scores of one key block, Sᵀ[j][r], in the score scratch.</summary>
+    private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch)
+    {
+        int br = TileRows;
+        float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, scratch, out nint keyPitch);
+        ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores);
+        BlockMasking.Scale<TOps, TVec>(scratch.Scores, br, keyCount, job.Scale);
+
+        var band = job.Band;
+        bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
+        if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, br, firstKey, keyCount, rows, band);
+        if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, br, firstKey, keyCount, rows, job, batch);
+        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, br, firstKey, keyCount, rows, job, batch);
+    }
+}

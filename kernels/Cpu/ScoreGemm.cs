@@ -1,0 +1,70 @@
+using System.Runtime.CompilerServices;
+using AttentionEngine.Kernels.Cpu.Simd;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// First GEMM of the tile, transposed: Sᵀ[j][r] = Σ_d K[j][d] · Qᵀ[d][r]. Keys are broadcast one scalar at a time and
+/// queries streamed as vectors, so K is read in its natural row-major layout (no transpose pack) and the scores come
+/// out with query rows along the vector lanes, where the softmax wants them.
+/// </summary>
+internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    /// <summary>Scores of keys [0, keyCount) (rows ldk apart) against the 3-vector query tile.</summary>
+    public static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores)
+    {
+        int j = 0;
+        for (; j + 4 <= keyCount; j += 4)
+            FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br);
+        for (; j < keyCount; j++)
+            OneKey(keys + j * ldk, queryT, br, headDim, scores + j * br);
+    }
+
+    // 4 keys x 3 query vectors: 12 independent accumulators (Zen 4 needs >= 8 to keep both FMA pipes busy),
+    // 3 vector loads and 4 broadcasts per 12 FMAs.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FourKeys(float* k, nint ldk, float* qt, int br, int d, float* s)
+    {
+        int c = TOps.Count;
+        TVec a00 = TOps.Zero, a01 = TOps.Zero, a02 = TOps.Zero;
+        TVec a10 = TOps.Zero, a11 = TOps.Zero, a12 = TOps.Zero;
+        TVec a20 = TOps.Zero, a21 = TOps.Zero, a22 = TOps.Zero;
+        TVec a30 = TOps.Zero, a31 = TOps.Zero, a32 = TOps.Zero;
+        float* k0 = k, k1 = k + ldk, k2 = k + 2 * ldk, k3 = k + 3 * ldk;
+        for (int x = 0; x < d; x++)
+        {
+            float* q = qt + x * br;
+            TVec q0 = TOps.Load(q), q1 = TOps.Load(q + c), q2 = TOps.Load(q + 2 * c);
+            TVec b = TOps.Broadcast(k0[x]);
+            a00 = TOps.MultiplyAdd(b, q0, a00); a01 = TOps.MultiplyAdd(b, q1, a01); a02 = TOps.MultiplyAdd(b, q2, a02);
+            b = TOps.Broadcast(k1[x]);
+            a10 = TOps.MultiplyAdd(b, q0, a10); a11 = TOps.MultiplyAdd(b, q1, a11); a12 = TOps.MultiplyAdd(b, q2, a12);
+            b = TOps.Broadcast(k2[x]);
+            a20 = TOps.MultiplyAdd(b, q0, a20); a21 = TOps.MultiplyAdd(b, q1, a21); a22 = TOps.MultiplyAdd(b, q2, a22);
+            b = TOps.Broadcast(k3[x]);
+            a30 = TOps.MultiplyAdd(b, q0, a30); a31 = TOps.MultiplyAdd(b, q1, a31); a32 = TOps.MultiplyAdd(b, q2, a32);
+        }
+        TOps.Store(s, a00); TOps.Store(s + c, a01); TOps.Store(s + 2 * c, a02);
+        s += br;
+        TOps.Store(s, a10); TOps.Store(s + c, a11); TOps.Store(s + 2 * c, a12);
+        s += br;
+        TOps.Store(s, a20); TOps.Store(s + c, a21); TOps.Store(s + 2 * c, a22);
+        s += br;
+        TOps.Store(s, a30); TOps.Store(s + c, a31); TOps.Store(s + 2 * c, a32);
+    }
+
+    private static void OneKey(float* k, float* qt, int br, int d, float* s)
+    {
+        int c = TOps.Count;
+        TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero;
+        for (int x = 0; x < d; x++)
+        {
+            float* q = qt + x * br;
+            TVec b = TOps.Broadcast(k[x]);
+            a0 = TOps.MultiplyAdd(b, TOps.Load(q), a0);
+            a1 = TOps.MultiplyAdd(b, TOps.Load(q + c), a1);
+            a2 = TOps.MultiplyAdd(b, TOps.Load(q + 2 * c), a2);
+        }
+        TOps.Store(s, a0); TOps.Store(s + c, a1); TOps.Store(s + 2 * c, a2);
+    }
+}

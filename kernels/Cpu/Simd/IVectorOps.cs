@@ -1,0 +1,38 @@
+namespace AttentionEngine.Kernels.Cpu.Simd;
+
+/// <summary>
+/// The float vector operations the CPU kernel is written in, one implementation per width (Vector512, Vector256,
+/// Vector128), after TensorPrimitives' operator structs: the kernel is generic over a struct implementing this, so
+/// the JIT compiles one specialised copy per width and every call inlines.
+/// </summary>
+internal unsafe interface IVectorOps<TVec> where TVec : struct
+{
+    /// <summary>Floats per vector.</summary>
+    static abstract int Count { get; }
+
+    /// <summary>True when this width runs in hardware on this machine.</summary>
+    static abstract bool IsHardwareAccelerated { get; }
+
+    static abstract TVec Zero { get; }
+    static abstract TVec Broadcast(float value);
+    static abstract TVec Load(float* source);
+    static abstract void Store(float* destination, TVec value);
+    static abstract TVec Add(TVec left, TVec right);
+    static abstract TVec Subtract(TVec left, TVec right);
+    static abstract TVec Multiply(TVec left, TVec right);
+
+    /// <summary>a · b + c, fused (one rounding).</summary>
+    static abstract TVec MultiplyAdd(TVec a, TVec b, TVec c);
+
+    /// <summary>IEEE maximum (NaN propagates, so garbage inputs stay visible).</summary>
+    static abstract TVec Max(TVec left, TVec right);
+
+    /// <summary>Where value is -infinity, replacement; elsewhere value.</summary>
+    static abstract TVec ReplaceNegativeInfinity(TVec value, TVec replacement);
+
+    /// <summary>
+    /// 2^x for x ≤ 0 (what softmax needs after subtracting the row maximum), within about 2 ulp; exactly 0 for
+    /// x ≤ -127 and for -infinity, exactly 1 for x = 0.
+    /// </summary>
+    static abstract TVec Exp2(TVec x);
+}

@@ -1,0 +1,60 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using static AttentionEngine.Kernels.Cpu.Simd.Exp2Polynomial;
+
+namespace AttentionEngine.Kernels.Cpu.Simd;
+
+/// <summary>Portable 128-bit (SSE, NEON, or emulated) float vectors (4 lanes).</summary>
+internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
+{
+    public static int Count => Vector128<float>.Count;
+    public static bool IsHardwareAccelerated => Vector128.IsHardwareAccelerated;
+    public static Vector128<float> Zero => Vector128<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Broadcast(float value) => Vector128.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Load(float* source) => Vector128.Load(source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(float* destination, Vector128<float> value) => value.Store(destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Add(Vector128<float> left, Vector128<float> right) => left + right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Subtract(Vector128<float> left, Vector128<float> right) => left - right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Multiply(Vector128<float> left, Vector128<float> right) => left * right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) =>
+        Vector128.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Max(Vector128<float> left, Vector128<float> right) => Vector128.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> ReplaceNegativeInfinity(Vector128<float> value, Vector128<float> replacement) =>
+        Vector128.ConditionalSelect(Vector128.Equals(value, Vector128.Create(float.NegativeInfinity)), replacement, value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Exp2(Vector128<float> x)
+    {
+        x = Vector128.Max(x, Vector128.Create(MinExponent));
+        var n = Vector128.Round(x);
+        var f = x - n;
+        var p = Vector128.FusedMultiplyAdd(Vector128.Create(C7), f, Vector128.Create(C6));
+        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C5));
+        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C4));
+        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C3));
+        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C2));
+        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C1));
+        p = Vector128.FusedMultiplyAdd(p, f, Vector128<float>.One);
+        // 2^n from the exponent field: n + 127 in [0, 127]; a field of 0 is the value 0 (flushes x <= -127 to 0).
+        var scale = Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23).AsSingle();
+        return p * scale;
+    }
+}

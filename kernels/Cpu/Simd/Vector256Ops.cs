@@ -1,0 +1,60 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using static AttentionEngine.Kernels.Cpu.Simd.Exp2Polynomial;
+
+namespace AttentionEngine.Kernels.Cpu.Simd;
+
+/// <summary>AVX2/AVX (or emulated) float vectors (8 lanes).</summary>
+internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
+{
+    public static int Count => Vector256<float>.Count;
+    public static bool IsHardwareAccelerated => Vector256.IsHardwareAccelerated;
+    public static Vector256<float> Zero => Vector256<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Broadcast(float value) => Vector256.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load(float* source) => Vector256.Load(source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(float* destination, Vector256<float> value) => value.Store(destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Add(Vector256<float> left, Vector256<float> right) => left + right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Subtract(Vector256<float> left, Vector256<float> right) => left - right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Multiply(Vector256<float> left, Vector256<float> right) => left * right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Vector256.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Max(Vector256<float> left, Vector256<float> right) => Vector256.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ReplaceNegativeInfinity(Vector256<float> value, Vector256<float> replacement) =>
+        Vector256.ConditionalSelect(Vector256.Equals(value, Vector256.Create(float.NegativeInfinity)), replacement, value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp2(Vector256<float> x)
+    {
+        x = Vector256.Max(x, Vector256.Create(MinExponent));
+        var n = Vector256.Round(x);
+        var f = x - n;
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(C7), f, Vector256.Create(C6));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C5));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C4));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C3));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C2));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C1));
+        p = Vector256.FusedMultiplyAdd(p, f, Vector256<float>.One);
+        // 2^n from the exponent field: n + 127 in [0, 127]; a field of 0 is the value 0 (flushes x <= -127 to 0).
+        var scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+        return p * scale;
+    }
+}

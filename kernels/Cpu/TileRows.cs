@@ -1,0 +1,34 @@
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Which rows a tile holds. Rows of one (batch, KV head) interleave its query heads: row ρ is query position
+/// ρ / group of query head kvHead · group + ρ % group. Interleaving keeps a tile's query positions in a narrow range,
+/// so causal and window masks can still skip whole key blocks under grouped-query attention.
+/// </summary>
+internal readonly struct TileRows
+{
+    public TileRows(int firstRow, int count, int groupSize, int kvHead)
+    {
+        FirstRow = firstRow;
+        Count = count;
+        GroupSize = groupSize;
+        KvHead = kvHead;
+    }
+
+    public int FirstRow { get; }
+    /// <summary>Valid rows; the tile's remaining rows are padding, computed but never written.</summary>
+    public int Count { get; }
+    public int GroupSize { get; }
+    public int KvHead { get; }
+
+    public int Query(int row) => (FirstRow + row) / GroupSize;
+    public int Head(int row) => KvHead * GroupSize + (FirstRow + row) % GroupSize;
+    public int FirstQuery => FirstRow / GroupSize;
+    public int LastQuery => (FirstRow + Count - 1) / GroupSize;
+
+    /// <summary>First row whose query position is at least <paramref name="query"/> (clamped to [0, Count]).</summary>
+    public int FirstRowAtOrAfter(long query) => (int)Math.Clamp(query * GroupSize - FirstRow, 0, Count);
+
+    /// <summary>One past the last row whose query position is at most <paramref name="query"/> (clamped to [0, Count]).</summary>
+    public int EndRowAtOrBefore(long query) => (int)Math.Clamp((query + 1) * GroupSize - FirstRow, 0, Count);
+}

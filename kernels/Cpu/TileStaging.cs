@@ -1,0 +1,72 @@
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Moves data between the caller's tensors and the tile's float scratch: Qᵀ once per tile, K and V blocks only when they cannot be read in place (a non-float storage
+/// type, a non-unit headDim stride, or values whose width is not a whole number of vectors).
+/// </summary>
+internal static unsafe class TileStaging
+{
+    /// <summary>Loads the tile's queries transposed, [D][Br]; padding rows are zero.</summary>
+    public static void LoadQueriesTransposed<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, int br, CpuTileScratch scratch)
+        where T : unmanaged
+    {
+        int d = job.HeadDim;
+        var q = job.Q;
+        for (int r = 0; r < br; r++)
+        {
+            if (r >= rows.Count)
+            {
+                for (int x = 0; x < d; x++) scratch.QueryT[x * br + r] = 0;
+                continue;
+            }
+            ElementConversion.ToSingle(&q.Base[q.Offset(batch, rows.Head(r), rows.Query(r), 0)], q.Stride3, d, scratch.RowBuffer);
+            for (int x = 0; x < d; x++) scratch.QueryT[x * br + r] = scratch.RowBuffer[x];
+        }
+    }
+
+    /// <summary>True when keys are used where they lie: float rows with a contiguous head dimension.</summary>
+    public static bool KeysInPlace<T>(in CpuAttentionJob<T> job) where T : unmanaged =>
+        typeof(T) == typeof(float) && job.K.Stride3 == 1;
+
+    /// <summary>True when values are used where they lie: float rows, contiguous, a whole number of vectors wide.</summary>
+    public static bool ValuesInPlace<T>(in CpuAttentionJob<T> job, int vectorCount) where T : unmanaged =>
+        typeof(T) == typeof(float) && job.V.Stride3 == 1 && job.ValueDim % vectorCount == 0;
+
+    /// <summary>The key block's rows as floats; returns the row pitch.</summary>
+    public static float* Keys<T>(in CpuAttentionJob<T> job, int batch, int kvHead, int firstKey, int keyCount, CpuTileScratch scratch, out nint pitch)
+        where T : unmanaged
+    {
+        var k = job.K;
+        if (KeysInPlace(job))
+        {
+            pitch = k.Stride2;
+            return (float*)&k.Base[k.Offset(batch, kvHead, firstKey, 0)];
+        }
+        int d = job.HeadDim;
+        for (int j = 0; j < keyCount; j++)
+            ElementConversion.ToSingle(&k.Base[k.Offset(batch, kvHead, firstKey + j, 0)], k.Stride3, d, scratch.Keys + j * d);
+        pitch = d;
+        return scratch.Keys;
+    }
+
+    /// <summary>The value block's rows as floats, zero-padded to <paramref name="dvPad"/>; returns the row pitch.</summary>
+    public static float* Values<T>(in CpuAttentionJob<T> job, int batch, int kvHead, int firstKey, int keyCount, int dvPad,
+        int vectorCount, CpuTileScratch scratch, out nint pitch) where T : unmanaged
+    {
+        var v = job.V;
+        if (ValuesInPlace(job, vectorCount))
+        {
+            pitch = v.Stride2;
+            return (float*)&v.Base[v.Offset(batch, kvHead, firstKey, 0)];
+        }
+        int dv = job.ValueDim;
+        for (int j = 0; j < keyCount; j++)
+        {
+            float* row = scratch.Values + j * dvPad;
+            ElementConversion.ToSingle(&v.Base[v.Offset(batch, kvHead, firstKey + j, 0)], v.Stride3, dv, row);
+            for (int c = dv; c < dvPad; c++) row[c] = 0;
+        }
+        pitch = dvPad;
+        return scratch.Values;
+    }
+}

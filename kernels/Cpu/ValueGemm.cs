@@ -1,0 +1,78 @@
+using System.Runtime.CompilerServices;
+using AttentionEngine.Kernels.Cpu.Simd;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Second GEMM of the tile: O[r][:] = O[r][:] · rescale[r] + Σ_j P[j][r] · V[j][:]. Probabilities are broadcast, values
+/// streamed as row vectors in their natural layout; the online-softmax rescale is folded into loading the accumulators.
+/// </summary>
+internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    /// <param name="probabilities">Pᵀ [keyCount][br]</param>
+    /// <param name="values">V rows, ldv apart, at least dvVectors · Count readable floats each</param>
+    /// <param name="output">O [br][ldo]</param>
+    public static void Accumulate(float* probabilities, int br, int keyCount, float* values, nint ldv, int dvVectors,
+        float* output, int ldo, float* rescale)
+    {
+        int c = TOps.Count;
+        for (int r = 0; r < br; r += 4)
+        {
+            int cv = 0;
+            for (; cv + 3 <= dvVectors; cv += 3)
+                FourRowsThreeVectors(probabilities + r, br, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+            for (; cv < dvVectors; cv++)
+                FourRowsOneVector(probabilities + r, br, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+        }
+    }
+
+    // 4 rows x 3 value vectors: 12 independent accumulators, 3 loads and 4 broadcasts per 12 FMAs.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FourRowsThreeVectors(float* p, int br, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
+    {
+        int c = TOps.Count;
+        TVec s0 = TOps.Broadcast(rescale[0]), s1 = TOps.Broadcast(rescale[1]), s2 = TOps.Broadcast(rescale[2]), s3 = TOps.Broadcast(rescale[3]);
+        float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
+        TVec a00 = TOps.Multiply(TOps.Load(o0), s0), a01 = TOps.Multiply(TOps.Load(o0 + c), s0), a02 = TOps.Multiply(TOps.Load(o0 + 2 * c), s0);
+        TVec a10 = TOps.Multiply(TOps.Load(o1), s1), a11 = TOps.Multiply(TOps.Load(o1 + c), s1), a12 = TOps.Multiply(TOps.Load(o1 + 2 * c), s1);
+        TVec a20 = TOps.Multiply(TOps.Load(o2), s2), a21 = TOps.Multiply(TOps.Load(o2 + c), s2), a22 = TOps.Multiply(TOps.Load(o2 + 2 * c), s2);
+        TVec a30 = TOps.Multiply(TOps.Load(o3), s3), a31 = TOps.Multiply(TOps.Load(o3 + c), s3), a32 = TOps.Multiply(TOps.Load(o3 + 2 * c), s3);
+        for (int j = 0; j < n; j++)
+        {
+            float* vj = v + j * ldv;
+            float* pj = p + j * br;
+            TVec v0 = TOps.Load(vj), v1 = TOps.Load(vj + c), v2 = TOps.Load(vj + 2 * c);
+            TVec b = TOps.Broadcast(pj[0]);
+            a00 = TOps.MultiplyAdd(b, v0, a00); a01 = TOps.MultiplyAdd(b, v1, a01); a02 = TOps.MultiplyAdd(b, v2, a02);
+            b = TOps.Broadcast(pj[1]);
+            a10 = TOps.MultiplyAdd(b, v0, a10); a11 = TOps.MultiplyAdd(b, v1, a11); a12 = TOps.MultiplyAdd(b, v2, a12);
+            b = TOps.Broadcast(pj[2]);
+            a20 = TOps.MultiplyAdd(b, v0, a20); a21 = TOps.MultiplyAdd(b, v1, a21); a22 = TOps.MultiplyAdd(b, v2, a22);
+            b = TOps.Broadcast(pj[3]);
+            a30 = TOps.MultiplyAdd(b, v0, a30); a31 = TOps.MultiplyAdd(b, v1, a31); a32 = TOps.MultiplyAdd(b, v2, a32);
+        }
+        TOps.Store(o0, a00); TOps.Store(o0 + c, a01); TOps.Store(o0 + 2 * c, a02);
+        TOps.Store(o1, a10); TOps.Store(o1 + c, a11); TOps.Store(o1 + 2 * c, a12);
+        TOps.Store(o2, a20); TOps.Store(o2 + c, a21); TOps.Store(o2 + 2 * c, a22);
+        TOps.Store(o3, a30); TOps.Store(o3 + c, a31); TOps.Store(o3 + 2 * c, a32);
+    }
+
+    private static void FourRowsOneVector(float* p, int br, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
+    {
+        float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
+        TVec a0 = TOps.Multiply(TOps.Load(o0), TOps.Broadcast(rescale[0]));
+        TVec a1 = TOps.Multiply(TOps.Load(o1), TOps.Broadcast(rescale[1]));
+        TVec a2 = TOps.Multiply(TOps.Load(o2), TOps.Broadcast(rescale[2]));
+        TVec a3 = TOps.Multiply(TOps.Load(o3), TOps.Broadcast(rescale[3]));
+        for (int j = 0; j < n; j++)
+        {
+            TVec vj = TOps.Load(v + j * ldv);
+            float* pj = p + j * br;
+            a0 = TOps.MultiplyAdd(TOps.Broadcast(pj[0]), vj, a0);
+            a1 = TOps.MultiplyAdd(TOps.Broadcast(pj[1]), vj, a1);
+            a2 = TOps.MultiplyAdd(TOps.Broadcast(pj[2]), vj, a2);
+            a3 = TOps.MultiplyAdd(TOps.Broadcast(pj[3]), vj, a3);
+        }
+        TOps.Store(o0, a0); TOps.Store(o1, a1); TOps.Store(o2, a2); TOps.Store(o3, a3);
+    }
+}

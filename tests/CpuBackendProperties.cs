@@ -1,0 +1,125 @@
+using AttentionEngine.Kernels.Cpu;
+using AttentionEngine.Testing;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace AttentionEngine.Tests;
+
+/// <summary>
+/// The CPU kernel on every vector path against the oracle (tolerance rule and every invariant): 1,050 generated
+/// problems per run across paths and storage types. FsCheck prints the replay seed and the shrunk problem on failure.
+/// </summary>
+public class CpuBackendProperties
+{
+    private static void Verify<T>(CpuIsa isa, int cases) where T : unmanaged
+    {
+        var backend = new CpuBackend(isa);
+        if (!backend.IsAvailable) Assert.Skip($"{backend.Name}: {backend.UnavailableReason}");
+        Prop.ForAll(AttentionGen.Arbitrary(), (ProblemSpec spec) =>
+        {
+            using var problem = AttentionProblem<T>.Create(spec);
+            var verdict = CaseVerifier.VerifyBackend(backend, problem, spec.DataSeed);
+            Assert.True(verdict.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec}: {string.Join("; ", verdict.Failures)}");
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+    }
+
+    [Fact] public void Avx512_f32() => Verify<float>(CpuIsa.Avx512, 250);
+    [Fact] public void Avx512_f16() => Verify<Half>(CpuIsa.Avx512, 120);
+    [Fact] public void Avx512_bf16() => Verify<BFloat16>(CpuIsa.Avx512, 120);
+    [Fact] public void Avx2_f32() => Verify<float>(CpuIsa.Avx2, 160);
+    [Fact] public void Avx2_f16() => Verify<Half>(CpuIsa.Avx2, 60);
+    [Fact] public void Avx2_bf16() => Verify<BFloat16>(CpuIsa.Avx2, 60);
+    [Fact] public void Vector128_f32() => Verify<float>(CpuIsa.Vector128, 160);
+    [Fact] public void Vector128_f16() => Verify<Half>(CpuIsa.Vector128, 60);
+    [Fact] public void Vector128_bf16() => Verify<BFloat16>(CpuIsa.Vector128, 60);
+}
+
+[CollectionDefinition(nameof(SerialTests), DisableParallelization = true)]
+public sealed class SerialTests;
+
+[Collection(nameof(SerialTests))]
+public class CpuBackendBehaviourTests
+{
+    [Fact]
+    public void Results_are_bitwise_identical_for_any_thread_count_and_repeated_calls()
+    {
+        foreach (var spec in AttentionGen.Sample(40, seed: 11))
+        {
+            using var problem = AttentionProblem<float>.Create(spec);
+            AttentionResult Run(int threads)
+            {
+                using var output = problem.AllocateOutput();
+                using var lse = NativeTensor<float>.Zeros(problem.Shape.Batch, problem.Shape.QueryHeads, problem.Shape.QueryLength);
+                var options = problem.Options(lse.AsTensorSpan()) with { MaxDegreeOfParallelism = threads };
+                CpuBackend.Default.Forward<float>(problem.Q, problem.K, problem.V, output, options);
+                return new AttentionResult(problem.Shape, Array.ConvertAll(output.ToArray(), x => (double)x), Array.ConvertAll(lse.ToArray(), x => (double)x), null);
+            }
+            var single = Run(1);
+            foreach (int threads in new[] { 2, 3, Environment.ProcessorCount * 2, 1 })
+            {
+                var other = Run(threads);
+                Assert.Equal(single.Output, other.Output);
+                Assert.Equal(single.Lse, other.Lse);
+            }
+        }
+    }
+
+    [Fact]
+    public void Attention_weights_match_the_oracle()
+    {
+        foreach (var spec in AttentionGen.Sample(25, seed: 12))
+        {
+            using var problem = AttentionProblem<float>.Create(spec);
+            var weights = problem.Run(CpuBackend.Default, withWeights: true).Weights!;
+            var oracle = problem.Oracle(withWeights: true).Weights!;
+            var report = ToleranceRule.Check<float>(weights, oracle, problem.Oracle(withWeights: true).Weights!);
+            // Probabilities are in [0, 1]: the fp32 floor (about 8 ulps at scale 1) bounds them, unless scores are huge.
+            if (spec.Values is ValueDistribution.Normal or ValueDistribution.Uniform && spec.Scale is null)
+                Assert.True(report.MaxError <= 1e-5, $"{spec}: {report}");
+            for (int n = 0; n < oracle.Length; n++)
+                if (oracle[n] == 0) Assert.Equal(0.0, weights[n]); // hidden keys get exactly 0
+        }
+    }
+
+    [Fact]
+    public void Sequence_length_32768_runs_in_a_fixed_memory_budget()
+    {
+        // Never Lq x Lk: 32,768^2 floats would be 4 GiB per head. Extra memory is the per-thread tile scratch.
+        const int n = 32_768;
+        using var q = TensorRandom.Create<BFloat16>(1, ValueDistribution.Normal, 1, 1, n, 16);
+        using var k = TensorRandom.Create<BFloat16>(2, ValueDistribution.Normal, 1, 1, n, 16);
+        using var v = TensorRandom.Create<BFloat16>(3, ValueDistribution.Normal, 1, 1, n, 16);
+        using var output = NativeTensor<BFloat16>.Zeros(1, 1, n, 16);
+        // This class runs alone (no parallel tests), so process-wide counters measure this call.
+        long managedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        long scratchBefore = CpuTileScratch.LiveBytes;
+        CpuBackend.Default.Forward<BFloat16>(q, k, v, output, new AttentionOptions { Mask = Mask.Causal() });
+        long managed = GC.GetTotalAllocatedBytes(precise: true) - managedBefore;
+        long scratch = CpuTileScratch.LiveBytes - scratchBefore;
+        Assert.True(managed < 1 << 20, $"managed allocations {managed} bytes");
+        Assert.True(scratch < 2 << 20, $"new native scratch {scratch} bytes");
+        Assert.All(output.ToArray().Take(1000), x => Assert.True(BFloat16.IsFinite(x)));
+    }
+
+    [Fact]
+    public void A_forced_path_the_machine_lacks_is_refused_by_name()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CpuBackend((CpuIsa)42));
+        foreach (var isa in new[] { CpuIsa.Avx512, CpuIsa.Avx2 })
+        {
+            var backend = new CpuBackend(isa);
+            if (backend.IsAvailable) continue;
+            var e = Assert.Throws<InvalidOperationException>(() => backend.Forward<float>(
+                new float[4], new float[4], new float[4], new float[4]));
+            Assert.Contains(isa.ToString(), e.Message);
+        }
+        Assert.True(new CpuBackend(CpuIsa.Vector128).IsAvailable);
+    }
+
+    [Fact]
+    public void Automatic_dispatch_prefers_the_cpu_kernel()
+    {
+        Assert.Same(CpuBackend.Default, Attention.Backends[0]);
+        Assert.Same(CpuBackend.Default, Attention.Using(Backend.Cpu));
+    }
+}
