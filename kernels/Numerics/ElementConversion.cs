@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace AttentionEngine.Kernels;
@@ -57,8 +56,4 @@ internal static unsafe class ElementConversion
         }
         for (; n < count; n++) destination[n] = BitConverter.Int32BitsToSingle(source[n] << 16);
     }
-
-    /// <summary>The element at a pointer, widened.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Read<T>(T* at) where T : unmanaged => ElementTypes.ToSingle(*at);
 }
