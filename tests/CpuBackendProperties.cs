@@ -6,16 +6,16 @@ using FsCheck.Fluent;
 namespace AttentionEngine.Tests;
 
 /// <summary>
-/// The CPU kernel on every vector path against the oracle (tolerance rule and every invariant): 1,050 generated
-/// problems per run across paths and storage types. FsCheck prints the replay seed and the shrunk problem on failure.
+/// The CPU kernel on every vector path against the oracle (tolerance rule and every invariant): 1,340 generated
+/// problems per run across paths and storage types, 290 of them decoding shapes. FsCheck prints the replay seed and the shrunk problem on failure.
 /// </summary>
 public class CpuBackendProperties
 {
-    private static void Verify<T>(CpuIsa isa, int cases) where T : unmanaged
+    private static void Verify<T>(CpuIsa isa, int cases, ProblemLimits? limits = null) where T : unmanaged
     {
         var backend = new CpuBackend(isa);
         if (!backend.IsAvailable) Assert.Skip($"{backend.Name}: {backend.UnavailableReason}");
-        Prop.ForAll(AttentionGen.Arbitrary(), (ProblemSpec spec) =>
+        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) =>
         {
             using var problem = AttentionProblem<T>.Create(spec);
             var verdict = CaseVerifier.VerifyBackend(backend, problem, spec.DataSeed);
@@ -32,6 +32,12 @@ public class CpuBackendProperties
     [Fact] public void Vector128_f32() => Verify<float>(CpuIsa.Vector128, 160);
     [Fact] public void Vector128_f16() => Verify<Half>(CpuIsa.Vector128, 60);
     [Fact] public void Vector128_bf16() => Verify<BFloat16>(CpuIsa.Vector128, 60);
+
+    // Decoding shapes: the few-rows kernel, its key splits and their merge.
+    [Fact] public void Decode_Avx512_f32() => Verify<float>(CpuIsa.Avx512, 120, ProblemLimits.Decode);
+    [Fact] public void Decode_Avx512_bf16() => Verify<BFloat16>(CpuIsa.Avx512, 60, ProblemLimits.Decode);
+    [Fact] public void Decode_Avx2_f16() => Verify<Half>(CpuIsa.Avx2, 60, ProblemLimits.Decode);
+    [Fact] public void Decode_Vector128_f32() => Verify<float>(CpuIsa.Vector128, 60, ProblemLimits.Decode);
 }
 
 [CollectionDefinition(nameof(SerialTests), DisableParallelization = true)]
@@ -43,7 +49,7 @@ public class CpuBackendBehaviourTests
     [Fact]
     public void Results_are_bitwise_identical_for_any_thread_count_and_repeated_calls()
     {
-        foreach (var spec in AttentionGen.Sample(40, seed: 11))
+        foreach (var spec in AttentionGen.Sample(40, seed: 11).Concat(AttentionGen.Sample(25, seed: 13, ProblemLimits.Decode)))
         {
             using var problem = AttentionProblem<float>.Create(spec);
             AttentionResult Run(int threads)
@@ -67,7 +73,7 @@ public class CpuBackendBehaviourTests
     [Fact]
     public void Attention_weights_match_the_oracle()
     {
-        foreach (var spec in AttentionGen.Sample(25, seed: 12))
+        foreach (var spec in AttentionGen.Sample(25, seed: 12).Concat(AttentionGen.Sample(15, seed: 14, ProblemLimits.Decode)))
         {
             using var problem = AttentionProblem<float>.Create(spec);
             var weights = problem.Run(CpuBackend.Default, withWeights: true).Weights!;
@@ -99,6 +105,57 @@ public class CpuBackendBehaviourTests
         Assert.True(managed < 1 << 20, $"managed allocations {managed} bytes");
         Assert.True(scratch < 2 << 20, $"new native scratch {scratch} bytes");
         Assert.All(output.ToArray().Take(1000), x => Assert.True(BFloat16.IsFinite(x)));
+    }
+
+    [Theory]
+    [InlineData(1, 8, 300, 64, false)]   // tile kernel
+    [InlineData(2, 8, 1, 3000, true)]    // decode kernel with key splits and a merge
+    public void Steady_state_calls_allocate_nothing(int batch, int heads, int lq, int lk, bool causal)
+    {
+        using var q = TensorRandom.Create<float>(1, ValueDistribution.Normal, batch, heads, lq, 64);
+        using var k = TensorRandom.Create<float>(2, ValueDistribution.Normal, batch, heads / 2, lk, 64);
+        using var v = TensorRandom.Create<float>(3, ValueDistribution.Normal, batch, heads / 2, lk, 64);
+        using var output = NativeTensor<float>.Zeros(batch, heads, lq, 64);
+        using var lse = NativeTensor<float>.Zeros(batch, heads, lq);
+        var mask = causal ? Mask.Causal(CausalAlignment.BottomRight) : null;
+        void Call() => CpuBackend.Default.Forward<float>(q, k, v, output,
+            new AttentionOptions { Mask = mask, Lse = lse.AsTensorSpan(), MaxDegreeOfParallelism = 2 });
+        for (int n = 0; n < 3; n++) Call(); // JIT, per-thread scratch, worker start
+        // This class runs alone (no parallel tests), so the process-wide counter measures these calls.
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        for (int n = 0; n < 20; n++) Call();
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.True(allocated == 0, $"20 calls allocated {allocated} managed bytes");
+    }
+
+    [Fact]
+    public void Concurrent_callers_get_the_results_of_serial_calls()
+    {
+        var specs = AttentionGen.Sample(12, seed: 15).Concat(AttentionGen.Sample(6, seed: 16, ProblemLimits.Decode)).ToArray();
+        var problems = specs.Select(AttentionProblem<float>.Create).ToArray();
+        try
+        {
+            float[][] serial = problems.Select(p => Run(p)).ToArray();
+            var concurrent = new float[problems.Length][];
+            Parallel.For(0, problems.Length * 3, new ParallelOptions { MaxDegreeOfParallelism = 6 }, n =>
+            {
+                var result = Run(problems[n % problems.Length]);
+                if (n >= problems.Length * 2) concurrent[n % problems.Length] = result;
+                else Assert.Equal(serial[n % problems.Length], result);
+            });
+            for (int n = 0; n < problems.Length; n++) Assert.Equal(serial[n], concurrent[n]);
+        }
+        finally
+        {
+            foreach (var p in problems) p.Dispose();
+        }
+
+        static float[] Run(AttentionProblem<float> problem)
+        {
+            using var output = problem.AllocateOutput();
+            CpuBackend.Default.Forward<float>(problem.Q, problem.K, problem.V, output, problem.Options() with { MaxDegreeOfParallelism = 2 });
+            return output.ToArray();
+        }
     }
 
     [Fact]

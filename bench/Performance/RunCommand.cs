@@ -19,11 +19,18 @@ internal sealed class RunCommand : Command<RunSettings>
         var backend = settings.Backend == "cpu" ? (AttentionBackend)CpuBackend.Default : Attention.Using(AttentionEngine.Backend.Reference);
         var limits = MachineLimitsCache.Get(settings.Threads);
         var rows = new List<Row>();
-        foreach (var c in PerformanceCase.Preset)
+        foreach (var c in PerformanceCase.ParseList(settings.Shapes))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            rows.Add(Time<float>(c, backend, settings));
-            if (c.Decode) rows.Add(Time<BFloat16>(c, backend, settings));
+            foreach (string type in TypesFor(c, settings.Types))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                rows.Add(type switch
+                {
+                    "f16" => Time<Half>(c, backend, settings),
+                    "bf16" => Time<BFloat16>(c, backend, settings),
+                    _ => Time<float>(c, backend, settings),
+                });
+            }
         }
         string isa = backend is CpuBackend cpu ? cpu.ResolvedIsa.ToString() : "scalar";
         if (settings.Json)
@@ -44,11 +51,14 @@ internal sealed class RunCommand : Command<RunSettings>
         return 0;
     }
 
+    private static IEnumerable<string> TypesFor(PerformanceCase c, string types) =>
+        types == "auto" ? (c.Decode ? ["f32", "bf16"] : ["f32"]) : types.Split(',').Select(t => t.Trim());
+
     private static Row Time<T>(PerformanceCase c, AttentionBackend backend, RunSettings settings) where T : unmanaged
     {
         using var q = TensorRandom.Create<T>(1, ValueDistribution.Normal, c.Batch, c.Heads, c.QueryLength, c.HeadDim);
-        using var k = TensorRandom.Create<T>(2, ValueDistribution.Normal, c.Batch, c.Heads, c.KeyLength, c.HeadDim);
-        using var v = TensorRandom.Create<T>(3, ValueDistribution.Normal, c.Batch, c.Heads, c.KeyLength, c.HeadDim);
+        using var k = TensorRandom.Create<T>(2, ValueDistribution.Normal, c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
+        using var v = TensorRandom.Create<T>(3, ValueDistribution.Normal, c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
         using var output = NativeTensor<T>.Zeros(c.Batch, c.Heads, c.QueryLength, c.HeadDim);
         var mask = c.Causal ? Mask.Causal() : null;
         void Once() => backend.Forward<T>(q, k, v, output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads });

@@ -80,17 +80,22 @@ public static class TensorLayout
     /// </summary>
     public static bool IsNonOverlapping(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {
-        var dims = new List<int>(lengths.Length);
+        // Insertion sort of the dimensions longer than 1 by stride, on the stack: this runs on every attention call,
+        // which must not allocate.
+        Span<int> dims = lengths.Length <= 16 ? stackalloc int[lengths.Length] : new int[lengths.Length];
+        int count = 0;
         for (int d = 0; d < lengths.Length; d++)
-            if (lengths[d] > 1) dims.Add(d);
-        var lengthsCopy = lengths.ToArray();
-        var stridesCopy = strides.ToArray();
-        dims.Sort((a, b) => stridesCopy[a].CompareTo(stridesCopy[b]));
-        nint extent = 1; // elements spanned by the dimensions seen so far
-        foreach (int d in dims)
         {
-            if (stridesCopy[d] < extent) return false;
-            extent = stridesCopy[d] * (lengthsCopy[d] - 1) + extent;
+            if (lengths[d] <= 1) continue;
+            int at = count++;
+            while (at > 0 && strides[dims[at - 1]] > strides[d]) { dims[at] = dims[at - 1]; at--; }
+            dims[at] = d;
+        }
+        nint extent = 1; // elements spanned by the dimensions seen so far
+        foreach (int d in dims[..count])
+        {
+            if (strides[d] < extent) return false;
+            extent = strides[d] * (lengths[d] - 1) + extent;
         }
         return true;
     }

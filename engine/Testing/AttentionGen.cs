@@ -9,6 +9,12 @@ public sealed record ProblemLimits
     public int MaxBatch { get; init; } = 3;
     public int MaxQueryHeads { get; init; } = 8;
     public int MaxLength { get; init; } = 300;
+
+    /// <summary>Longest query sequence; null means <see cref="MaxLength"/>.</summary>
+    public int? MaxQueryLength { get; init; }
+
+    /// <summary>Longest key sequence; null means <see cref="MaxLength"/>.</summary>
+    public int? MaxKeyLength { get; init; }
     public int MaxHeadDim { get; init; } = 256;
 
     /// <summary>
@@ -18,6 +24,12 @@ public sealed record ProblemLimits
     public double MaxCost { get; init; } = 1.5e8;
 
     public static ProblemLimits Default { get; } = new();
+
+    /// <summary>
+    /// Decoding shapes: one to four queries against up to 2,600 keys, where kernels switch to their few-rows path
+    /// and cut the keys into splits that must merge exactly.
+    /// </summary>
+    public static ProblemLimits Decode { get; } = new() { MaxQueryLength = 4, MaxKeyLength = 2600, MaxHeadDim = 160, MaxCost = 2e7 };
 }
 
 /// <summary>
@@ -37,8 +49,8 @@ public static class AttentionGen
             from batch in Gen.Choose(1, l.MaxBatch)
             from queryHeads in Gen.Choose(1, l.MaxQueryHeads)
             from kvHeads in Gen.Elements(Divisors(queryHeads))
-            from lq in Length(l)
-            from lk in Length(l)
+            from lq in Length(l.MaxQueryLength ?? l.MaxLength)
+            from lk in Length(l.MaxKeyLength ?? l.MaxLength)
             from d in dims
             from dv in Gen.Frequency((3, Gen.Constant(d)), (2, dims))
             from layout in Gen.Elements(Enum.GetValues<MemoryLayout>())
@@ -103,10 +115,16 @@ public static class AttentionGen
         foreach (int dv in Smaller(spec.ValueDim)) yield return spec with { ValueDim = dv };
     }
 
-    private static Gen<int> Length(ProblemLimits l) => Gen.Frequency(
-        (6, Gen.Choose(1, Math.Min(40, l.MaxLength))),
-        (3, Gen.Choose(1, Math.Min(128, l.MaxLength))),
-        (1, Gen.Choose(1, l.MaxLength)));
+    /// <summary>Mostly short (odd tile edges), sometimes up to the limit; limits past 300 also draw long lengths often.</summary>
+    private static Gen<int> Length(int max)
+    {
+        var lengths = new List<(int, Gen<int>)>
+        {
+            (6, Gen.Choose(1, Math.Min(40, max))), (3, Gen.Choose(1, Math.Min(128, max))), (1, Gen.Choose(1, max)),
+        };
+        if (max > 300) lengths.Add((3, Gen.Choose(300, max)));
+        return Gen.Frequency(lengths.ToArray());
+    }
 
     private static Gen<int> HeadDim(ProblemLimits l) => Gen.Frequency(
         (1, Gen.Elements(InterestingHeadDims.Where(d => d <= l.MaxHeadDim).DefaultIfEmpty(1).ToArray())),

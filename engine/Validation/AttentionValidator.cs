@@ -21,10 +21,12 @@ public static class AttentionValidator
         scoped in TensorSpan<T> output, scoped in AttentionOptions options) where T : unmanaged
     {
         ElementTypes.ThrowIfUnsupported<T>();
-        var ql = CheckRank4(q.Lengths, nameof(q));
-        var kl = CheckRank4(k.Lengths, nameof(k));
-        var vl = CheckRank4(v.Lengths, nameof(v));
-        var ol = CheckRank4(output.Lengths, nameof(output));
+        // Stack-only bookkeeping throughout: validating a call allocates nothing (steady-state calls are garbage-free).
+        Span<int> ql = stackalloc int[4], kl = stackalloc int[4], vl = stackalloc int[4], ol = stackalloc int[4];
+        CheckRank4(q.Lengths, nameof(q), ql);
+        CheckRank4(k.Lengths, nameof(k), kl);
+        CheckRank4(v.Lengths, nameof(v), vl);
+        CheckRank4(output.Lengths, nameof(output), ol);
 
         ExpectEqual(kl, 0, ql[0], nameof(k), "q");
         ExpectEqual(kl, 3, ql[3], nameof(k), "q");
@@ -36,12 +38,12 @@ public static class AttentionValidator
                 $"q dimension 1 (heads) is {ql[1]}, which is not a multiple of k dimension 1 (heads) {kl[1]}; " +
                 "grouped-query attention needs queryHeads % kvHeads == 0.", nameof(q));
         var shape = new AttentionShape(ql[0], ql[1], kl[1], ql[2], kl[2], ql[3], vl[3]);
-        int[] expectedOutput = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
+        Span<int> expectedOutput = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
         for (int d = 0; d < 4; d++)
             if (ol[d] != expectedOutput[d])
                 throw new ArgumentException(
                     $"output dimension {d} ({InputDims[d]}) is {ol[d]}; expected {expectedOutput[d]} " +
-                    $"(output is [batch, queryHeads, Lq, valueDim] = [{string.Join(", ", expectedOutput)}]).", nameof(output));
+                    $"(output is [batch, queryHeads, Lq, valueDim] = [{Join(expectedOutput)}]).", nameof(output));
         CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
 
         float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(shape.HeadDim));
@@ -53,7 +55,7 @@ public static class AttentionValidator
             throw new ArgumentException($"MaxDegreeOfParallelism is {threads}; expected at least 1 (or null for all cores).", "options.MaxDegreeOfParallelism");
 
         var mask = options.Mask ?? Mask.None;
-        int[] scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
+        Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
         var bias = BroadcastMask(options.Bias, scoreShape, "options.Bias");
         var keep = BroadcastMask(options.KeepMask, scoreShape, "options.KeepMask");
 
@@ -61,17 +63,17 @@ public static class AttentionValidator
         if (options.ReturnLse)
         {
             var lengths = options.Lse.Lengths;
-            int[] expected = [shape.Batch, shape.QueryHeads, shape.QueryLength];
+            Span<int> expected = [shape.Batch, shape.QueryHeads, shape.QueryLength];
             if (lengths.Length != 3)
                 throw new ArgumentException(
-                    $"options.Lse has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 3 [batch, queryHeads, Lq] = [{string.Join(", ", expected)}].", "options.Lse");
+                    $"options.Lse has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 3 [batch, queryHeads, Lq] = [{Join(expected)}].", "options.Lse");
             for (int d = 0; d < 3; d++)
                 if (lengths[d] != expected[d])
                     throw new ArgumentException(
-                        $"options.Lse dimension {d} is {lengths[d]}; expected {expected[d]} ([batch, queryHeads, Lq] = [{string.Join(", ", expected)}]).", "options.Lse");
+                        $"options.Lse dimension {d} is {lengths[d]}; expected {expected[d]} ([batch, queryHeads, Lq] = [{Join(expected)}]).", "options.Lse");
             CheckNonOverlapping(lengths, options.Lse.Strides, "options.Lse");
             var s = options.Lse.Strides;
-            lse = new Strided4<float>(ref options.Lse.GetPinnableReference(), [.. expected, 1], [s[0], s[1], s[2], 0]);
+            lse = new Strided4<float>(ref options.Lse.GetPinnableReference(), [expected[0], expected[1], expected[2], 1], [s[0], s[1], s[2], 0]);
         }
 
         var weights = default(Strided4<float>);
@@ -80,11 +82,11 @@ public static class AttentionValidator
             var lengths = options.Weights.Lengths;
             if (lengths.Length != 4)
                 throw new ArgumentException(
-                    $"options.Weights has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 4 [batch, queryHeads, Lq, Lk] = [{string.Join(", ", scoreShape)}].", "options.Weights");
+                    $"options.Weights has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 4 [batch, queryHeads, Lq, Lk] = [{Join(scoreShape)}].", "options.Weights");
             for (int d = 0; d < 4; d++)
                 if (lengths[d] != scoreShape[d])
                     throw new ArgumentException(
-                        $"options.Weights dimension {d} ({MaskDims[d]}) is {lengths[d]}; expected {scoreShape[d]} ([batch, queryHeads, Lq, Lk] = [{string.Join(", ", scoreShape)}]).", "options.Weights");
+                        $"options.Weights dimension {d} ({MaskDims[d]}) is {lengths[d]}; expected {scoreShape[d]} ([batch, queryHeads, Lq, Lk] = [{Join(scoreShape)}]).", "options.Weights");
             CheckNonOverlapping(lengths, options.Weights.Strides, "options.Weights");
             var s = options.Weights.Strides;
             weights = new Strided4<float>(ref options.Weights.GetPinnableReference(), scoreShape, [s[0], s[1], s[2], s[3]]);
@@ -125,12 +127,11 @@ public static class AttentionValidator
         return new ReadOnlyStrided4<T>(in tensor.GetPinnableReference(), [(int)l[0], (int)l[1], (int)l[2], (int)l[3]], tensor.Strides);
     }
 
-    private static int[] CheckRank4(ReadOnlySpan<nint> lengths, string name)
+    private static void CheckRank4(ReadOnlySpan<nint> lengths, string name, Span<int> result)
     {
         if (lengths.Length != 4)
             throw new ArgumentException(
                 $"{name} has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 4 [batch, heads, seq, headDim].", name);
-        var result = new int[4];
         for (int d = 0; d < 4; d++)
         {
             if (lengths[d] < 1)
@@ -141,10 +142,9 @@ public static class AttentionValidator
                     $"{name} dimension {d} ({InputDims[d]}) has length {lengths[d]}; at most {int.MaxValue} is supported.", name);
             result[d] = (int)lengths[d];
         }
-        return result;
     }
 
-    private static void ExpectEqual(int[] lengths, int dim, int expected, string name, string other)
+    private static void ExpectEqual(ReadOnlySpan<int> lengths, int dim, int expected, string name, string other)
     {
         if (lengths[dim] != expected)
             throw new ArgumentException(
@@ -160,14 +160,14 @@ public static class AttentionValidator
     }
 
     /// <summary>Right-aligns a mask of rank 1..4 against [B, Hq, Lq, Lk], each dimension full or 1 (broadcast).</summary>
-    private static ReadOnlyStrided4<TMask> BroadcastMask<TMask>(scoped in ReadOnlyTensorSpan<TMask> mask, int[] target, string name)
+    private static ReadOnlyStrided4<TMask> BroadcastMask<TMask>(scoped in ReadOnlyTensorSpan<TMask> mask, scoped ReadOnlySpan<int> target, string name)
     {
         if (mask.IsEmpty) return default;
         var lengths = mask.Lengths;
         var strides = mask.Strides;
         if (lengths.Length is < 1 or > 4)
             throw new ArgumentException(
-                $"{name} has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 1 to 4 broadcastable to [batch, heads, Lq, Lk] = [{string.Join(", ", target)}].", name);
+                $"{name} has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 1 to 4 broadcastable to [batch, heads, Lq, Lk] = [{Join(target)}].", name);
         Span<nint> broadcastStrides = stackalloc nint[4];
         int shift = 4 - lengths.Length;
         for (int d = 0; d < 4; d++)
@@ -179,12 +179,14 @@ public static class AttentionValidator
             else
                 throw new ArgumentException(
                     $"{name} dimension {d - shift} ({MaskDims[d]}) is {length}; expected 1 or {target[d]} to broadcast " +
-                    $"lengths [{Join(lengths)}] against [batch, heads, Lq, Lk] = [{string.Join(", ", target)}].", name);
+                    $"lengths [{Join(lengths)}] against [batch, heads, Lq, Lk] = [{Join(target)}].", name);
         }
         return new ReadOnlyStrided4<TMask>(in mask.GetPinnableReference(), target, broadcastStrides);
     }
 
     internal static string Join(ReadOnlySpan<nint> values) => string.Join(", ", values.ToArray());
+
+    private static string Join(ReadOnlySpan<int> values) => string.Join(", ", values.ToArray());
 
     /// <summary>The bytes a strided tensor may touch, as a range relative to an arbitrary reference.</summary>
     private readonly ref struct MemoryRegion

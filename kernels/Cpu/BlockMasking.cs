@@ -20,7 +20,7 @@ internal static unsafe class BlockMasking
     }
 
     /// <summary>Hides, for each key, the rows outside the band: the visible rows of key j form one contiguous range.</summary>
-    public static void ApplyBand(float* scores, int br, int firstKey, int keyCount, in TileRows rows, DiagonalBand band)
+    public static void ApplyBand(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, DiagonalBand band)
     {
         for (int j = 0; j < keyCount; j++)
         {
@@ -28,13 +28,12 @@ internal static unsafe class BlockMasking
             // Query i sees key j when Lo <= j - i <= Hi, that is key - Hi <= i <= key - Lo.
             int begin = rows.FirstRowAtOrAfter(key - band.Hi);
             int end = rows.EndRowAtOrBefore(key - band.Lo);
-            float* s = scores + j * br;
-            for (int r = 0; r < Math.Min(begin, rows.Count); r++) s[r] = float.NegativeInfinity;
-            for (int r = Math.Max(end, begin); r < rows.Count; r++) s[r] = float.NegativeInfinity;
+            for (int r = 0; r < Math.Min(begin, rows.Count); r++) scores[layout[r, j]] = float.NegativeInfinity;
+            for (int r = Math.Max(end, begin); r < rows.Count; r++) scores[layout[r, j]] = float.NegativeInfinity;
         }
     }
 
-    public static void ApplyKeepMask<T>(float* scores, int br, int firstKey, int keyCount, in TileRows rows, in CpuAttentionJob<T> job, int batch)
+    public static void ApplyKeepMask<T>(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, in CpuAttentionJob<T> job, int batch)
         where T : unmanaged
     {
         var keep = job.KeepMask;
@@ -42,11 +41,11 @@ internal static unsafe class BlockMasking
         {
             bool* row = &keep.Base[keep.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
             for (int j = 0; j < keyCount; j++)
-                if (!row[j * keep.Stride3]) scores[j * br + r] = float.NegativeInfinity;
+                if (!row[j * keep.Stride3]) scores[layout[r, j]] = float.NegativeInfinity;
         }
     }
 
-    public static void ApplyBias<T>(float* scores, int br, int firstKey, int keyCount, in TileRows rows, in CpuAttentionJob<T> job, int batch)
+    public static void ApplyBias<T>(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, in CpuAttentionJob<T> job, int batch)
         where T : unmanaged
     {
         var bias = job.Bias;
@@ -54,7 +53,7 @@ internal static unsafe class BlockMasking
         {
             float* row = &bias.Base[bias.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
             // -infinity + finite stays -infinity: a -infinity bias hides its key like the keep-mask does.
-            for (int j = 0; j < keyCount; j++) scores[j * br + r] += row[j * bias.Stride3];
+            for (int j = 0; j < keyCount; j++) scores[layout[r, j]] += row[j * bias.Stride3];
         }
     }
 }

@@ -1,31 +1,83 @@
 using System.Runtime.Intrinsics;
+using AttentionEngine.Kernels.Cpu.Decode;
 using AttentionEngine.Kernels.Cpu.Simd;
+using AttentionEngine.Kernels.Cpu.Threading;
 
 namespace AttentionEngine.Kernels.Cpu;
 
-/// <summary>Runs the CPU flash-attention forward of one job on the chosen vector width and thread count.</summary>
+/// <summary>Runs the CPU attention forward of one job on the chosen vector width and thread count.</summary>
 internal static class CpuForward
 {
     public static void Run<T>(in CpuAttentionJob<T> job, CpuIsa isa, int maxDegreeOfParallelism) where T : unmanaged
     {
         switch (CpuIsaSelection.Resolve(isa))
         {
-            case CpuIsa.Avx512: Run<T, Vector512Ops, Vector512<float>>(job, maxDegreeOfParallelism); break;
-            case CpuIsa.Avx2: Run<T, Vector256Ops, Vector256<float>>(job, maxDegreeOfParallelism); break;
-            default: Run<T, Vector128Ops, Vector128<float>>(job, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx512: ForwardWork<T, Vector512Ops, Vector512<float>>.Run(job, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx2: ForwardWork<T, Vector256Ops, Vector256<float>>.Run(job, maxDegreeOfParallelism); break;
+            default: ForwardWork<T, Vector128Ops, Vector128<float>>.Run(job, maxDegreeOfParallelism); break;
+        }
+    }
+}
+
+/// <summary>
+/// One call's tasks for the worker pool: the tile kernel's row tiles, or the decode kernel's key splits followed by
+/// their merge. One instance per calling thread and specialisation, reused call after call (no per-call garbage).
+/// </summary>
+internal sealed class ForwardWork<T, TOps, TVec> : PoolWork
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    private enum Phase { Tiles, DecodeSplits, DecodeMerge }
+
+    [ThreadStatic] private static ForwardWork<T, TOps, TVec>? _perThread;
+
+    private CpuAttentionJob<T> _job;
+    private Phase _phase;
+    private DecodeSplits _splits;
+    private DecodePartials? _partials;
+
+    public static void Run(in CpuAttentionJob<T> job, int maxDegreeOfParallelism)
+    {
+        var work = _perThread ??= new ForwardWork<T, TOps, TVec>();
+        work._job = job;
+        try
+        {
+            if (DecodeKernel<T, TOps, TVec>.Applies(job)) work.RunDecode(maxDegreeOfParallelism);
+            else work.RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec>.TaskCount(job), maxDegreeOfParallelism);
+        }
+        finally
+        {
+            // Pointers into the caller's (now unpinned) memory must not outlive the call.
+            work._job = default;
+            work._partials = null;
         }
     }
 
-    private static void Run<T, TOps, TVec>(CpuAttentionJob<T> job, int maxDegreeOfParallelism)
-        where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+    private void RunDecode(int maxDegreeOfParallelism)
     {
-        int tasks = FlashForwardKernel<T, TOps, TVec>.TaskCount(job);
-        if (maxDegreeOfParallelism == 1 || tasks == 1)
+        _splits = DecodeKernel<T, TOps, TVec>.Splits(_job);
+        int heads = _job.Batch * _job.KvHeads;
+        if (_splits.Count > 1)
         {
-            for (int task = 0; task < tasks; task++) FlashForwardKernel<T, TOps, TVec>.RunTask(job, task);
-            return;
+            int rows = _job.RowsPerKvHead, c = TOps.Count;
+            _partials = DecodePartials.For((long)heads * _splits.Count, rows, (_job.ValueDim + c - 1) / c * c);
         }
-        Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism },
-            task => FlashForwardKernel<T, TOps, TVec>.RunTask(job, task));
+        RunPhase(Phase.DecodeSplits, heads * _splits.Count, maxDegreeOfParallelism);
+        if (_splits.Count > 1) RunPhase(Phase.DecodeMerge, heads, maxDegreeOfParallelism);
+    }
+
+    private void RunPhase(Phase phase, int tasks, int maxDegreeOfParallelism)
+    {
+        _phase = phase;
+        CpuWorkerPool.Shared.Run(this, tasks, maxDegreeOfParallelism);
+    }
+
+    protected override void RunTask(int task)
+    {
+        switch (_phase)
+        {
+            case Phase.Tiles: FlashForwardKernel<T, TOps, TVec>.RunTask(_job, task); break;
+            case Phase.DecodeSplits: DecodeKernel<T, TOps, TVec>.RunSplit(_job, _splits, task, _partials); break;
+            default: DecodeKernel<T, TOps, TVec>.Merge(_job, _splits, task, _partials!); break;
+        }
     }
 }

@@ -18,7 +18,7 @@ internal sealed unsafe class CpuTileScratch
     private AlignedMemoryHandle? _memory;
     private nuint _capacity;
 
-    public float* QueryT;       // [D][Br]   queries of the tile, transposed, pre-multiplied by scale·log2(e)
+    public float* QueryT;       // [D][Br]   queries of the tile, transposed (the decode kernel: [Br][D], row-major)
     public float* Scores;       // [Bc][Br]  scores of one key block, transposed; then probabilities
     public float* Output;       // [Br][DvPad] output accumulators
     public float* Keys;         // [Bc][D]   staged key block (when keys cannot be read in place)
@@ -42,7 +42,7 @@ internal sealed unsafe class CpuTileScratch
     {
         // Every region starts on a 64-byte boundary: sizes are rounded up to 16 floats.
         static nuint Round(long floats) => (nuint)((floats + 15) / 16 * 16);
-        nuint[] sizes =
+        Span<nuint> sizes =
         [
             Round((long)d * br), Round((long)bc * br), Round((long)br * dvPad), Round((long)bc * d), Round((long)bc * dvPad),
             Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br),

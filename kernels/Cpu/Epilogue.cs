@@ -24,15 +24,15 @@ internal static unsafe class Epilogue
         }
     }
 
-    /// <summary>Writes probabilities of one block (Pᵀ in the score scratch) into the weights tensor.</summary>
-    public static void WriteWeights<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, int br, int firstKey, int keyCount, float* probabilities)
+    /// <summary>Writes probabilities of one block (in the score scratch) into the weights tensor.</summary>
+    public static void WriteWeights<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, ScoreLayout layout, int firstKey, int keyCount, float* probabilities)
         where T : unmanaged
     {
         var weights = job.Weights;
         for (int r = 0; r < rows.Count; r++)
         {
             float* row = &weights.Base[weights.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
-            for (int j = 0; j < keyCount; j++) row[j * weights.Stride3] = probabilities[j * br + r];
+            for (int j = 0; j < keyCount; j++) row[j * weights.Stride3] = probabilities[layout[r, j]];
         }
     }
 

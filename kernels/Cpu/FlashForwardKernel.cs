@@ -63,7 +63,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec>
                 int keyCount = Math.Min(KeyBlock, job.KeyLength - firstKey);
                 Scores(job, batch, rows, firstKey, keyCount, scratch);
                 OnlineSoftmax<TOps, TVec>.Normalize(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum);
-                Epilogue.WriteWeights(job, batch, rows, br, firstKey, keyCount, scratch.Scores);
+                Epilogue.WriteWeights(job, batch, rows, ScoreLayout.Transposed(br), firstKey, keyCount, scratch.Scores);
             }
         }
     }
@@ -72,14 +72,15 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec>
     private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch)
     {
         int br = TileRows;
-        float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, scratch, out nint keyPitch);
+        float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, job.HeadDim, scratch, out nint keyPitch);
         ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores);
         BlockMasking.Scale<TOps, TVec>(scratch.Scores, br, keyCount, job.Scale);
 
         var band = job.Band;
         bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
-        if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, br, firstKey, keyCount, rows, band);
-        if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, br, firstKey, keyCount, rows, job, batch);
-        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, br, firstKey, keyCount, rows, job, batch);
+        var layout = ScoreLayout.Transposed(br);
+        if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, layout, firstKey, keyCount, rows, band);
+        if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
+        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
     }
 }

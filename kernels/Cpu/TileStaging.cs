@@ -24,28 +24,35 @@ internal static unsafe class TileStaging
         }
     }
 
-    /// <summary>True when keys are used where they lie: float rows with a contiguous head dimension.</summary>
-    public static bool KeysInPlace<T>(in CpuAttentionJob<T> job) where T : unmanaged =>
-        typeof(T) == typeof(float) && job.K.Stride3 == 1;
+    /// <summary>
+    /// True when keys are used where they lie: float rows with a contiguous head dimension, and no padding wanted
+    /// (a kernel that reads keys as whole vectors asks for rows padded to <paramref name="paddedDim"/>).
+    /// </summary>
+    public static bool KeysInPlace<T>(in CpuAttentionJob<T> job, int paddedDim) where T : unmanaged =>
+        typeof(T) == typeof(float) && job.K.Stride3 == 1 && paddedDim == job.HeadDim;
 
     /// <summary>True when values are used where they lie: float rows, contiguous, a whole number of vectors wide.</summary>
     public static bool ValuesInPlace<T>(in CpuAttentionJob<T> job, int vectorCount) where T : unmanaged =>
         typeof(T) == typeof(float) && job.V.Stride3 == 1 && job.ValueDim % vectorCount == 0;
 
-    /// <summary>The key block's rows as floats; returns the row pitch.</summary>
-    public static float* Keys<T>(in CpuAttentionJob<T> job, int batch, int kvHead, int firstKey, int keyCount, CpuTileScratch scratch, out nint pitch)
-        where T : unmanaged
+    /// <summary>The key block's rows as floats, zero-padded to <paramref name="paddedDim"/>; returns the row pitch.</summary>
+    public static float* Keys<T>(in CpuAttentionJob<T> job, int batch, int kvHead, int firstKey, int keyCount, int paddedDim,
+        CpuTileScratch scratch, out nint pitch) where T : unmanaged
     {
         var k = job.K;
-        if (KeysInPlace(job))
+        if (KeysInPlace(job, paddedDim))
         {
             pitch = k.Stride2;
             return (float*)&k.Base[k.Offset(batch, kvHead, firstKey, 0)];
         }
         int d = job.HeadDim;
         for (int j = 0; j < keyCount; j++)
-            ElementConversion.ToSingle(&k.Base[k.Offset(batch, kvHead, firstKey + j, 0)], k.Stride3, d, scratch.Keys + j * d);
-        pitch = d;
+        {
+            float* row = scratch.Keys + j * paddedDim;
+            ElementConversion.ToSingle(&k.Base[k.Offset(batch, kvHead, firstKey + j, 0)], k.Stride3, d, row);
+            for (int x = d; x < paddedDim; x++) row[x] = 0;
+        }
+        pitch = paddedDim;
         return scratch.Keys;
     }
 

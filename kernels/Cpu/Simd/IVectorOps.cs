@@ -16,6 +16,9 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
     static abstract TVec Zero { get; }
     static abstract TVec Broadcast(float value);
     static abstract TVec Load(float* source);
+
+    /// <summary>Count BFloat16 values widened to float (exact: a bf16 is the top half of a float).</summary>
+    static abstract TVec LoadBFloat16(ushort* source);
     static abstract void Store(float* destination, TVec value);
     static abstract TVec Add(TVec left, TVec right);
     static abstract TVec Subtract(TVec left, TVec right);
@@ -23,6 +26,9 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
 
     /// <summary>a · b + c, fused (one rounding).</summary>
     static abstract TVec MultiplyAdd(TVec a, TVec b, TVec c);
+
+    /// <summary>Sum of the lanes, in a fixed order (so repeated calls round identically).</summary>
+    static abstract float Sum(TVec value);
 
     /// <summary>IEEE maximum (NaN propagates, so garbage inputs stay visible).</summary>
     static abstract TVec Max(TVec left, TVec right);

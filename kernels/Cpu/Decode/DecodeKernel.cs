@@ -1,0 +1,189 @@
+using AttentionEngine.Kernels.Cpu.Simd;
+
+namespace AttentionEngine.Kernels.Cpu.Decode;
+
+/// <summary>
+/// Attention for few queries (decoding: Lq = 1 or a few speculative tokens), where the tile kernel would leave most
+/// vector lanes idle. Keys run along the lanes: scores are dot products over whole vectors of the head dimension, the
+/// softmax is per row, and every row of the KV head (its queries times the query heads of its GQA group) shares each
+/// key and value block while it is in cache. Each row is computed on its own, so a row's bits do not depend on
+/// which rows share its task. Each (batch, KV head) is cut into key splits (<see cref="DecodeSplits"/>); a split keeps
+/// its own max, sum and output, and <see cref="Merge"/> combines them in split order.
+/// </summary>
+internal static unsafe class DecodeKernel<T, TOps, TVec>
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    /// <summary>
+    /// Most queries this kernel takes; above it the tile kernel's lanes fill up. The choice depends on Lq only, not on
+    /// the GQA group, so grouped and repeated heads take the same path.
+    /// </summary>
+    public const int MaxQueries = 8;
+
+    /// <summary>Keys per block (a multiple of every vector width), the skipping granularity of masks.</summary>
+    public const int KeyBlock = 64;
+
+    public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries;
+
+    /// <summary>Weights need each row's final max and sum inside the task, so they keep one split per head.</summary>
+    public static DecodeSplits Splits(in CpuAttentionJob<T> job) =>
+        new(job.KeyLength, KeyBlock, single: !job.Weights.IsEmpty);
+
+    private static int Padded(int n) => (n + TOps.Count - 1) / TOps.Count * TOps.Count;
+
+    /// <summary>Runs split task <paramref name="task"/>; with one split it writes the output, else a partial.</summary>
+    public static void RunSplit(in CpuAttentionJob<T> job, DecodeSplits splits, int task, DecodePartials? partials)
+    {
+        int split = task % splits.Count, head = task / splits.Count;
+        int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
+        var rows = new TileRows(0, job.RowsPerKvHead, job.GroupSize, kvHead);
+        int dPad = Padded(job.HeadDim), dvPad = Padded(job.ValueDim), c = TOps.Count;
+        var scratch = CpuTileScratch.For(rows.Count, KeyBlock, dPad, dvPad);
+
+        LoadQueries(job, batch, rows, dPad, scratch);
+        new Span<float>(scratch.Output, rows.Count * dvPad).Clear();
+        new Span<float>(scratch.RowMax, rows.Count).Fill(float.NegativeInfinity);
+        new Span<float>(scratch.RowSum, rows.Count).Clear();
+
+        var band = job.Band;
+        long keyBegin = Math.Max((long)split * splits.KeysPerSplit, Math.Max(0, rows.FirstQuery + band.Lo));
+        long keyEnd = Math.Min(Math.Min((long)(split + 1) * splits.KeysPerSplit, job.KeyLength), rows.LastQuery + band.Hi + 1);
+        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
+        {
+            int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
+            DecodePrefetch.Block(job, batch, kvHead, firstKey, keyCount);
+            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch);
+            if (ValuesInPlace(job))
+            {
+                var v = job.V;
+                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch);
+            }
+            else
+            {
+                float* values = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
+                Accumulate(rows, keyCount, values, valuePitch, dvPad, scratch);
+            }
+        }
+
+        if (splits.Count == 1)
+        {
+            Epilogue.Write(job, batch, rows, dvPad, scratch);
+            if (!job.Weights.IsEmpty) WriteWeights(job, batch, rows, dPad, keyBegin, keyEnd, scratch);
+            return;
+        }
+        long slot = (long)head * splits.Count + split;
+        new Span<float>(scratch.Output, rows.Count * dvPad).CopyTo(new Span<float>(partials!.Output(slot), rows.Count * dvPad));
+        new Span<float>(scratch.RowMax, rows.Count).CopyTo(new Span<float>(partials.Max(slot), rows.Count));
+        new Span<float>(scratch.RowSum, rows.Count).CopyTo(new Span<float>(partials.Sum(slot), rows.Count));
+    }
+
+    /// <summary>
+    /// Combines the splits of (batch, KV head) <paramref name="head"/> in split order: M = max m_s,
+    /// l = Σ l_s · e^(m_s − M), O = Σ O_s · e^(m_s − M), then writes O / l and the LSE like the tile kernel.
+    /// </summary>
+    public static void Merge(in CpuAttentionJob<T> job, DecodeSplits splits, int head, DecodePartials partials)
+    {
+        int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
+        var rows = new TileRows(0, job.RowsPerKvHead, job.GroupSize, kvHead);
+        int dvPad = Padded(job.ValueDim), c = TOps.Count;
+        var scratch = CpuTileScratch.For(rows.Count, KeyBlock, Padded(job.HeadDim), dvPad);
+        long first = (long)head * splits.Count;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float max = float.NegativeInfinity;
+            for (int s = 0; s < splits.Count; s++) max = MathF.Max(max, partials.Max(first + s)[r]);
+            float subtract = float.IsNegativeInfinity(max) ? 0 : max;
+            float sum = 0;
+            float* output = scratch.Output + r * dvPad;
+            new Span<float>(output, dvPad).Clear();
+            for (int s = 0; s < splits.Count; s++)
+            {
+                // A split that saw no visible key has m = −inf and contributes weight e^(−inf) = 0.
+                float weight = MathF.Exp(partials.Max(first + s)[r] - subtract);
+                sum += partials.Sum(first + s)[r] * weight;
+                float* part = partials.Output(first + s) + r * dvPad;
+                TVec w = TOps.Broadcast(weight);
+                for (int x = 0; x < dvPad; x += c)
+                    TOps.Store(output + x, TOps.MultiplyAdd(TOps.Load(part + x), w, TOps.Load(output + x)));
+            }
+            scratch.RowMax[r] = max;
+            scratch.RowSum[r] = sum;
+        }
+        Epilogue.Write(job, batch, rows, dvPad, scratch);
+    }
+
+    /// <summary>Float and BFloat16 rows that are contiguous and a whole number of vectors long are read where they lie.</summary>
+    private static bool KeysInPlace(in CpuAttentionJob<T> job) =>
+        ElementLoads<TOps, TVec>.Supports<T>() && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
+
+    private static bool ValuesInPlace(in CpuAttentionJob<T> job) =>
+        ElementLoads<TOps, TVec>.Supports<T>() && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
+
+    /// <summary>Softmax step and O += P·V for every row, on one block of values.</summary>
+    private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch)
+        where TValue : unmanaged
+    {
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float* p = scratch.Scores + r * KeyBlock;
+            float rescale = DecodeSoftmax<TOps, TVec>.Update(p, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
+            DecodeValues<TOps, TVec>.Accumulate(p, keyCount, values, ldv, dvPad / TOps.Count, scratch.Output + r * dvPad, rescale);
+        }
+    }
+
+    /// <summary>Queries of the KV head's rows, [rows][dPad], zero-padded.</summary>
+    private static void LoadQueries(in CpuAttentionJob<T> job, int batch, in TileRows rows, int dPad, CpuTileScratch scratch)
+    {
+        var q = job.Q;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float* row = scratch.QueryT + r * dPad;
+            ElementConversion.ToSingle(&q.Base[q.Offset(batch, rows.Head(r), rows.Query(r), 0)], q.Stride3, job.HeadDim, row);
+            for (int x = job.HeadDim; x < dPad; x++) row[x] = 0;
+        }
+    }
+
+    /// <summary>Masked, scaled, biased scores S[r][j] of one key block; entries past keyCount up to a whole vector are −inf.</summary>
+    private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int dPad, CpuTileScratch scratch)
+    {
+        if (KeysInPlace(job))
+        {
+            var k = job.K;
+            DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)], k.Stride2,
+                keyCount, scratch.Scores, KeyBlock);
+        }
+        else
+        {
+            float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, dPad, scratch, out nint keyPitch);
+            DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, keys, keyPitch, keyCount, scratch.Scores, KeyBlock);
+        }
+        int paddedCount = Padded(keyCount);
+        TVec scale = TOps.Broadcast(job.Scale);
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float* s = scratch.Scores + r * KeyBlock;
+            for (int j = 0; j < paddedCount; j += TOps.Count) TOps.Store(s + j, TOps.Multiply(TOps.Load(s + j), scale));
+            for (int j = keyCount; j < paddedCount; j++) s[j] = float.NegativeInfinity;
+        }
+
+        var band = job.Band;
+        var layout = ScoreLayout.RowMajor(KeyBlock);
+        bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
+        if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, layout, firstKey, keyCount, rows, band);
+        if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
+        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
+    }
+
+    /// <summary>Weights pass: the blocks again, normalised with the rows' final max and sum (one split only).</summary>
+    private static void WriteWeights(in CpuAttentionJob<T> job, int batch, in TileRows rows, int dPad, long keyBegin, long keyEnd, CpuTileScratch scratch)
+    {
+        Epilogue.ClearWeights(job, batch, rows);
+        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
+        {
+            int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
+            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch);
+            for (int r = 0; r < rows.Count; r++)
+                DecodeSoftmax<TOps, TVec>.Normalize(scratch.Scores + r * KeyBlock, keyCount, scratch.RowMax[r], scratch.RowSum[r]);
+            Epilogue.WriteWeights(job, batch, rows, ScoreLayout.RowMajor(KeyBlock), (int)firstKey, keyCount, scratch.Scores);
+        }
+    }
+}

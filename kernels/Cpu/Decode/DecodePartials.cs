@@ -1,0 +1,42 @@
+using AttentionEngine.Bindings.Memory;
+
+namespace AttentionEngine.Kernels.Cpu.Decode;
+
+/// <summary>
+/// The per-split results of one decode call, before the merge: for every (batch, KV head, split) its rows'
+/// unnormalised outputs [rows][DvPad], then their maxima [rows] and sums [rows]. The buffer belongs to the calling
+/// thread (which waits for the whole call), is reused by its next call and grows only when a call needs more.
+/// Its size is O(batch · heads · rows · splits · Dv), splits = Lk / 1024: about the size of K and V divided by 500.
+/// </summary>
+internal sealed unsafe class DecodePartials
+{
+    [ThreadStatic] private static DecodePartials? _perThread;
+
+    private AlignedMemoryHandle? _memory;
+    private int _rows, _dvPad;
+
+    public float* Base { get; private set; }
+
+    public static DecodePartials For(long slots, int rows, int dvPad)
+    {
+        var partials = _perThread ??= new DecodePartials();
+        partials.Ensure(slots * SlotFloats(rows, dvPad) * sizeof(float));
+        partials._rows = rows;
+        partials._dvPad = dvPad;
+        return partials;
+    }
+
+    private static long SlotFloats(int rows, int dvPad) => (long)rows * (dvPad + 2);
+
+    public float* Output(long slot) => Base + slot * SlotFloats(_rows, _dvPad);
+    public float* Max(long slot) => Output(slot) + (long)_rows * _dvPad;
+    public float* Sum(long slot) => Max(slot) + _rows;
+
+    private void Ensure(long bytes)
+    {
+        if (_memory is not null && (long)_memory.ByteCount >= bytes) return;
+        _memory?.Dispose();
+        _memory = AlignedMemoryHandle.Allocate((nuint)Math.Max(bytes, 64));
+        Base = (float*)_memory.DangerousGetHandle();
+    }
+}
