@@ -1,6 +1,11 @@
+using AttentionEngine.Bench.Bdn;
+using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using AttentionEngine.Bench.Verification;
 using Spectre.Console.Cli;
+
+// BenchmarkDotNet parses its own arguments: hand them over before the command-line parser sees them.
+if (args is ["bdn", .. var bdnArgs]) return BdnCommand.Run(bdnArgs);
 
 var app = new CommandApp();
 app.Configure(config =>
@@ -12,6 +17,13 @@ app.Configure(config =>
         .WithExample("verify", "--backend", "reference", "--dtype", "bf16", "--seed", "7", "--case", "31");
     config.AddCommand<RunCommand>("run")
         .WithDescription("Measure the machine's FMA peak and bandwidth, then time the preset cases against them.")
-        .WithExample("run", "--threads", "2");
+        .WithExample("run", "--threads", "2")
+        .WithExample("run", "--shapes", "B1 H32 Hkv8 Lq1 Lk8192 D128; B2 H16 N2048 D64 causal", "--dtype", "f32,bf16");
+    config.AddCommand<PeersCommand>("peers")
+        .WithDescription("Time the same fp32 problems through our CPU backend and ONNX Runtime's Attention operator; ratio and max difference.")
+        .WithExample("peers", "--threads", "2");
+    config.AddCommand<BdnCommand>("bdn")
+        .WithDescription("BenchmarkDotNet suites with a GFLOP/s column; arguments go to BenchmarkDotNet (--filter, --job short, ...).")
+        .WithExample("bdn", "--filter", "*N2048*", "--job", "short");
 });
 return app.Run(args);

@@ -1,24 +1,19 @@
-using System.Diagnostics;
-using System.Runtime.Intrinsics;
-using System.Text.Json;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace AttentionEngine.Bench.Performance;
 
 /// <summary>
-/// `bench run`: measures the machine's limits, then times the preset cases (fp32; decode also with BFloat16 K/V)
-/// and prints ms, GFLOP/s (GB/s of K+V for decode) and the fraction of the measured limit.
+/// `bench run`: measures the machine's limits, then times the cases (the preset, or the user's) and prints
+/// ms, GFLOP/s (GB/s of K+V for decode) and the fraction of the measured limit.
 /// </summary>
 internal sealed class RunCommand : Command<RunSettings>
 {
-    private sealed record Row(string Case, string Type, double Milliseconds, double Rate, string Unit, double FractionOfLimit);
-
     public override int Execute(CommandContext context, RunSettings settings, CancellationToken cancellationToken)
     {
         var backend = settings.Backend == "cpu" ? (AttentionBackend)CpuBackend.Default : Attention.Using(AttentionEngine.Backend.Reference);
         var limits = MachineLimitsCache.Get(settings.Threads);
-        var rows = new List<Row>();
+        var rows = new List<TimedResult>();
         foreach (var c in PerformanceCase.ParseList(settings.Shapes))
         {
             foreach (string type in TypesFor(c, settings.Types))
@@ -26,23 +21,20 @@ internal sealed class RunCommand : Command<RunSettings>
                 cancellationToken.ThrowIfCancellationRequested();
                 rows.Add(type switch
                 {
-                    "f16" => Time<Half>(c, backend, settings),
-                    "bf16" => Time<BFloat16>(c, backend, settings),
-                    _ => Time<float>(c, backend, settings),
+                    "f16" => Time<Half>(c, backend, settings, limits),
+                    "bf16" => Time<BFloat16>(c, backend, settings, limits),
+                    _ => Time<float>(c, backend, settings, limits),
                 });
             }
         }
         string isa = backend is CpuBackend cpu ? cpu.ResolvedIsa.ToString() : "scalar";
+        var document = new ResultsDocument("run", ResultsDocument.CpuModel(), isa, settings.Threads, limits.PeakGflops, limits.BandwidthGBs, rows);
         if (settings.Json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(new
-            {
-                command = "run", backend = backend.Name, isa, threads = settings.Threads, cpu = CpuModel(),
-                peakGflops = limits.PeakGflops, bandwidthGBs = limits.BandwidthGBs, rows,
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            Console.WriteLine(document.ToJson());
             return 0;
         }
-        AnsiConsole.MarkupLine($"[bold]bench run[/]: {Markup.Escape(backend.Name)} ({isa}), {settings.Threads} threads, {Markup.Escape(CpuModel())}");
+        AnsiConsole.MarkupLine($"[bold]bench run[/]: {Markup.Escape(backend.Name)} ({isa}), {settings.Threads} threads, {Markup.Escape(document.Cpu)}");
         AnsiConsole.MarkupLine($"measured limits: fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s, memory {limits.BandwidthGBs:F1} GB/s");
         var table = new Table().AddColumns("case", "type", "ms", "rate", "of limit");
         foreach (var r in rows)
@@ -54,43 +46,14 @@ internal sealed class RunCommand : Command<RunSettings>
     private static IEnumerable<string> TypesFor(PerformanceCase c, string types) =>
         types == "auto" ? (c.Decode ? ["f32", "bf16"] : ["f32"]) : types.Split(',').Select(t => t.Trim());
 
-    private static Row Time<T>(PerformanceCase c, AttentionBackend backend, RunSettings settings) where T : unmanaged
+    private static TimedResult Time<T>(PerformanceCase c, AttentionBackend backend, RunSettings settings, MachineLimits limits) where T : unmanaged
     {
-        using var q = TensorRandom.Create<T>(1, ValueDistribution.Normal, c.Batch, c.Heads, c.QueryLength, c.HeadDim);
-        using var k = TensorRandom.Create<T>(2, ValueDistribution.Normal, c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
-        using var v = TensorRandom.Create<T>(3, ValueDistribution.Normal, c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
-        using var output = NativeTensor<T>.Zeros(c.Batch, c.Heads, c.QueryLength, c.HeadDim);
+        using var tensors = CaseTensors<T>.Create(c);
         var mask = c.Causal ? Mask.Causal() : null;
-        void Once() => backend.Forward<T>(q, k, v, output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads });
-        Once(); // warm-up: JIT and scratch
-        var times = new List<double>();
-        var total = Stopwatch.StartNew();
-        while (total.Elapsed.TotalSeconds < settings.Seconds || times.Count < 3)
-        {
-            var watch = Stopwatch.StartNew();
-            Once();
-            times.Add(watch.Elapsed.TotalSeconds);
-        }
-        times.Sort();
-        double median = times[times.Count / 2];
-        var limits = MachineLimitsCache.Get(settings.Threads);
-        if (c.Decode)
-        {
-            double gbs = c.KvBytes(System.Runtime.CompilerServices.Unsafe.SizeOf<T>()) / median / 1e9;
-            return new Row(c.Name, ElementTypes.ShortName<T>(), median * 1e3, gbs, "GB/s K+V", gbs / limits.BandwidthGBs);
-        }
-        double gflops = c.Flops / median / 1e9;
-        return new Row(c.Name, ElementTypes.ShortName<T>(), median * 1e3, gflops, "GFLOP/s", gflops / limits.PeakGflops);
-    }
-
-    private static string CpuModel()
-    {
-        try
-        {
-            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-            return line?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        }
-        catch (IOException) { return "unknown CPU"; }
+        double seconds = Timing.MedianSeconds(
+            () => backend.Forward<T>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads }),
+            settings.Seconds);
+        return TimedResult.Of(backend.Name, c, ElementTypes.ShortName<T>(), seconds, limits, System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
     }
 }
 
