@@ -1,6 +1,7 @@
 using AttentionEngine.Bench.Bdn;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
+using AttentionEngine.Bench.Plotting;
 using AttentionEngine.Bench.Verification;
 using Spectre.Console.Cli;
 
@@ -22,6 +23,9 @@ app.Configure(config =>
     config.AddCommand<PeersCommand>("peers")
         .WithDescription("Time the same fp32 problems through our CPU backend and ONNX Runtime's Attention operator; ratio and max difference.")
         .WithExample("peers", "--threads", "2");
+    config.AddCommand<PlotCommand>("plot")
+        .WithDescription("PNG charts of `run --json` / `peers --json` results: rate against sequence length per backend, with the machine limit.")
+        .WithExample("plot", "charts", "--input", "run.json", "--input", "peers.json");
     config.AddCommand<BdnCommand>("bdn")
         .WithDescription("BenchmarkDotNet suites with a GFLOP/s column; arguments go to BenchmarkDotNet (--filter, --job short, ...).")
         .WithExample("bdn", "--filter", "*N2048*", "--job", "short");

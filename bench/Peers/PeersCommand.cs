@@ -19,17 +19,25 @@ internal sealed class PeersCommand : Command<PeersSettings>
         var ours = CpuBackend.Default;
         var rows = new List<TimedResult>();
         var cases = PerformanceCase.ParseList(settings.Shapes);
-        AnsiConsole.Progress().AutoClear(true).HideCompleted(true).Start(progress =>
+        if (settings.Json)
         {
-            var task = progress.AddTask("peers", maxValue: cases.Count);
-            foreach (var c in cases)
+            // Standard output carries only the JSON document.
+            foreach (var c in cases) rows.AddRange(Compare(c, ours, settings, limits));
+        }
+        else
+        {
+            AnsiConsole.Progress().AutoClear(true).HideCompleted(true).Start(progress =>
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                task.Description = c.Name;
-                rows.AddRange(Compare(c, ours, settings, limits));
-                task.Increment(1);
-            }
-        });
+                var task = progress.AddTask("peers", maxValue: cases.Count);
+                foreach (var c in cases)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    task.Description = c.Name;
+                    rows.AddRange(Compare(c, ours, settings, limits));
+                    task.Increment(1);
+                }
+            });
+        }
 
         var document = new ResultsDocument("peers", ResultsDocument.CpuModel(), ours.ResolvedIsa.ToString(), settings.Threads,
             limits.PeakGflops, limits.BandwidthGBs, rows);
