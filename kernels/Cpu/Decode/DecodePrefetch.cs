@@ -12,7 +12,7 @@ internal static unsafe class DecodePrefetch
 {
     public static void Block<T>(in CpuAttentionJob<T> job, int batch, int kvHead, long firstKey, int keyCount) where T : unmanaged
     {
-        if (!Sse.IsSupported) return;
+        if (!Sse.IsSupported || keyCount <= 0) return;
         Rows(job.K, batch, kvHead, (int)firstKey, keyCount, job.HeadDim);
         Rows(job.V, batch, kvHead, (int)firstKey, keyCount, job.ValueDim);
     }
