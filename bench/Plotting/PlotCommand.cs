@@ -40,6 +40,11 @@ internal sealed class PlotCommand : Command<PlotSettings>
                 limit, decode ? "measured memory bandwidth" : "measured fp32 FMA peak");
             written.Add(path);
         }
+        if (settings.Json)
+        {
+            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { command = "plot", written }));
+            return 0;
+        }
         foreach (var path in written) AnsiConsole.MarkupLine($"wrote [green]{Markup.Escape(path)}[/]");
         if (written.Count == 0) AnsiConsole.MarkupLine("[yellow]the inputs hold no rows; nothing to plot[/]");
         return 0;

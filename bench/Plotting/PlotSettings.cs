@@ -14,6 +14,10 @@ public sealed class PlotSettings : CommandSettings
     [Description("A JSON file written by `run --json` or `peers --json`; repeat for several. Their rows are plotted together.")]
     public string[] Inputs { get; init; } = [];
 
+    [CommandOption("--json")]
+    [Description("Print the written files as JSON instead of lines of text.")]
+    public bool Json { get; init; }
+
     public override ValidationResult Validate()
     {
         if (string.IsNullOrWhiteSpace(Folder)) return ValidationResult.Error("Give the folder to write the charts to.");
