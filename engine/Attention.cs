@@ -34,17 +34,15 @@ public static class Attention
         scoped in AttentionOptions options = default) where T : unmanaged
     {
         var call = AttentionValidator.Validate(q, k, v, output, options);
-        var reasons = new List<string>();
         foreach (var backend in Preference)
         {
-            string? reason = backend.UnavailableReason ?? backend.CannotServe(call);
-            if (reason is null)
-            {
-                backend.Execute(call);
-                return;
-            }
-            reasons.Add($"{backend.Name}: {reason}");
+            if ((backend.UnavailableReason ?? backend.CannotServe(call)) is not null) continue;
+            backend.Execute(call);
+            return;
         }
+        // Reasons are gathered only on failure: a served call allocates nothing.
+        var reasons = new List<string>();
+        foreach (var backend in Preference) reasons.Add($"{backend.Name}: {backend.UnavailableReason ?? backend.CannotServe(call)}");
         throw new NotSupportedException($"No backend can serve this call. {string.Join("; ", reasons)}");
     }
 }

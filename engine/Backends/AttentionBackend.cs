@@ -40,5 +40,27 @@ public abstract class AttentionBackend : IAttentionForward
     /// <summary>Computes a validated call into its destinations.</summary>
     protected internal abstract void Execute<T>(scoped in AttentionCall<T> call) where T : unmanaged;
 
+    /// <summary>True when this backend runs block masks and mask/score functors (<see cref="FlexAttention"/>).</summary>
+    public virtual bool SupportsFunctors => false;
+
+    /// <summary>Computes a validated call with a (validated) block mask and a score functor.</summary>
+    protected internal virtual void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
+        throw new NotSupportedException($"Backend {Name} does not run block masks or mask/score functors.");
+
+    internal void ForwardFlex<T, TMask, TScore>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
+        scoped in AttentionOptions options, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        if (UnavailableReason is { } unavailable)
+            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
+        var call = AttentionValidator.Validate(q, k, v, output, options);
+        if (blockMask is not null) AttentionValidator.ValidateBlockMask(blockMask, call.Shape);
+        if (CannotServe(call) is { } reason)
+            throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
+        ExecuteFlex(call, blockMask, scoreMod);
+    }
+
     public override string ToString() => Name;
 }

@@ -32,7 +32,16 @@ public sealed class CpuBackend : AttentionBackend
     /// <summary>The vector width calls run at.</summary>
     public CpuIsa ResolvedIsa => CpuIsaSelection.Resolve(Isa);
 
-    protected internal override unsafe void Execute<T>(scoped in AttentionCall<T> call)
+    public override bool SupportsFunctors => true;
+
+    protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
+        Run(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
+
+    protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
+        Run(call, blockMask, scoreMod);
+
+    private unsafe void Run<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
         // Worker threads read through raw pointers: pin everything for the duration of the (synchronous) run.
         fixed (T* q = &Unsafe.AsRef(in call.Q.Base))
@@ -43,6 +52,7 @@ public sealed class CpuBackend : AttentionBackend
         fixed (bool* keep = &Unsafe.AsRef(in call.KeepMask.Base))
         fixed (float* lse = &call.Lse.Base)
         fixed (float* weights = &call.Weights.Base)
+        fixed (BlockKind* kinds = blockMask?.Kinds)
         {
             var shape = call.Shape;
             var job = new CpuAttentionJob<T>
@@ -57,7 +67,11 @@ public sealed class CpuBackend : AttentionBackend
                 Lse = call.ReturnLse ? new RawStrided4<float>(lse, call.Lse) : default,
                 Weights = call.ReturnWeights ? new RawStrided4<float>(weights, call.Weights) : default,
             };
-            CpuForward.Run(job, Isa, call.MaxDegreeOfParallelism);
+            var mods = blockMask is null
+                ? FlexMods<TMask, TScore>.None(scoreMod)
+                : new FlexMods<TMask, TScore>(blockMask.Mask, scoreMod, kinds, blockMask.Batch, blockMask.Heads,
+                    blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
+            CpuForward.Run(job, mods, Isa, call.MaxDegreeOfParallelism);
         }
     }
 }

@@ -14,7 +14,11 @@ namespace AttentionEngine;
 public static unsafe class ReferenceAttention
 {
     /// <summary>Computes a validated call in float64 without writing its destinations.</summary>
-    public static AttentionResult Compute<T>(scoped in AttentionCall<T> call, bool withWeights = false) where T : unmanaged
+    public static AttentionResult Compute<T>(scoped in AttentionCall<T> call, bool withWeights = false) where T : unmanaged =>
+        Compute(call, withWeights, null);
+
+    /// <summary>The same, with a block mask and score functor applied pair by pair (slowly, by definition).</summary>
+    internal static AttentionResult Compute<T>(scoped in AttentionCall<T> call, bool withWeights, IPairFunctors? functors) where T : unmanaged
     {
         var shape = call.Shape;
         var result = new AttentionResult(
@@ -26,7 +30,7 @@ public static unsafe class ReferenceAttention
         // Worker threads cannot hold ref structs: the inputs are pinned for the (synchronous) parallel loop.
         PinnedCall<T>.Pin(call, pinned =>
             Parallel.For(0, shape.Batch * shape.QueryHeads, head =>
-                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, result)));
+                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, result)), functors);
         return result;
     }
 
@@ -60,7 +64,7 @@ public static unsafe class ReferenceAttention
                 if (!visible[j]) continue;
                 double dot = 0;
                 for (int c = 0; c < d; c++) dot += query[c] * keys[j * d + c];
-                double score = dot * inputs.Scale + inputs.BiasAt(b, h, i, j);
+                double score = inputs.ScaledScore(dot, b, h, i, j) + inputs.BiasAt(b, h, i, j);
                 if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; } // a -inf bias hides the key
                 scores[j] = score;
                 anyVisible = true;

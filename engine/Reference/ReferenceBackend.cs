@@ -12,9 +12,16 @@ public sealed class ReferenceBackend : AttentionBackend
 
     public override Backend Kind => Backend.Reference;
 
-    protected internal override void Execute<T>(scoped in AttentionCall<T> call)
+    public override bool SupportsFunctors => true;
+
+    protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
+        Write(call, ReferenceAttention.Compute(call, withWeights: call.ReturnWeights));
+
+    protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
+        Write(call, ReferenceAttention.Compute(call, call.ReturnWeights, new PairFunctors<TMask, TScore>(blockMask, scoreMod)));
+
+    private static void Write<T>(scoped in AttentionCall<T> call, AttentionResult result) where T : unmanaged
     {
-        var result = ReferenceAttention.Compute(call, withWeights: call.ReturnWeights);
         var shape = call.Shape;
         long row = 0;
         for (int b = 0; b < shape.Batch; b++)

@@ -110,6 +110,23 @@ public static class AttentionValidator
             bias, keep, lse, weights, threads);
     }
 
+    /// <summary>A block mask must be built for this call's Lq and Lk, and for its batch and heads (or broadcast: 1).</summary>
+    public static void ValidateBlockMask<TMask>(BlockMask<TMask> blockMask, AttentionShape shape) where TMask : struct, IMaskMod
+    {
+        ArgumentNullException.ThrowIfNull(blockMask);
+        void Expect(string dimension, int actual, int expected, bool broadcastable)
+        {
+            if (actual == expected || (broadcastable && actual == 1)) return;
+            throw new ArgumentException(
+                $"blockMask {dimension} is {actual}; expected {(broadcastable ? $"1 or {expected}" : expected.ToString())} " +
+                $"for this call (batch {shape.Batch}, queryHeads {shape.QueryHeads}, Lq {shape.QueryLength}, Lk {shape.KeyLength}).", nameof(blockMask));
+        }
+        Expect("batch", blockMask.Batch, shape.Batch, true);
+        Expect("heads", blockMask.Heads, shape.QueryHeads, true);
+        Expect("queryLength", blockMask.QueryLength, shape.QueryLength, false);
+        Expect("keyLength", blockMask.KeyLength, shape.KeyLength, false);
+    }
+
     private static void ThrowIfOverlapsAnyInput<T>(
         MemoryRegion written, string name, scoped in ReadOnlyTensorSpan<T> q, scoped in ReadOnlyTensorSpan<T> k,
         scoped in ReadOnlyTensorSpan<T> v, scoped in AttentionOptions options)

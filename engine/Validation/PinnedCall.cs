@@ -10,16 +10,22 @@ namespace AttentionEngine;
 /// </summary>
 internal readonly record struct PinnedCall<T>(
     AttentionShape Shape, double Scale, DiagonalBand Band,
-    RawStrided4<T> Q, RawStrided4<T> K, RawStrided4<T> V, RawStrided4<float> Bias, RawStrided4<bool> Keep)
+    RawStrided4<T> Q, RawStrided4<T> K, RawStrided4<T> V, RawStrided4<float> Bias, RawStrided4<bool> Keep,
+    IPairFunctors? Functors)
     where T : unmanaged
 {
-    /// <summary>Positional mask and keep-mask (the bias's -infinity entries are the caller's to check).</summary>
-    public bool IsAllowed(int b, int h, int i, int j) => Band.Contains(i, j) && (Keep.IsEmpty || Keep[b, h, i, j]);
+    /// <summary>Positional mask, keep-mask and block mask (the bias's -infinity entries are the caller's to check).</summary>
+    public bool IsAllowed(int b, int h, int i, int j) =>
+        Band.Contains(i, j) && (Keep.IsEmpty || Keep[b, h, i, j]) && (Functors is null || Functors.Keep(b, h, i, j));
 
     public double BiasAt(int b, int h, int i, int j) => Bias.IsEmpty ? 0.0 : Bias[b, h, i, j];
 
+    /// <summary>scale · dot, then the score functor if the call has one (applied in float, as the functor is written).</summary>
+    public double ScaledScore(double dot, int b, int h, int i, int j) =>
+        Functors is { HasScore: true } f ? f.Score((float)(dot * Scale), b, h, i, j) : dot * Scale;
+
     /// <summary>Pins the inputs of <paramref name="call"/> for the duration of <paramref name="work"/>.</summary>
-    public static unsafe void Pin(scoped in AttentionCall<T> call, Action<PinnedCall<T>> work)
+    public static unsafe void Pin(scoped in AttentionCall<T> call, Action<PinnedCall<T>> work, IPairFunctors? functors = null)
     {
         fixed (T* q = &Unsafe.AsRef(in call.Q.Base))
         fixed (T* k = &Unsafe.AsRef(in call.K.Base))
@@ -31,7 +37,7 @@ internal readonly record struct PinnedCall<T>(
                 call.Shape, call.Scale, call.Band,
                 new RawStrided4<T>(q, call.Q), new RawStrided4<T>(k, call.K), new RawStrided4<T>(v, call.V),
                 call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
-                call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default));
+                call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default, functors));
         }
     }
 }

@@ -8,13 +8,15 @@ namespace AttentionEngine.Kernels.Cpu;
 /// <summary>Runs the CPU attention forward of one job on the chosen vector width and thread count.</summary>
 internal static class CpuForward
 {
-    public static void Run<T>(in CpuAttentionJob<T> job, CpuIsa isa, int maxDegreeOfParallelism) where T : unmanaged
+    /// <summary>One kernel specialisation per (mask, score) type pair; plain calls use (KeepAll, IdentityScore).</summary>
+    public static void Run<T, TMask, TScore>(in CpuAttentionJob<T> job, in FlexMods<TMask, TScore> mods, CpuIsa isa, int maxDegreeOfParallelism)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
         switch (CpuIsaSelection.Resolve(isa))
         {
-            case CpuIsa.Avx512: ForwardWork<T, Vector512Ops, Vector512<float>>.Run(job, maxDegreeOfParallelism); break;
-            case CpuIsa.Avx2: ForwardWork<T, Vector256Ops, Vector256<float>>.Run(job, maxDegreeOfParallelism); break;
-            default: ForwardWork<T, Vector128Ops, Vector128<float>>.Run(job, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx512: ForwardWork<T, Vector512Ops, Vector512<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx2: ForwardWork<T, Vector256Ops, Vector256<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
+            default: ForwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
         }
     }
 }
@@ -23,38 +25,42 @@ internal static class CpuForward
 /// One call's tasks for the worker pool: the tile kernel's row tiles, or the decode kernel's key splits followed by
 /// their merge. One instance per calling thread and specialisation, reused call after call (no per-call garbage).
 /// </summary>
-internal sealed class ForwardWork<T, TOps, TVec> : PoolWork
+internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+    where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
     private enum Phase { Tiles, DecodeSplits, DecodeMerge }
 
-    [ThreadStatic] private static ForwardWork<T, TOps, TVec>? _perThread;
+    [ThreadStatic] private static ForwardWork<T, TOps, TVec, TMask, TScore>? _perThread;
 
     private CpuAttentionJob<T> _job;
+    private FlexMods<TMask, TScore> _mods;
     private Phase _phase;
     private DecodeSplits _splits;
     private DecodePartials? _partials;
 
-    public static void Run(in CpuAttentionJob<T> job, int maxDegreeOfParallelism)
+    public static void Run(in CpuAttentionJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
     {
-        var work = _perThread ??= new ForwardWork<T, TOps, TVec>();
+        var work = _perThread ??= new ForwardWork<T, TOps, TVec, TMask, TScore>();
         work._job = job;
+        work._mods = mods;
         try
         {
-            if (DecodeKernel<T, TOps, TVec>.Applies(job)) work.RunDecode(maxDegreeOfParallelism);
-            else work.RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec>.TaskCount(job), maxDegreeOfParallelism);
+            if (DecodeKernel<T, TOps, TVec, TMask, TScore>.Applies(job)) work.RunDecode(maxDegreeOfParallelism);
+            else work.RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job), maxDegreeOfParallelism);
         }
         finally
         {
             // Pointers into the caller's (now unpinned) memory must not outlive the call.
             work._job = default;
+            work._mods = default;
             work._partials = null;
         }
     }
 
     private void RunDecode(int maxDegreeOfParallelism)
     {
-        _splits = DecodeKernel<T, TOps, TVec>.Splits(_job);
+        _splits = DecodeKernel<T, TOps, TVec, TMask, TScore>.Splits(_job);
         int heads = _job.Batch * _job.KvHeads;
         if (_splits.Count > 1)
         {
@@ -75,9 +81,9 @@ internal sealed class ForwardWork<T, TOps, TVec> : PoolWork
     {
         switch (_phase)
         {
-            case Phase.Tiles: FlashForwardKernel<T, TOps, TVec>.RunTask(_job, task); break;
-            case Phase.DecodeSplits: DecodeKernel<T, TOps, TVec>.RunSplit(_job, _splits, task, _partials); break;
-            default: DecodeKernel<T, TOps, TVec>.Merge(_job, _splits, task, _partials!); break;
+            case Phase.Tiles: FlashForwardKernel<T, TOps, TVec, TMask, TScore>.RunTask(_job, task, _mods); break;
+            case Phase.DecodeSplits: DecodeKernel<T, TOps, TVec, TMask, TScore>.RunSplit(_job, _splits, task, _partials, _mods); break;
+            default: DecodeKernel<T, TOps, TVec, TMask, TScore>.Merge(_job, _splits, task, _partials!); break;
         }
     }
 }

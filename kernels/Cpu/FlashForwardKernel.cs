@@ -5,10 +5,11 @@ namespace AttentionEngine.Kernels.Cpu;
 /// <summary>
 /// Flash-attention forward on the CPU: one task is one tile of rows of one (batch, KV head); it walks the key blocks
 /// the band leaves visible, keeping O, m and l for its rows and never an Lq x Lk matrix. Every task computes its rows
-/// on its own in a fixed order, so the result does not depend on how tasks are spread over threads.
+/// on its own in a fixed order, so the result does not depend on how tasks are spread over threads. Key blocks a
+/// block mask leaves empty for the whole tile are skipped; mask and score functors are applied in <see cref="Scores"/>.
 /// </summary>
-internal static unsafe class FlashForwardKernel<T, TOps, TVec>
-    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
     /// <summary>Query vectors per tile: 3 keep 12 accumulators live in the score micro-kernel.</summary>
     public const int RowVectors = 3;
@@ -21,7 +22,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec>
     public static int TaskCount(in CpuAttentionJob<T> job) =>
         job.Batch * job.KvHeads * ((job.RowsPerKvHead + TileRows - 1) / TileRows);
 
-    public static void RunTask(in CpuAttentionJob<T> job, int task)
+    public static void RunTask(in CpuAttentionJob<T> job, int task, in FlexMods<TMask, TScore> mods)
     {
         int br = TileRows, c = TOps.Count;
         int tilesPerHead = (job.RowsPerKvHead + br - 1) / br;
@@ -46,7 +47,9 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec>
         for (int firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = Math.Min(KeyBlock, job.KeyLength - firstKey);
-            Scores(job, batch, rows, firstKey, keyCount, scratch);
+            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, firstKey, keyCount);
+            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
+            Scores(job, batch, rows, firstKey, keyCount, scratch, mods, kind);
             OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
             float* values = TileStaging.Values(job, batch, kvHead, firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
             ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
@@ -61,7 +64,9 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec>
             for (int firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
             {
                 int keyCount = Math.Min(KeyBlock, job.KeyLength - firstKey);
-                Scores(job, batch, rows, firstKey, keyCount, scratch);
+                var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, firstKey, keyCount);
+                if (kind == BlockKind.Empty) continue;
+                Scores(job, batch, rows, firstKey, keyCount, scratch, mods, kind);
                 OnlineSoftmax<TOps, TVec>.Normalize(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum);
                 Epilogue.WriteWeights(job, batch, rows, ScoreLayout.Transposed(br), firstKey, keyCount, scratch.Scores);
             }
@@ -69,17 +74,20 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec>
     }
 
     /// <summary>Masked, scaled, biased scores of one key block, Sᵀ[j][r], in the score scratch.</summary>
-    private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch)
+    private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch,
+        in FlexMods<TMask, TScore> mods, BlockKind kind)
     {
         int br = TileRows;
         float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, job.HeadDim, scratch, out nint keyPitch);
         ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores);
         BlockMasking.Scale<TOps, TVec>(scratch.Scores, br, keyCount, job.Scale);
+        var layout = ScoreLayout.Transposed(br);
+        FlexMasking<TMask, TScore>.ApplyScoreMod(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
 
         var band = job.Band;
         bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
-        var layout = ScoreLayout.Transposed(br);
         if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, layout, firstKey, keyCount, rows, band);
+        if (kind == BlockKind.Partial) FlexMasking<TMask, TScore>.ApplyMask(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
         if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
         if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
     }

@@ -10,8 +10,8 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 /// which rows share its task. Each (batch, KV head) is cut into key splits (<see cref="DecodeSplits"/>); a split keeps
 /// its own max, sum and output, and <see cref="Merge"/> combines them in split order.
 /// </summary>
-internal static unsafe class DecodeKernel<T, TOps, TVec>
-    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
     /// <summary>
     /// Most queries this kernel takes; above it the tile kernel's lanes fill up. The choice depends on Lq only, not on
@@ -31,7 +31,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec>
     private static int Padded(int n) => (n + TOps.Count - 1) / TOps.Count * TOps.Count;
 
     /// <summary>Runs split task <paramref name="task"/>; with one split it writes the output, else a partial.</summary>
-    public static void RunSplit(in CpuAttentionJob<T> job, DecodeSplits splits, int task, DecodePartials? partials)
+    public static void RunSplit(in CpuAttentionJob<T> job, DecodeSplits splits, int task, DecodePartials? partials, in FlexMods<TMask, TScore> mods)
     {
         int split = task % splits.Count, head = task / splits.Count;
         int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
@@ -50,8 +50,10 @@ internal static unsafe class DecodeKernel<T, TOps, TVec>
         for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
+            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
+            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
             DecodePrefetch.Block(job, batch, kvHead, firstKey, keyCount);
-            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch);
+            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
             if (ValuesInPlace(job))
             {
                 var v = job.V;
@@ -67,7 +69,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec>
         if (splits.Count == 1)
         {
             Epilogue.Write(job, batch, rows, dvPad, scratch);
-            if (!job.Weights.IsEmpty) WriteWeights(job, batch, rows, dPad, keyBegin, keyEnd, scratch);
+            if (!job.Weights.IsEmpty) WriteWeights(job, batch, rows, dPad, keyBegin, keyEnd, scratch, mods);
             return;
         }
         long slot = (long)head * splits.Count + split;
@@ -143,7 +145,8 @@ internal static unsafe class DecodeKernel<T, TOps, TVec>
     }
 
     /// <summary>Masked, scaled, biased scores S[r][j] of one key block; entries past keyCount up to a whole vector are −inf.</summary>
-    private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int dPad, CpuTileScratch scratch)
+    private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int dPad, CpuTileScratch scratch,
+        in FlexMods<TMask, TScore> mods, BlockKind kind)
     {
         if (KeysInPlace(job))
         {
@@ -164,23 +167,28 @@ internal static unsafe class DecodeKernel<T, TOps, TVec>
             for (int j = 0; j < paddedCount; j += TOps.Count) TOps.Store(s + j, TOps.Multiply(TOps.Load(s + j), scale));
             for (int j = keyCount; j < paddedCount; j++) s[j] = float.NegativeInfinity;
         }
+        var layout = ScoreLayout.RowMajor(KeyBlock);
+        FlexMasking<TMask, TScore>.ApplyScoreMod(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
 
         var band = job.Band;
-        var layout = ScoreLayout.RowMajor(KeyBlock);
         bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
         if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, layout, firstKey, keyCount, rows, band);
+        if (kind == BlockKind.Partial) FlexMasking<TMask, TScore>.ApplyMask(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
         if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
         if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
     }
 
     /// <summary>Weights pass: the blocks again, normalised with the rows' final max and sum (one split only).</summary>
-    private static void WriteWeights(in CpuAttentionJob<T> job, int batch, in TileRows rows, int dPad, long keyBegin, long keyEnd, CpuTileScratch scratch)
+    private static void WriteWeights(in CpuAttentionJob<T> job, int batch, in TileRows rows, int dPad, long keyBegin, long keyEnd, CpuTileScratch scratch,
+        in FlexMods<TMask, TScore> mods)
     {
         Epilogue.ClearWeights(job, batch, rows);
         for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
-            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch);
+            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
+            if (kind == BlockKind.Empty) continue;
+            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
             for (int r = 0; r < rows.Count; r++)
                 DecodeSoftmax<TOps, TVec>.Normalize(scratch.Scores + r * KeyBlock, keyCount, scratch.RowMax[r], scratch.RowSum[r]);
             Epilogue.WriteWeights(job, batch, rows, ScoreLayout.RowMajor(KeyBlock), (int)firstKey, keyCount, scratch.Scores);

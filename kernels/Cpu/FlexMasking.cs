@@ -1,0 +1,70 @@
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Where the CPU kernels meet block masks and functors: the kind of a whole tile × key block (so empty ones are
+/// skipped and full ones run with no mask arithmetic), the score functor on every visited score, and the mask
+/// functor on the pairs of partial blocks. Written once for the tile kernel's and the decode kernel's score layouts.
+/// </summary>
+internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+{
+    /// <summary>
+    /// Empty when every block under the tile's (head, query) rectangle and the keys is empty, Full when every one is
+    /// full, else Partial (resolved per pair by <see cref="ApplyMask"/>).
+    /// </summary>
+    public static BlockKind TileKind(in FlexMods<TMask, TScore> mods, int batch, in TileRows rows, int firstKey, int keyCount)
+    {
+        if (!mods.HasBlocks) return BlockKind.Full;
+        int firstHead = rows.Head(0), lastHead = firstHead;
+        for (int r = 1; r < Math.Min(rows.Count, rows.GroupSize); r++)
+        {
+            firstHead = Math.Min(firstHead, rows.Head(r));
+            lastHead = Math.Max(lastHead, rows.Head(r));
+        }
+        if (mods.Heads == 1) lastHead = firstHead;
+        bool allEmpty = true, allFull = true;
+        for (int head = firstHead; head <= lastHead; head++)
+        for (int qb = rows.FirstQuery / mods.QueryBlock; qb <= rows.LastQuery / mods.QueryBlock; qb++)
+        for (int kb = firstKey / mods.KeyBlock; kb <= (firstKey + keyCount - 1) / mods.KeyBlock; kb++)
+        {
+            var kind = mods.KindAt(batch, head, qb * mods.QueryBlock, kb * mods.KeyBlock);
+            allEmpty &= kind == BlockKind.Empty;
+            allFull &= kind == BlockKind.Full;
+        }
+        return allEmpty ? BlockKind.Empty : allFull ? BlockKind.Full : BlockKind.Partial;
+    }
+
+    /// <summary>score ← functor(score) on the block's valid rows and keys (scores are scaled, not yet biased).</summary>
+    public static void ApplyScoreMod(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, int batch,
+        in FlexMods<TMask, TScore> mods)
+    {
+        if (FlexMods<TMask, TScore>.ScoreIsIdentity) return;
+        var score = mods.Score;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            int head = rows.Head(r), query = rows.Query(r);
+            for (int j = 0; j < keyCount; j++)
+            {
+                ref float s = ref scores[layout[r, j]];
+                s = score.Apply(s, batch, head, query, firstKey + j);
+            }
+        }
+    }
+
+    /// <summary>In a mixed tile: hides pairs of empty blocks, and pairs of partial blocks the mask functor rejects.</summary>
+    public static void ApplyMask(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, int batch,
+        in FlexMods<TMask, TScore> mods)
+    {
+        var mask = mods.Mask;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            int head = rows.Head(r), query = rows.Query(r);
+            for (int j = 0; j < keyCount; j++)
+            {
+                int key = firstKey + j;
+                var kind = mods.KindAt(batch, head, query, key);
+                if (kind == BlockKind.Full || (kind == BlockKind.Partial && mask.Keep(batch, head, query, key))) continue;
+                scores[layout[r, j]] = float.NegativeInfinity;
+            }
+        }
+    }
+}

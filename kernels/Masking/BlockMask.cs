@@ -1,0 +1,71 @@
+namespace AttentionEngine;
+
+/// <summary>
+/// Which (query block, key block) tiles of attention a mask leaves empty, full or partial, per (batch|1, head|1)
+/// (FlexAttention's BlockMask). Kernels never touch empty blocks, run full blocks with no mask arithmetic and
+/// evaluate <see cref="Mask"/> on every pair of a partial block. Its memory is one byte per block, never Lq × Lk.
+/// Build it with <see cref="BlockMask.Create{TMask}"/> or <see cref="BlockMask.FromLayout{TMask}"/>.
+/// </summary>
+public sealed class BlockMask<TMask> where TMask : struct, IMaskMod
+{
+    private readonly BlockKind[] _kinds; // [batch][heads][queryBlocks][keyBlocks]
+
+    internal BlockMask(TMask mask, int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock, BlockKind[] kinds)
+    {
+        Mask = mask;
+        Batch = batch; Heads = heads; QueryLength = queryLength; KeyLength = keyLength;
+        QueryBlock = queryBlock; KeyBlock = keyBlock;
+        _kinds = kinds;
+    }
+
+    /// <summary>The functor evaluated on the pairs of partial blocks.</summary>
+    public TMask Mask { get; }
+
+    /// <summary>Batch size, or 1 when the mask is the same for every batch.</summary>
+    public int Batch { get; }
+
+    /// <summary>Query heads, or 1 when the mask is the same for every head.</summary>
+    public int Heads { get; }
+
+    public int QueryLength { get; }
+    public int KeyLength { get; }
+    public int QueryBlock { get; }
+    public int KeyBlock { get; }
+    public int QueryBlocks => (QueryLength + QueryBlock - 1) / QueryBlock;
+    public int KeyBlocks => (KeyLength + KeyBlock - 1) / KeyBlock;
+
+    /// <summary>The kind of a block; batch and head are clamped to 0 where the mask broadcasts over them.</summary>
+    public BlockKind this[int batch, int head, int queryBlock, int keyBlock] => _kinds[Index(batch, head, queryBlock, keyBlock)];
+
+    internal int Index(int batch, int head, int queryBlock, int keyBlock) =>
+        (((Batch == 1 ? 0 : batch) * Heads + (Heads == 1 ? 0 : head)) * QueryBlocks + queryBlock) * KeyBlocks + keyBlock;
+
+    internal BlockKind[] Kinds => _kinds;
+
+    /// <summary>Fraction of blocks that are not empty (what a kernel computes, relative to dense attention).</summary>
+    public double Density => _kinds.Count(k => k != BlockKind.Empty) / (double)_kinds.Length;
+
+    /// <summary>
+    /// FlexAttention's index form for one kind (<see cref="BlockKind.Partial"/>: kv_num_blocks / kv_indices;
+    /// <see cref="BlockKind.Full"/>: full_kv_num_blocks / full_kv_indices): per (batch, head, query block) the count of
+    /// such key blocks, and their indices in ascending order, padded with −1 to <see cref="KeyBlocks"/> per row.
+    /// </summary>
+    public (int[] Counts, int[] Indices) IndicesOf(BlockKind kind)
+    {
+        int rows = _kinds.Length / KeyBlocks;
+        var counts = new int[rows];
+        var indices = new int[_kinds.Length];
+        Array.Fill(indices, -1);
+        for (int row = 0; row < rows; row++)
+        {
+            int n = 0;
+            for (int kb = 0; kb < KeyBlocks; kb++)
+                if (_kinds[row * KeyBlocks + kb] == kind) indices[row * KeyBlocks + n++] = kb;
+            counts[row] = n;
+        }
+        return (counts, indices);
+    }
+
+    public override string ToString() =>
+        $"BlockMask<{typeof(TMask).Name}>[{Batch}, {Heads}, {QueryBlocks}x{QueryBlock}, {KeyBlocks}x{KeyBlock}] density {Density:P1}";
+}

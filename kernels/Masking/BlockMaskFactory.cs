@@ -1,0 +1,81 @@
+namespace AttentionEngine;
+
+/// <summary>Builds <see cref="BlockMask{TMask}"/>s.</summary>
+public static class BlockMask
+{
+    /// <summary>Block size suited to the CPU kernel (its key block).</summary>
+    public const int DefaultBlockSize = 64;
+
+    /// <summary>Block size suited to the CUDA kernels' tiles.</summary>
+    public const int CudaBlockSize = 128;
+
+    /// <summary>
+    /// Classifies every block of <paramref name="mask"/>: by arithmetic when it is an <see cref="IBlockClassifiedMask"/>
+    /// (causal, windows, prefix-LM, documents, global tokens), else by evaluating its pairs (stopping at the first block
+    /// that proves mixed), in parallel over query blocks.
+    /// </summary>
+    /// <param name="batch">batch size, or 1 for a mask that does not depend on the batch</param>
+    /// <param name="heads">query heads, or 1 for a mask that does not depend on the head</param>
+    public static BlockMask<TMask> Create<TMask>(TMask mask, int batch, int heads, int queryLength, int keyLength,
+        int queryBlock = DefaultBlockSize, int keyBlock = DefaultBlockSize) where TMask : struct, IMaskMod
+    {
+        ThrowIfBadShape(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
+        int queryBlocks = (queryLength + queryBlock - 1) / queryBlock, keyBlocks = (keyLength + keyBlock - 1) / keyBlock;
+        var kinds = new BlockKind[checked(batch * heads * queryBlocks * keyBlocks)];
+        var classifier = mask as IBlockClassifiedMask; // boxed once; called once per block
+        Parallel.For(0, batch * heads * queryBlocks, row =>
+        {
+            int qb = row % queryBlocks, h = row / queryBlocks % heads, b = row / queryBlocks / heads;
+            int q0 = qb * queryBlock, q1 = Math.Min(queryLength, q0 + queryBlock);
+            for (int kb = 0; kb < keyBlocks; kb++)
+            {
+                int k0 = kb * keyBlock, k1 = Math.Min(keyLength, k0 + keyBlock);
+                kinds[row * keyBlocks + kb] = classifier?.Classify(b, h, q0, q1, k0, k1) ?? Evaluate(mask, b, h, q0, q1, k0, k1);
+            }
+        });
+        return new BlockMask<TMask>(mask, batch, heads, queryLength, keyLength, queryBlock, keyBlock, kinds);
+    }
+
+    /// <summary>
+    /// A block mask from a dense block layout (for example one computed elsewhere or drawn at random):
+    /// <paramref name="layout"/> is [batch][heads][queryBlocks][keyBlocks]. <paramref name="mask"/> applies in partial
+    /// blocks; the layout is trusted for empty and full ones.
+    /// </summary>
+    public static BlockMask<TMask> FromLayout<TMask>(TMask mask, ReadOnlySpan<BlockKind> layout, int batch, int heads,
+        int queryLength, int keyLength, int queryBlock = DefaultBlockSize, int keyBlock = DefaultBlockSize) where TMask : struct, IMaskMod
+    {
+        ThrowIfBadShape(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
+        int queryBlocks = (queryLength + queryBlock - 1) / queryBlock, keyBlocks = (keyLength + keyBlock - 1) / keyBlock;
+        long expected = (long)batch * heads * queryBlocks * keyBlocks;
+        if (layout.Length != expected)
+            throw new ArgumentException(
+                $"layout has {layout.Length} entries; expected batch·heads·queryBlocks·keyBlocks = {batch}·{heads}·{queryBlocks}·{keyBlocks} = {expected}.", nameof(layout));
+        for (int n = 0; n < layout.Length; n++)
+            if (layout[n] is not (BlockKind.Empty or BlockKind.Partial or BlockKind.Full))
+                throw new ArgumentException($"layout[{n}] is {(int)layout[n]}, not a BlockKind.", nameof(layout));
+        return new BlockMask<TMask>(mask, batch, heads, queryLength, keyLength, queryBlock, keyBlock, layout.ToArray());
+    }
+
+    private static BlockKind Evaluate<TMask>(TMask mask, int b, int h, int q0, int q1, int k0, int k1) where TMask : struct, IMaskMod
+    {
+        bool anyKept = false, anyHidden = false;
+        for (int q = q0; q < q1; q++)
+        for (int k = k0; k < k1; k++)
+        {
+            if (mask.Keep(b, h, q, k)) anyKept = true; else anyHidden = true;
+            if (anyKept && anyHidden) return BlockKind.Partial;
+        }
+        return anyKept ? BlockKind.Full : BlockKind.Empty;
+    }
+
+    private static void ThrowIfBadShape(int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock)
+    {
+        static void Positive(int value, string name)
+        {
+            if (value < 1) throw new ArgumentOutOfRangeException(name, value, $"{name} is {value}; expected at least 1.");
+        }
+        Positive(batch, nameof(batch)); Positive(heads, nameof(heads));
+        Positive(queryLength, nameof(queryLength)); Positive(keyLength, nameof(keyLength));
+        Positive(queryBlock, nameof(queryBlock)); Positive(keyBlock, nameof(keyBlock));
+    }
+}

@@ -1,0 +1,50 @@
+namespace AttentionEngine;
+
+/// <summary>
+/// Document (varlen) masking of packed sequences: a query sees only keys of its own document, optionally causally.
+/// Document ids are per token and must be non-decreasing (documents packed one after another), which lets whole
+/// blocks be classified from their first and last ids.
+/// </summary>
+public readonly struct DocumentMask : IBlockClassifiedMask
+{
+    private readonly int[] _queryDocuments;
+    private readonly int[] _keyDocuments;
+
+    /// <param name="queryDocuments">document id of every query position (non-decreasing)</param>
+    /// <param name="keyDocuments">document id of every key position (non-decreasing)</param>
+    /// <param name="causal">also hide keys after the query (positions counted from the start of the pack)</param>
+    public DocumentMask(int[] queryDocuments, int[] keyDocuments, bool causal)
+    {
+        ArgumentNullException.ThrowIfNull(queryDocuments);
+        ArgumentNullException.ThrowIfNull(keyDocuments);
+        ThrowIfDecreasing(queryDocuments, nameof(queryDocuments));
+        ThrowIfDecreasing(keyDocuments, nameof(keyDocuments));
+        _queryDocuments = queryDocuments;
+        _keyDocuments = keyDocuments;
+        Causal = causal;
+    }
+
+    public bool Causal { get; }
+    public int QueryLength => _queryDocuments.Length;
+    public int KeyLength => _keyDocuments.Length;
+
+    public bool Keep(int batch, int head, int query, int key) =>
+        _queryDocuments[query] == _keyDocuments[key] && (!Causal || key <= query);
+
+    public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
+    {
+        int qFirst = _queryDocuments[q0], qLast = _queryDocuments[q1 - 1];
+        int kFirst = _keyDocuments[k0], kLast = _keyDocuments[k1 - 1];
+        if (qLast < kFirst || kLast < qFirst) return BlockKind.Empty;
+        if (Causal && k0 > q1 - 1) return BlockKind.Empty;
+        bool oneDocument = qFirst == qLast && kFirst == kLast && qFirst == kFirst;
+        return oneDocument && (!Causal || k1 - 1 <= q0) ? BlockKind.Full : BlockKind.Partial;
+    }
+
+    private static void ThrowIfDecreasing(int[] ids, string name)
+    {
+        for (int n = 1; n < ids.Length; n++)
+            if (ids[n] < ids[n - 1])
+                throw new ArgumentException($"{name}[{n}] is {ids[n]}, below {name}[{n - 1}] = {ids[n - 1]}; document ids must be non-decreasing (packed documents).", name);
+    }
+}

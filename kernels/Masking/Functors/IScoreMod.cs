@@ -1,0 +1,18 @@
+namespace AttentionEngine;
+
+/// <summary>
+/// A change to each scaled score, written as code (FlexAttention's score_mod): ALiBi, soft-capping, relative-position
+/// biases. Applied to scale · (q · k) before the additive bias and the masks; on a struct passed as a generic type
+/// argument, so it is inlined into the kernel (and <see cref="IdentityScore"/> costs nothing). It must be a pure
+/// function of its arguments and the struct's fields.
+/// </summary>
+public interface IScoreMod
+{
+    float Apply(float score, int batch, int head, int query, int key);
+}
+
+/// <summary>No change: the kernels compile it away.</summary>
+public readonly struct IdentityScore : IScoreMod
+{
+    public float Apply(float score, int batch, int head, int query, int key) => score;
+}
