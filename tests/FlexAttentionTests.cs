@@ -8,7 +8,7 @@ public class FlexAttentionTests
     private const int Lq = 150, Lk = 190;
 
     /// <summary>Each built-in mask against its textbook definition, written out here independently.</summary>
-    public static TheoryData<string> MaskNames => ["causal-TL", "causal-BR", "window", "prefix", "documents", "dilated", "global"];
+    public static TheoryData<string> MaskNames => ["causal-TL", "causal-BR", "window", "prefix", "documents", "dilated", "global", "and", "or", "not"];
 
     private static (IMaskMod Mask, Func<int, int, bool> Definition) Builtin(string name)
     {
@@ -22,6 +22,10 @@ public class FlexAttentionTests
             "documents" => (new DocumentMask(docs[..Lq], docs[..Lk], causal: true), (i, j) => i / 37 == j / 37 && j <= i),
             "dilated" => (new DilatedMask(3, 30), (i, j) => i - j >= 0 && i - j <= 30 && (i - j) % 3 == 0),
             "global" => (new GlobalTokensMask(4, 6), (i, j) => i < 4 || j < 4 || Math.Abs(i - j) <= 6),
+            "and" => (MaskMods.And(BandMask.SlidingWindow(40, 0, Lq, Lk), new DocumentMask(docs[..Lq], docs[..Lk], false)),
+                (i, j) => j >= i - 40 && j <= i && i / 37 == j / 37),
+            "or" => (MaskMods.Or(new PrefixLmMask(10), new DilatedMask(3, 30)), (i, j) => j < 10 || j <= i || (i - j >= 0 && i - j <= 30 && (i - j) % 3 == 0)),
+            "not" => (MaskMods.Not(BandMask.Causal(Lq, Lk)), (i, j) => j > i),
             _ => throw new ArgumentOutOfRangeException(nameof(name)),
         };
     }

@@ -11,8 +11,8 @@ public static class BlockMask
 
     /// <summary>
     /// Classifies every block of <paramref name="mask"/>: by arithmetic when it is an <see cref="IBlockClassifiedMask"/>
-    /// (causal, windows, prefix-LM, documents, global tokens), else by evaluating its pairs (stopping at the first block
-    /// that proves mixed), in parallel over query blocks.
+    /// (causal, windows, prefix-LM, documents, global tokens, and/or/not of those), else by evaluating its pairs
+    /// (stopping as soon as a block proves mixed), in parallel over query blocks.
     /// </summary>
     /// <param name="batch">batch size, or 1 for a mask that does not depend on the batch</param>
     /// <param name="heads">query heads, or 1 for a mask that does not depend on the head</param>
@@ -22,7 +22,6 @@ public static class BlockMask
         ThrowIfBadShape(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
         int queryBlocks = (queryLength + queryBlock - 1) / queryBlock, keyBlocks = (keyLength + keyBlock - 1) / keyBlock;
         var kinds = new BlockKind[checked(batch * heads * queryBlocks * keyBlocks)];
-        var classifier = mask as IBlockClassifiedMask; // boxed once; called once per block
         Parallel.For(0, batch * heads * queryBlocks, row =>
         {
             int qb = row % queryBlocks, h = row / queryBlocks % heads, b = row / queryBlocks / heads;
@@ -30,7 +29,7 @@ public static class BlockMask
             for (int kb = 0; kb < keyBlocks; kb++)
             {
                 int k0 = kb * keyBlock, k1 = Math.Min(keyLength, k0 + keyBlock);
-                kinds[row * keyBlocks + kb] = classifier?.Classify(b, h, q0, q1, k0, k1) ?? Evaluate(mask, b, h, q0, q1, k0, k1);
+                kinds[row * keyBlocks + kb] = BlockClassification.Of(mask, b, h, q0, q1, k0, k1);
             }
         });
         return new BlockMask<TMask>(mask, batch, heads, queryLength, keyLength, queryBlock, keyBlock, kinds);
@@ -54,18 +53,6 @@ public static class BlockMask
             if (layout[n] is not (BlockKind.Empty or BlockKind.Partial or BlockKind.Full))
                 throw new ArgumentException($"layout[{n}] is {(int)layout[n]}, not a BlockKind.", nameof(layout));
         return new BlockMask<TMask>(mask, batch, heads, queryLength, keyLength, queryBlock, keyBlock, layout.ToArray());
-    }
-
-    private static BlockKind Evaluate<TMask>(TMask mask, int b, int h, int q0, int q1, int k0, int k1) where TMask : struct, IMaskMod
-    {
-        bool anyKept = false, anyHidden = false;
-        for (int q = q0; q < q1; q++)
-        for (int k = k0; k < k1; k++)
-        {
-            if (mask.Keep(b, h, q, k)) anyKept = true; else anyHidden = true;
-            if (anyKept && anyHidden) return BlockKind.Partial;
-        }
-        return anyKept ? BlockKind.Full : BlockKind.Empty;
     }
 
     private static void ThrowIfBadShape(int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock)

@@ -1,25 +1,55 @@
 namespace AttentionEngine;
 
-/// <summary>Both masks keep the pair.</summary>
-public readonly record struct AndMask<TLeft, TRight>(TLeft Left, TRight Right) : IMaskMod
+/// <summary>Both masks keep the pair. Blocks classify from the parts' classifications (by arithmetic where they can).</summary>
+public readonly record struct AndMask<TLeft, TRight>(TLeft Left, TRight Right) : IBlockClassifiedMask
     where TLeft : struct, IMaskMod where TRight : struct, IMaskMod
 {
     public bool Keep(int batch, int head, int query, int key) =>
         Left.Keep(batch, head, query, key) && Right.Keep(batch, head, query, key);
+
+    public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
+    {
+        var left = BlockClassification.Of(Left, batch, head, q0, q1, k0, k1);
+        if (left == BlockKind.Empty) return BlockKind.Empty;
+        var right = BlockClassification.Of(Right, batch, head, q0, q1, k0, k1);
+        if (right == BlockKind.Empty) return BlockKind.Empty;
+        if (left == BlockKind.Full) return right;
+        if (right == BlockKind.Full) return left;
+        return BlockClassification.Evaluate(this, batch, head, q0, q1, k0, k1); // two partials may still never meet
+    }
 }
 
 /// <summary>Either mask keeps the pair.</summary>
-public readonly record struct OrMask<TLeft, TRight>(TLeft Left, TRight Right) : IMaskMod
+public readonly record struct OrMask<TLeft, TRight>(TLeft Left, TRight Right) : IBlockClassifiedMask
     where TLeft : struct, IMaskMod where TRight : struct, IMaskMod
 {
     public bool Keep(int batch, int head, int query, int key) =>
         Left.Keep(batch, head, query, key) || Right.Keep(batch, head, query, key);
+
+    public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
+    {
+        var left = BlockClassification.Of(Left, batch, head, q0, q1, k0, k1);
+        if (left == BlockKind.Full) return BlockKind.Full;
+        var right = BlockClassification.Of(Right, batch, head, q0, q1, k0, k1);
+        if (right == BlockKind.Full) return BlockKind.Full;
+        if (left == BlockKind.Empty) return right;
+        if (right == BlockKind.Empty) return left;
+        return BlockClassification.Evaluate(this, batch, head, q0, q1, k0, k1); // two partials may cover the block
+    }
 }
 
 /// <summary>The pairs the inner mask hides.</summary>
-public readonly record struct NotMask<TInner>(TInner Inner) : IMaskMod where TInner : struct, IMaskMod
+public readonly record struct NotMask<TInner>(TInner Inner) : IBlockClassifiedMask where TInner : struct, IMaskMod
 {
     public bool Keep(int batch, int head, int query, int key) => !Inner.Keep(batch, head, query, key);
+
+    public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1) =>
+        BlockClassification.Of(Inner, batch, head, q0, q1, k0, k1) switch
+        {
+            BlockKind.Full => BlockKind.Empty,
+            BlockKind.Empty => BlockKind.Full,
+            _ => BlockKind.Partial,
+        };
 }
 
 /// <summary>Composition without spelling out the generic types: <c>MaskMods.And(a, b)</c>.</summary>
