@@ -2,6 +2,7 @@ using AttentionEngine.Bench.Bdn;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using AttentionEngine.Bench.Plotting;
+using AttentionEngine.Bench.Sparse;
 using AttentionEngine.Bench.Verification;
 using Spectre.Console.Cli;
 
@@ -23,6 +24,9 @@ app.Configure(config =>
     config.AddCommand<PeersCommand>("peers")
         .WithDescription("Time the same fp32 problems through our CPU backend and ONNX Runtime's Attention operator; ratio and max difference.")
         .WithExample("peers", "--threads", "2");
+    config.AddCommand<SparseCommand>("sparse")
+        .WithDescription("Block-sparse attention: time against density, causal as a BlockMask vs built-in, BlockMask creation time.")
+        .WithExample("sparse", "--threads", "2");
     config.AddCommand<PlotCommand>("plot")
         .WithDescription("PNG charts of `run --json` / `peers --json` results: rate against sequence length per backend, with the machine limit.")
         .WithExample("plot", "charts", "--input", "run.json", "--input", "peers.json");

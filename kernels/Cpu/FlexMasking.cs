@@ -50,7 +50,10 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
         }
     }
 
-    /// <summary>In a mixed tile: hides pairs of empty blocks, and pairs of partial blocks the mask functor rejects.</summary>
+    /// <summary>
+    /// In a mixed tile: per row and per run of keys in one mask block, hides the run when its block is empty, leaves it
+    /// when full, and asks the mask functor pair by pair only when partial.
+    /// </summary>
     public static void ApplyMask(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, int batch,
         in FlexMods<TMask, TScore> mods)
     {
@@ -58,12 +61,23 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
         for (int r = 0; r < rows.Count; r++)
         {
             int head = rows.Head(r), query = rows.Query(r);
-            for (int j = 0; j < keyCount; j++)
+            for (int j = 0; j < keyCount;)
             {
                 int key = firstKey + j;
-                var kind = mods.KindAt(batch, head, query, key);
-                if (kind == BlockKind.Full || (kind == BlockKind.Partial && mask.Keep(batch, head, query, key))) continue;
-                scores[layout[r, j]] = float.NegativeInfinity;
+                int runEnd = Math.Min(keyCount, (key / mods.KeyBlock + 1) * mods.KeyBlock - firstKey);
+                switch (mods.KindAt(batch, head, query, key))
+                {
+                    case BlockKind.Empty:
+                        for (; j < runEnd; j++) scores[layout[r, j]] = float.NegativeInfinity;
+                        break;
+                    case BlockKind.Partial:
+                        for (; j < runEnd; j++)
+                            if (!mask.Keep(batch, head, query, firstKey + j)) scores[layout[r, j]] = float.NegativeInfinity;
+                        break;
+                    default:
+                        j = runEnd;
+                        break;
+                }
             }
         }
     }
