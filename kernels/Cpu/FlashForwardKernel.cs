@@ -82,13 +82,6 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores);
         BlockMasking.Scale<TOps, TVec>(scratch.Scores, br, keyCount, job.Scale);
         var layout = ScoreLayout.Transposed(br);
-        FlexMasking<TMask, TScore>.ApplyScoreMod(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
-
-        var band = job.Band;
-        bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
-        if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, layout, firstKey, keyCount, rows, band);
-        if (kind == BlockKind.Partial) FlexMasking<TMask, TScore>.ApplyMask(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
-        if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
-        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
+        FlexMasking<TMask, TScore>.ScoreModsAndMasks(scratch.Scores, layout, firstKey, keyCount, rows, job, batch, mods, kind);
     }
 }

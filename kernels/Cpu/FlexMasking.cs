@@ -33,6 +33,22 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
         return allEmpty ? BlockKind.Empty : allFull ? BlockKind.Full : BlockKind.Partial;
     }
 
+    /// <summary>
+    /// Everything after scaling, in the order the semantics define: score functor, then positional band (only on
+    /// blocks it cuts), block mask and mask functor (only in mixed tiles), keep-mask, bias.
+    /// </summary>
+    public static void ScoreModsAndMasks<T>(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows,
+        in CpuAttentionJob<T> job, int batch, in FlexMods<TMask, TScore> mods, BlockKind kind) where T : unmanaged
+    {
+        ApplyScoreMod(scores, layout, firstKey, keyCount, rows, batch, mods);
+        var band = job.Band;
+        bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
+        if (!blockFullyInBand) BlockMasking.ApplyBand(scores, layout, firstKey, keyCount, rows, band);
+        if (kind == BlockKind.Partial) ApplyMask(scores, layout, firstKey, keyCount, rows, batch, mods);
+        if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scores, layout, firstKey, keyCount, rows, job, batch);
+        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scores, layout, firstKey, keyCount, rows, job, batch);
+    }
+
     /// <summary>score ← functor(score) on the block's valid rows and keys (scores are scaled, not yet biased).</summary>
     public static void ApplyScoreMod(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, int batch,
         in FlexMods<TMask, TScore> mods)

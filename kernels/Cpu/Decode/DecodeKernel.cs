@@ -168,14 +168,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             for (int j = keyCount; j < paddedCount; j++) s[j] = float.NegativeInfinity;
         }
         var layout = ScoreLayout.RowMajor(KeyBlock);
-        FlexMasking<TMask, TScore>.ApplyScoreMod(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
-
-        var band = job.Band;
-        bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
-        if (!blockFullyInBand) BlockMasking.ApplyBand(scratch.Scores, layout, firstKey, keyCount, rows, band);
-        if (kind == BlockKind.Partial) FlexMasking<TMask, TScore>.ApplyMask(scratch.Scores, layout, firstKey, keyCount, rows, batch, mods);
-        if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
-        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scratch.Scores, layout, firstKey, keyCount, rows, job, batch);
+        FlexMasking<TMask, TScore>.ScoreModsAndMasks(scratch.Scores, layout, firstKey, keyCount, rows, job, batch, mods, kind);
     }
 
     /// <summary>Weights pass: the blocks again, normalised with the rows' final max and sum (one split only).</summary>
