@@ -11,8 +11,11 @@ namespace AttentionEngine.Kernels.Cpu;
 internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-    /// <summary>Query vectors per tile: 3 keep 12 accumulators live in the score micro-kernel.</summary>
-    public const int RowVectors = 3;
+    /// <summary>
+    /// Query vectors per tile: 4 with AVX-512's 32 registers (16 accumulators in the score micro-kernel, and 64-row
+    /// tiles that line up with 64-row block masks), 3 with 16 registers (12 accumulators).
+    /// </summary>
+    public static int RowVectors => TOps.Count == 16 ? 4 : 3;
 
     /// <summary>Keys per block: a multiple of the micro-kernels' 4, and the skipping granularity of masks.</summary>
     public const int KeyBlock = 64;

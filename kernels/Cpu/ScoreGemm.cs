@@ -10,14 +10,48 @@ namespace AttentionEngine.Kernels.Cpu;
 /// </summary>
 internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
-    /// <summary>Scores of keys [0, keyCount) (rows ldk apart) against the 3-vector query tile.</summary>
+    /// <summary>Scores of keys [0, keyCount) (rows ldk apart) against the 3- or 4-vector query tile.</summary>
     public static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores)
     {
         int j = 0;
-        for (; j + 4 <= keyCount; j += 4)
-            FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br);
+        if (br == 4 * TOps.Count)
+            for (; j + 4 <= keyCount; j += 4) FourKeysFourVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br);
+        else
+            for (; j + 4 <= keyCount; j += 4) FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br);
         for (; j < keyCount; j++)
-            OneKey(keys + j * ldk, queryT, br, headDim, scores + j * br);
+            for (int v = 0; v < br; v += TOps.Count) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v);
+    }
+
+    // 4 keys x 4 query vectors (AVX-512): 16 independent accumulators, 4 loads and 4 broadcasts per 16 FMAs.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FourKeysFourVectors(float* k, nint ldk, float* qt, int br, int d, float* s)
+    {
+        int c = TOps.Count;
+        TVec a00 = TOps.Zero, a01 = TOps.Zero, a02 = TOps.Zero, a03 = TOps.Zero;
+        TVec a10 = TOps.Zero, a11 = TOps.Zero, a12 = TOps.Zero, a13 = TOps.Zero;
+        TVec a20 = TOps.Zero, a21 = TOps.Zero, a22 = TOps.Zero, a23 = TOps.Zero;
+        TVec a30 = TOps.Zero, a31 = TOps.Zero, a32 = TOps.Zero, a33 = TOps.Zero;
+        float* k0 = k, k1 = k + ldk, k2 = k + 2 * ldk, k3 = k + 3 * ldk;
+        for (int x = 0; x < d; x++)
+        {
+            float* q = qt + x * br;
+            TVec q0 = TOps.Load(q), q1 = TOps.Load(q + c), q2 = TOps.Load(q + 2 * c), q3 = TOps.Load(q + 3 * c);
+            TVec b = TOps.Broadcast(k0[x]);
+            a00 = TOps.MultiplyAdd(b, q0, a00); a01 = TOps.MultiplyAdd(b, q1, a01); a02 = TOps.MultiplyAdd(b, q2, a02); a03 = TOps.MultiplyAdd(b, q3, a03);
+            b = TOps.Broadcast(k1[x]);
+            a10 = TOps.MultiplyAdd(b, q0, a10); a11 = TOps.MultiplyAdd(b, q1, a11); a12 = TOps.MultiplyAdd(b, q2, a12); a13 = TOps.MultiplyAdd(b, q3, a13);
+            b = TOps.Broadcast(k2[x]);
+            a20 = TOps.MultiplyAdd(b, q0, a20); a21 = TOps.MultiplyAdd(b, q1, a21); a22 = TOps.MultiplyAdd(b, q2, a22); a23 = TOps.MultiplyAdd(b, q3, a23);
+            b = TOps.Broadcast(k3[x]);
+            a30 = TOps.MultiplyAdd(b, q0, a30); a31 = TOps.MultiplyAdd(b, q1, a31); a32 = TOps.MultiplyAdd(b, q2, a32); a33 = TOps.MultiplyAdd(b, q3, a33);
+        }
+        TOps.Store(s, a00); TOps.Store(s + c, a01); TOps.Store(s + 2 * c, a02); TOps.Store(s + 3 * c, a03);
+        s += br;
+        TOps.Store(s, a10); TOps.Store(s + c, a11); TOps.Store(s + 2 * c, a12); TOps.Store(s + 3 * c, a13);
+        s += br;
+        TOps.Store(s, a20); TOps.Store(s + c, a21); TOps.Store(s + 2 * c, a22); TOps.Store(s + 3 * c, a23);
+        s += br;
+        TOps.Store(s, a30); TOps.Store(s + c, a31); TOps.Store(s + 2 * c, a32); TOps.Store(s + 3 * c, a33);
     }
 
     // 4 keys x 3 query vectors: 12 independent accumulators (Zen 4 needs >= 8 to keep both FMA pipes busy),
@@ -53,18 +87,10 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
         TOps.Store(s, a30); TOps.Store(s + c, a31); TOps.Store(s + 2 * c, a32);
     }
 
-    private static void OneKey(float* k, float* qt, int br, int d, float* s)
+    private static void OneKeyOneVector(float* k, float* qt, int br, int d, float* s)
     {
-        int c = TOps.Count;
-        TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero;
-        for (int x = 0; x < d; x++)
-        {
-            float* q = qt + x * br;
-            TVec b = TOps.Broadcast(k[x]);
-            a0 = TOps.MultiplyAdd(b, TOps.Load(q), a0);
-            a1 = TOps.MultiplyAdd(b, TOps.Load(q + c), a1);
-            a2 = TOps.MultiplyAdd(b, TOps.Load(q + 2 * c), a2);
-        }
-        TOps.Store(s, a0); TOps.Store(s + c, a1); TOps.Store(s + 2 * c, a2);
+        TVec a = TOps.Zero;
+        for (int x = 0; x < d; x++) a = TOps.MultiplyAdd(TOps.Broadcast(k[x]), TOps.Load(qt + x * br), a);
+        TOps.Store(s, a);
     }
 }
