@@ -84,3 +84,47 @@ public class CudaDriverTests
         Assert.Equal(0, CudaDriver.DeviceCount);
     }
 }
+
+/// <summary>The bindings end to end on a GPU (skips without one): NVRTC → module → launch → copy back.</summary>
+public class CudaRoundTripTests
+{
+    [Fact]
+    public unsafe void A_tensor_core_mma_compiled_at_run_time_computes_a_16x16_by_16x8_product()
+    {
+        if (CudaDriver.UnavailableReason is { } reason) Assert.Skip(reason);
+        if (NvrtcCompiler.UnavailableReason is { } noNvrtc) Assert.Skip(noNvrtc);
+        using var device = CudaDevice.Open();
+        var source = typeof(NvrtcCompilerTests).GetField("MmaProbe", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!.GetRawConstantValue() as string;
+        var compiled = NvrtcCompiler.Compile(source!, "mma_probe.cu", [$"--gpu-architecture={device.Architecture}"]);
+        using var module = CudaModule.Load(compiled.Cubin ?? System.Text.Encoding.UTF8.GetBytes(compiled.Ptx));
+        var kernel = module.Function("mma_probe");
+
+        // Small integers: exact in fp16 and in the fp32 accumulator.
+        var a = new ushort[16 * 16];
+        var b = new ushort[16 * 8];
+        for (int n = 0; n < a.Length; n++) a[n] = BitConverter.HalfToUInt16Bits((Half)(n % 7 - 3));
+        for (int n = 0; n < b.Length; n++) b[n] = BitConverter.HalfToUInt16Bits((Half)(n % 5 - 2));
+        using var da = DeviceMemory.Allocate((nuint)(a.Length * 2));
+        using var db = DeviceMemory.Allocate((nuint)(b.Length * 2));
+        using var dc = DeviceMemory.Allocate(32 * 4 * sizeof(float));
+        da.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()));
+        db.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(b.AsSpan()));
+        using var stream = CudaStream.Create();
+        ulong pa = da.Address, pb = db.Address, pc = dc.Address;
+        void** arguments = stackalloc void*[] { &pa, &pb, &pc };
+        kernel.Launch((1, 1, 1), (32, 1, 1), 0, stream, arguments);
+        stream.Synchronize();
+        var c = new float[128];
+        dc.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(c.AsSpan()));
+
+        for (int lane = 0; lane < 32; lane++)
+        for (int e = 0; e < 4; e++)
+        {
+            // m16n8k16 accumulator layout: d0,d1 at row lane/4, d2,d3 at row lane/4 + 8; columns (lane % 4)·2 + (e % 2).
+            int row = lane / 4 + (e >= 2 ? 8 : 0), col = lane % 4 * 2 + e % 2;
+            float expected = 0;
+            for (int k = 0; k < 16; k++) expected += (float)BitConverter.UInt16BitsToHalf(a[row * 16 + k]) * (float)BitConverter.UInt16BitsToHalf(b[k * 8 + col]);
+            Assert.Equal(expected, c[lane * 4 + e]);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+using System.Text;
+
+namespace AttentionEngine.Bindings.Cuda;
+
+/// <summary>
+/// One GPU with its primary context made current on the calling thread. Dispose releases the context reference.
+/// </summary>
+public sealed unsafe class CudaDevice : IDisposable
+{
+    private readonly int _device;
+    private bool _released;
+
+    private CudaDevice(int device, nint context)
+    {
+        _device = device;
+        Context = context;
+    }
+
+    public nint Context { get; }
+
+    /// <exception cref="InvalidOperationException">CUDA is unavailable (the message gives <see cref="CudaDriver.UnavailableReason"/>).</exception>
+    public static CudaDevice Open(int ordinal = 0)
+    {
+        if (CudaDriver.UnavailableReason is { } reason) throw new InvalidOperationException($"CUDA cannot be used: {reason}.");
+        if (ordinal < 0 || ordinal >= CudaDriver.DeviceCount)
+            throw new ArgumentOutOfRangeException(nameof(ordinal), ordinal, $"device {ordinal} does not exist; this machine has {CudaDriver.DeviceCount}.");
+        CudaException.Check(CudaDriverNative.cuDeviceGet(out int device, ordinal), "cuDeviceGet");
+        CudaException.Check(CudaDriverNative.cuDevicePrimaryCtxRetain(out nint context, device), "cuDevicePrimaryCtxRetain");
+        var opened = new CudaDevice(device, context);
+        opened.MakeCurrent();
+        return opened;
+    }
+
+    /// <summary>Binds the context to the calling thread (needed once per thread that launches or copies).</summary>
+    public void MakeCurrent() => CudaException.Check(CudaDriverNative.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
+
+    public void Synchronize() => CudaException.Check(CudaDriverNative.cuCtxSynchronize(), "cuCtxSynchronize");
+
+    public string Name
+    {
+        get
+        {
+            var buffer = stackalloc byte[256];
+            CudaException.Check(CudaDriverNative.cuDeviceGetName(buffer, 256, _device), "cuDeviceGetName");
+            return Encoding.UTF8.GetString(new ReadOnlySpan<byte>(buffer, 256)).TrimEnd('\0');
+        }
+    }
+
+    public int Attribute(CudaDeviceAttribute attribute)
+    {
+        CudaException.Check(CudaDriverNative.cuDeviceGetAttribute(out int value, (int)attribute, _device), $"cuDeviceGetAttribute({attribute})");
+        return value;
+    }
+
+    /// <summary>The sm_XX architecture name, e.g. "sm_90".</summary>
+    public string Architecture => $"sm_{Attribute(CudaDeviceAttribute.ComputeCapabilityMajor)}{Attribute(CudaDeviceAttribute.ComputeCapabilityMinor)}";
+
+    public nuint TotalMemory
+    {
+        get
+        {
+            CudaException.Check(CudaDriverNative.cuDeviceTotalMem_v2(out nuint bytes, _device), "cuDeviceTotalMem");
+            return bytes;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_released) return;
+        _released = true;
+        CudaDriverNative.cuDevicePrimaryCtxRelease_v2(_device);
+    }
+}

@@ -1,0 +1,70 @@
+namespace AttentionEngine.Bindings.Cuda;
+
+/// <summary>Device memory (cuMemAlloc), freed on every path.</summary>
+public sealed unsafe class DeviceMemory : CudaHandle
+{
+    public nuint ByteCount { get; private set; }
+
+    /// <summary>The device address, for kernel arguments.</summary>
+    public ulong Address => (ulong)Value;
+
+    public static DeviceMemory Allocate(nuint bytes)
+    {
+        var memory = new DeviceMemory();
+        CudaException.Check(CudaDriverNative.cuMemAlloc_v2(out ulong address, Math.Max(bytes, 1)), $"cuMemAlloc({bytes} bytes)");
+        memory.Own((nint)address);
+        memory.ByteCount = bytes;
+        return memory;
+    }
+
+    public void CopyFrom(ReadOnlySpan<byte> source, CudaStream? stream = null)
+    {
+        ThrowIfTooLong(source.Length);
+        fixed (byte* data = source)
+        {
+            if (stream is null) CudaException.Check(CudaDriverNative.cuMemcpyHtoD_v2(Address, data, (nuint)source.Length), "cuMemcpyHtoD");
+            else
+            {
+                // The span is pinned only for this call: an asynchronous copy must finish before it returns.
+                CudaException.Check(CudaDriverNative.cuMemcpyHtoDAsync_v2(Address, data, (nuint)source.Length, stream.Value), "cuMemcpyHtoDAsync");
+                stream.Synchronize();
+            }
+        }
+    }
+
+    public void CopyTo(Span<byte> destination)
+    {
+        ThrowIfTooLong(destination.Length);
+        fixed (byte* data = destination)
+            CudaException.Check(CudaDriverNative.cuMemcpyDtoH_v2(data, Address, (nuint)destination.Length), "cuMemcpyDtoH");
+    }
+
+    public void Clear() => CudaException.Check(CudaDriverNative.cuMemsetD8_v2(Address, 0, ByteCount), "cuMemsetD8");
+
+    private void ThrowIfTooLong(int length)
+    {
+        if ((nuint)length > ByteCount)
+            throw new ArgumentException($"the copy is {length} bytes; this device buffer holds {ByteCount}.");
+    }
+
+    protected override bool ReleaseHandle() => CudaDriverNative.cuMemFree_v2((ulong)handle) == 0;
+}
+
+/// <summary>Page-locked host memory (cuMemAllocHost): the source and target of truly asynchronous copies.</summary>
+public sealed unsafe class PinnedHostMemory : CudaHandle
+{
+    public nuint ByteCount { get; private set; }
+
+    public Span<byte> Bytes => new((void*)Value, checked((int)ByteCount));
+
+    public static PinnedHostMemory Allocate(nuint bytes)
+    {
+        var memory = new PinnedHostMemory();
+        CudaException.Check(CudaDriverNative.cuMemAllocHost_v2(out nint pointer, Math.Max(bytes, 1)), $"cuMemAllocHost({bytes} bytes)");
+        memory.Own(pointer);
+        memory.ByteCount = bytes;
+        return memory;
+    }
+
+    protected override bool ReleaseHandle() => CudaDriverNative.cuMemFreeHost(handle) == 0;
+}
