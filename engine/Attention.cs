@@ -45,4 +45,23 @@ public static class Attention
         foreach (var backend in Preference) reasons.Add($"{backend.Name}: {backend.UnavailableReason ?? backend.CannotServe(call)}");
         throw new NotSupportedException($"No backend can serve this call. {string.Join("; ", reasons)}");
     }
+
+    /// <summary>
+    /// Gradients of a loss with respect to q, k and v with the best backend that has a backward pass (see
+    /// <see cref="AttentionBackend.Backward{T}"/>): dOutput is ∂L/∂output of <see cref="Forward{T}"/> with the same
+    /// options, output and lse are what that forward call produced.
+    /// </summary>
+    public static void Backward<T>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
+        ReadOnlyTensorSpan<float> lse, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dQ, TensorSpan<T> dK, TensorSpan<T> dV,
+        scoped in AttentionOptions options = default) where T : unmanaged
+    {
+        foreach (var backend in Preference)
+        {
+            if (!backend.SupportsBackward || !backend.IsAvailable) continue;
+            backend.Backward(q, k, v, output, lse, dOutput, dQ, dK, dV, options);
+            return;
+        }
+        throw new NotSupportedException("No available backend has a backward pass.");
+    }
 }

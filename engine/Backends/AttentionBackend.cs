@@ -40,6 +40,31 @@ public abstract class AttentionBackend : IAttentionForward
     /// <summary>Computes a validated call into its destinations.</summary>
     protected internal abstract void Execute<T>(scoped in AttentionCall<T> call) where T : unmanaged;
 
+    /// <summary>True when this backend computes gradients (<see cref="Backward{T}"/>).</summary>
+    public virtual bool SupportsBackward => false;
+
+    /// <summary>
+    /// Gradients of a loss L with respect to q, k and v, given dOutput = ∂L/∂output of the forward call with the same
+    /// options, its saved output and LSE. dQ, dK, dV are overwritten (not accumulated into).
+    /// </summary>
+    /// <exception cref="ArgumentException">a shape, stride, option or aliasing error; the message says which.</exception>
+    /// <exception cref="NotSupportedException">this backend has no backward pass.</exception>
+    public void Backward<T>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
+        ReadOnlyTensorSpan<float> lse, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dQ, TensorSpan<T> dK, TensorSpan<T> dV,
+        scoped in AttentionOptions options = default) where T : unmanaged
+    {
+        if (UnavailableReason is { } unavailable)
+            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
+        if (!SupportsBackward) throw new NotSupportedException($"Backend {Name} has no backward pass.");
+        var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options);
+        ExecuteBackward(call);
+    }
+
+    /// <summary>Computes a validated backward call into dQ, dK, dV.</summary>
+    protected internal virtual void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged =>
+        throw new NotSupportedException($"Backend {Name} has no backward pass.");
+
     /// <summary>True when this backend runs block masks and mask/score functors (<see cref="FlexAttention"/>).</summary>
     public virtual bool SupportsFunctors => false;
 

@@ -14,6 +14,28 @@ public sealed class ReferenceBackend : AttentionBackend
 
     public override bool SupportsFunctors => true;
 
+    public override bool SupportsBackward => true;
+
+    protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call)
+    {
+        var gradients = ReferenceBackward.Compute(call);
+        var shape = call.Forward.Shape;
+        for (int b = 0; b < shape.Batch; b++)
+        {
+            for (int h = 0; h < shape.QueryHeads; h++)
+            for (int i = 0; i < shape.QueryLength; i++)
+            for (int c = 0; c < shape.HeadDim; c++)
+                call.DQ[b, h, i, c] = ElementTypes.FromDouble<T>(gradients.DQ[(((long)b * shape.QueryHeads + h) * shape.QueryLength + i) * shape.HeadDim + c]);
+            for (int h = 0; h < shape.KvHeads; h++)
+            for (int j = 0; j < shape.KeyLength; j++)
+            {
+                long row = ((long)b * shape.KvHeads + h) * shape.KeyLength + j;
+                for (int c = 0; c < shape.HeadDim; c++) call.DK[b, h, j, c] = ElementTypes.FromDouble<T>(gradients.DK[row * shape.HeadDim + c]);
+                for (int c = 0; c < shape.ValueDim; c++) call.DV[b, h, j, c] = ElementTypes.FromDouble<T>(gradients.DV[row * shape.ValueDim + c]);
+            }
+        }
+    }
+
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
         Write(call, ReferenceAttention.Compute(call, withWeights: call.ReturnWeights));
 

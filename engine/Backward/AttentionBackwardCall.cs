@@ -1,0 +1,32 @@
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// A validated backward call: the forward call it differentiates (shapes, scale, masks, bias, keep-mask resolved),
+/// the saved forward output and LSE, the incoming gradient dO, and the gradient destinations dQ, dK, dV shaped like
+/// q, k, v. Built only by <see cref="AttentionValidator.ValidateBackward{T}"/>.
+/// </summary>
+public readonly ref struct AttentionBackwardCall<T> where T : unmanaged
+{
+    internal AttentionBackwardCall(AttentionCall<T> forward, ReadOnlyStrided4<T> output, ReadOnlyStrided4<float> lse,
+        ReadOnlyStrided4<T> dOutput, Strided4<T> dQ, Strided4<T> dK, Strided4<T> dV)
+    {
+        Forward = forward;
+        Output = output; Lse = lse; DOutput = dOutput;
+        DQ = dQ; DK = dK; DV = dV;
+    }
+
+    /// <summary>The forward call (its Output view is the saved output; backward never writes it).</summary>
+    public AttentionCall<T> Forward { get; }
+
+    public ReadOnlyStrided4<T> Output { get; }
+
+    /// <summary>[B, Hq, Lq, 1] view of the saved natural-log LSE.</summary>
+    public ReadOnlyStrided4<float> Lse { get; }
+
+    public ReadOnlyStrided4<T> DOutput { get; }
+    public Strided4<T> DQ { get; }
+    public Strided4<T> DK { get; }
+    public Strided4<T> DV { get; }
+}

@@ -1,0 +1,95 @@
+namespace AttentionEngine;
+
+/// <summary>Gradients of the loss with respect to q, k and v, in float64, laid out like q, k and v (row-major [B, H, S, D]).</summary>
+public sealed record AttentionGradients(double[] DQ, double[] DK, double[] DV);
+
+/// <summary>
+/// The backward oracle: gradients by their definition in float64, recomputing every score (the saved output and LSE
+/// are not used, so an error in them cannot hide an error here). For each visible pair, with P the attention weights
+/// and dO the incoming gradient: dV_j += P_ij·dO_i; dP_ij = dO_i·v_j; D_i = Σ_j P_ij·dP_ij; dS_ij = P_ij·(dP_ij − D_i);
+/// dQ_i += scale·dS_ij·k_j; dK_j += scale·dS_ij·q_i. GQA sums dK and dV over the query heads of a group. A row with
+/// no visible key contributes nothing (zero gradients, never NaN).
+/// </summary>
+public static class ReferenceBackward
+{
+    public static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged
+    {
+        var shape = call.Forward.Shape;
+        int b = shape.Batch, hq = shape.QueryHeads, hk = shape.KvHeads, lq = shape.QueryLength, lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
+        var dOutput = new double[(long)b * hq * lq * dv];
+        for (int x = 0; x < b; x++)
+        for (int h = 0; h < hq; h++)
+        for (int i = 0; i < lq; i++)
+        for (int c = 0; c < dv; c++)
+            dOutput[((((long)x * hq + h) * lq) + i) * dv + c] = ElementTypes.ToDouble(call.DOutput[x, h, i, c]);
+
+        var gradients = new AttentionGradients(new double[(long)b * hq * lq * d], new double[(long)b * hk * lk * d], new double[(long)b * hk * lk * dv]);
+        PinnedCall<T>.Pin(call.Forward, pinned =>
+            Parallel.For(0, b * hk, task => ComputeKvHead(pinned, task / hk, task % hk, dOutput, gradients)));
+        return gradients;
+    }
+
+    private static void ComputeKvHead<T>(PinnedCall<T> inputs, int b, int kvHead, double[] dOutput, AttentionGradients gradients) where T : unmanaged
+    {
+        var shape = inputs.Shape;
+        int lq = shape.QueryLength, lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
+        var keys = new double[lk * d];
+        var values = new double[lk * dv];
+        for (int j = 0; j < lk; j++)
+        {
+            for (int c = 0; c < d; c++) keys[j * d + c] = ElementTypes.ToDouble(inputs.K[b, kvHead, j, c]);
+            for (int c = 0; c < dv; c++) values[j * dv + c] = ElementTypes.ToDouble(inputs.V[b, kvHead, j, c]);
+        }
+        long kvBase = ((long)b * shape.KvHeads + kvHead) * lk;
+        var query = new double[d];
+        var p = new double[lk];
+        var dp = new double[lk];
+        var visible = new bool[lk];
+        for (int h = kvHead * shape.GroupSize; h < (kvHead + 1) * shape.GroupSize; h++)
+        for (int i = 0; i < lq; i++)
+        {
+            long row = ((long)b * shape.QueryHeads + h) * lq + i;
+            for (int c = 0; c < d; c++) query[c] = ElementTypes.ToDouble(inputs.Q[b, h, i, c]);
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < lk; j++)
+            {
+                visible[j] = inputs.IsAllowed(b, h, i, j);
+                if (!visible[j]) continue;
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += query[c] * keys[j * d + c];
+                double score = inputs.ScaledScore(dot, b, h, i, j) + inputs.BiasAt(b, h, i, j);
+                if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; }
+                p[j] = score;
+                max = Math.Max(max, score);
+            }
+            if (double.IsNegativeInfinity(max)) continue; // no visible key: no gradient flows through this row
+            double sum = 0;
+            for (int j = 0; j < lk; j++) sum += p[j] = visible[j] ? Math.Exp(p[j] - max) : 0.0;
+            var dO = dOutput.AsSpan((int)(row * dv), dv);
+            double rowD = 0;
+            for (int j = 0; j < lk; j++)
+            {
+                if (!visible[j]) continue;
+                p[j] /= sum;
+                double dot = 0;
+                for (int c = 0; c < dv; c++) dot += dO[c] * values[j * dv + c];
+                dp[j] = dot;
+                rowD += p[j] * dot;
+            }
+            var dq = gradients.DQ.AsSpan((int)(row * d), d);
+            for (int j = 0; j < lk; j++)
+            {
+                if (!visible[j]) continue;
+                double ds = p[j] * (dp[j] - rowD) * inputs.Scale;
+                var dk = gradients.DK.AsSpan((int)((kvBase + j) * d), d);
+                var dvRow = gradients.DV.AsSpan((int)((kvBase + j) * dv), dv);
+                for (int c = 0; c < d; c++)
+                {
+                    dq[c] += ds * keys[j * d + c];
+                    dk[c] += ds * query[c];
+                }
+                for (int c = 0; c < dv; c++) dvRow[c] += p[j] * dO[c];
+            }
+        }
+    }
+}
