@@ -125,6 +125,5 @@ public class ReferenceBackwardTests
         e = Assert.Throws<ArgumentException>(() => reference.Backward<float>(q, k, v, output, lse, dO, q, dk, dv));
         Assert.Equal("dQ", e.ParamName);
         Assert.Contains("overlaps the memory of q", e.Message);
-        Assert.Throws<NotSupportedException>(() => CpuBackend.Default.Backward<float>(q, k, v, output, lse, dO, dq, dk, dv));
     }
 }

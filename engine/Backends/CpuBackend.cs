@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using AttentionEngine.Kernels.Cpu;
+using AttentionEngine.Kernels.Cpu.Backward;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
@@ -33,6 +34,45 @@ public sealed class CpuBackend : AttentionBackend
     public CpuIsa ResolvedIsa => CpuIsaSelection.Resolve(Isa);
 
     public override bool SupportsFunctors => true;
+
+    public override bool SupportsBackward => true;
+
+    protected internal override unsafe void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call)
+    {
+        var forward = call.Forward;
+        fixed (T* q = &Unsafe.AsRef(in forward.Q.Base))
+        fixed (T* k = &Unsafe.AsRef(in forward.K.Base))
+        fixed (T* v = &Unsafe.AsRef(in forward.V.Base))
+        fixed (float* bias = &Unsafe.AsRef(in forward.Bias.Base))
+        fixed (bool* keep = &Unsafe.AsRef(in forward.KeepMask.Base))
+        fixed (T* output = &Unsafe.AsRef(in call.Output.Base))
+        fixed (float* lse = &Unsafe.AsRef(in call.Lse.Base))
+        fixed (T* dOutput = &Unsafe.AsRef(in call.DOutput.Base))
+        fixed (T* dq = &call.DQ.Base)
+        fixed (T* dk = &call.DK.Base)
+        fixed (T* dv = &call.DV.Base)
+        {
+            var shape = forward.Shape;
+            var job = new CpuBackwardJob<T>
+            {
+                Forward = new CpuAttentionJob<T>
+                {
+                    Batch = shape.Batch, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads,
+                    QueryLength = shape.QueryLength, KeyLength = shape.KeyLength, HeadDim = shape.HeadDim, ValueDim = shape.ValueDim,
+                    Scale = forward.Scale, Band = forward.Band,
+                    Q = new RawStrided4<T>(q, forward.Q), K = new RawStrided4<T>(k, forward.K), V = new RawStrided4<T>(v, forward.V),
+                    Output = new RawStrided4<T>(output, call.Output),
+                    Bias = forward.HasBias ? new RawStrided4<float>(bias, forward.Bias) : default,
+                    KeepMask = forward.HasKeepMask ? new RawStrided4<bool>(keep, forward.KeepMask) : default,
+                },
+                Output = new RawStrided4<T>(output, call.Output),
+                Lse = new RawStrided4<float>(lse, call.Lse),
+                DOutput = new RawStrided4<T>(dOutput, call.DOutput),
+                DQ = new RawStrided4<T>(dq, call.DQ), DK = new RawStrided4<T>(dk, call.DK), DV = new RawStrided4<T>(dv, call.DV),
+            };
+            CpuBackward.Run(job, Isa, forward.MaxDegreeOfParallelism);
+        }
+    }
 
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
         Run(call, (BlockMask<KeepAll>?)null, default(IdentityScore));

@@ -12,7 +12,21 @@ public sealed record AttentionGradients(double[] DQ, double[] DK, double[] DV);
 /// </summary>
 public static class ReferenceBackward
 {
-    public static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged
+    public static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged => Compute(call, single: false);
+
+    /// <summary>
+    /// The same formula with every intermediate rounded to float and the results to T: what a straightforward fp32
+    /// implementation gets, the yardstick of the tolerance rule for gradients.
+    /// </summary>
+    public static AttentionGradients ComputeInStoragePrecision<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged
+    {
+        var gradients = Compute(call, single: true);
+        foreach (var array in new[] { gradients.DQ, gradients.DK, gradients.DV })
+            for (int n = 0; n < array.Length; n++) array[n] = ElementTypes.ToDouble(ElementTypes.FromDouble<T>(array[n]));
+        return gradients;
+    }
+
+    private static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call, bool single) where T : unmanaged
     {
         var shape = call.Forward.Shape;
         int b = shape.Batch, hq = shape.QueryHeads, hk = shape.KvHeads, lq = shape.QueryLength, lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
@@ -25,12 +39,14 @@ public static class ReferenceBackward
 
         var gradients = new AttentionGradients(new double[(long)b * hq * lq * d], new double[(long)b * hk * lk * d], new double[(long)b * hk * lk * dv]);
         PinnedCall<T>.Pin(call.Forward, pinned =>
-            Parallel.For(0, b * hk, task => ComputeKvHead(pinned, task / hk, task % hk, dOutput, gradients)));
+            Parallel.For(0, b * hk, task => ComputeKvHead(pinned, task / hk, task % hk, dOutput, gradients, single)));
         return gradients;
     }
 
-    private static void ComputeKvHead<T>(PinnedCall<T> inputs, int b, int kvHead, double[] dOutput, AttentionGradients gradients) where T : unmanaged
+    private static void ComputeKvHead<T>(PinnedCall<T> inputs, int b, int kvHead, double[] dOutput, AttentionGradients gradients, bool single)
+        where T : unmanaged
     {
+        double R(double x) => single ? (float)x : x;
         var shape = inputs.Shape;
         int lq = shape.QueryLength, lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
         var keys = new double[lk * d];
@@ -56,39 +72,39 @@ public static class ReferenceBackward
                 visible[j] = inputs.IsAllowed(b, h, i, j);
                 if (!visible[j]) continue;
                 double dot = 0;
-                for (int c = 0; c < d; c++) dot += query[c] * keys[j * d + c];
-                double score = inputs.ScaledScore(dot, b, h, i, j) + inputs.BiasAt(b, h, i, j);
+                for (int c = 0; c < d; c++) dot = R(dot + query[c] * keys[j * d + c]);
+                double score = R(R(inputs.ScaledScore(dot, b, h, i, j)) + inputs.BiasAt(b, h, i, j));
                 if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; }
                 p[j] = score;
                 max = Math.Max(max, score);
             }
             if (double.IsNegativeInfinity(max)) continue; // no visible key: no gradient flows through this row
             double sum = 0;
-            for (int j = 0; j < lk; j++) sum += p[j] = visible[j] ? Math.Exp(p[j] - max) : 0.0;
+            for (int j = 0; j < lk; j++) sum = R(sum + (p[j] = visible[j] ? R(Math.Exp(R(p[j] - max))) : 0.0));
             var dO = dOutput.AsSpan((int)(row * dv), dv);
             double rowD = 0;
             for (int j = 0; j < lk; j++)
             {
                 if (!visible[j]) continue;
-                p[j] /= sum;
+                p[j] = R(p[j] / sum);
                 double dot = 0;
-                for (int c = 0; c < dv; c++) dot += dO[c] * values[j * dv + c];
+                for (int c = 0; c < dv; c++) dot = R(dot + dO[c] * values[j * dv + c]);
                 dp[j] = dot;
-                rowD += p[j] * dot;
+                rowD = R(rowD + p[j] * dot);
             }
             var dq = gradients.DQ.AsSpan((int)(row * d), d);
             for (int j = 0; j < lk; j++)
             {
                 if (!visible[j]) continue;
-                double ds = p[j] * (dp[j] - rowD) * inputs.Scale;
+                double ds = R(R(p[j] * R(dp[j] - rowD)) * inputs.Scale);
                 var dk = gradients.DK.AsSpan((int)((kvBase + j) * d), d);
                 var dvRow = gradients.DV.AsSpan((int)((kvBase + j) * dv), dv);
                 for (int c = 0; c < d; c++)
                 {
-                    dq[c] += ds * keys[j * d + c];
-                    dk[c] += ds * query[c];
+                    dq[c] = R(dq[c] + ds * keys[j * d + c]);
+                    dk[c] = R(dk[c] + ds * query[c]);
                 }
-                for (int c = 0; c < dv; c++) dvRow[c] += p[j] * dO[c];
+                for (int c = 0; c < dv; c++) dvRow[c] = R(dvRow[c] + p[j] * dO[c]);
             }
         }
     }

@@ -1,0 +1,146 @@
+using AttentionEngine.Kernels.Cpu.Simd;
+
+namespace AttentionEngine.Kernels.Cpu.Backward;
+
+/// <summary>
+/// The FlashAttention-2 backward on the CPU, in two phases that each own what they write, so no float is ever summed
+/// across threads and the result is bitwise the same for any thread count:
+/// <list type="number">
+/// <item>row tiles (as the forward's): recompute S and P = e^(S − LSE) per key block, dP = dO·Vᵀ,
+/// dS = P ∘ (dP − D)·scale, and accumulate dQ = dS·K;</item>
+/// <item>key tiles of <see cref="KeyBlock"/> keys: walk the row tiles that can see them, recompute P and dS the same
+/// way, and accumulate dV = Pᵀ·dO and dK = dSᵀ·Q (GQA: over every query head of the group).</item>
+/// </list>
+/// Both reuse the forward's micro-kernels: <see cref="ScoreGemm{TOps, TVec}"/> for S and dP, <see cref="ValueGemm{TOps, TVec}"/>
+/// for the three gradient products (P and dS transposed for phase 2). Nothing is O(Lq × Lk).
+/// </summary>
+internal static unsafe class BackwardKernel<T, TOps, TVec>
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    private const float Log2E = 1.4426950408889634f;
+
+    public const int KeyBlock = 64;
+
+    public static int TileRows => FlashForwardKernel<T, TOps, TVec, KeepAll, IdentityScore>.TileRows;
+
+    private static int Padded(int n) => (n + TOps.Count - 1) / TOps.Count * TOps.Count;
+
+    public static int QueryTaskCount(in CpuBackwardJob<T> job) =>
+        FlashForwardKernel<T, TOps, TVec, KeepAll, IdentityScore>.TaskCount(job.Forward);
+
+    public static int KeyTaskCount(in CpuBackwardJob<T> job) =>
+        job.Forward.Batch * job.Forward.KvHeads * ((job.Forward.KeyLength + KeyBlock - 1) / KeyBlock);
+
+    /// <summary>Phase 1: dQ of one row tile.</summary>
+    public static void RunQueryTile(in CpuBackwardJob<T> job, int task)
+    {
+        var f = job.Forward;
+        int br = TileRows, c = TOps.Count;
+        int tilesPerHead = (f.RowsPerKvHead + br - 1) / br;
+        int batch = task / (f.KvHeads * tilesPerHead), kvHead = task / tilesPerHead % f.KvHeads, firstRow = task % tilesPerHead * br;
+        var rows = new TileRows(firstRow, Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
+        int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
+        var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
+        var scratch = BackwardScratch.For(br, KeyBlock, dPad, dvPad);
+        BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
+        new Span<float>(scratch.QueryGrad, br * dPad).Clear();
+
+        var band = f.Band;
+        long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
+        long keyEnd = Math.Min(f.KeyLength, rows.LastQuery + band.Hi + 1);
+        for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
+        {
+            int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
+            float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
+            ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
+        }
+        var dq = job.DQ;
+        for (int r = 0; r < rows.Count; r++)
+            ElementConversion.FromSingle(scratch.QueryGrad + r * dPad, f.HeadDim, &dq.Base[dq.Offset(batch, rows.Head(r), rows.Query(r), 0)], dq.Stride3);
+    }
+
+    /// <summary>Phase 2: dK and dV of one key tile.</summary>
+    public static void RunKeyTile(in CpuBackwardJob<T> job, int task)
+    {
+        var f = job.Forward;
+        int br = TileRows, c = TOps.Count;
+        int keyTiles = (f.KeyLength + KeyBlock - 1) / KeyBlock;
+        int batch = task / (f.KvHeads * keyTiles), kvHead = task / keyTiles % f.KvHeads, firstKey = task % keyTiles * KeyBlock;
+        int keyCount = Math.Min(KeyBlock, f.KeyLength - firstKey);
+        int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
+        var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
+        var scratch = BackwardScratch.For(br, KeyBlock, dPad, dvPad);
+        new Span<float>(scratch.KeyGrad, KeyBlock * dPad).Clear();
+        new Span<float>(scratch.ValueGrad, KeyBlock * dvPad).Clear();
+
+        // Queries i see key j when Lo <= j - i <= Hi: the rows that can see any key of the tile.
+        var band = f.Band;
+        long firstQuery = Math.Max(0, firstKey - band.Hi);
+        long lastQuery = Math.Min(f.QueryLength - 1, firstKey + keyCount - 1 - band.Lo);
+        if (firstQuery <= lastQuery)
+        {
+            long rowEnd = (lastQuery + 1) * f.GroupSize;
+            for (long firstRow = firstQuery * f.GroupSize / br * br; firstRow < rowEnd; firstRow += br)
+            {
+                var rows = new TileRows((int)firstRow, (int)Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
+                BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
+                ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, out _);
+                Transpose(tile.Scores, scratch.ProbT, br, keyCount);
+                Transpose(scratch.ProbGrad, scratch.ScoreGradT, br, keyCount);
+                ValueGemm<TOps, TVec>.Accumulate(scratch.ProbT, KeyBlock, br, scratch.OutputGrad, dvPad, dvPad / c, scratch.ValueGrad, dvPad, scratch.Ones);
+                ValueGemm<TOps, TVec>.Accumulate(scratch.ScoreGradT, KeyBlock, br, scratch.QueryRows, dPad, dPad / c, scratch.KeyGrad, dPad, scratch.Ones);
+            }
+        }
+        var dk = job.DK;
+        var dv = job.DV;
+        for (int j = 0; j < keyCount; j++)
+        {
+            ElementConversion.FromSingle(scratch.KeyGrad + j * dPad, f.HeadDim, &dk.Base[dk.Offset(batch, kvHead, firstKey + j, 0)], dk.Stride3);
+            ElementConversion.FromSingle(scratch.ValueGrad + j * dvPad, f.ValueDim, &dv.Base[dv.Offset(batch, kvHead, firstKey + j, 0)], dv.Stride3);
+        }
+    }
+
+    /// <summary>
+    /// P (in the tile's score scratch) and dS·scale (in ProbGrad) of one key block, both as [key][row]; returns the
+    /// key block's rows (padded to dPad) for dQ = dS·K.
+    /// </summary>
+    private static float* ScoreGradients(in CpuBackwardJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int dPad, int dvPad,
+        CpuTileScratch tile, BackwardScratch scratch, out nint keyPitch)
+    {
+        var f = job.Forward;
+        int br = TileRows, c = TOps.Count;
+        float* keys = TileStaging.Keys(f, batch, rows.KvHead, firstKey, keyCount, dPad, tile, out keyPitch);
+        ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, tile.QueryT, br, f.HeadDim, tile.Scores);
+        BlockMasking.Scale<TOps, TVec>(tile.Scores, br, keyCount, f.Scale);
+        FlexMasking<KeepAll, IdentityScore>.ScoreModsAndMasks(tile.Scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, f, batch,
+            FlexMods<KeepAll, IdentityScore>.None(default), BlockKind.Full);
+        float* values = TileStaging.Values(f, batch, rows.KvHead, firstKey, keyCount, dvPad, c, tile, out nint valuePitch);
+        ScoreGemm<TOps, TVec>.Compute(values, valuePitch, keyCount, scratch.OutputGradT, br, f.ValueDim, scratch.ProbGrad);
+
+        TVec log2E = TOps.Broadcast(Log2E), scale = TOps.Broadcast(f.Scale);
+        for (int v = 0; v < br; v += c)
+        {
+            TVec lse = TOps.Load(scratch.RowLse + v), rowD = TOps.Load(scratch.RowD + v);
+            for (int j = 0; j < keyCount; j++)
+            {
+                float* s = tile.Scores + j * br + v;
+                float* dp = scratch.ProbGrad + j * br + v;
+                TVec p = TOps.Exp2(TOps.Multiply(TOps.Subtract(TOps.Load(s), lse), log2E));
+                TOps.Store(s, p);
+                TOps.Store(dp, TOps.Multiply(TOps.Multiply(p, TOps.Subtract(TOps.Load(dp), rowD)), scale));
+            }
+        }
+        return keys;
+    }
+
+    /// <summary>[key][row] (row stride br) to [row][key] (key stride KeyBlock); keys past keyCount become 0.</summary>
+    private static void Transpose(float* source, float* destination, int br, int keyCount)
+    {
+        for (int r = 0; r < br; r++)
+        {
+            float* row = destination + r * KeyBlock;
+            for (int j = 0; j < keyCount; j++) row[j] = source[j * br + r];
+            for (int j = keyCount; j < KeyBlock; j++) row[j] = 0;
+        }
+    }
+}

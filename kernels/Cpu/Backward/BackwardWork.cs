@@ -1,0 +1,52 @@
+using System.Runtime.Intrinsics;
+using AttentionEngine.Kernels.Cpu.Simd;
+using AttentionEngine.Kernels.Cpu.Threading;
+
+namespace AttentionEngine.Kernels.Cpu.Backward;
+
+/// <summary>Runs the CPU backward of one job on the chosen vector width: phase 1 (dQ), then phase 2 (dK, dV).</summary>
+internal static class CpuBackward
+{
+    public static void Run<T>(in CpuBackwardJob<T> job, CpuIsa isa, int maxDegreeOfParallelism) where T : unmanaged
+    {
+        switch (CpuIsaSelection.Resolve(isa))
+        {
+            case CpuIsa.Avx512: BackwardWork<T, Vector512Ops, Vector512<float>>.Run(job, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx2: BackwardWork<T, Vector256Ops, Vector256<float>>.Run(job, maxDegreeOfParallelism); break;
+            default: BackwardWork<T, Vector128Ops, Vector128<float>>.Run(job, maxDegreeOfParallelism); break;
+        }
+    }
+}
+
+/// <summary>The backward's tasks for the worker pool; one instance per calling thread and specialisation.</summary>
+internal sealed class BackwardWork<T, TOps, TVec> : PoolWork
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    [ThreadStatic] private static BackwardWork<T, TOps, TVec>? _perThread;
+
+    private CpuBackwardJob<T> _job;
+    private bool _keyPhase;
+
+    public static void Run(in CpuBackwardJob<T> job, int maxDegreeOfParallelism)
+    {
+        var work = _perThread ??= new BackwardWork<T, TOps, TVec>();
+        work._job = job;
+        try
+        {
+            work._keyPhase = false;
+            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec>.QueryTaskCount(job), maxDegreeOfParallelism);
+            work._keyPhase = true;
+            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec>.KeyTaskCount(job), maxDegreeOfParallelism);
+        }
+        finally
+        {
+            work._job = default; // pointers into the caller's memory must not outlive the call
+        }
+    }
+
+    protected override void RunTask(int task)
+    {
+        if (_keyPhase) BackwardKernel<T, TOps, TVec>.RunKeyTile(_job, task);
+        else BackwardKernel<T, TOps, TVec>.RunQueryTile(_job, task);
+    }
+}

@@ -1,0 +1,18 @@
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine.Kernels.Cpu.Backward;
+
+/// <summary>
+/// One backward call as plain data over pinned memory: the forward job it differentiates, the saved output and LSE
+/// ([B, Hq, Lq, 1]), the incoming gradient dO, and the destinations dQ, dK, dV.
+/// </summary>
+internal readonly struct CpuBackwardJob<T> where T : unmanaged
+{
+    public required CpuAttentionJob<T> Forward { get; init; }
+    public required RawStrided4<T> Output { get; init; }
+    public required RawStrided4<float> Lse { get; init; }
+    public required RawStrided4<T> DOutput { get; init; }
+    public required RawStrided4<T> DQ { get; init; }
+    public required RawStrided4<T> DK { get; init; }
+    public required RawStrided4<T> DV { get; init; }
+}
