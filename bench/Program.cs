@@ -1,3 +1,4 @@
+using AttentionEngine.Bench.Backward;
 using AttentionEngine.Bench.Bdn;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
@@ -24,6 +25,9 @@ app.Configure(config =>
     config.AddCommand<PeersCommand>("peers")
         .WithDescription("Time the same fp32 problems through our CPU backend and ONNX Runtime's Attention operator; ratio and max difference.")
         .WithExample("peers", "--threads", "2");
+    config.AddCommand<BackwardCommand>("backward")
+        .WithDescription("Time the CPU backward pass (fp32; FLOPs = 2.5 x forward) against the machine's measured FMA peak.")
+        .WithExample("backward", "--threads", "2");
     config.AddCommand<SparseCommand>("sparse")
         .WithDescription("Block-sparse attention: time against density, causal as a BlockMask vs built-in, BlockMask creation time.")
         .WithExample("sparse", "--threads", "2");

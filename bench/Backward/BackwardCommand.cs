@@ -1,0 +1,56 @@
+using AttentionEngine.Bench.Performance;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace AttentionEngine.Bench.Backward;
+
+public sealed class BackwardSettings : TimingSettings
+{
+    [CommandOption("--shapes <SHAPES>")]
+    [System.ComponentModel.Description("Cases separated by ';' (see `run --shapes`). Default: the backward goal cases.")]
+    public override string Shapes { get; init; } = "B1 H8 N2048 D64; B1 H8 N2048 D128; B1 H8 N2048 D64 causal; B1 H8 N2048 D128 causal";
+}
+
+/// <summary>
+/// `bench backward`: the CPU backward pass (fp32), FLOPs = 2.5 × the forward's 4·B·H·visible pairs·D, against the
+/// machine's measured FMA peak.
+/// </summary>
+internal sealed class BackwardCommand : Command<BackwardSettings>
+{
+    public override int Execute(CommandContext context, BackwardSettings settings, CancellationToken cancellationToken)
+    {
+        var limits = MachineLimitsCache.Get(settings.Threads);
+        var backend = CpuBackend.Default;
+        var rows = new List<TimedResult>();
+        foreach (var c in PerformanceCase.ParseList(settings.Shapes))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var tensors = CaseTensors<float>.Create(c);
+            using var lse = NativeTensor<float>.Zeros(c.Batch, c.Heads, c.QueryLength);
+            using var dOutput = TensorRandom.Create<float>(4, ValueDistribution.Normal, c.Batch, c.Heads, c.QueryLength, c.HeadDim);
+            using var dq = NativeTensor<float>.Zeros(c.Batch, c.Heads, c.QueryLength, c.HeadDim);
+            using var dk = NativeTensor<float>.Zeros(c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
+            using var dv = NativeTensor<float>.Zeros(c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
+            var mask = c.Causal ? Mask.Causal() : null;
+            backend.Forward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, Lse = lse.AsTensorSpan() });
+            double seconds = Timing.MedianSeconds(() => backend.Backward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, lse, dOutput, dq, dk, dv,
+                new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads }), settings.Seconds);
+            // 2.5 × forward FLOPs, by the convention FlashAttention reports backward throughput with.
+            var row = TimedResult.Of(backend.Name + " backward", c, "f32", seconds / 2.5, limits, sizeof(float));
+            rows.Add(row with { Milliseconds = seconds * 1e3 });
+        }
+        var document = new ResultsDocument("backward", ResultsDocument.CpuModel(), backend.ResolvedIsa.ToString(), settings.Threads,
+            limits.PeakGflops, limits.BandwidthGBs, rows);
+        if (settings.Json)
+        {
+            Console.WriteLine(document.ToJson());
+            return 0;
+        }
+        AnsiConsole.MarkupLine($"[bold]bench backward[/]: {backend.Name} ({backend.ResolvedIsa}), {settings.Threads} threads, fp32, {Markup.Escape(document.Cpu)}");
+        AnsiConsole.MarkupLine($"measured fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s; FLOPs = 2.5 x forward");
+        var table = new Table().AddColumns("case", "ms", "rate", "of peak");
+        foreach (var r in rows) table.AddRow(r.Case, r.Milliseconds.ToString("F2"), $"{r.Rate:F1} {r.Unit}", r.FractionOfLimit.ToString("P0"));
+        AnsiConsole.Write(table);
+        return 0;
+    }
+}
