@@ -48,7 +48,7 @@ public static unsafe class NvrtcCompiler
         ArgumentNullException.ThrowIfNull(options);
         ThrowIfUnavailable();
         Check(NvrtcNative.nvrtcCreateProgram(out nint raw, source, name, 0, null, null), "nvrtcCreateProgram");
-        using var program = NvrtcProgramHandle.Own(raw);
+        using var program = NvrtcProgramHandle.Of(raw);
 
         var encoded = options.Select(o => Marshal.StringToCoTaskMemUTF8(o)).ToArray();
         int status;

@@ -1,20 +1,12 @@
-using System.Runtime.InteropServices;
-
 namespace AttentionEngine.Bindings.Cuda;
 
 /// <summary>An nvrtcProgram, destroyed on every path.</summary>
-internal sealed class NvrtcProgramHandle : SafeHandle
+internal sealed class NvrtcProgramHandle : CudaHandle
 {
-    public NvrtcProgramHandle() : base(0, ownsHandle: true) { }
-
-    public override bool IsInvalid => handle == 0;
-
-    public nint Value => handle;
-
-    public static NvrtcProgramHandle Own(nint program)
+    public static NvrtcProgramHandle Of(nint program)
     {
         var owner = new NvrtcProgramHandle();
-        owner.SetHandle(program);
+        owner.Own(program);
         return owner;
     }
 

@@ -52,19 +52,9 @@ public sealed class CpuBackend : AttentionBackend
         fixed (T* dk = &call.DK.Base)
         fixed (T* dv = &call.DV.Base)
         {
-            var shape = forward.Shape;
             var job = new CpuBackwardJob<T>
             {
-                Forward = new CpuAttentionJob<T>
-                {
-                    Batch = shape.Batch, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads,
-                    QueryLength = shape.QueryLength, KeyLength = shape.KeyLength, HeadDim = shape.HeadDim, ValueDim = shape.ValueDim,
-                    Scale = forward.Scale, Band = forward.Band,
-                    Q = new RawStrided4<T>(q, forward.Q), K = new RawStrided4<T>(k, forward.K), V = new RawStrided4<T>(v, forward.V),
-                    Output = new RawStrided4<T>(output, call.Output),
-                    Bias = forward.HasBias ? new RawStrided4<float>(bias, forward.Bias) : default,
-                    KeepMask = forward.HasKeepMask ? new RawStrided4<bool>(keep, forward.KeepMask) : default,
-                },
+                Forward = JobOf(forward, q, k, v, output, bias, keep, null, null),
                 Output = new RawStrided4<T>(output, call.Output),
                 Lse = new RawStrided4<float>(lse, call.Lse),
                 DOutput = new RawStrided4<T>(dOutput, call.DOutput),
@@ -94,24 +84,31 @@ public sealed class CpuBackend : AttentionBackend
         fixed (float* weights = &call.Weights.Base)
         fixed (BlockKind* kinds = blockMask?.Kinds)
         {
-            var shape = call.Shape;
-            var job = new CpuAttentionJob<T>
-            {
-                Batch = shape.Batch, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads,
-                QueryLength = shape.QueryLength, KeyLength = shape.KeyLength, HeadDim = shape.HeadDim, ValueDim = shape.ValueDim,
-                Scale = call.Scale, Band = call.Band,
-                Q = new RawStrided4<T>(q, call.Q), K = new RawStrided4<T>(k, call.K), V = new RawStrided4<T>(v, call.V),
-                Output = new RawStrided4<T>(output, call.Output),
-                Bias = call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
-                KeepMask = call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default,
-                Lse = call.ReturnLse ? new RawStrided4<float>(lse, call.Lse) : default,
-                Weights = call.ReturnWeights ? new RawStrided4<float>(weights, call.Weights) : default,
-            };
+            var job = JobOf(call, q, k, v, output, bias, keep, lse, weights);
             var mods = blockMask is null
                 ? FlexMods<TMask, TScore>.None(scoreMod)
                 : new FlexMods<TMask, TScore>(blockMask.Mask, scoreMod, kinds, blockMask.Batch, blockMask.Heads,
                     blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
             CpuForward.Run(job, mods, Isa, call.MaxDegreeOfParallelism);
         }
+    }
+
+    /// <summary>A validated call as the kernels' plain job over the pinned pointers (absent tensors stay empty).</summary>
+    private static unsafe CpuAttentionJob<T> JobOf<T>(scoped in AttentionCall<T> call, T* q, T* k, T* v, T* output, float* bias, bool* keep,
+        float* lse, float* weights) where T : unmanaged
+    {
+        var shape = call.Shape;
+        return new CpuAttentionJob<T>
+        {
+            Batch = shape.Batch, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads,
+            QueryLength = shape.QueryLength, KeyLength = shape.KeyLength, HeadDim = shape.HeadDim, ValueDim = shape.ValueDim,
+            Scale = call.Scale, Band = call.Band,
+            Q = new RawStrided4<T>(q, call.Q), K = new RawStrided4<T>(k, call.K), V = new RawStrided4<T>(v, call.V),
+            Output = new RawStrided4<T>(output, call.Output),
+            Bias = call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
+            KeepMask = call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default,
+            Lse = call.ReturnLse && lse != null ? new RawStrided4<float>(lse, call.Lse) : default,
+            Weights = call.ReturnWeights && weights != null ? new RawStrided4<float>(weights, call.Weights) : default,
+        };
     }
 }
