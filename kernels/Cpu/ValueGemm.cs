@@ -13,22 +13,32 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     /// <param name="values">V rows, ldv apart, at least dvVectors · Count readable floats each</param>
     /// <param name="output">O [br][ldo]</param>
     public static void Accumulate(float* probabilities, int br, int keyCount, float* values, nint ldv, int dvVectors,
+        float* output, int ldo, float* rescale) =>
+        Accumulate(probabilities, ScoreLayout.Transposed(br), br, keyCount, values, ldv, dvVectors, output, ldo, rescale);
+
+    /// <summary>
+    /// The same with the weights anywhere: weight (output row r, key j) at r·RowStride + j·KeyStride. The backward
+    /// pass uses it for dV = Pᵀ·dO and dK = dSᵀ·Q straight from the [key][row] blocks, with no transpose.
+    /// </summary>
+    /// <param name="rows">output rows, a multiple of 4</param>
+    public static void Accumulate(float* probabilities, ScoreLayout layout, int rows, int keyCount, float* values, nint ldv, int dvVectors,
         float* output, int ldo, float* rescale)
     {
         int c = TOps.Count;
-        for (int r = 0; r < br; r += 4)
+        for (int r = 0; r < rows; r += 4)
         {
+            float* p = probabilities + (nint)r * layout.RowStride;
             int cv = 0;
             for (; cv + 3 <= dvVectors; cv += 3)
-                FourRowsThreeVectors(probabilities + r, br, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+                FourRowsThreeVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
             for (; cv < dvVectors; cv++)
-                FourRowsOneVector(probabilities + r, br, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+                FourRowsOneVector(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
         }
     }
 
     // 4 rows x 3 value vectors: 12 independent accumulators, 3 loads and 4 broadcasts per 12 FMAs.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void FourRowsThreeVectors(float* p, int br, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
+    private static void FourRowsThreeVectors(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
     {
         int c = TOps.Count;
         TVec s0 = TOps.Broadcast(rescale[0]), s1 = TOps.Broadcast(rescale[1]), s2 = TOps.Broadcast(rescale[2]), s3 = TOps.Broadcast(rescale[3]);
@@ -37,18 +47,19 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
         TVec a10 = TOps.Multiply(TOps.Load(o1), s1), a11 = TOps.Multiply(TOps.Load(o1 + c), s1), a12 = TOps.Multiply(TOps.Load(o1 + 2 * c), s1);
         TVec a20 = TOps.Multiply(TOps.Load(o2), s2), a21 = TOps.Multiply(TOps.Load(o2 + c), s2), a22 = TOps.Multiply(TOps.Load(o2 + 2 * c), s2);
         TVec a30 = TOps.Multiply(TOps.Load(o3), s3), a31 = TOps.Multiply(TOps.Load(o3 + c), s3), a32 = TOps.Multiply(TOps.Load(o3 + 2 * c), s3);
+        float* p0 = p, p1 = p + rowStride, p2 = p + 2 * rowStride, p3 = p + 3 * rowStride;
         for (int j = 0; j < n; j++)
         {
             float* vj = v + j * ldv;
-            float* pj = p + j * br;
+            nint pj = j * keyStride;
             TVec v0 = TOps.Load(vj), v1 = TOps.Load(vj + c), v2 = TOps.Load(vj + 2 * c);
-            TVec b = TOps.Broadcast(pj[0]);
+            TVec b = TOps.Broadcast(p0[pj]);
             a00 = TOps.MultiplyAdd(b, v0, a00); a01 = TOps.MultiplyAdd(b, v1, a01); a02 = TOps.MultiplyAdd(b, v2, a02);
-            b = TOps.Broadcast(pj[1]);
+            b = TOps.Broadcast(p1[pj]);
             a10 = TOps.MultiplyAdd(b, v0, a10); a11 = TOps.MultiplyAdd(b, v1, a11); a12 = TOps.MultiplyAdd(b, v2, a12);
-            b = TOps.Broadcast(pj[2]);
+            b = TOps.Broadcast(p2[pj]);
             a20 = TOps.MultiplyAdd(b, v0, a20); a21 = TOps.MultiplyAdd(b, v1, a21); a22 = TOps.MultiplyAdd(b, v2, a22);
-            b = TOps.Broadcast(pj[3]);
+            b = TOps.Broadcast(p3[pj]);
             a30 = TOps.MultiplyAdd(b, v0, a30); a31 = TOps.MultiplyAdd(b, v1, a31); a32 = TOps.MultiplyAdd(b, v2, a32);
         }
         TOps.Store(o0, a00); TOps.Store(o0 + c, a01); TOps.Store(o0 + 2 * c, a02);
@@ -57,21 +68,22 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
         TOps.Store(o3, a30); TOps.Store(o3 + c, a31); TOps.Store(o3 + 2 * c, a32);
     }
 
-    private static void FourRowsOneVector(float* p, int br, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
+    private static void FourRowsOneVector(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
     {
         float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
         TVec a0 = TOps.Multiply(TOps.Load(o0), TOps.Broadcast(rescale[0]));
         TVec a1 = TOps.Multiply(TOps.Load(o1), TOps.Broadcast(rescale[1]));
         TVec a2 = TOps.Multiply(TOps.Load(o2), TOps.Broadcast(rescale[2]));
         TVec a3 = TOps.Multiply(TOps.Load(o3), TOps.Broadcast(rescale[3]));
+        float* p0 = p, p1 = p + rowStride, p2 = p + 2 * rowStride, p3 = p + 3 * rowStride;
         for (int j = 0; j < n; j++)
         {
             TVec vj = TOps.Load(v + j * ldv);
-            float* pj = p + j * br;
-            a0 = TOps.MultiplyAdd(TOps.Broadcast(pj[0]), vj, a0);
-            a1 = TOps.MultiplyAdd(TOps.Broadcast(pj[1]), vj, a1);
-            a2 = TOps.MultiplyAdd(TOps.Broadcast(pj[2]), vj, a2);
-            a3 = TOps.MultiplyAdd(TOps.Broadcast(pj[3]), vj, a3);
+            nint pj = j * keyStride;
+            a0 = TOps.MultiplyAdd(TOps.Broadcast(p0[pj]), vj, a0);
+            a1 = TOps.MultiplyAdd(TOps.Broadcast(p1[pj]), vj, a1);
+            a2 = TOps.MultiplyAdd(TOps.Broadcast(p2[pj]), vj, a2);
+            a3 = TOps.MultiplyAdd(TOps.Broadcast(p3[pj]), vj, a3);
         }
         TOps.Store(o0, a0); TOps.Store(o1, a1); TOps.Store(o2, a2); TOps.Store(o3, a3);
     }

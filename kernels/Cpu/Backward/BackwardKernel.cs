@@ -63,9 +63,36 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     public static void RunKeyTile(in CpuBackwardJob<T> job, int task)
     {
         var f = job.Forward;
-        int br = TileRows, c = TOps.Count;
         int keyTiles = (f.KeyLength + KeyBlock - 1) / KeyBlock;
         int batch = task / (f.KvHeads * keyTiles), kvHead = task / keyTiles % f.KvHeads, firstKey = task % keyTiles * KeyBlock;
+        KeyTile(job, batch, kvHead, firstKey, null);
+    }
+
+    /// <summary>
+    /// The single-pass alternative for one (batch, KV head): key tiles in order, each adding dS·K into the head's
+    /// private dQ buffer as well, so S and dP are computed once. dQ of a row gets its terms in the same order and from
+    /// the same tiles as in phase 1, so both ways give the same bits; which one runs is a matter of parallelism.
+    /// </summary>
+    public static void RunHead(in CpuBackwardJob<T> job, int task)
+    {
+        var f = job.Forward;
+        int batch = task / f.KvHeads, kvHead = task % f.KvHeads, dPad = Padded(f.HeadDim);
+        float* queryGrad = BackwardScratch.HeadQueryGradient((long)f.RowsPerKvHead * dPad);
+        new Span<float>(queryGrad, f.RowsPerKvHead * dPad).Clear();
+        for (int firstKey = 0; firstKey < f.KeyLength; firstKey += KeyBlock) KeyTile(job, batch, kvHead, firstKey, queryGrad);
+        var dq = job.DQ;
+        for (int row = 0; row < f.RowsPerKvHead; row++)
+        {
+            int query = row / f.GroupSize, head = kvHead * f.GroupSize + row % f.GroupSize;
+            ElementConversion.FromSingle(queryGrad + (long)row * dPad, f.HeadDim, &dq.Base[dq.Offset(batch, head, query, 0)], dq.Stride3);
+        }
+    }
+
+    /// <summary>dK and dV of one key tile; with <paramref name="queryGrad"/> ([rows][dPad]) also its dQ terms.</summary>
+    private static void KeyTile(in CpuBackwardJob<T> job, int batch, int kvHead, int firstKey, float* queryGrad)
+    {
+        var f = job.Forward;
+        int br = TileRows, c = TOps.Count;
         int keyCount = Math.Min(KeyBlock, f.KeyLength - firstKey);
         int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
         var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
@@ -84,11 +111,25 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
             {
                 var rows = new TileRows((int)firstRow, (int)Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
                 BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
-                ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, out _);
-                Transpose(tile.Scores, scratch.ProbT, br, keyCount);
-                Transpose(scratch.ProbGrad, scratch.ScoreGradT, br, keyCount);
-                ValueGemm<TOps, TVec>.Accumulate(scratch.ProbT, KeyBlock, br, scratch.OutputGrad, dvPad, dvPad / c, scratch.ValueGrad, dvPad, scratch.Ones);
-                ValueGemm<TOps, TVec>.Accumulate(scratch.ScoreGradT, KeyBlock, br, scratch.QueryRows, dPad, dPad / c, scratch.KeyGrad, dPad, scratch.Ones);
+                float* keys = ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
+                if (queryGrad != null && rows.Count == br)
+                {
+                    ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, queryGrad + firstRow * dPad, dPad, scratch.Ones);
+                }
+                else if (queryGrad != null)
+                {
+                    // The last tile has padding rows past the head's rows: accumulate into a scratch copy, keep the valid ones.
+                    float* rowsGrad = scratch.QueryGrad;
+                    new Span<float>(queryGrad + firstRow * dPad, rows.Count * dPad).CopyTo(new Span<float>(rowsGrad, rows.Count * dPad));
+                    new Span<float>(rowsGrad + rows.Count * dPad, (br - rows.Count) * dPad).Clear();
+                    ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, rowsGrad, dPad, scratch.Ones);
+                    new Span<float>(rowsGrad, rows.Count * dPad).CopyTo(new Span<float>(queryGrad + firstRow * dPad, rows.Count * dPad));
+                }
+                // dV = Pᵀ·dO and dK = dSᵀ·Q read the [key][row] blocks directly: output row = key, summed over rows.
+                // Key rows past keyCount read stale scratch and are never written out.
+                var byKey = new ScoreLayout(br, 1);
+                ValueGemm<TOps, TVec>.Accumulate(tile.Scores, byKey, KeyBlock, br, scratch.OutputGrad, dvPad, dvPad / c, scratch.ValueGrad, dvPad, scratch.Ones);
+                ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, byKey, KeyBlock, br, scratch.QueryRows, dPad, dPad / c, scratch.KeyGrad, dPad, scratch.Ones);
             }
         }
         var dk = job.DK;
@@ -131,16 +172,5 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
             }
         }
         return keys;
-    }
-
-    /// <summary>[key][row] (row stride br) to [row][key] (key stride KeyBlock); keys past keyCount become 0.</summary>
-    private static void Transpose(float* source, float* destination, int br, int keyCount)
-    {
-        for (int r = 0; r < br; r++)
-        {
-            float* row = destination + r * KeyBlock;
-            for (int j = 0; j < keyCount; j++) row[j] = source[j * br + r];
-            for (int j = keyCount; j < KeyBlock; j++) row[j] = 0;
-        }
     }
 }

@@ -4,7 +4,7 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 
 /// <summary>
 /// One worker's backward buffers beside its <see cref="CpuTileScratch"/> (which holds Qᵀ, the score block and the
-/// staged K/V blocks): dOᵀ, row-major Q and dO, dP, the transposed P and dS, the gradient accumulators and per-row
+/// staged K/V blocks): dOᵀ, row-major Q and dO, dP (then dS), the gradient accumulators and per-row
 /// LSE and D. Per thread, reused, grown on demand; O(threads × tile), never O(Lq × Lk).
 /// </summary>
 internal sealed unsafe class BackwardScratch
@@ -18,14 +18,26 @@ internal sealed unsafe class BackwardScratch
     public float* QueryRows;   // [Br][DPad]   Q rows
     public float* OutputGrad;  // [Br][DvPad]  dO rows
     public float* ProbGrad;    // [Bc][Br]     dP = dO·Vᵀ, then dS
-    public float* ProbT;       // [Br][Bc]     P transposed
-    public float* ScoreGradT;  // [Br][Bc]     dS transposed
     public float* QueryGrad;   // [Br][DPad]   dQ accumulators
     public float* KeyGrad;     // [Bc][DPad]   dK accumulators
     public float* ValueGrad;   // [Bc][DvPad]  dV accumulators
     public float* RowLse;      // [Br]         LSE (+inf on padding and empty rows: P = 0 there)
     public float* RowD;        // [Br]         D = rowsum(dO ∘ O)
     public float* Ones;        // [max(Br, Bc)]
+
+    [ThreadStatic] private static AlignedMemoryHandle? _headQueryGradient;
+
+    /// <summary>This thread's dQ buffer for the single-pass backward of one (batch, KV head): O(Lq · group · D).</summary>
+    public static float* HeadQueryGradient(long floats)
+    {
+        long bytes = Math.Max(floats, 16) * sizeof(float);
+        if (_headQueryGradient is null || (long)_headQueryGradient.ByteCount < bytes)
+        {
+            _headQueryGradient?.Dispose();
+            _headQueryGradient = AlignedMemoryHandle.Allocate((nuint)bytes);
+        }
+        return (float*)_headQueryGradient.DangerousGetHandle();
+    }
 
     public static BackwardScratch For(int br, int bc, int dPad, int dvPad)
     {
@@ -39,9 +51,8 @@ internal sealed unsafe class BackwardScratch
         static nuint Round(long floats) => (nuint)((floats + 15) / 16 * 16);
         Span<nuint> sizes =
         [
-            Round((long)dvPad * br), Round((long)br * dPad), Round((long)br * dvPad), Round((long)bc * br), Round((long)br * bc),
-            Round((long)br * bc), Round((long)br * dPad), Round((long)bc * dPad), Round((long)bc * dvPad), Round(br), Round(br),
-            Round(Math.Max(br, bc)),
+            Round((long)dvPad * br), Round((long)br * dPad), Round((long)br * dvPad), Round((long)bc * br),
+            Round((long)br * dPad), Round((long)bc * dPad), Round((long)bc * dvPad), Round(br), Round(br), Round(Math.Max(br, bc)),
         ];
         nuint total = 0;
         foreach (var size in sizes) total += size;
@@ -54,8 +65,8 @@ internal sealed unsafe class BackwardScratch
         float* at = (float*)_memory!.DangerousGetHandle();
         float* Take(nuint size) { float* region = at; at += size; return region; }
         OutputGradT = Take(sizes[0]); QueryRows = Take(sizes[1]); OutputGrad = Take(sizes[2]); ProbGrad = Take(sizes[3]);
-        ProbT = Take(sizes[4]); ScoreGradT = Take(sizes[5]); QueryGrad = Take(sizes[6]); KeyGrad = Take(sizes[7]);
-        ValueGrad = Take(sizes[8]); RowLse = Take(sizes[9]); RowD = Take(sizes[10]); Ones = Take(sizes[11]);
+        QueryGrad = Take(sizes[4]); KeyGrad = Take(sizes[5]); ValueGrad = Take(sizes[6]); RowLse = Take(sizes[7]); RowD = Take(sizes[8]);
+        Ones = Take(sizes[9]);
         new Span<float>(Ones, Math.Max(br, bc)).Fill(1f);
     }
 }

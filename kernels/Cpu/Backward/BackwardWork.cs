@@ -4,7 +4,10 @@ using AttentionEngine.Kernels.Cpu.Threading;
 
 namespace AttentionEngine.Kernels.Cpu.Backward;
 
-/// <summary>Runs the CPU backward of one job on the chosen vector width: phase 1 (dQ), then phase 2 (dK, dV).</summary>
+/// <summary>
+/// Runs the CPU backward of one job on the chosen vector width: a single pass per (batch, KV head) when there are
+/// enough of them for the threads, else phase 1 (dQ per row tile) then phase 2 (dK, dV per key tile).
+/// </summary>
 internal static class CpuBackward
 {
     public static void Run<T>(in CpuBackwardJob<T> job, CpuIsa isa, int maxDegreeOfParallelism) where T : unmanaged
@@ -24,8 +27,10 @@ internal sealed class BackwardWork<T, TOps, TVec> : PoolWork
 {
     [ThreadStatic] private static BackwardWork<T, TOps, TVec>? _perThread;
 
+    private enum Phase { QueryTiles, KeyTiles, Heads }
+
     private CpuBackwardJob<T> _job;
-    private bool _keyPhase;
+    private Phase _phase;
 
     public static void Run(in CpuBackwardJob<T> job, int maxDegreeOfParallelism)
     {
@@ -33,9 +38,17 @@ internal sealed class BackwardWork<T, TOps, TVec> : PoolWork
         work._job = job;
         try
         {
-            work._keyPhase = false;
+            int heads = job.Forward.Batch * job.Forward.KvHeads;
+            if (heads >= 2 * Math.Min(maxDegreeOfParallelism, Environment.ProcessorCount))
+            {
+                // Enough (batch, KV head) tasks to share out: one pass, S and dP computed once. Same bits as below.
+                work._phase = Phase.Heads;
+                CpuWorkerPool.Shared.Run(work, heads, maxDegreeOfParallelism);
+                return;
+            }
+            work._phase = Phase.QueryTiles;
             CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec>.QueryTaskCount(job), maxDegreeOfParallelism);
-            work._keyPhase = true;
+            work._phase = Phase.KeyTiles;
             CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec>.KeyTaskCount(job), maxDegreeOfParallelism);
         }
         finally
@@ -46,7 +59,11 @@ internal sealed class BackwardWork<T, TOps, TVec> : PoolWork
 
     protected override void RunTask(int task)
     {
-        if (_keyPhase) BackwardKernel<T, TOps, TVec>.RunKeyTile(_job, task);
-        else BackwardKernel<T, TOps, TVec>.RunQueryTile(_job, task);
+        switch (_phase)
+        {
+            case Phase.QueryTiles: BackwardKernel<T, TOps, TVec>.RunQueryTile(_job, task); break;
+            case Phase.KeyTiles: BackwardKernel<T, TOps, TVec>.RunKeyTile(_job, task); break;
+            default: BackwardKernel<T, TOps, TVec>.RunHead(_job, task); break;
+        }
     }
 }
