@@ -65,31 +65,69 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         var f = job.Forward;
         int keyTiles = (f.KeyLength + KeyBlock - 1) / KeyBlock;
         int batch = task / (f.KvHeads * keyTiles), kvHead = task / keyTiles % f.KvHeads, firstKey = task % keyTiles * KeyBlock;
-        KeyTile(job, batch, kvHead, firstKey, null);
+        KeyTile(job, batch, kvHead, firstKey);
     }
 
     /// <summary>
-    /// The single-pass alternative for one (batch, KV head): key tiles in order, each adding dS·K into the head's
-    /// private dQ buffer as well, so S and dP are computed once. dQ of a row gets its terms in the same order and from
-    /// the same tiles as in phase 1, so both ways give the same bits; which one runs is a matter of parallelism.
+    /// The single-pass alternative for one (batch, KV head): row tiles in order, each loaded once, walking the key
+    /// blocks its rows can see; dQ of the tile accumulates in order of keys, and dK/dV in a private [Lk] buffer in
+    /// order of row tiles: the same terms in the same order as phases 1 and 2, so both ways give the same bits.
+    /// S and dP are computed once per (row tile, key block) instead of twice.
     /// </summary>
     public static void RunHead(in CpuBackwardJob<T> job, int task)
     {
         var f = job.Forward;
-        int batch = task / f.KvHeads, kvHead = task % f.KvHeads, dPad = Padded(f.HeadDim);
-        float* queryGrad = BackwardScratch.HeadQueryGradient((long)f.RowsPerKvHead * dPad);
-        new Span<float>(queryGrad, f.RowsPerKvHead * dPad).Clear();
-        for (int firstKey = 0; firstKey < f.KeyLength; firstKey += KeyBlock) KeyTile(job, batch, kvHead, firstKey, queryGrad);
-        var dq = job.DQ;
-        for (int row = 0; row < f.RowsPerKvHead; row++)
+        int br = TileRows, c = TOps.Count;
+        int batch = task / f.KvHeads, kvHead = task % f.KvHeads;
+        int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
+        long keyRows = (f.KeyLength + KeyBlock - 1) / KeyBlock * KeyBlock;
+        float* keyGrad = BackwardScratch.HeadKeyValueGradient(keyRows * (dPad + dvPad));
+        float* valueGrad = keyGrad + keyRows * dPad;
+        new Span<float>(keyGrad, (int)(keyRows * (dPad + dvPad))).Clear();
+        var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
+        var scratch = BackwardScratch.For(br, KeyBlock, dPad, dvPad);
+        var byKey = new ScoreLayout(br, 1);
+        var band = f.Band;
+        for (int firstRow = 0; firstRow < f.RowsPerKvHead; firstRow += br)
         {
-            int query = row / f.GroupSize, head = kvHead * f.GroupSize + row % f.GroupSize;
-            ElementConversion.FromSingle(queryGrad + (long)row * dPad, f.HeadDim, &dq.Base[dq.Offset(batch, head, query, 0)], dq.Stride3);
+            var rows = new TileRows(firstRow, Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
+            BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
+            new Span<float>(scratch.QueryGrad, br * dPad).Clear();
+            long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
+            long keyEnd = Math.Min(f.KeyLength, rows.LastQuery + band.Hi + 1);
+            for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
+            {
+                int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
+                float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
+                ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
+                // Key rows past keyCount (last block only) read stale scratch into buffer rows past Lk, never written out.
+                ValueGemm<TOps, TVec>.Accumulate(tile.Scores, byKey, KeyBlock, br, scratch.OutputGrad, dvPad, dvPad / c,
+                    valueGrad + firstKey * dvPad, dvPad, scratch.Ones);
+                ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, byKey, KeyBlock, br, scratch.QueryRows, dPad, dPad / c,
+                    keyGrad + firstKey * dPad, dPad, scratch.Ones);
+            }
+            var dq = job.DQ;
+            for (int r = 0; r < rows.Count; r++)
+                ElementConversion.FromSingle(scratch.QueryGrad + r * dPad, f.HeadDim, &dq.Base[dq.Offset(batch, rows.Head(r), rows.Query(r), 0)], dq.Stride3);
+        }
+        WriteKeyGradients(job, batch, kvHead, 0, f.KeyLength, keyGrad, valueGrad, dPad, dvPad);
+    }
+
+    private static void WriteKeyGradients(in CpuBackwardJob<T> job, int batch, int kvHead, int firstKey, int keyCount,
+        float* keyGrad, float* valueGrad, int dPad, int dvPad)
+    {
+        var f = job.Forward;
+        var dk = job.DK;
+        var dv = job.DV;
+        for (int j = 0; j < keyCount; j++)
+        {
+            ElementConversion.FromSingle(keyGrad + (long)j * dPad, f.HeadDim, &dk.Base[dk.Offset(batch, kvHead, firstKey + j, 0)], dk.Stride3);
+            ElementConversion.FromSingle(valueGrad + (long)j * dvPad, f.ValueDim, &dv.Base[dv.Offset(batch, kvHead, firstKey + j, 0)], dv.Stride3);
         }
     }
 
-    /// <summary>dK and dV of one key tile; with <paramref name="queryGrad"/> ([rows][dPad]) also its dQ terms.</summary>
-    private static void KeyTile(in CpuBackwardJob<T> job, int batch, int kvHead, int firstKey, float* queryGrad)
+    /// <summary>dK and dV of one key tile, over the row tiles that can see it, in order.</summary>
+    private static void KeyTile(in CpuBackwardJob<T> job, int batch, int kvHead, int firstKey)
     {
         var f = job.Forward;
         int br = TileRows, c = TOps.Count;
@@ -111,20 +149,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
             {
                 var rows = new TileRows((int)firstRow, (int)Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
                 BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
-                float* keys = ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
-                if (queryGrad != null && rows.Count == br)
-                {
-                    ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, queryGrad + firstRow * dPad, dPad, scratch.Ones);
-                }
-                else if (queryGrad != null)
-                {
-                    // The last tile has padding rows past the head's rows: accumulate into a scratch copy, keep the valid ones.
-                    float* rowsGrad = scratch.QueryGrad;
-                    new Span<float>(queryGrad + firstRow * dPad, rows.Count * dPad).CopyTo(new Span<float>(rowsGrad, rows.Count * dPad));
-                    new Span<float>(rowsGrad + rows.Count * dPad, (br - rows.Count) * dPad).Clear();
-                    ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, rowsGrad, dPad, scratch.Ones);
-                    new Span<float>(rowsGrad, rows.Count * dPad).CopyTo(new Span<float>(queryGrad + firstRow * dPad, rows.Count * dPad));
-                }
+                ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, out _);
                 // dV = Pᵀ·dO and dK = dSᵀ·Q read the [key][row] blocks directly: output row = key, summed over rows.
                 // Key rows past keyCount read stale scratch and are never written out.
                 var byKey = new ScoreLayout(br, 1);
@@ -132,13 +157,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
                 ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, byKey, KeyBlock, br, scratch.QueryRows, dPad, dPad / c, scratch.KeyGrad, dPad, scratch.Ones);
             }
         }
-        var dk = job.DK;
-        var dv = job.DV;
-        for (int j = 0; j < keyCount; j++)
-        {
-            ElementConversion.FromSingle(scratch.KeyGrad + j * dPad, f.HeadDim, &dk.Base[dk.Offset(batch, kvHead, firstKey + j, 0)], dk.Stride3);
-            ElementConversion.FromSingle(scratch.ValueGrad + j * dvPad, f.ValueDim, &dv.Base[dv.Offset(batch, kvHead, firstKey + j, 0)], dv.Stride3);
-        }
+        WriteKeyGradients(job, batch, kvHead, firstKey, keyCount, scratch.KeyGrad, scratch.ValueGrad, dPad, dvPad);
     }
 
     /// <summary>

@@ -25,18 +25,18 @@ internal sealed unsafe class BackwardScratch
     public float* RowD;        // [Br]         D = rowsum(dO ∘ O)
     public float* Ones;        // [max(Br, Bc)]
 
-    [ThreadStatic] private static AlignedMemoryHandle? _headQueryGradient;
+    [ThreadStatic] private static AlignedMemoryHandle? _headKeyValueGradient;
 
-    /// <summary>This thread's dQ buffer for the single-pass backward of one (batch, KV head): O(Lq · group · D).</summary>
-    public static float* HeadQueryGradient(long floats)
+    /// <summary>This thread's dK and dV buffer for the single-pass backward of one (batch, KV head): O(Lk · (D + Dv)).</summary>
+    public static float* HeadKeyValueGradient(long floats)
     {
         long bytes = Math.Max(floats, 16) * sizeof(float);
-        if (_headQueryGradient is null || (long)_headQueryGradient.ByteCount < bytes)
+        if (_headKeyValueGradient is null || (long)_headKeyValueGradient.ByteCount < bytes)
         {
-            _headQueryGradient?.Dispose();
-            _headQueryGradient = AlignedMemoryHandle.Allocate((nuint)bytes);
+            _headKeyValueGradient?.Dispose();
+            _headKeyValueGradient = AlignedMemoryHandle.Allocate((nuint)bytes);
         }
-        return (float*)_headQueryGradient.DangerousGetHandle();
+        return (float*)_headKeyValueGradient.DangerousGetHandle();
     }
 
     public static BackwardScratch For(int br, int bc, int dPad, int dvPad)
