@@ -35,28 +35,14 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     public static void RunQueryTile(in CpuBackwardJob<T> job, int task)
     {
         var f = job.Forward;
-        int br = TileRows, c = TOps.Count;
+        int br = TileRows;
         int tilesPerHead = (f.RowsPerKvHead + br - 1) / br;
         int batch = task / (f.KvHeads * tilesPerHead), kvHead = task / tilesPerHead % f.KvHeads, firstRow = task % tilesPerHead * br;
         var rows = new TileRows(firstRow, Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
         int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
         var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
         var scratch = BackwardScratch.For(br, KeyBlock, dPad, dvPad);
-        BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
-        new Span<float>(scratch.QueryGrad, br * dPad).Clear();
-
-        var band = f.Band;
-        long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
-        long keyEnd = Math.Min(f.KeyLength, rows.LastQuery + band.Hi + 1);
-        for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
-        {
-            int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
-            float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
-            ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
-        }
-        var dq = job.DQ;
-        for (int r = 0; r < rows.Count; r++)
-            ElementConversion.FromSingle(scratch.QueryGrad + r * dPad, f.HeadDim, &dq.Base[dq.Offset(batch, rows.Head(r), rows.Query(r), 0)], dq.Stride3);
+        QueryTile(job, batch, rows, dPad, dvPad, tile, scratch, null, null);
     }
 
     /// <summary>Phase 2: dK and dV of one key tile.</summary>
@@ -77,7 +63,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     public static void RunHead(in CpuBackwardJob<T> job, int task)
     {
         var f = job.Forward;
-        int br = TileRows, c = TOps.Count;
+        int br = TileRows;
         int batch = task / f.KvHeads, kvHead = task % f.KvHeads;
         int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
         long keyRows = (f.KeyLength + KeyBlock - 1) / KeyBlock * KeyBlock;
@@ -86,31 +72,46 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         new Span<float>(keyGrad, (int)(keyRows * (dPad + dvPad))).Clear();
         var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
         var scratch = BackwardScratch.For(br, KeyBlock, dPad, dvPad);
-        var byKey = new ScoreLayout(br, 1);
-        var band = f.Band;
         for (int firstRow = 0; firstRow < f.RowsPerKvHead; firstRow += br)
         {
             var rows = new TileRows(firstRow, Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
-            BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
-            new Span<float>(scratch.QueryGrad, br * dPad).Clear();
-            long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
-            long keyEnd = Math.Min(f.KeyLength, rows.LastQuery + band.Hi + 1);
-            for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
-            {
-                int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
-                float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
-                ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
-                // Key rows past keyCount (last block only) read stale scratch into buffer rows past Lk, never written out.
-                ValueGemm<TOps, TVec>.Accumulate(tile.Scores, byKey, KeyBlock, br, scratch.OutputGrad, dvPad, dvPad / c,
-                    valueGrad + firstKey * dvPad, dvPad, scratch.Ones);
-                ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, byKey, KeyBlock, br, scratch.QueryRows, dPad, dPad / c,
-                    keyGrad + firstKey * dPad, dPad, scratch.Ones);
-            }
-            var dq = job.DQ;
-            for (int r = 0; r < rows.Count; r++)
-                ElementConversion.FromSingle(scratch.QueryGrad + r * dPad, f.HeadDim, &dq.Base[dq.Offset(batch, rows.Head(r), rows.Query(r), 0)], dq.Stride3);
+            QueryTile(job, batch, rows, dPad, dvPad, tile, scratch, keyGrad, valueGrad);
         }
         WriteKeyGradients(job, batch, kvHead, 0, f.KeyLength, keyGrad, valueGrad, dPad, dvPad);
+    }
+
+    /// <summary>
+    /// One row tile against the key blocks its rows can see: dQ of the tile (written out), and with
+    /// <paramref name="keyGrad"/> and <paramref name="valueGrad"/> ([Lk rounded to blocks][padded dims]) also the
+    /// tile's terms of dK and dV.
+    /// </summary>
+    private static void QueryTile(in CpuBackwardJob<T> job, int batch, in TileRows rows, int dPad, int dvPad,
+        CpuTileScratch tile, BackwardScratch scratch, float* keyGrad, float* valueGrad)
+    {
+        var f = job.Forward;
+        int br = TileRows, c = TOps.Count;
+        BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
+        new Span<float>(scratch.QueryGrad, br * dPad).Clear();
+        var byKey = new ScoreLayout(br, 1);
+        var band = f.Band;
+        long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
+        long keyEnd = Math.Min(f.KeyLength, rows.LastQuery + band.Hi + 1);
+        for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
+        {
+            int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
+            float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
+            ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
+            if (keyGrad == null) continue;
+            // dV = Pᵀ·dO and dK = dSᵀ·Q straight from the [key][row] blocks. Key rows past keyCount (last block only)
+            // read stale scratch into buffer rows past Lk, which are never written out.
+            ValueGemm<TOps, TVec>.Accumulate(tile.Scores, byKey, KeyBlock, br, scratch.OutputGrad, dvPad, dvPad / c,
+                valueGrad + firstKey * dvPad, dvPad, scratch.Ones);
+            ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, byKey, KeyBlock, br, scratch.QueryRows, dPad, dPad / c,
+                keyGrad + firstKey * dPad, dPad, scratch.Ones);
+        }
+        var dq = job.DQ;
+        for (int r = 0; r < rows.Count; r++)
+            ElementConversion.FromSingle(scratch.QueryGrad + r * dPad, f.HeadDim, &dq.Base[dq.Offset(batch, rows.Head(r), rows.Query(r), 0)], dq.Stride3);
     }
 
     private static void WriteKeyGradients(in CpuBackwardJob<T> job, int batch, int kvHead, int firstKey, int keyCount,
