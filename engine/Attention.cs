@@ -54,12 +54,12 @@ public static class Attention
     public static void Backward<T>(
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
         ReadOnlyTensorSpan<float> lse, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dQ, TensorSpan<T> dK, TensorSpan<T> dV,
-        scoped in AttentionOptions options = default) where T : unmanaged
+        scoped in AttentionOptions options = default, TensorSpan<float> dBias = default) where T : unmanaged
     {
         foreach (var backend in Preference)
         {
             if (!backend.SupportsBackward || !backend.IsAvailable) continue;
-            backend.Backward(q, k, v, output, lse, dOutput, dQ, dK, dV, options);
+            backend.Backward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
             return;
         }
         throw new NotSupportedException("No available backend has a backward pass.");

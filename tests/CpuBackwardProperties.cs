@@ -8,7 +8,8 @@ namespace AttentionEngine.Tests;
 /// <summary>
 /// The CPU backward against the float64 backward oracle with the gradient tolerance rule (3 × the error of the same
 /// formula in storage precision, plus the floor), over generated problems with every mask kind, GQA, Lq != Lk,
-/// Dv != D, strides and storage types; and bitwise determinism across thread counts.
+/// Dv != D, strides, storage types and bias gradients (every bias broadcast shape); and bitwise determinism across
+/// thread counts.
 /// </summary>
 public class CpuBackwardProperties
 {
@@ -43,24 +44,50 @@ public class CpuBackwardProperties
             return (dq, dk, dv);
         }
 
-        public AttentionGradients Run(AttentionBackend backend, int? threads = null)
+        /// <summary>A bias-gradient destination shaped like the problem's bias (NaN-poisoned), or null without a bias.</summary>
+        private NativeTensor<float>? BiasDestination()
+        {
+            if (Problem.Bias is null) return null;
+            var dBias = NativeTensor<float>.Zeros(Problem.Bias.Lengths);
+            dBias.Fill(float.NaN);
+            return dBias;
+        }
+
+        /// <summary>Gradients, with the bias gradient flattened in the order of <see cref="BiasOffsets"/>.</summary>
+        public (AttentionGradients Gradients, double[] Bias) Run(AttentionBackend backend, int? threads = null)
         {
             var (dq, dk, dv) = Destinations();
+            using var dBias = BiasDestination();
             using (dq) using (dk) using (dv)
             {
                 backend.Backward<T>(Problem.Q, Problem.K, Problem.V, Output, Lse, DOutput, dq, dk, dv,
-                    Problem.Options() with { MaxDegreeOfParallelism = threads });
-                return new AttentionGradients(ToDouble(dq), ToDouble(dk), ToDouble(dv));
+                    Problem.Options() with { MaxDegreeOfParallelism = threads }, dBias is null ? default : dBias.AsTensorSpan());
+                double[] bias = dBias is null ? [] : BiasOffsets.Select(o => (double)dBias.Storage[(int)o]).ToArray();
+                return (new AttentionGradients(ToDouble(dq), ToDouble(dk), ToDouble(dv)), bias);
             }
         }
 
-        public (AttentionGradients Oracle, AttentionGradients Naive, AttentionGradients Sensitivity) Baseline()
+        public nint[] BiasOffsets { get; private set; } = [];
+
+        /// <summary>Oracle, storage-precision naive and rounding bound; each with its bias gradient in <see cref="BiasOffsets"/> order.</summary>
+        public ((AttentionGradients G, double[] Bias) Oracle, (AttentionGradients G, double[] Bias) Naive, (AttentionGradients G, double[] Bias) Bound) Baseline()
         {
             var (dq, dk, dv) = Destinations();
+            using var dBias = BiasDestination();
             using (dq) using (dk) using (dv)
             {
-                var call = AttentionValidator.ValidateBackward<T>(Problem.Q, Problem.K, Problem.V, Output, Lse, DOutput, dq, dk, dv, Problem.Options());
-                return (ReferenceBackward.Compute(call), ReferenceBackward.ComputeInStoragePrecision(call), BackwardRoundingSensitivity.Compute(call));
+                var call = AttentionValidator.ValidateBackward<T>(Problem.Q, Problem.K, Problem.V, Output, Lse, DOutput, dq, dk, dv, Problem.Options(),
+                    dBias is null ? default : dBias.AsTensorSpan());
+                var oracle = ReferenceBackward.Compute(call);
+                var naive = ReferenceBackward.ComputeInStoragePrecision(call);
+                var bound = BackwardRoundingSensitivity.Compute(call);
+                if (!call.ReturnBiasGradient) return ((oracle, []), (naive, []), (bound, []));
+                var exact = ReferenceBackward.BiasGradient(call, oracle.ScoreGradient!);
+                var rounded = ReferenceBackward.BiasGradient(call, naive.ScoreGradient!, single: true);
+                var bounds = ReferenceBackward.BiasGradient(call, bound.ScoreGradient!);
+                BiasOffsets = exact.Keys.Order().ToArray();
+                return ((oracle, BiasOffsets.Select(o => exact[o]).ToArray()), (naive, BiasOffsets.Select(o => rounded[o]).ToArray()),
+                    (bound, BiasOffsets.Select(o => bounds[o]).ToArray()));
             }
         }
 
@@ -80,11 +107,11 @@ public class CpuBackwardProperties
         {
             using var c = new BackwardCase<T>(spec);
             var (oracle, naive, sensitivity) = c.Baseline();
-            var candidate = c.Run(backend);
+            var (candidate, candidateBias) = c.Run(backend);
             foreach (var (name, got, exact, yardstick, bound) in new[]
                      {
-                         ("dQ", candidate.DQ, oracle.DQ, naive.DQ, sensitivity.DQ), ("dK", candidate.DK, oracle.DK, naive.DK, sensitivity.DK),
-                         ("dV", candidate.DV, oracle.DV, naive.DV, sensitivity.DV),
+                         ("dQ", candidate.DQ, oracle.G.DQ, naive.G.DQ, sensitivity.G.DQ), ("dK", candidate.DK, oracle.G.DK, naive.G.DK, sensitivity.G.DK),
+                         ("dV", candidate.DV, oracle.G.DV, naive.G.DV, sensitivity.G.DV), ("dBias", candidateBias, oracle.Bias, naive.Bias, sensitivity.Bias),
                      })
             {
                 // The second yardstick is the oracle displaced by the rounding bound: its "error" is the bound itself.
@@ -106,13 +133,15 @@ public class CpuBackwardProperties
         foreach (var spec in AttentionGen.Sample(15, seed: 21, Limits))
         {
             using var c = new BackwardCase<float>(spec);
-            var single = c.Run(CpuBackend.Default, threads: 1);
+            c.Baseline(); // fixes the bias-gradient order
+            var (single, singleBias) = c.Run(CpuBackend.Default, threads: 1);
             foreach (int threads in new[] { 2, 3, 8 })
             {
-                var other = c.Run(CpuBackend.Default, threads);
+                var (other, otherBias) = c.Run(CpuBackend.Default, threads);
                 Assert.Equal(single.DQ, other.DQ);
                 Assert.Equal(single.DK, other.DK);
                 Assert.Equal(single.DV, other.DV);
+                Assert.Equal(singleBias, otherBias);
             }
         }
     }

@@ -81,6 +81,44 @@ public class ReferenceBackwardTests
     }
 
     [Fact]
+    public void Bias_gradients_match_finite_differences_for_every_broadcast_shape()
+    {
+        foreach (var kind in new[] { BiasKind.Full, BiasKind.PerHead, BiasKind.KeyPadding, BiasKind.Shared2D })
+        foreach (var spec in AttentionGen.Sample(6, seed: 31, Small))
+        {
+            var withBias = spec with { Bias = kind, Values = ValueDistribution.Normal, Scale = null };
+            using var problem = AttentionProblem<float>.Create(withBias);
+            var s = problem.Shape;
+            using var dOutput = TensorRandom.Create<float>(withBias.DataSeed + 1, ValueDistribution.Normal, s.Batch, s.QueryHeads, s.QueryLength, s.ValueDim);
+            using var output = problem.AllocateOutput();
+            using var lse = NativeTensor<float>.Zeros(s.Batch, s.QueryHeads, s.QueryLength);
+            var reference = Attention.Using(Backend.Reference);
+            reference.Forward<float>(problem.Q, problem.K, problem.V, output, problem.Options(lse.AsTensorSpan()));
+            using var dq = NativeTensor<float>.Zeros(s.Batch, s.QueryHeads, s.QueryLength, s.HeadDim);
+            using var dk = NativeTensor<float>.Zeros(s.Batch, s.KvHeads, s.KeyLength, s.HeadDim);
+            using var dv = NativeTensor<float>.Zeros(s.Batch, s.KvHeads, s.KeyLength, s.ValueDim);
+            using var dBias = NativeTensor<float>.Zeros(problem.Bias!.Lengths);
+            reference.Backward<float>(problem.Q, problem.K, problem.V, output, lse, dOutput, dq, dk, dv, problem.Options(), dBias);
+
+            var upstream = dOutput.ToArray();
+            double Loss() => problem.Oracle().Output.Select((o, n) => upstream[n] * o).Sum();
+            var bias = problem.Bias.Storage;
+            var gradient = dBias.Storage;
+            for (int n = 0; n < bias.Length; n += Math.Max(1, bias.Length / 5))
+            {
+                if (float.IsNegativeInfinity(bias[n])) { Assert.Equal(0f, gradient[n]); continue; } // a hidden key has no gradient
+                float original = bias[n];
+                bias[n] = original + 1e-2f; float up = bias[n]; double lossUp = Loss();
+                bias[n] = original - 1e-2f; float down = bias[n]; double lossDown = Loss();
+                bias[n] = original;
+                double numeric = (lossUp - lossDown) / ((double)up - down);
+                Assert.True(Math.Abs(gradient[n] - numeric) <= 2e-3 * Math.Max(1, Math.Abs(numeric)),
+                    $"{kind} dBias storage[{n}]: backward {gradient[n]}, finite difference {numeric}; {withBias}");
+            }
+        }
+    }
+
+    [Fact]
     public void Rows_with_no_visible_key_get_zero_gradients_not_nan()
     {
         var spec = new ProblemSpec
@@ -125,5 +163,8 @@ public class ReferenceBackwardTests
         e = Assert.Throws<ArgumentException>(() => reference.Backward<float>(q, k, v, output, lse, dO, q, dk, dv));
         Assert.Equal("dQ", e.ParamName);
         Assert.Contains("overlaps the memory of q", e.Message);
+        e = Assert.Throws<ArgumentException>(() => reference.Backward<float>(q, k, v, output, lse, dO, dq, dk, dv, default, NativeTensor<float>.Zeros(1, 1, 4, 5).AsTensorSpan()));
+        Assert.Equal("dBias", e.ParamName);
+        Assert.Contains("no options.Bias", e.Message);
     }
 }

@@ -45,19 +45,20 @@ public abstract class AttentionBackend : IAttentionForward
 
     /// <summary>
     /// Gradients of a loss L with respect to q, k and v, given dOutput = ∂L/∂output of the forward call with the same
-    /// options, its saved output and LSE. dQ, dK, dV are overwritten (not accumulated into).
+    /// options, its saved output and LSE. dQ, dK, dV are overwritten (not accumulated into). With <paramref name="dBias"/>
+    /// (lengths of options.Bias) also ∂L/∂bias, summed over the dimensions the bias broadcasts over.
     /// </summary>
     /// <exception cref="ArgumentException">a shape, stride, option or aliasing error; the message says which.</exception>
     /// <exception cref="NotSupportedException">this backend has no backward pass.</exception>
     public void Backward<T>(
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
         ReadOnlyTensorSpan<float> lse, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dQ, TensorSpan<T> dK, TensorSpan<T> dV,
-        scoped in AttentionOptions options = default) where T : unmanaged
+        scoped in AttentionOptions options = default, TensorSpan<float> dBias = default) where T : unmanaged
     {
         if (UnavailableReason is { } unavailable)
             throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
         if (!SupportsBackward) throw new NotSupportedException($"Backend {Name} has no backward pass.");
-        var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options);
+        var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
         ExecuteBackward(call);
     }
 

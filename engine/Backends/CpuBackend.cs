@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using AttentionEngine.Bindings.Memory;
 using AttentionEngine.Kernels.Cpu;
 using AttentionEngine.Kernels.Cpu.Backward;
 using AttentionEngine.Kernels.Tensors;
@@ -51,7 +52,9 @@ public sealed class CpuBackend : AttentionBackend
         fixed (T* dq = &call.DQ.Base)
         fixed (T* dk = &call.DK.Base)
         fixed (T* dv = &call.DV.Base)
+        fixed (float* dBias = &call.DBias.Base)
         {
+            using var scoreGradient = BiasGradientTarget(call, dBias, out var target);
             var job = new CpuBackwardJob<T>
             {
                 Forward = JobOf(forward, q, k, v, output, bias, keep, null, null),
@@ -59,8 +62,10 @@ public sealed class CpuBackend : AttentionBackend
                 Lse = new RawStrided4<float>(lse, call.Lse),
                 DOutput = new RawStrided4<T>(dOutput, call.DOutput),
                 DQ = new RawStrided4<T>(dq, call.DQ), DK = new RawStrided4<T>(dk, call.DK), DV = new RawStrided4<T>(dv, call.DV),
+                ScoreGradient = target,
             };
             CpuBackward.Run(job, Isa, forward.MaxDegreeOfParallelism);
+            if (scoreGradient is not null) SumBiasGradient(call, dBias, target);
         }
     }
 
@@ -110,5 +115,49 @@ public sealed class CpuBackend : AttentionBackend
             Lse = call.ReturnLse && lse != null ? new RawStrided4<float>(lse, call.Lse) : default,
             Weights = call.ReturnWeights && weights != null ? new RawStrided4<float>(weights, call.Weights) : default,
         };
+    }
+
+    /// <summary>
+    /// Where the kernel writes score gradients: straight into dBias when every score has its own bias element (cleared
+    /// first: pairs no block visits have gradient 0), else into a zeroed [B, Hq, Lq, Lk] buffer summed afterwards.
+    /// </summary>
+    private static unsafe AlignedMemoryHandle? BiasGradientTarget<T>(scoped in AttentionBackwardCall<T> call, float* dBias,
+        out RawStrided4<float> target) where T : unmanaged
+    {
+        target = default;
+        if (!call.ReturnBiasGradient) return null;
+        var shape = call.Forward.Shape;
+        if (!call.DBiasBroadcasts)
+        {
+            target = new RawStrided4<float>(dBias, call.DBias);
+            for (int b = 0; b < shape.Batch; b++)
+            for (int h = 0; h < shape.QueryHeads; h++)
+            for (int i = 0; i < shape.QueryLength; i++)
+            for (int j = 0; j < shape.KeyLength; j++)
+                target[b, h, i, j] = 0;
+            return null;
+        }
+        var buffer = AlignedMemoryHandle.Allocate(checked((nuint)((long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.KeyLength * sizeof(float))));
+        int[] lengths = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
+        nint[] strides = [(nint)shape.QueryHeads * shape.QueryLength * shape.KeyLength, (nint)shape.QueryLength * shape.KeyLength, shape.KeyLength, 1];
+        target = new RawStrided4<float>((float*)buffer.DangerousGetHandle(), new Strided4<float>(ref *(float*)buffer.DangerousGetHandle(), lengths, strides));
+        return buffer;
+    }
+
+    /// <summary>Sums the score gradients into a broadcast dBias in (b, h, i, j) order, in float: the same bits for any thread count.</summary>
+    private static unsafe void SumBiasGradient<T>(scoped in AttentionBackwardCall<T> call, float* dBias, RawStrided4<float> scores) where T : unmanaged
+    {
+        var shape = call.Forward.Shape;
+        var destination = new RawStrided4<float>(dBias, call.DBias);
+        for (int b = 0; b < shape.Batch; b++)
+        for (int h = 0; h < shape.QueryHeads; h++)
+        for (int i = 0; i < shape.QueryLength; i++)
+        for (int j = 0; j < shape.KeyLength; j++)
+            destination[b, h, i, j] = 0;
+        for (int b = 0; b < shape.Batch; b++)
+        for (int h = 0; h < shape.QueryHeads; h++)
+        for (int i = 0; i < shape.QueryLength; i++)
+        for (int j = 0; j < shape.KeyLength; j++)
+            destination[b, h, i, j] += scores[b, h, i, j];
     }
 }

@@ -10,11 +10,12 @@ namespace AttentionEngine;
 public readonly ref struct AttentionBackwardCall<T> where T : unmanaged
 {
     internal AttentionBackwardCall(AttentionCall<T> forward, ReadOnlyStrided4<T> output, ReadOnlyStrided4<float> lse,
-        ReadOnlyStrided4<T> dOutput, Strided4<T> dQ, Strided4<T> dK, Strided4<T> dV)
+        ReadOnlyStrided4<T> dOutput, Strided4<T> dQ, Strided4<T> dK, Strided4<T> dV, Strided4<float> dBias, bool dBiasBroadcasts)
     {
         Forward = forward;
         Output = output; Lse = lse; DOutput = dOutput;
         DQ = dQ; DK = dK; DV = dV;
+        DBias = dBias; DBiasBroadcasts = dBiasBroadcasts;
     }
 
     /// <summary>The forward call (its Output view is the saved output; backward never writes it).</summary>
@@ -29,4 +30,14 @@ public readonly ref struct AttentionBackwardCall<T> where T : unmanaged
     public Strided4<T> DQ { get; }
     public Strided4<T> DK { get; }
     public Strided4<T> DV { get; }
+
+    /// <summary>
+    /// [B, Hq, Lq, Lk] view of the bias-gradient destination (stride 0 where the bias broadcasts); empty when not wanted.
+    /// </summary>
+    public Strided4<float> DBias { get; }
+
+    /// <summary>True when several scores share one bias element, so their gradients must be summed into it.</summary>
+    public bool DBiasBroadcasts { get; }
+
+    public bool ReturnBiasGradient => !DBias.IsEmpty;
 }

@@ -15,7 +15,8 @@ public static partial class AttentionValidator
     public static AttentionBackwardCall<T> ValidateBackward<T>(
         scoped in ReadOnlyTensorSpan<T> q, scoped in ReadOnlyTensorSpan<T> k, scoped in ReadOnlyTensorSpan<T> v,
         scoped in ReadOnlyTensorSpan<T> output, scoped in ReadOnlyTensorSpan<float> lse, scoped in ReadOnlyTensorSpan<T> dOutput,
-        scoped in TensorSpan<T> dQ, scoped in TensorSpan<T> dK, scoped in TensorSpan<T> dV, scoped in AttentionOptions options)
+        scoped in TensorSpan<T> dQ, scoped in TensorSpan<T> dK, scoped in TensorSpan<T> dV, scoped in AttentionOptions options,
+        scoped in TensorSpan<float> dBias = default)
         where T : unmanaged
     {
         if (options.ReturnWeights || options.ReturnLse)
@@ -49,10 +50,31 @@ public static partial class AttentionValidator
         dvRegion.ThrowIfOverlaps(dqRegion, "dV");
         dvRegion.ThrowIfOverlaps(dkRegion, "dV");
 
+        var biasGradient = default(Strided4<float>);
+        bool broadcasts = false;
+        if (!dBias.IsEmpty)
+        {
+            if (options.Bias.IsEmpty)
+                throw new ArgumentException("dBias is given but the call has no options.Bias to differentiate.", nameof(dBias));
+            ExpectSameLengths(dBias.Lengths, options.Bias.Lengths, "dBias", "options.Bias");
+            CheckNonOverlapping(dBias.Lengths, dBias.Strides, "dBias");
+            var region = MemoryRegion.Of(dBias, "dBias");
+            ThrowIfGradientOverlaps(region, "dBias", q, k, v, output, lse, dOutput, options);
+            region.ThrowIfOverlaps(dqRegion, "dBias");
+            region.ThrowIfOverlaps(dkRegion, "dBias");
+            region.ThrowIfOverlaps(dvRegion, "dBias");
+            Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
+            var view = BroadcastMask((ReadOnlyTensorSpan<float>)dBias, scoreShape, "dBias");
+            biasGradient = new Strided4<float>(ref dBias.GetPinnableReference(), scoreShape,
+                [view.Stride0, view.Stride1, view.Stride2, view.Stride3]);
+            for (int d = 0; d < 4; d++)
+                broadcasts |= scoreShape[d] > 1 && (d switch { 0 => view.Stride0, 1 => view.Stride1, 2 => view.Stride2, _ => view.Stride3 }) == 0;
+        }
+
         var l = lse.Strides;
         return new AttentionBackwardCall<T>(forward,
             View(output), new ReadOnlyStrided4<float>(in lse.GetPinnableReference(), [lseShape[0], lseShape[1], lseShape[2], 1], [l[0], l[1], l[2], 0]),
-            View(dOutput), Writable(dQ), Writable(dK), Writable(dV));
+            View(dOutput), Writable(dQ), Writable(dK), Writable(dV), biasGradient, broadcasts);
     }
 
     private static void ThrowIfGradientOverlaps<T>(MemoryRegion written, string name,

@@ -20,6 +20,9 @@ public sealed class ReferenceBackend : AttentionBackend
     {
         var gradients = ReferenceBackward.Compute(call);
         var shape = call.Forward.Shape;
+        if (call.ReturnBiasGradient)
+            foreach (var (offset, sum) in ReferenceBackward.BiasGradient(call, gradients.ScoreGradient!))
+                System.Runtime.CompilerServices.Unsafe.Add(ref call.DBias.Base, offset) = (float)sum;
         for (int b = 0; b < shape.Batch; b++)
         {
             for (int h = 0; h < shape.QueryHeads; h++)

@@ -1,7 +1,8 @@
 namespace AttentionEngine;
 
 /// <summary>Gradients of the loss with respect to q, k and v, in float64, laid out like q, k and v (row-major [B, H, S, D]).</summary>
-public sealed record AttentionGradients(double[] DQ, double[] DK, double[] DV);
+/// <param name="ScoreGradient">∂L/∂score for every (b, h, i, j), [B, Hq, Lq, Lk], when a bias gradient was asked for</param>
+public sealed record AttentionGradients(double[] DQ, double[] DK, double[] DV, double[]? ScoreGradient = null);
 
 /// <summary>
 /// The backward oracle: gradients by their definition in float64, recomputing every score (the saved output and LSE
@@ -21,6 +22,8 @@ public static class ReferenceBackward
     public static AttentionGradients ComputeInStoragePrecision<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged
     {
         var gradients = Compute(call, single: true);
+        if (gradients.ScoreGradient is { } scores)
+            for (int n = 0; n < scores.Length; n++) scores[n] = (float)scores[n];
         foreach (var array in new[] { gradients.DQ, gradients.DK, gradients.DV })
             for (int n = 0; n < array.Length; n++) array[n] = ElementTypes.ToDouble(ElementTypes.FromDouble<T>(array[n]));
         return gradients;
@@ -37,7 +40,8 @@ public static class ReferenceBackward
         for (int c = 0; c < dv; c++)
             dOutput[((((long)x * hq + h) * lq) + i) * dv + c] = ElementTypes.ToDouble(call.DOutput[x, h, i, c]);
 
-        var gradients = new AttentionGradients(new double[(long)b * hq * lq * d], new double[(long)b * hk * lk * d], new double[(long)b * hk * lk * dv]);
+        var gradients = new AttentionGradients(new double[(long)b * hq * lq * d], new double[(long)b * hk * lk * d], new double[(long)b * hk * lk * dv],
+            call.ReturnBiasGradient ? new double[(long)b * hq * lq * lk] : null);
         PinnedCall<T>.Pin(call.Forward, pinned =>
             Parallel.For(0, b * hk, task => ComputeKvHead(pinned, task / hk, task % hk, dOutput, gradients, single)));
         return gradients;
@@ -96,7 +100,9 @@ public static class ReferenceBackward
             for (int j = 0; j < lk; j++)
             {
                 if (!visible[j]) continue;
-                double ds = R(R(p[j] * R(dp[j] - rowD)) * inputs.Scale);
+                double raw = R(p[j] * R(dp[j] - rowD));
+                if (gradients.ScoreGradient is { } scoreGradient) scoreGradient[row * lk + j] = raw;
+                double ds = R(raw * inputs.Scale);
                 var dk = gradients.DK.AsSpan((int)((kvBase + j) * d), d);
                 var dvRow = gradients.DV.AsSpan((int)((kvBase + j) * dv), dv);
                 for (int c = 0; c < d; c++)
@@ -107,5 +113,28 @@ public static class ReferenceBackward
                 for (int c = 0; c < dv; c++) dvRow[c] = R(dvRow[c] + p[j] * dO[c]);
             }
         }
+    }
+
+    /// <summary>
+    /// ∂L/∂bias in the bias's own shape: the score gradients summed, in (b, h, i, j) order, over the dimensions the
+    /// bias broadcasts over; <paramref name="single"/> sums in float as an fp32 kernel would.
+    /// </summary>
+    public static Dictionary<nint, double> BiasGradient<T>(scoped in AttentionBackwardCall<T> call, double[] scoreGradient, bool single = false)
+        where T : unmanaged
+    {
+        var shape = call.Forward.Shape;
+        var view = call.DBias;
+        var sums = new Dictionary<nint, double>();
+        long n = 0;
+        for (int b = 0; b < shape.Batch; b++)
+        for (int h = 0; h < shape.QueryHeads; h++)
+        for (int i = 0; i < shape.QueryLength; i++)
+        for (int j = 0; j < shape.KeyLength; j++, n++)
+        {
+            nint offset = view.Offset(b, h, i, j);
+            double sum = sums.GetValueOrDefault(offset) + scoreGradient[n];
+            sums[offset] = single ? (float)sum : sum;
+        }
+        return sums;
     }
 }

@@ -19,7 +19,8 @@ public static class BackwardRoundingSensitivity
     {
         var shape = call.Forward.Shape;
         int b = shape.Batch, hq = shape.QueryHeads, hk = shape.KvHeads, lq = shape.QueryLength, lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
-        var bounds = new AttentionGradients(new double[(long)b * hq * lq * d], new double[(long)b * hk * lk * d], new double[(long)b * hk * lk * dv]);
+        var bounds = new AttentionGradients(new double[(long)b * hq * lq * d], new double[(long)b * hk * lk * d], new double[(long)b * hk * lk * dv],
+            call.ReturnBiasGradient ? new double[(long)b * hq * lq * lk] : null);
         var q = call.Forward.Q; var k = call.Forward.K; var v = call.Forward.V;
         double scale = call.Forward.Scale;
         double storageHalfUlp = ElementTypes.MachineEpsilon<T>() / 2;
@@ -80,6 +81,7 @@ public static class BackwardRoundingSensitivity
                 double deltaP = p[j] * HalfUlp * (magnitudes[j] + Math.Abs(lse));
                 double deltaD = (HalfUlp * Math.Sqrt(dv) + storageHalfUlp) * rowDMagnitude;
                 double deltaDS = Math.Abs(scale) * (deltaP * Math.Abs(dP - rowD) + p[j] * (HalfUlp * Math.Sqrt(dv) * dPMagnitude + deltaD));
+                if (bounds.ScoreGradient is { } scoreBounds && scale != 0) scoreBounds[(((long)x * hq + h) * lq + i) * lk + j] = deltaDS / Math.Abs(scale);
                 long kRow = (((long)x * hk + kvHead) * lk + j);
                 for (int c = 0; c < d; c++)
                 {

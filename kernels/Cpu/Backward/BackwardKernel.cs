@@ -99,7 +99,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
-            float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, out nint keyPitch);
+            float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: true, out nint keyPitch);
             ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
             if (keyGrad == null) continue;
             // dV = Pᵀ·dO and dK = dSᵀ·Q straight from the [key][row] blocks. Key rows past keyCount (last block only)
@@ -150,7 +150,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
             {
                 var rows = new TileRows((int)firstRow, (int)Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
                 BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
-                ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, out _);
+                ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: false, out _);
                 // dV = Pᵀ·dO and dK = dSᵀ·Q read the [key][row] blocks directly: output row = key, summed over rows.
                 // Key rows past keyCount read stale scratch and are never written out.
                 var byKey = new ScoreLayout(br, 1);
@@ -166,7 +166,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     /// key block's rows (padded to dPad) for dQ = dS·K.
     /// </summary>
     private static float* ScoreGradients(in CpuBackwardJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int dPad, int dvPad,
-        CpuTileScratch tile, BackwardScratch scratch, out nint keyPitch)
+        CpuTileScratch tile, BackwardScratch scratch, bool writeScoreGradient, out nint keyPitch)
     {
         var f = job.Forward;
         int br = TileRows, c = TOps.Count;
@@ -188,9 +188,24 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
                 float* dp = scratch.ProbGrad + j * br + v;
                 TVec p = TOps.Exp2(TOps.Multiply(TOps.Subtract(TOps.Load(s), lse), log2E));
                 TOps.Store(s, p);
-                TOps.Store(dp, TOps.Multiply(TOps.Multiply(p, TOps.Subtract(TOps.Load(dp), rowD)), scale));
+                TOps.Store(dp, TOps.Multiply(p, TOps.Subtract(TOps.Load(dp), rowD)));
             }
         }
+        // dP now holds the raw score gradient P ∘ (dP − D): the bias gradient takes it as is, dQ and dK want it scaled.
+        if (writeScoreGradient && !job.ScoreGradient.IsEmpty) WriteScoreGradient(job, batch, rows, firstKey, keyCount, scratch.ProbGrad);
+        for (int n = 0; n < keyCount * br; n += c)
+            TOps.Store(scratch.ProbGrad + n, TOps.Multiply(TOps.Load(scratch.ProbGrad + n), scale));
         return keys;
+    }
+
+    private static void WriteScoreGradient(in CpuBackwardJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, float* scoreGradient)
+    {
+        int br = TileRows;
+        var target = job.ScoreGradient;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float* row = &target.Base[target.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
+            for (int j = 0; j < keyCount; j++) row[j * target.Stride3] = scoreGradient[j * br + r];
+        }
     }
 }

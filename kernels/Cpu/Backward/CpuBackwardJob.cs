@@ -4,7 +4,7 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 
 /// <summary>
 /// One backward call as plain data over pinned memory: the forward job it differentiates, the saved output and LSE
-/// ([B, Hq, Lq, 1]), the incoming gradient dO, and the destinations dQ, dK, dV.
+/// ([B, Hq, Lq, 1]), the incoming gradient dO, and the destinations dQ, dK, dV (and the score gradient).
 /// </summary>
 internal readonly struct CpuBackwardJob<T> where T : unmanaged
 {
@@ -15,4 +15,7 @@ internal readonly struct CpuBackwardJob<T> where T : unmanaged
     public required RawStrided4<T> DQ { get; init; }
     public required RawStrided4<T> DK { get; init; }
     public required RawStrided4<T> DV { get; init; }
+
+    /// <summary>Where ∂L/∂score of every visited pair goes, [B, Hq, Lq, Lk] (one element per pair); empty when no bias gradient is wanted.</summary>
+    public RawStrided4<float> ScoreGradient { get; init; }
 }
