@@ -10,6 +10,11 @@ internal abstract class FlexMaskCase
 {
     public abstract string Name { get; }
     public abstract IAttentionForward Candidate(CpuBackend backend);
+
+    /// <summary>The backward pass of the case's block mask on <paramref name="backend"/>.</summary>
+    public abstract void Backward<T>(AttentionBackend backend, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v, NativeTensor<T> output,
+        NativeTensor<float> lse, NativeTensor<T> dOutput, NativeTensor<T> dQ, NativeTensor<T> dK, NativeTensor<T> dV, in AttentionOptions options)
+        where T : unmanaged;
     public abstract bool Visible(int batch, int head, int query, int key);
 
     /// <summary>The case's visibility as an explicit [B, Hq, Lq, Lk] keep-mask, written pair by pair.</summary>
@@ -85,6 +90,10 @@ internal abstract class FlexMaskCase
         public BlockMask<TMask> Blocks => blocks;
         public override string Name => name;
         public override IAttentionForward Candidate(CpuBackend backend) => FlexAttention.Create(blocks, backend);
+
+        public override void Backward<T>(AttentionBackend backend, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v, NativeTensor<T> output,
+            NativeTensor<float> lse, NativeTensor<T> dOutput, NativeTensor<T> dQ, NativeTensor<T> dK, NativeTensor<T> dV, in AttentionOptions options) =>
+            FlexAttention.Create(blocks, backend).Backward<T>(q, k, v, output, lse, dOutput, dQ, dK, dV, options);
 
         public override bool Visible(int batch, int head, int query, int key) =>
             blocks[batch, head, query / blocks.QueryBlock, key / blocks.KeyBlock] switch

@@ -66,6 +66,25 @@ public abstract class AttentionBackend : IAttentionForward
     protected internal virtual void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged =>
         throw new NotSupportedException($"Backend {Name} has no backward pass.");
 
+    /// <summary>The backward of a call with a (validated) block mask and a score functor.</summary>
+    protected internal virtual void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
+        throw new NotSupportedException($"Backend {Name} has no backward pass for block masks and functors.");
+
+    internal void BackwardFlex<T, TMask, TScore>(
+        ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
+        ReadOnlyTensorSpan<float> lse, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dQ, TensorSpan<T> dK, TensorSpan<T> dV,
+        scoped in AttentionOptions options, TensorSpan<float> dBias, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        if (UnavailableReason is { } unavailable)
+            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
+        if (!SupportsBackward || !SupportsFunctors) throw new NotSupportedException($"Backend {Name} has no backward pass for block masks and functors.");
+        var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
+        if (blockMask is not null) AttentionValidator.ValidateBlockMask(blockMask, call.Forward.Shape);
+        ExecuteBackwardFlex(call, blockMask, scoreMod);
+    }
+
     /// <summary>True when this backend runs block masks and mask/score functors (<see cref="FlexAttention"/>).</summary>
     public virtual bool SupportsFunctors => false;
 

@@ -38,7 +38,14 @@ public sealed class CpuBackend : AttentionBackend
 
     public override bool SupportsBackward => true;
 
-    protected internal override unsafe void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call)
+    protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
+        RunBackward(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
+
+    protected internal override void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
+        RunBackward(call, blockMask, scoreMod);
+
+    private unsafe void RunBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
         var forward = call.Forward;
         fixed (T* q = &Unsafe.AsRef(in forward.Q.Base))
@@ -53,6 +60,7 @@ public sealed class CpuBackend : AttentionBackend
         fixed (T* dk = &call.DK.Base)
         fixed (T* dv = &call.DV.Base)
         fixed (float* dBias = &call.DBias.Base)
+        fixed (BlockKind* kinds = blockMask?.Kinds)
         {
             using var scoreGradient = BiasGradientTarget(call, dBias, out var target);
             var job = new CpuBackwardJob<T>
@@ -64,7 +72,7 @@ public sealed class CpuBackend : AttentionBackend
                 DQ = new RawStrided4<T>(dq, call.DQ), DK = new RawStrided4<T>(dk, call.DK), DV = new RawStrided4<T>(dv, call.DV),
                 ScoreGradient = target,
             };
-            CpuBackward.Run(job, Isa, forward.MaxDegreeOfParallelism);
+            CpuBackward.Run(job, Mods(blockMask, scoreMod, kinds), Isa, forward.MaxDegreeOfParallelism);
             if (scoreGradient is not null) SumBiasGradient(call, dBias, target);
         }
     }
@@ -90,11 +98,7 @@ public sealed class CpuBackend : AttentionBackend
         fixed (BlockKind* kinds = blockMask?.Kinds)
         {
             var job = JobOf(call, q, k, v, output, bias, keep, lse, weights);
-            var mods = blockMask is null
-                ? FlexMods<TMask, TScore>.None(scoreMod)
-                : new FlexMods<TMask, TScore>(blockMask.Mask, scoreMod, kinds, blockMask.Batch, blockMask.Heads,
-                    blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
-            CpuForward.Run(job, mods, Isa, call.MaxDegreeOfParallelism);
+            CpuForward.Run(job, Mods(blockMask, scoreMod, kinds), Isa, call.MaxDegreeOfParallelism);
         }
     }
 
@@ -160,4 +164,12 @@ public sealed class CpuBackend : AttentionBackend
         for (int j = 0; j < shape.KeyLength; j++)
             destination[b, h, i, j] += scores[b, h, i, j];
     }
+
+    /// <summary>What the kernels see of a block mask (its kinds pinned by the caller) and a score functor.</summary>
+    private static unsafe FlexMods<TMask, TScore> Mods<TMask, TScore>(BlockMask<TMask>? blockMask, TScore scoreMod, BlockKind* kinds)
+        where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
+        blockMask is null
+            ? FlexMods<TMask, TScore>.None(scoreMod)
+            : new FlexMods<TMask, TScore>(blockMask.Mask, scoreMod, kinds, blockMask.Batch, blockMask.Heads,
+                blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
 }

@@ -29,6 +29,15 @@ public sealed class FlexAttention<TMask, TScore> : IAttentionForward where TMask
     public void Forward<T>(ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
         scoped in AttentionOptions options = default) where T : unmanaged =>
         Backend.ForwardFlex(q, k, v, output, options, BlockMask, ScoreMod);
+
+    /// <summary>
+    /// Gradients of this attention (see <see cref="Attention.Backward{T}"/>): the block mask decides visibility as in
+    /// the forward, and the score functor's <see cref="IScoreMod.Derivative"/> carries the chain rule.
+    /// </summary>
+    public void Backward<T>(ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
+        ReadOnlyTensorSpan<float> lse, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dQ, TensorSpan<T> dK, TensorSpan<T> dV,
+        scoped in AttentionOptions options = default, TensorSpan<float> dBias = default) where T : unmanaged =>
+        Backend.BackwardFlex(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias, BlockMask, ScoreMod);
 }
 
 /// <summary>Creates <see cref="FlexAttention{TMask, TScore}"/>s (type arguments inferred).</summary>

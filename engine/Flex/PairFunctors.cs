@@ -6,6 +6,7 @@ internal interface IPairFunctors
     bool HasScore { get; }
     bool Keep(int batch, int head, int query, int key);
     float Score(float score, int batch, int head, int query, int key);
+    float Derivative(float score, int batch, int head, int query, int key);
 }
 
 /// <summary>
@@ -28,4 +29,6 @@ internal sealed class PairFunctors<TMask, TScore>(BlockMask<TMask>? blocks, TSco
     }
 
     public float Score(float value, int batch, int head, int query, int key) => score.Apply(value, batch, head, query, key);
+
+    public float Derivative(float value, int batch, int head, int query, int key) => score.Derivative(value, batch, head, query, key);
 }

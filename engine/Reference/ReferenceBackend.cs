@@ -16,9 +16,14 @@ public sealed class ReferenceBackend : AttentionBackend
 
     public override bool SupportsBackward => true;
 
-    protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call)
+    protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
+        WriteGradients(call, ReferenceBackward.Compute(call));
+
+    protected internal override void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
+        WriteGradients(call, ReferenceBackward.Compute(call, blockMask, scoreMod));
+
+    private static void WriteGradients<T>(scoped in AttentionBackwardCall<T> call, AttentionGradients gradients) where T : unmanaged
     {
-        var gradients = ReferenceBackward.Compute(call);
         var shape = call.Forward.Shape;
         if (call.ReturnBiasGradient)
             foreach (var (offset, sum) in ReferenceBackward.BiasGradient(call, gradients.ScoreGradient!))

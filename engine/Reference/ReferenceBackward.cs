@@ -13,7 +13,12 @@ public sealed record AttentionGradients(double[] DQ, double[] DK, double[] DV, d
 /// </summary>
 public static class ReferenceBackward
 {
-    public static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged => Compute(call, single: false);
+    public static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged => Compute(call, single: false, null);
+
+    /// <summary>The gradients of attention with a block mask and a score functor (chain rule through the functor's derivative).</summary>
+    public static AttentionGradients Compute<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
+        Compute(call, single: false, new PairFunctors<TMask, TScore>(blockMask, scoreMod));
 
     /// <summary>
     /// The same formula with every intermediate rounded to float and the results to T: what a straightforward fp32
@@ -21,7 +26,7 @@ public static class ReferenceBackward
     /// </summary>
     public static AttentionGradients ComputeInStoragePrecision<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged
     {
-        var gradients = Compute(call, single: true);
+        var gradients = Compute(call, single: true, null);
         if (gradients.ScoreGradient is { } scores)
             for (int n = 0; n < scores.Length; n++) scores[n] = (float)scores[n];
         foreach (var array in new[] { gradients.DQ, gradients.DK, gradients.DV })
@@ -29,7 +34,7 @@ public static class ReferenceBackward
         return gradients;
     }
 
-    private static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call, bool single) where T : unmanaged
+    private static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call, bool single, IPairFunctors? functors) where T : unmanaged
     {
         var shape = call.Forward.Shape;
         int b = shape.Batch, hq = shape.QueryHeads, hk = shape.KvHeads, lq = shape.QueryLength, lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
@@ -43,7 +48,7 @@ public static class ReferenceBackward
         var gradients = new AttentionGradients(new double[(long)b * hq * lq * d], new double[(long)b * hk * lk * d], new double[(long)b * hk * lk * dv],
             call.ReturnBiasGradient ? new double[(long)b * hq * lq * lk] : null);
         PinnedCall<T>.Pin(call.Forward, pinned =>
-            Parallel.For(0, b * hk, task => ComputeKvHead(pinned, task / hk, task % hk, dOutput, gradients, single)));
+            Parallel.For(0, b * hk, task => ComputeKvHead(pinned, task / hk, task % hk, dOutput, gradients, single)), functors);
         return gradients;
     }
 
@@ -64,6 +69,7 @@ public static class ReferenceBackward
         var query = new double[d];
         var p = new double[lk];
         var dp = new double[lk];
+        var dots = new double[lk];
         var visible = new bool[lk];
         for (int h = kvHead * shape.GroupSize; h < (kvHead + 1) * shape.GroupSize; h++)
         for (int i = 0; i < lq; i++)
@@ -77,6 +83,7 @@ public static class ReferenceBackward
                 if (!visible[j]) continue;
                 double dot = 0;
                 for (int c = 0; c < d; c++) dot = R(dot + query[c] * keys[j * d + c]);
+                dots[j] = dot;
                 double score = R(R(inputs.ScaledScore(dot, b, h, i, j)) + inputs.BiasAt(b, h, i, j));
                 if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; }
                 p[j] = score;
@@ -102,7 +109,8 @@ public static class ReferenceBackward
                 if (!visible[j]) continue;
                 double raw = R(p[j] * R(dp[j] - rowD));
                 if (gradients.ScoreGradient is { } scoreGradient) scoreGradient[row * lk + j] = raw;
-                double ds = R(raw * inputs.Scale);
+                // Through the score functor (chain rule); its derivative is 1 without one.
+                double ds = R(R(raw * inputs.ScoreDerivative(dots[j], b, h, i, j)) * inputs.Scale);
                 var dk = gradients.DK.AsSpan((int)((kvBase + j) * d), d);
                 var dvRow = gradients.DV.AsSpan((int)((kvBase + j) * dv), dv);
                 for (int c = 0; c < d; c++)

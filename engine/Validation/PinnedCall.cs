@@ -24,6 +24,10 @@ internal readonly record struct PinnedCall<T>(
     public double ScaledScore(double dot, int b, int h, int i, int j) =>
         Functors is { HasScore: true } f ? f.Score((float)(dot * Scale), b, h, i, j) : dot * Scale;
 
+    /// <summary>∂(score functor)/∂(scale · dot) at this pair: 1 without a functor.</summary>
+    public double ScoreDerivative(double dot, int b, int h, int i, int j) =>
+        Functors is { HasScore: true } f ? f.Derivative((float)(dot * Scale), b, h, i, j) : 1.0;
+
     /// <summary>Pins the inputs of <paramref name="call"/> for the duration of <paramref name="work"/>.</summary>
     public static unsafe void Pin(scoped in AttentionCall<T> call, Action<PinnedCall<T>> work, IPairFunctors? functors = null)
     {

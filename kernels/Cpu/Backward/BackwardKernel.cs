@@ -14,25 +14,25 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 /// Both reuse the forward's micro-kernels: <see cref="ScoreGemm{TOps, TVec}"/> for S and dP, <see cref="ValueGemm{TOps, TVec}"/>
 /// for the three gradient products (P and dS transposed for phase 2). Nothing is O(Lq × Lk).
 /// </summary>
-internal static unsafe class BackwardKernel<T, TOps, TVec>
-    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
+    where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
     private const float Log2E = 1.4426950408889634f;
 
     public const int KeyBlock = 64;
 
-    public static int TileRows => FlashForwardKernel<T, TOps, TVec, KeepAll, IdentityScore>.TileRows;
+    public static int TileRows => FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TileRows;
 
     private static int Padded(int n) => (n + TOps.Count - 1) / TOps.Count * TOps.Count;
 
     public static int QueryTaskCount(in CpuBackwardJob<T> job) =>
-        FlashForwardKernel<T, TOps, TVec, KeepAll, IdentityScore>.TaskCount(job.Forward);
+        FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job.Forward);
 
     public static int KeyTaskCount(in CpuBackwardJob<T> job) =>
         job.Forward.Batch * job.Forward.KvHeads * ((job.Forward.KeyLength + KeyBlock - 1) / KeyBlock);
 
     /// <summary>Phase 1: dQ of one row tile.</summary>
-    public static void RunQueryTile(in CpuBackwardJob<T> job, int task)
+    public static void RunQueryTile(in CpuBackwardJob<T> job, int task, in FlexMods<TMask, TScore> mods)
     {
         var f = job.Forward;
         int br = TileRows;
@@ -42,16 +42,16 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
         var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
         var scratch = BackwardScratch.For(br, KeyBlock, dPad, dvPad);
-        QueryTile(job, batch, rows, dPad, dvPad, tile, scratch, null, null);
+        QueryTile(job, batch, rows, dPad, dvPad, tile, scratch, null, null, mods);
     }
 
     /// <summary>Phase 2: dK and dV of one key tile.</summary>
-    public static void RunKeyTile(in CpuBackwardJob<T> job, int task)
+    public static void RunKeyTile(in CpuBackwardJob<T> job, int task, in FlexMods<TMask, TScore> mods)
     {
         var f = job.Forward;
         int keyTiles = (f.KeyLength + KeyBlock - 1) / KeyBlock;
         int batch = task / (f.KvHeads * keyTiles), kvHead = task / keyTiles % f.KvHeads, firstKey = task % keyTiles * KeyBlock;
-        KeyTile(job, batch, kvHead, firstKey);
+        KeyTile(job, batch, kvHead, firstKey, mods);
     }
 
     /// <summary>
@@ -60,7 +60,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     /// order of row tiles: the same terms in the same order as phases 1 and 2, so both ways give the same bits.
     /// S and dP are computed once per (row tile, key block) instead of twice.
     /// </summary>
-    public static void RunHead(in CpuBackwardJob<T> job, int task)
+    public static void RunHead(in CpuBackwardJob<T> job, int task, in FlexMods<TMask, TScore> mods)
     {
         var f = job.Forward;
         int br = TileRows;
@@ -75,7 +75,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         for (int firstRow = 0; firstRow < f.RowsPerKvHead; firstRow += br)
         {
             var rows = new TileRows(firstRow, Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
-            QueryTile(job, batch, rows, dPad, dvPad, tile, scratch, keyGrad, valueGrad);
+            QueryTile(job, batch, rows, dPad, dvPad, tile, scratch, keyGrad, valueGrad, mods);
         }
         WriteKeyGradients(job, batch, kvHead, 0, f.KeyLength, keyGrad, valueGrad, dPad, dvPad);
     }
@@ -86,7 +86,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     /// tile's terms of dK and dV.
     /// </summary>
     private static void QueryTile(in CpuBackwardJob<T> job, int batch, in TileRows rows, int dPad, int dvPad,
-        CpuTileScratch tile, BackwardScratch scratch, float* keyGrad, float* valueGrad)
+        CpuTileScratch tile, BackwardScratch scratch, float* keyGrad, float* valueGrad, in FlexMods<TMask, TScore> mods)
     {
         var f = job.Forward;
         int br = TileRows, c = TOps.Count;
@@ -99,7 +99,9 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
-            float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: true, out nint keyPitch);
+            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
+            if (kind == BlockKind.Empty) continue; // a block mask's empty block: nothing to differentiate
+            float* keys = ScoreGradients(job, batch, rows, (int)firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: true, mods, kind, out nint keyPitch);
             ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
             if (keyGrad == null) continue;
             // dV = Pᵀ·dO and dK = dSᵀ·Q straight from the [key][row] blocks. Key rows past keyCount (last block only)
@@ -128,7 +130,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     }
 
     /// <summary>dK and dV of one key tile, over the row tiles that can see it, in order.</summary>
-    private static void KeyTile(in CpuBackwardJob<T> job, int batch, int kvHead, int firstKey)
+    private static void KeyTile(in CpuBackwardJob<T> job, int batch, int kvHead, int firstKey, in FlexMods<TMask, TScore> mods)
     {
         var f = job.Forward;
         int br = TileRows, c = TOps.Count;
@@ -149,8 +151,10 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
             for (long firstRow = firstQuery * f.GroupSize / br * br; firstRow < rowEnd; firstRow += br)
             {
                 var rows = new TileRows((int)firstRow, (int)Math.Min(br, f.RowsPerKvHead - firstRow), f.GroupSize, kvHead);
+                var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, firstKey, keyCount);
+                if (kind == BlockKind.Empty) continue;
                 BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
-                ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: false, out _);
+                ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: false, mods, kind, out _);
                 // dV = Pᵀ·dO and dK = dSᵀ·Q read the [key][row] blocks directly: output row = key, summed over rows.
                 // Key rows past keyCount read stale scratch and are never written out.
                 var byKey = new ScoreLayout(br, 1);
@@ -166,15 +170,16 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
     /// key block's rows (padded to dPad) for dQ = dS·K.
     /// </summary>
     private static float* ScoreGradients(in CpuBackwardJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int dPad, int dvPad,
-        CpuTileScratch tile, BackwardScratch scratch, bool writeScoreGradient, out nint keyPitch)
+        CpuTileScratch tile, BackwardScratch scratch, bool writeScoreGradient, in FlexMods<TMask, TScore> mods, BlockKind kind, out nint keyPitch)
     {
         var f = job.Forward;
         int br = TileRows, c = TOps.Count;
         float* keys = TileStaging.Keys(f, batch, rows.KvHead, firstKey, keyCount, dPad, tile, out keyPitch);
         ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, tile.QueryT, br, f.HeadDim, tile.Scores);
         BlockMasking.Scale<TOps, TVec>(tile.Scores, br, keyCount, f.Scale);
-        FlexMasking<KeepAll, IdentityScore>.ScoreModsAndMasks(tile.Scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, f, batch,
-            FlexMods<KeepAll, IdentityScore>.None(default), BlockKind.Full);
+        bool chain = !FlexMods<TMask, TScore>.ScoreIsIdentity;
+        if (chain) new Span<float>(tile.Scores, keyCount * br).CopyTo(new Span<float>(scratch.ScoreRaw, keyCount * br)); // the functor's inputs
+        FlexMasking<TMask, TScore>.ScoreModsAndMasks(tile.Scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, f, batch, mods, kind);
         float* values = TileStaging.Values(f, batch, rows.KvHead, firstKey, keyCount, dvPad, c, tile, out nint valuePitch);
         ScoreGemm<TOps, TVec>.Compute(values, valuePitch, keyCount, scratch.OutputGradT, br, f.ValueDim, scratch.ProbGrad);
 
@@ -193,6 +198,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         }
         // dP now holds the raw score gradient P ∘ (dP − D): the bias gradient takes it as is, dQ and dK want it scaled.
         if (writeScoreGradient && !job.ScoreGradient.IsEmpty) WriteScoreGradient(job, batch, rows, firstKey, keyCount, scratch.ProbGrad);
+        if (chain) ChainThroughScoreMod(batch, rows, firstKey, keyCount, scratch, mods);
         for (int n = 0; n < keyCount * br; n += c)
             TOps.Store(scratch.ProbGrad + n, TOps.Multiply(TOps.Load(scratch.ProbGrad + n), scale));
         return keys;
@@ -206,6 +212,19 @@ internal static unsafe class BackwardKernel<T, TOps, TVec>
         {
             float* row = &target.Base[target.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
             for (int j = 0; j < keyCount; j++) row[j * target.Stride3] = scoreGradient[j * br + r];
+        }
+    }
+
+    /// <summary>dS ← dS · functor'(scaled score): the gradient reaches Q and K through the score functor.</summary>
+    private static void ChainThroughScoreMod(int batch, in TileRows rows, int firstKey, int keyCount, BackwardScratch scratch, in FlexMods<TMask, TScore> mods)
+    {
+        int br = TileRows;
+        var score = mods.Score;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            int head = rows.Head(r), query = rows.Query(r);
+            for (int j = 0; j < keyCount; j++)
+                scratch.ProbGrad[j * br + r] *= score.Derivative(scratch.ScoreRaw[j * br + r], batch, head, query, firstKey + j);
         }
     }
 }

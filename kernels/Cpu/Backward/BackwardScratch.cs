@@ -18,6 +18,7 @@ internal sealed unsafe class BackwardScratch
     public float* QueryRows;   // [Br][DPad]   Q rows
     public float* OutputGrad;  // [Br][DvPad]  dO rows
     public float* ProbGrad;    // [Bc][Br]     dP = dO·Vᵀ, then dS
+    public float* ScoreRaw;    // [Bc][Br]     scaled scores before the score functor (for its derivative)
     public float* QueryGrad;   // [Br][DPad]   dQ accumulators
     public float* KeyGrad;     // [Bc][DPad]   dK accumulators
     public float* ValueGrad;   // [Bc][DvPad]  dV accumulators
@@ -53,6 +54,7 @@ internal sealed unsafe class BackwardScratch
         [
             Round((long)dvPad * br), Round((long)br * dPad), Round((long)br * dvPad), Round((long)bc * br),
             Round((long)br * dPad), Round((long)bc * dPad), Round((long)bc * dvPad), Round(br), Round(br), Round(Math.Max(br, bc)),
+            Round((long)bc * br),
         ];
         nuint total = 0;
         foreach (var size in sizes) total += size;
@@ -66,7 +68,7 @@ internal sealed unsafe class BackwardScratch
         float* Take(nuint size) { float* region = at; at += size; return region; }
         OutputGradT = Take(sizes[0]); QueryRows = Take(sizes[1]); OutputGrad = Take(sizes[2]); ProbGrad = Take(sizes[3]);
         QueryGrad = Take(sizes[4]); KeyGrad = Take(sizes[5]); ValueGrad = Take(sizes[6]); RowLse = Take(sizes[7]); RowD = Take(sizes[8]);
-        Ones = Take(sizes[9]);
+        Ones = Take(sizes[9]); ScoreRaw = Take(sizes[10]);
         new Span<float>(Ones, Math.Max(br, bc)).Fill(1f);
     }
 }

@@ -10,32 +10,36 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 /// </summary>
 internal static class CpuBackward
 {
-    public static void Run<T>(in CpuBackwardJob<T> job, CpuIsa isa, int maxDegreeOfParallelism) where T : unmanaged
+    public static void Run<T, TMask, TScore>(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, CpuIsa isa, int maxDegreeOfParallelism)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
         switch (CpuIsaSelection.Resolve(isa))
         {
-            case CpuIsa.Avx512: BackwardWork<T, Vector512Ops, Vector512<float>>.Run(job, maxDegreeOfParallelism); break;
-            case CpuIsa.Avx2: BackwardWork<T, Vector256Ops, Vector256<float>>.Run(job, maxDegreeOfParallelism); break;
-            default: BackwardWork<T, Vector128Ops, Vector128<float>>.Run(job, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx512: BackwardWork<T, Vector512Ops, Vector512<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx2: BackwardWork<T, Vector256Ops, Vector256<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
+            default: BackwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
         }
     }
 }
 
 /// <summary>The backward's tasks for the worker pool; one instance per calling thread and specialisation.</summary>
-internal sealed class BackwardWork<T, TOps, TVec> : PoolWork
+internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
+    where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-    [ThreadStatic] private static BackwardWork<T, TOps, TVec>? _perThread;
+    [ThreadStatic] private static BackwardWork<T, TOps, TVec, TMask, TScore>? _perThread;
 
     private enum Phase { QueryTiles, KeyTiles, Heads }
 
     private CpuBackwardJob<T> _job;
+    private FlexMods<TMask, TScore> _mods;
     private Phase _phase;
 
-    public static void Run(in CpuBackwardJob<T> job, int maxDegreeOfParallelism)
+    public static void Run(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
     {
-        var work = _perThread ??= new BackwardWork<T, TOps, TVec>();
+        var work = _perThread ??= new BackwardWork<T, TOps, TVec, TMask, TScore>();
         work._job = job;
+        work._mods = mods;
         try
         {
             int heads = job.Forward.Batch * job.Forward.KvHeads;
@@ -47,13 +51,14 @@ internal sealed class BackwardWork<T, TOps, TVec> : PoolWork
                 return;
             }
             work._phase = Phase.QueryTiles;
-            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec>.QueryTaskCount(job), maxDegreeOfParallelism);
+            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism);
             work._phase = Phase.KeyTiles;
-            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec>.KeyTaskCount(job), maxDegreeOfParallelism);
+            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.KeyTaskCount(job), maxDegreeOfParallelism);
         }
         finally
         {
             work._job = default; // pointers into the caller's memory must not outlive the call
+            work._mods = default;
         }
     }
 
@@ -61,9 +66,9 @@ internal sealed class BackwardWork<T, TOps, TVec> : PoolWork
     {
         switch (_phase)
         {
-            case Phase.QueryTiles: BackwardKernel<T, TOps, TVec>.RunQueryTile(_job, task); break;
-            case Phase.KeyTiles: BackwardKernel<T, TOps, TVec>.RunKeyTile(_job, task); break;
-            default: BackwardKernel<T, TOps, TVec>.RunHead(_job, task); break;
+            case Phase.QueryTiles: BackwardKernel<T, TOps, TVec, TMask, TScore>.RunQueryTile(_job, task, _mods); break;
+            case Phase.KeyTiles: BackwardKernel<T, TOps, TVec, TMask, TScore>.RunKeyTile(_job, task, _mods); break;
+            default: BackwardKernel<T, TOps, TVec, TMask, TScore>.RunHead(_job, task, _mods); break;
         }
     }
 }

@@ -9,10 +9,14 @@ namespace AttentionEngine;
 public interface IScoreMod
 {
     float Apply(float score, int batch, int head, int query, int key);
+
+    /// <summary>∂Apply/∂score at <paramref name="score"/>: what the backward pass multiplies the score gradient by.</summary>
+    float Derivative(float score, int batch, int head, int query, int key);
 }
 
 /// <summary>No change: the kernels compile it away.</summary>
 public readonly struct IdentityScore : IScoreMod
 {
     public float Apply(float score, int batch, int head, int query, int key) => score;
+    public float Derivative(float score, int batch, int head, int query, int key) => 1;
 }

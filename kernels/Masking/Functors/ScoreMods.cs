@@ -17,12 +17,19 @@ public readonly struct AlibiScore : IScoreMod
     public float Slope(int head) => _slopes[head];
 
     public float Apply(float score, int batch, int head, int query, int key) => score + _slopes[head] * (key - query);
+    public float Derivative(float score, int batch, int head, int query, int key) => 1;
 }
 
 /// <summary>Soft-capping (Gemma 2, Grok): cap · tanh(score / cap), keeping logits within ±cap smoothly.</summary>
 public readonly record struct TanhSoftcapScore(float Cap) : IScoreMod
 {
     public float Apply(float score, int batch, int head, int query, int key) => Cap * MathF.Tanh(score / Cap);
+
+    public float Derivative(float score, int batch, int head, int query, int key)
+    {
+        float t = MathF.Tanh(score / Cap);
+        return 1 - t * t;
+    }
 }
 
 /// <summary>
@@ -46,6 +53,7 @@ public readonly struct RelativePositionScore : IScoreMod
     public float Bias(int distance) => _table[Math.Clamp(distance, -MaxDistance, MaxDistance) + MaxDistance];
 
     public float Apply(float score, int batch, int head, int query, int key) => score + Bias(key - query);
+    public float Derivative(float score, int batch, int head, int query, int key) => 1;
 }
 
 /// <summary>First one score mod, then the other.</summary>
@@ -54,4 +62,8 @@ public readonly record struct ChainedScore<TFirst, TSecond>(TFirst First, TSecon
 {
     public float Apply(float score, int batch, int head, int query, int key) =>
         Second.Apply(First.Apply(score, batch, head, query, key), batch, head, query, key);
+
+    /// <summary>The chain rule: Second'(First(s)) · First'(s).</summary>
+    public float Derivative(float score, int batch, int head, int query, int key) =>
+        Second.Derivative(First.Apply(score, batch, head, query, key), batch, head, query, key) * First.Derivative(score, batch, head, query, key);
 }
