@@ -8,8 +8,9 @@ namespace AttentionEngine;
 /// </summary>
 public static class Attention
 {
-    // Most preferred first: the automatic choice takes the first that is available and can serve the call.
-    private static readonly AttentionBackend[] Preference = [CpuBackend.Default, ReferenceBackend.Instance];
+    // Most preferred first: the automatic choice takes the first that is available and can serve the call. IlGpu is
+    // last: on a machine without a GPU it falls back to ILGPU's CPU simulator, which only Using(Backend.IlGpu) asks for.
+    private static readonly AttentionBackend[] Preference = [CpuBackend.Default, ReferenceBackend.Instance, IlGpuBackend.Default];
 
     /// <summary>Every backend of this build, available or not.</summary>
     public static IReadOnlyList<AttentionBackend> Backends => Preference;

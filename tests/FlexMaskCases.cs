@@ -9,7 +9,7 @@ namespace AttentionEngine.Tests;
 internal abstract class FlexMaskCase
 {
     public abstract string Name { get; }
-    public abstract IAttentionForward Candidate(CpuBackend backend);
+    public abstract IAttentionForward Candidate(AttentionBackend backend);
 
     /// <summary>The backward pass of the case's block mask on <paramref name="backend"/>.</summary>
     public abstract void Backward<T>(AttentionBackend backend, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v, NativeTensor<T> output,
@@ -89,7 +89,7 @@ internal abstract class FlexMaskCase
     {
         public BlockMask<TMask> Blocks => blocks;
         public override string Name => name;
-        public override IAttentionForward Candidate(CpuBackend backend) => FlexAttention.Create(blocks, backend);
+        public override IAttentionForward Candidate(AttentionBackend backend) => FlexAttention.Create(blocks, backend);
 
         public override void Backward<T>(AttentionBackend backend, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v, NativeTensor<T> output,
             NativeTensor<float> lse, NativeTensor<T> dOutput, NativeTensor<T> dQ, NativeTensor<T> dK, NativeTensor<T> dV, in AttentionOptions options) =>

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Runtime.Loader;
 
 namespace AttentionEngine.Bindings.Cuda;
 
@@ -22,6 +23,19 @@ internal static class NativeLibraries
 
     /// <summary>Registers the resolver (idempotent; the static constructor does the work).</summary>
     public static void EnsureResolver() { }
+
+    private static int _fallbackInstalled;
+
+    /// <summary>
+    /// Lets other assemblies' imports of the driver by its short names ("cuda", "nvcuda", "libcuda.so": ILGPU's) find
+    /// libcuda.so.1, which a driver-only host has without the unversioned link. Idempotent.
+    /// </summary>
+    public static void InstallDriverFallback()
+    {
+        if (Interlocked.Exchange(ref _fallbackInstalled, 1) == 1) return;
+        AssemblyLoadContext.Default.ResolvingUnmanagedDll += (_, name) =>
+            name is "cuda" or "nvcuda" or "libcuda" or "libcuda.so" ? DriverHandle.Value.Handle : 0;
+    }
 
     /// <summary>The NVRTC file loaded, or null with <paramref name="reason"/> saying what was looked for.</summary>
     public static string? NvrtcFile(out string? reason) => Describe(NvrtcHandle.Value, NvrtcFiles, "NVRTC", out reason);

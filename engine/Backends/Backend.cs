@@ -1,6 +1,6 @@
 namespace AttentionEngine;
 
-/// <summary>The attention implementations. Later backends (Cpu, Cuda, IlGpu) join as they land.</summary>
+/// <summary>The attention implementations. Cuda joins when it lands.</summary>
 public enum Backend
 {
     /// <summary>The float64 oracle: plain loops, any CPU. Slow on purpose.</summary>
@@ -8,4 +8,7 @@ public enum Backend
 
     /// <summary>Flash-style tiled online softmax in C# SIMD (AVX-512, AVX2 or 128-bit vectors), multi-threaded.</summary>
     Cpu,
+
+    /// <summary>C# kernels on an ILGPU accelerator (CUDA, OpenCL or ILGPU's CPU simulator), sharing the CPU's functors.</summary>
+    IlGpu,
 }

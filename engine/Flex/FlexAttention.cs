@@ -17,7 +17,7 @@ public sealed class FlexAttention<TMask, TScore> : IAttentionForward where TMask
         Backend = backend ?? Attention.Backends.FirstOrDefault(b => b.SupportsFunctors && b.IsAvailable)
             ?? throw new NotSupportedException("No available backend runs block masks and functors.");
         if (!Backend.SupportsFunctors)
-            throw new NotSupportedException($"Backend {Backend.Name} does not run block masks or mask/score functors; Cpu and Reference do.");
+            throw new NotSupportedException($"Backend {Backend.Name} does not run block masks or mask/score functors; Cpu, IlGpu and Reference do.");
     }
 
     public BlockMask<TMask>? BlockMask { get; }

@@ -1,0 +1,37 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace AttentionEngine.Kernels.IlGpu;
+
+/// <summary>
+/// The attention weights softmax(scores) for inspection, after the forward: one thread per (b, h, i, j) recomputes the
+/// pair's score with the same <see cref="PairRules"/> and normalises it with the row's LSE. Written to a contiguous
+/// [B, Hq, Lq, Lk] float buffer.
+/// </summary>
+public static class AttentionWeightsKernel
+{
+    public static void Run<TStorage, TCodec, TMask, TScore>(Index1D index, IlGpuAttentionParams<TStorage> p, TMask mask, TScore scoreMod,
+        ArrayView<float> weights)
+        where TStorage : unmanaged where TCodec : struct, IElementCodec<TStorage>
+        where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        var codec = default(TCodec);
+        long n = index;
+        int j = (int)(n % p.KeyLength);
+        long row = n / p.KeyLength;
+        int i = (int)(row % p.QueryLength);
+        int bh = (int)(row / p.QueryLength), b = bh / p.QueryHeads, h = bh % p.QueryHeads, kvh = h / p.GroupSize;
+
+        float lse = p.Lse[row];
+        float weight = 0f;
+        if (lse != float.NegativeInfinity && PairRules.Visible(p, mask, b, h, i, j))
+        {
+            long qBase = row * p.HeadDim, kBase = (((long)b * p.KvHeads + kvh) * p.KeyLength + j) * p.HeadDim;
+            float dot = 0f;
+            for (int c = 0; c < p.HeadDim; c++) dot += codec.Load(p.Q[qBase + c]) * codec.Load(p.K[kBase + c]);
+            float score = PairRules.Score(p, scoreMod, dot, b, h, i, j);
+            weight = score == float.NegativeInfinity ? 0f : XMath.Exp(score - lse);
+        }
+        weights[n] = weight;
+    }
+}

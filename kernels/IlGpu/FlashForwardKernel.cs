@@ -1,0 +1,152 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace AttentionEngine.Kernels.IlGpu;
+
+/// <summary>
+/// The ILGPU flash-attention forward: one warp per query row, a group of <c>warps</c> rows sharing each key/value
+/// tile in shared memory, the tile's keys along the lanes (lane l scores keys l, l + WarpSize, …, as the CPU decode
+/// kernel lays keys out), online softmax in fp32 with warp reductions from ILGPU.Algorithms.
+/// <para>
+/// Grid: B·Hq·⌈Lq / warps⌉ groups of warps × WarpSize threads. A tile holds WarpSize · keysPerLane keys
+/// (keysPerLane from <see cref="KeysPerLane"/>: the larger the tile, the fewer group barriers per key). Shared memory
+/// (floats): the tile, rows padded to maxDim + 1 so lanes reading their own key rows hit different banks, holding K and
+/// then V; the warps' query rows (warps × D); the warps' probabilities (warps × tile keys). Each lane owns output
+/// columns lane, lane + WarpSize, … (at most <see cref="MaxColumnsPerLane"/>).
+/// </para>
+/// </summary>
+public static class FlashForwardKernel
+{
+    /// <summary>Output columns one lane accumulates: Dv ≤ 256 with warps of at least 16 lanes.</summary>
+    public const int MaxColumnsPerLane = 16;
+
+    /// <summary>Most keys a lane scores per tile.</summary>
+    public const int MaxKeysPerLane = 4;
+
+    /// <summary>Floats of dynamic shared memory a launch needs.</summary>
+    public static int SharedFloats(int warpSize, int warps, int keysPerLane, int headDim, int valueDim) =>
+        warpSize * keysPerLane * (Math.Max(headDim, valueDim) + 1) + warps * headDim + warps * warpSize * keysPerLane;
+
+    /// <summary>The most keys per lane (up to <see cref="MaxKeysPerLane"/>) whose tile fits <paramref name="sharedBytes"/>; 0 when none does.</summary>
+    public static int KeysPerLane(int warpSize, int warps, int headDim, int valueDim, long sharedBytes)
+    {
+        for (int m = MaxKeysPerLane; m >= 1; m--)
+            if ((long)SharedFloats(warpSize, warps, m, headDim, valueDim) * sizeof(float) <= sharedBytes) return m;
+        return 0;
+    }
+
+    public static void Run<TStorage, TCodec, TMask, TScore>(IlGpuAttentionParams<TStorage> p, int keysPerLane, TMask mask, TScore scoreMod)
+        where TStorage : unmanaged where TCodec : struct, IElementCodec<TStorage>
+        where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        var codec = default(TCodec);
+        int lanes = Warp.WarpSize, lane = Warp.LaneIdx, warp = Warp.WarpIdx;
+        int warps = Group.DimX / lanes, thread = Group.IdxX, groupThreads = Group.DimX;
+        int tileKeys = lanes * keysPerLane;
+        // One-dimensional grid (no 65,535 limit on heads): group n covers row group n % rowGroups of head n / rowGroups.
+        int rowGroups = (p.QueryLength + warps - 1) / warps;
+        int bh = Grid.IdxX / rowGroups, b = bh / p.QueryHeads, h = bh % p.QueryHeads, kvh = h / p.GroupSize;
+        int i = Grid.IdxX % rowGroups * warps + warp;
+        bool rowValid = i < p.QueryLength;
+        int d = p.HeadDim, dv = p.ValueDim, pitch = Math.Max(d, dv) + 1;
+
+        var shared = SharedMemory.GetDynamic<float>();
+        var tile = shared.SubView(0, tileKeys * pitch);
+        var queries = shared.SubView(tileKeys * pitch, warps * d);
+        var probabilities = shared.SubView(tileKeys * pitch + warps * d, warps * tileKeys);
+
+        // This warp's query row, converted to float once.
+        long qBase = (((long)b * p.QueryHeads + h) * p.QueryLength + i) * d;
+        for (int c = lane; c < d; c += lanes)
+            queries[warp * d + c] = rowValid ? codec.Load(p.Q[qBase + c]) : 0f;
+
+        var output = LocalMemory.Allocate<float>(MaxColumnsPerLane);
+        var scores = LocalMemory.Allocate<float>(MaxKeysPerLane);
+        for (int c = 0; c < MaxColumnsPerLane; c++) output[c] = 0f;
+        float rowMax = float.NegativeInfinity, rowSum = 0f;
+        long kvBase = ((long)b * p.KvHeads + kvh) * p.KeyLength;
+
+        for (int j0 = 0; j0 < p.KeyLength; j0 += tileKeys)
+        {
+            bool any = false;
+            for (int r = 0; r < keysPerLane; r++)
+            {
+                int j = j0 + r * lanes + lane;
+                any |= rowValid && j < p.KeyLength && PairRules.MaybeVisible(p, b, h, i, j);
+            }
+            // Tiles the band or the block mask hide for every row of the group are never loaded.
+            if (!Group.BarrierOr(any)) continue;
+
+            StageTile(p.K, kvBase, j0, tileKeys, p.KeyLength, d, pitch, tile, thread, groupThreads, codec);
+            Group.Barrier();
+
+            float tileMax = float.NegativeInfinity;
+            for (int r = 0; r < keysPerLane; r++)
+            {
+                int key = r * lanes + lane, j = j0 + key;
+                float score = float.NegativeInfinity;
+                if (rowValid && j < p.KeyLength && PairRules.Visible(p, mask, b, h, i, j))
+                {
+                    float dot = 0f;
+                    for (int c = 0; c < d; c++) dot += queries[warp * d + c] * tile[key * pitch + c];
+                    score = PairRules.Score(p, scoreMod, dot, b, h, i, j);
+                }
+                scores[r] = score;
+                tileMax = XMath.Max(tileMax, score);
+            }
+
+            // Online softmax: rescale what the row has so far to the new maximum.
+            float newMax = XMath.Max(rowMax, WarpExtensions.AllReduce<float, NegInfMax>(tileMax));
+            float rescale = rowMax == float.NegativeInfinity ? 0f : XMath.Exp(rowMax - newMax);
+            float laneSum = 0f;
+            for (int r = 0; r < keysPerLane; r++)
+            {
+                float weight = scores[r] == float.NegativeInfinity ? 0f : XMath.Exp(scores[r] - newMax);
+                probabilities[warp * tileKeys + r * lanes + lane] = weight;
+                laneSum += weight;
+            }
+            rowSum = rowSum * rescale + WarpExtensions.AllReduce<float, FloatSum>(laneSum);
+            rowMax = newMax;
+            Group.Barrier();
+
+            StageTile(p.V, kvBase, j0, tileKeys, p.KeyLength, dv, pitch, tile, thread, groupThreads, codec);
+            Group.Barrier();
+
+            int keys = XMath.Min(tileKeys, p.KeyLength - j0);
+            for (int c = 0, column = lane; column < dv; c++, column += lanes)
+            {
+                float sum = output[c] * rescale;
+                for (int r = 0; r < keys; r++)
+                {
+                    float w = probabilities[warp * tileKeys + r];
+                    // A zero weight contributes nothing, even against an infinite or NaN value of a hidden key.
+                    if (w != 0f) sum += w * tile[r * pitch + column];
+                }
+                output[c] = sum;
+            }
+            Group.Barrier();
+        }
+
+        if (!rowValid) return;
+        long oBase = (((long)b * p.QueryHeads + h) * p.QueryLength + i) * dv;
+        bool empty = rowSum == 0f;
+        float inverse = empty ? 0f : 1f / rowSum;
+        for (int c = 0, column = lane; column < dv; c++, column += lanes)
+            p.Output[oBase + column] = codec.Store(empty ? 0f : output[c] * inverse);
+        if (lane == 0)
+            p.Lse[((long)b * p.QueryHeads + h) * p.QueryLength + i] = empty ? float.NegativeInfinity : rowMax + XMath.Log(rowSum);
+    }
+
+    /// <summary>Rows j0 … j0 + tileKeys − 1 of K or V into the shared tile (zeros past the last key), by the whole group.</summary>
+    private static void StageTile<TStorage, TCodec>(ArrayView<TStorage> source, long kvBase, int j0, int tileKeys, int keyLength, int width, int pitch,
+        ArrayView<float> tile, int thread, int groupThreads, TCodec codec)
+        where TStorage : unmanaged where TCodec : struct, IElementCodec<TStorage>
+    {
+        for (int n = thread; n < tileKeys * width; n += groupThreads)
+        {
+            int r = n / width, c = n - r * width;
+            int key = j0 + r;
+            tile[r * pitch + c] = key < keyLength ? codec.Load(source[(kvBase + key) * width + c]) : 0f;
+        }
+    }
+}

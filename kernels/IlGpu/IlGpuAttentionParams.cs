@@ -1,0 +1,38 @@
+using ILGPU;
+
+namespace AttentionEngine.Kernels.IlGpu;
+
+/// <summary>
+/// One attention problem as the ILGPU kernels see it. Q, K, V and the output are packed contiguous
+/// ([B, Hq, Lq, D], [B, Hkv, Lk, D], [B, Hkv, Lk, Dv], [B, Hq, Lq, Dv]) by the host when it copies them to the device;
+/// bias and keep-mask keep their broadcast shape [B|1, Hq|1, Lq|1, Lk] with stride 0 on broadcast dimensions.
+/// Absent tensors are one-element placeholders with their Has* flag off.
+/// </summary>
+public struct IlGpuAttentionParams<TStorage> where TStorage : unmanaged
+{
+    public int Batch, QueryHeads, KvHeads, QueryLength, KeyLength, HeadDim, ValueDim;
+    public float Scale;
+
+    /// <summary>The positional band: key − query must lie in [BandLo, BandHi].</summary>
+    public long BandLo, BandHi;
+
+    public ArrayView<TStorage> Q, K, V, Output;
+
+    /// <summary>[B, Hq, Lq] log-sum-exp, always written (the weights kernel reads it).</summary>
+    public ArrayView<float> Lse;
+
+    public int HasBias;
+    public ArrayView<float> Bias;
+    public long BiasStrideB, BiasStrideH, BiasStrideQ;
+
+    public int HasKeep;
+    public ArrayView<byte> Keep;
+    public long KeepStrideB, KeepStrideH, KeepStrideQ;
+
+    /// <summary>BlockKind per (batch|1, head|1, query block, key block) when HasBlocks is set.</summary>
+    public int HasBlocks;
+    public ArrayView<byte> Kinds;
+    public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
+
+    public readonly int GroupSize => QueryHeads / KvHeads;
+}

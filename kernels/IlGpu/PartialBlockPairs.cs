@@ -1,0 +1,30 @@
+using ILGPU;
+
+namespace AttentionEngine.Kernels.IlGpu;
+
+/// <summary>
+/// A mask functor that holds managed arrays (DocumentMask's ids, a user's lookup table) cannot be a kernel argument.
+/// For those the host evaluates the functor on the pairs of partial blocks only (the kernels never ask it about
+/// other pairs) and this mask reads the answers back: memory is one byte per pair of a partial block, never Lq × Lk
+/// unless every block is partial.
+/// </summary>
+public struct PartialBlockPairs : IMaskMod
+{
+    /// <summary>Per block (same index as the block kinds): its slot in <see cref="Pairs"/>, or −1 when not partial.</summary>
+    public ArrayView<int> Slots;
+
+    /// <summary>QueryBlock × KeyBlock bytes per slot, row-major within the block; 1 keeps the pair.</summary>
+    public ArrayView<byte> Pairs;
+
+    public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
+
+    public readonly bool Keep(int batch, int head, int query, int key)
+    {
+        long block = (((long)(BlockBatch == 1 ? 0 : batch) * BlockHeads + (BlockHeads == 1 ? 0 : head)) * QueryBlocks + query / QueryBlock)
+            * KeyBlocks + key / KeyBlock;
+        int slot = Slots[block];
+        if (slot < 0) return false;
+        long pair = (long)slot * QueryBlock * KeyBlock + (long)(query % QueryBlock) * KeyBlock + key % KeyBlock;
+        return Pairs[pair] != 0;
+    }
+}

@@ -1,0 +1,44 @@
+using AttentionEngine.Kernels.IlGpu;
+using AttentionEngine.Testing;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace AttentionEngine.Tests;
+
+/// <summary>
+/// The ILGPU backend on ILGPU's CPU accelerator (32-lane warps, 2 warps per group: the warp reductions and shared
+/// tiles a GPU runs) against the oracle: the tolerance rule and every invariant, over generated problems with every
+/// option. Problems are smaller than the CPU suites' because each simulated GPU thread is an OS thread.
+/// </summary>
+[Collection(nameof(IlGpuCpuAccelerator))]
+public class IlGpuBackendProperties(IlGpuCpuAccelerator accelerator)
+{
+    /// <summary>Sizes the CPU accelerator gets through in the test budget; every D up to 256 is still drawn.</summary>
+    internal static ProblemLimits Small { get; } = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 48, MaxCost = 4e5 };
+
+    private void Verify<T>(int cases, ProblemLimits limits) where T : unmanaged
+    {
+        var backend = accelerator.Backend;
+        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) =>
+        {
+            using var problem = AttentionProblem<T>.Create(spec);
+            var verdict = CaseVerifier.VerifyBackend(backend, problem, spec.DataSeed);
+            Assert.True(verdict.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec}: {string.Join("; ", verdict.Failures)}");
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+    }
+
+    [Fact] public void Cpu_accelerator_f32() => Verify<float>(25, Small);
+    [Fact] public void Cpu_accelerator_f16() => Verify<Half>(10, Small);
+    [Fact] public void Cpu_accelerator_bf16() => Verify<BFloat16>(10, Small);
+    [Fact] public void Cpu_accelerator_decode_f32() => Verify<float>(10, ProblemLimits.Decode with { MaxBatch = 1, MaxQueryHeads = 2, MaxKeyLength = 700, MaxCost = 4e5 });
+}
+
+/// <summary>One ILGPU CPU accelerator shared by the ILGPU tests (opening one compiles nothing, but kernels are cached per accelerator).</summary>
+public sealed class IlGpuCpuAccelerator : IDisposable
+{
+    public IlGpuBackend Backend { get; } = new(IlGpuDeviceKind.Cpu);
+    public void Dispose() => Backend.Dispose();
+}
+
+[CollectionDefinition(nameof(IlGpuCpuAccelerator))]
+public sealed class IlGpuCpuAcceleratorCollection : ICollectionFixture<IlGpuCpuAccelerator>;
