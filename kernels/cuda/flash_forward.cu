@@ -1,0 +1,358 @@
+// Flash-attention forward on tensor cores (sm_80+): fp16 or bf16 storage, fp32 accumulation and softmax.
+//
+// Self-contained on purpose (no CUDA runtime headers): NVRTC compiles it at first use, and nvcc builds the same file
+// into the fatbin (CMakeLists.txt). One compile per head dimension and element type:
+//   -DAE_HEAD_DIM=32|64|96|128|256   (other D are padded with zeros on the host to the next of these)
+//   -DAE_BF16=0|1
+// Entry point: flash_forward(FlashParams). Grid (batch * heads, ceil(Lq / 64)), 128 threads, dynamic shared memory
+// (64 + 4 * Bc) * (D + 8) * 2 bytes, Bc = 64 for D <= 128 else 32 (above 48 KiB the host raises the function's limit).
+//
+// Layout the host prepares: Q [B, H, Lq, D], K [B, Hkv, Lk, D], V [B, Hkv, Lk, D], O [B, H, Lq, D], dense and
+// zero-padded to D (so every row is 16-byte aligned for cp.async and ldmatrix). Masks stay as the caller gave them:
+// the diagonal band, an additive fp32 bias and a keep-mask with broadcast strides, and a block mask (kinds per block,
+// with the pairs of partial blocks evaluated on the host).
+//
+// Each warp owns 16 query rows; S = Q K^T and O += P V are m16n8k16 mma.sync on fragments loaded by ldmatrix, K/V
+// tiles are double-buffered with cp.async, and P goes from the S accumulators straight into A fragments (no shared
+// memory round trip), as in FlashAttention-2.
+
+#ifndef AE_HEAD_DIM
+#error "define AE_HEAD_DIM (32, 64, 96, 128 or 256)"
+#endif
+#ifndef AE_BF16
+#define AE_BF16 0
+#endif
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef long long i64;
+
+struct FlashParams
+{
+    // Pointers first, then 64-bit, then 32-bit fields: the host mirrors this order with [StructLayout(Sequential)].
+    const u16* q; const u16* k; const u16* v; u16* o; float* lse;
+    const float* bias;          // null: no bias. Element (b, h, i, j) at b*bias_sb + h*bias_sh + i*bias_sq + j.
+    const unsigned char* keep;  // null: no keep-mask. Same indexing with keep_s*.
+    const unsigned char* kinds; // null: no block mask. 0 empty, 1 partial, 2 full, per (bb, bh, query block, key block).
+    const int* slots;           // per block of [B, H, qblocks, kblocks]: slot of its host-evaluated pairs, or -1
+    const unsigned char* pairs; // q_block * k_block bytes per slot
+    i64 band_lo, band_hi;       // key - query must lie in [band_lo, band_hi]
+    i64 bias_sb, bias_sh, bias_sq;
+    i64 keep_sb, keep_sh, keep_sq;
+    int batch, heads, kv_heads, lq, lk;
+    int block_batch, block_heads, q_blocks, k_blocks, q_block, k_block;
+    float scale;
+    int pad_;
+};
+
+namespace flash
+{
+constexpr int D = AE_HEAD_DIM;
+constexpr int Warps = 4;
+constexpr int Threads = Warps * 32;
+constexpr int Br = Warps * 16;            // query rows per block
+constexpr int Bc = D <= 128 ? 64 : 32;    // keys per tile (smaller at D = 256 to fit two K/V buffers)
+constexpr int Pitch = D + 8;              // shared row pitch in elements: +16 bytes spreads ldmatrix rows over banks
+constexpr float Log2e = 1.4426950408889634f;
+
+static_assert(D % 32 == 0, "head dimension must be a multiple of 32");
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
+
+__device__ __forceinline__ u32 shared_address(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+
+// 16 bytes global -> shared without a register round trip; src_bytes = 0 writes zeros (rows past the end).
+__device__ __forceinline__ void copy16_async(void* shared, const void* global, bool valid)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(shared_address(shared)), "l"(global), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
+template <int Pending> __device__ __forceinline__ void wait_async() { asm volatile("cp.async.wait_group %0;" :: "n"(Pending)); }
+
+// Four 8x8 b16 matrices from shared memory; lane L gives the address of row L % 8 of matrix L / 8.
+__device__ __forceinline__ void load_matrix_x4(u32 (&r)[4], const u16* p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)));
+}
+__device__ __forceinline__ void load_matrix_x4_transposed(u32 (&r)[4], const u16* p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)));
+}
+
+// d += a (16x16, row) * b (16x8, col), fp32 accumulators.
+__device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1)
+{
+#if AE_BF16
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+#endif
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats rounded to nearest even into one register of two 16-bit elements (lo in the low half).
+__device__ __forceinline__ u32 pack(float lo, float hi)
+{
+    u32 r;
+#if AE_BF16
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+
+// Rows [row0, row0 + Rows) of a dense [*, D] matrix into shared memory (pitch Pitch), zeros past `rows`.
+template <int Rows>
+__device__ __forceinline__ void stage_rows_async(u16* shared, const u16* matrix, int row0, int rows)
+{
+    constexpr int Chunks = D / 8;
+    for (int c = threadIdx.x; c < Rows * Chunks; c += Threads)
+    {
+        int r = c / Chunks, col = c % Chunks * 8;
+        bool valid = row0 + r < rows;
+        copy16_async(shared + r * Pitch + col, valid ? matrix + (i64)(row0 + r) * D + col : matrix, valid);
+    }
+}
+
+// True when some block of the block mask over rows [i0, i1) x keys [j0, j1) is not empty (always without one).
+__device__ __forceinline__ bool tile_has_blocks(const FlashParams& p, int b, int h, int i0, int i1, int j0, int j1)
+{
+    if (!p.kinds) return true;
+    i64 head_row = ((i64)(p.block_batch == 1 ? 0 : b) * p.block_heads + (p.block_heads == 1 ? 0 : h)) * p.q_blocks;
+    for (int qb = i0 / p.q_block; qb <= (i1 - 1) / p.q_block; qb++)
+        for (int kb = j0 / p.k_block; kb <= (j1 - 1) / p.k_block; kb++)
+            if (p.kinds[(head_row + qb) * p.k_blocks + kb] != 0) return true;
+    return false;
+}
+
+// The next tile (index) at or after t whose keys some row of this block may see, or `end`.
+__device__ __forceinline__ int next_tile(const FlashParams& p, int b, int h, int i0, int i1, int t, int end)
+{
+    for (; t < end; t++)
+    {
+        int j0 = t * Bc, j1 = min(p.lk, j0 + Bc);
+        if (tile_has_blocks(p, b, h, i0, i1, j0, j1)) return t;
+    }
+    return end;
+}
+
+// Visibility of one pair by every rule: bounds, band, keep-mask, block mask (partial blocks: the host's pairs).
+__device__ __forceinline__ bool visible(const FlashParams& p, int b, int h, int i, int j)
+{
+    if (i >= p.lq || j >= p.lk) return false;
+    i64 offset = (i64)j - i;
+    if (offset < p.band_lo || offset > p.band_hi) return false;
+    if (p.keep && !p.keep[b * p.keep_sb + h * p.keep_sh + i * p.keep_sq + j]) return false;
+    if (p.kinds)
+    {
+        int qb = i / p.q_block, kb = j / p.k_block;
+        i64 block = (((i64)(p.block_batch == 1 ? 0 : b) * p.block_heads + (p.block_heads == 1 ? 0 : h)) * p.q_blocks + qb) * p.k_blocks + kb;
+        unsigned char kind = p.kinds[block];
+        if (kind == 0) return false;
+        if (kind == 1)
+        {
+            int slot = p.slots[(((i64)b * p.heads + h) * p.q_blocks + qb) * p.k_blocks + kb];
+            if (slot < 0) return false;
+            return p.pairs[(i64)slot * p.q_block * p.k_block + (i64)(i % p.q_block) * p.k_block + j % p.k_block] != 0;
+        }
+    }
+    return true;
+}
+
+// Scaled scores of one warp's 16 x Bc tile, masked to -inf; `plain` skips the per-pair rules for tiles the band
+// covers entirely when the call has no other mask.
+__device__ __forceinline__ void mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0, bool plain)
+{
+    int lane = threadIdx.x % 32;
+    #pragma unroll
+    for (int n = 0; n < Bc / 8; n++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++)
+        {
+            int i = row_lo + (e / 2) * 8, j = j0 + n * 8 + (lane % 4) * 2 + e % 2;
+            float x = s[n][e] * p.scale;
+            if (!plain)
+            {
+                if (!visible(p, b, h, i, j)) x = neg_inf();
+                else if (p.bias) x += p.bias[b * p.bias_sb + h * p.bias_sh + i * p.bias_sq + j];
+            }
+            s[n][e] = x;
+        }
+}
+
+// Maximum over the four lanes that share a row (lanes 4g .. 4g + 3).
+__device__ __forceinline__ float quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// Online softmax for the thread's two rows (half 0: row g, half 1: row g + 8): new maxima, S -> P in place, O and
+// the partial row sums rescaled.
+__device__ __forceinline__ void online_softmax(float (&s)[Bc / 8][4], float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2])
+{
+    #pragma unroll
+    for (int half = 0; half < 2; half++)
+    {
+        float m = row_max[half];
+        #pragma unroll
+        for (int n = 0; n < Bc / 8; n++) m = fmaxf(m, fmaxf(s[n][half * 2], s[n][half * 2 + 1]));
+        m = quad_max(m);
+        float rescale = row_max[half] == neg_inf() ? 0.f : exp2f((row_max[half] - m) * Log2e);
+        float sum = 0.f;
+        #pragma unroll
+        for (int n = 0; n < Bc / 8; n++)
+            #pragma unroll
+            for (int e = half * 2; e < half * 2 + 2; e++)
+            {
+                float x = s[n][e];
+                s[n][e] = x == neg_inf() ? 0.f : exp2f((x - m) * Log2e);
+                sum += s[n][e];
+            }
+        row_sum[half] = row_sum[half] * rescale + sum;
+        row_max[half] = m;
+        #pragma unroll
+        for (int n = 0; n < D / 8; n++) { o[n][half * 2] *= rescale; o[n][half * 2 + 1] *= rescale; }
+    }
+}
+
+// S = Q_w K^T for the warp's 16 rows and the tile's Bc keys.
+__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const u16* qs, const u16* ks)
+{
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    #pragma unroll
+    for (int n = 0; n < Bc / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    #pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+    {
+        u32 a[4];
+        load_matrix_x4(a, qs + (warp * 16 + lane % 16) * Pitch + kk * 16 + lane / 16 * 8);
+        #pragma unroll
+        for (int n = 0; n < Bc / 16; n++)
+        {
+            u32 bfrag[4]; // keys n*16 .. +7 then +8 .. +15; d halves kk*16 + 0..7 and 8..15
+            load_matrix_x4(bfrag, ks + (n * 16 + lane / 16 * 8 + lane % 8) * Pitch + kk * 16 + lane / 8 % 2 * 8);
+            mma(s[2 * n], a, bfrag[0], bfrag[1]);
+            mma(s[2 * n + 1], a, bfrag[2], bfrag[3]);
+        }
+    }
+}
+
+// O += P V: P from the score accumulators (C fragment layout = A fragment layout by pairs of 8-key blocks).
+__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const u16* vs)
+{
+    int lane = threadIdx.x % 32;
+    #pragma unroll
+    for (int kk = 0; kk < Bc / 16; kk++)
+    {
+        u32 a[4] = { pack(s[2 * kk][0], s[2 * kk][1]), pack(s[2 * kk][2], s[2 * kk][3]),
+                     pack(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+        #pragma unroll
+        for (int n = 0; n < D / 16; n++)
+        {
+            u32 bfrag[4]; // keys kk*16 + 0..15, value columns n*16 + 0..7 then 8..15
+            load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * Pitch + n * 16 + lane / 16 * 8);
+            mma(o[2 * n], a, bfrag[0], bfrag[1]);
+            mma(o[2 * n + 1], a, bfrag[2], bfrag[3]);
+        }
+    }
+}
+
+// O / l into the output rows (zeros and LSE = -inf for rows that saw no key).
+__device__ __forceinline__ void store_rows(const FlashParams& p, i64 row_base, int row_lo, float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2])
+{
+    int lane = threadIdx.x % 32;
+    #pragma unroll
+    for (int half = 0; half < 2; half++)
+    {
+        int i = row_lo + half * 8;
+        float sum = quad_sum(row_sum[half]);
+        if (i >= p.lq) continue;
+        bool empty = sum == 0.f;
+        float inverse = empty ? 0.f : 1.f / sum;
+        u32* out = (u32*)(p.o + (row_base + i) * D);
+        #pragma unroll
+        for (int n = 0; n < D / 8; n++)
+            out[(n * 8 + (lane % 4) * 2) / 2] = pack(o[n][half * 2] * inverse, o[n][half * 2 + 1] * inverse);
+        if (lane % 4 == 0) p.lse[row_base + i] = empty ? neg_inf() : row_max[half] + logf(sum);
+    }
+}
+} // namespace flash
+
+extern "C" __global__ void __launch_bounds__(flash::Threads) flash_forward(const FlashParams p)
+{
+    using namespace flash;
+    extern __shared__ __align__(16) u16 shared[];
+    u16* qs = shared;                   // [Br][Pitch]
+    u16* ks = qs + Br * Pitch;          // [2][Bc][Pitch]
+    u16* vs = ks + 2 * Bc * Pitch;      // [2][Bc][Pitch]
+
+    int bh = blockIdx.x, b = bh / p.heads, h = bh % p.heads, kvh = h / (p.heads / p.kv_heads);
+    int i0 = blockIdx.y * Br, i1 = min(p.lq, i0 + Br);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int row_lo = i0 + warp * 16 + lane / 4;
+    i64 row_base = (i64)bh * p.lq;
+    const u16* k_head = p.k + ((i64)b * p.kv_heads + kvh) * p.lk * D;
+    const u16* v_head = p.v + ((i64)b * p.kv_heads + kvh) * p.lk * D;
+
+    // Keys the band lets some row of this block see: [first, last].
+    i64 first = max((i64)0, (i64)i0 + p.band_lo), last = min((i64)p.lk - 1, (i64)(i1 - 1) + p.band_hi);
+    int t_begin = (int)(first / Bc), t_end = first > last ? t_begin : (int)(last / Bc) + 1;
+    bool masks = p.bias || p.keep || p.kinds;
+
+    float o[D / 8][4];
+    #pragma unroll
+    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float row_max[2] = { neg_inf(), neg_inf() }, row_sum[2] = { 0.f, 0.f };
+
+    stage_rows_async<Br>(qs, p.q + row_base * D, i0, p.lq);
+    int tile = next_tile(p, b, h, i0, i1, t_begin, t_end), buffer = 0;
+    if (tile < t_end)
+    {
+        stage_rows_async<Bc>(ks, k_head, tile * Bc, p.lk);
+        stage_rows_async<Bc>(vs, v_head, tile * Bc, p.lk);
+    }
+    commit_async();
+
+    while (tile < t_end)
+    {
+        int next = next_tile(p, b, h, i0, i1, tile + 1, t_end);
+        if (next < t_end)
+        {
+            stage_rows_async<Bc>(ks + (buffer ^ 1) * Bc * Pitch, k_head, next * Bc, p.lk);
+            stage_rows_async<Bc>(vs + (buffer ^ 1) * Bc * Pitch, v_head, next * Bc, p.lk);
+            commit_async();
+            wait_async<1>();
+        }
+        else
+        {
+            wait_async<0>();
+        }
+        __syncthreads();
+
+        int j0 = tile * Bc;
+        // The band holds every pair of the tile and nothing else masks: no per-pair work.
+        bool plain = !masks && j0 + Bc <= p.lk && i1 - i0 == Br
+            && (i64)j0 - (i1 - 1) >= p.band_lo && (i64)(j0 + Bc - 1) - i0 <= p.band_hi;
+        float s[Bc / 8][4];
+        score_tile(s, qs, ks + buffer * Bc * Pitch);
+        mask_scores(s, p, b, h, row_lo, j0, plain);
+        online_softmax(s, o, row_max, row_sum);
+        accumulate_values(o, s, vs + buffer * Bc * Pitch);
+        __syncthreads(); // the buffer is refilled two tiles on
+
+        tile = next;
+        buffer ^= 1;
+    }
+    wait_async<0>();
+    store_rows(p, row_base, row_lo, o, row_max, row_sum);
+}

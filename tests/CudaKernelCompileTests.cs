@@ -1,0 +1,72 @@
+using AttentionEngine.Bindings.Cuda;
+using AttentionEngine.Kernels.Cuda;
+
+namespace AttentionEngine.Tests;
+
+/// <summary>
+/// Every variant of the CUDA flash kernel (each native D, fp16 and bf16) compiles through NVRTC for sm_80 and sm_90
+/// on machines without a GPU, with the tensor-core, ldmatrix and cp.async instructions in its PTX; and the on-disk
+/// compile cache keys images by source, options and architecture. Skips with the reason where NVRTC is missing.
+/// </summary>
+public class CudaKernelCompileTests
+{
+    public static TheoryData<int, bool, string> Variants()
+    {
+        var data = new TheoryData<int, bool, string>();
+        foreach (var variant in CudaFlashVariant.All)
+        foreach (var architecture in new[] { "sm_80", "sm_90" })
+            data.Add(variant.HeadDim, variant.BFloat16, architecture);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Flash_forward_compiles_for_every_variant(int headDim, bool bfloat16, string architecture)
+    {
+        if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
+        var variant = new CudaFlashVariant(headDim, bfloat16);
+        var output = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(architecture));
+        Assert.Contains($".entry {CudaFlashVariant.EntryPoint}", output.Ptx);
+        Assert.Contains(bfloat16 ? "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" : "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", output.Ptx);
+        Assert.Contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16", output.Ptx);
+        Assert.Contains("cp.async.cg.shared.global", output.Ptx);
+        Assert.DoesNotContain(".local", output.Ptx); // accumulators stay in registers: no spills to local memory
+        Assert.True(output.Cubin is { Length: > 0 });
+    }
+
+    [Fact]
+    public void Variants_cover_every_head_dimension_up_to_256()
+    {
+        for (int d = 1; d <= 256; d++)
+        {
+            var variant = CudaFlashVariant.For(d, bfloat16: false);
+            Assert.True(variant.HeadDim >= d && CudaFlashVariant.NativeHeadDims.Contains(variant.HeadDim));
+            Assert.True(variant.SharedBytes <= 227 * 1024, $"{variant} needs {variant.SharedBytes} bytes of shared memory");
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => CudaFlashVariant.For(257, false));
+    }
+
+    [Fact]
+    public void The_compile_cache_stores_once_and_keys_by_options()
+    {
+        if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
+        var directory = Path.Combine(Path.GetTempPath(), "ae-cache-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var cache = new CudaCompileCache(directory);
+            var variant = new CudaFlashVariant(32, false);
+            var first = cache.Cubin(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions("sm_80"), out bool hit1);
+            var second = cache.Cubin(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions("sm_80"), out bool hit2);
+            Assert.False(hit1);
+            Assert.True(hit2);
+            Assert.Equal(first, second);
+            Assert.NotEqual(CudaCompileCache.Key(CudaKernelSources.FlashForward, variant.CompileOptions("sm_80")),
+                CudaCompileCache.Key(CudaKernelSources.FlashForward, variant.CompileOptions("sm_90")));
+            Assert.Single(Directory.GetFiles(directory));
+        }
+        finally
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+    }
+}
