@@ -9,8 +9,9 @@ namespace AttentionEngine;
 public static class Attention
 {
     // Most preferred first: the automatic choice takes the first that is available and can serve the call. IlGpu is
-    // last: on a machine without a GPU it falls back to ILGPU's CPU simulator, which only Using(Backend.IlGpu) asks for.
-    private static readonly AttentionBackend[] Preference = [CpuBackend.Default, ReferenceBackend.Instance, IlGpuBackend.Default];
+    // late: on a machine without a GPU it falls back to ILGPU's CPU simulator, which only Using(Backend.IlGpu) asks for.
+    // Cuda is last until its kernel has been verified on a GPU (it has only been compile-checked).
+    private static readonly AttentionBackend[] Preference = [CpuBackend.Default, ReferenceBackend.Instance, IlGpuBackend.Default, CudaBackend.Default];
 
     /// <summary>Every backend of this build, available or not.</summary>
     public static IReadOnlyList<AttentionBackend> Backends => Preference;

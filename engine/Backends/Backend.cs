@@ -1,6 +1,6 @@
 namespace AttentionEngine;
 
-/// <summary>The attention implementations. Cuda joins when it lands.</summary>
+/// <summary>The attention implementations.</summary>
 public enum Backend
 {
     /// <summary>The float64 oracle: plain loops, any CPU. Slow on purpose.</summary>
@@ -11,4 +11,7 @@ public enum Backend
 
     /// <summary>C# kernels on an ILGPU accelerator (CUDA, OpenCL or ILGPU's CPU simulator), sharing the CPU's functors.</summary>
     IlGpu,
+
+    /// <summary>Hand-written CUDA C++ on tensor cores (sm_80+), compiled by NVRTC at first use or loaded from the CMake fatbins.</summary>
+    Cuda,
 }

@@ -48,6 +48,9 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
     /// <summary>The accelerator calls run on ("Cuda NVIDIA H100", "CPU CPUAccelerator"), once opened.</summary>
     public string? Accelerator => _session.Value.Session?.ToString();
 
+    /// <summary>True when the accelerator is ILGPU's CPU simulator (correct, but no measure of GPU speed).</summary>
+    public bool IsSimulator => _session.Value.Session?.Kind == IlGpuDeviceKind.Cpu;
+
     public override bool SupportsFunctors => true;
 
     public override string? CannotServe<T>(scoped in AttentionCall<T> call)

@@ -45,6 +45,10 @@ struct FlashParams
     int pad_;
 };
 
+// The host's mirror (engine/Backends/Cuda/FlashParams.cs) is tested against this size and the offsets band_lo 80,
+// batch 144, scale 188 that these field types give.
+static_assert(sizeof(FlashParams) == 200, "FlashParams layout changed: update the host mirror");
+
 namespace flash
 {
 constexpr int D = AE_HEAD_DIM;

@@ -1,0 +1,20 @@
+using System.Runtime.InteropServices;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// The host mirror of kernels/cuda/flash_forward.cu's FlashParams, field for field in the same order (pointers, then
+/// 64-bit, then 32-bit fields, so C's and .NET's sequential layouts agree without packing pragmas).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct FlashParams
+{
+    public ulong Q, K, V, O, Lse, Bias, Keep, Kinds, Slots, Pairs;
+    public long BandLo, BandHi;
+    public long BiasStrideB, BiasStrideH, BiasStrideQ;
+    public long KeepStrideB, KeepStrideH, KeepStrideQ;
+    public int Batch, Heads, KvHeads, Lq, Lk;
+    public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
+    public float Scale;
+    private int _padding;
+}
