@@ -38,17 +38,8 @@ public class CudaBackendTests
     public void Gpu_block_masks_match_the_reference()
     {
         var backend = Gpu();
-        Prop.ForAll(AttentionGen.Arbitrary(), (ProblemSpec drawn) =>
-        {
-            var spec = drawn with { KeepMask = KeepMaskKind.None };
-            using var problem = AttentionProblem<Half>.Create(spec);
-            var flex = FlexMaskCase.Draw(problem.Shape, new Random(spec.DataSeed));
-            using var dense = FlexAttentionProperties.WithKeepMask(problem, flex.Dense(problem.Shape));
-            var baseline = AttentionInvariants.Baseline.Of(dense);
-            var result = problem.Run(flex.Candidate(backend));
-            var output = ToleranceRule.Check<Half>(result.Output, baseline.Oracle.Output, baseline.Naive.Output, baseline.ScoreRounding.Output);
-            Assert.True(output.Passed, $"Cuda {spec} {flex}: output {output}");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(80));
+        Prop.ForAll(AttentionGen.Arbitrary(), (ProblemSpec drawn) => FlexAttentionProperties.CheckDrawnBlockMask<Half>(backend, drawn))
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(80));
     }
 
     [Fact]

@@ -16,18 +16,25 @@ public class FlexAttentionProperties
     {
         var backend = new CpuBackend(isa);
         if (!backend.IsAvailable) Assert.Skip($"{backend.Name}: {backend.UnavailableReason}");
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec drawn) =>
-        {
-            var spec = drawn with { KeepMask = KeepMaskKind.None };
-            using var problem = AttentionProblem<T>.Create(spec);
-            var flex = FlexMaskCase.Draw(problem.Shape, new Random(spec.DataSeed));
-            using var dense = WithKeepMask(problem, flex.Dense(problem.Shape));
-            var baseline = AttentionInvariants.Baseline.Of(dense);
-            var result = problem.Run(flex.Candidate(backend));
-            var output = ToleranceRule.Check<T>(result.Output, baseline.Oracle.Output, baseline.Naive.Output, baseline.ScoreRounding.Output);
-            var lse = ToleranceRule.Check<float>(result.Lse, baseline.Oracle.Lse, baseline.Naive.Lse, baseline.ScoreRounding.Lse);
-            Assert.True(output.Passed && lse.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec} {flex}: output {output}; LSE {lse}");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec drawn) => CheckDrawnBlockMask<T>(backend, drawn))
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+    }
+
+    /// <summary>
+    /// One drawn problem with a drawn block mask (<see cref="FlexMaskCase.Draw"/>) on <paramref name="backend"/>, against
+    /// the Reference given the dense keep-mask the block mask describes: output and LSE under the tolerance rule.
+    /// </summary>
+    internal static void CheckDrawnBlockMask<T>(AttentionBackend backend, ProblemSpec drawn) where T : unmanaged
+    {
+        var spec = drawn with { KeepMask = KeepMaskKind.None };
+        using var problem = AttentionProblem<T>.Create(spec);
+        var flex = FlexMaskCase.Draw(problem.Shape, new Random(spec.DataSeed));
+        using var dense = WithKeepMask(problem, flex.Dense(problem.Shape));
+        var baseline = AttentionInvariants.Baseline.Of(dense);
+        var result = problem.Run(flex.Candidate(backend));
+        var output = ToleranceRule.Check<T>(result.Output, baseline.Oracle.Output, baseline.Naive.Output, baseline.ScoreRounding.Output);
+        var lse = ToleranceRule.Check<float>(result.Lse, baseline.Oracle.Lse, baseline.Naive.Lse, baseline.ScoreRounding.Lse);
+        Assert.True(output.Passed && lse.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec} {flex}: output {output}; LSE {lse}");
     }
 
     /// <summary>The same problem (copied) with an explicit keep-mask.</summary>

@@ -19,18 +19,8 @@ public class IlGpuBackendTests(IlGpuCpuAccelerator accelerator)
     {
         // The draws include DocumentMask (arrays: its partial-block pairs are evaluated on the host) and every
         // value-only built-in (passed to the kernel as a generic struct argument).
-        Prop.ForAll(AttentionGen.Arbitrary(IlGpuBackendProperties.Small), (ProblemSpec drawn) =>
-        {
-            var spec = drawn with { KeepMask = KeepMaskKind.None };
-            using var problem = AttentionProblem<float>.Create(spec);
-            var flex = FlexMaskCase.Draw(problem.Shape, new Random(spec.DataSeed));
-            using var dense = FlexAttentionProperties.WithKeepMask(problem, flex.Dense(problem.Shape));
-            var baseline = AttentionInvariants.Baseline.Of(dense);
-            var result = problem.Run(flex.Candidate(Backend));
-            var output = ToleranceRule.Check<float>(result.Output, baseline.Oracle.Output, baseline.Naive.Output, baseline.ScoreRounding.Output);
-            var lse = ToleranceRule.Check<float>(result.Lse, baseline.Oracle.Lse, baseline.Naive.Lse, baseline.ScoreRounding.Lse);
-            Assert.True(output.Passed && lse.Passed, $"{Backend.Name} {spec} {flex}: output {output}; LSE {lse}");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(25));
+        Prop.ForAll(AttentionGen.Arbitrary(IlGpuBackendProperties.Small), (ProblemSpec drawn) => FlexAttentionProperties.CheckDrawnBlockMask<float>(Backend, drawn))
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(25));
     }
 
     [Fact]
