@@ -22,12 +22,8 @@ public class CudaBackendTests
     private static void Verify<T>(int cases, ProblemLimits? limits = null) where T : unmanaged
     {
         var backend = Gpu();
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) =>
-        {
-            using var problem = AttentionProblem<T>.Create(spec);
-            var verdict = CaseVerifier.VerifyBackend(backend, problem, spec.DataSeed);
-            Assert.True(verdict.Passed, $"Cuda {ElementTypes.ShortName<T>()} {spec}: {string.Join("; ", verdict.Failures)}");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
     }
 
     [Fact] public void Gpu_f16_matches_the_oracle() => Verify<Half>(150);

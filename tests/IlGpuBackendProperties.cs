@@ -19,12 +19,8 @@ public class IlGpuBackendProperties(IlGpuCpuAccelerator accelerator)
     private void Verify<T>(int cases, ProblemLimits limits) where T : unmanaged
     {
         var backend = accelerator.Backend;
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) =>
-        {
-            using var problem = AttentionProblem<T>.Create(spec);
-            var verdict = CaseVerifier.VerifyBackend(backend, problem, spec.DataSeed);
-            Assert.True(verdict.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec}: {string.Join("; ", verdict.Failures)}");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
     }
 
     [Fact] public void Cpu_accelerator_f32() => Verify<float>(25, Small);

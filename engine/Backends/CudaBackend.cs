@@ -86,9 +86,9 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             device.MakeCurrent();
             var function = kernels.Flash(variant);
-            using var q = Upload(PaddedRows<T>(call.Q, dn));
-            using var k = Upload(PaddedRows<T>(call.K, dn));
-            using var v = Upload(PaddedRows<T>(call.V, dn));
+            using var q = Upload(HostPacking.Dense<T, ushort>(call.Q, dn));
+            using var k = Upload(HostPacking.Dense<T, ushort>(call.K, dn));
+            using var v = Upload(HostPacking.Dense<T, ushort>(call.V, dn));
             using var o = DeviceMemory.Allocate(checked((nuint)(rows * dn * 2)));
             using var lse = DeviceMemory.Allocate(checked((nuint)(rows * sizeof(float))));
 
@@ -134,7 +134,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
 
                 var output = new ushort[rows * dn];
                 o.CopyTo(MemoryMarshal.AsBytes(output.AsSpan()));
-                ScatterRows(output, dn, call.Output);
+                HostPacking.Scatter<ushort, T>(output, call.Output, dn);
                 if (call.ReturnLse)
                 {
                     var lseHost = new float[rows];
@@ -147,28 +147,6 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
                 bias?.Dispose(); keep?.Dispose(); kinds?.Dispose(); slots?.Dispose(); pairs?.Dispose();
             }
         }
-    }
-
-    /// <summary>A [B, H, L, d] view as dense rows of <paramref name="width"/> 16-bit elements, zero-padded past d.</summary>
-    private static ushort[] PaddedRows<T>(scoped in Kernels.Tensors.ReadOnlyStrided4<T> view, int width) where T : unmanaged
-    {
-        var dense = HostPacking.Dense<T, ushort>(view);
-        int d = view.Length3;
-        if (d == width) return dense;
-        var padded = new ushort[(long)dense.Length / Math.Max(d, 1) * width];
-        for (long row = 0; row < dense.Length / Math.Max(d, 1); row++)
-            Array.Copy(dense, row * d, padded, row * width, d);
-        return padded;
-    }
-
-    /// <summary>Dense padded output rows into the caller's strided [B, H, Lq, Dv] view.</summary>
-    private static void ScatterRows<T>(ushort[] rows, int width, scoped in Kernels.Tensors.Strided4<T> destination) where T : unmanaged
-    {
-        int dv = destination.Length3;
-        var trimmed = new ushort[(long)rows.Length / width * dv];
-        for (long row = 0; row < rows.Length / width; row++)
-            Array.Copy(rows, row * width, trimmed, row * dv, dv);
-        HostPacking.Scatter<ushort, T>(trimmed, destination);
     }
 
     private static DeviceMemory Upload<TElement>(ReadOnlySpan<TElement> data) where TElement : unmanaged

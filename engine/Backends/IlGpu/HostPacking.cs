@@ -10,32 +10,41 @@ namespace AttentionEngine;
 /// </summary>
 internal static class HostPacking
 {
-    /// <summary>The view's elements in logical order, reinterpreted as <typeparamref name="TStorage"/>.</summary>
-    public static TStorage[] Dense<T, TStorage>(scoped in ReadOnlyStrided4<T> view) where T : unmanaged where TStorage : unmanaged
+    /// <summary>
+    /// The view's elements in logical order, reinterpreted as <typeparamref name="TStorage"/>, each innermost row
+    /// placed in <paramref name="rowWidth"/> slots (default: its length) with zeros after it: the CUDA kernel's padded D.
+    /// </summary>
+    public static TStorage[] Dense<T, TStorage>(scoped in ReadOnlyStrided4<T> view, int rowWidth = 0) where T : unmanaged where TStorage : unmanaged
     {
-        var dense = new TStorage[(long)view.Length0 * view.Length1 * view.Length2 * view.Length3];
-        long n = 0;
+        int width = rowWidth == 0 ? view.Length3 : rowWidth;
+        var dense = new TStorage[(long)view.Length0 * view.Length1 * view.Length2 * width];
+        long row = 0;
         for (int a = 0; a < view.Length0; a++)
         for (int b = 0; b < view.Length1; b++)
-        for (int c = 0; c < view.Length2; c++)
+        for (int c = 0; c < view.Length2; c++, row++)
         for (int d = 0; d < view.Length3; d++)
         {
             T value = view[a, b, c, d];
-            dense[n++] = Unsafe.As<T, TStorage>(ref value);
+            dense[row * width + d] = Unsafe.As<T, TStorage>(ref value);
         }
         return dense;
     }
 
-    /// <summary>Writes dense logical-order elements into a strided destination.</summary>
-    public static void Scatter<TStorage, T>(ReadOnlySpan<TStorage> dense, scoped in Strided4<T> destination) where T : unmanaged where TStorage : unmanaged
+    /// <summary>
+    /// Writes dense logical-order elements into a strided destination; source rows are <paramref name="rowWidth"/>
+    /// apart (default: the destination's innermost length), and what lies past the destination's length is dropped.
+    /// </summary>
+    public static void Scatter<TStorage, T>(ReadOnlySpan<TStorage> dense, scoped in Strided4<T> destination, int rowWidth = 0)
+        where T : unmanaged where TStorage : unmanaged
     {
-        long n = 0;
+        int width = rowWidth == 0 ? destination.Length3 : rowWidth;
+        long row = 0;
         for (int a = 0; a < destination.Length0; a++)
         for (int b = 0; b < destination.Length1; b++)
-        for (int c = 0; c < destination.Length2; c++)
+        for (int c = 0; c < destination.Length2; c++, row++)
         for (int d = 0; d < destination.Length3; d++)
         {
-            TStorage value = dense[(int)n++];
+            TStorage value = dense[checked((int)(row * width + d))];
             destination[a, b, c, d] = Unsafe.As<TStorage, T>(ref value);
         }
     }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using AttentionEngine.Kernels.IlGpu;
 using ILGPU;
 using ILGPU.Runtime;
@@ -55,16 +56,15 @@ internal static class IlGpuLauncher<T, TStorage, TCodec>
             using var keep = accelerator.Allocate1D(keepDense);
             p.Keep = keep.View;
 
-            byte[] kindsDense = [0];
+            using var kinds = accelerator.Allocate1D<byte>(Math.Max(1, blockMask?.Kinds.Length ?? 0));
             if (blockMask is not null)
             {
-                kindsDense = Unsafe.As<byte[]>(blockMask.Kinds); // BlockKind is a byte enum: same bits
+                kinds.View.AsContiguous().SubView(0, blockMask.Kinds.Length).CopyFromCPU(MemoryMarshal.AsBytes(blockMask.Kinds.AsSpan()));
                 p.HasBlocks = 1;
                 p.BlockBatch = blockMask.Batch; p.BlockHeads = blockMask.Heads;
                 p.QueryBlocks = blockMask.QueryBlocks; p.KeyBlocks = blockMask.KeyBlocks;
                 p.QueryBlock = blockMask.QueryBlock; p.KeyBlock = blockMask.KeyBlock;
             }
-            using var kinds = accelerator.Allocate1D(kindsDense);
             p.Kinds = kinds.View;
 
             MemoryBuffer1D<float, Stride1D.Dense>? weights = null;
