@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using AttentionEngine.Bindings.Cuda;
+using AttentionEngine.Kernels.Cuda;
 using AttentionEngine.Testing;
 using FsCheck;
 using FsCheck.Fluent;
@@ -6,48 +8,112 @@ using FsCheck.Fluent;
 namespace AttentionEngine.Tests;
 
 /// <summary>
-/// The CUDA backend: on a machine with an sm_80+ GPU, every option against the oracle under the tolerance rule over
-/// generated problems (fp16 and bf16, every native and padded D); everywhere, its unavailability is a reason, not a
-/// crash, and the host's parameter block matches the kernel's layout (which the kernel asserts at compile time).
+/// The CUDA backend against the oracle under the tolerance rule over generated problems (fp16 and bf16, every native
+/// and padded D, every mask kind, decode shapes, block masks). On a machine with an sm_80+ GPU they run there; without
+/// a driver they run on the CUDA emulator (tests/CudaEmulator: the same kernel source, each warp operation executed
+/// as the PTX ISA defines it) with smaller problems; where neither exists they skip with the reason. Everywhere: the
+/// host's parameter block matches the kernel's layout (which the kernel asserts at compile time).
 /// </summary>
+[Collection(nameof(CudaTests))]
 public class CudaBackendTests
 {
-    private static CudaBackend Gpu()
+    // The emulator runs every CUDA thread as a fiber: problems a GPU does in microseconds take it tens of milliseconds.
+    private static readonly ProblemLimits Emulated = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 200, MaxCost = 3e6 };
+
+    internal static CudaBackend Gpu()
     {
         var backend = CudaBackend.Default;
         if (!backend.IsAvailable) Assert.Skip($"Cuda: {backend.UnavailableReason}");
         return backend;
     }
 
-    private static void Verify<T>(int cases, ProblemLimits? limits = null) where T : unmanaged
+    private static void Verify<T>(int gpuCases, int emulatedCases, ProblemLimits? limits = null) where T : unmanaged
     {
         var backend = Gpu();
+        if (CudaEmulation.Active) limits = (limits ?? ProblemLimits.Default) with { MaxBatch = Emulated.MaxBatch, MaxQueryHeads = Emulated.MaxQueryHeads, MaxCost = Emulated.MaxCost };
+        if (CudaEmulation.Active && limits!.MaxQueryLength is null) limits = limits with { MaxLength = Emulated.MaxLength };
         Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
-            .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 
-    [Fact] public void Gpu_f16_matches_the_oracle() => Verify<Half>(150);
-    [Fact] public void Gpu_bf16_matches_the_oracle() => Verify<BFloat16>(150);
-    [Fact] public void Gpu_decode_shapes_match_the_oracle() => Verify<Half>(60, ProblemLimits.Decode);
+    [Fact] public void F16_matches_the_oracle() => Verify<Half>(150, 40);
+    [Fact] public void Bf16_matches_the_oracle() => Verify<BFloat16>(150, 40);
+    [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 15, ProblemLimits.Decode);
 
     [Fact]
-    public void Gpu_block_masks_match_the_reference()
+    public void Block_masks_match_the_reference()
     {
         var backend = Gpu();
-        Prop.ForAll(AttentionGen.Arbitrary(), (ProblemSpec drawn) => FlexAttentionProperties.CheckDrawnBlockMask<Half>(backend, drawn))
-            .Check(Config.QuickThrowOnFailure.WithMaxTest(80));
+        var limits = CudaEmulation.Active ? Emulated : null;
+        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec drawn) => FlexAttentionProperties.CheckDrawnBlockMask<Half>(backend, drawn))
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? 25 : 80));
     }
 
     [Fact]
-    public void Without_a_gpu_the_backend_is_unavailable_with_a_reason_and_calls_fail_cleanly()
+    public void Every_head_dimension_runs_its_variant()
+    {
+        var backend = Gpu();
+        foreach (int d in new[] { 1, 32, 48, 64, 80, 96, 100, 128, 160, 256 })
+        foreach (bool bf16 in new[] { false, true })
+        {
+            var spec = new ProblemSpec { Batch = 1, QueryHeads = 2, KvHeads = 1, QueryLength = 70, KeyLength = 90, HeadDim = d, ValueDim = d, DataSeed = d };
+            if (bf16) CpuBackendProperties.CheckDrawnProblem<BFloat16>(backend, spec);
+            else CpuBackendProperties.CheckDrawnProblem<Half>(backend, spec);
+        }
+    }
+
+    [Fact]
+    public void Infinities_and_nans_in_keys_no_row_sees_never_reach_the_output()
+    {
+        // Tensor cores compute 0 * inf = NaN: the kernel zeroes the value rows of keys no row of a warp sees.
+        var backend = Gpu();
+        var specs = AttentionGen.Sample(8, seed: 31, CudaEmulation.Active ? Emulated : null)
+            .Select((s, n) => s with { KeepMask = n % 2 == 0 ? KeepMaskKind.Random : KeepMaskKind.KeyPadding, Bias = BiasKind.None });
+        int poisoned = 0;
+        foreach (var spec in specs)
+        {
+            using var problem = AttentionProblem<Half>.Create(spec);
+            var shape = problem.Shape;
+            var visible = problem.Visibility();
+            var before = problem.Run(backend);
+            for (int b = 0; b < shape.Batch; b++)
+            for (int kvHead = 0; kvHead < shape.KvHeads; kvHead++)
+            for (int j = 0; j < shape.KeyLength; j++)
+            {
+                bool seen = false;
+                int group = shape.QueryHeads / shape.KvHeads;
+                for (int h = kvHead * group; h < (kvHead + 1) * group && !seen; h++)
+                for (int i = 0; i < shape.QueryLength && !seen; i++)
+                    seen = visible[(((long)b * shape.QueryHeads + h) * shape.QueryLength + i) * shape.KeyLength + j];
+                if (seen) continue;
+                poisoned++;
+                for (int c = 0; c < shape.HeadDim; c++) problem.K[b, kvHead, j, c] = (Half)float.NaN;
+                for (int c = 0; c < shape.ValueDim; c++) problem.V[b, kvHead, j, c] = (Half)(c % 3 == 0 ? float.PositiveInfinity : c % 3 == 1 ? float.NegativeInfinity : float.NaN);
+            }
+            var after = problem.Run(backend);
+            Assert.Equal(before.Output, after.Output);
+            Assert.Equal(before.Lse, after.Lse);
+            Assert.DoesNotContain(after.Output, x => double.IsNaN(x));
+        }
+        Assert.True(poisoned > 0, "no drawn problem hid a key from every row: the test says nothing");
+    }
+
+    [Fact]
+    public void Without_a_gpu_or_the_emulator_the_backend_is_unavailable_with_a_reason_and_calls_fail_cleanly()
     {
         var backend = CudaBackend.Default;
-        if (backend.IsAvailable) Assert.Skip("this machine has a usable GPU");
+        if (backend.IsAvailable) Assert.Skip($"CUDA is usable here ({(CudaEmulation.Active ? "the emulator" : "a GPU")})");
         Assert.False(string.IsNullOrWhiteSpace(backend.UnavailableReason));
         using var problem = AttentionProblem<Half>.Create(AttentionGen.Sample(1, seed: 3).First());
         var error = Assert.Throws<InvalidOperationException>(() => problem.Run(backend));
         Assert.Contains("not available", error.Message);
-        // The automatic choice never lands on it.
+        Assert.NotEqual(Backend.Cuda, Attention.Backends.First(b => b.IsAvailable).Kind);
+    }
+
+    [Fact]
+    public void The_automatic_choice_never_lands_on_cuda_while_it_is_unverified_on_a_gpu()
+    {
+        Assert.Equal(Backend.Cuda, Attention.Backends[^1].Kind);
         Assert.NotEqual(Backend.Cuda, Attention.Backends.First(b => b.IsAvailable).Kind);
     }
 
@@ -60,3 +126,6 @@ public class CudaBackendTests
         Assert.Equal(188, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Scale)));
     }
 }
+
+[CollectionDefinition(nameof(CudaTests), DisableParallelization = true)]
+public sealed class CudaTests;

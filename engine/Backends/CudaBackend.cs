@@ -29,6 +29,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     private static (CudaDevice?, CudaKernels?, string?) Open()
     {
         if (CudaDriver.UnavailableReason is { } reason) return (null, null, reason);
+        if (CudaKernels.ImageUnavailableReason is { } noImage) return (null, null, noImage);
         try
         {
             var device = CudaDevice.Open(0);

@@ -32,7 +32,11 @@ public readonly record struct CudaFlashVariant(int HeadDim, bool BFloat16)
     /// <summary>Dynamic shared memory per block: the Q tile and two K and V buffers, rows padded by 8 elements.</summary>
     public int SharedBytes => (RowsPerBlock + 4 * KeysPerTile) * (HeadDim + 8) * 2;
 
-    public const string EntryPoint = "flash_forward";
+    /// <summary>The kernel's name in the compiled image: one per variant (flash_forward_d128_bf16), so profiles tell them apart.</summary>
+    public string EntryPoint => $"flash_forward_d{HeadDim}_{(BFloat16 ? "bf16" : "f16")}";
+
+    /// <summary>The CMake-built fatbin holding this variant.</summary>
+    public string FatbinFile => $"{EntryPoint}.fatbin";
 
     /// <summary>NVRTC/nvcc options for <paramref name="architecture"/> ("sm_80", "sm_90a", …).</summary>
     public IReadOnlyList<string> CompileOptions(string architecture) =>

@@ -4,8 +4,10 @@
 // into the fatbin (CMakeLists.txt). One compile per head dimension and element type:
 //   -DAE_HEAD_DIM=32|64|96|128|256   (other D are padded with zeros on the host to the next of these)
 //   -DAE_BF16=0|1
-// Entry point: flash_forward(FlashParams). Grid (batch * heads, ceil(Lq / 64)), 128 threads, dynamic shared memory
-// (64 + 4 * Bc) * (D + 8) * 2 bytes, Bc = 64 for D <= 128 else 32 (above 48 KiB the host raises the function's limit).
+// Entry point: flash_forward_d<D>_<f16|bf16>(FlashParams), named per variant so profiles and the CPU emulator
+// (tests/CudaEmulator, which compiles this file as C++ with -DAE_EMULATE) can tell variants apart.
+// Grid (batch * heads, ceil(Lq / 64)), 128 threads, dynamic shared memory (64 + 4 * Bc) * (D + 8) * 2 bytes,
+// Bc = 64 for D <= 128 else 32 (above 48 KiB the host raises the function's limit).
 //
 // Layout the host prepares: Q [B, H, Lq, D], K [B, Hkv, Lk, D], V [B, Hkv, Lk, D], O [B, H, Lq, D], dense and
 // zero-padded to D (so every row is 16-byte aligned for cp.async and ldmatrix). Masks stay as the caller gave them:
@@ -21,6 +23,20 @@
 #endif
 #ifndef AE_BF16
 #define AE_BF16 0
+#endif
+
+#if AE_BF16
+#define AE_ELEMENT_SUFFIX _bf16
+#else
+#define AE_ELEMENT_SUFFIX _f16
+#endif
+#define AE_ENTRY_NAME_(d, suffix) flash_forward_d##d##suffix
+#define AE_ENTRY_NAME(d, suffix) AE_ENTRY_NAME_(d, suffix)
+#define AE_ENTRY AE_ENTRY_NAME(AE_HEAD_DIM, AE_ELEMENT_SUFFIX)
+
+#ifdef AE_EMULATE
+// The CPU emulator supplies CUDA's built-ins and the PTX operations below with their documented lane semantics.
+#include "emulated_device.h"
 #endif
 
 typedef unsigned int u32;
@@ -63,6 +79,9 @@ static_assert(D % 32 == 0, "head dimension must be a multiple of 32");
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 
+#ifdef AE_EMULATE
+using namespace ae_emu::ptx;
+#else
 __device__ __forceinline__ u32 shared_address(const void* p) { return (u32)__cvta_generic_to_shared(p); }
 
 // 16 bytes global -> shared without a register round trip; src_bytes = 0 writes zeros (rows past the end).
@@ -108,6 +127,7 @@ __device__ __forceinline__ u32 pack(float lo, float hi)
 #endif
     return r;
 }
+#endif
 
 // Rows [row0, row0 + Rows) of a dense [*, D] matrix into shared memory (pitch Pitch), zeros past `rows`.
 template <int Rows>
@@ -168,10 +188,13 @@ __device__ __forceinline__ bool visible(const FlashParams& p, int b, int h, int 
 }
 
 // Scaled scores of one warp's 16 x Bc tile, masked to -inf; `plain` skips the per-pair rules for tiles the band
-// covers entirely when the call has no other mask.
-__device__ __forceinline__ void mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0, bool plain)
+// covers entirely when the call has no other mask. Returns the keys some row of the warp sees, two bits per 8-key
+// block n (bit 2n: key n*8 + 2t, bit 2n + 1: key n*8 + 2t + 1, t = lane % 4): accumulate_values zeroes the value rows
+// of the others, because a tensor core computes 0 * inf = NaN and a hidden key's value may hold anything.
+__device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0, bool plain)
 {
     int lane = threadIdx.x % 32;
+    u32 seen = 0;
     #pragma unroll
     for (int n = 0; n < Bc / 8; n++)
         #pragma unroll
@@ -185,7 +208,19 @@ __device__ __forceinline__ void mask_scores(float (&s)[Bc / 8][4], const FlashPa
                 else if (p.bias) x += p.bias[b * p.bias_sb + h * p.bias_sh + i * p.bias_sq + j];
             }
             s[n][e] = x;
+            if (x != neg_inf()) seen |= 1u << (n * 2 + e % 2);
         }
+    if (plain) return 0xffffffffu;
+    // Lanes 4g + t (g = 0..7) hold the same keys for the warp's 16 rows.
+    seen |= __shfl_xor_sync(0xffffffffu, seen, 4);
+    seen |= __shfl_xor_sync(0xffffffffu, seen, 8);
+    return seen | __shfl_xor_sync(0xffffffffu, seen, 16);
+}
+
+// The halves of a B-fragment register (keys 2t and 2t + 1 of 8-key block n) that belong to keys the warp sees.
+__device__ __forceinline__ u32 seen_halves(u32 seen, int n)
+{
+    return ((seen >> (2 * n)) & 1u ? 0x0000ffffu : 0u) | ((seen >> (2 * n + 1)) & 1u ? 0xffff0000u : 0u);
 }
 
 // Maximum over the four lanes that share a row (lanes 4g .. 4g + 3).
@@ -251,8 +286,9 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const u16* qs,
     }
 }
 
-// O += P V: P from the score accumulators (C fragment layout = A fragment layout by pairs of 8-key blocks).
-__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const u16* vs)
+// O += P V: P from the score accumulators (C fragment layout = A fragment layout by pairs of 8-key blocks). Value
+// rows of keys no row of the warp sees are zeroed in the fragments (see mask_scores).
+__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const u16* vs, u32 seen)
 {
     int lane = threadIdx.x % 32;
     #pragma unroll
@@ -260,11 +296,14 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
     {
         u32 a[4] = { pack(s[2 * kk][0], s[2 * kk][1]), pack(s[2 * kk][2], s[2 * kk][3]),
                      pack(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack(s[2 * kk + 1][2], s[2 * kk + 1][3]) };
+        u32 keys_lo = seen_halves(seen, 2 * kk), keys_hi = seen_halves(seen, 2 * kk + 1);
         #pragma unroll
         for (int n = 0; n < D / 16; n++)
         {
             u32 bfrag[4]; // keys kk*16 + 0..15, value columns n*16 + 0..7 then 8..15
             load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * Pitch + n * 16 + lane / 16 * 8);
+            bfrag[0] &= keys_lo; bfrag[2] &= keys_lo; // keys kk*16 + 2t, +1
+            bfrag[1] &= keys_hi; bfrag[3] &= keys_hi; // keys kk*16 + 8 + 2t, +1
             mma(o[2 * n], a, bfrag[0], bfrag[1]);
             mma(o[2 * n + 1], a, bfrag[2], bfrag[3]);
         }
@@ -292,10 +331,14 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, i64 row_base, i
 }
 } // namespace flash
 
-extern "C" __global__ void __launch_bounds__(flash::Threads) flash_forward(const FlashParams p)
+extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const FlashParams p)
 {
     using namespace flash;
+#ifdef AE_EMULATE
+    u16* shared = (u16*)ae_emu::dynamic_shared();
+#else
     extern __shared__ __align__(16) u16 shared[];
+#endif
     u16* qs = shared;                   // [Br][Pitch]
     u16* ks = qs + Br * Pitch;          // [2][Bc][Pitch]
     u16* vs = ks + 2 * Bc * Pitch;      // [2][Bc][Pitch]
@@ -349,9 +392,9 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) flash_forward(const
             && (i64)j0 - (i1 - 1) >= p.band_lo && (i64)(j0 + Bc - 1) - i0 <= p.band_hi;
         float s[Bc / 8][4];
         score_tile(s, qs, ks + buffer * Bc * Pitch);
-        mask_scores(s, p, b, h, row_lo, j0, plain);
+        u32 seen = mask_scores(s, p, b, h, row_lo, j0, plain);
         online_softmax(s, o, row_max, row_sum);
-        accumulate_values(o, s, vs + buffer * Bc * Pitch);
+        accumulate_values(o, s, vs + buffer * Bc * Pitch, seen);
         __syncthreads(); // the buffer is refilled two tiles on
 
         tile = next;
@@ -360,3 +403,7 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) flash_forward(const
     wait_async<0>();
     store_rows(p, row_base, row_lo, o, row_max, row_sum);
 }
+
+#ifdef AE_EMULATE
+AE_EMULATED_KERNEL(AE_ENTRY, FlashParams, flash::Threads)
+#endif

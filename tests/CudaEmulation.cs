@@ -1,0 +1,60 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using AttentionEngine.Bindings.Cuda;
+
+namespace AttentionEngine.Tests;
+
+/// <summary>
+/// Where no CUDA driver is installed, points the CUDA bindings at the emulator this project builds
+/// (tests/CudaEmulator: our kernels compiled for the CPU, with every warp operation executed lane by lane as the PTX
+/// ISA defines it, behind a stand-in for libcuda.so.1). The CUDA backend's tests then run everywhere: on a GPU machine
+/// against the GPU, elsewhere against the emulator. Runs once, when the test assembly loads, before any CUDA call.
+/// An ATTENTION_ENGINE_CUDA_DRIVER set by the caller is left alone.
+/// </summary>
+public static unsafe class CudaEmulation
+{
+    private static nint _library;
+
+    /// <summary>True when this process's CUDA calls go to the emulator.</summary>
+    public static bool Active { get; private set; }
+
+    /// <summary>The emulator's library file (whether or not it was built).</summary>
+    public static string LibraryPath => Path.Combine(AppContext.BaseDirectory, "cuda-emulator", "libcuda-emulator.so");
+
+#pragma warning disable CA2255 // a test executable's own start-up hook: it must run before any test touches CUDA
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void UseTheEmulatorWhereThereIsNoDriver()
+    {
+        if (Environment.GetEnvironmentVariable(NativeLibraries.DriverVariable) is { Length: > 0 } chosen)
+        {
+            Active = Path.GetFullPath(chosen) == Path.GetFullPath(LibraryPath);
+        }
+        else
+        {
+            if (NativeLibrary.TryLoad("libcuda.so.1", out nint driver))
+            {
+                NativeLibrary.Free(driver);
+                return;
+            }
+            if (!File.Exists(LibraryPath)) return;
+            Environment.SetEnvironmentVariable(NativeLibraries.DriverVariable, LibraryPath);
+            Active = true;
+        }
+        if (Active) _library = NativeLibrary.Load(LibraryPath);
+    }
+
+    /// <summary>Device allocations the emulator holds now (leak checks).</summary>
+    public static long LiveAllocations => Call<long>("ae_emu_live_allocations");
+
+    /// <summary>Kernel launches so far.</summary>
+    public static long Launches => Call<long>("ae_emu_launches");
+
+    /// <summary>What the last launch did wrong in the emulator's eyes (an address outside every allocation, ...), or "".</summary>
+    public static string LastLaunchError =>
+        Marshal.PtrToStringUTF8(((delegate* unmanaged<nint>)NativeLibrary.GetExport(Library, "ae_emu_last_launch_error"))()) ?? "";
+
+    private static T Call<T>(string name) where T : unmanaged => ((delegate* unmanaged<T>)NativeLibrary.GetExport(Library, name))();
+
+    private static nint Library => Active ? _library : throw new InvalidOperationException("The CUDA emulator is not in use in this process.");
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the CUDA emulator, <out>/libcuda-emulator.so: a stand-in for libcuda.so.1 that runs our CUDA kernels on the
+# CPU (fake_driver.cpp, cta_runtime.cpp), with every kernel variant compiled from kernels/cuda as C++ (-DAE_EMULATE).
+# The test project runs this before it builds; the CUDA backend's tests use the library where no GPU is present.
+# Without g++ or off x86-64 it builds nothing and says so; those tests then skip with the reason.
+set -uo pipefail
+out=${1:?usage: build.sh <output directory>}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+if ! command -v g++ >/dev/null 2>&1; then
+  echo "cuda emulator: g++ is not installed; the emulated CUDA tests will skip"
+  exit 0
+fi
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "cuda emulator: its fibers switch with x86-64 assembly; not built on $(uname -m)"
+  exit 0
+fi
+
+objects="$out/obj"
+mkdir -p "$objects"
+flags=(-std=c++17 -O2 -fPIC -fvisibility=hidden -I"$here" -Wall -Wno-unknown-pragmas -Werror)
+jobs=()
+compile() { g++ "${flags[@]}" "$@" & jobs+=($!); }
+
+compile -c "$here/cta_runtime.cpp" -o "$objects/cta_runtime.o"
+compile -c "$here/fake_driver.cpp" -o "$objects/fake_driver.o"
+kernels=()
+for head_dim in 32 64 96 128 256; do
+  for element in f16 bf16; do
+    bf16=0; [ "$element" = bf16 ] && bf16=1
+    object="$objects/flash_forward_d${head_dim}_${element}.o"
+    compile -x c++ -DAE_EMULATE -DAE_HEAD_DIM="$head_dim" -DAE_BF16="$bf16" -Dflash="flash_d${head_dim}_${element}" \
+      -c "$root/kernels/cuda/flash_forward.cu" -o "$object"
+    kernels+=("$object")
+  done
+done
+
+failed=0
+for job in "${jobs[@]}"; do wait "$job" || failed=1; done
+if [ "$failed" -ne 0 ]; then
+  echo "cuda emulator: compilation failed" >&2
+  exit 1
+fi
+g++ -shared -pthread -o "$out/libcuda-emulator.so" "$objects/cta_runtime.o" "$objects/fake_driver.o" "${kernels[@]}" || exit 1
+echo "cuda emulator: built $out/libcuda-emulator.so"

@@ -1,0 +1,494 @@
+// Runs CUDA thread blocks on the CPU: every thread of a block is a fiber with its own stack, switched by a few lines
+// of x86-64 assembly; blocks of a grid are spread over the cores. A fiber runs until it reaches a barrier
+// (__syncthreads, or the warp barrier inside every warp operation) and yields; the scheduler resumes the fibers in
+// turn and reports a block in which no fiber can pass its barrier (divergent warp operations, a __syncthreads some
+// threads skip) instead of hanging. Shared memory starts as 0xFF bytes (NaN in fp16, bf16 and fp32), so a kernel that
+// reads what it never wrote gets NaN here, and a guard after the block's shared memory catches overruns.
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "emulator_internal.h"
+
+extern "C" void ae_switch_context(void** save_stack, void* load_stack);
+
+// Saves the callee-saved registers, MXCSR and the x87 control word on the current stack, stores the stack pointer in
+// *save_stack (rdi), switches to load_stack (rsi) and restores the same set from it.
+asm(R"(
+    .pushsection .text
+    .globl ae_switch_context
+    .hidden ae_switch_context
+    .type ae_switch_context, @function
+ae_switch_context:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size ae_switch_context, .-ae_switch_context
+    .popsection
+)");
+
+namespace ae_emu
+{
+namespace
+{
+constexpr size_t StackBytes = 256 * 1024;
+constexpr size_t GuardBytes = 4096;
+constexpr unsigned char GuardByte = 0xA5;
+
+struct PendingCopy { unsigned char* shared; const unsigned char* global; int bytes, source_bytes; };
+
+struct Fiber
+{
+    void* stack_pointer = nullptr;
+    bool done = false;
+    std::vector<PendingCopy> open;                      // cp.async issued since the last commit
+    std::deque<std::vector<PendingCopy>> committed;     // committed groups, oldest first
+};
+
+struct Slot { uint64_t words[6]; const char* operation; };
+
+struct Warp { int arrived = 0; unsigned generation = 0; Slot slots[32]; };
+
+struct Block
+{
+    const Kernel* kernel;
+    const void* parameters;
+    Dim3 index;
+    int threads;
+    std::vector<Fiber> fibers;
+    std::vector<Warp> warps;
+    unsigned char* shared;
+    size_t shared_bytes;
+    int arrived = 0;
+    unsigned generation = 0;
+    uint64_t events = 0;
+    int current = 0;
+    void* scheduler_stack = nullptr;
+    std::string error;
+};
+
+// One per OS thread running blocks: fiber stacks and shared memory are reused from block to block.
+struct Worker
+{
+    std::vector<std::unique_ptr<char[]>> stacks;
+    std::vector<unsigned char> shared;
+};
+
+thread_local Block* current_block = nullptr;
+
+std::vector<Kernel>& registry()
+{
+    static std::vector<Kernel> kernels;
+    return kernels;
+}
+
+void fail(Block& block, const std::string& message)
+{
+    if (block.error.empty()) block.error = message;
+}
+
+void yield(Block& block) { ae_switch_context(&block.fibers[block.current].stack_pointer, block.scheduler_stack); }
+
+void fiber_main()
+{
+    Block& block = *current_block;
+    block.kernel->entry(block.parameters);
+    Fiber& fiber = block.fibers[block.current];
+    fiber.done = true;
+    block.events++;
+    ae_switch_context(&fiber.stack_pointer, block.scheduler_stack);
+    abort(); // a finished fiber is never resumed
+}
+
+void start_fiber(Fiber& fiber, char* stack)
+{
+    auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack + StackBytes) & ~uintptr_t(15));
+    *--top = 0;                                                   // fiber_main's return address: never used
+    *--top = reinterpret_cast<uint64_t>(&fiber_main);             // where the first switch "returns" to
+    for (int i = 0; i < 6; i++) *--top = 0;                       // rbp, rbx, r12 .. r15
+    *--top = 0x1F80ull | (0x037Full << 32);                       // default MXCSR and x87 control word
+    fiber.stack_pointer = top;
+}
+
+void wait_at(Block& block, int& arrived, unsigned& generation, int count)
+{
+    unsigned mine = generation;
+    block.events++;
+    if (++arrived == count)
+    {
+        arrived = 0;
+        generation++;
+        return;
+    }
+    while (generation == mine) yield(block);
+}
+
+Block& here() { return *current_block; }
+int lane() { return here().current % 32; }
+Warp& warp() { return here().warps[here().current / 32]; }
+
+// Every lane publishes its operands in its slot and waits for the others; the caller then reads any lane's slot and
+// calls leave() before the slots may be reused.
+Slot& enter(const char* operation)
+{
+    Slot& slot = warp().slots[lane()];
+    slot.operation = operation;
+    return slot;
+}
+
+void meet(const char* operation)
+{
+    Block& block = here();
+    Warp& w = warp();
+    wait_at(block, w.arrived, w.generation, 32);
+    for (int l = 0; l < 32; l++)
+        if (w.slots[l].operation != operation)
+        {
+            fail(block, std::string("lanes of warp ") + std::to_string(block.current / 32) + " reached different warp operations: "
+                + operation + " and " + w.slots[l].operation);
+            break;
+        }
+}
+
+void leave()
+{
+    Block& block = here();
+    Warp& w = warp();
+    wait_at(block, w.arrived, w.generation, 32);
+}
+
+float half_to_float(uint16_t h)
+{
+    uint32_t sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
+    if (exponent == 0x1F) return as_float(sign | 0x7F800000u | mantissa << 13);
+    if (exponent == 0) return (sign ? -1.f : 1.f) * ldexpf((float)mantissa, -24);
+    return as_float(sign | (exponent + 112) << 23 | mantissa << 13);
+}
+
+float bfloat16_to_float(uint16_t h) { return as_float((uint32_t)h << 16); }
+
+float element(uint32_t reg, int high, bool bfloat16)
+{
+    uint16_t bits = high ? (uint16_t)(reg >> 16) : (uint16_t)(reg & 0xFFFF);
+    return bfloat16 ? bfloat16_to_float(bits) : half_to_float(bits);
+}
+
+bool in_shared(const Block& block, const void* address, size_t bytes)
+{
+    auto p = static_cast<const unsigned char*>(address);
+    return p >= block.shared && p + bytes <= block.shared + block.shared_bytes;
+}
+
+std::string describe(const void* p)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%p", p);
+    return text;
+}
+
+std::string run_block(Worker& worker, const Kernel& kernel, Dim3 index, int threads, size_t shared_bytes, const void* parameters)
+{
+    Block block;
+    block.kernel = &kernel;
+    block.parameters = parameters;
+    block.index = index;
+    block.threads = threads;
+    block.fibers.resize(threads);
+    block.warps.resize(threads / 32);
+    worker.shared.assign(shared_bytes + GuardBytes, 0xFF);
+    memset(worker.shared.data() + shared_bytes, GuardByte, GuardBytes);
+    block.shared = worker.shared.data();
+    block.shared_bytes = shared_bytes;
+    while ((int)worker.stacks.size() < threads) worker.stacks.emplace_back(new char[StackBytes]);
+    for (int t = 0; t < threads; t++) start_fiber(block.fibers[t], worker.stacks[t].get());
+
+    current_block = &block;
+    for (;;)
+    {
+        uint64_t before = block.events;
+        int alive = 0;
+        for (int t = 0; t < threads; t++)
+        {
+            if (block.fibers[t].done) continue;
+            alive++;
+            block.current = t;
+            ae_switch_context(&block.scheduler_stack, block.fibers[t].stack_pointer);
+        }
+        if (alive == 0) break;
+        if (block.events == before)
+        {
+            fail(block, "no thread can pass its barrier (a __syncthreads or warp operation that not every thread reaches)");
+            break;
+        }
+    }
+    current_block = nullptr;
+    for (size_t i = 0; i < GuardBytes; i++)
+        if (worker.shared[shared_bytes + i] != GuardByte)
+        {
+            fail(block, "write past the end of dynamic shared memory (" + std::to_string(shared_bytes) + " bytes) at byte "
+                + std::to_string(shared_bytes + i));
+            break;
+        }
+    if (block.error.empty()) return "";
+    return "block (" + std::to_string(index.x) + ", " + std::to_string(index.y) + ", " + std::to_string(index.z) + "): " + block.error;
+}
+} // namespace
+
+Registrar::Registrar(const char* name, KernelEntry entry, int threads, int parameter_bytes)
+{
+    registry().push_back(Kernel{ name, entry, threads, parameter_bytes });
+}
+
+const Kernel* find_kernel(const char* name)
+{
+    for (auto& kernel : registry())
+        if (strcmp(kernel.name, name) == 0) return &kernel;
+    return nullptr;
+}
+
+std::string run_grid(const Kernel& kernel, Dim3 grid, Dim3 block, size_t shared_bytes, const void* parameters)
+{
+    long total = (long)grid.x * grid.y * grid.z;
+    unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    if (const char* configured = getenv("AE_EMULATOR_THREADS")) cores = std::max(1, atoi(configured));
+    long workers = std::min<long>(cores, total);
+    std::atomic<long> next{ 0 };
+    std::mutex gate;
+    std::string first_error;
+    auto work = [&]
+    {
+        Worker worker;
+        for (long i; (i = next.fetch_add(1)) < total;)
+        {
+            Dim3 index{ (unsigned)(i % grid.x), (unsigned)(i / grid.x % grid.y), (unsigned)(i / ((long)grid.x * grid.y)) };
+            std::string error = run_block(worker, kernel, index, (int)block.x, shared_bytes, parameters);
+            if (!error.empty())
+            {
+                std::lock_guard<std::mutex> lock(gate);
+                if (first_error.empty()) first_error = error;
+                next.store(total);
+            }
+        }
+    };
+    std::vector<std::thread> pool;
+    for (long w = 1; w < workers; w++) pool.emplace_back(work);
+    work();
+    for (auto& thread : pool) thread.join();
+    return first_error;
+}
+
+Dim3 thread_index() { return Dim3{ (unsigned)here().current, 0, 0 }; }
+Dim3 block_index() { return here().index; }
+void* dynamic_shared() { return here().shared; }
+
+void sync_threads()
+{
+    Block& block = here();
+    wait_at(block, block.arrived, block.generation, block.threads);
+}
+
+uint32_t warp_shuffle_xor(uint32_t value, int lane_mask)
+{
+    static const char* const Operation = "shfl.sync.bfly";
+    enter(Operation).words[0] = value;
+    meet(Operation);
+    uint32_t result = (uint32_t)warp().slots[(lane() ^ lane_mask) & 31].words[0];
+    leave();
+    return result;
+}
+
+uint32_t warp_shuffle(uint32_t value, int source_lane)
+{
+    static const char* const Operation = "shfl.sync.idx";
+    enter(Operation).words[0] = value;
+    meet(Operation);
+    uint32_t result = (uint32_t)warp().slots[source_lane & 31].words[0];
+    leave();
+    return result;
+}
+
+// ldmatrix.m8n8.x4.b16: lanes 8i .. 8i + 7 give the row addresses of matrix i. Without .trans lane L receives row L / 4,
+// columns 2 (L % 4) and 2 (L % 4) + 1 of each matrix; with .trans the same positions of the transposed matrix.
+void warp_load_matrix_x4(uint32_t (&r)[4], const void* address, bool transpose)
+{
+    static const char* const Plain = "ldmatrix.x4";
+    static const char* const Transposed = "ldmatrix.x4.trans";
+    const char* operation = transpose ? Transposed : Plain;
+    enter(operation).words[0] = (uint64_t)address;
+    meet(operation);
+    Block& block = here();
+    Warp& w = warp();
+    for (int l = 0; l < 32; l++)
+    {
+        auto row = (const void*)w.slots[l].words[0];
+        if (!in_shared(block, row, 16) || (uintptr_t)row % 16 != 0)
+            fail(block, std::string(operation) + ": lane " + std::to_string(l) + " row address " + describe(row)
+                + " is not a 16-byte-aligned row inside the block's shared memory");
+    }
+    int L = lane();
+    uint32_t result[4] = {};
+    if (block.error.empty())
+        for (int i = 0; i < 4; i++)
+        {
+            uint16_t lo, hi;
+            if (!transpose)
+            {
+                auto row = (const uint16_t*)w.slots[8 * i + L / 4].words[0];
+                lo = row[2 * (L % 4)];
+                hi = row[2 * (L % 4) + 1];
+            }
+            else
+            {
+                lo = ((const uint16_t*)w.slots[8 * i + 2 * (L % 4)].words[0])[L / 4];
+                hi = ((const uint16_t*)w.slots[8 * i + 2 * (L % 4) + 1].words[0])[L / 4];
+            }
+            result[i] = (uint32_t)lo | (uint32_t)hi << 16;
+        }
+    leave();
+    for (int i = 0; i < 4; i++) r[i] = result[i];
+}
+
+// mma.m16n8k16.row.col.f32.{f16,bf16}: A registers (row g, k 2t..2t+1), (g + 8, same), (g, k + 8), (g + 8, k + 8);
+// B registers (k 2t..2t+1, column g), (k + 8, column g); C/D elements (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1),
+// with g = lane / 4 and t = lane % 4. Products are exact; the sum is rounded once to fp32.
+void warp_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bfloat16)
+{
+    static const char* const F16 = "mma.m16n8k16.f16";
+    static const char* const BF16 = "mma.m16n8k16.bf16";
+    const char* operation = bfloat16 ? BF16 : F16;
+    Slot& slot = enter(operation);
+    for (int i = 0; i < 4; i++) slot.words[i] = a[i];
+    slot.words[4] = b0;
+    slot.words[5] = b1;
+    meet(operation);
+    Warp& w = warp();
+    int g = lane() / 4, t = lane() % 4;
+    float result[4];
+    for (int e = 0; e < 4; e++)
+    {
+        int row = g + 8 * (e / 2), column = 2 * t + e % 2;
+        double sum = d[e];
+        for (int k = 0; k < 16; k++)
+        {
+            float x = element((uint32_t)w.slots[4 * (row % 8) + k % 8 / 2].words[row / 8 + 2 * (k / 8)], k % 2, bfloat16);
+            float y = element((uint32_t)w.slots[4 * column + k % 8 / 2].words[4 + k / 8], k % 2, bfloat16);
+            sum += (double)x * y;
+        }
+        result[e] = (float)sum;
+    }
+    leave();
+    for (int e = 0; e < 4; e++) d[e] = result[e];
+}
+
+// mma.m16n8k8.row.col.f32.tf32.tf32.f32: A registers (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); B registers
+// (k t, column g), (k t + 4, column g); C/D as for m16n8k16. Inputs keep their top 19 bits (tf32).
+void warp_mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+{
+    static const char* const Operation = "mma.m16n8k8.tf32";
+    Slot& slot = enter(Operation);
+    for (int i = 0; i < 4; i++) slot.words[i] = a[i];
+    slot.words[4] = b0;
+    slot.words[5] = b1;
+    meet(Operation);
+    Warp& w = warp();
+    int g = lane() / 4, t = lane() % 4;
+    float result[4];
+    for (int e = 0; e < 4; e++)
+    {
+        int row = g + 8 * (e / 2), column = 2 * t + e % 2;
+        double sum = d[e];
+        for (int k = 0; k < 8; k++)
+        {
+            float x = as_float((uint32_t)w.slots[4 * (row % 8) + k % 4].words[row / 8 + 2 * (k / 4)] & 0xFFFFE000u);
+            float y = as_float((uint32_t)w.slots[4 * column + k % 4].words[4 + k / 4] & 0xFFFFE000u);
+            sum += (double)x * y;
+        }
+        result[e] = (float)sum;
+    }
+    leave();
+    for (int e = 0; e < 4; e++) d[e] = result[e];
+}
+
+// cp.async.cg.shared.global [shared], [global], copy_bytes, source_bytes: queued in the thread's open group.
+void async_copy(void* shared, const void* global, int copy_bytes, int source_bytes)
+{
+    Block& block = here();
+    if (!in_shared(block, shared, copy_bytes) || (uintptr_t)shared % copy_bytes != 0)
+        return fail(block, "cp.async: destination " + describe(shared) + " is not an aligned address inside the block's shared memory");
+    if ((uintptr_t)global % copy_bytes != 0)
+        return fail(block, "cp.async: source " + describe(global) + " is not " + std::to_string(copy_bytes) + "-byte aligned");
+    if (source_bytes > 0 && !device_range_valid(global, (size_t)source_bytes))
+        return fail(block, "cp.async: source " + describe(global) + " (" + std::to_string(source_bytes)
+            + " bytes) is outside every device allocation");
+    block.fibers[block.current].open.push_back(
+        PendingCopy{ (unsigned char*)shared, (const unsigned char*)global, copy_bytes, source_bytes });
+}
+
+void async_commit()
+{
+    Fiber& fiber = here().fibers[here().current];
+    fiber.committed.push_back(std::move(fiber.open));
+    fiber.open.clear();
+}
+
+void async_wait(int pending_groups)
+{
+    Fiber& fiber = here().fibers[here().current];
+    while ((int)fiber.committed.size() > pending_groups)
+    {
+        for (const PendingCopy& copy : fiber.committed.front())
+        {
+            if (copy.source_bytes > 0) memcpy(copy.shared, copy.global, (size_t)copy.source_bytes);
+            memset(copy.shared + copy.source_bytes, 0, (size_t)(copy.bytes - copy.source_bytes));
+        }
+        fiber.committed.pop_front();
+    }
+}
+
+uint16_t float_to_half(float x)
+{
+    uint32_t bits = as_bits(x), sign = (bits >> 16) & 0x8000u;
+    bits &= 0x7FFFFFFFu;
+    if (bits > 0x7F800000u) return 0x7FFF;                      // NaN: the canonical NaN, as cvt produces
+    if (bits >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); // 65520 and above round to infinity
+    if (bits < 0x38800000u)                                     // below 2^-14: subnormal or zero
+        return (uint16_t)(sign | (uint32_t)nearbyintf(as_float(bits) * 16777216.f));
+    bits += 0xFFFu + ((bits >> 13) & 1u);                         // round to nearest even at bit 13
+    return (uint16_t)(sign | (bits - (112u << 23)) >> 13);
+}
+
+uint16_t float_to_bfloat16(float x)
+{
+    uint32_t bits = as_bits(x);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FFF;
+    return (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+uint32_t float_to_tf32(float x)
+{
+    uint32_t bits = as_bits(x);
+    if ((bits & 0x7F800000u) == 0x7F800000u) return bits;       // infinity and NaN pass through
+    return (bits + 0x1000u) & 0xFFFFE000u;                        // nearest, ties away from zero
+}
+} // namespace ae_emu

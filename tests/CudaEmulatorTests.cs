@@ -1,0 +1,73 @@
+using AttentionEngine.Bindings.Cuda;
+using AttentionEngine.Kernels.Cuda;
+using AttentionEngine.Testing;
+
+namespace AttentionEngine.Tests;
+
+/// <summary>
+/// What only the CUDA emulator can show without a GPU: the backend frees every device allocation on every path, and
+/// a kernel that touches memory outside every allocation fails as a GPU would (CUDA_ERROR_ILLEGAL_ADDRESS, named with
+/// the call) instead of corrupting memory. Skips where the emulator is not in use (a GPU machine, or no g++).
+/// </summary>
+[Collection(nameof(CudaTests))]
+public class CudaEmulatorTests
+{
+    private static void RequireEmulator()
+    {
+        if (!CudaEmulation.Active) Assert.Skip($"the CUDA emulator is not in use ({(File.Exists(CudaEmulation.LibraryPath) ? "a CUDA driver is installed" : "it was not built: see the build output")})");
+    }
+
+    [Fact]
+    public void Every_device_allocation_is_freed_on_success_and_on_failure()
+    {
+        RequireEmulator();
+        var backend = CudaBackendTests.Gpu();
+        long baseline = CudaEmulation.LiveAllocations;
+        foreach (var spec in AttentionGen.Sample(4, seed: 41, new ProblemLimits { MaxLength = 90, MaxCost = 1e6 }))
+        {
+            using var problem = AttentionProblem<Half>.Create(spec);
+            problem.Run(backend);
+            Assert.Equal(baseline, CudaEmulation.LiveAllocations);
+        }
+        using (var tooWide = AttentionProblem<Half>.Create(new ProblemSpec { QueryLength = 3, KeyLength = 3, HeadDim = 300, ValueDim = 4 }))
+            Assert.Throws<NotSupportedException>(() => tooWide.Run(backend));
+        Assert.Equal(baseline, CudaEmulation.LiveAllocations);
+    }
+
+    [Fact]
+    public unsafe void A_kernel_reading_outside_its_buffers_fails_with_the_drivers_status_and_the_call()
+    {
+        RequireEmulator();
+        CudaBackendTests.Gpu();
+        using var device = CudaDevice.Open(0);
+        var variant = new CudaFlashVariant(128, BFloat16: false); // 87 KiB of shared memory: above the default 48
+        var image = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(device.Architecture)).Cubin!;
+        using var module = CudaModule.Load(image);
+        var function = module.Function(variant.EntryPoint);
+        function.SetMaxDynamicSharedMemory(variant.SharedBytes);
+        using var rows = DeviceMemory.Allocate(64 * 128 * 2);
+        using var lse = DeviceMemory.Allocate(64 * 4);
+        var p = new FlashParams
+        {
+            Q = rows.Address, K = rows.Address + (1ul << 40), V = rows.Address, O = rows.Address, Lse = lse.Address,
+            BandLo = long.MinValue / 2, BandHi = long.MaxValue / 2, Batch = 1, Heads = 1, KvHeads = 1, Lq = 64, Lk = 64, Scale = 0.125f,
+        };
+        using var stream = CudaStream.Create();
+        var error = Assert.Throws<CudaException>(() => Launch(function, variant, stream, p));
+        Assert.Contains("CUDA_ERROR_ILLEGAL_ADDRESS", error.Message);
+        Assert.Contains(variant.EntryPoint, error.Message);
+        Assert.Contains("outside every device allocation", CudaEmulation.LastLaunchError);
+
+        // The same launch without the raised shared-memory limit is refused, as cuLaunchKernel refuses it on a GPU.
+        using var fresh = CudaModule.Load(image);
+        p.K = rows.Address;
+        var refused = Assert.Throws<CudaException>(() => Launch(fresh.Function(variant.EntryPoint), variant, stream, p));
+        Assert.Contains("CUDA_ERROR_INVALID_VALUE", refused.Message);
+    }
+
+    private static unsafe void Launch(CudaFunction function, CudaFlashVariant variant, CudaStream stream, FlashParams p)
+    {
+        void* argument = &p;
+        function.Launch((1, 1, 1), (128, 1, 1), (uint)variant.SharedBytes, stream, &argument);
+    }
+}
