@@ -38,6 +38,7 @@ public class CudaBackendTests
 
     [Fact] public void F16_matches_the_oracle() => Verify<Half>(150, 40);
     [Fact] public void Bf16_matches_the_oracle() => Verify<BFloat16>(150, 40);
+    [Fact] public void F32_as_3xtf32_matches_the_oracle() => Verify<float>(150, 40);
     [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 15, ProblemLimits.Decode);
 
     [Fact]
@@ -54,11 +55,12 @@ public class CudaBackendTests
     {
         var backend = Gpu();
         foreach (int d in new[] { 1, 32, 48, 64, 80, 96, 100, 128, 160, 256 })
-        foreach (bool bf16 in new[] { false, true })
+        foreach (var element in Enum.GetValues<CudaElement>())
         {
             var spec = new ProblemSpec { Batch = 1, QueryHeads = 2, KvHeads = 1, QueryLength = 70, KeyLength = 90, HeadDim = d, ValueDim = d, DataSeed = d };
-            if (bf16) CpuBackendProperties.CheckDrawnProblem<BFloat16>(backend, spec);
-            else CpuBackendProperties.CheckDrawnProblem<Half>(backend, spec);
+            if (element == CudaElement.BF16) CpuBackendProperties.CheckDrawnProblem<BFloat16>(backend, spec);
+            else if (element == CudaElement.F16) CpuBackendProperties.CheckDrawnProblem<Half>(backend, spec);
+            else CpuBackendProperties.CheckDrawnProblem<float>(backend, spec);
         }
     }
 

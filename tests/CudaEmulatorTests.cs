@@ -40,7 +40,7 @@ public class CudaEmulatorTests
         RequireEmulator();
         CudaBackendTests.Gpu();
         using var device = CudaDevice.Open(0);
-        var variant = new CudaFlashVariant(128, BFloat16: false); // 87 KiB of shared memory: above the default 48
+        var variant = new CudaFlashVariant(128, CudaElement.F16); // 87 KiB of shared memory: above the default 48
         var image = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(device.Architecture)).Cubin!;
         using var module = CudaModule.Load(image);
         var function = module.Function(variant.EntryPoint);

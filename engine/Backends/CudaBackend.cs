@@ -6,7 +6,7 @@ namespace AttentionEngine;
 
 /// <summary>
 /// The hand-written CUDA flash forward (kernels/cuda/flash_forward.cu: mma.sync tensor cores, ldmatrix, cp.async) on
-/// the first GPU. Half and BFloat16 storage; head dimensions up to 256 (other than 32/64/96/128/256 zero-padded);
+/// the first GPU. Half and BFloat16 storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32 accuracy); head dimensions up to 256 (other than 32/64/96/128/256 zero-padded);
 /// causal and sliding-window bands, bias, keep-mask, block masks, GQA, Lq ≠ Lk, Dv ≠ D, LSE, any strides (host
 /// spans are packed on the way in). Unavailable, with the reason, without a driver, a device of sm_80 or later, or a
 /// way to get the kernel image (a CMake fatbin or NVRTC).
@@ -50,8 +50,6 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
 
     public override string? CannotServe<T>(scoped in AttentionCall<T> call)
     {
-        if (typeof(T) == typeof(float))
-            return "float storage needs the TF32 kernel, which is not written yet; pass Half or BFloat16 tensors";
         var shape = call.Shape;
         if (Math.Max(shape.HeadDim, shape.ValueDim) > 256)
             return $"head dimensions up to 256 (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim})";
@@ -70,14 +68,22 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         Run(call, blockMask);
     }
 
-    private unsafe void Run<T, TMask>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask) where T : unmanaged where TMask : struct, IMaskMod
+    private void Run<T, TMask>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask) where T : unmanaged where TMask : struct, IMaskMod
+    {
+        // fp32 travels as fp32; fp16 and bf16 as their bits.
+        if (typeof(T) == typeof(float)) Run<T, TMask, float>(call, blockMask, CudaElement.F32);
+        else Run<T, TMask, ushort>(call, blockMask, typeof(T) == typeof(BFloat16) ? CudaElement.BF16 : CudaElement.F16);
+    }
+
+    private unsafe void Run<T, TMask, TStorage>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, CudaElement element)
+        where T : unmanaged where TMask : struct, IMaskMod where TStorage : unmanaged
     {
         var (device, kernels, error) = _state.Value;
         if (device is null || kernels is null) throw new InvalidOperationException($"Backend {Name} is not available: {error}");
         var shape = call.Shape;
         long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength;
         if (rows == 0) return;
-        var variant = CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), typeof(T) == typeof(BFloat16));
+        var variant = CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element);
         int dn = variant.HeadDim;
         if ((long)shape.Batch * shape.QueryHeads > int.MaxValue || (shape.QueryLength + CudaFlashVariant.RowsPerBlock - 1) / CudaFlashVariant.RowsPerBlock > 65535)
             throw new NotSupportedException($"{shape} exceeds the CUDA grid (batch·heads ≤ {int.MaxValue}, Lq ≤ {65535 * CudaFlashVariant.RowsPerBlock}).");
@@ -87,10 +93,10 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             device.MakeCurrent();
             var function = kernels.Flash(variant);
-            using var q = Upload(HostPacking.Dense<T, ushort>(call.Q, dn));
-            using var k = Upload(HostPacking.Dense<T, ushort>(call.K, dn));
-            using var v = Upload(HostPacking.Dense<T, ushort>(call.V, dn));
-            using var o = DeviceMemory.Allocate(checked((nuint)(rows * dn * 2)));
+            using var q = Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.Q, dn));
+            using var k = Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.K, dn));
+            using var v = Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.V, dn));
+            using var o = DeviceMemory.Allocate(checked((nuint)(rows * dn * sizeof(TStorage))));
             using var lse = DeviceMemory.Allocate(checked((nuint)(rows * sizeof(float))));
 
             var p = new FlashParams
@@ -133,9 +139,9 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
                     (uint)variant.SharedBytes, stream, &argument);
                 stream.Synchronize();
 
-                var output = new ushort[rows * dn];
+                var output = new TStorage[rows * dn];
                 o.CopyTo(MemoryMarshal.AsBytes(output.AsSpan()));
-                HostPacking.Scatter<ushort, T>(output, call.Output, dn);
+                HostPacking.Scatter<TStorage, T>(output, call.Output, dn);
                 if (call.ReturnLse)
                 {
                     var lseHost = new float[rows];
@@ -167,7 +173,6 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     }
 
     private static DeviceMemory Upload(ReadOnlySpan<byte> data) => Upload<byte>(data);
-    private static DeviceMemory Upload(ushort[] data) => Upload<ushort>(data);
 
     public void Dispose()
     {

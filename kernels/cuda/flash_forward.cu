@@ -1,13 +1,16 @@
-// Flash-attention forward on tensor cores (sm_80+): fp16 or bf16 storage, fp32 accumulation and softmax.
+// Flash-attention forward on tensor cores (sm_80+): fp16, bf16 or fp32 storage, fp32 accumulation and softmax.
+// fp32 runs as 3xTF32: each operand x = big + small with big = tf32(x), small = tf32(x - big), and a*b is accumulated
+// as big*big + big*small + small*big (the dropped small*small is below fp32's rounding), so fp32 inputs keep close to
+// fp32 accuracy at three tf32 mma per product instead of falling to tf32's 10-bit mantissa.
 //
 // Self-contained on purpose (no CUDA runtime headers): NVRTC compiles it at first use, and nvcc builds the same file
 // into the fatbin (CMakeLists.txt). One compile per head dimension and element type:
 //   -DAE_HEAD_DIM=32|64|96|128|256   (other D are padded with zeros on the host to the next of these)
-//   -DAE_BF16=0|1
-// Entry point: flash_forward_d<D>_<f16|bf16>(FlashParams), named per variant so profiles and the CPU emulator
+//   -DAE_BF16=0|1, -DAE_F32=0|1   (fp16 when both are 0)
+// Entry point: flash_forward_d<D>_<f16|bf16|f32>(FlashParams), named per variant so profiles and the CPU emulator
 // (tests/CudaEmulator, which compiles this file as C++ with -DAE_EMULATE) can tell variants apart.
-// Grid (batch * heads, ceil(Lq / 64)), 128 threads, dynamic shared memory (64 + 4 * Bc) * (D + 8) * 2 bytes,
-// Bc = 64 for D <= 128 else 32 (above 48 KiB the host raises the function's limit).
+// Grid (batch * heads, ceil(Lq / 64)), 128 threads, dynamic shared memory for the Q tile and two K and V buffers
+// (CudaFlashVariant.SharedBytes mirrors the sizes below; above 48 KiB the host raises the function's limit).
 //
 // Layout the host prepares: Q [B, H, Lq, D], K [B, Hkv, Lk, D], V [B, Hkv, Lk, D], O [B, H, Lq, D], dense and
 // zero-padded to D (so every row is 16-byte aligned for cp.async and ldmatrix). Masks stay as the caller gave them:
@@ -24,8 +27,13 @@
 #ifndef AE_BF16
 #define AE_BF16 0
 #endif
+#ifndef AE_F32
+#define AE_F32 0
+#endif
 
-#if AE_BF16
+#if AE_F32
+#define AE_ELEMENT_SUFFIX _f32
+#elif AE_BF16
 #define AE_ELEMENT_SUFFIX _bf16
 #else
 #define AE_ELEMENT_SUFFIX _f16
@@ -42,11 +50,16 @@
 typedef unsigned int u32;
 typedef unsigned short u16;
 typedef long long i64;
+#if AE_F32
+typedef float elem;  // storage element
+#else
+typedef u16 elem;    // fp16 or bf16 bits
+#endif
 
 struct FlashParams
 {
     // Pointers first, then 64-bit, then 32-bit fields: the host mirrors this order with [StructLayout(Sequential)].
-    const u16* q; const u16* k; const u16* v; u16* o; float* lse;
+    const elem* q; const elem* k; const elem* v; elem* o; float* lse;
     const float* bias;          // null: no bias. Element (b, h, i, j) at b*bias_sb + h*bias_sh + i*bias_sq + j.
     const unsigned char* keep;  // null: no keep-mask. Same indexing with keep_s*.
     const unsigned char* kinds; // null: no block mask. 0 empty, 1 partial, 2 full, per (bb, bh, query block, key block).
@@ -71,8 +84,15 @@ constexpr int D = AE_HEAD_DIM;
 constexpr int Warps = 4;
 constexpr int Threads = Warps * 32;
 constexpr int Br = Warps * 16;            // query rows per block
+#if AE_F32
+constexpr int Bc = D <= 96 ? 64 : D <= 128 ? 32 : 16; // keys per tile: two fp32 K/V buffers fit an A100's 163 KiB
+constexpr int QkPitch = D + 4; // tf32 fragments read row g, column t of Q and K: a pitch of 4 (mod 32) words spreads the banks
+constexpr int VPitch = D + 8;  // and row t, column g of V: 8 (mod 32)
+#else
 constexpr int Bc = D <= 128 ? 64 : 32;    // keys per tile (smaller at D = 256 to fit two K/V buffers)
-constexpr int Pitch = D + 8;              // shared row pitch in elements: +16 bytes spreads ldmatrix rows over banks
+constexpr int QkPitch = D + 8;            // shared row pitch in elements: +16 bytes spreads ldmatrix rows over banks
+constexpr int VPitch = D + 8;
+#endif
 constexpr float Log2e = 1.4426950408889634f;
 
 static_assert(D % 32 == 0, "head dimension must be a multiple of 32");
@@ -127,16 +147,32 @@ __device__ __forceinline__ u32 pack(float lo, float hi)
 #endif
     return r;
 }
+
+// d += a (16x8, row) * b (8x8, col) on tf32 inputs, fp32 accumulators.
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// fp32 to tf32 (10-bit mantissa), rounded to nearest with ties away from zero.
+__device__ __forceinline__ u32 to_tf32(float x)
+{
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
 #endif
 
 // Rows [row0, row0 + Rows) of a dense [*, D] matrix into shared memory (pitch Pitch), zeros past `rows`.
-template <int Rows>
-__device__ __forceinline__ void stage_rows_async(u16* shared, const u16* matrix, int row0, int rows)
+template <int Rows, int Pitch>
+__device__ __forceinline__ void stage_rows_async(elem* shared, const elem* matrix, int row0, int rows)
 {
-    constexpr int Chunks = D / 8;
+    constexpr int PerChunk = 16 / sizeof(elem), Chunks = D / PerChunk;
     for (int c = threadIdx.x; c < Rows * Chunks; c += Threads)
     {
-        int r = c / Chunks, col = c % Chunks * 8;
+        int r = c / Chunks, col = c % Chunks * PerChunk;
         bool valid = row0 + r < rows;
         copy16_async(shared + r * Pitch + col, valid ? matrix + (i64)(row0 + r) * D + col : matrix, valid);
     }
@@ -264,8 +300,95 @@ __device__ __forceinline__ void online_softmax(float (&s)[Bc / 8][4], float (&o)
     }
 }
 
+#if AE_F32
+// x = big + small, both tf32 (the 3xTF32 split).
+__device__ __forceinline__ void split_tf32(float x, u32& big, u32& small)
+{
+    big = to_tf32(x);
+    small = to_tf32(x - __int_as_float(big));
+}
+
+// S = Q_w K^T for the warp's 16 rows and the tile's Bc keys: per 8-wide slice of D, A = Q (rows g, g + 8; columns t,
+// t + 4) and B = K^T (keys n*8 + g; the same columns), each product as small*big + big*small + big*big.
+__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs, const elem* ks)
+{
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+    #pragma unroll
+    for (int n = 0; n < Bc / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    #pragma unroll 2
+    for (int kk = 0; kk < D / 8; kk++)
+    {
+        const float* q_lo = qs + (warp * 16 + g) * QkPitch + kk * 8;
+        const float* q_hi = q_lo + 8 * QkPitch;
+        u32 a_big[4], a_small[4];
+        split_tf32(q_lo[t], a_big[0], a_small[0]);
+        split_tf32(q_hi[t], a_big[1], a_small[1]);
+        split_tf32(q_lo[t + 4], a_big[2], a_small[2]);
+        split_tf32(q_hi[t + 4], a_big[3], a_small[3]);
+        #pragma unroll
+        for (int n = 0; n < Bc / 8; n++)
+        {
+            const float* key = ks + (n * 8 + g) * QkPitch + kk * 8;
+            u32 b_big[2], b_small[2];
+            split_tf32(key[t], b_big[0], b_small[0]);
+            split_tf32(key[t + 4], b_big[1], b_small[1]);
+            mma_tf32(s[n], a_small, b_big[0], b_big[1]);
+            mma_tf32(s[n], a_big, b_small[0], b_small[1]);
+            mma_tf32(s[n], a_big, b_big[0], b_big[1]);
+        }
+    }
+}
+
+// O += P V on tf32 pairs. P leaves the accumulators in the C layout (row g: keys 2t, 2t + 1) and enters the A layout
+// (row g: keys t, t + 4) through quad shuffles; value rows of keys no row of the warp sees are zeroed (see mask_scores).
+__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen)
+{
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    // One bit per key of the tile: each lane's two bits per 8-key block, gathered over its quad.
+    u32 keys_lo = 0, keys_hi = 0;
+    #pragma unroll
+    for (int n = 0; n < Bc / 8; n++)
+    {
+        u32 bits = ((seen >> (2 * n)) & 3u) << ((n % 4) * 8 + 2 * t);
+        if (n < 4) keys_lo |= bits; else keys_hi |= bits;
+    }
+    keys_lo |= __shfl_xor_sync(0xffffffffu, keys_lo, 1);
+    keys_lo |= __shfl_xor_sync(0xffffffffu, keys_lo, 2);
+    keys_hi |= __shfl_xor_sync(0xffffffffu, keys_hi, 1);
+    keys_hi |= __shfl_xor_sync(0xffffffffu, keys_hi, 2);
+    int from_lo = (lane & ~3) | (t >> 1), from_hi = (lane & ~3) | ((t + 4) >> 1); // lanes holding keys t and t + 4
+    bool odd = (t & 1) != 0;
+    #pragma unroll
+    for (int n = 0; n < Bc / 8; n++)
+    {
+        float c0 = __shfl_sync(0xffffffffu, s[n][0], from_lo), c1 = __shfl_sync(0xffffffffu, s[n][1], from_lo);
+        float c2 = __shfl_sync(0xffffffffu, s[n][2], from_lo), c3 = __shfl_sync(0xffffffffu, s[n][3], from_lo);
+        float d0 = __shfl_sync(0xffffffffu, s[n][0], from_hi), d1 = __shfl_sync(0xffffffffu, s[n][1], from_hi);
+        float d2 = __shfl_sync(0xffffffffu, s[n][2], from_hi), d3 = __shfl_sync(0xffffffffu, s[n][3], from_hi);
+        u32 a_big[4], a_small[4];
+        split_tf32(odd ? c1 : c0, a_big[0], a_small[0]); // row g, key t
+        split_tf32(odd ? c3 : c2, a_big[1], a_small[1]); // row g + 8, key t
+        split_tf32(odd ? d1 : d0, a_big[2], a_small[2]); // row g, key t + 4
+        split_tf32(odd ? d3 : d2, a_big[3], a_small[3]); // row g + 8, key t + 4
+        u32 block_keys = n < 4 ? keys_lo >> (n * 8) : keys_hi >> ((n - 4) * 8);
+        bool see_t = (block_keys >> t) & 1u, see_t4 = (block_keys >> (t + 4)) & 1u;
+        const float* v_t = vs + (n * 8 + t) * VPitch + g;
+        const float* v_t4 = v_t + 4 * VPitch;
+        #pragma unroll
+        for (int c = 0; c < D / 8; c++)
+        {
+            u32 b_big[2], b_small[2];
+            split_tf32(see_t ? v_t[c * 8] : 0.f, b_big[0], b_small[0]);
+            split_tf32(see_t4 ? v_t4[c * 8] : 0.f, b_big[1], b_small[1]);
+            mma_tf32(o[c], a_small, b_big[0], b_big[1]);
+            mma_tf32(o[c], a_big, b_small[0], b_small[1]);
+            mma_tf32(o[c], a_big, b_big[0], b_big[1]);
+        }
+    }
+}
+#else
 // S = Q_w K^T for the warp's 16 rows and the tile's Bc keys.
-__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const u16* qs, const u16* ks)
+__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs, const elem* ks)
 {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     #pragma unroll
@@ -274,12 +397,12 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const u16* qs,
     for (int kk = 0; kk < D / 16; kk++)
     {
         u32 a[4];
-        load_matrix_x4(a, qs + (warp * 16 + lane % 16) * Pitch + kk * 16 + lane / 16 * 8);
+        load_matrix_x4(a, qs + (warp * 16 + lane % 16) * QkPitch + kk * 16 + lane / 16 * 8);
         #pragma unroll
         for (int n = 0; n < Bc / 16; n++)
         {
             u32 bfrag[4]; // keys n*16 .. +7 then +8 .. +15; d halves kk*16 + 0..7 and 8..15
-            load_matrix_x4(bfrag, ks + (n * 16 + lane / 16 * 8 + lane % 8) * Pitch + kk * 16 + lane / 8 % 2 * 8);
+            load_matrix_x4(bfrag, ks + (n * 16 + lane / 16 * 8 + lane % 8) * QkPitch + kk * 16 + lane / 8 % 2 * 8);
             mma(s[2 * n], a, bfrag[0], bfrag[1]);
             mma(s[2 * n + 1], a, bfrag[2], bfrag[3]);
         }
@@ -288,7 +411,7 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const u16* qs,
 
 // O += P V: P from the score accumulators (C fragment layout = A fragment layout by pairs of 8-key blocks). Value
 // rows of keys no row of the warp sees are zeroed in the fragments (see mask_scores).
-__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const u16* vs, u32 seen)
+__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen)
 {
     int lane = threadIdx.x % 32;
     #pragma unroll
@@ -301,7 +424,7 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
         for (int n = 0; n < D / 16; n++)
         {
             u32 bfrag[4]; // keys kk*16 + 0..15, value columns n*16 + 0..7 then 8..15
-            load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * Pitch + n * 16 + lane / 16 * 8);
+            load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * VPitch + n * 16 + lane / 16 * 8);
             bfrag[0] &= keys_lo; bfrag[2] &= keys_lo; // keys kk*16 + 2t, +1
             bfrag[1] &= keys_hi; bfrag[3] &= keys_hi; // keys kk*16 + 8 + 2t, +1
             mma(o[2 * n], a, bfrag[0], bfrag[1]);
@@ -309,6 +432,8 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
         }
     }
 }
+
+#endif
 
 // O / l into the output rows (zeros and LSE = -inf for rows that saw no key).
 __device__ __forceinline__ void store_rows(const FlashParams& p, i64 row_base, int row_lo, float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2])
@@ -322,10 +447,17 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, i64 row_base, i
         if (i >= p.lq) continue;
         bool empty = sum == 0.f;
         float inverse = empty ? 0.f : 1.f / sum;
-        u32* out = (u32*)(p.o + (row_base + i) * D);
+        elem* out = p.o + (row_base + i) * D + (lane % 4) * 2;
         #pragma unroll
         for (int n = 0; n < D / 8; n++)
-            out[(n * 8 + (lane % 4) * 2) / 2] = pack(o[n][half * 2] * inverse, o[n][half * 2 + 1] * inverse);
+        {
+#if AE_F32
+            out[n * 8] = o[n][half * 2] * inverse;
+            out[n * 8 + 1] = o[n][half * 2 + 1] * inverse;
+#else
+            *(u32*)(out + n * 8) = pack(o[n][half * 2] * inverse, o[n][half * 2 + 1] * inverse);
+#endif
+        }
         if (lane % 4 == 0) p.lse[row_base + i] = empty ? neg_inf() : row_max[half] + logf(sum);
     }
 }
@@ -335,21 +467,21 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
 {
     using namespace flash;
 #ifdef AE_EMULATE
-    u16* shared = (u16*)ae_emu::dynamic_shared();
+    elem* shared = (elem*)ae_emu::dynamic_shared();
 #else
-    extern __shared__ __align__(16) u16 shared[];
+    extern __shared__ __align__(16) elem shared[];
 #endif
-    u16* qs = shared;                   // [Br][Pitch]
-    u16* ks = qs + Br * Pitch;          // [2][Bc][Pitch]
-    u16* vs = ks + 2 * Bc * Pitch;      // [2][Bc][Pitch]
+    elem* qs = shared;                  // [Br][QkPitch]
+    elem* ks = qs + Br * QkPitch;       // [2][Bc][QkPitch]
+    elem* vs = ks + 2 * Bc * QkPitch;   // [2][Bc][VPitch]
 
     int bh = blockIdx.x, b = bh / p.heads, h = bh % p.heads, kvh = h / (p.heads / p.kv_heads);
     int i0 = blockIdx.y * Br, i1 = min(p.lq, i0 + Br);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int row_lo = i0 + warp * 16 + lane / 4;
     i64 row_base = (i64)bh * p.lq;
-    const u16* k_head = p.k + ((i64)b * p.kv_heads + kvh) * p.lk * D;
-    const u16* v_head = p.v + ((i64)b * p.kv_heads + kvh) * p.lk * D;
+    const elem* k_head = p.k + ((i64)b * p.kv_heads + kvh) * p.lk * D;
+    const elem* v_head = p.v + ((i64)b * p.kv_heads + kvh) * p.lk * D;
 
     // Keys the band lets some row of this block see: [first, last].
     i64 first = max((i64)0, (i64)i0 + p.band_lo), last = min((i64)p.lk - 1, (i64)(i1 - 1) + p.band_hi);
@@ -361,12 +493,12 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
     for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
     float row_max[2] = { neg_inf(), neg_inf() }, row_sum[2] = { 0.f, 0.f };
 
-    stage_rows_async<Br>(qs, p.q + row_base * D, i0, p.lq);
+    stage_rows_async<Br, QkPitch>(qs, p.q + row_base * D, i0, p.lq);
     int tile = next_tile(p, b, h, i0, i1, t_begin, t_end), buffer = 0;
     if (tile < t_end)
     {
-        stage_rows_async<Bc>(ks, k_head, tile * Bc, p.lk);
-        stage_rows_async<Bc>(vs, v_head, tile * Bc, p.lk);
+        stage_rows_async<Bc, QkPitch>(ks, k_head, tile * Bc, p.lk);
+        stage_rows_async<Bc, VPitch>(vs, v_head, tile * Bc, p.lk);
     }
     commit_async();
 
@@ -375,8 +507,8 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
         int next = next_tile(p, b, h, i0, i1, tile + 1, t_end);
         if (next < t_end)
         {
-            stage_rows_async<Bc>(ks + (buffer ^ 1) * Bc * Pitch, k_head, next * Bc, p.lk);
-            stage_rows_async<Bc>(vs + (buffer ^ 1) * Bc * Pitch, v_head, next * Bc, p.lk);
+            stage_rows_async<Bc, QkPitch>(ks + (buffer ^ 1) * Bc * QkPitch, k_head, next * Bc, p.lk);
+            stage_rows_async<Bc, VPitch>(vs + (buffer ^ 1) * Bc * VPitch, v_head, next * Bc, p.lk);
             commit_async();
             wait_async<1>();
         }
@@ -391,10 +523,10 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
         bool plain = !masks && j0 + Bc <= p.lk && i1 - i0 == Br
             && (i64)j0 - (i1 - 1) >= p.band_lo && (i64)(j0 + Bc - 1) - i0 <= p.band_hi;
         float s[Bc / 8][4];
-        score_tile(s, qs, ks + buffer * Bc * Pitch);
+        score_tile(s, qs, ks + buffer * Bc * QkPitch);
         u32 seen = mask_scores(s, p, b, h, row_lo, j0, plain);
         online_softmax(s, o, row_max, row_sum);
-        accumulate_values(o, s, vs + buffer * Bc * Pitch, seen);
+        accumulate_values(o, s, vs + buffer * Bc * VPitch, seen);
         __syncthreads(); // the buffer is refilled two tiles on
 
         tile = next;

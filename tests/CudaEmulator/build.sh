@@ -27,10 +27,11 @@ compile -c "$here/cta_runtime.cpp" -o "$objects/cta_runtime.o"
 compile -c "$here/fake_driver.cpp" -o "$objects/fake_driver.o"
 kernels=()
 for head_dim in 32 64 96 128 256; do
-  for element in f16 bf16; do
+  for element in f16 bf16 f32; do
     bf16=0; [ "$element" = bf16 ] && bf16=1
+    f32=0; [ "$element" = f32 ] && f32=1
     object="$objects/flash_forward_d${head_dim}_${element}.o"
-    compile -x c++ -DAE_EMULATE -DAE_HEAD_DIM="$head_dim" -DAE_BF16="$bf16" -Dflash="flash_d${head_dim}_${element}" \
+    compile -x c++ -DAE_EMULATE -DAE_HEAD_DIM="$head_dim" -DAE_BF16="$bf16" -DAE_F32="$f32" -Dflash="flash_d${head_dim}_${element}" \
       -c "$root/kernels/cuda/flash_forward.cu" -o "$object"
     kernels+=("$object")
   done
