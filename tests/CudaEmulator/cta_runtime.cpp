@@ -369,65 +369,50 @@ void warp_load_matrix_x4(uint32_t (&r)[4], const void* address, bool transpose)
     for (int i = 0; i < 4; i++) r[i] = result[i];
 }
 
-// mma.m16n8k16.row.col.f32.{f16,bf16}: A registers (row g, k 2t..2t+1), (g + 8, same), (g, k + 8), (g + 8, k + 8);
-// B registers (k 2t..2t+1, column g), (k + 8, column g); C/D elements (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1),
-// with g = lane / 4 and t = lane % 4. Products are exact; the sum is rounded once to fp32.
-void warp_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bfloat16)
+// Publishes the lane's operands, then computes its four accumulators D(row, column) += sum over k of A(row, k) B(k, column)
+// from every lane's registers; products are exact (in double) and the sum is rounded once to fp32. C/D elements are
+// (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1) with g = lane / 4 and t = lane % 4, for both shapes below.
+template <int K, class ReadA, class ReadB>
+void warp_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, const char* operation, ReadA read_a, ReadB read_b)
 {
-    static const char* const F16 = "mma.m16n8k16.f16";
-    static const char* const BF16 = "mma.m16n8k16.bf16";
-    const char* operation = bfloat16 ? BF16 : F16;
     Slot& slot = enter(operation);
     for (int i = 0; i < 4; i++) slot.words[i] = a[i];
     slot.words[4] = b0;
     slot.words[5] = b1;
     meet(operation);
-    Warp& w = warp();
+    const Warp& w = warp();
     int g = lane() / 4, t = lane() % 4;
     float result[4];
     for (int e = 0; e < 4; e++)
     {
         int row = g + 8 * (e / 2), column = 2 * t + e % 2;
         double sum = d[e];
-        for (int k = 0; k < 16; k++)
-        {
-            float x = element((uint32_t)w.slots[4 * (row % 8) + k % 8 / 2].words[row / 8 + 2 * (k / 8)], k % 2, bfloat16);
-            float y = element((uint32_t)w.slots[4 * column + k % 8 / 2].words[4 + k / 8], k % 2, bfloat16);
-            sum += (double)x * y;
-        }
+        for (int k = 0; k < K; k++) sum += (double)read_a(w, row, k) * read_b(w, k, column);
         result[e] = (float)sum;
     }
     leave();
     for (int e = 0; e < 4; e++) d[e] = result[e];
 }
 
+// mma.m16n8k16.row.col.f32.{f16,bf16}: A registers (row g, k 2t..2t+1), (g + 8, same), (g, k + 8), (g + 8, k + 8);
+// B registers (k 2t..2t+1, column g), (k + 8, column g).
+void warp_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bfloat16)
+{
+    static const char* const F16 = "mma.m16n8k16.f16";
+    static const char* const BF16 = "mma.m16n8k16.bf16";
+    warp_mma<16>(d, a, b0, b1, bfloat16 ? BF16 : F16,
+        [=](const Warp& w, int row, int k) { return element((uint32_t)w.slots[4 * (row % 8) + k % 8 / 2].words[row / 8 + 2 * (k / 8)], k % 2, bfloat16); },
+        [=](const Warp& w, int k, int column) { return element((uint32_t)w.slots[4 * column + k % 8 / 2].words[4 + k / 8], k % 2, bfloat16); });
+}
+
 // mma.m16n8k8.row.col.f32.tf32.tf32.f32: A registers (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); B registers
-// (k t, column g), (k t + 4, column g); C/D as for m16n8k16. Inputs keep their top 19 bits (tf32).
+// (k t, column g), (k t + 4, column g). Inputs keep their top 19 bits (tf32).
 void warp_mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
 {
     static const char* const Operation = "mma.m16n8k8.tf32";
-    Slot& slot = enter(Operation);
-    for (int i = 0; i < 4; i++) slot.words[i] = a[i];
-    slot.words[4] = b0;
-    slot.words[5] = b1;
-    meet(Operation);
-    Warp& w = warp();
-    int g = lane() / 4, t = lane() % 4;
-    float result[4];
-    for (int e = 0; e < 4; e++)
-    {
-        int row = g + 8 * (e / 2), column = 2 * t + e % 2;
-        double sum = d[e];
-        for (int k = 0; k < 8; k++)
-        {
-            float x = as_float((uint32_t)w.slots[4 * (row % 8) + k % 4].words[row / 8 + 2 * (k / 4)] & 0xFFFFE000u);
-            float y = as_float((uint32_t)w.slots[4 * column + k % 4].words[4 + k / 4] & 0xFFFFE000u);
-            sum += (double)x * y;
-        }
-        result[e] = (float)sum;
-    }
-    leave();
-    for (int e = 0; e < 4; e++) d[e] = result[e];
+    warp_mma<8>(d, a, b0, b1, Operation,
+        [](const Warp& w, int row, int k) { return as_float((uint32_t)w.slots[4 * (row % 8) + k % 4].words[row / 8 + 2 * (k / 4)] & 0xFFFFE000u); },
+        [](const Warp& w, int k, int column) { return as_float((uint32_t)w.slots[4 * column + k % 4].words[4 + k / 4] & 0xFFFFE000u); });
 }
 
 // cp.async.cg.shared.global [shared], [global], copy_bytes, source_bytes: queued in the thread's open group.
