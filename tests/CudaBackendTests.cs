@@ -30,8 +30,12 @@ public class CudaBackendTests
     private static void Verify<T>(int gpuCases, int emulatedCases, ProblemLimits? limits = null) where T : unmanaged
     {
         var backend = Gpu();
-        if (CudaEmulation.Active) limits = (limits ?? ProblemLimits.Default) with { MaxBatch = Emulated.MaxBatch, MaxQueryHeads = Emulated.MaxQueryHeads, MaxCost = Emulated.MaxCost };
-        if (CudaEmulation.Active && limits!.MaxQueryLength is null) limits = limits with { MaxLength = Emulated.MaxLength };
+        if (CudaEmulation.Active)
+        {
+            // Decode limits keep their own lengths; everything else takes the emulator's.
+            limits ??= Emulated;
+            limits = limits with { MaxBatch = Emulated.MaxBatch, MaxQueryHeads = Emulated.MaxQueryHeads, MaxCost = Emulated.MaxCost };
+        }
         Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }

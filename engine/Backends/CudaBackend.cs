@@ -6,7 +6,8 @@ namespace AttentionEngine;
 
 /// <summary>
 /// The hand-written CUDA flash forward (kernels/cuda/flash_forward.cu: mma.sync tensor cores, ldmatrix, cp.async) on
-/// the first GPU. Half and BFloat16 storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32 accuracy); head dimensions up to 256 (other than 32/64/96/128/256 zero-padded);
+/// the first GPU. Half and BFloat16 storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32
+/// accuracy); head dimensions up to 256 (other than 32/64/96/128/256 zero-padded);
 /// causal and sliding-window bands, bias, keep-mask, block masks, GQA, Lq ≠ Lk, Dv ≠ D, LSE, any strides (host
 /// spans are packed on the way in). Unavailable, with the reason, without a driver, a device of sm_80 or later, or a
 /// way to get the kernel image (a CMake fatbin or NVRTC).

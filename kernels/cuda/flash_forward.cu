@@ -242,9 +242,9 @@ __device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashPar
             {
                 if (!visible(p, b, h, i, j)) x = neg_inf();
                 else if (p.bias) x += p.bias[b * p.bias_sb + h * p.bias_sh + i * p.bias_sq + j];
+                if (x != neg_inf()) seen |= 1u << (n * 2 + e % 2);
             }
             s[n][e] = x;
-            if (x != neg_inf()) seen |= 1u << (n * 2 + e % 2);
         }
     if (plain) return 0xffffffffu;
     // Lanes 4g + t (g = 0..7) hold the same keys for the warp's 16 rows.

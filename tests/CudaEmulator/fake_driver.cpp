@@ -322,14 +322,15 @@ EXPORT CUresult cuMemFreeHost(void* pointer)
     return Success;
 }
 
-static CUresult copy(void* destination, const void* source, size_t bytes, uintptr_t device, size_t device_bytes)
+// memcpy where the device side, `device`, lies inside one live allocation.
+static CUresult copy(void* destination, const void* source, size_t bytes, uintptr_t device)
 {
     CUresult status;
     if (!ready(status)) return status;
     if (!destination || !source) return InvalidValue;
     {
         std::lock_guard<std::mutex> lock(gate);
-        if (!range_valid_locked(device, device_bytes)) return InvalidValue;
+        if (!range_valid_locked(device, bytes)) return InvalidValue;
     }
     memcpy(destination, source, bytes);
     return Success;
@@ -337,12 +338,12 @@ static CUresult copy(void* destination, const void* source, size_t bytes, uintpt
 
 EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr destination, const void* source, size_t bytes)
 {
-    return copy((void*)(uintptr_t)destination, source, bytes, (uintptr_t)destination, bytes);
+    return copy((void*)(uintptr_t)destination, source, bytes, (uintptr_t)destination);
 }
 
 EXPORT CUresult cuMemcpyDtoH_v2(void* destination, CUdeviceptr source, size_t bytes)
 {
-    return copy(destination, (const void*)(uintptr_t)source, bytes, (uintptr_t)source, bytes);
+    return copy(destination, (const void*)(uintptr_t)source, bytes, (uintptr_t)source);
 }
 
 EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr destination, const void* source, size_t bytes, void* stream)
