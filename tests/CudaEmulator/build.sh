@@ -2,7 +2,7 @@
 # Builds the CUDA emulator, <out>/libcuda-emulator.so: a stand-in for libcuda.so.1 that runs our CUDA kernels on the
 # CPU (fake_driver.cpp, cta_runtime.cpp), with every kernel variant compiled from kernels/cuda as C++ (-DAE_EMULATE).
 # The test project runs this before it builds; the CUDA backend's tests use the library where no GPU is present.
-# Without g++ or off x86-64 it builds nothing and says so; those tests then skip with the reason.
+# Without g++ or off x86-64 Linux it builds nothing and says so; those tests then skip with the reason.
 set -uo pipefail
 out=${1:?usage: build.sh <output directory>}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,8 +12,8 @@ if ! command -v g++ >/dev/null 2>&1; then
   echo "cuda emulator: g++ is not installed; the emulated CUDA tests will skip"
   exit 0
 fi
-if [ "$(uname -m)" != x86_64 ]; then
-  echo "cuda emulator: its fibers switch with x86-64 assembly; not built on $(uname -m)"
+if [ "$(uname -s)" != Linux ] || [ "$(uname -m)" != x86_64 ]; then
+  echo "cuda emulator: its fibers switch with x86-64 ELF assembly; not built on $(uname -s) $(uname -m)"
   exit 0
 fi
 
