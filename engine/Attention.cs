@@ -49,8 +49,18 @@ public static class Attention
     }
 
     /// <summary>
+    /// Computes attention on tensors already on the GPU with the CUDA backend, the one backend that runs on them; see
+    /// <see cref="CudaBackend.Forward{T}(DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, in AttentionOptions, DeviceTensor{float}?, Bindings.Cuda.CudaStream?)"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the CUDA backend is not available here (the message says why).</exception>
+    public static void Forward<T>(
+        DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output,
+        scoped in AttentionOptions options = default, DeviceTensor<float>? lse = null) where T : unmanaged =>
+        CudaBackend.Default.Forward(q, k, v, output, options, lse);
+
+    /// <summary>
     /// Gradients of a loss with respect to q, k and v with the best backend that has a backward pass (see
-    /// <see cref="AttentionBackend.Backward{T}"/>): dOutput is ∂L/∂output of <see cref="Forward{T}"/> with the same
+    /// <see cref="AttentionBackend.Backward{T}"/>): dOutput is ∂L/∂output of <see cref="Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, in AttentionOptions)"/> with the same
     /// options, output and lse are what that forward call produced.
     /// </summary>
     public static void Backward<T>(

@@ -126,10 +126,12 @@ public class CudaBackendTests
     [Fact]
     public void The_host_parameter_block_matches_the_kernel_layout()
     {
-        Assert.Equal(200, Marshal.SizeOf<FlashParams>());
+        Assert.Equal(320, Marshal.SizeOf<FlashParams>());
         Assert.Equal(80, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.BandLo)));
-        Assert.Equal(144, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Batch)));
-        Assert.Equal(188, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Scale)));
+        Assert.Equal(144, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.QStrides)));
+        Assert.Equal(24, Marshal.SizeOf<Strides3>());
+        Assert.Equal(264, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Batch)));
+        Assert.Equal(308, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Scale)));
     }
 }
 

@@ -50,6 +50,8 @@ public class CudaEmulatorTests
         var p = new FlashParams
         {
             Q = rows.Address, K = rows.Address + (1ul << 40), V = rows.Address, O = rows.Address, Lse = lse.Address,
+            QStrides = new(64 * 128, 64 * 128, 128), KStrides = new(64 * 128, 64 * 128, 128), VStrides = new(64 * 128, 64 * 128, 128),
+            OStrides = new(64 * 128, 64 * 128, 128), LseStrides = new(64, 64, 1),
             BandLo = long.MinValue / 2, BandHi = long.MaxValue / 2, Batch = 1, Heads = 1, KvHeads = 1, Lq = 64, Lk = 64, Scale = 0.125f,
         };
         using var stream = CudaStream.Create();

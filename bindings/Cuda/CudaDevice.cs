@@ -10,13 +10,20 @@ public sealed unsafe class CudaDevice : IDisposable
     private readonly int _device;
     private bool _released;
 
-    private CudaDevice(int device, nint context)
+    private CudaDevice(int device, int ordinal, nint context)
     {
         _device = device;
+        Ordinal = ordinal;
         Context = context;
     }
 
     public nint Context { get; }
+
+    /// <summary>The device's index among this machine's GPUs (what <see cref="Open"/> was given).</summary>
+    public int Ordinal { get; }
+
+    /// <summary>True once disposed: the context reference is released and nothing may run through this object.</summary>
+    public bool IsDisposed => _released;
 
     /// <exception cref="InvalidOperationException">CUDA is unavailable (the message gives <see cref="CudaDriver.UnavailableReason"/>).</exception>
     public static CudaDevice Open(int ordinal = 0)
@@ -26,13 +33,18 @@ public sealed unsafe class CudaDevice : IDisposable
             throw new ArgumentOutOfRangeException(nameof(ordinal), ordinal, $"device {ordinal} does not exist; this machine has {CudaDriver.DeviceCount}.");
         CudaException.Check(CudaDriverNative.cuDeviceGet(out int device, ordinal), "cuDeviceGet");
         CudaException.Check(CudaDriverNative.cuDevicePrimaryCtxRetain(out nint context, device), "cuDevicePrimaryCtxRetain");
-        var opened = new CudaDevice(device, context);
+        var opened = new CudaDevice(device, ordinal, context);
         opened.MakeCurrent();
         return opened;
     }
 
     /// <summary>Binds the context to the calling thread (needed once per thread that launches or copies).</summary>
-    public void MakeCurrent() => CudaException.Check(CudaDriverNative.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
+    /// <exception cref="ObjectDisposedException">this device object was disposed.</exception>
+    public void MakeCurrent()
+    {
+        ObjectDisposedException.ThrowIf(_released, this);
+        CudaException.Check(CudaDriverNative.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
+    }
 
     public void Synchronize() => CudaException.Check(CudaDriverNative.cuCtxSynchronize(), "cuCtxSynchronize");
 

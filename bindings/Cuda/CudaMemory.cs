@@ -20,26 +20,26 @@ public sealed unsafe class DeviceMemory : CudaHandle
     public void CopyFrom(ReadOnlySpan<byte> source, CudaStream? stream = null)
     {
         ThrowIfTooLong(source.Length);
+        if (stream is null)
+        {
+            DeviceCopy.ToDevice(Address, source);
+            return;
+        }
         fixed (byte* data = source)
         {
-            if (stream is null) CudaException.Check(CudaDriverNative.cuMemcpyHtoD_v2(Address, data, (nuint)source.Length), "cuMemcpyHtoD");
-            else
-            {
-                // The span is pinned only for this call: an asynchronous copy must finish before it returns.
-                CudaException.Check(CudaDriverNative.cuMemcpyHtoDAsync_v2(Address, data, (nuint)source.Length, stream.Value), "cuMemcpyHtoDAsync");
-                stream.Synchronize();
-            }
+            // The span is pinned only for this call: an asynchronous copy must finish before it returns.
+            CudaException.Check(CudaDriverNative.cuMemcpyHtoDAsync_v2(Address, data, (nuint)source.Length, stream.Value), "cuMemcpyHtoDAsync");
+            stream.Synchronize();
         }
     }
 
     public void CopyTo(Span<byte> destination)
     {
         ThrowIfTooLong(destination.Length);
-        fixed (byte* data = destination)
-            CudaException.Check(CudaDriverNative.cuMemcpyDtoH_v2(data, Address, (nuint)destination.Length), "cuMemcpyDtoH");
+        DeviceCopy.ToHost(destination, Address);
     }
 
-    public void Clear() => CudaException.Check(CudaDriverNative.cuMemsetD8_v2(Address, 0, ByteCount), "cuMemsetD8");
+    public void Clear() => DeviceCopy.Clear(Address, ByteCount);
 
     private void ThrowIfTooLong(int length)
     {
@@ -67,4 +67,45 @@ public sealed unsafe class PinnedHostMemory : CudaHandle
     }
 
     protected override bool ReleaseHandle() => CudaDriverNative.cuMemFreeHost(handle) == 0;
+}
+
+/// <summary>
+/// Synchronous copies by raw device address, for memory this process did not allocate through
+/// <see cref="DeviceMemory"/> (another library's buffers). The caller vouches that the range is allocated.
+/// </summary>
+public static unsafe class DeviceCopy
+{
+    /// <summary>Host to device, from native host memory of any size.</summary>
+    public static void ToDevice(ulong destination, void* source, nuint bytes)
+    {
+        if (bytes == 0) return;
+        CudaException.Check(CudaDriverNative.cuMemcpyHtoD_v2(destination, source, bytes), $"cuMemcpyHtoD({bytes} bytes)");
+    }
+
+    /// <summary>Device to host, into native host memory of any size.</summary>
+    public static void ToHost(void* destination, ulong source, nuint bytes)
+    {
+        if (bytes == 0) return;
+        CudaException.Check(CudaDriverNative.cuMemcpyDtoH_v2(destination, source, bytes), $"cuMemcpyDtoH({bytes} bytes)");
+    }
+
+    public static void ToDevice(ulong destination, ReadOnlySpan<byte> source)
+    {
+        if (source.IsEmpty) return;
+        fixed (byte* data = source)
+            CudaException.Check(CudaDriverNative.cuMemcpyHtoD_v2(destination, data, (nuint)source.Length), $"cuMemcpyHtoD({source.Length} bytes)");
+    }
+
+    public static void ToHost(Span<byte> destination, ulong source)
+    {
+        if (destination.IsEmpty) return;
+        fixed (byte* data = destination)
+            CudaException.Check(CudaDriverNative.cuMemcpyDtoH_v2(data, source, (nuint)destination.Length), $"cuMemcpyDtoH({destination.Length} bytes)");
+    }
+
+    public static void Clear(ulong destination, nuint bytes)
+    {
+        if (bytes == 0) return;
+        CudaException.Check(CudaDriverNative.cuMemsetD8_v2(destination, 0, bytes), $"cuMemsetD8({bytes} bytes)");
+    }
 }

@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using AttentionEngine.Bindings.Cuda;
 using AttentionEngine.Kernels.Cuda;
+using AttentionEngine.Kernels.Masking;
+using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
 
@@ -9,7 +11,7 @@ namespace AttentionEngine;
 /// the first GPU. Half and BFloat16 storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32
 /// accuracy); head dimensions up to 256 (other than 32/64/96/128/256 zero-padded);
 /// causal and sliding-window bands, bias, keep-mask, block masks, GQA, Lq ≠ Lk, Dv ≠ D, LSE, any strides (host
-/// spans are packed on the way in). Unavailable, with the reason, without a driver, a device of sm_80 or later, or a
+/// spans are packed on the way in; <see cref="DeviceTensor{T}"/>s are used in place). Unavailable, with the reason, without a driver, a device of sm_80 or later, or a
 /// way to get the kernel image (a CMake fatbin or NVRTC).
 /// <para>Not yet verified on a GPU: it is never chosen automatically; ask for it with Attention.Using(Backend.Cuda).</para>
 /// </summary>
@@ -79,101 +81,182 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     private unsafe void Run<T, TMask, TStorage>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, CudaElement element)
         where T : unmanaged where TMask : struct, IMaskMod where TStorage : unmanaged
     {
-        var (device, kernels, error) = _state.Value;
-        if (device is null || kernels is null) throw new InvalidOperationException($"Backend {Name} is not available: {error}");
+        var (device, kernels) = Opened();
         var shape = call.Shape;
         long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength;
-        if (rows == 0) return;
-        var variant = CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element);
+        var variant = Variant(shape, element);
         int dn = variant.HeadDim;
-        if ((long)shape.Batch * shape.QueryHeads > int.MaxValue || (shape.QueryLength + CudaFlashVariant.RowsPerBlock - 1) / CudaFlashVariant.RowsPerBlock > 65535)
-            throw new NotSupportedException($"{shape} exceeds the CUDA grid (batch·heads ≤ {int.MaxValue}, Lq ≤ {65535 * CudaFlashVariant.RowsPerBlock}).");
 
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             device.MakeCurrent();
-            var function = kernels.Flash(variant);
-            using var q = Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.Q, dn));
-            using var k = Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.K, dn));
-            using var v = Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.V, dn));
-            using var o = DeviceMemory.Allocate(checked((nuint)(rows * dn * sizeof(TStorage))));
-            using var lse = DeviceMemory.Allocate(checked((nuint)(rows * sizeof(float))));
+            using var scratch = new DeviceScratch();
+            // Host spans travel packed: dense rows of exactly the kernel's D, zero-padded.
+            var q = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.Q, dn));
+            var k = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.K, dn));
+            var v = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.V, dn));
+            var o = scratch.Allocate(rows * dn * sizeof(TStorage));
+            var lse = call.ReturnLse ? scratch.Allocate(rows * sizeof(float)) : null;
 
-            var p = new FlashParams
-            {
-                Q = q.Address, K = k.Address, V = v.Address, O = o.Address, Lse = lse.Address,
-                BandLo = call.Band.Lo, BandHi = call.Band.Hi,
-                Batch = shape.Batch, Heads = shape.QueryHeads, KvHeads = shape.KvHeads, Lq = shape.QueryLength, Lk = shape.KeyLength,
-                Scale = call.Scale,
-            };
-            DeviceMemory? bias = null, keep = null, kinds = null, slots = null, pairs = null;
-            try
-            {
-                if (call.HasBias)
-                {
-                    var (dense, sb, sh, sq) = HostPacking.Broadcast(call.Bias, (float x) => x);
-                    bias = Upload<float>(dense);
-                    (p.Bias, p.BiasStrideB, p.BiasStrideH, p.BiasStrideQ) = (bias.Address, sb, sh, sq);
-                }
-                if (call.HasKeepMask)
-                {
-                    var (dense, sb, sh, sq) = HostPacking.Broadcast(call.KeepMask, (bool x) => x ? (byte)1 : (byte)0);
-                    keep = Upload<byte>(dense);
-                    (p.Keep, p.KeepStrideB, p.KeepStrideH, p.KeepStrideQ) = (keep.Address, sb, sh, sq);
-                }
-                if (blockMask is not null)
-                {
-                    kinds = Upload(MemoryMarshal.AsBytes(blockMask.Kinds.AsSpan()));
-                    var (slotsDense, pairsDense) = PartialPairsBuilder.Build(blockMask, shape.Batch, shape.QueryHeads);
-                    slots = Upload<int>(slotsDense);
-                    pairs = Upload<byte>(pairsDense);
-                    (p.Kinds, p.Slots, p.Pairs) = (kinds.Address, slots.Address, pairs.Address);
-                    (p.BlockBatch, p.BlockHeads, p.QueryBlocks, p.KeyBlocks, p.QueryBlock, p.KeyBlock) =
-                        (blockMask.Batch, blockMask.Heads, blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
-                }
+            var p = BaseParams(shape, call.Band, call.Scale);
+            (p.Q, p.QStrides) = (q.Address, Dense(shape.QueryHeads, shape.QueryLength, dn));
+            (p.K, p.KStrides) = (k.Address, Dense(shape.KvHeads, shape.KeyLength, dn));
+            (p.V, p.VStrides) = (v.Address, Dense(shape.KvHeads, shape.KeyLength, dn));
+            (p.O, p.OStrides) = (o.Address, Dense(shape.QueryHeads, shape.QueryLength, dn));
+            if (lse is not null) (p.Lse, p.LseStrides) = (lse.Address, Dense(shape.QueryHeads, shape.QueryLength, 1));
+            AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
 
-                using var stream = CudaStream.Create();
-                void* argument = &p;
-                uint rowBlocks = (uint)((shape.QueryLength + CudaFlashVariant.RowsPerBlock - 1) / CudaFlashVariant.RowsPerBlock);
-                function.Launch(((uint)(shape.Batch * shape.QueryHeads), rowBlocks, 1), (CudaFlashVariant.ThreadsPerBlock, 1, 1),
-                    (uint)variant.SharedBytes, stream, &argument);
-                stream.Synchronize();
+            using var stream = CudaStream.Create();
+            LaunchFlash(kernels.Flash(variant), variant, shape, p, stream);
+            stream.Synchronize();
 
-                var output = new TStorage[rows * dn];
-                o.CopyTo(MemoryMarshal.AsBytes(output.AsSpan()));
-                HostPacking.Scatter<TStorage, T>(output, call.Output, dn);
-                if (call.ReturnLse)
-                {
-                    var lseHost = new float[rows];
-                    lse.CopyTo(MemoryMarshal.AsBytes(lseHost.AsSpan()));
-                    HostPacking.Scatter<float, float>(lseHost, call.Lse);
-                }
-            }
-            finally
-            {
-                bias?.Dispose(); keep?.Dispose(); kinds?.Dispose(); slots?.Dispose(); pairs?.Dispose();
-            }
+            var output = new TStorage[rows * dn];
+            o.CopyTo(MemoryMarshal.AsBytes(output.AsSpan()));
+            HostPacking.Scatter<TStorage, T>(output, call.Output, dn);
+            if (lse is not null) DownloadLse(lse, call.Lse, rows);
         }
     }
 
-    private static DeviceMemory Upload<TElement>(ReadOnlySpan<TElement> data) where TElement : unmanaged
+    /// <summary>
+    /// Attention on tensors already on the GPU, read and written in place. Q/K/V/output whose rows are exactly the
+    /// kernel's head dimension (32, 64, 96, 128 or 256, the same for q and v), contiguous along D and 16-byte aligned
+    /// (address and every stride) are used as they are; others are first packed on the device by a copy kernel, so any
+    /// layout works, at the cost of the copy.
+    /// <para>
+    /// Bias, keep-mask and <c>options.Lse</c> may be host spans (copied per call); <paramref name="lse"/> receives the
+    /// LSE on the device instead. With <paramref name="stream"/> the work is queued on it after what the caller queued
+    /// there, and the call returns without waiting when it needs no temporary buffers (everything in place, no host
+    /// masks or host LSE); otherwise, and without a stream, it returns once the results are written.
+    /// </para>
+    /// </summary>
+    /// <exception cref="ArgumentException">shapes, devices or aliasing are invalid; the message names the tensor.</exception>
+    /// <exception cref="NotSupportedException">D or Dv above 256, or options.Weights.</exception>
+    /// <exception cref="InvalidOperationException">the backend is unavailable, or the tensors are on another device than its device 0.</exception>
+    public void Forward<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output,
+        scoped in AttentionOptions options = default, DeviceTensor<float>? lse = null, CudaStream? stream = null) where T : unmanaged =>
+        RunDevice<T, KeepAll>(AttentionValidator.ValidateDevice(q, k, v, output, options, lse), null, stream);
+
+    /// <summary>
+    /// <see cref="Forward{T}(DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, in AttentionOptions, DeviceTensor{float}?, CudaStream?)"/>
+    /// with a block-sparse mask: empty blocks are skipped, full blocks run unmasked, partial blocks use the mask's pairs.
+    /// </summary>
+    public void Forward<T, TMask>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output, BlockMask<TMask> blockMask,
+        scoped in AttentionOptions options = default, DeviceTensor<float>? lse = null, CudaStream? stream = null)
+        where T : unmanaged where TMask : struct, IMaskMod
     {
-        var bytes = MemoryMarshal.AsBytes(data);
-        var memory = DeviceMemory.Allocate((nuint)Math.Max(bytes.Length, 1));
-        try
+        var call = AttentionValidator.ValidateDevice(q, k, v, output, options, lse);
+        AttentionValidator.ValidateBlockMask(blockMask, call.Shape);
+        RunDevice(call, blockMask, stream);
+    }
+
+    private unsafe void RunDevice<T, TMask>(scoped in DeviceAttentionCall<T> call, BlockMask<TMask>? blockMask, CudaStream? stream)
+        where T : unmanaged where TMask : struct, IMaskMod
+    {
+        var (device, kernels) = Opened();
+        var shape = call.Shape;
+        if (Math.Max(shape.HeadDim, shape.ValueDim) > 256)
+            throw new NotSupportedException($"Backend {Name} takes head dimensions up to 256 (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim}).");
+        if (call.Q.Device.Ordinal != device.Ordinal)
+            throw new InvalidOperationException($"The tensors live on device {call.Q.Device.Ordinal}; backend {Name} runs on device {device.Ordinal}.");
+        var element = typeof(T) == typeof(float) ? CudaElement.F32 : typeof(T) == typeof(BFloat16) ? CudaElement.BF16 : CudaElement.F16;
+        var variant = Variant(shape, element);
+        int dn = variant.HeadDim, bytes = variant.ElementBytes;
+
+        lock (_gate)
         {
-            if (bytes.Length > 0) memory.CopyFrom(bytes);
-            return memory;
-        }
-        catch
-        {
-            memory.Dispose();
-            throw;
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            device.MakeCurrent();
+            using var scratch = new DeviceScratch();
+            using var ownStream = stream is null ? CudaStream.Create() : null;
+            var queue = stream ?? ownStream!;
+            var copies = new DeviceOperands(kernels, scratch, queue, dn, bytes);
+
+            var p = BaseParams(shape, call.Band, call.Scale);
+            (p.Q, p.QStrides) = copies.Input(call.Q);
+            (p.K, p.KStrides) = copies.Input(call.K);
+            (p.V, p.VStrides) = copies.Input(call.V);
+            var (outputAddress, outputStrides, unpack) = copies.Output(call.Output);
+            (p.O, p.OStrides) = (outputAddress, outputStrides);
+            DeviceMemory? hostLse = null;
+            if (call.Lse is { } lse) (p.Lse, p.LseStrides) = (lse.Address, new Strides3(lse.Strides[0], lse.Strides[1], lse.Strides[2]));
+            else if (!call.HostLse.IsEmpty)
+            {
+                hostLse = scratch.Allocate((long)shape.Batch * shape.QueryHeads * shape.QueryLength * sizeof(float));
+                (p.Lse, p.LseStrides) = (hostLse.Address, Dense(shape.QueryHeads, shape.QueryLength, 1));
+            }
+            AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
+
+            LaunchFlash(kernels.Flash(variant), variant, shape, p, queue);
+            unpack?.Invoke();
+            // Queued work reads the temporaries: they are freed only after it. In-place calls on a caller's stream need none.
+            if (ownStream is not null || !scratch.IsEmpty) queue.Synchronize();
+            if (hostLse is not null) DownloadLse(hostLse, call.HostLse, (long)shape.Batch * shape.QueryHeads * shape.QueryLength);
         }
     }
 
-    private static DeviceMemory Upload(ReadOnlySpan<byte> data) => Upload<byte>(data);
+    private (CudaDevice Device, CudaKernels Kernels) Opened()
+    {
+        var (device, kernels, error) = _state.Value;
+        if (device is null || kernels is null) throw new InvalidOperationException($"Backend {Name} is not available: {error}");
+        return (device, kernels);
+    }
+
+    private static CudaFlashVariant Variant(AttentionShape shape, CudaElement element)
+    {
+        if ((long)shape.Batch * shape.QueryHeads > int.MaxValue || (shape.QueryLength + CudaFlashVariant.RowsPerBlock - 1) / CudaFlashVariant.RowsPerBlock > 65535)
+            throw new NotSupportedException($"{shape} exceeds the CUDA grid (batch·heads ≤ {int.MaxValue}, Lq ≤ {65535 * CudaFlashVariant.RowsPerBlock}).");
+        return CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element);
+    }
+
+    /// <summary>Strides of a dense [batch, heads, rows, width] tensor.</summary>
+    internal static Strides3 Dense(int heads, int rows, int width) => new((long)heads * rows * width, (long)rows * width, width);
+
+    private static FlashParams BaseParams(AttentionShape shape, DiagonalBand band, float scale) => new()
+    {
+        BandLo = band.Lo, BandHi = band.Hi,
+        Batch = shape.Batch, Heads = shape.QueryHeads, KvHeads = shape.KvHeads, Lq = shape.QueryLength, Lk = shape.KeyLength,
+        Scale = scale,
+    };
+
+    /// <summary>Uploads the bias, keep-mask and block mask (host data) into <paramref name="scratch"/> and points <paramref name="p"/> at them.</summary>
+    private static void AttachMasks<TMask>(ref FlashParams p, AttentionShape shape, scoped in ReadOnlyStrided4<float> bias,
+        scoped in ReadOnlyStrided4<bool> keepMask, BlockMask<TMask>? blockMask, DeviceScratch scratch) where TMask : struct, IMaskMod
+    {
+        if (!bias.IsEmpty)
+        {
+            var (dense, sb, sh, sq) = HostPacking.Broadcast(bias, (float x) => x);
+            (p.Bias, p.BiasStrideB, p.BiasStrideH, p.BiasStrideQ) = (scratch.Upload<float>(dense).Address, sb, sh, sq);
+        }
+        if (!keepMask.IsEmpty)
+        {
+            var (dense, sb, sh, sq) = HostPacking.Broadcast(keepMask, (bool x) => x ? (byte)1 : (byte)0);
+            (p.Keep, p.KeepStrideB, p.KeepStrideH, p.KeepStrideQ) = (scratch.Upload<byte>(dense).Address, sb, sh, sq);
+        }
+        if (blockMask is not null)
+        {
+            var kinds = scratch.Upload(MemoryMarshal.AsBytes(blockMask.Kinds.AsSpan()));
+            var (slotsDense, pairsDense) = PartialPairsBuilder.Build(blockMask, shape.Batch, shape.QueryHeads);
+            (p.Kinds, p.Slots, p.Pairs) = (kinds.Address, scratch.Upload<int>(slotsDense).Address, scratch.Upload<byte>(pairsDense).Address);
+            (p.BlockBatch, p.BlockHeads, p.QueryBlocks, p.KeyBlocks, p.QueryBlock, p.KeyBlock) =
+                (blockMask.Batch, blockMask.Heads, blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
+        }
+    }
+
+    private static unsafe void LaunchFlash(CudaFunction function, CudaFlashVariant variant, AttentionShape shape, FlashParams p, CudaStream stream)
+    {
+        void* argument = &p;
+        uint rowBlocks = (uint)((shape.QueryLength + CudaFlashVariant.RowsPerBlock - 1) / CudaFlashVariant.RowsPerBlock);
+        function.Launch(((uint)(shape.Batch * shape.QueryHeads), rowBlocks, 1), (CudaFlashVariant.ThreadsPerBlock, 1, 1),
+            (uint)variant.SharedBytes, stream, &argument);
+    }
+
+    private static void DownloadLse(DeviceMemory lse, scoped in Strided4<float> destination, long rows)
+    {
+        var host = new float[rows];
+        lse.CopyTo(MemoryMarshal.AsBytes(host.AsSpan()));
+        HostPacking.Scatter<float, float>(host, destination);
+    }
 
     public void Dispose()
     {

@@ -25,7 +25,7 @@ public sealed class FlexAttention<TMask, TScore> : IAttentionForward where TMask
     public AttentionBackend Backend { get; }
     public string Name => $"{Backend.Name}+flex";
 
-    /// <inheritdoc cref="Attention.Forward{T}"/>
+    /// <inheritdoc cref="Attention.Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, in AttentionOptions)"/>
     public void Forward<T>(ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
         scoped in AttentionOptions options = default) where T : unmanaged =>
         Backend.ForwardFlex(q, k, v, output, options, BlockMask, ScoreMod);

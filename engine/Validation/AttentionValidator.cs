@@ -22,33 +22,11 @@ public static partial class AttentionValidator
     {
         ElementTypes.ThrowIfUnsupported<T>();
         // Stack-only bookkeeping throughout: validating a call allocates nothing (steady-state calls are garbage-free).
-        Span<int> ql = stackalloc int[4], kl = stackalloc int[4], vl = stackalloc int[4], ol = stackalloc int[4];
-        CheckRank4(q.Lengths, nameof(q), ql);
-        CheckRank4(k.Lengths, nameof(k), kl);
-        CheckRank4(v.Lengths, nameof(v), vl);
-        CheckRank4(output.Lengths, nameof(output), ol);
-
-        ExpectEqual(kl, 0, ql[0], nameof(k), "q");
-        ExpectEqual(kl, 3, ql[3], nameof(k), "q");
-        ExpectEqual(vl, 0, kl[0], nameof(v), "k");
-        ExpectEqual(vl, 1, kl[1], nameof(v), "k");
-        ExpectEqual(vl, 2, kl[2], nameof(v), "k");
-        if (ql[1] % kl[1] != 0)
-            throw new ArgumentException(
-                $"q dimension 1 (heads) is {ql[1]}, which is not a multiple of k dimension 1 (heads) {kl[1]}; " +
-                "grouped-query attention needs queryHeads % kvHeads == 0.", nameof(q));
-        var shape = new AttentionShape(ql[0], ql[1], kl[1], ql[2], kl[2], ql[3], vl[3]);
-        Span<int> expectedOutput = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
-        for (int d = 0; d < 4; d++)
-            if (ol[d] != expectedOutput[d])
-                throw new ArgumentException(
-                    $"output dimension {d} ({InputDims[d]}) is {ol[d]}; expected {expectedOutput[d]} " +
-                    $"(output is [batch, queryHeads, Lq, valueDim] = [{Join(expectedOutput)}]).", nameof(output));
+        var shape = ValidateShapes(q.Lengths, k.Lengths, v.Lengths, output.Lengths);
+        Span<int> ol = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
         CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
 
-        float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(shape.HeadDim));
-        if (!float.IsFinite(scale))
-            throw new ArgumentException($"Scale is {scale}; expected a finite number.", "options.Scale");
+        float scale = ResolveScale(options, shape);
 
         int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
         if (threads < 1)
@@ -63,17 +41,10 @@ public static partial class AttentionValidator
         if (options.ReturnLse)
         {
             var lengths = options.Lse.Lengths;
-            Span<int> expected = [shape.Batch, shape.QueryHeads, shape.QueryLength];
-            if (lengths.Length != 3)
-                throw new ArgumentException(
-                    $"options.Lse has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 3 [batch, queryHeads, Lq] = [{Join(expected)}].", "options.Lse");
-            for (int d = 0; d < 3; d++)
-                if (lengths[d] != expected[d])
-                    throw new ArgumentException(
-                        $"options.Lse dimension {d} is {lengths[d]}; expected {expected[d]} ([batch, queryHeads, Lq] = [{Join(expected)}]).", "options.Lse");
+            CheckLseLengths(lengths, shape, "options.Lse");
             CheckNonOverlapping(lengths, options.Lse.Strides, "options.Lse");
             var s = options.Lse.Strides;
-            lse = new Strided4<float>(ref options.Lse.GetPinnableReference(), [expected[0], expected[1], expected[2], 1], [s[0], s[1], s[2], 0]);
+            lse = new Strided4<float>(ref options.Lse.GetPinnableReference(), [shape.Batch, shape.QueryHeads, shape.QueryLength, 1], [s[0], s[1], s[2], 0]);
         }
 
         var weights = default(Strided4<float>);
@@ -108,6 +79,56 @@ public static partial class AttentionValidator
             View(q), View(k), View(v),
             new Strided4<T>(ref output.GetPinnableReference(), ol, output.Strides),
             bias, keep, lse, weights, threads);
+    }
+
+    /// <summary>The call's shape from the four tensors' lengths, or an exception naming the tensor and dimension at fault.</summary>
+    internal static AttentionShape ValidateShapes(ReadOnlySpan<nint> qLengths, ReadOnlySpan<nint> kLengths, ReadOnlySpan<nint> vLengths, ReadOnlySpan<nint> outputLengths)
+    {
+        Span<int> ql = stackalloc int[4], kl = stackalloc int[4], vl = stackalloc int[4], ol = stackalloc int[4];
+        CheckRank4(qLengths, "q", ql);
+        CheckRank4(kLengths, "k", kl);
+        CheckRank4(vLengths, "v", vl);
+        CheckRank4(outputLengths, "output", ol);
+
+        ExpectEqual(kl, 0, ql[0], "k", "q");
+        ExpectEqual(kl, 3, ql[3], "k", "q");
+        ExpectEqual(vl, 0, kl[0], "v", "k");
+        ExpectEqual(vl, 1, kl[1], "v", "k");
+        ExpectEqual(vl, 2, kl[2], "v", "k");
+        if (ql[1] % kl[1] != 0)
+            throw new ArgumentException(
+                $"q dimension 1 (heads) is {ql[1]}, which is not a multiple of k dimension 1 (heads) {kl[1]}; " +
+                "grouped-query attention needs queryHeads % kvHeads == 0.", "q");
+        var shape = new AttentionShape(ql[0], ql[1], kl[1], ql[2], kl[2], ql[3], vl[3]);
+        Span<int> expectedOutput = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
+        for (int d = 0; d < 4; d++)
+            if (ol[d] != expectedOutput[d])
+                throw new ArgumentException(
+                    $"output dimension {d} ({InputDims[d]}) is {ol[d]}; expected {expectedOutput[d]} " +
+                    $"(output is [batch, queryHeads, Lq, valueDim] = [{Join(expectedOutput)}]).", "output");
+        return shape;
+    }
+
+    /// <summary>options.Scale, or 1/sqrt(D); it must be finite.</summary>
+    internal static float ResolveScale(scoped in AttentionOptions options, AttentionShape shape)
+    {
+        float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(shape.HeadDim));
+        if (!float.IsFinite(scale))
+            throw new ArgumentException($"Scale is {scale}; expected a finite number.", "options.Scale");
+        return scale;
+    }
+
+    /// <summary>An LSE destination is [batch, queryHeads, Lq].</summary>
+    internal static void CheckLseLengths(ReadOnlySpan<nint> lengths, AttentionShape shape, string name)
+    {
+        Span<int> expected = [shape.Batch, shape.QueryHeads, shape.QueryLength];
+        if (lengths.Length != 3)
+            throw new ArgumentException(
+                $"{name} has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 3 [batch, queryHeads, Lq] = [{Join(expected)}].", name);
+        for (int d = 0; d < 3; d++)
+            if (lengths[d] != expected[d])
+                throw new ArgumentException(
+                    $"{name} dimension {d} is {lengths[d]}; expected {expected[d]} ([batch, queryHeads, Lq] = [{Join(expected)}]).", name);
     }
 
     /// <summary>A block mask must be built for this call's Lq and Lk, and for its batch and heads (or broadcast: 1).</summary>

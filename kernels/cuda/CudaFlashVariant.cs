@@ -69,12 +69,35 @@ public readonly record struct CudaFlashVariant(int HeadDim, CudaElement Element)
     public override string ToString() => $"flash_forward D{HeadDim} {Suffix}";
 }
 
+/// <summary>kernels/cuda/strided_copy.cu: one image holding both element widths.</summary>
+public static class CudaStridedCopy
+{
+    public const int ThreadsPerBlock = 256;
+
+    /// <summary>The entry point moving elements of <paramref name="elementBytes"/> (2 or 4) bytes.</summary>
+    public static string EntryPoint(int elementBytes) => elementBytes switch
+    {
+        2 => "strided_copy_b16",
+        4 => "strided_copy_b32",
+        _ => throw new ArgumentOutOfRangeException(nameof(elementBytes), elementBytes, "strided_copy moves 2- or 4-byte elements."),
+    };
+
+    public const string FatbinFile = "strided_copy.fatbin";
+
+    /// <summary>NVRTC/nvcc options for <paramref name="architecture"/>.</summary>
+    public static IReadOnlyList<string> CompileOptions(string architecture) => [$"--gpu-architecture={architecture}", "-std=c++17"];
+}
+
 /// <summary>The CUDA C++ sources embedded in this assembly.</summary>
 public static class CudaKernelSources
 {
     public const string FlashForwardName = "flash_forward.cu";
+    public const string StridedCopyName = "strided_copy.cu";
 
     public static string FlashForward => Read(FlashForwardName);
+
+    /// <summary>strided_copy.cu: packs device tensors the flash kernel cannot address in place, and unpacks its output.</summary>
+    public static string StridedCopy => Read(StridedCopyName);
 
     private static string Read(string name)
     {

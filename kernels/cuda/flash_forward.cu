@@ -12,8 +12,10 @@
 // Grid (batch * heads, ceil(Lq / 64)), 128 threads, dynamic shared memory for the Q tile and two K and V buffers
 // (CudaFlashVariant.SharedBytes mirrors the sizes below; above 48 KiB the host raises the function's limit).
 //
-// Layout the host prepares: Q [B, H, Lq, D], K [B, Hkv, Lk, D], V [B, Hkv, Lk, D], O [B, H, Lq, D], dense and
-// zero-padded to D (so every row is 16-byte aligned for cp.async and ldmatrix). Masks stay as the caller gave them:
+// Layout: Q [B, H, Lq, D], K [B, Hkv, Lk, D], V [B, Hkv, Lk, D], O [B, H, Lq, D] and LSE [B, H, Lq], each with its own
+// batch, head and row strides (in elements; columns are contiguous). Every Q/K/V/O row holds exactly D columns (the
+// host zero-pads other head dimensions) and starts 16-byte aligned, for cp.async and ldmatrix: device tensors that
+// meet this are read and written in place, others are packed by strided_copy.cu first. Masks stay as the caller gave them:
 // the diagonal band, an additive fp32 bias and a keep-mask with broadcast strides, and a block mask (kinds per block,
 // with the pairs of partial blocks evaluated on the host).
 //
@@ -59,7 +61,8 @@ typedef u16 elem;    // fp16 or bf16 bits
 struct FlashParams
 {
     // Pointers first, then 64-bit, then 32-bit fields: the host mirrors this order with [StructLayout(Sequential)].
-    const elem* q; const elem* k; const elem* v; elem* o; float* lse;
+    const elem* q; const elem* k; const elem* v; elem* o;
+    float* lse;                 // null: LSE not wanted
     const float* bias;          // null: no bias. Element (b, h, i, j) at b*bias_sb + h*bias_sh + i*bias_sq + j.
     const unsigned char* keep;  // null: no keep-mask. Same indexing with keep_s*.
     const unsigned char* kinds; // null: no block mask. 0 empty, 1 partial, 2 full, per (bb, bh, query block, key block).
@@ -68,6 +71,11 @@ struct FlashParams
     i64 band_lo, band_hi;       // key - query must lie in [band_lo, band_hi]
     i64 bias_sb, bias_sh, bias_sq;
     i64 keep_sb, keep_sh, keep_sq;
+    i64 q_sb, q_sh, q_sr;       // element (b, h, i, c) of Q at b*q_sb + h*q_sh + i*q_sr + c; likewise K, V, O
+    i64 k_sb, k_sh, k_sr;
+    i64 v_sb, v_sh, v_sr;
+    i64 o_sb, o_sh, o_sr;
+    i64 lse_sb, lse_sh, lse_sq; // LSE (b, h, i) at b*lse_sb + h*lse_sh + i*lse_sq
     int batch, heads, kv_heads, lq, lk;
     int block_batch, block_heads, q_blocks, k_blocks, q_block, k_block;
     float scale;
@@ -75,8 +83,8 @@ struct FlashParams
 };
 
 // The host's mirror (engine/Backends/Cuda/FlashParams.cs) is tested against this size and the offsets band_lo 80,
-// batch 144, scale 188 that these field types give.
-static_assert(sizeof(FlashParams) == 200, "FlashParams layout changed: update the host mirror");
+// q_sb 144, batch 264, scale 308 that these field types give.
+static_assert(sizeof(FlashParams) == 320, "FlashParams layout changed: update the host mirror");
 
 namespace flash
 {
@@ -165,16 +173,17 @@ __device__ __forceinline__ u32 to_tf32(float x)
 }
 #endif
 
-// Rows [row0, row0 + Rows) of a dense [*, D] matrix into shared memory (pitch Pitch), zeros past `rows`.
+// Rows [row0, row0 + Rows) of a [*, D] matrix (row stride `stride` elements) into shared memory (pitch Pitch), zeros
+// past `rows`.
 template <int Rows, int Pitch>
-__device__ __forceinline__ void stage_rows_async(elem* shared, const elem* matrix, int row0, int rows)
+__device__ __forceinline__ void stage_rows_async(elem* shared, const elem* matrix, i64 stride, int row0, int rows)
 {
     constexpr int PerChunk = 16 / sizeof(elem), Chunks = D / PerChunk;
     for (int c = threadIdx.x; c < Rows * Chunks; c += Threads)
     {
         int r = c / Chunks, col = c % Chunks * PerChunk;
         bool valid = row0 + r < rows;
-        copy16_async(shared + r * Pitch + col, valid ? matrix + (i64)(row0 + r) * D + col : matrix, valid);
+        copy16_async(shared + r * Pitch + col, valid ? matrix + (row0 + r) * stride + col : matrix, valid);
     }
 }
 
@@ -436,7 +445,7 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
 #endif
 
 // O / l into the output rows (zeros and LSE = -inf for rows that saw no key).
-__device__ __forceinline__ void store_rows(const FlashParams& p, i64 row_base, int row_lo, float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2])
+__device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, int row_lo, float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2])
 {
     int lane = threadIdx.x % 32;
     #pragma unroll
@@ -447,7 +456,7 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, i64 row_base, i
         if (i >= p.lq) continue;
         bool empty = sum == 0.f;
         float inverse = empty ? 0.f : 1.f / sum;
-        elem* out = p.o + (row_base + i) * D + (lane % 4) * 2;
+        elem* out = p.o + b * p.o_sb + h * p.o_sh + i * p.o_sr + (lane % 4) * 2;
         #pragma unroll
         for (int n = 0; n < D / 8; n++)
         {
@@ -458,7 +467,7 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, i64 row_base, i
             *(u32*)(out + n * 8) = pack(o[n][half * 2] * inverse, o[n][half * 2 + 1] * inverse);
 #endif
         }
-        if (lane % 4 == 0) p.lse[row_base + i] = empty ? neg_inf() : row_max[half] + logf(sum);
+        if (lane % 4 == 0 && p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sq] = empty ? neg_inf() : row_max[half] + logf(sum);
     }
 }
 } // namespace flash
@@ -479,9 +488,9 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
     int i0 = blockIdx.y * Br, i1 = min(p.lq, i0 + Br);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int row_lo = i0 + warp * 16 + lane / 4;
-    i64 row_base = (i64)bh * p.lq;
-    const elem* k_head = p.k + ((i64)b * p.kv_heads + kvh) * p.lk * D;
-    const elem* v_head = p.v + ((i64)b * p.kv_heads + kvh) * p.lk * D;
+    const elem* q_head = p.q + b * p.q_sb + h * p.q_sh;
+    const elem* k_head = p.k + b * p.k_sb + kvh * p.k_sh;
+    const elem* v_head = p.v + b * p.v_sb + kvh * p.v_sh;
 
     // Keys the band lets some row of this block see: [first, last].
     i64 first = max((i64)0, (i64)i0 + p.band_lo), last = min((i64)p.lk - 1, (i64)(i1 - 1) + p.band_hi);
@@ -493,12 +502,12 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
     for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
     float row_max[2] = { neg_inf(), neg_inf() }, row_sum[2] = { 0.f, 0.f };
 
-    stage_rows_async<Br, QkPitch>(qs, p.q + row_base * D, i0, p.lq);
+    stage_rows_async<Br, QkPitch>(qs, q_head, p.q_sr, i0, p.lq);
     int tile = next_tile(p, b, h, i0, i1, t_begin, t_end), buffer = 0;
     if (tile < t_end)
     {
-        stage_rows_async<Bc, QkPitch>(ks, k_head, tile * Bc, p.lk);
-        stage_rows_async<Bc, VPitch>(vs, v_head, tile * Bc, p.lk);
+        stage_rows_async<Bc, QkPitch>(ks, k_head, p.k_sr, tile * Bc, p.lk);
+        stage_rows_async<Bc, VPitch>(vs, v_head, p.v_sr, tile * Bc, p.lk);
     }
     commit_async();
 
@@ -507,8 +516,8 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
         int next = next_tile(p, b, h, i0, i1, tile + 1, t_end);
         if (next < t_end)
         {
-            stage_rows_async<Bc, QkPitch>(ks + (buffer ^ 1) * Bc * QkPitch, k_head, next * Bc, p.lk);
-            stage_rows_async<Bc, VPitch>(vs + (buffer ^ 1) * Bc * VPitch, v_head, next * Bc, p.lk);
+            stage_rows_async<Bc, QkPitch>(ks + (buffer ^ 1) * Bc * QkPitch, k_head, p.k_sr, next * Bc, p.lk);
+            stage_rows_async<Bc, VPitch>(vs + (buffer ^ 1) * Bc * VPitch, v_head, p.v_sr, next * Bc, p.lk);
             commit_async();
             wait_async<1>();
         }
@@ -533,7 +542,7 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
         buffer ^= 1;
     }
     wait_async<0>();
-    store_rows(p, row_base, row_lo, o, row_max, row_sum);
+    store_rows(p, b, h, row_lo, o, row_max, row_sum);
 }
 
 #ifdef AE_EMULATE

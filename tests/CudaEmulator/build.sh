@@ -37,6 +37,9 @@ for head_dim in 32 64 96 128 256; do
   done
 done
 
+compile -x c++ -DAE_EMULATE -c "$root/kernels/cuda/strided_copy.cu" -o "$objects/strided_copy.o"
+kernels+=("$objects/strided_copy.o")
+
 failed=0
 for job in "${jobs[@]}"; do wait "$job" || failed=1; done
 if [ "$failed" -ne 0 ]; then

@@ -415,6 +415,14 @@ void warp_mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, u
         [](const Warp& w, int k, int column) { return as_float((uint32_t)w.slots[4 * column + k % 4].words[4 + k / 4] & 0xFFFFE000u); });
 }
 
+// A plain global load or store of `bytes` at `address`: false (and the launch fails) outside every allocation.
+bool global_access_valid(const void* address, size_t bytes, const char* operation)
+{
+    if (device_range_valid(address, bytes)) return true;
+    fail(here(), std::string(operation) + ": " + describe(address) + " (" + std::to_string(bytes) + " bytes) is outside every device allocation");
+    return false;
+}
+
 // cp.async.cg.shared.global [shared], [global], copy_bytes, source_bytes: queued in the thread's open group.
 void async_copy(void* shared, const void* global, int copy_bytes, int source_bytes)
 {

@@ -34,6 +34,10 @@ void warp_load_matrix_x4(uint32_t (&r)[4], const void* address, bool transpose);
 void warp_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bfloat16);
 void warp_mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 
+// Plain global loads and stores are not intercepted; kernels whose addresses come from host-computed strides
+// check them here under AE_EMULATE (false: the launch fails with CUDA_ERROR_ILLEGAL_ADDRESS; skip the access).
+bool global_access_valid(const void* address, size_t bytes, const char* operation);
+
 void async_copy(void* shared, const void* global, int copy_bytes, int source_bytes);
 void async_commit();
 void async_wait(int pending_groups);
@@ -83,6 +87,6 @@ using std::max;
 using std::min;
 
 #define AE_EMULATED_KERNEL_(entry, Params, threads)                                                                    \
-    static ::ae_emu::Registrar ae_emulated_registrar(                                                                 \
+    static ::ae_emu::Registrar ae_emulated_##entry(                                                               \
         #entry, [](const void* parameters) { entry(*static_cast<const Params*>(parameters)); }, threads, sizeof(Params));
 #define AE_EMULATED_KERNEL(entry, Params, threads) AE_EMULATED_KERNEL_(entry, Params, threads)

@@ -4,22 +4,34 @@ using AttentionEngine.Kernels.Cuda;
 namespace AttentionEngine;
 
 /// <summary>
-/// The flash kernel's variants loaded on one device: from a CMake-built fatbin when one is found
+/// The flash kernel's variants and the strided copy loaded on one device: from a CMake-built fatbin when one is found
 /// (ATTENTION_ENGINE_FATBIN_DIR, else cuda/ beside the application), otherwise compiled from the embedded source by
-/// NVRTC for the device's architecture through the on-disk cache. Each variant loads once.
+/// NVRTC for the device's architecture through the on-disk cache. Each image loads once.
 /// </summary>
 internal sealed class CudaKernels(CudaDevice device) : IDisposable
 {
     private readonly Dictionary<CudaFlashVariant, (CudaModule Module, CudaFunction Function)> _loaded = [];
+    private CudaModule? _copyModule;
+    private readonly Dictionary<int, CudaFunction> _copies = [];
 
     public CudaFunction Flash(CudaFlashVariant variant)
     {
         if (_loaded.TryGetValue(variant, out var hit)) return hit.Function;
-        var module = CudaModule.Load(Image(variant));
+        var module = CudaModule.Load(Image(variant.FatbinFile, CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
+            variant.CompileOptions(device.Architecture)));
         var function = module.Function(variant.EntryPoint);
         if (variant.SharedBytes > 48 * 1024) function.SetMaxDynamicSharedMemory(variant.SharedBytes);
         _loaded[variant] = (module, function);
         return function;
+    }
+
+    /// <summary>strided_copy.cu's entry point for elements of <paramref name="elementBytes"/> (2 or 4) bytes.</summary>
+    public CudaFunction StridedCopy(int elementBytes)
+    {
+        if (_copies.TryGetValue(elementBytes, out var hit)) return hit;
+        _copyModule ??= CudaModule.Load(Image(CudaStridedCopy.FatbinFile, CudaKernelSources.StridedCopy, CudaKernelSources.StridedCopyName,
+            CudaStridedCopy.CompileOptions(device.Architecture)));
+        return _copies[elementBytes] = _copyModule.Function(CudaStridedCopy.EntryPoint(elementBytes));
     }
 
     /// <summary>
@@ -31,31 +43,33 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
         get
         {
             if (NvrtcCompiler.UnavailableReason is not { } reason) return null;
-            return CudaFlashVariant.All.Any(v => Prebuilt(v) is not null) ? null
+            return CudaFlashVariant.All.Any(v => Prebuilt(v.FatbinFile) is not null) ? null
                 : $"no prebuilt kernels (CMake fatbins in ATTENTION_ENGINE_FATBIN_DIR or cuda/ beside the application) and {reason}";
         }
     }
 
-    private static string? Prebuilt(CudaFlashVariant variant)
+    private static string? Prebuilt(string fatbinFile)
     {
         foreach (var directory in new[] { Environment.GetEnvironmentVariable("ATTENTION_ENGINE_FATBIN_DIR"), Path.Combine(AppContext.BaseDirectory, "cuda") })
-            if (!string.IsNullOrEmpty(directory) && File.Exists(Path.Combine(directory, variant.FatbinFile)))
-                return Path.Combine(directory, variant.FatbinFile);
+            if (!string.IsNullOrEmpty(directory) && File.Exists(Path.Combine(directory, fatbinFile)))
+                return Path.Combine(directory, fatbinFile);
         return null;
     }
 
-    private byte[] Image(CudaFlashVariant variant)
+    private static byte[] Image(string fatbinFile, string source, string sourceName, IReadOnlyList<string> options)
     {
-        if (Prebuilt(variant) is { } file) return File.ReadAllBytes(file);
+        if (Prebuilt(fatbinFile) is { } file) return File.ReadAllBytes(file);
         if (NvrtcCompiler.UnavailableReason is { } reason)
-            throw new InvalidOperationException($"No prebuilt {variant.FatbinFile} and NVRTC cannot compile it: {reason}.");
-        return CudaCompileCache.Default.Cubin(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
-            variant.CompileOptions(device.Architecture), out _);
+            throw new InvalidOperationException($"No prebuilt {fatbinFile} and NVRTC cannot compile {sourceName}: {reason}.");
+        return CudaCompileCache.Default.Cubin(source, sourceName, options, out _);
     }
 
     public void Dispose()
     {
         foreach (var (module, _) in _loaded.Values) module.Dispose();
         _loaded.Clear();
+        _copies.Clear();
+        _copyModule?.Dispose();
+        _copyModule = null;
     }
 }

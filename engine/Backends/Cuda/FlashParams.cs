@@ -13,8 +13,13 @@ internal struct FlashParams
     public long BandLo, BandHi;
     public long BiasStrideB, BiasStrideH, BiasStrideQ;
     public long KeepStrideB, KeepStrideH, KeepStrideQ;
+    public Strides3 QStrides, KStrides, VStrides, OStrides, LseStrides;
     public int Batch, Heads, KvHeads, Lq, Lk;
     public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
     public float Scale;
     private int _padding;
 }
+
+/// <summary>Batch, head and row strides in elements: one tensor's addressing in <see cref="FlashParams"/>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal readonly record struct Strides3(long Batch, long Head, long Row);

@@ -1,0 +1,81 @@
+namespace AttentionEngine;
+
+public static partial class AttentionValidator
+{
+    /// <summary>Checks a call on device tensors (see <see cref="CudaBackend.Forward{T}(DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, in AttentionOptions, DeviceTensor{float}?, Bindings.Cuda.CudaStream?)"/>).</summary>
+    internal static DeviceAttentionCall<T> ValidateDevice<T>(
+        DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output,
+        scoped in AttentionOptions options, DeviceTensor<float>? lse) where T : unmanaged
+    {
+        ElementTypes.ThrowIfUnsupported<T>();
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(v);
+        ArgumentNullException.ThrowIfNull(output);
+        int ordinal = q.Device.Ordinal;
+        ThrowIfUnusable(q, nameof(q), ordinal);
+        ThrowIfUnusable(k, nameof(k), ordinal);
+        ThrowIfUnusable(v, nameof(v), ordinal);
+        ThrowIfUnusable(output, nameof(output), ordinal);
+
+        var shape = ValidateShapes(q.Lengths, k.Lengths, v.Lengths, output.Lengths);
+        CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
+        float scale = ResolveScale(options, shape);
+        if (options.MaxDegreeOfParallelism is < 1)
+            throw new ArgumentException($"MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
+        if (options.ReturnWeights)
+            throw new NotSupportedException("options.Weights: attention weights are not returned by the CUDA kernel; use the Cpu backend to inspect them.");
+
+        Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
+        var bias = BroadcastMask(options.Bias, scoreShape, "options.Bias");
+        var keep = BroadcastMask(options.KeepMask, scoreShape, "options.KeepMask");
+
+        var hostLse = default(Kernels.Tensors.Strided4<float>);
+        if (options.ReturnLse)
+        {
+            if (lse is not null)
+                throw new ArgumentException("Both options.Lse (a host destination) and lse (a device destination) are given; give one.", nameof(lse));
+            CheckLseLengths(options.Lse.Lengths, shape, "options.Lse");
+            CheckNonOverlapping(options.Lse.Lengths, options.Lse.Strides, "options.Lse");
+            var s = options.Lse.Strides;
+            hostLse = new(ref options.Lse.GetPinnableReference(), [shape.Batch, shape.QueryHeads, shape.QueryLength, 1], [s[0], s[1], s[2], 0]);
+        }
+        if (lse is not null)
+        {
+            ThrowIfUnusable(lse, nameof(lse), ordinal);
+            CheckLseLengths(lse.Lengths, shape, nameof(lse));
+            CheckNonOverlapping(lse.Lengths, lse.Strides, nameof(lse));
+        }
+
+        // Outputs must not share memory with inputs or with each other: the kernel reads while it writes.
+        void ThrowIfWrittenOverlaps((ulong, long) input, string inputName)
+        {
+            ThrowIfOverlaps(Extent(output), "output", input, inputName);
+            if (lse is not null) ThrowIfOverlaps(Extent(lse), nameof(lse), input, inputName);
+        }
+        ThrowIfWrittenOverlaps(Extent(q), "q");
+        ThrowIfWrittenOverlaps(Extent(k), "k");
+        ThrowIfWrittenOverlaps(Extent(v), "v");
+        if (lse is not null) ThrowIfOverlaps(Extent(lse), nameof(lse), Extent(output), "output");
+
+        var mask = options.Mask ?? Mask.None;
+        return new DeviceAttentionCall<T>(shape, scale, mask.Resolve(shape.QueryLength, shape.KeyLength), q, k, v, output, bias, keep, lse, hostLse);
+    }
+
+    private static void ThrowIfUnusable<TElement>(DeviceTensor<TElement> tensor, string name, int ordinal) where TElement : unmanaged
+    {
+        if (tensor.IsDisposed) throw new ObjectDisposedException(name, $"{name} ({tensor}) or its device has been disposed.");
+        if (tensor.Device.Ordinal != ordinal)
+            throw new ArgumentException($"{name} lives on device {tensor.Device.Ordinal}; q lives on device {ordinal}. Every tensor of a call must be on one device.", name);
+    }
+
+    private static (ulong Address, long Bytes) Extent<TElement>(DeviceTensor<TElement> tensor) where TElement : unmanaged => (tensor.Address, tensor.StorageBytes);
+
+    private static void ThrowIfOverlaps((ulong Address, long Bytes) written, string name, (ulong Address, long Bytes) other, string otherName)
+    {
+        if (written.Address < other.Address + (ulong)other.Bytes && other.Address < written.Address + (ulong)written.Bytes)
+            throw new ArgumentException(
+                $"{name} overlaps the memory of {otherName}: outputs must not share memory with inputs or with other outputs, " +
+                "because the kernel reads while it writes.", name);
+    }
+}
