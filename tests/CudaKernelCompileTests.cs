@@ -42,6 +42,19 @@ public class CudaKernelCompileTests
         Assert.True(output.Cubin is { Length: > 0 });
     }
 
+    [Theory]
+    [InlineData("sm_80")]
+    [InlineData("sm_90")]
+    public void Strided_copy_compiles_with_both_element_widths(string architecture)
+    {
+        if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
+        var output = NvrtcCompiler.Compile(CudaKernelSources.StridedCopy, CudaKernelSources.StridedCopyName, CudaStridedCopy.CompileOptions(architecture));
+        Assert.Contains($".entry {CudaStridedCopy.EntryPoint(2)}(", output.Ptx);
+        Assert.Contains($".entry {CudaStridedCopy.EntryPoint(4)}(", output.Ptx);
+        Assert.DoesNotContain(".local", output.Ptx);
+        Assert.True(output.Cubin is { Length: > 0 });
+    }
+
     [Fact]
     public void Variants_cover_every_head_dimension_up_to_256()
     {
