@@ -1,5 +1,6 @@
 using AttentionEngine.Bench.Backward;
 using AttentionEngine.Bench.Bdn;
+using AttentionEngine.Bench.Cuda;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using AttentionEngine.Bench.Plotting;
@@ -31,6 +32,10 @@ app.Configure(config =>
     config.AddCommand<SparseCommand>("sparse")
         .WithDescription("Block-sparse attention: time against density, causal as a BlockMask vs built-in, BlockMask creation time.")
         .WithExample("sparse", "--threads", "2");
+    config.AddCommand<CudaCommand>("cuda")
+        .WithDescription("CUDA backend kernel time on device tensors (CUDA events), TFLOP/s; compare with bench/gpu/sdpa.py (PyTorch SDPA) via bench/gpu/compare.py.")
+        .WithExample("cuda", "--json")
+        .WithExample("cuda", "--shapes", "B4 H16 N4096 D128 causal", "--dtype", "bf16");
     config.AddCommand<PlotCommand>("plot")
         .WithDescription("PNG charts of `run --json` / `peers --json` results: rate against sequence length per backend, with the machine limit.")
         .WithExample("plot", "charts", "--input", "run.json", "--input", "peers.json");

@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using AttentionEngine.Bench.Cuda;
+using AttentionEngine.Bench.Performance;
 using AttentionEngine.Bindings.Cuda;
 using AttentionEngine.Kernels.Cuda;
 using AttentionEngine.Testing;
@@ -208,6 +210,18 @@ public class CudaDeviceTensorTests
         Assert.Throws<ArgumentOutOfRangeException>(() => DeviceTensor<float>.Allocate(device, [2, 0]));
         Assert.Throws<ArgumentOutOfRangeException>(() => DeviceTensor<float>.Allocate(device, [2, 3], [-1, 1]));
         Assert.Throws<ArgumentException>(() => DeviceTensor<float>.FromAddress(device, owner.Address + 2, [4], [1]));
+    }
+
+    [Fact]
+    public void The_cuda_bench_times_device_calls_on_flashattentions_grid()
+    {
+        Assert.Equal(20, CudaCommand.Preset.Count);
+        Assert.All(CudaCommand.Preset, c => Assert.Equal((16384, 2048), (c.Batch * c.QueryLength, c.Heads * c.HeadDim)));
+        var (backend, device) = Open();
+        using var _ = device;
+        var rows = CudaTiming.TimeAll<Half>(backend, device, [PerformanceCase.Parse("B1 H2 N64 D32 causal")], "f16", 0.01, CancellationToken.None);
+        var row = Assert.Single(rows);
+        Assert.True(row.Milliseconds > 0 && row.Tflops > 0 && row.Launches >= 3, row.ToString());
     }
 
     [Fact]

@@ -2,7 +2,7 @@ namespace AttentionEngine.Tests;
 
 public class ReadmeTests
 {
-    private static string Between(string text, string begin, string end)
+    internal static string Between(string text, string begin, string end)
     {
         int start = text.IndexOf(begin, StringComparison.Ordinal);
         Assert.True(start >= 0, $"'{begin}' not found");
@@ -11,7 +11,7 @@ public class ReadmeTests
         return text[start..stop];
     }
 
-    private static string Dedent(string block)
+    internal static string Dedent(string block)
     {
         var lines = block.Split('\n').Where(l => l.Trim().Length > 0 && !l.TrimStart().StartsWith("// README:", StringComparison.Ordinal)).ToArray();
         int indent = lines.Min(l => l.Length - l.TrimStart().Length);
@@ -38,7 +38,7 @@ public class ReadmeTests
         Assert.Contains(output, x => x != 0);
     }
 
-    private static string FindSource(string name)
+    internal static string FindSource(string name)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
@@ -46,5 +46,30 @@ public class ReadmeTests
             if (File.Exists(candidate)) return candidate;
         }
         throw new FileNotFoundException($"tests/{name} not found above {AppContext.BaseDirectory}");
+    }
+}
+
+/// <summary>The README's device example (it needs CUDA: a GPU or the emulator), serial with the other CUDA tests.</summary>
+[Collection(nameof(CudaTests))]
+public class ReadmeDeviceTests
+{
+    [Fact]
+    public void The_readme_device_example_is_the_code_that_compiles_here_and_matches_the_host_call()
+    {
+        string readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
+        string source = File.ReadAllText(ReadmeTests.FindSource("ReadmeDeviceExample.cs"));
+        int block = readme.IndexOf("```csharp\nusing var gpu", StringComparison.Ordinal);
+        Assert.True(block >= 0, "the README's device example is missing");
+        Assert.Equal(ReadmeTests.Dedent(ReadmeTests.Between(source, "// README:device-begin", "// README:device-end")), ReadmeTests.Dedent(ReadmeTests.Between(readme[block..], "```csharp", "```")));
+
+        var backend = CudaBackendTests.Gpu();
+        using var q = TensorRandom.Create<Half>(1, ValueDistribution.Normal, 1, 8, 128, 64);
+        using var k = TensorRandom.Create<Half>(2, ValueDistribution.Normal, 1, 8, 128, 64);
+        using var v = TensorRandom.Create<Half>(3, ValueDistribution.Normal, 1, 8, 128, 64);
+        using var output = NativeTensor<Half>.Zeros(1, 8, 128, 64);
+        using var expected = NativeTensor<Half>.Zeros(1, 8, 128, 64);
+        ReadmeDeviceExample.Run(q, k, v, output);
+        backend.Forward<Half>(q, k, v, expected, new AttentionOptions { Mask = Mask.Causal() });
+        Assert.Equal(expected.ToArray(), output.ToArray());
     }
 }

@@ -1,0 +1,62 @@
+using System.Text.Json;
+using AttentionEngine.Bench.Performance;
+using AttentionEngine.Bindings.Cuda;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace AttentionEngine.Bench.Cuda;
+
+/// <summary>
+/// `bench cuda`: kernel time of the CUDA backend on device tensors (inputs stay on the GPU; CUDA events around a
+/// batch of launches on one stream, so neither copies nor host synchronisation are timed). FLOPs = 4·B·H·(visible
+/// pairs)·D, as everywhere in bench. bench/gpu/sdpa.py times PyTorch's scaled_dot_product_attention on the same grid
+/// and bench/gpu/compare.py joins the two JSON outputs.
+/// </summary>
+internal sealed class CudaCommand : Command<CudaSettings>
+{
+    internal sealed record Row(string Case, string Dtype, double Milliseconds, double Tflops, int Launches);
+
+    /// <summary>FlashAttention's benchmark grid: 16k tokens per batch, hidden size 2048 (H = 2048 / D).</summary>
+    public static IReadOnlyList<PerformanceCase> Preset { get; } =
+        (from d in new[] { 64, 128 }
+         from causal in new[] { false, true }
+         from n in new[] { 1024, 2048, 4096, 8192, 16384 }
+         select PerformanceCase.Parse($"B{16384 / n} H{2048 / d} N{n} D{d}{(causal ? " causal" : "")}")).ToArray();
+
+    public override int Execute(CommandContext context, CudaSettings settings, CancellationToken cancellationToken)
+    {
+        var backend = CudaBackend.Default;
+        if (backend.UnavailableReason is { } reason)
+        {
+            AnsiConsole.MarkupLine($"[red]The CUDA backend is not available:[/] {Markup.Escape(reason)}");
+            return 2;
+        }
+        var cases = settings.Shapes.Equals("preset", StringComparison.OrdinalIgnoreCase) ? Preset : PerformanceCase.ParseList(settings.Shapes);
+        using var device = CudaDevice.Open(0);
+        var rows = new List<Row>();
+        foreach (var type in settings.TypeList)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            rows.AddRange(type switch
+            {
+                "f16" => CudaTiming.TimeAll<Half>(backend, device, cases, "f16", settings.Seconds, cancellationToken),
+                "bf16" => CudaTiming.TimeAll<BFloat16>(backend, device, cases, "bf16", settings.Seconds, cancellationToken),
+                _ => CudaTiming.TimeAll<float>(backend, device, cases, "f32", settings.Seconds, cancellationToken),
+            });
+        }
+
+        string name = device.Name, architecture = device.Architecture;
+        if (settings.Json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new { command = "cuda", device = name, architecture, rows },
+                new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase }));
+            return 0;
+        }
+        AnsiConsole.MarkupLine($"[bold]bench cuda[/]: {Markup.Escape(name)} ({architecture}), kernel time on device tensors");
+        var table = new Table().AddColumns("case", "dtype", "ms", "TFLOP/s", "launches timed");
+        foreach (var r in rows)
+            table.AddRow(Markup.Escape(r.Case), r.Dtype, r.Milliseconds.ToString("F3"), r.Tflops.ToString("F1"), r.Launches.ToString());
+        AnsiConsole.Write(table);
+        return 0;
+    }
+}

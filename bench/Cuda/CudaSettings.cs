@@ -1,0 +1,26 @@
+using System.ComponentModel;
+using AttentionEngine.Bench.Performance;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace AttentionEngine.Bench.Cuda;
+
+public sealed class CudaSettings : TimingSettings
+{
+    [CommandOption("--shapes <SHAPES>")]
+    [Description("'preset' (D 64 and 128, N 1k-16k, causal and not, 16k tokens per batch and a 2048-wide model, as FlashAttention's own benchmark) or cases separated by ';'.")]
+    public override string Shapes { get; init; } = "preset";
+
+    [CommandOption("--dtype <TYPES>")]
+    [Description("Element types, comma-separated: f16, bf16, f32. Default: f16,bf16.")]
+    public string Types { get; init; } = "f16,bf16";
+
+    public IReadOnlyList<string> TypeList => Types.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public override ValidationResult Validate()
+    {
+        var bad = TypeList.Where(t => t is not ("f16" or "bf16" or "f32")).ToArray();
+        if (TypeList.Count == 0 || bad.Length > 0) return ValidationResult.Error($"--dtype must list f16, bf16 or f32; got '{Types}'.");
+        return Shapes.Equals("preset", StringComparison.OrdinalIgnoreCase) ? ValidationResult.Success() : base.Validate();
+    }
+}
