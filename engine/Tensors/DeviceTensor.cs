@@ -78,7 +78,7 @@ public sealed unsafe class DeviceTensor<T> : IDisposable where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(device);
         var layout = strides.IsEmpty ? TensorLayout.Contiguous(lengths) : strides;
-        CheckLayout(lengths, layout);
+        TensorLayout.ThrowIfInvalid(lengths, layout);
         long bytes = checked((long)TensorLayout.StorageLength(lengths, layout) * Unsafe.SizeOf<T>());
         device.MakeCurrent();
         var memory = DeviceMemory.Allocate((nuint)bytes);
@@ -121,7 +121,7 @@ public sealed unsafe class DeviceTensor<T> : IDisposable where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(device);
         ObjectDisposedException.ThrowIf(device.IsDisposed, device);
-        CheckLayout(lengths, strides);
+        TensorLayout.ThrowIfInvalid(lengths, strides);
         if (address == 0) throw new ArgumentException("address is 0 (a null device pointer).", nameof(address));
         if (address % (ulong)Unsafe.SizeOf<T>() != 0)
             throw new ArgumentException($"address 0x{address:x} is not aligned to {typeof(T).Name}'s {Unsafe.SizeOf<T>()} bytes.", nameof(address));
@@ -213,19 +213,5 @@ public sealed unsafe class DeviceTensor<T> : IDisposable where T : unmanaged
     {
         if (!lengths.SequenceEqual(_lengths))
             throw new ArgumentException($"{name} has lengths [{string.Join(", ", lengths.ToArray())}]; this device tensor has [{string.Join(", ", _lengths)}].", name);
-    }
-
-    private static void CheckLayout(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
-    {
-        if (lengths.Length == 0) throw new ArgumentException("A tensor needs at least one dimension.", nameof(lengths));
-        if (strides.Length != lengths.Length)
-            throw new ArgumentException($"strides has {strides.Length} entries; expected {lengths.Length}, one per dimension.", nameof(strides));
-        for (int d = 0; d < lengths.Length; d++)
-        {
-            if (lengths[d] <= 0)
-                throw new ArgumentOutOfRangeException(nameof(lengths), $"Dimension {d} has length {lengths[d]}; every dimension must be at least 1.");
-            if (strides[d] < 0)
-                throw new ArgumentOutOfRangeException(nameof(strides), $"Dimension {d} has stride {strides[d]}; strides must not be negative.");
-        }
     }
 }

@@ -20,17 +20,7 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
 
     private NativeTensor(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {
-        if (lengths.Length == 0)
-            throw new ArgumentException("A tensor needs at least one dimension.", nameof(lengths));
-        if (strides.Length != lengths.Length)
-            throw new ArgumentException($"strides has {strides.Length} entries; expected {lengths.Length}, one per dimension.", nameof(strides));
-        for (int d = 0; d < lengths.Length; d++)
-        {
-            if (lengths[d] <= 0)
-                throw new ArgumentOutOfRangeException(nameof(lengths), $"Dimension {d} has length {lengths[d]}; every dimension must be at least 1.");
-            if (strides[d] < 0)
-                throw new ArgumentOutOfRangeException(nameof(strides), $"Dimension {d} has stride {strides[d]}; strides must not be negative.");
-        }
+        TensorLayout.ThrowIfInvalid(lengths, strides);
         _lengths = lengths.ToArray();
         _strides = strides.ToArray();
         _spanStrides = _strides.Select((stride, d) => _lengths[d] == 1 ? 0 : stride).ToArray();

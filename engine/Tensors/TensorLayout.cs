@@ -61,6 +61,22 @@ public static class TensorLayout
         return strides;
     }
 
+    /// <summary>The checks every tensor's layout passes: at least one dimension, lengths of at least 1, one stride per dimension, none negative.</summary>
+    internal static void ThrowIfInvalid(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    {
+        if (lengths.Length == 0)
+            throw new ArgumentException("A tensor needs at least one dimension.", nameof(lengths));
+        if (strides.Length != lengths.Length)
+            throw new ArgumentException($"strides has {strides.Length} entries; expected {lengths.Length}, one per dimension.", nameof(strides));
+        for (int d = 0; d < lengths.Length; d++)
+        {
+            if (lengths[d] <= 0)
+                throw new ArgumentOutOfRangeException(nameof(lengths), $"Dimension {d} has length {lengths[d]}; every dimension must be at least 1.");
+            if (strides[d] < 0)
+                throw new ArgumentOutOfRangeException(nameof(strides), $"Dimension {d} has stride {strides[d]}; strides must not be negative.");
+        }
+    }
+
     /// <summary>Number of elements of storage the layout touches: the largest offset plus one (0 when any length is 0).</summary>
     public static nint StorageLength(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {
