@@ -167,31 +167,42 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             device.MakeCurrent();
-            using var scratch = new DeviceScratch();
             using var ownStream = stream is null ? CudaStream.Create() : null;
             var queue = stream ?? ownStream!;
-            var copies = new DeviceOperands(kernels, scratch, queue, dn, bytes);
-
-            var p = BaseParams(shape, call.Band, call.Scale);
-            (p.Q, p.QStrides) = copies.Input(call.Q);
-            (p.K, p.KStrides) = copies.Input(call.K);
-            (p.V, p.VStrides) = copies.Input(call.V);
-            var (outputAddress, outputStrides, unpack) = copies.Output(call.Output);
-            (p.O, p.OStrides) = (outputAddress, outputStrides);
-            DeviceMemory? hostLse = null;
-            if (call.Lse is { } lse) (p.Lse, p.LseStrides) = (lse.Address, new Strides3(lse.Strides[0], lse.Strides[1], lse.Strides[2]));
-            else if (!call.HostLse.IsEmpty)
+            var scratch = new DeviceScratch();
+            try
             {
-                hostLse = scratch.Allocate((long)shape.Batch * shape.QueryHeads * shape.QueryLength * sizeof(float));
-                (p.Lse, p.LseStrides) = (hostLse.Address, Dense(shape.QueryHeads, shape.QueryLength, 1));
-            }
-            AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
+                var copies = new DeviceOperands(kernels, scratch, queue, dn, bytes);
 
-            LaunchFlash(kernels.Flash(variant), variant, shape, p, queue);
-            unpack?.Invoke();
-            // Queued work reads the temporaries: they are freed only after it. In-place calls on a caller's stream need none.
-            if (ownStream is not null || !scratch.IsEmpty) queue.Synchronize();
-            if (hostLse is not null) DownloadLse(hostLse, call.HostLse, (long)shape.Batch * shape.QueryHeads * shape.QueryLength);
+                var p = BaseParams(shape, call.Band, call.Scale);
+                (p.Q, p.QStrides) = copies.Input(call.Q);
+                (p.K, p.KStrides) = copies.Input(call.K);
+                (p.V, p.VStrides) = copies.Input(call.V);
+                var (outputAddress, outputStrides, unpack) = copies.Output(call.Output);
+                (p.O, p.OStrides) = (outputAddress, outputStrides);
+                DeviceMemory? hostLse = null;
+                if (call.Lse is { } lse) (p.Lse, p.LseStrides) = (lse.Address, new Strides3(lse.Strides[0], lse.Strides[1], lse.Strides[2]));
+                else if (!call.HostLse.IsEmpty)
+                {
+                    hostLse = scratch.Allocate((long)shape.Batch * shape.QueryHeads * shape.QueryLength * sizeof(float));
+                    (p.Lse, p.LseStrides) = (hostLse.Address, Dense(shape.QueryHeads, shape.QueryLength, 1));
+                }
+                AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
+
+                LaunchFlash(kernels.Flash(variant), variant, shape, p, queue);
+                unpack?.Invoke();
+                // Queued work reads the temporaries: they are freed only after it. In-place calls on a caller's stream need none.
+                if (ownStream is not null || !scratch.IsEmpty) queue.Synchronize();
+                if (hostLse is not null) DownloadLse(hostLse, call.HostLse, (long)shape.Batch * shape.QueryHeads * shape.QueryLength);
+            }
+            finally
+            {
+                // Queued copies or the kernel may still read the temporaries when something failed after queueing them.
+                if (!scratch.IsEmpty)
+                    try { queue.Synchronize(); }
+                    catch (CudaException) { } // that failure is what is already propagating
+                scratch.Dispose();
+            }
         }
     }
 
