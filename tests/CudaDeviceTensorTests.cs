@@ -180,6 +180,21 @@ public class CudaDeviceTensorTests
     }
 
     [Fact]
+    public void A_wrapped_output_whose_strides_run_past_its_memory_fails_with_an_illegal_address_on_the_emulator()
+    {
+        var (backend, device) = Open();
+        using var _ = device;
+        if (!CudaEmulation.Active) Assert.Skip("the emulator's address checks: a GPU may corrupt memory instead of faulting");
+        using var q = DeviceTensor<Half>.Zeros(device, 1, 1, 16, 32);
+        using var small = DeviceTensor<Half>.Zeros(device, 16 * 32);
+        // The caller vouches for FromAddress memory; here the row stride claims twice the memory there is.
+        using var output = DeviceTensor<Half>.FromAddress(device, small.Address, [1, 1, 16, 32], [1024, 1024, 64, 1]);
+        var error = Assert.Throws<CudaException>(() => backend.Forward(q, q, q, output));
+        Assert.Contains("CUDA_ERROR_ILLEGAL_ADDRESS", error.Message);
+        Assert.Contains("output row store", CudaEmulation.LastLaunchError);
+    }
+
+    [Fact]
     public void Device_tensors_copy_through_any_layout_and_keep_what_lies_between_their_elements()
     {
         var (_, device) = Open();

@@ -456,7 +456,13 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, i
         if (i >= p.lq) continue;
         bool empty = sum == 0.f;
         float inverse = empty ? 0.f : 1.f / sum;
-        elem* out = p.o + b * p.o_sb + h * p.o_sh + i * p.o_sr + (lane % 4) * 2;
+        elem* row = p.o + b * p.o_sb + h * p.o_sh + i * p.o_sr, *out = row + (lane % 4) * 2;
+        float* lse = p.lse ? p.lse + b * p.lse_sb + h * p.lse_sh + i * p.lse_sq : nullptr;
+#ifdef AE_EMULATE
+        // Plain stores are not intercepted: the emulator checks these host-given addresses before they are written.
+        if (!ae_emu::global_access_valid(row, D * sizeof(elem), "output row store")
+            || (lse && !ae_emu::global_access_valid(lse, sizeof(float), "LSE store"))) return;
+#endif
         #pragma unroll
         for (int n = 0; n < D / 8; n++)
         {
@@ -467,7 +473,7 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, i
             *(u32*)(out + n * 8) = pack(o[n][half * 2] * inverse, o[n][half * 2 + 1] * inverse);
 #endif
         }
-        if (lane % 4 == 0 && p.lse) p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sq] = empty ? neg_inf() : row_max[half] + logf(sum);
+        if (lane % 4 == 0 && lse) *lse = empty ? neg_inf() : row_max[half] + logf(sum);
     }
 }
 } // namespace flash
