@@ -91,16 +91,12 @@ public static unsafe class DeviceCopy
 
     public static void ToDevice(ulong destination, ReadOnlySpan<byte> source)
     {
-        if (source.IsEmpty) return;
-        fixed (byte* data = source)
-            CudaException.Check(CudaDriverNative.cuMemcpyHtoD_v2(destination, data, (nuint)source.Length), $"cuMemcpyHtoD({source.Length} bytes)");
+        fixed (byte* data = source) ToDevice(destination, data, (nuint)source.Length);
     }
 
     public static void ToHost(Span<byte> destination, ulong source)
     {
-        if (destination.IsEmpty) return;
-        fixed (byte* data = destination)
-            CudaException.Check(CudaDriverNative.cuMemcpyDtoH_v2(data, source, (nuint)destination.Length), $"cuMemcpyDtoH({destination.Length} bytes)");
+        fixed (byte* data = destination) ToHost(data, source, (nuint)destination.Length);
     }
 
     public static void Clear(ulong destination, nuint bytes)

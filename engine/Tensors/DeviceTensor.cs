@@ -160,10 +160,7 @@ public sealed unsafe class DeviceTensor<T> : IDisposable where T : unmanaged
     public T[] ToArray()
     {
         var result = new T[FlattenedLength];
-        var strides = TensorLayout.Contiguous(_lengths);
-        // System.Numerics.Tensors 10.0.x rejects a nonzero stride on a length-1 dimension (see NativeTensor).
-        for (int d = 0; d < Rank; d++) if (_lengths[d] == 1) strides[d] = 0;
-        CopyTo(new TensorSpan<T>(result, _lengths, strides));
+        CopyTo(new TensorSpan<T>(result, _lengths, TensorLayout.SpanStrides(_lengths, TensorLayout.Contiguous(_lengths))));
         return result;
     }
 

@@ -14,16 +14,14 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
     private readonly AlignedMemoryHandle _memory;
     private readonly nint[] _lengths;
     private readonly nint[] _strides;
-    // Strides handed to System.Numerics.Tensors: 10.0.x rejects a length-1 dimension with a nonzero stride as
-    // "outside the provided memory" although that stride is never used, so such dimensions get stride 0.
-    private readonly nint[] _spanStrides;
+    private readonly nint[] _spanStrides; // TensorLayout.SpanStrides: what System.Numerics.Tensors accepts
 
     private NativeTensor(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {
         TensorLayout.ThrowIfInvalid(lengths, strides);
         _lengths = lengths.ToArray();
         _strides = strides.ToArray();
-        _spanStrides = _strides.Select((stride, d) => _lengths[d] == 1 ? 0 : stride).ToArray();
+        _spanStrides = TensorLayout.SpanStrides(lengths, strides);
         StorageLength = TensorLayout.StorageLength(lengths, strides);
         FlattenedLength = 1;
         foreach (var length in lengths) FlattenedLength = checked(FlattenedLength * length);

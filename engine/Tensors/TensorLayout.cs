@@ -61,6 +61,17 @@ public static class TensorLayout
         return strides;
     }
 
+    /// <summary>
+    /// Strides to hand to System.Numerics.Tensors spans: 10.0.x rejects a length-1 dimension with a nonzero stride as
+    /// "outside the provided memory" although that stride is never used, so such dimensions get stride 0.
+    /// </summary>
+    internal static nint[] SpanStrides(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    {
+        var result = strides.ToArray();
+        for (int d = 0; d < result.Length; d++) if (lengths[d] == 1) result[d] = 0;
+        return result;
+    }
+
     /// <summary>The checks every tensor's layout passes: at least one dimension, lengths of at least 1, one stride per dimension, none negative.</summary>
     internal static void ThrowIfInvalid(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {

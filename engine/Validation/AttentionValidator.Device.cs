@@ -35,10 +35,7 @@ public static partial class AttentionValidator
         {
             if (lse is not null)
                 throw new ArgumentException("Both options.Lse (a host destination) and lse (a device destination) are given; give one.", nameof(lse));
-            CheckLseLengths(options.Lse.Lengths, shape, "options.Lse");
-            CheckNonOverlapping(options.Lse.Lengths, options.Lse.Strides, "options.Lse");
-            var s = options.Lse.Strides;
-            hostLse = new(ref options.Lse.GetPinnableReference(), [shape.Batch, shape.QueryHeads, shape.QueryLength, 1], [s[0], s[1], s[2], 0]);
+            hostLse = HostLseView(options, shape);
         }
         if (lse is not null)
         {

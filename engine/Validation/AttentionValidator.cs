@@ -38,14 +38,7 @@ public static partial class AttentionValidator
         var keep = BroadcastMask(options.KeepMask, scoreShape, "options.KeepMask");
 
         var lse = default(Strided4<float>);
-        if (options.ReturnLse)
-        {
-            var lengths = options.Lse.Lengths;
-            CheckLseLengths(lengths, shape, "options.Lse");
-            CheckNonOverlapping(lengths, options.Lse.Strides, "options.Lse");
-            var s = options.Lse.Strides;
-            lse = new Strided4<float>(ref options.Lse.GetPinnableReference(), [shape.Batch, shape.QueryHeads, shape.QueryLength, 1], [s[0], s[1], s[2], 0]);
-        }
+        if (options.ReturnLse) lse = HostLseView(options, shape);
 
         var weights = default(Strided4<float>);
         if (options.ReturnWeights)
@@ -116,6 +109,16 @@ public static partial class AttentionValidator
         if (!float.IsFinite(scale))
             throw new ArgumentException($"Scale is {scale}; expected a finite number.", "options.Scale");
         return scale;
+    }
+
+    /// <summary>options.Lse checked and viewed as [batch, queryHeads, Lq, 1].</summary>
+    private static Strided4<float> HostLseView(scoped in AttentionOptions options, AttentionShape shape)
+    {
+        var lengths = options.Lse.Lengths;
+        CheckLseLengths(lengths, shape, "options.Lse");
+        CheckNonOverlapping(lengths, options.Lse.Strides, "options.Lse");
+        var s = options.Lse.Strides;
+        return new Strided4<float>(ref options.Lse.GetPinnableReference(), [shape.Batch, shape.QueryHeads, shape.QueryLength, 1], [s[0], s[1], s[2], 0]);
     }
 
     /// <summary>An LSE destination is [batch, queryHeads, Lq].</summary>

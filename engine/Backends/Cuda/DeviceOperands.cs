@@ -18,10 +18,9 @@ internal sealed class DeviceOperands(CudaKernels kernels, DeviceScratch scratch,
     {
         if (InPlace(tensor)) return (tensor.Address, StridesOf(tensor));
         var (batch, heads, rows, columns) = Dimensions(tensor);
-        var packed = scratch.Allocate((long)batch * heads * rows * headDim * elementBytes);
-        var dense = CudaBackend.Dense(heads, rows, headDim);
-        Copy(tensor.Address, StridesOf(tensor), columns, packed.Address, dense, headDim, batch, heads, rows);
-        return (packed.Address, dense);
+        var (packed, dense) = Padded(batch, heads, rows);
+        Copy(tensor.Address, StridesOf(tensor), columns, packed, dense, headDim, batch, heads, rows);
+        return (packed, dense);
     }
 
     /// <summary>The output: the tensor itself, or a padded buffer and the copy that unpacks it after the kernel.</summary>
@@ -29,12 +28,15 @@ internal sealed class DeviceOperands(CudaKernels kernels, DeviceScratch scratch,
     {
         if (InPlace(tensor)) return (tensor.Address, StridesOf(tensor), null);
         var (batch, heads, rows, columns) = Dimensions(tensor);
-        var padded = scratch.Allocate((long)batch * heads * rows * headDim * elementBytes);
-        var dense = CudaBackend.Dense(heads, rows, headDim);
+        var (padded, dense) = Padded(batch, heads, rows);
         ulong target = tensor.Address;
         var strides = StridesOf(tensor);
-        return (padded.Address, dense, () => Copy(padded.Address, dense, headDim, target, strides, columns, batch, heads, rows));
+        return (padded, dense, () => Copy(padded, dense, headDim, target, strides, columns, batch, heads, rows));
     }
+
+    /// <summary>A dense [batch, heads, rows, headDim] scratch buffer: the layout the kernel reads in place.</summary>
+    private (ulong Address, Strides3 Strides) Padded(int batch, int heads, int rows) =>
+        (scratch.Allocate((long)batch * heads * rows * headDim * elementBytes).Address, CudaBackend.Dense(heads, rows, headDim));
 
     /// <summary>True when the flash kernel can read or write <paramref name="tensor"/> where it lies.</summary>
     public bool InPlace<T>(DeviceTensor<T> tensor) where T : unmanaged
