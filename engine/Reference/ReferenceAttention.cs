@@ -4,8 +4,9 @@ namespace AttentionEngine;
 /// The oracle: attention by its definition, in float64, one query row at a time with the whole score row
 /// materialised. Slow on purpose and obviously right; it defines the semantics every backend reproduces:
 /// <list type="bullet">
-/// <item>score(i, j) = scale · (q_i · k_j) + bias(i, j); key j is visible to query i when the positional mask,
-/// the keep-mask and a bias other than -infinity all allow it;</item>
+/// <item>score(i, j) = scale · (q_i · k_j) + bias(i, j), each step saturated to the float range as
+/// <see cref="ScoreSaturation"/> defines; key j is visible to query i when the positional mask, the keep-mask and a
+/// bias other than -infinity all allow it (a hidden key never influences the row, whatever its K, V or bias hold);</item>
 /// <item>output_i = Σ_j softmax_j(score) · v_j over visible keys; LSE_i = ln Σ_j exp(score(i, j));</item>
 /// <item>a row with no visible key outputs zeros, weights zero and LSE -infinity (never NaN).</item>
 /// </list>
@@ -64,8 +65,9 @@ public static unsafe class ReferenceAttention
                 if (!visible[j]) continue;
                 double dot = 0;
                 for (int c = 0; c < d; c++) dot += query[c] * keys[j * d + c];
-                double score = inputs.ScaledScore(dot, b, h, i, j) + inputs.BiasAt(b, h, i, j);
-                if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; } // a -inf bias hides the key
+                // A -inf bias (or a functor's -inf) hides the key whatever its K holds; other scores saturate to the float range.
+                double score = ScoreSaturation.AddBias(inputs.ScaledScore(dot, b, h, i, j), inputs.BiasAt(b, h, i, j));
+                if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; }
                 scores[j] = score;
                 anyVisible = true;
                 max = Math.Max(max, score); // Math.Max propagates NaN, so garbage inputs stay visible

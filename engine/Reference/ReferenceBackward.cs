@@ -84,7 +84,7 @@ public static class ReferenceBackward
                 double dot = 0;
                 for (int c = 0; c < d; c++) dot = R(dot + query[c] * keys[j * d + c]);
                 dots[j] = dot;
-                double score = R(R(inputs.ScaledScore(dot, b, h, i, j)) + inputs.BiasAt(b, h, i, j));
+                double score = R(ScoreSaturation.AddBias(R(inputs.ScaledScore(dot, b, h, i, j)), inputs.BiasAt(b, h, i, j)));
                 if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; }
                 p[j] = score;
                 max = Math.Max(max, score);

@@ -95,7 +95,7 @@ public static class NaiveAttention
                 dot = F32(dot + F32(term));
                 magnitude += Math.Abs(term);
             }
-            double score = F32(F32(dot * x.Scale) + x.BiasAt(b, h, i, j));
+            double score = F32(ScoreSaturation.AddBias(ScoreSaturation.Saturate(F32(dot * x.Scale)), x.BiasAt(b, h, i, j)));
             if (scoreError is not null && double.IsFinite(score))
                 scoreError[i * lk + j] = 0.5 * Math.ScaleB(1.0, -23) * (Math.Sqrt(shape.HeadDim) * Math.Abs(x.Scale) * magnitude + Math.Abs(score));
             s[i * lk + j] = score;

@@ -20,13 +20,19 @@ internal readonly record struct PinnedCall<T>(
 
     public double BiasAt(int b, int h, int i, int j) => Bias.IsEmpty ? 0.0 : Bias[b, h, i, j];
 
-    /// <summary>scale · dot, then the score functor if the call has one (applied in float, as the functor is written).</summary>
-    public double ScaledScore(double dot, int b, int h, int i, int j) =>
-        Functors is { HasScore: true } f ? f.Score((float)(dot * Scale), b, h, i, j) : dot * Scale;
+    /// <summary>
+    /// scale · dot saturated to the float range, then the score functor if the call has one (applied in float, as the
+    /// functor is written; its +infinity saturates, its -infinity hides the key).
+    /// </summary>
+    public double ScaledScore(double dot, int b, int h, int i, int j)
+    {
+        double scaled = ScoreSaturation.Saturate(dot * Scale);
+        return Functors is { HasScore: true } f ? ScoreSaturation.SaturateFunctor(f.Score((float)scaled, b, h, i, j)) : scaled;
+    }
 
     /// <summary>∂(score functor)/∂(scale · dot) at this pair: 1 without a functor.</summary>
     public double ScoreDerivative(double dot, int b, int h, int i, int j) =>
-        Functors is { HasScore: true } f ? f.Derivative((float)(dot * Scale), b, h, i, j) : 1.0;
+        Functors is { HasScore: true } f ? f.Derivative((float)ScoreSaturation.Saturate(dot * Scale), b, h, i, j) : 1.0;
 
     /// <summary>Pins the inputs of <paramref name="call"/> for the duration of <paramref name="work"/>.</summary>
     public static unsafe void Pin(scoped in AttentionCall<T> call, Action<PinnedCall<T>> work, IPairFunctors? functors = null)

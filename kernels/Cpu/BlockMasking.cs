@@ -3,20 +3,22 @@ using AttentionEngine.Kernels.Masking;
 namespace AttentionEngine.Kernels.Cpu;
 
 /// <summary>
-/// Scales one transposed score block Sᵀ[j][r] and applies the masks: hidden entries become -infinity, the bias is
-/// added. Scores stay in natural units here, rounded exactly as the textbook formula rounds them (one rounding for the
-/// scale, one for the bias); only the softmax's small differences s − m are converted to log2 units. The positional band runs only on blocks the band cuts (FlashAttention's "masking steps"); keep-mask and
-/// bias are data and apply to every visited block.
+/// Scales one transposed score block Sᵀ[j][r] and applies the masks: the bias is added, then hidden entries become
+/// -infinity, overwriting whatever the score holds (a NaN from a hidden key's K or a NaN bias at a hidden pair never
+/// survives). Scores stay in natural units here, rounded exactly as the textbook formula rounds them (one rounding for
+/// the scale, one for the bias) and saturated to the float range (<see cref="ScoreSaturation"/>); only the softmax's
+/// small differences s − m are converted to log2 units. The positional band runs only on blocks the band cuts
+/// (FlashAttention's "masking steps"); keep-mask and bias are data and apply to every visited block.
 /// </summary>
 internal static unsafe class BlockMasking
 {
-    /// <summary>s · scale, once per score.</summary>
-    public static void Scale<TOps, TVec>(float* scores, int br, int keyCount, float scale)
+    /// <summary>s · scale, once per score, saturated to the float range (an overflow is never ±infinity).</summary>
+    public static void Scale<TOps, TVec>(float* scores, int count, float scale)
         where TOps : struct, Simd.IVectorOps<TVec> where TVec : struct
     {
         TVec factor = TOps.Broadcast(scale);
-        for (int n = 0; n < keyCount * br; n += TOps.Count)
-            TOps.Store(scores + n, TOps.Multiply(TOps.Load(scores + n), factor));
+        for (int n = 0; n < count; n += TOps.Count)
+            TOps.Store(scores + n, TOps.Saturate(TOps.Multiply(TOps.Load(scores + n), factor)));
     }
 
     /// <summary>Hides, for each key, the rows outside the band: the visible rows of key j form one contiguous range.</summary>
@@ -52,8 +54,12 @@ internal static unsafe class BlockMasking
         for (int r = 0; r < rows.Count; r++)
         {
             float* row = &bias.Base[bias.Offset(batch, rows.Head(r), rows.Query(r), firstKey)];
-            // -infinity + finite stays -infinity: a -infinity bias hides its key like the keep-mask does.
-            for (int j = 0; j < keyCount; j++) scores[layout[r, j]] += row[j * bias.Stride3];
+            // A -infinity bias hides its key like the keep-mask does, even when the score is NaN (a hidden key's K).
+            for (int j = 0; j < keyCount; j++)
+            {
+                ref float s = ref scores[layout[r, j]];
+                s = ScoreSaturation.AddBias(s, row[j * bias.Stride3]);
+            }
         }
     }
 }

@@ -29,6 +29,8 @@ internal sealed unsafe class CpuTileScratch
     public float* RowBuffer;    // [max(D, DvPad)] one row in float, for conversions
     public int* RowQuery;       // [Br]  query position of each row (-1 for padding rows)
     public int* RowHead;        // [Br]  query head of each row
+    public float* RowScale;     // [Br]  scale of the output accumulators: 1, or 2^-32 for a row that saw a huge value (guarded pass)
+    public int* KeyFlags;       // [Bc]  per key of the block: huge or non-finite values (guarded pass)
 
     /// <summary>This thread's scratch, sized for the tile.</summary>
     public static CpuTileScratch For(int br, int bc, int d, int dvPad)
@@ -45,7 +47,7 @@ internal sealed unsafe class CpuTileScratch
         Span<nuint> sizes =
         [
             Round((long)d * br), Round((long)bc * br), Round((long)br * dvPad), Round((long)bc * d), Round((long)bc * dvPad),
-            Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br),
+            Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br), Round(br), Round(bc),
         ];
         nuint total = 0;
         foreach (var size in sizes) total += size;
@@ -70,5 +72,7 @@ internal sealed unsafe class CpuTileScratch
         RowBuffer = Take(sizes[8]);
         RowQuery = (int*)Take(sizes[9]);
         RowHead = (int*)Take(sizes[10]);
+        RowScale = Take(sizes[11]);
+        KeyFlags = (int*)Take(sizes[12]);
     }
 }

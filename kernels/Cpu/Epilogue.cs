@@ -2,7 +2,8 @@ namespace AttentionEngine.Kernels.Cpu;
 
 /// <summary>
 /// Writes a finished tile: O / l into the output (rounded once to the storage type), LSE = m + ln l, and
-/// for rows that saw no key at all zeros and -infinity, never NaN.
+/// for rows that saw no key at all zeros and -infinity, never NaN. Every kernel sets <see cref="CpuTileScratch.RowScale"/>
+/// (1 unless the guarded pass scaled a row).
 /// </summary>
 internal static unsafe class Epilogue
 {
@@ -17,7 +18,9 @@ internal static unsafe class Epilogue
             float sum = scratch.RowSum[r];
             float* accumulated = scratch.Output + r * dvPad;
             float* row = scratch.RowBuffer;
-            for (int c = 0; c < dv; c++) row[c] = sum == 0 ? 0f : accumulated[c] / sum;
+            // A row of the guarded pass that saw huge values accumulated at 2^-32; undone after the division (exact).
+            float unscale = 1 / scratch.RowScale[r];
+            for (int c = 0; c < dv; c++) row[c] = sum == 0 ? 0f : accumulated[c] / sum * unscale;
             ElementConversion.FromSingle(row, dv, &output.Base[output.Offset(batch, head, query, 0)], output.Stride3);
             if (!job.Lse.IsEmpty)
                 job.Lse[batch, head, query, 0] = sum == 0 ? float.NegativeInfinity : scratch.RowMax[r] + MathF.Log(sum);

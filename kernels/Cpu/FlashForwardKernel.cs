@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using AttentionEngine.Kernels.Cpu.Simd;
 
 namespace AttentionEngine.Kernels.Cpu;
@@ -22,14 +23,14 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
 
     public static int TileRows => RowVectors * TOps.Count;
 
-    public static int TaskCount(in CpuAttentionJob<T> job) =>
-        job.Batch * job.KvHeads * ((job.RowsPerKvHead + TileRows - 1) / TileRows);
+    /// <summary>Row tiles of the call (the validator keeps this within int).</summary>
+    public static int TaskCount(in CpuAttentionJob<T> job) => checked(job.Batch * job.KvHeads * TilesPerHead(job));
 
     public static void RunTask(in CpuAttentionJob<T> job, int task, in FlexMods<TMask, TScore> mods)
     {
         int br = TileRows, c = TOps.Count;
-        int tilesPerHead = (job.RowsPerKvHead + br - 1) / br;
-        int batch = task / (job.KvHeads * tilesPerHead);
+        int tilesPerHead = TilesPerHead(job);
+        int batch = (int)(task / ((long)job.KvHeads * tilesPerHead));
         int kvHead = task / tilesPerHead % job.KvHeads;
         int firstRow = task % tilesPerHead * br;
         var rows = new TileRows(firstRow, Math.Min(br, job.RowsPerKvHead - firstRow), job.GroupSize, kvHead);
@@ -37,26 +38,18 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
 
         TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
-        new Span<float>(scratch.Output, br * dvPad).Clear();
-        new Span<float>(scratch.RowMax, br).Fill(float.NegativeInfinity);
-        new Span<float>(scratch.RowSum, br).Clear();
-
         // Keys the band lets any row of the tile see; blocks outside are never touched.
         var band = job.Band;
         long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
         long keyEnd = Math.Min(job.KeyLength, rows.LastQuery + band.Hi + 1);
-        int firstBlock = (int)(Math.Max(0, keyBegin) / KeyBlock) * KeyBlock;
+        long firstBlock = keyBegin / KeyBlock * KeyBlock;
 
-        for (int firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
-        {
-            int keyCount = Math.Min(KeyBlock, job.KeyLength - firstKey);
-            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, firstKey, keyCount);
-            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
-            Scores(job, batch, rows, firstKey, keyCount, scratch, mods, kind);
-            OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
-            float* values = TileStaging.Values(job, batch, kvHead, firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
-            ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
-        }
+        Accumulate(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods, guarded: false);
+        // A non-finite output means NaN or infinity reached the accumulators: a hidden key's value (0 · NaN), a sum of
+        // huge values that overflowed, or garbage the row does see. The guarded pass tells these apart (rare: hostile
+        // inputs only), so the fast pass stays free of per-value checks.
+        if (!TensorPrimitives.IsFiniteAll(new ReadOnlySpan<float>(scratch.Output, rows.Count * dvPad)))
+            Accumulate(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods, guarded: true);
 
         Epilogue.Write(job, batch, rows, dvPad, scratch);
 
@@ -64,15 +57,42 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         {
             // Weights need the final m and l, so they are a second pass over the same blocks (inspection only).
             Epilogue.ClearWeights(job, batch, rows);
-            for (int firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
+            for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
             {
-                int keyCount = Math.Min(KeyBlock, job.KeyLength - firstKey);
-                var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, firstKey, keyCount);
+                int keyCount = (int)Math.Min(KeyBlock, job.KeyLength - firstKey);
+                var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
                 if (kind == BlockKind.Empty) continue;
-                Scores(job, batch, rows, firstKey, keyCount, scratch, mods, kind);
+                Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind);
                 OnlineSoftmax<TOps, TVec>.Normalize(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum);
-                Epilogue.WriteWeights(job, batch, rows, ScoreLayout.Transposed(br), firstKey, keyCount, scratch.Scores);
+                Epilogue.WriteWeights(job, batch, rows, ScoreLayout.Transposed(br), (int)firstKey, keyCount, scratch.Scores);
             }
+        }
+    }
+
+    /// <summary>Row tiles of one (batch, KV head).</summary>
+    private static int TilesPerHead(in CpuAttentionJob<T> job) => (int)((job.RowsPerKvHead + (long)TileRows - 1) / TileRows);
+
+    /// <summary>The online-softmax walk over the tile's key blocks into O, m and l (and the rows' accumulator scales).</summary>
+    private static void Accumulate(in CpuAttentionJob<T> job, int batch, in TileRows rows, long firstBlock, long keyEnd, int dvPad,
+        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool guarded)
+    {
+        int br = TileRows, c = TOps.Count;
+        new Span<float>(scratch.Output, br * dvPad).Clear();
+        new Span<float>(scratch.RowMax, br).Fill(float.NegativeInfinity);
+        new Span<float>(scratch.RowSum, br).Clear();
+        new Span<float>(scratch.RowScale, br).Fill(1f);
+        for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
+        {
+            int keyCount = (int)Math.Min(KeyBlock, job.KeyLength - firstKey);
+            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
+            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
+            Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind);
+            OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
+            float* values = TileStaging.Values(job, batch, rows.KvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
+            if (guarded)
+                GuardedValues<TOps, TVec>.AccumulateTile(job, batch, rows, (int)firstKey, keyCount, br, values, valuePitch, dvPad, scratch);
+            else
+                ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
         }
     }
 
@@ -83,7 +103,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         int br = TileRows;
         float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, job.HeadDim, scratch, out nint keyPitch);
         ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores);
-        BlockMasking.Scale<TOps, TVec>(scratch.Scores, br, keyCount, job.Scale);
+        BlockMasking.Scale<TOps, TVec>(scratch.Scores, keyCount * br, job.Scale);
         var layout = ScoreLayout.Transposed(br);
         FlexMasking<TMask, TScore>.ScoreModsAndMasks(scratch.Scores, layout, firstKey, keyCount, rows, job, batch, mods, kind);
     }

@@ -34,19 +34,20 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
     }
 
     /// <summary>
-    /// Everything after scaling, in the order the semantics define: score functor, then positional band (only on
-    /// blocks it cuts), block mask and mask functor (only in mixed tiles), keep-mask, bias.
+    /// Everything after scaling, in the order the semantics define: score functor, bias, then the masks that hide
+    /// pairs: positional band (only on blocks it cuts), block mask and mask functor (only in mixed tiles), keep-mask.
+    /// The masks come last so that they overwrite: a hidden pair is -infinity whatever its score or bias held.
     /// </summary>
     public static void ScoreModsAndMasks<T>(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows,
         in CpuAttentionJob<T> job, int batch, in FlexMods<TMask, TScore> mods, BlockKind kind) where T : unmanaged
     {
         ApplyScoreMod(scores, layout, firstKey, keyCount, rows, batch, mods);
+        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scores, layout, firstKey, keyCount, rows, job, batch);
         var band = job.Band;
-        bool blockFullyInBand = firstKey - rows.LastQuery >= band.Lo && firstKey + keyCount - 1 - rows.FirstQuery <= band.Hi;
+        bool blockFullyInBand = firstKey - (long)rows.LastQuery >= band.Lo && firstKey + (long)keyCount - 1 - rows.FirstQuery <= band.Hi;
         if (!blockFullyInBand) BlockMasking.ApplyBand(scores, layout, firstKey, keyCount, rows, band);
         if (kind == BlockKind.Partial) ApplyMask(scores, layout, firstKey, keyCount, rows, batch, mods);
         if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scores, layout, firstKey, keyCount, rows, job, batch);
-        if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scores, layout, firstKey, keyCount, rows, job, batch);
     }
 
     /// <summary>score ← functor(score) on the block's valid rows and keys (scores are scaled, not yet biased).</summary>
@@ -61,7 +62,7 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
             for (int j = 0; j < keyCount; j++)
             {
                 ref float s = ref scores[layout[r, j]];
-                s = score.Apply(s, batch, head, query, firstKey + j);
+                s = ScoreSaturation.SaturateFunctor(score.Apply(s, batch, head, query, firstKey + j));
             }
         }
     }

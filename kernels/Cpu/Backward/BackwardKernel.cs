@@ -176,7 +176,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         int br = TileRows, c = TOps.Count;
         float* keys = TileStaging.Keys(f, batch, rows.KvHead, firstKey, keyCount, dPad, tile, out keyPitch);
         ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, tile.QueryT, br, f.HeadDim, tile.Scores);
-        BlockMasking.Scale<TOps, TVec>(tile.Scores, br, keyCount, f.Scale);
+        BlockMasking.Scale<TOps, TVec>(tile.Scores, keyCount * br, f.Scale);
         bool chain = !FlexMods<TMask, TScore>.ScoreIsIdentity;
         if (chain) new Span<float>(tile.Scores, keyCount * br).CopyTo(new Span<float>(scratch.ScoreRaw, keyCount * br)); // the functor's inputs
         FlexMasking<TMask, TScore>.ScoreModsAndMasks(tile.Scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, f, batch, mods, kind);

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using AttentionEngine.Kernels.Cpu.Simd;
 
 namespace AttentionEngine.Kernels.Cpu.Decode;
@@ -36,35 +37,17 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         int split = task % splits.Count, head = task / splits.Count;
         int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
         var rows = new TileRows(0, job.RowsPerKvHead, job.GroupSize, kvHead);
-        int dPad = Padded(job.HeadDim), dvPad = Padded(job.ValueDim), c = TOps.Count;
+        int dPad = Padded(job.HeadDim), dvPad = Padded(job.ValueDim);
         var scratch = CpuTileScratch.For(rows.Count, KeyBlock, dPad, dvPad);
 
         LoadQueries(job, batch, rows, dPad, scratch);
-        new Span<float>(scratch.Output, rows.Count * dvPad).Clear();
-        new Span<float>(scratch.RowMax, rows.Count).Fill(float.NegativeInfinity);
-        new Span<float>(scratch.RowSum, rows.Count).Clear();
-
         var band = job.Band;
-        long keyBegin = Math.Max((long)split * splits.KeysPerSplit, Math.Max(0, rows.FirstQuery + band.Lo));
-        long keyEnd = Math.Min(Math.Min((long)(split + 1) * splits.KeysPerSplit, job.KeyLength), rows.LastQuery + band.Hi + 1);
-        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
-        {
-            int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
-            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
-            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
-            DecodePrefetch.Block(job, batch, kvHead, firstKey, keyCount);
-            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
-            if (ValuesInPlace(job))
-            {
-                var v = job.V;
-                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch);
-            }
-            else
-            {
-                float* values = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
-                Accumulate(rows, keyCount, values, valuePitch, dvPad, scratch);
-            }
-        }
+        long keyBegin = Math.Max(split * splits.KeysPerSplit, Math.Max(0, rows.FirstQuery + band.Lo));
+        long keyEnd = Math.Min(Math.Min((split + 1) * splits.KeysPerSplit, job.KeyLength), rows.LastQuery + band.Hi + 1);
+        AccumulateSplit(job, batch, rows, keyBegin, keyEnd, dPad, dvPad, scratch, mods, guarded: false);
+        // As in the tile kernel: a non-finite output sends the split through the guarded pass (hostile values only).
+        if (!TensorPrimitives.IsFiniteAll(new ReadOnlySpan<float>(scratch.Output, rows.Count * dvPad)))
+            AccumulateSplit(job, batch, rows, keyBegin, keyEnd, dPad, dvPad, scratch, mods, guarded: true);
 
         if (splits.Count == 1)
         {
@@ -76,41 +59,98 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         new Span<float>(scratch.Output, rows.Count * dvPad).CopyTo(new Span<float>(partials!.Output(slot), rows.Count * dvPad));
         new Span<float>(scratch.RowMax, rows.Count).CopyTo(new Span<float>(partials.Max(slot), rows.Count));
         new Span<float>(scratch.RowSum, rows.Count).CopyTo(new Span<float>(partials.Sum(slot), rows.Count));
+        new Span<float>(scratch.RowScale, rows.Count).CopyTo(new Span<float>(partials.Scale(slot), rows.Count));
+    }
+
+    /// <summary>The split's key blocks into every row's O, m and l (and accumulator scale).</summary>
+    private static void AccumulateSplit(in CpuAttentionJob<T> job, int batch, in TileRows rows, long keyBegin, long keyEnd, int dPad, int dvPad,
+        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool guarded)
+    {
+        int kvHead = rows.KvHead, c = TOps.Count;
+        new Span<float>(scratch.Output, rows.Count * dvPad).Clear();
+        new Span<float>(scratch.RowMax, rows.Count).Fill(float.NegativeInfinity);
+        new Span<float>(scratch.RowSum, rows.Count).Clear();
+        new Span<float>(scratch.RowScale, rows.Count).Fill(1f);
+        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
+        {
+            int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
+            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
+            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
+            if (!guarded) DecodePrefetch.Block(job, batch, kvHead, firstKey, keyCount);
+            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
+            if (guarded)
+            {
+                for (int r = 0; r < rows.Count; r++)
+                    scratch.RowRescale[r] = DecodeSoftmax<TOps, TVec>.Update(scratch.Scores + r * KeyBlock, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
+                float* staged = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint pitch);
+                GuardedValues<TOps, TVec>.AccumulateRows(job, batch, rows, (int)firstKey, keyCount, KeyBlock, staged, pitch, dvPad, scratch.RowRescale, scratch);
+            }
+            else if (ValuesInPlace(job))
+            {
+                var v = job.V;
+                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch);
+            }
+            else
+            {
+                float* values = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
+                Accumulate(rows, keyCount, values, valuePitch, dvPad, scratch);
+            }
+        }
     }
 
     /// <summary>
     /// Combines the splits of (batch, KV head) <paramref name="head"/> in split order: M = max m_s,
-    /// l = Σ l_s · e^(m_s − M), O = Σ O_s · e^(m_s − M), then writes O / l and the LSE like the tile kernel.
+    /// l = Σ l_s · e^(m_s − M), O = Σ O_s · e^(m_s − M), then writes O / l and the LSE like the tile kernel. Partials
+    /// the guarded pass scaled are brought to the smallest scale of the row (powers of two: exact); a row whose merged
+    /// sum overflows (huge values spread over several splits) is merged again at scale 2^-32.
     /// </summary>
     public static void Merge(in CpuAttentionJob<T> job, DecodeSplits splits, int head, DecodePartials partials)
     {
         int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
         var rows = new TileRows(0, job.RowsPerKvHead, job.GroupSize, kvHead);
-        int dvPad = Padded(job.ValueDim), c = TOps.Count;
+        int dvPad = Padded(job.ValueDim);
         var scratch = CpuTileScratch.For(rows.Count, KeyBlock, Padded(job.HeadDim), dvPad);
         long first = (long)head * splits.Count;
         for (int r = 0; r < rows.Count; r++)
         {
-            float max = float.NegativeInfinity;
-            for (int s = 0; s < splits.Count; s++) max = MathF.Max(max, partials.Max(first + s)[r]);
-            float subtract = float.IsNegativeInfinity(max) ? 0 : max;
-            float sum = 0;
-            float* output = scratch.Output + r * dvPad;
-            new Span<float>(output, dvPad).Clear();
+            float max = float.NegativeInfinity, scale = 1;
             for (int s = 0; s < splits.Count; s++)
             {
-                // A split that saw no visible key has m = −inf and contributes weight e^(−inf) = 0.
-                float weight = MathF.Exp(partials.Max(first + s)[r] - subtract);
-                sum += partials.Sum(first + s)[r] * weight;
-                float* part = partials.Output(first + s) + r * dvPad;
-                TVec w = TOps.Broadcast(weight);
-                for (int x = 0; x < dvPad; x += c)
-                    TOps.Store(output + x, TOps.MultiplyAdd(TOps.Load(part + x), w, TOps.Load(output + x)));
+                max = MathF.Max(max, partials.Max(first + s)[r]);
+                scale = MathF.Min(scale, partials.Scale(first + s)[r]);
+            }
+            float* output = scratch.Output + r * dvPad;
+            float sum = MergeRow(splits, partials, first, r, max, scale, output, dvPad);
+            if (scale == 1 && !TensorPrimitives.IsFiniteAll(new ReadOnlySpan<float>(output, dvPad)))
+            {
+                scale = GuardedValues<TOps, TVec>.AccumulatorScale;
+                sum = MergeRow(splits, partials, first, r, max, scale, output, dvPad);
             }
             scratch.RowMax[r] = max;
             scratch.RowSum[r] = sum;
+            scratch.RowScale[r] = scale;
         }
         Epilogue.Write(job, batch, rows, dvPad, scratch);
+    }
+
+    /// <summary>One row's merge into <paramref name="output"/> at accumulator scale <paramref name="scale"/>; returns l.</summary>
+    private static float MergeRow(DecodeSplits splits, DecodePartials partials, long first, int r, float max, float scale, float* output, int dvPad)
+    {
+        int c = TOps.Count;
+        float subtract = float.IsNegativeInfinity(max) ? 0 : max;
+        float sum = 0;
+        new Span<float>(output, dvPad).Clear();
+        for (int s = 0; s < splits.Count; s++)
+        {
+            // A split that saw no visible key has m = −inf and contributes weight e^(−inf) = 0.
+            float weight = MathF.Exp(partials.Max(first + s)[r] - subtract);
+            sum += partials.Sum(first + s)[r] * weight;
+            float* part = partials.Output(first + s) + r * dvPad;
+            TVec w = TOps.Broadcast(weight * (scale / partials.Scale(first + s)[r]));
+            for (int x = 0; x < dvPad; x += c)
+                TOps.Store(output + x, TOps.MultiplyAdd(TOps.Load(part + x), w, TOps.Load(output + x)));
+        }
+        return sum;
     }
 
     /// <summary>Float and BFloat16 rows that are contiguous and a whole number of vectors long are read where they lie.</summary>
@@ -160,11 +200,10 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, keys, keyPitch, keyCount, scratch.Scores, KeyBlock);
         }
         int paddedCount = Padded(keyCount);
-        TVec scale = TOps.Broadcast(job.Scale);
         for (int r = 0; r < rows.Count; r++)
         {
             float* s = scratch.Scores + r * KeyBlock;
-            for (int j = 0; j < paddedCount; j += TOps.Count) TOps.Store(s + j, TOps.Multiply(TOps.Load(s + j), scale));
+            BlockMasking.Scale<TOps, TVec>(s, paddedCount, job.Scale);
             for (int j = keyCount; j < paddedCount; j++) s[j] = float.NegativeInfinity;
         }
         var layout = ScoreLayout.RowMajor(KeyBlock);

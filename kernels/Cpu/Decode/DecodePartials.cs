@@ -4,7 +4,8 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 
 /// <summary>
 /// The per-split results of one decode call, before the merge: for every (batch, KV head, split) its rows'
-/// unnormalised outputs [rows][DvPad], then their maxima [rows] and sums [rows]. The buffer belongs to the calling
+/// unnormalised outputs [rows][DvPad], then their maxima [rows], sums [rows] and accumulator scales [rows] (1, or
+/// 2^-32 where the guarded pass scaled a row that saw huge values). The buffer belongs to the calling
 /// thread (which waits for the whole call), is reused by its next call and grows only when a call needs more.
 /// Its size is O(batch · heads · rows · splits · Dv), splits = Lk / 1024: about the size of K and V divided by 500.
 /// </summary>
@@ -26,11 +27,12 @@ internal sealed unsafe class DecodePartials
         return partials;
     }
 
-    private static long SlotFloats(int rows, int dvPad) => (long)rows * (dvPad + 2);
+    private static long SlotFloats(int rows, int dvPad) => (long)rows * (dvPad + 3);
 
     public float* Output(long slot) => Base + slot * SlotFloats(_rows, _dvPad);
     public float* Max(long slot) => Output(slot) + (long)_rows * _dvPad;
     public float* Sum(long slot) => Max(slot) + _rows;
+    public float* Scale(long slot) => Sum(slot) + _rows;
 
     private void Ensure(long bytes)
     {

@@ -14,10 +14,10 @@ internal readonly struct DecodeSplits
     public DecodeSplits(int keyLength, int keyBlock, bool single)
     {
         long perSplit = single ? Math.Max(1, keyLength) : DefaultKeysPerSplit;
-        KeysPerSplit = (int)Math.Min(int.MaxValue / 2, (perSplit + keyBlock - 1) / keyBlock * keyBlock);
-        Count = Math.Max(1, (int)((keyLength + (long)KeysPerSplit - 1) / KeysPerSplit));
+        KeysPerSplit = (perSplit + keyBlock - 1) / keyBlock * keyBlock; // long: a single split may pass int.MaxValue when rounded
+        Count = Math.Max(1, (int)((keyLength + KeysPerSplit - 1) / KeysPerSplit));
     }
 
-    public int KeysPerSplit { get; }
+    public long KeysPerSplit { get; }
     public int Count { get; }
 }

@@ -33,6 +33,12 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
     /// <summary>IEEE maximum (NaN propagates, so garbage inputs stay visible).</summary>
     static abstract TVec Max(TVec left, TVec right);
 
+    /// <summary>
+    /// Clamps to [−float.MaxValue, float.MaxValue]: a score that overflowed to ±infinity saturates (the engine's defined
+    /// fp32 range behaviour), NaN stays NaN (garbage inputs stay visible). Two native min/max instructions.
+    /// </summary>
+    static abstract TVec Saturate(TVec value);
+
     /// <summary>Where value is -infinity, replacement; elsewhere value.</summary>
     static abstract TVec ReplaceNegativeInfinity(TVec value, TVec replacement);
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using static AttentionEngine.Kernels.Cpu.Simd.Exp2Polynomial;
 
 namespace AttentionEngine.Kernels.Cpu.Simd;
@@ -41,6 +42,15 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Max(Vector128<float> left, Vector128<float> right) => Vector128.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Saturate(Vector128<float> value)
+    {
+        // x86 min/max return their second operand when either is NaN: with the bound first, NaN passes through.
+        if (Sse.IsSupported)
+            return Sse.Max(Vector128.Create(-float.MaxValue), Sse.Min(Vector128.Create(float.MaxValue), value));
+        return Vector128.Max(Vector128.Create(-float.MaxValue), Vector128.Min(Vector128.Create(float.MaxValue), value));
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> ReplaceNegativeInfinity(Vector128<float> value, Vector128<float> replacement) =>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using static AttentionEngine.Kernels.Cpu.Simd.Exp2Polynomial;
 
 namespace AttentionEngine.Kernels.Cpu.Simd;
@@ -41,6 +42,15 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Max(Vector256<float> left, Vector256<float> right) => Vector256.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Saturate(Vector256<float> value)
+    {
+        // x86 min/max return their second operand when either is NaN: with the bound first, NaN passes through.
+        if (Avx.IsSupported)
+            return Avx.Max(Vector256.Create(-float.MaxValue), Avx.Min(Vector256.Create(float.MaxValue), value));
+        return Vector256.Max(Vector256.Create(-float.MaxValue), Vector256.Min(Vector256.Create(float.MaxValue), value));
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> ReplaceNegativeInfinity(Vector256<float> value, Vector256<float> replacement) =>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using static AttentionEngine.Kernels.Cpu.Simd.Exp2Polynomial;
 
 namespace AttentionEngine.Kernels.Cpu.Simd;
@@ -41,6 +42,15 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Max(Vector512<float> left, Vector512<float> right) => Vector512.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Saturate(Vector512<float> value)
+    {
+        // x86 min/max return their second operand when either is NaN: with the bound first, NaN passes through.
+        if (Avx512F.IsSupported)
+            return Avx512F.Max(Vector512.Create(-float.MaxValue), Avx512F.Min(Vector512.Create(float.MaxValue), value));
+        return Vector512.Max(Vector512.Create(-float.MaxValue), Vector512.Min(Vector512.Create(float.MaxValue), value));
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> ReplaceNegativeInfinity(Vector512<float> value, Vector512<float> replacement) =>

@@ -1,0 +1,225 @@
+using AttentionEngine.Kernels.Cpu;
+
+namespace AttentionEngine.Tests;
+
+/// <summary>
+/// The defects of the hidden-key and hostile-input review (issue 15), each as the smallest case that showed it, on the
+/// Reference and every CPU vector path (forward: tile and decode kernels; backward). Hidden keys hold NaN or infinity
+/// and must change nothing; the fp32 range behaves as <see cref="ScoreSaturation"/> defines.
+/// </summary>
+public class HostileInputRegressionTests
+{
+    internal static IEnumerable<AttentionBackend> HostBackends()
+    {
+        yield return ReferenceBackend.Instance;
+        foreach (var isa in new[] { CpuIsa.Avx512, CpuIsa.Avx2, CpuIsa.Vector128 })
+        {
+            var cpu = new CpuBackend(isa);
+            if (cpu.IsAvailable) yield return cpu;
+        }
+    }
+
+    /// <summary>[1, 1, rows, cols] tensor of <paramref name="values"/> in storage type T.</summary>
+    internal static NativeTensor<T> Tensor<T>(int rows, int cols, params float[] values) where T : unmanaged
+    {
+        var tensor = NativeTensor<T>.Zeros(1, 1, rows, cols);
+        for (int n = 0; n < values.Length; n++) tensor[0, 0, n / cols, n % cols] = ElementTypes.FromSingle<T>(values[n]);
+        return tensor;
+    }
+
+    internal static float[] Forward<T>(AttentionBackend backend, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v, AttentionOptions options,
+        float[]? lse = null) where T : unmanaged
+    {
+        int lq = (int)q.Lengths[2], dv = (int)v.Lengths[3];
+        using var output = NativeTensor<T>.Zeros(1, (int)q.Lengths[1], lq, dv);
+        using var lseTensor = NativeTensor<float>.Zeros(1, (int)q.Lengths[1], lq);
+        backend.Forward<T>(q, k, v, output, options with { Lse = lseTensor });
+        lseTensor.ToArray().CopyTo(lse ?? new float[lseTensor.FlattenedLength], 0);
+        return Array.ConvertAll(output.ToArray(), x => ElementTypes.ToSingle(x));
+    }
+
+    [Fact]
+    public void A_causally_hidden_nan_value_leaves_the_rows_that_cannot_see_it_alone()
+    {
+        // q = [1, 1], k = [1, 1], v = [5, NaN], causal: row 0 sees key 0 only (5); row 1 sees the NaN (NaN).
+        foreach (var backend in HostBackends())
+        {
+            Check<float>(backend); Check<Half>(backend); Check<BFloat16>(backend);
+            static void Check<T>(AttentionBackend b) where T : unmanaged
+            {
+                using var q = Tensor<T>(2, 1, 1, 1);
+                using var k = Tensor<T>(2, 1, 1, 1);
+                using var v = Tensor<T>(2, 1, 5, float.NaN);
+                var output = Forward(b, q, k, v, new AttentionOptions { Mask = Mask.Causal() });
+                Assert.Equal(5f, output[0]);
+                Assert.True(float.IsNaN(output[1]), $"{b.Name}: garbage the row sees must stay visible, got {output[1]}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NegativeInfinity)]
+    public void Hidden_non_finite_values_change_nothing_under_every_mask_kind(float poison)
+    {
+        // Lk = 70 keys, the last 6 hidden from every row (key padding) and a band cut: tile (Lq 20) and decode (Lq 1).
+        foreach (var backend in HostBackends())
+        foreach (int lq in new[] { 1, 3, 20 })
+        {
+            CheckAllMaskKinds<float>(backend, lq, poison); CheckAllMaskKinds<Half>(backend, lq, poison); CheckAllMaskKinds<BFloat16>(backend, lq, poison);
+        }
+
+        static void CheckAllMaskKinds<T>(AttentionBackend b, int lq, float poison) where T : unmanaged
+        {
+            const int lk = 70, d = 8;
+            using var q = TensorRandom.Create<T>(1, ValueDistribution.Normal, 1, 2, lq, d);
+            using var k = TensorRandom.Create<T>(2, ValueDistribution.Normal, 1, 2, lk, d);
+            using var v = TensorRandom.Create<T>(3, ValueDistribution.Normal, 1, 2, lk, d);
+            using var keep = NativeTensor<bool>.Zeros(1, 1, 1, lk);
+            using var bias = NativeTensor<float>.Zeros(1, 1, 1, lk);
+            for (int j = 0; j < lk; j++)
+            {
+                keep[0, 0, 0, j] = j < lk - 6;
+                bias[0, 0, 0, j] = j < lk - 6 ? 0.25f * (j % 3) : float.NegativeInfinity;
+            }
+            var cases = new (string Name, Func<int, int, bool> Hidden)[]
+            {
+                ("keep-mask padding", (i, j) => j >= lk - 6),
+                ("-inf bias padding", (i, j) => j >= lk - 6),
+                ("causal bottom-right", (i, j) => j > i + lk - lq),
+                ("window", (i, j) => j > i + lk - lq || j < i + lk - lq - 5),
+            };
+            for (int m = 0; m < cases.Length; m++)
+            {
+                var (name, hidden) = cases[m];
+                var options = m switch
+                {
+                    0 => new AttentionOptions { KeepMask = keep.AsReadOnlyTensorSpan() },
+                    1 => new AttentionOptions { Bias = bias.AsReadOnlyTensorSpan() },
+                    2 => new AttentionOptions { Mask = Mask.Causal(CausalAlignment.BottomRight) },
+                    _ => new AttentionOptions { Mask = Mask.SlidingWindow(5, 0, CausalAlignment.BottomRight) },
+                };
+                var clean = Forward(b, q, k, v, options);
+                using var pk = NativeTensor<T>.CopyOf(k);
+                using var pv = NativeTensor<T>.CopyOf(v);
+                // Poison every key hidden from row 0 in K and V; compare the rows that see none of them.
+                var poisoned = Enumerable.Range(0, lk).Where(j => hidden(0, j)).ToArray();
+                foreach (int j in poisoned)
+                for (int h = 0; h < 2; h++)
+                for (int c = 0; c < d; c++)
+                {
+                    pk[0, h, j, c] = ElementTypes.FromSingle<T>(poison);
+                    pv[0, h, j, c] = ElementTypes.FromSingle<T>(poison);
+                }
+                var dirty = Forward(b, q, pk, pv, options);
+                for (int h = 0; h < 2; h++)
+                for (int i = 0; i < lq; i++)
+                {
+                    if (!poisoned.All(j => hidden(i, j))) continue;
+                    for (int c = 0; c < d; c++)
+                    {
+                        int n = (h * lq + i) * d + c;
+                        Assert.True(clean[n].Equals(dirty[n]),
+                            $"{b.Name} {ElementTypes.ShortName<T>()} {name} Lq {lq}: row (h {h}, i {i}) col {c} {clean[n]} -> {dirty[n]} after poisoning hidden keys with {poison}");
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void A_minus_infinity_bias_hides_a_key_whose_k_is_nan()
+    {
+        foreach (var backend in HostBackends())
+        {
+            Check<float>(backend); Check<Half>(backend); Check<BFloat16>(backend);
+        }
+
+        static void Check<T>(AttentionBackend b) where T : unmanaged
+        {
+            foreach (int lq in new[] { 1, 20 })
+            {
+                using var q = TensorRandom.Create<T>(4, ValueDistribution.Normal, 1, 1, lq, 4);
+                using var k = Tensor<T>(3, 4, 1, 0, 0, 1, float.NaN, float.NaN, float.NaN, float.NaN, 0, 1, 1, 0);
+                using var v = Tensor<T>(3, 2, 1, 2, float.NaN, float.PositiveInfinity, 3, 4);
+                using var bias = NativeTensor<float>.Zeros(1, 3);
+                bias[0, 1] = float.NegativeInfinity;
+                var lse = new float[lq];
+                var output = Forward(b, q, k, v, new AttentionOptions { Bias = bias.AsReadOnlyTensorSpan() }, lse);
+                Assert.All(output, x => Assert.True(float.IsFinite(x), $"{b.Name} {ElementTypes.ShortName<T>()}: {x}"));
+                Assert.All(lse, x => Assert.True(float.IsFinite(x), $"{b.Name} {ElementTypes.ShortName<T>()}: LSE {x}"));
+            }
+        }
+    }
+
+    [Fact]
+    public void A_nan_or_infinite_bias_at_a_pair_a_mask_hides_is_ignored()
+    {
+        foreach (var backend in HostBackends())
+        {
+            Check<float>(backend); Check<Half>(backend); Check<BFloat16>(backend);
+        }
+
+        static void Check<T>(AttentionBackend b) where T : unmanaged
+        {
+            foreach (int lq in new[] { 2, 20 })
+            {
+                using var q = TensorRandom.Create<T>(4, ValueDistribution.Normal, 1, 1, lq, 4);
+                using var k = TensorRandom.Create<T>(5, ValueDistribution.Normal, 1, 1, lq, 4);
+                using var v = TensorRandom.Create<T>(6, ValueDistribution.Normal, 1, 1, lq, 4);
+                using var bias = NativeTensor<float>.Zeros(lq, lq);
+                using var keep = NativeTensor<bool>.Zeros(lq, lq);
+                for (int i = 0; i < lq; i++)
+                for (int j = 0; j < lq; j++)
+                {
+                    // Above the diagonal (causally hidden) and at keep-mask false: NaN and +inf.
+                    keep[i, j] = (i + j) % 3 != 1 || j == 0;
+                    bias[i, j] = j > i ? float.NaN : !keep[i, j] ? float.PositiveInfinity : 0.5f;
+                }
+                var output = Forward(b, q, k, v, new AttentionOptions { Mask = Mask.Causal(), Bias = bias.AsReadOnlyTensorSpan(), KeepMask = keep.AsReadOnlyTensorSpan() });
+                Assert.All(output, x => Assert.True(float.IsFinite(x), $"{b.Name} {ElementTypes.ShortName<T>()}: {x}"));
+            }
+        }
+    }
+
+    [Fact]
+    public void A_scale_of_float_max_saturates_scores_instead_of_giving_nan()
+    {
+        // Scores 1·MaxValue and 2·MaxValue both saturate to MaxValue: the two keys share the weight equally.
+        foreach (var backend in HostBackends())
+        foreach (int lq in new[] { 1, 20 })
+        {
+            using var q = NativeTensor<float>.Zeros(1, 1, lq, 1);
+            q.Fill(1);
+            using var k = Tensor<float>(3, 1, 1, 2, -1);
+            using var v = Tensor<float>(3, 1, 4, 6, 100);
+            var lse = new float[lq];
+            var output = Forward(backend, q, k, v, new AttentionOptions { Scale = float.MaxValue }, lse);
+            Assert.All(output, x => Assert.Equal(5f, x));
+            Assert.All(lse, x => Assert.Equal(float.MaxValue, x));
+        }
+    }
+
+    [Fact]
+    public void Values_near_the_float_range_average_without_overflow()
+    {
+        // The exact outputs are averages of values ≤ 3e38: finite, although Σ p·v overflows fp32.
+        foreach (var backend in HostBackends())
+        foreach (int lq in new[] { 1, 20 })
+        foreach (int lk in new[] { 4, 300, 2500 })
+        {
+            using var q = NativeTensor<float>.Zeros(1, 1, lq, 2);
+            using var k = NativeTensor<float>.Zeros(1, 1, lk, 2);
+            using var v = NativeTensor<float>.Zeros(1, 1, lk, 2);
+            for (int j = 0; j < lk; j++) { v[0, 0, j, 0] = 3e38f; v[0, 0, j, 1] = j % 2 == 0 ? -3e38f : 1f; }
+            var output = Forward(backend, q, k, v, new AttentionOptions());
+            for (int i = 0; i < lq; i++)
+            {
+                Assert.True(Math.Abs(output[2 * i] - 3e38f) <= 3e38f * 2e-4f, $"{backend.Name} Lq {lq} Lk {lk}: {output[2 * i]}");
+                double expected = (lk + 1) / 2 * -3e38 / lk + lk / 2 * 1.0 / lk;
+                Assert.True(Math.Abs(output[2 * i + 1] - expected) <= 3e38 * 2e-4, $"{backend.Name} Lq {lq} Lk {lk}: {output[2 * i + 1]} vs {expected}");
+            }
+        }
+    }
+}
