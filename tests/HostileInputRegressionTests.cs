@@ -222,4 +222,131 @@ public class HostileInputRegressionTests
             }
         }
     }
+
+    /// <summary>dQ, dK, dV (and dBias when a bias is given) of one call, after its forward on the same backend.</summary>
+    internal static (float[] DQ, float[] DK, float[] DV, float[] DBias) Backward(AttentionBackend backend, NativeTensor<float> q, NativeTensor<float> k,
+        NativeTensor<float> v, NativeTensor<float> dOutput, AttentionOptions options, int? threads = null)
+    {
+        var s = new[] { (int)q.Lengths[0], (int)q.Lengths[1], (int)q.Lengths[2] };
+        using var output = NativeTensor<float>.Zeros(s[0], s[1], s[2], (int)v.Lengths[3]);
+        using var lse = NativeTensor<float>.Zeros(s[0], s[1], s[2]);
+        backend.Forward<float>(q, k, v, output, options with { Lse = lse });
+        using var dq = NativeTensor<float>.Zeros(q.Lengths);
+        using var dk = NativeTensor<float>.Zeros(k.Lengths);
+        using var dv = NativeTensor<float>.Zeros(v.Lengths);
+        using var dBias = options.Bias.IsEmpty ? null : NativeTensor<float>.Zeros(options.Bias.Lengths);
+        backend.Backward<float>(q, k, v, output, lse, dOutput, dq, dk, dv, options with { MaxDegreeOfParallelism = threads },
+            dBias is null ? default : dBias.AsTensorSpan());
+        return (dq.ToArray(), dk.ToArray(), dv.ToArray(), dBias?.ToArray() ?? []);
+    }
+
+    [Fact]
+    public void A_finite_padding_bias_on_every_key_gives_the_uniform_gradients()
+    {
+        // Lq 1, Lk 2, D 1, scale 1, q = [0], k = [1, 2], v = [3, 5], dO = [1], bias [MinValue, MinValue]: P = [½, ½].
+        foreach (var backend in HostBackends())
+        foreach (float padding in new[] { float.MinValue, -1e30f })
+        {
+            using var q = Tensor<float>(1, 1, 0);
+            using var k = Tensor<float>(2, 1, 1, 2);
+            using var v = Tensor<float>(2, 1, 3, 5);
+            using var dO = Tensor<float>(1, 1, 1);
+            using var bias = NativeTensor<float>.Zeros(1, 1, 1, 2);
+            bias.Fill(padding);
+            var (dq, dk, dv, dBias) = Backward(backend, q, k, v, dO, new AttentionOptions { Scale = 1, Bias = bias.AsReadOnlyTensorSpan() });
+            Assert.Equal(0.5f, dq[0], 1e-6f);
+            Assert.Equal([0.5f, 0.5f], dv);
+            Assert.Equal(-0.5f, dBias[0], 1e-6f);
+            Assert.Equal(0.5f, dBias[1], 1e-6f);
+            Assert.All(dk, x => Assert.Equal(0f, x));
+        }
+    }
+
+    [Fact]
+    public void Padding_rows_with_a_huge_finite_bias_match_the_reference_gradients()
+    {
+        // [1, 2, 40, 60]: rows 30.. fully padded with -1e30 (Hugging Face style), the rest with a key-padding -1e30.
+        using var q = TensorRandom.Create<float>(1, ValueDistribution.Normal, 1, 2, 40, 60);
+        using var k = TensorRandom.Create<float>(2, ValueDistribution.Normal, 1, 2, 60, 60);
+        using var v = TensorRandom.Create<float>(3, ValueDistribution.Normal, 1, 2, 60, 60);
+        using var dO = TensorRandom.Create<float>(4, ValueDistribution.Normal, 1, 2, 40, 60);
+        using var bias = NativeTensor<float>.Zeros(1, 1, 40, 60);
+        for (int i = 0; i < 40; i++)
+        for (int j = 0; j < 60; j++)
+            bias[0, 0, i, j] = i >= 30 || j >= 50 ? -1e30f : 0;
+        var options = new AttentionOptions { Bias = bias.AsReadOnlyTensorSpan() };
+        var expected = Backward(ReferenceBackend.Instance, q, k, v, dO, options);
+        foreach (var backend in HostBackends().Skip(1))
+        {
+            var actual = Backward(backend, q, k, v, dO, options);
+            AssertClose(expected.DQ, actual.DQ, $"{backend.Name} dQ");
+            AssertClose(expected.DK, actual.DK, $"{backend.Name} dK");
+            AssertClose(expected.DV, actual.DV, $"{backend.Name} dV");
+            AssertClose(expected.DBias, actual.DBias, $"{backend.Name} dBias");
+        }
+    }
+
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(3e38f)]
+    public void Hidden_non_finite_keys_and_values_leave_the_gradients_alone(float poison)
+    {
+        // Keys 50.. hidden from every row by a keep-mask (padded KV-cache slots): poisoned K and V change no gradient
+        // of the other keys or of any query, on the single-pass (many heads) and two-phase (one head) schedules.
+        foreach (var backend in HostBackends())
+        foreach (int heads in new[] { 1, 8 })
+        foreach (bool causal in new[] { false, true })
+        {
+            using var q = TensorRandom.Create<float>(1, ValueDistribution.Normal, 1, heads, 70, 16);
+            using var k = TensorRandom.Create<float>(2, ValueDistribution.Normal, 1, heads, 70, 16);
+            using var v = TensorRandom.Create<float>(3, ValueDistribution.Normal, 1, heads, 70, 16);
+            using var dO = TensorRandom.Create<float>(4, ValueDistribution.Normal, 1, heads, 70, 16);
+            using var keep = NativeTensor<bool>.Zeros(1, 1, 1, 70);
+            for (int j = 0; j < 50; j++) keep[0, 0, 0, j] = true;
+            var options = new AttentionOptions { KeepMask = keep.AsReadOnlyTensorSpan(), Mask = causal ? Mask.Causal() : null };
+            var clean = Backward(backend, q, k, v, dO, options, threads: 2);
+            for (int h = 0; h < heads; h++)
+            for (int j = 50; j < 70; j++)
+            for (int c = 0; c < 16; c++)
+            {
+                k[0, h, j, c] = poison;
+                v[0, h, j, c] = poison;
+            }
+            var dirty = Backward(backend, q, k, v, dO, options, threads: 2);
+            string name = $"{backend.Name} heads {heads} causal {causal} poison {poison}";
+            Assert.True(clean.DQ.SequenceEqual(dirty.DQ), $"{name}: dQ changed");
+            Assert.True(clean.DV.SequenceEqual(dirty.DV), $"{name}: dV changed");
+            Assert.True(clean.DK.SequenceEqual(dirty.DK), $"{name}: dK changed");
+            Assert.All(dirty.DK, x => Assert.True(float.IsFinite(x), name));
+        }
+    }
+
+    [Fact]
+    public void A_nan_key_hidden_from_every_query_gives_the_reference_gradients()
+    {
+        // Lq 1, Lk 3, D 1, q = [1], keep [T, T, F], k = [1, 2, NaN]: dQ = 0.393224 and zeros for the hidden key.
+        foreach (var backend in HostBackends())
+        {
+            using var q = Tensor<float>(1, 1, 1);
+            using var k = Tensor<float>(3, 1, 1, 2, float.NaN);
+            using var v = Tensor<float>(3, 1, 1, -1, 4);
+            using var dO = Tensor<float>(1, 1, 1);
+            using var keep = NativeTensor<bool>.Zeros(3);
+            keep[0] = true; keep[1] = true;
+            var (dq, dk, dv, _) = Backward(backend, q, k, v, dO, new AttentionOptions { Scale = 1, KeepMask = keep.AsReadOnlyTensorSpan() });
+            var expected = Backward(ReferenceBackend.Instance, q, k, v, dO, new AttentionOptions { Scale = 1, KeepMask = keep.AsReadOnlyTensorSpan() });
+            Assert.True(float.IsFinite(dq[0]), backend.Name);
+            Assert.Equal(expected.DQ[0], dq[0], 1e-5f);
+            Assert.True(dk[2] == 0 && dv[2] == 0, $"{backend.Name}: dK {dk[2]}, dV {dv[2]} of the hidden key");
+        }
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, string name)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = expected.Select(Math.Abs).DefaultIfEmpty(0).Max();
+        for (int n = 0; n < expected.Length; n++)
+            Assert.True(Math.Abs(expected[n] - actual[n]) <= 1e-4 * Math.Max(1, scale), $"{name}[{n}]: {actual[n]} vs reference {expected[n]}");
+    }
 }

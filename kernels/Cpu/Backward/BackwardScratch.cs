@@ -22,7 +22,8 @@ internal sealed unsafe class BackwardScratch
     public float* QueryGrad;   // [Br][DPad]   dQ accumulators
     public float* KeyGrad;     // [Bc][DPad]   dK accumulators
     public float* ValueGrad;   // [Bc][DvPad]  dV accumulators
-    public float* RowLse;      // [Br]         LSE (+inf on padding and empty rows: P = 0 there)
+    public float* RowLse;      // [Br]         LSE (+inf on padding and empty rows: P = 0 there), or the recomputed max where the LSE is coarse
+    public float* RowNorm;     // [Br]         1, or 1 / (recomputed sum) where the LSE is coarse: P = e^(s − RowLse) · RowNorm
     public float* RowD;        // [Br]         D = rowsum(dO ∘ O)
     public float* Ones;        // [max(Br, Bc)]
 
@@ -54,7 +55,7 @@ internal sealed unsafe class BackwardScratch
         [
             Round((long)dvPad * br), Round((long)br * dPad), Round((long)br * dvPad), Round((long)bc * br),
             Round((long)br * dPad), Round((long)bc * dPad), Round((long)bc * dvPad), Round(br), Round(br), Round(Math.Max(br, bc)),
-            Round((long)bc * br),
+            Round((long)bc * br), Round(br),
         ];
         nuint total = 0;
         foreach (var size in sizes) total += size;
@@ -68,7 +69,7 @@ internal sealed unsafe class BackwardScratch
         float* Take(nuint size) { float* region = at; at += size; return region; }
         OutputGradT = Take(sizes[0]); QueryRows = Take(sizes[1]); OutputGrad = Take(sizes[2]); ProbGrad = Take(sizes[3]);
         QueryGrad = Take(sizes[4]); KeyGrad = Take(sizes[5]); ValueGrad = Take(sizes[6]); RowLse = Take(sizes[7]); RowD = Take(sizes[8]);
-        Ones = Take(sizes[9]); ScoreRaw = Take(sizes[10]);
+        Ones = Take(sizes[9]); ScoreRaw = Take(sizes[10]); RowNorm = Take(sizes[11]);
         new Span<float>(Ones, Math.Max(br, bc)).Fill(1f);
     }
 }

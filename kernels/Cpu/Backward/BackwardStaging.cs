@@ -5,6 +5,7 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 /// <summary>
 /// Loads a row tile for the backward pass: Q rows, dO rows and dOᵀ (zero-padded), and per row the saved LSE and
 /// D = rowsum(dO ∘ O). Padding rows and rows that saw no key get LSE = +infinity, so their recomputed P is exactly 0.
+/// Rows whose LSE is too coarse to normalise P take the recomputed (max, 1 / sum) of the job's row statistics instead.
 /// </summary>
 internal static unsafe class BackwardStaging
 {
@@ -23,6 +24,7 @@ internal static unsafe class BackwardStaging
                 new Span<float>(q, dPad).Clear();
                 new Span<float>(dO, dvPad).Clear();
                 scratch.RowLse[r] = float.PositiveInfinity;
+                scratch.RowNorm[r] = 1;
                 scratch.RowD[r] = 0;
             }
             else
@@ -36,6 +38,13 @@ internal static unsafe class BackwardStaging
                 scratch.RowD[r] = rowD;
                 float lse = job.Lse[batch, head, query, 0];
                 scratch.RowLse[r] = float.IsNegativeInfinity(lse) ? float.PositiveInfinity : lse;
+                scratch.RowNorm[r] = 1;
+                if (job.RowStatistics != null && LsePrecision.IsCoarse(lse))
+                {
+                    float* statistics = job.RowStatistics + 2 * ((((long)batch * forward.QueryHeads) + head) * forward.QueryLength + query);
+                    scratch.RowLse[r] = statistics[0];
+                    scratch.RowNorm[r] = statistics[1];
+                }
             }
             for (int c = 0; c < dvPad; c++) scratch.OutputGradT[c * br + r] = dO[c];
         }

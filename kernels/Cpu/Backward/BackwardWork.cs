@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using AttentionEngine.Bindings.Memory;
 using AttentionEngine.Kernels.Cpu.Simd;
 using AttentionEngine.Kernels.Cpu.Threading;
 
@@ -29,19 +30,28 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
 {
     [ThreadStatic] private static BackwardWork<T, TOps, TVec, TMask, TScore>? _perThread;
 
-    private enum Phase { QueryTiles, KeyTiles, Heads }
+    private enum Phase { RowStatistics, QueryTiles, KeyTiles, Heads }
 
     private CpuBackwardJob<T> _job;
     private FlexMods<TMask, TScore> _mods;
     private Phase _phase;
 
-    public static void Run(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
+    public static unsafe void Run(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
     {
         var work = _perThread ??= new BackwardWork<T, TOps, TVec, TMask, TScore>();
         work._job = job;
         work._mods = mods;
+        AlignedMemoryHandle? statistics = null;
         try
         {
+            if (AnyCoarseLse(job))
+            {
+                // Rare (huge or padding-bias scores): recompute those rows' max and sum before differentiating.
+                statistics = AlignedMemoryHandle.Allocate((nuint)((long)job.Forward.Batch * job.Forward.QueryHeads * job.Forward.QueryLength * 2 * sizeof(float)));
+                work._job = job with { RowStatistics = (float*)statistics.DangerousGetHandle() };
+                work._phase = Phase.RowStatistics;
+                CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism);
+            }
             int heads = job.Forward.Batch * job.Forward.KvHeads;
             if (heads >= 2 * Math.Min(maxDegreeOfParallelism, Environment.ProcessorCount))
             {
@@ -59,13 +69,25 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
         {
             work._job = default; // pointers into the caller's memory must not outlive the call
             work._mods = default;
+            statistics?.Dispose();
         }
+    }
+
+    private static bool AnyCoarseLse(in CpuBackwardJob<T> job)
+    {
+        var f = job.Forward;
+        for (int b = 0; b < f.Batch; b++)
+        for (int h = 0; h < f.QueryHeads; h++)
+        for (int i = 0; i < f.QueryLength; i++)
+            if (LsePrecision.IsCoarse(job.Lse[b, h, i, 0])) return true;
+        return false;
     }
 
     protected override void RunTask(int task)
     {
         switch (_phase)
         {
+            case Phase.RowStatistics: BackwardKernel<T, TOps, TVec, TMask, TScore>.RunRowStatistics(_job, task, _mods); break;
             case Phase.QueryTiles: BackwardKernel<T, TOps, TVec, TMask, TScore>.RunQueryTile(_job, task, _mods); break;
             case Phase.KeyTiles: BackwardKernel<T, TOps, TVec, TMask, TScore>.RunKeyTile(_job, task, _mods); break;
             default: BackwardKernel<T, TOps, TVec, TMask, TScore>.RunHead(_job, task, _mods); break;

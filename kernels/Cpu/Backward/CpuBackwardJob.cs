@@ -18,4 +18,10 @@ internal readonly struct CpuBackwardJob<T> where T : unmanaged
 
     /// <summary>Where ∂L/∂score of every visited pair goes, [B, Hq, Lq, Lk] (one element per pair); empty when no bias gradient is wanted.</summary>
     public RawStrided4<float> ScoreGradient { get; init; }
+
+    /// <summary>
+    /// Recomputed softmax statistics [B][Hq][Lq] of (max, 1 / sum), for rows whose saved LSE is too coarse to
+    /// normalise P (<see cref="LsePrecision.IsCoarse"/>); null when no row is.
+    /// </summary>
+    public unsafe float* RowStatistics { get; init; }
 }
