@@ -102,8 +102,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     {
         int br = TileRows;
         float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, job.HeadDim, scratch, out nint keyPitch);
-        ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores);
-        BlockMasking.Scale<TOps, TVec>(scratch.Scores, keyCount * br, job.Scale);
+        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores, job.Scale);
         var layout = ScoreLayout.Transposed(br);
         FlexMasking<TMask, TScore>.ScoreModsAndMasks(scratch.Scores, layout, firstKey, keyCount, rows, job, batch, mods, kind);
     }

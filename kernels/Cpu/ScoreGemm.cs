@@ -6,25 +6,41 @@ namespace AttentionEngine.Kernels.Cpu;
 /// <summary>
 /// First GEMM of the tile, transposed: Sᵀ[j][r] = Σ_d K[j][d] · Qᵀ[d][r]. Keys are broadcast one scalar at a time and
 /// queries streamed as vectors, so K is read in its natural row-major layout (no transpose pack) and the scores come
-/// out with query rows along the vector lanes, where the softmax wants them.
+/// out with query rows along the vector lanes, where the softmax wants them. Attention scores are multiplied by the
+/// scale and saturated to the float range as they leave the registers (one rounding for the scale, as the textbook
+/// formula has it, and no separate pass over the block); the backward's dP = dO·Vᵀ is stored as accumulated.
 /// </summary>
 internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
-    /// <summary>Scores of keys [0, keyCount) (rows ldk apart) against the 3- or 4-vector query tile.</summary>
-    public static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores)
+    /// <summary>Products of keys [0, keyCount) (rows ldk apart) with the 3- or 4-vector query tile, as accumulated.</summary>
+    public static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores) =>
+        Compute(keys, ldk, keyCount, queryT, br, headDim, scores, new Epilogue(false, default));
+
+    /// <summary>Attention scores: the products times <paramref name="scale"/>, saturated to [−MaxValue, MaxValue] (<see cref="ScoreSaturation"/>).</summary>
+    public static void ComputeScaled(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, float scale) =>
+        Compute(keys, ldk, keyCount, queryT, br, headDim, scores, new Epilogue(true, TOps.Broadcast(scale)));
+
+    /// <summary>What happens to an accumulator on its way to memory.</summary>
+    private readonly struct Epilogue(bool scaled, TVec scale)
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TVec Apply(TVec accumulator) => scaled ? TOps.Saturate(TOps.Multiply(accumulator, scale)) : accumulator;
+    }
+
+    private static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, Epilogue epilogue)
     {
         int j = 0;
         if (br == 4 * TOps.Count)
-            for (; j + 4 <= keyCount; j += 4) FourKeysFourVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br);
+            for (; j + 4 <= keyCount; j += 4) FourKeysFourVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
         else
-            for (; j + 4 <= keyCount; j += 4) FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br);
+            for (; j + 4 <= keyCount; j += 4) FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
         for (; j < keyCount; j++)
-            for (int v = 0; v < br; v += TOps.Count) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v);
+            for (int v = 0; v < br; v += TOps.Count) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v, epilogue);
     }
 
     // 4 keys x 4 query vectors (AVX-512): 16 independent accumulators, 4 loads and 4 broadcasts per 16 FMAs.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void FourKeysFourVectors(float* k, nint ldk, float* qt, int br, int d, float* s)
+    private static void FourKeysFourVectors(float* k, nint ldk, float* qt, int br, int d, float* s, Epilogue e)
     {
         int c = TOps.Count;
         TVec a00 = TOps.Zero, a01 = TOps.Zero, a02 = TOps.Zero, a03 = TOps.Zero;
@@ -45,19 +61,19 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
             b = TOps.Broadcast(k3[x]);
             a30 = TOps.MultiplyAdd(b, q0, a30); a31 = TOps.MultiplyAdd(b, q1, a31); a32 = TOps.MultiplyAdd(b, q2, a32); a33 = TOps.MultiplyAdd(b, q3, a33);
         }
-        TOps.Store(s, a00); TOps.Store(s + c, a01); TOps.Store(s + 2 * c, a02); TOps.Store(s + 3 * c, a03);
+        TOps.Store(s, e.Apply(a00)); TOps.Store(s + c, e.Apply(a01)); TOps.Store(s + 2 * c, e.Apply(a02)); TOps.Store(s + 3 * c, e.Apply(a03));
         s += br;
-        TOps.Store(s, a10); TOps.Store(s + c, a11); TOps.Store(s + 2 * c, a12); TOps.Store(s + 3 * c, a13);
+        TOps.Store(s, e.Apply(a10)); TOps.Store(s + c, e.Apply(a11)); TOps.Store(s + 2 * c, e.Apply(a12)); TOps.Store(s + 3 * c, e.Apply(a13));
         s += br;
-        TOps.Store(s, a20); TOps.Store(s + c, a21); TOps.Store(s + 2 * c, a22); TOps.Store(s + 3 * c, a23);
+        TOps.Store(s, e.Apply(a20)); TOps.Store(s + c, e.Apply(a21)); TOps.Store(s + 2 * c, e.Apply(a22)); TOps.Store(s + 3 * c, e.Apply(a23));
         s += br;
-        TOps.Store(s, a30); TOps.Store(s + c, a31); TOps.Store(s + 2 * c, a32); TOps.Store(s + 3 * c, a33);
+        TOps.Store(s, e.Apply(a30)); TOps.Store(s + c, e.Apply(a31)); TOps.Store(s + 2 * c, e.Apply(a32)); TOps.Store(s + 3 * c, e.Apply(a33));
     }
 
     // 4 keys x 3 query vectors: 12 independent accumulators (Zen 4 needs >= 8 to keep both FMA pipes busy),
     // 3 vector loads and 4 broadcasts per 12 FMAs.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void FourKeys(float* k, nint ldk, float* qt, int br, int d, float* s)
+    private static void FourKeys(float* k, nint ldk, float* qt, int br, int d, float* s, Epilogue e)
     {
         int c = TOps.Count;
         TVec a00 = TOps.Zero, a01 = TOps.Zero, a02 = TOps.Zero;
@@ -78,19 +94,19 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
             b = TOps.Broadcast(k3[x]);
             a30 = TOps.MultiplyAdd(b, q0, a30); a31 = TOps.MultiplyAdd(b, q1, a31); a32 = TOps.MultiplyAdd(b, q2, a32);
         }
-        TOps.Store(s, a00); TOps.Store(s + c, a01); TOps.Store(s + 2 * c, a02);
+        TOps.Store(s, e.Apply(a00)); TOps.Store(s + c, e.Apply(a01)); TOps.Store(s + 2 * c, e.Apply(a02));
         s += br;
-        TOps.Store(s, a10); TOps.Store(s + c, a11); TOps.Store(s + 2 * c, a12);
+        TOps.Store(s, e.Apply(a10)); TOps.Store(s + c, e.Apply(a11)); TOps.Store(s + 2 * c, e.Apply(a12));
         s += br;
-        TOps.Store(s, a20); TOps.Store(s + c, a21); TOps.Store(s + 2 * c, a22);
+        TOps.Store(s, e.Apply(a20)); TOps.Store(s + c, e.Apply(a21)); TOps.Store(s + 2 * c, e.Apply(a22));
         s += br;
-        TOps.Store(s, a30); TOps.Store(s + c, a31); TOps.Store(s + 2 * c, a32);
+        TOps.Store(s, e.Apply(a30)); TOps.Store(s + c, e.Apply(a31)); TOps.Store(s + 2 * c, e.Apply(a32));
     }
 
-    private static void OneKeyOneVector(float* k, float* qt, int br, int d, float* s)
+    private static void OneKeyOneVector(float* k, float* qt, int br, int d, float* s, Epilogue e)
     {
         TVec a = TOps.Zero;
         for (int x = 0; x < d; x++) a = TOps.MultiplyAdd(TOps.Broadcast(k[x]), TOps.Load(qt + x * br), a);
-        TOps.Store(s, a);
+        TOps.Store(s, e.Apply(a));
     }
 }

@@ -283,8 +283,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
     {
         int br = TileRows;
         float* keys = TileStaging.Keys(f, batch, rows.KvHead, firstKey, keyCount, dPad, tile, out keyPitch);
-        ScoreGemm<TOps, TVec>.Compute(keys, keyPitch, keyCount, tile.QueryT, br, f.HeadDim, tile.Scores);
-        BlockMasking.Scale<TOps, TVec>(tile.Scores, keyCount * br, f.Scale);
+        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, tile.QueryT, br, f.HeadDim, tile.Scores, f.Scale);
         if (raw != null) new Span<float>(tile.Scores, keyCount * br).CopyTo(new Span<float>(raw, keyCount * br)); // the functor's inputs
         FlexMasking<TMask, TScore>.ScoreModsAndMasks(tile.Scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, f, batch, mods, kind);
         return keys;
