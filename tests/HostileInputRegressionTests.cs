@@ -349,4 +349,42 @@ public class HostileInputRegressionTests
         for (int n = 0; n < expected.Length; n++)
             Assert.True(Math.Abs(expected[n] - actual[n]) <= 1e-4 * Math.Max(1, scale), $"{name}[{n}]: {actual[n]} vs reference {expected[n]}");
     }
+
+    /// <summary>A score functor that runs a whole attention call of its own every time it is asked for a score.</summary>
+    private readonly struct ReentrantScore(NativeTensor<float> q, NativeTensor<float> output, float[] expected, bool nested) : IScoreMod
+    {
+        public float Apply(float score, int batch, int head, int query, int key)
+        {
+            if (!nested) return score;
+            CpuBackend.Default.Forward<float>(q, q, q, output, new AttentionOptions { Mask = Mask.Causal() });
+            if (!output.ToArray().SequenceEqual(expected)) throw new InvalidOperationException("the nested call computed something else");
+            return score;
+        }
+
+        public float Derivative(float score, int batch, int head, int query, int key) => 1;
+    }
+
+    [Fact]
+    public void A_score_functor_that_calls_attention_on_the_same_thread_leaves_the_outer_call_intact()
+    {
+        using var inner = TensorRandom.Create<float>(7, ValueDistribution.Normal, 1, 2, 70, 8);
+        using var innerOutput = NativeTensor<float>.Zeros(1, 2, 70, 8);
+        CpuBackend.Default.Forward<float>(inner, inner, inner, innerOutput, new AttentionOptions { Mask = Mask.Causal() });
+        var expected = innerOutput.ToArray();
+        foreach (int lq in new[] { 2, 40 })
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var q = TensorRandom.Create<float>(1, ValueDistribution.Normal, 1, 2, lq, 16);
+            using var k = TensorRandom.Create<float>(2, ValueDistribution.Normal, 1, 2, 90, 16);
+            using var v = TensorRandom.Create<float>(3, ValueDistribution.Normal, 1, 2, 90, 16);
+            float[] Run(bool nested)
+            {
+                using var output = NativeTensor<float>.Zeros(1, 2, lq, 16);
+                FlexAttention.WithScore(new ReentrantScore(inner, innerOutput, expected, nested), CpuBackend.Default)
+                    .Forward<float>(q, k, v, output, new AttentionOptions { MaxDegreeOfParallelism = threads });
+                return output.ToArray();
+            }
+            Assert.Equal(Run(nested: false), Run(nested: true));
+        }
+    }
 }

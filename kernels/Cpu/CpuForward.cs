@@ -31,7 +31,6 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
 {
     private enum Phase { Tiles, DecodeSplits, DecodeMerge }
 
-    [ThreadStatic] private static ForwardWork<T, TOps, TVec, TMask, TScore>? _perThread;
 
     private CpuAttentionJob<T> _job;
     private FlexMods<TMask, TScore> _mods;
@@ -41,7 +40,7 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
 
     public static void Run(in CpuAttentionJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
     {
-        var work = _perThread ??= new ForwardWork<T, TOps, TVec, TMask, TScore>();
+        var work = NestedPerThread<ForwardWork<T, TOps, TVec, TMask, TScore>>.Current;
         work._job = job;
         work._mods = mods;
         try

@@ -1,3 +1,4 @@
+using AttentionEngine.Kernels.Cpu.Threading;
 using AttentionEngine.Bindings.Memory;
 
 namespace AttentionEngine.Kernels.Cpu;
@@ -9,7 +10,6 @@ namespace AttentionEngine.Kernels.Cpu;
 /// </summary>
 internal sealed unsafe class CpuTileScratch
 {
-    [ThreadStatic] private static CpuTileScratch? _perThread;
     private static long _liveBytes;
 
     /// <summary>Native scratch held by all threads together: O(threads x tile), whatever the sequence lengths.</summary>
@@ -35,7 +35,7 @@ internal sealed unsafe class CpuTileScratch
     /// <summary>This thread's scratch, sized for the tile.</summary>
     public static CpuTileScratch For(int br, int bc, int d, int dvPad)
     {
-        var scratch = _perThread ??= new CpuTileScratch();
+        var scratch = NestedPerThread<CpuTileScratch>.Current;
         scratch.Ensure(br, bc, d, dvPad);
         return scratch;
     }

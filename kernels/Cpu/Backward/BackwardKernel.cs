@@ -73,11 +73,12 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         int batch = task / f.KvHeads, kvHead = task % f.KvHeads;
         int dPad = Padded(f.HeadDim), dvPad = Padded(f.ValueDim);
         long keyRows = (f.KeyLength + (long)KeyBlock - 1) / KeyBlock * KeyBlock;
-        float* keyGrad = BackwardScratch.HeadKeyValueGradient(keyRows * (dPad + dvPad));
-        float* valueGrad = keyGrad + keyRows * dPad;
-        new Span<float>(keyGrad, checked((int)(keyRows * (dPad + dvPad)))).Clear();
         var tile = CpuTileScratch.For(br, KeyBlock, dPad, dvPad);
         var scratch = BackwardScratch.For(br, KeyBlock, dPad, dvPad);
+        float* keyGrad = scratch.HeadKeyValueGradient(keyRows * (dPad + dvPad));
+        float* valueGrad = keyGrad + keyRows * dPad;
+        for (long n = 0; n < keyRows * (dPad + dvPad); n += int.MaxValue / 2)
+            new Span<float>(keyGrad + n, (int)Math.Min(int.MaxValue / 2, keyRows * (dPad + dvPad) - n)).Clear();
         bool finite = true;
         for (int firstRow = 0; firstRow < f.RowsPerKvHead; firstRow += br)
         {

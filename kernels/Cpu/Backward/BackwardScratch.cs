@@ -1,3 +1,4 @@
+using AttentionEngine.Kernels.Cpu.Threading;
 using AttentionEngine.Bindings.Memory;
 
 namespace AttentionEngine.Kernels.Cpu.Backward;
@@ -9,7 +10,6 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 /// </summary>
 internal sealed unsafe class BackwardScratch
 {
-    [ThreadStatic] private static BackwardScratch? _perThread;
 
     private AlignedMemoryHandle? _memory;
     private nuint _capacity;
@@ -27,10 +27,10 @@ internal sealed unsafe class BackwardScratch
     public float* RowD;        // [Br]         D = rowsum(dO ∘ O)
     public float* Ones;        // [max(Br, Bc)]
 
-    [ThreadStatic] private static AlignedMemoryHandle? _headKeyValueGradient;
+    private AlignedMemoryHandle? _headKeyValueGradient;
 
     /// <summary>This thread's dK and dV buffer for the single-pass backward of one (batch, KV head): O(Lk · (D + Dv)).</summary>
-    public static float* HeadKeyValueGradient(long floats)
+    public float* HeadKeyValueGradient(long floats)
     {
         long bytes = Math.Max(floats, 16) * sizeof(float);
         if (_headKeyValueGradient is null || (long)_headKeyValueGradient.ByteCount < bytes)
@@ -43,7 +43,7 @@ internal sealed unsafe class BackwardScratch
 
     public static BackwardScratch For(int br, int bc, int dPad, int dvPad)
     {
-        var scratch = _perThread ??= new BackwardScratch();
+        var scratch = NestedPerThread<BackwardScratch>.Current;
         scratch.Ensure(br, bc, dPad, dvPad);
         return scratch;
     }

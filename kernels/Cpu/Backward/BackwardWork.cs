@@ -28,7 +28,6 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
     where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-    [ThreadStatic] private static BackwardWork<T, TOps, TVec, TMask, TScore>? _perThread;
 
     private enum Phase { RowStatistics, QueryTiles, KeyTiles, Heads }
 
@@ -38,7 +37,7 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
 
     public static unsafe void Run(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
     {
-        var work = _perThread ??= new BackwardWork<T, TOps, TVec, TMask, TScore>();
+        var work = NestedPerThread<BackwardWork<T, TOps, TVec, TMask, TScore>>.Current;
         work._job = job;
         work._mods = mods;
         AlignedMemoryHandle? statistics = null;

@@ -1,3 +1,4 @@
+using AttentionEngine.Kernels.Cpu.Threading;
 using AttentionEngine.Bindings.Memory;
 
 namespace AttentionEngine.Kernels.Cpu.Decode;
@@ -11,7 +12,6 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 /// </summary>
 internal sealed unsafe class DecodePartials
 {
-    [ThreadStatic] private static DecodePartials? _perThread;
 
     private AlignedMemoryHandle? _memory;
     private int _rows, _dvPad;
@@ -20,7 +20,7 @@ internal sealed unsafe class DecodePartials
 
     public static DecodePartials For(long slots, int rows, int dvPad)
     {
-        var partials = _perThread ??= new DecodePartials();
+        var partials = NestedPerThread<DecodePartials>.Current;
         partials.Ensure(slots * SlotFloats(rows, dvPad) * sizeof(float));
         partials._rows = rows;
         partials._dvPad = dvPad;

@@ -10,7 +10,7 @@ namespace AttentionEngine.Kernels.Cpu.Threading;
 internal abstract class PoolWork
 {
     private readonly object _gate = new(); // a Monitor (not a Lock): End waits on it
-    private int _next;
+    private long _next; // long: threads overshoot the count by one each, which must not wrap near int.MaxValue tasks
     private int _count;
     private int _helpers;
     private int _generation;
@@ -33,15 +33,20 @@ internal abstract class PoolWork
     /// <summary>Takes tasks until none are left; a failure stops everyone from taking more.</summary>
     internal void Drain()
     {
+        ThreadNesting.Enter(); // a call made from inside a task (a functor calling attention) gets its own scratch
         try
         {
-            int task;
-            while ((task = Interlocked.Increment(ref _next) - 1) < _count) RunTask(task);
+            long task;
+            while ((task = Interlocked.Increment(ref _next) - 1) < _count) RunTask((int)task);
         }
         catch (Exception exception)
         {
             Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(exception), null);
-            Volatile.Write(ref _next, int.MaxValue / 2);
+            Volatile.Write(ref _next, long.MaxValue / 2);
+        }
+        finally
+        {
+            ThreadNesting.Exit();
         }
     }
 
