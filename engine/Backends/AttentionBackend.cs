@@ -81,7 +81,7 @@ public abstract class AttentionBackend : IAttentionForward
             throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
         if (!SupportsBackward || !SupportsFunctors) throw new NotSupportedException($"Backend {Name} has no backward pass for block masks and functors.");
         var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
-        if (blockMask is not null) AttentionValidator.ValidateBlockMask(blockMask, call.Forward.Shape);
+        AttentionValidator.ValidateFunctors(blockMask, scoreMod, call.Forward.Shape);
         ExecuteBackwardFlex(call, blockMask, scoreMod);
     }
 
@@ -101,7 +101,7 @@ public abstract class AttentionBackend : IAttentionForward
         if (UnavailableReason is { } unavailable)
             throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
         var call = AttentionValidator.Validate(q, k, v, output, options);
-        if (blockMask is not null) AttentionValidator.ValidateBlockMask(blockMask, call.Shape);
+        AttentionValidator.ValidateFunctors(blockMask, scoreMod, call.Shape);
         if (CannotServe(call) is { } reason)
             throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
         ExecuteFlex(call, blockMask, scoreMod);

@@ -19,13 +19,14 @@ public static partial class AttentionValidator
         scoped in TensorSpan<float> dBias = default)
         where T : unmanaged
     {
-        if (options.ReturnWeights || options.ReturnLse)
-            throw new ArgumentException("options.Lse and options.Weights are forward destinations; the backward pass takes the saved LSE as its lse argument.", nameof(options));
+        // The forward's own options are welcome: its LSE and weights destinations are not the backward's business (the
+        // saved LSE is the lse argument), so they are left out rather than refused.
+        var forwardOptions = options with { Lse = default, Weights = default };
         // The saved output is read, never written: it is validated as the forward's output through a writable alias.
         var outputAlias = new TensorSpan<T>(
-            MemoryMarshal.CreateSpan(ref Unsafe.AsRef(in output.GetPinnableReference()), (int)TensorLayout.StorageLength(output.Lengths, output.Strides)),
+            MemoryMarshal.CreateSpan(ref Unsafe.AsRef(in output.GetPinnableReference()), (int)Math.Min(int.MaxValue, TensorLayout.StorageLength(output.Lengths, output.Strides))),
             output.Lengths, output.Strides);
-        var forward = Validate(q, k, v, outputAlias, options);
+        var forward = Validate(q, k, v, outputAlias, forwardOptions);
         var shape = forward.Shape;
 
         Span<int> lseShape = [shape.Batch, shape.QueryHeads, shape.QueryLength];
@@ -52,11 +53,11 @@ public static partial class AttentionValidator
 
         var biasGradient = default(Strided4<float>);
         bool broadcasts = false;
-        if (!dBias.IsEmpty)
+        if (dBias.Rank != 0)
         {
-            if (options.Bias.IsEmpty)
+            if (options.Bias.Rank == 0)
                 throw new ArgumentException("dBias is given but the call has no options.Bias to differentiate.", nameof(dBias));
-            ExpectSameLengths(dBias.Lengths, options.Bias.Lengths, "dBias", "options.Bias");
+            ExpectSameBroadcast(dBias.Lengths, options.Bias.Lengths, [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength]);
             CheckNonOverlapping(dBias.Lengths, dBias.Strides, "dBias");
             var region = MemoryRegion.Of(dBias, "dBias");
             ThrowIfGradientOverlaps(region, "dBias", q, k, v, output, lse, dOutput, options);
@@ -86,6 +87,24 @@ public static partial class AttentionValidator
         written.ThrowIfOverlaps(MemoryRegion.Of(output, "output"), name);
         written.ThrowIfOverlaps(MemoryRegion.Of(lse, "lse"), name);
         written.ThrowIfOverlaps(MemoryRegion.Of(dOutput, "dOutput"), name);
+    }
+
+    /// <summary>
+    /// dBias must broadcast over exactly the dimensions the bias broadcasts over: any rank, as long as right-aligned
+    /// against [B, Hq, Lq, Lk] each dimension is full where the bias's is and 1 where the bias's is (leading 1s may be
+    /// added or dropped: a [Lq, Lk] bias takes a [1, 1, Lq, Lk] gradient).
+    /// </summary>
+    private static void ExpectSameBroadcast(ReadOnlySpan<nint> dBias, ReadOnlySpan<nint> bias, ReadOnlySpan<int> scoreShape)
+    {
+        static nint At(ReadOnlySpan<nint> lengths, int d) => d - (4 - lengths.Length) is var n && n >= 0 ? lengths[n] : 1;
+        bool same = dBias.Length <= 4;
+        for (int d = 0; d < 4 && same; d++) same = At(dBias, d) == At(bias, d);
+        if (same) return;
+        var expected = new nint[4];
+        for (int d = 0; d < 4; d++) expected[d] = At(bias, d);
+        throw new ArgumentException(
+            $"dBias has lengths [{Join(dBias)}]; expected the broadcast of options.Bias (lengths [{Join(bias)}]) against " +
+            $"[batch, heads, Lq, Lk] = [{string.Join(", ", scoreShape.ToArray())}], that is [{Join(expected)}] with any leading 1s added or dropped.", "dBias");
     }
 
     private static void ExpectSameLengths(ReadOnlySpan<nint> actual, ReadOnlySpan<nint> expected, string name, string like)

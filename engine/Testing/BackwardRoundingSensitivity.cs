@@ -47,7 +47,7 @@ public static class BackwardRoundingSensitivity
                     dot += term;
                     magnitude += Math.Abs(term);
                 }
-                double s = dot * scale + (call.Forward.Bias.IsEmpty ? 0 : call.Forward.Bias[x, h, i, j]);
+                double s = ScoreSaturation.AddBias(ScoreSaturation.Saturate(dot * scale), call.Forward.Bias.IsEmpty ? 0 : call.Forward.Bias[x, h, i, j]);
                 if (double.IsNegativeInfinity(s)) { visible[j] = false; continue; }
                 scores[j] = s;
                 magnitudes[j] = Math.Sqrt(d) * Math.Abs(scale) * magnitude + Math.Abs(s);

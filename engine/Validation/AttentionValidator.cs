@@ -92,6 +92,16 @@ public static partial class AttentionValidator
             throw new ArgumentException(
                 $"q dimension 1 (heads) is {ql[1]}, which is not a multiple of k dimension 1 (heads) {kl[1]}; " +
                 "grouped-query attention needs queryHeads % kvHeads == 0.", "q");
+        // Rows are counted in 32 bits by the kernels' task indices (row tiles, key tiles, decode splits): refuse, by
+        // name, the sizes past that rather than let an index wrap. Each bound is far beyond any tensor that fits memory
+        // (2^31 rows of even one element each), but a broadcast (stride-0) K or V can reach it.
+        long queryRows = (long)ql[0] * ql[1] * ql[2], keyRows = (long)kl[0] * kl[1] * kl[2];
+        if (queryRows > int.MaxValue)
+            throw new ArgumentException(
+                $"q has batch × heads × seq = {ql[0]} × {ql[1]} × {ql[2]} = {queryRows} query rows; at most {int.MaxValue} are supported.", "q");
+        if (keyRows > int.MaxValue)
+            throw new ArgumentException(
+                $"k has batch × heads × seq = {kl[0]} × {kl[1]} × {kl[2]} = {keyRows} key rows; at most {int.MaxValue} are supported.", "k");
         var shape = new AttentionShape(ql[0], ql[1], kl[1], ql[2], kl[2], ql[3], vl[3]);
         Span<int> expectedOutput = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
         for (int d = 0; d < 4; d++)
@@ -149,6 +159,19 @@ public static partial class AttentionValidator
         Expect("heads", blockMask.Heads, shape.QueryHeads, true);
         Expect("queryLength", blockMask.QueryLength, shape.QueryLength, false);
         Expect("keyLength", blockMask.KeyLength, shape.KeyLength, false);
+        // The mask functor runs in partial blocks at the call's own batch and head indices.
+        FunctorShape.ThrowIfIncompatible(blockMask.Mask, shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength, "blockMask.Mask");
+    }
+
+    /// <summary>
+    /// The functors of a FlexAttention call, before any kernel runs: the block mask as <see cref="ValidateBlockMask{TMask}"/>
+    /// checks it, and the score functor against the call's shape (<see cref="IShapeCheckedFunctor"/>).
+    /// </summary>
+    public static void ValidateFunctors<TMask, TScore>(BlockMask<TMask>? blockMask, TScore scoreMod, AttentionShape shape)
+        where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        if (blockMask is not null) ValidateBlockMask(blockMask, shape);
+        FunctorShape.ThrowIfIncompatible(scoreMod, shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength, nameof(scoreMod));
     }
 
     private static void ThrowIfOverlapsAnyInput<T>(
@@ -203,7 +226,7 @@ public static partial class AttentionValidator
     /// <summary>Right-aligns a mask of rank 1..4 against [B, Hq, Lq, Lk], each dimension full or 1 (broadcast).</summary>
     private static ReadOnlyStrided4<TMask> BroadcastMask<TMask>(scoped in ReadOnlyTensorSpan<TMask> mask, scoped ReadOnlySpan<int> target, string name)
     {
-        if (mask.IsEmpty) return default;
+        if (mask.Rank == 0) return default; // only the default span means "none"; a zero-length one fails below
         var lengths = mask.Lengths;
         var strides = mask.Strides;
         if (lengths.Length is < 1 or > 4)
@@ -229,39 +252,45 @@ public static partial class AttentionValidator
 
     private static string Join(ReadOnlySpan<int> values) => string.Join(", ", values.ToArray());
 
-    /// <summary>The bytes a strided tensor may touch, as a range relative to an arbitrary reference.</summary>
+    /// <summary>The elements of a strided tensor, as bytes relative to an arbitrary reference, for the overlap checks.</summary>
     private readonly ref struct MemoryRegion
     {
         private readonly ref byte _start;
-        private readonly nint _byteLength;
+        private readonly ElementSet _elements;
+        private readonly bool _given;
         public string Name { get; init; }
 
-        private MemoryRegion(ref byte start, nint byteLength, string name)
+        private MemoryRegion(ref byte start, ElementSet elements, string name)
         {
             _start = ref start;
-            _byteLength = byteLength;
+            _elements = elements;
+            _given = true;
             Name = name;
         }
 
         public static MemoryRegion Of<TElement>(scoped in ReadOnlyTensorSpan<TElement> tensor, string name = "") =>
             tensor.IsEmpty ? default
                 : new(ref Unsafe.As<TElement, byte>(ref Unsafe.AsRef(in tensor.GetPinnableReference())),
-                    TensorLayout.StorageLength(tensor.Lengths, tensor.Strides) * Unsafe.SizeOf<TElement>(), name);
+                    ElementSet.Of(tensor.Lengths, tensor.Strides, Unsafe.SizeOf<TElement>()), name);
 
         public static MemoryRegion Of<TElement>(scoped in TensorSpan<TElement> tensor, string name = "") =>
             tensor.IsEmpty ? default
                 : new(ref Unsafe.As<TElement, byte>(ref tensor.GetPinnableReference()),
-                    TensorLayout.StorageLength(tensor.Lengths, tensor.Strides) * Unsafe.SizeOf<TElement>(), name);
+                    ElementSet.Of(tensor.Lengths, tensor.Strides, Unsafe.SizeOf<TElement>()), name);
 
+        /// <summary>
+        /// Throws when an element of this region shares a byte with an element of <paramref name="other"/>. Exact, not
+        /// by extents: interleaved views of one packed buffer (qkv-packed q/k/v or dQ/dK/dV) do not overlap.
+        /// </summary>
         public void ThrowIfOverlaps(MemoryRegion other, string name)
         {
-            if (_byteLength == 0 || other._byteLength == 0) return;
+            if (!_given || !other._given) return;
             // Offset of other's start from ours; both refs are GC-tracked, so the difference is taken atomically.
             nint offset = Unsafe.ByteOffset(ref _start, ref other._start);
-            if (offset < _byteLength && -offset < other._byteLength)
+            if (_elements.Intersects(other._elements, offset))
                 throw new ArgumentException(
-                    $"{name} overlaps the memory of {other.Name}: outputs must not share memory with inputs or with " +
-                    "other outputs, because the kernels read while they write.", name);
+                    $"{name} overlaps the memory of {other.Name}: some element of {name} shares memory with an element of " +
+                    $"{other.Name}. Outputs must not share memory with inputs or with other outputs, because the kernels read while they write.", name);
         }
     }
 }

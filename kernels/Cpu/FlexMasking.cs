@@ -81,7 +81,7 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
             for (int j = 0; j < keyCount;)
             {
                 int key = firstKey + j;
-                int runEnd = Math.Min(keyCount, (key / mods.KeyBlock + 1) * mods.KeyBlock - firstKey);
+                int runEnd = (int)Math.Min(keyCount, ((long)key / mods.KeyBlock + 1) * mods.KeyBlock - firstKey);
                 switch (mods.KindAt(batch, head, query, key))
                 {
                     case BlockKind.Empty:

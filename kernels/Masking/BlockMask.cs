@@ -31,8 +31,8 @@ public sealed class BlockMask<TMask> where TMask : struct, IMaskMod
     public int KeyLength { get; }
     public int QueryBlock { get; }
     public int KeyBlock { get; }
-    public int QueryBlocks => (QueryLength + QueryBlock - 1) / QueryBlock;
-    public int KeyBlocks => (KeyLength + KeyBlock - 1) / KeyBlock;
+    public int QueryBlocks => (int)((QueryLength + (long)QueryBlock - 1) / QueryBlock);
+    public int KeyBlocks => (int)((KeyLength + (long)KeyBlock - 1) / KeyBlock);
 
     /// <summary>The kind of a block; batch and head are clamped to 0 where the mask broadcasts over them.</summary>
     public BlockKind this[int batch, int head, int queryBlock, int keyBlock] => _kinds[Index(batch, head, queryBlock, keyBlock)];

@@ -20,8 +20,9 @@ public static class BlockMask
         int queryBlock = DefaultBlockSize, int keyBlock = DefaultBlockSize) where TMask : struct, IMaskMod
     {
         ThrowIfBadShape(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
-        int queryBlocks = (queryLength + queryBlock - 1) / queryBlock, keyBlocks = (keyLength + keyBlock - 1) / keyBlock;
-        var kinds = new BlockKind[checked(batch * heads * queryBlocks * keyBlocks)];
+        FunctorShape.ThrowIfIncompatible(mask, batch, heads, queryLength, keyLength, nameof(mask));
+        var (queryBlocks, keyBlocks) = BlockCounts(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
+        var kinds = new BlockKind[batch * heads * queryBlocks * keyBlocks];
         Parallel.For(0, batch * heads * queryBlocks, row =>
         {
             int qb = row % queryBlocks, h = row / queryBlocks % heads, b = row / queryBlocks / heads;
@@ -44,7 +45,8 @@ public static class BlockMask
         int queryLength, int keyLength, int queryBlock = DefaultBlockSize, int keyBlock = DefaultBlockSize) where TMask : struct, IMaskMod
     {
         ThrowIfBadShape(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
-        int queryBlocks = (queryLength + queryBlock - 1) / queryBlock, keyBlocks = (keyLength + keyBlock - 1) / keyBlock;
+        FunctorShape.ThrowIfIncompatible(mask, batch, heads, queryLength, keyLength, nameof(mask));
+        var (queryBlocks, keyBlocks) = BlockCounts(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
         long expected = (long)batch * heads * queryBlocks * keyBlocks;
         if (layout.Length != expected)
             throw new ArgumentException(
@@ -53,6 +55,20 @@ public static class BlockMask
             if (layout[n] is not (BlockKind.Empty or BlockKind.Partial or BlockKind.Full))
                 throw new ArgumentException($"layout[{n}] is {(int)layout[n]}, not a BlockKind.", nameof(layout));
         return new BlockMask<TMask>(mask, batch, heads, queryLength, keyLength, queryBlock, keyBlock, layout.ToArray());
+    }
+
+    /// <summary>Query and key blocks (ceil divisions in 64 bits); the whole mask must fit one array, or the sizes are refused by name.</summary>
+    private static (int QueryBlocks, int KeyBlocks) BlockCounts(int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock)
+    {
+        long queryBlocks = (queryLength + (long)queryBlock - 1) / queryBlock, keyBlocks = (keyLength + (long)keyBlock - 1) / keyBlock;
+        // Overflow-safe: each factor is below 2^31, and the product is checked against the array limit step by step.
+        double blocks = (double)batch * heads * queryBlocks * keyBlocks;
+        if (blocks > Array.MaxLength)
+            throw new ArgumentException(
+                $"A block mask of batch {batch} × heads {heads} × {queryBlocks} query blocks (queryLength {queryLength} / queryBlock {queryBlock}) × " +
+                $"{keyBlocks} key blocks (keyLength {keyLength} / keyBlock {keyBlock}) has {blocks:0} blocks, more than one array holds ({Array.MaxLength}); " +
+                "use larger queryBlock and keyBlock.", blocks > Array.MaxLength && keyBlocks > queryBlocks ? nameof(keyBlock) : nameof(queryBlock));
+        return ((int)queryBlocks, (int)keyBlocks);
     }
 
     private static void ThrowIfBadShape(int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock)

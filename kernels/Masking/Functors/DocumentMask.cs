@@ -5,7 +5,7 @@ namespace AttentionEngine;
 /// Document ids are per token and must be non-decreasing (documents packed one after another), which lets whole
 /// blocks be classified from their first and last ids.
 /// </summary>
-public readonly struct DocumentMask : IBlockClassifiedMask
+public readonly struct DocumentMask : IBlockClassifiedMask, IShapeCheckedFunctor
 {
     private readonly int[] _queryDocuments;
     private readonly int[] _keyDocuments;
@@ -25,8 +25,8 @@ public readonly struct DocumentMask : IBlockClassifiedMask
     }
 
     public bool Causal { get; }
-    public int QueryLength => _queryDocuments.Length;
-    public int KeyLength => _keyDocuments.Length;
+    public int QueryLength => _queryDocuments?.Length ?? 0;
+    public int KeyLength => _keyDocuments?.Length ?? 0;
 
     public bool Keep(int batch, int head, int query, int key) =>
         _queryDocuments[query] == _keyDocuments[key] && (!Causal || key <= query);
@@ -40,6 +40,12 @@ public readonly struct DocumentMask : IBlockClassifiedMask
         bool oneDocument = qFirst == qLast && kFirst == kLast && qFirst == kFirst;
         return oneDocument && (!Causal || k1 - 1 <= q0) ? BlockKind.Full : BlockKind.Partial;
     }
+
+    /// <summary>One document id per query and per key position of the call; a default DocumentMask has none.</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        _queryDocuments is null ? "it holds no document ids (a default value); build it with new DocumentMask(queryDocuments, keyDocuments, causal)"
+        : _queryDocuments.Length != queryLength ? $"it holds {_queryDocuments.Length} query document ids; the call has Lq = {queryLength} queries"
+        : _keyDocuments.Length != keyLength ? $"it holds {_keyDocuments.Length} key document ids; the call has Lk = {keyLength} keys" : null;
 
     private static void ThrowIfDecreasing(int[] ids, string name)
     {

@@ -1,9 +1,14 @@
 namespace AttentionEngine;
 
 /// <summary>Both masks keep the pair. Blocks classify from the parts' classifications (by arithmetic where they can).</summary>
-public readonly record struct AndMask<TLeft, TRight>(TLeft Left, TRight Right) : IBlockClassifiedMask
+public readonly record struct AndMask<TLeft, TRight>(TLeft Left, TRight Right) : IBlockClassifiedMask, IShapeCheckedFunctor
     where TLeft : struct, IMaskMod where TRight : struct, IMaskMod
 {
+    /// <summary>Both sides must fit.</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        FunctorShape.Incompatibility(Left, batch, heads, queryLength, keyLength) is { } left ? $"Left: {left}"
+        : FunctorShape.Incompatibility(Right, batch, heads, queryLength, keyLength) is { } right ? $"Right: {right}" : null;
+
     public bool Keep(int batch, int head, int query, int key) =>
         Left.Keep(batch, head, query, key) && Right.Keep(batch, head, query, key);
 
@@ -20,9 +25,14 @@ public readonly record struct AndMask<TLeft, TRight>(TLeft Left, TRight Right) :
 }
 
 /// <summary>Either mask keeps the pair.</summary>
-public readonly record struct OrMask<TLeft, TRight>(TLeft Left, TRight Right) : IBlockClassifiedMask
+public readonly record struct OrMask<TLeft, TRight>(TLeft Left, TRight Right) : IBlockClassifiedMask, IShapeCheckedFunctor
     where TLeft : struct, IMaskMod where TRight : struct, IMaskMod
 {
+    /// <summary>Both sides must fit.</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        FunctorShape.Incompatibility(Left, batch, heads, queryLength, keyLength) is { } left ? $"Left: {left}"
+        : FunctorShape.Incompatibility(Right, batch, heads, queryLength, keyLength) is { } right ? $"Right: {right}" : null;
+
     public bool Keep(int batch, int head, int query, int key) =>
         Left.Keep(batch, head, query, key) || Right.Keep(batch, head, query, key);
 
@@ -39,8 +49,12 @@ public readonly record struct OrMask<TLeft, TRight>(TLeft Left, TRight Right) : 
 }
 
 /// <summary>The pairs the inner mask hides.</summary>
-public readonly record struct NotMask<TInner>(TInner Inner) : IBlockClassifiedMask where TInner : struct, IMaskMod
+public readonly record struct NotMask<TInner>(TInner Inner) : IBlockClassifiedMask, IShapeCheckedFunctor where TInner : struct, IMaskMod
 {
+    /// <summary>The inner mask must fit.</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        FunctorShape.Incompatibility(Inner, batch, heads, queryLength, keyLength);
+
     public bool Keep(int batch, int head, int query, int key) => !Inner.Keep(batch, head, query, key);
 
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1) =>

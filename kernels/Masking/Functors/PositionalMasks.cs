@@ -57,11 +57,15 @@ public readonly record struct PrefixLmMask(int PrefixLength) : IBlockClassifiedM
 /// Dilated (strided) attention: a query sees the keys whose distance to it is a multiple of <see cref="Dilation"/>,
 /// causally and at most <see cref="Window"/> keys back (Longformer's dilated windows).
 /// </summary>
-public readonly record struct DilatedMask(int Dilation, int Window) : IMaskMod
+public readonly record struct DilatedMask(int Dilation, int Window) : IMaskMod, IShapeCheckedFunctor
 {
+    /// <summary>Dilation must be at least 1 (it divides the distance).</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        Dilation >= 1 ? null : $"Dilation is {Dilation}; expected at least 1";
+
     public bool Keep(int batch, int head, int query, int key)
     {
-        int distance = query - key;
+        long distance = (long)query - key;
         return distance >= 0 && distance <= Window && distance % Dilation == 0;
     }
 }

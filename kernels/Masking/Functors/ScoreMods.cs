@@ -1,7 +1,7 @@
 namespace AttentionEngine;
 
 /// <summary>ALiBi: score + slope_h · (key − query), slope per query head (Press et al.: 2^(−8(h+1)/H)).</summary>
-public readonly struct AlibiScore : IScoreMod
+public readonly struct AlibiScore : IScoreMod, IShapeCheckedFunctor
 {
     private readonly float[] _slopes;
 
@@ -18,11 +18,20 @@ public readonly struct AlibiScore : IScoreMod
 
     public float Apply(float score, int batch, int head, int query, int key) => score + _slopes[head] * (key - query);
     public float Derivative(float score, int batch, int head, int query, int key) => 1;
+
+    /// <summary>One slope per query head of the call is needed; a default AlibiScore has none.</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        _slopes is null ? "it holds no slopes (a default value); build it with AlibiScore.Standard(heads) or new AlibiScore(slopes)"
+        : _slopes.Length < heads ? $"it holds {_slopes.Length} slopes; the call has {heads} query heads, one slope each" : null;
 }
 
 /// <summary>Soft-capping (Gemma 2, Grok): cap · tanh(score / cap), keeping logits within ±cap smoothly.</summary>
-public readonly record struct TanhSoftcapScore(float Cap) : IScoreMod
+public readonly record struct TanhSoftcapScore(float Cap) : IScoreMod, IShapeCheckedFunctor
 {
+    /// <summary>The cap must be positive and finite (a cap of 0 would divide by zero).</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        Cap > 0 && float.IsFinite(Cap) ? null : $"Cap is {Cap}; expected a positive, finite number";
+
     public float Apply(float score, int batch, int head, int query, int key) => Cap * MathF.Tanh(score / Cap);
 
     public float Derivative(float score, int batch, int head, int query, int key)
@@ -35,7 +44,7 @@ public readonly record struct TanhSoftcapScore(float Cap) : IScoreMod
 /// <summary>
 /// A learned relative-position bias (T5-style, unbucketed): score + table[clamp(key − query, −MaxDistance, MaxDistance) + MaxDistance].
 /// </summary>
-public readonly struct RelativePositionScore : IScoreMod
+public readonly struct RelativePositionScore : IScoreMod, IShapeCheckedFunctor
 {
     private readonly float[] _table;
 
@@ -54,12 +63,21 @@ public readonly struct RelativePositionScore : IScoreMod
 
     public float Apply(float score, int batch, int head, int query, int key) => score + Bias(key - query);
     public float Derivative(float score, int batch, int head, int query, int key) => 1;
+
+    /// <summary>Any call fits (distances are clamped), but a default RelativePositionScore has no table.</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        _table is null ? "it holds no table (a default value); build it with new RelativePositionScore(table)" : null;
 }
 
 /// <summary>First one score mod, then the other.</summary>
-public readonly record struct ChainedScore<TFirst, TSecond>(TFirst First, TSecond Second) : IScoreMod
+public readonly record struct ChainedScore<TFirst, TSecond>(TFirst First, TSecond Second) : IScoreMod, IShapeCheckedFunctor
     where TFirst : struct, IScoreMod where TSecond : struct, IScoreMod
 {
+    /// <summary>Both parts must fit.</summary>
+    public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
+        FunctorShape.Incompatibility(First, batch, heads, queryLength, keyLength) is { } first ? $"First: {first}"
+        : FunctorShape.Incompatibility(Second, batch, heads, queryLength, keyLength) is { } second ? $"Second: {second}" : null;
+
     public float Apply(float score, int batch, int head, int query, int key) =>
         Second.Apply(First.Apply(score, batch, head, query, key), batch, head, query, key);
 
