@@ -13,19 +13,20 @@ namespace AttentionEngine.Tests;
 /// </summary>
 public class CpuBackwardProperties
 {
-    private static readonly ProblemLimits Limits = new() { MaxLength = 200, MaxHeadDim = 160, MaxCost = 3e7 };
+    private static readonly ProblemLimits Limits = new() { MaxLength = 200, MaxHeadDim = 160, MaxCost = 3e7, RangeEdge = false };
 
     /// <summary>A problem with its incoming gradient and the saved forward output and LSE (from the Reference forward).</summary>
-    private sealed class BackwardCase<T> : IDisposable where T : unmanaged
+    internal sealed class BackwardCase<T> : IDisposable where T : unmanaged
     {
-        public BackwardCase(ProblemSpec spec)
+        /// <param name="forward">the backend whose forward output and LSE the backward is given (default: the Reference)</param>
+        public BackwardCase(ProblemSpec spec, AttentionBackend? forward = null)
         {
             Problem = AttentionProblem<T>.Create(spec);
             var s = Problem.Shape;
             DOutput = TensorRandom.Create<T>(spec.DataSeed + 1, ValueDistribution.Normal, s.Batch, s.QueryHeads, s.QueryLength, s.ValueDim);
             Output = Problem.AllocateOutput();
             Lse = NativeTensor<float>.Zeros(s.Batch, s.QueryHeads, s.QueryLength);
-            Attention.Using(Backend.Reference).Forward<T>(Problem.Q, Problem.K, Problem.V, Output, Problem.Options(Lse.AsTensorSpan()));
+            (forward ?? Attention.Using(Backend.Reference)).Forward<T>(Problem.Q, Problem.K, Problem.V, Output, Problem.Options(Lse.AsTensorSpan()));
         }
 
         public AttentionProblem<T> Problem { get; }
@@ -106,20 +107,92 @@ public class CpuBackwardProperties
         Prop.ForAll(AttentionGen.Arbitrary(Limits), (ProblemSpec spec) =>
         {
             using var c = new BackwardCase<T>(spec);
-            var (oracle, naive, sensitivity) = c.Baseline();
-            var (candidate, candidateBias) = c.Run(backend);
-            foreach (var (name, got, exact, yardstick, bound) in new[]
-                     {
-                         ("dQ", candidate.DQ, oracle.G.DQ, naive.G.DQ, sensitivity.G.DQ), ("dK", candidate.DK, oracle.G.DK, naive.G.DK, sensitivity.G.DK),
-                         ("dV", candidate.DV, oracle.G.DV, naive.G.DV, sensitivity.G.DV), ("dBias", candidateBias, oracle.Bias, naive.Bias, sensitivity.Bias),
-                     })
-            {
-                // The second yardstick is the oracle displaced by the rounding bound: its "error" is the bound itself.
-                var displaced = exact.Zip(bound, (e, δ) => e + δ).ToArray();
-                var report = ToleranceRule.Check<T>(got, exact, yardstick, displaced, ToleranceRule.GradientFactor);
-                Assert.True(report.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec}: {name} {report}");
-            }
+            CheckAgainstOracle(backend, c, spec);
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
+    }
+
+    /// <summary>dQ, dK, dV and dBias of one case under the gradient tolerance rule.</summary>
+    private static void CheckAgainstOracle<T>(AttentionBackend backend, BackwardCase<T> c, ProblemSpec spec) where T : unmanaged
+    {
+        var (oracle, naive, sensitivity) = c.Baseline();
+        var (candidate, candidateBias) = c.Run(backend);
+        foreach (var (name, got, exact, yardstick, bound) in new[]
+                 {
+                     ("dQ", candidate.DQ, oracle.G.DQ, naive.G.DQ, sensitivity.G.DQ), ("dK", candidate.DK, oracle.G.DK, naive.G.DK, sensitivity.G.DK),
+                     ("dV", candidate.DV, oracle.G.DV, naive.G.DV, sensitivity.G.DV), ("dBias", candidateBias, oracle.Bias, naive.Bias, sensitivity.Bias),
+                 })
+        {
+            // The second yardstick is the oracle displaced by the rounding bound: its "error" is the bound itself.
+            var displaced = exact.Zip(bound, (e, δ) => e + δ).ToArray();
+            var report = ToleranceRule.Check<T>(got, exact, yardstick, displaced, ToleranceRule.GradientFactor);
+            Assert.True(report.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec}: {name} {report}");
+        }
+    }
+
+    /// <summary>
+    /// A hostile case for the CPU backward: the gradient rule, then every key hidden from every row of its (batch, KV
+    /// head) poisoned with NaN, ±infinity or ±1e30 in K and V, and every bias entry at a masked pair with NaN or
+    /// +infinity: dQ must keep every bit, dK and dV of the other keys too, and the poisoned keys' gradients are 0.
+    /// </summary>
+    internal static void CheckHostileBackward<T>(ProblemSpec spec) where T : unmanaged
+    {
+        // The saved output and LSE come from the CPU forward, as they do in use: on hostile rows (a padding bias of
+        // -1e9 rounds every score to a multiple of 64) the exact forward's output is not the one fp32 scores give, and
+        // D = rowsum(dO ∘ O) would then disagree with the recomputed P.
+        using var c = new BackwardCase<T>(spec, CpuBackend.Default);
+        CheckAgainstOracle(CpuBackend.Default, c, spec);
+        var problem = c.Problem;
+        var s = problem.Shape;
+        var visible = problem.Visibility();
+        var rng = new Random(spec.DataSeed);
+        var hiddenFromAll = new bool[s.Batch * s.KvHeads * s.KeyLength];
+        using var k = NativeTensor<T>.CopyOf(problem.K);
+        using var v = NativeTensor<T>.CopyOf(problem.V);
+        for (int b = 0; b < s.Batch; b++)
+        for (int kv = 0; kv < s.KvHeads; kv++)
+        for (int j = 0; j < s.KeyLength; j++)
+        {
+            bool seen = false;
+            for (int h = kv * s.GroupSize; h < (kv + 1) * s.GroupSize && !seen; h++)
+            for (int i = 0; i < s.QueryLength && !seen; i++)
+                seen = visible[(((long)b * s.QueryHeads + h) * s.QueryLength + i) * s.KeyLength + j];
+            if (seen) continue;
+            hiddenFromAll[(b * s.KvHeads + kv) * s.KeyLength + j] = true;
+            var poisons = AttentionInvariants.HiddenKeyPoisons;
+            for (int x = 0; x < s.HeadDim; x++) k[b, kv, j, x] = ElementTypes.FromDouble<T>(poisons[rng.Next(poisons.Count)]);
+            for (int x = 0; x < s.ValueDim; x++) v[b, kv, j, x] = ElementTypes.FromDouble<T>(poisons[rng.Next(poisons.Count)]);
+        }
+        var (bias, _) = AttentionInvariants.BiasPoisonedWhereMasked(problem, rng);
+        using (bias)
+        {
+            var (cleanQ, cleanK, cleanV) = c.Destinations();
+            var (dirtyQ, dirtyK, dirtyV) = c.Destinations();
+            using (cleanQ) using (cleanK) using (cleanV) using (dirtyQ) using (dirtyK) using (dirtyV)
+            {
+                var options = problem.Options();
+                CpuBackend.Default.Backward<T>(problem.Q, problem.K, problem.V, c.Output, c.Lse, c.DOutput, cleanQ, cleanK, cleanV, options);
+                CpuBackend.Default.Backward<T>(problem.Q, k, v, c.Output, c.Lse, c.DOutput, dirtyQ, dirtyK, dirtyV,
+                    options with { Bias = bias is null ? default : bias.AsReadOnlyTensorSpan() });
+                string where = $"{ElementTypes.ShortName<T>()} {spec}";
+                Assert.True(cleanQ.ToArray().SequenceEqual(dirtyQ.ToArray()), $"{where}: dQ changed when hidden keys and masked bias were poisoned");
+                for (int b = 0; b < s.Batch; b++)
+                for (int kv = 0; kv < s.KvHeads; kv++)
+                for (int j = 0; j < s.KeyLength; j++)
+                {
+                    bool poisoned = hiddenFromAll[(b * s.KvHeads + kv) * s.KeyLength + j];
+                    for (int x = 0; x < s.HeadDim; x++)
+                    {
+                        double expected = poisoned ? 0 : ElementTypes.ToDouble(cleanK[b, kv, j, x]), got = ElementTypes.ToDouble(dirtyK[b, kv, j, x]);
+                        Assert.True(expected.Equals(got), $"{where}: dK[{b}, {kv}, {j}, {x}] {got} vs {expected}");
+                    }
+                    for (int x = 0; x < s.ValueDim; x++)
+                    {
+                        double expected = poisoned ? 0 : ElementTypes.ToDouble(cleanV[b, kv, j, x]), got = ElementTypes.ToDouble(dirtyV[b, kv, j, x]);
+                        Assert.True(expected.Equals(got), $"{where}: dV[{b}, {kv}, {j}, {x}] {got} vs {expected}");
+                    }
+                }
+            }
+        }
     }
 
     [Fact] public void Avx512_f32() => Verify<float>(CpuIsa.Avx512, 120);

@@ -9,7 +9,7 @@ namespace AttentionEngine.Tests;
 /// </summary>
 public class FlexBackwardTests
 {
-    private static readonly ProblemLimits Limits = new() { MaxLength = 150, MaxHeadDim = 96, MaxCost = 2e7 };
+    private static readonly ProblemLimits Limits = new() { MaxLength = 150, MaxHeadDim = 96, MaxCost = 2e7, RangeEdge = false };
 
     private static (NativeTensor<float> Output, NativeTensor<float> Lse, NativeTensor<float> DOutput) Saved(AttentionProblem<float> problem, int seed)
     {

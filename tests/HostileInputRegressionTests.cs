@@ -209,16 +209,19 @@ public class HostileInputRegressionTests
         foreach (int lq in new[] { 1, 20 })
         foreach (int lk in new[] { 4, 300, 2500 })
         {
-            using var q = NativeTensor<float>.Zeros(1, 1, lq, 2);
-            using var k = NativeTensor<float>.Zeros(1, 1, lk, 2);
-            using var v = NativeTensor<float>.Zeros(1, 1, lk, 2);
-            for (int j = 0; j < lk; j++) { v[0, 0, j, 0] = 3e38f; v[0, 0, j, 1] = j % 2 == 0 ? -3e38f : 1f; }
+            // Column 0: 3e38 everywhere; column 1: -3e38 and 1 alternating; column 2: -3e38 everywhere (a negative
+            // magnitude alone must be recognised as huge too).
+            using var q = NativeTensor<float>.Zeros(1, 1, lq, 3);
+            using var k = NativeTensor<float>.Zeros(1, 1, lk, 3);
+            using var v = NativeTensor<float>.Zeros(1, 1, lk, 3);
+            for (int j = 0; j < lk; j++) { v[0, 0, j, 0] = 3e38f; v[0, 0, j, 1] = j % 2 == 0 ? -3e38f : 1f; v[0, 0, j, 2] = -3e38f; }
             var output = Forward(backend, q, k, v, new AttentionOptions());
             for (int i = 0; i < lq; i++)
             {
-                Assert.True(Math.Abs(output[2 * i] - 3e38f) <= 3e38f * 2e-4f, $"{backend.Name} Lq {lq} Lk {lk}: {output[2 * i]}");
+                Assert.True(Math.Abs(output[3 * i] - 3e38f) <= 3e38f * 2e-4f, $"{backend.Name} Lq {lq} Lk {lk}: {output[3 * i]}");
                 double expected = (lk + 1) / 2 * -3e38 / lk + lk / 2 * 1.0 / lk;
-                Assert.True(Math.Abs(output[2 * i + 1] - expected) <= 3e38 * 2e-4, $"{backend.Name} Lq {lq} Lk {lk}: {output[2 * i + 1]} vs {expected}");
+                Assert.True(Math.Abs(output[3 * i + 1] - expected) <= 3e38 * 2e-4, $"{backend.Name} Lq {lq} Lk {lk}: {output[3 * i + 1]} vs {expected}");
+                Assert.True(Math.Abs(output[3 * i + 2] + 3e38f) <= 3e38f * 2e-4f, $"{backend.Name} Lq {lq} Lk {lk}: {output[3 * i + 2]}");
             }
         }
     }

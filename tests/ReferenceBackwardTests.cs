@@ -10,7 +10,7 @@ namespace AttentionEngine.Tests;
 /// </summary>
 public class ReferenceBackwardTests
 {
-    private static readonly ProblemLimits Small = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 10, MaxHeadDim = 6 };
+    private static readonly ProblemLimits Small = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 10, MaxHeadDim = 6, RangeEdge = false };
 
     /// <summary>Runs the backward pass of a problem for a given dO (output and LSE from the Reference forward).</summary>
     internal static (NativeTensor<T> DQ, NativeTensor<T> DK, NativeTensor<T> DV) Backward<T>(

@@ -107,5 +107,24 @@ public abstract class AttentionBackend : IAttentionForward
         ExecuteFlex(call, blockMask, scoreMod);
     }
 
+    /// <summary>
+    /// Why a backend that copies q, k, v and the output (and the weights, when asked for) into dense host arrays before
+    /// uploading them cannot take a call: a tensor with more elements than one array holds. Null when it can.
+    /// </summary>
+    internal static string? DenseCopyLimit(AttentionShape shape, int rowWidth, bool weights)
+    {
+        long width = Math.Max(rowWidth, Math.Max(shape.HeadDim, shape.ValueDim));
+        (string Name, long Elements)[] copies =
+        [
+            ("q", (long)shape.Batch * shape.QueryHeads * shape.QueryLength * width),
+            ("k and v", (long)shape.Batch * shape.KvHeads * shape.KeyLength * width),
+            ("weights", weights ? (long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.KeyLength : 0),
+        ];
+        foreach (var (name, elements) in copies)
+            if (elements > Array.MaxLength)
+                return $"{name} would be copied into {elements} dense elements, more than one array holds ({Array.MaxLength}); use the Cpu backend, which reads the caller's memory in place";
+        return null;
+    }
+
     public override string ToString() => Name;
 }

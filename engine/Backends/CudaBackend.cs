@@ -57,7 +57,8 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         if (Math.Max(shape.HeadDim, shape.ValueDim) > 256)
             return $"head dimensions up to 256 (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim})";
         if (call.ReturnWeights) return "attention weights are not returned by the CUDA kernel; use the Cpu backend to inspect them";
-        return null;
+        if (GridLimit(shape) is { } grid) return grid;
+        return DenseCopyLimit(shape, 256, weights: false);
     }
 
     public override bool SupportsFunctors => true;
@@ -215,10 +216,15 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
 
     private static CudaFlashVariant Variant(AttentionShape shape, CudaElement element)
     {
-        if ((long)shape.Batch * shape.QueryHeads > int.MaxValue || (shape.QueryLength + CudaFlashVariant.RowsPerBlock - 1) / CudaFlashVariant.RowsPerBlock > 65535)
-            throw new NotSupportedException($"{shape} exceeds the CUDA grid (batch·heads ≤ {int.MaxValue}, Lq ≤ {65535 * CudaFlashVariant.RowsPerBlock}).");
+        if (GridLimit(shape) is { } grid) throw new NotSupportedException($"{shape}: {grid}.");
         return CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element);
     }
+
+    /// <summary>Why the flash kernel's grid (batch·heads blocks in x, Lq / 64 in y) cannot cover the call; null when it can.</summary>
+    private static string? GridLimit(AttentionShape shape) =>
+        (long)shape.Batch * shape.QueryHeads > int.MaxValue || (shape.QueryLength + (long)CudaFlashVariant.RowsPerBlock - 1) / CudaFlashVariant.RowsPerBlock > 65535
+            ? $"the CUDA grid covers batch·heads ≤ {int.MaxValue} and Lq ≤ {65535 * CudaFlashVariant.RowsPerBlock} (the call has {(long)shape.Batch * shape.QueryHeads} and {shape.QueryLength})"
+            : null;
 
     /// <summary>Strides of a dense [batch, heads, rows, width] tensor.</summary>
     internal static Strides3 Dense(int heads, int rows, int width) => new((long)heads * rows * width, (long)rows * width, width);

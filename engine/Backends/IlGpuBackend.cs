@@ -58,7 +58,7 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
         var shape = call.Shape;
         if (shape.HeadDim > MaxHeadDim || shape.ValueDim > MaxHeadDim)
             return $"head dimensions up to {MaxHeadDim} (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim})";
-        return null;
+        return DenseCopyLimit(shape, 0, call.ReturnWeights);
     }
 
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) => Run(call, (BlockMask<KeepAll>?)null, default(IdentityScore));

@@ -18,8 +18,9 @@ public static class TensorRandom
         ElementTypes.ThrowIfUnsupported<T>();
         var rng = new Random(seed);
         var values = new T[tensor.FlattenedLength];
+        double edge = ElementTypes.MaxFinite<T>();
         for (int i = 0; i < values.Length; i++)
-            values[i] = ElementTypes.FromDouble<T>(Sample(rng, distribution));
+            values[i] = ElementTypes.FromDouble<T>(distribution == ValueDistribution.NearRangeEdge ? NearEdge(rng, edge) : Sample(rng, distribution));
         using var contiguous = NativeTensor<T>.FromArray(values, tensor.Lengths);
         tensor.CopyFrom(contiguous.AsReadOnlyTensorSpan());
     }
@@ -31,8 +32,13 @@ public static class TensorRandom
         ValueDistribution.Uniform => rng.NextDouble() * 2 - 1,
         ValueDistribution.Large => 30 * Gaussian(rng),
         ValueDistribution.Outliers => Gaussian(rng) + (rng.NextDouble() < 0.001 ? 100 * Gaussian(rng) : 0),
+        ValueDistribution.NearRangeEdge => NearEdge(rng, float.MaxValue),
         _ => throw new ArgumentOutOfRangeException(nameof(distribution), distribution, "Unknown value distribution."),
     };
+
+    /// <summary>One draw of <see cref="ValueDistribution.NearRangeEdge"/> for a type whose largest finite value is <paramref name="edge"/>.</summary>
+    public static double NearEdge(Random rng, double edge) =>
+        rng.NextDouble() < 0.2 ? (rng.Next(2) == 0 ? -1 : 1) * edge * (0.5 + 0.49 * rng.NextDouble()) : Gaussian(rng);
 
     /// <summary>Standard normal by Box-Muller (portable: no platform-specific generator).</summary>
     public static double Gaussian(Random rng)

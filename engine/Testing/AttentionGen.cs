@@ -23,6 +23,13 @@ public sealed record ProblemLimits
     /// </summary>
     public double MaxCost { get; init; } = 1.5e8;
 
+    /// <summary>
+    /// Whether the edge of the float range is drawn: scales that push scores there (1e30, float.MaxValue: scores
+    /// saturate) and V at <see cref="ValueDistribution.NearRangeEdge"/> (averages of values whose sums overflow). Forward
+    /// problems take them; gradients of such problems exceed the float range themselves, so gradient suites leave them out.
+    /// </summary>
+    public bool RangeEdge { get; init; } = true;
+
     public static ProblemLimits Default { get; } = new();
 
     /// <summary>
@@ -61,14 +68,12 @@ public static class AttentionGen
             from window in Gen.Frequency((4, Gen.Constant<WindowSpec?>(null)), (1, Window()))
             from bias in Gen.Frequency(
                 (4, Gen.Constant(BiasKind.None)), (1, Gen.Constant(BiasKind.Full)), (1, Gen.Constant(BiasKind.PerHead)),
-                (1, Gen.Constant(BiasKind.KeyPadding)), (1, Gen.Constant(BiasKind.Shared2D)))
+                (1, Gen.Constant(BiasKind.KeyPadding)), (1, Gen.Constant(BiasKind.Shared2D)), (1, Gen.Constant(BiasKind.HugePadding)))
             from keep in Gen.Frequency(
                 (4, Gen.Constant(KeepMaskKind.None)), (1, Gen.Constant(KeepMaskKind.Random)),
                 (1, Gen.Constant(KeepMaskKind.KeyPadding)), (1, Gen.Constant(KeepMaskKind.Shared2D)))
-            from scale in Gen.Frequency((3, Gen.Constant<float?>(null)), (1, Gen.Elements<float?>(0.01f, 0.3f, 1f, 2.5f)))
-            from values in Gen.Frequency(
-                (3, Gen.Constant(ValueDistribution.Normal)), (1, Gen.Constant(ValueDistribution.Uniform)),
-                (1, Gen.Constant(ValueDistribution.Large)), (1, Gen.Constant(ValueDistribution.Outliers)))
+            from scale in Scale(l)
+            from values in Values(l)
             from seed in Gen.Choose(0, int.MaxValue - 1)
             select new ProblemSpec
             {
@@ -113,6 +118,26 @@ public static class AttentionGen
         foreach (int lk in Smaller(spec.KeyLength)) yield return spec with { KeyLength = lk };
         foreach (int d in Smaller(spec.HeadDim)) yield return spec with { HeadDim = d, ValueDim = spec.ValueDim == spec.HeadDim ? d : spec.ValueDim };
         foreach (int dv in Smaller(spec.ValueDim)) yield return spec with { ValueDim = dv };
+    }
+
+    /// <summary>Mostly the default 1/√D, sometimes a plain constant, and (with <see cref="ProblemLimits.RangeEdge"/>) a scale that saturates scores.</summary>
+    private static Gen<float?> Scale(ProblemLimits l)
+    {
+        var scales = new List<(int, Gen<float?>)> { (6, Gen.Constant<float?>(null)), (2, Gen.Elements<float?>(0.01f, 0.3f, 1f, 2.5f)) };
+        if (l.RangeEdge) scales.Add((1, Gen.Elements<float?>(1e30f, float.MaxValue)));
+        return Gen.Frequency(scales.ToArray());
+    }
+
+    /// <summary>Benign and hostile value distributions; values at the float range's edge with <see cref="ProblemLimits.RangeEdge"/>.</summary>
+    private static Gen<ValueDistribution> Values(ProblemLimits l)
+    {
+        var values = new List<(int, Gen<ValueDistribution>)>
+        {
+            (3, Gen.Constant(ValueDistribution.Normal)), (1, Gen.Constant(ValueDistribution.Uniform)),
+            (1, Gen.Constant(ValueDistribution.Large)), (1, Gen.Constant(ValueDistribution.Outliers)),
+        };
+        if (l.RangeEdge) values.Add((1, Gen.Constant(ValueDistribution.NearRangeEdge)));
+        return Gen.Frequency(values.ToArray());
     }
 
     /// <summary>Mostly short (odd tile edges), sometimes up to the limit; limits past 300 also draw long lengths often.</summary>

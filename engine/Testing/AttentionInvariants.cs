@@ -13,8 +13,14 @@ public sealed record InvariantReport(string Invariant, bool Passed, string Detai
 /// </summary>
 public static class AttentionInvariants
 {
-    /// <summary>Magnitude written into hidden keys and values: hostile, yet finite in every storage type.</summary>
-    public const double HiddenKeyPoison = 1e4;
+    /// <summary>
+    /// What <see cref="HiddenKeysDoNotMatter{T}"/> writes into hidden positions: NaN, both infinities and ±1e30 (which
+    /// Half stores as infinity). A hidden key must not influence a row whatever it holds.
+    /// </summary>
+    public static IReadOnlyList<double> HiddenKeyPoisons { get; } = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, 1e30, -1e30];
+
+    /// <summary>What is written into bias entries at pairs a positional mask or keep-mask hides: NaN and +infinity.</summary>
+    public static IReadOnlyList<float> HiddenBiasPoisons { get; } = [float.NaN, float.PositiveInfinity];
 
     /// <summary>Runs every invariant; <paramref name="seed"/> drives the random choices (permutation, row, constants).</summary>
     public static IReadOnlyList<InvariantReport> CheckAll<T>(IAttentionForward candidate, AttentionProblem<T> problem, int seed)
@@ -84,8 +90,10 @@ public static class AttentionInvariants
     }
 
     /// <summary>
-    /// Overwriting the keys and values a query row cannot see with huge values changes that row, and every row that
-    /// also cannot see them, not at all (bitwise).
+    /// Poisoning every hidden position changes nothing (bitwise): the keys a drawn query row cannot see get NaN,
+    /// ±infinity or ±1e30 in every element of K and V, and every bias entry at a pair the positional mask or the
+    /// keep-mask hides (from any row) gets NaN or +infinity. Each row that sees none of the poisoned keys, the drawn one
+    /// and every other, must keep its output and LSE to the last bit.
     /// </summary>
     public static InvariantReport HiddenKeysDoNotMatter<T>(IAttentionForward candidate, AttentionProblem<T> problem, int seed)
         where T : unmanaged
@@ -94,7 +102,7 @@ public static class AttentionInvariants
         var s = problem.Shape;
         var visible = problem.Visibility();
         var rng = new Random(seed);
-        // Pick a row that hides at least one key; without one the property says nothing.
+        // Pick a row that hides at least one key; without one the keys say nothing (the bias may still be poisoned).
         var candidates = new List<(int B, int H, int I)>();
         for (int b = 0; b < s.Batch; b++)
         for (int h = 0; h < s.QueryHeads; h++)
@@ -110,30 +118,59 @@ public static class AttentionInvariants
         var v = NativeTensor<T>.CopyOf(problem.V);
         foreach (int j in hidden)
         {
-            for (int c = 0; c < s.HeadDim; c++) k[rb, kvHead, j, c] = ElementTypes.FromDouble<T>(Poison(rng));
-            for (int c = 0; c < s.ValueDim; c++) v[rb, kvHead, j, c] = ElementTypes.FromDouble<T>(Poison(rng));
+            for (int c = 0; c < s.HeadDim; c++) k[rb, kvHead, j, c] = ElementTypes.FromDouble<T>(HiddenKeyPoisons[rng.Next(HiddenKeyPoisons.Count)]);
+            for (int c = 0; c < s.ValueDim; c++) v[rb, kvHead, j, c] = ElementTypes.FromDouble<T>(HiddenKeyPoisons[rng.Next(HiddenKeyPoisons.Count)]);
         }
+        var (bias, poisonedBias) = BiasPoisonedWhereMasked(problem, rng);
         using var poisoned = new AttentionProblem<T>($"{problem} hidden keys poisoned", NativeTensor<T>.CopyOf(problem.Q), k, v,
-            problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask),
-            problem.Mask, problem.Scale);
+            bias, problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask), problem.Mask, problem.Scale, problem.OutputLayout);
         var before = problem.Run(candidate);
         var after = poisoned.Run(candidate);
 
         int rowsCompared = 0;
-        for (int h = kvHead * s.GroupSize; h < (kvHead + 1) * s.GroupSize; h++)
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
         for (int i = 0; i < s.QueryLength; i++)
         {
-            if (!hidden.All(j => !visible[Index(s, rb, h, i, j)])) continue; // this row sees a poisoned key
+            // Rows of the poisoned (batch, KV head) that see a poisoned key are the only ones allowed to change.
+            if (b == rb && h / s.GroupSize == kvHead && !hidden.All(j => !visible[Index(s, b, h, i, j)])) continue;
             rowsCompared++;
-            long row = ((long)rb * s.QueryHeads + h) * s.QueryLength + i;
+            long row = ((long)b * s.QueryHeads + h) * s.QueryLength + i;
             for (int c = 0; c < s.ValueDim; c++)
                 if (!before.Output[row * s.ValueDim + c].Equals(after.Output[row * s.ValueDim + c]))
                     return new InvariantReport(name, false,
-                        $"row (b={rb}, h={h}, i={i}) output[{c}] changed from {before.Output[row * s.ValueDim + c]:R} to {after.Output[row * s.ValueDim + c]:R} after poisoning {hidden.Length} keys it cannot see");
+                        $"row (b={b}, h={h}, i={i}) output[{c}] changed from {before.Output[row * s.ValueDim + c]:R} to {after.Output[row * s.ValueDim + c]:R} " +
+                        $"after poisoning {hidden.Length} keys it cannot see and {poisonedBias} masked bias entries");
             if (!before.Lse[row].Equals(after.Lse[row]))
-                return new InvariantReport(name, false, $"row (b={rb}, h={h}, i={i}) LSE changed from {before.Lse[row]:R} to {after.Lse[row]:R}");
+                return new InvariantReport(name, false, $"row (b={b}, h={h}, i={i}) LSE changed from {before.Lse[row]:R} to {after.Lse[row]:R}");
         }
-        return new InvariantReport(name, true, $"{hidden.Length} keys poisoned, {rowsCompared} rows bitwise unchanged");
+        return new InvariantReport(name, true, $"{hidden.Length} keys and {poisonedBias} masked bias entries poisoned, {rowsCompared} rows bitwise unchanged");
+    }
+
+    /// <summary>
+    /// The problem's bias at full shape with NaN or +infinity at every pair the positional mask or the keep-mask hides
+    /// (left as is where only a −infinity bias hides: poisoning it would unhide the pair); null when no pair is so hidden
+    /// and the problem has no bias.
+    /// </summary>
+    internal static (NativeTensor<float>? Bias, int Poisoned) BiasPoisonedWhereMasked<T>(AttentionProblem<T> problem, Random rng) where T : unmanaged
+    {
+        var s = problem.Shape;
+        var band = problem.Mask.Resolve(s.QueryLength, s.KeyLength);
+        using var keep = problem.KeepMask is null ? null : ExpandKeep(problem);
+        var bias = problem.FullBias();
+        int poisoned = 0;
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+        for (int j = 0; j < s.KeyLength; j++)
+        {
+            if (band.Contains(i, j) && (keep is null || keep[b, h, i, j])) continue;
+            bias[b, h, i, j] = HiddenBiasPoisons[rng.Next(HiddenBiasPoisons.Count)];
+            poisoned++;
+        }
+        if (poisoned > 0 || problem.Bias is not null) return (bias, poisoned);
+        bias.Dispose();
+        return (null, 0);
     }
 
     /// <summary>With every value 1, every row with a visible key outputs 1 (rows without one output 0), within the rule.</summary>
@@ -222,8 +259,6 @@ public static class AttentionInvariants
             full[b, h, i, j] = call.KeepMask[b, h, i, j];
         return full;
     }
-
-    private static double Poison(Random rng) => (rng.Next(2) == 0 ? -1 : 1) * HiddenKeyPoison * (0.5 + rng.NextDouble());
 
     private static long Index(AttentionShape s, int b, int h, int i, int j) =>
         (((long)b * s.QueryHeads + h) * s.QueryLength + i) * s.KeyLength + j;

@@ -46,8 +46,10 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
         var q = Allocate<T>([spec.Batch, spec.QueryHeads, spec.QueryLength, spec.HeadDim], spec.Layout);
         var k = Allocate<T>([spec.Batch, spec.KvHeads, spec.KeyLength, spec.HeadDim], spec.Layout);
         var v = Allocate<T>([spec.Batch, spec.KvHeads, spec.KeyLength, spec.ValueDim], spec.Layout);
-        TensorRandom.Fill(q, qSeed, spec.Values);
-        TensorRandom.Fill(k, kSeed, spec.Values);
+        // Values at the range's edge go into V only: their averages are the hazard (Q·K that overflow are not defined).
+        var queryKeyValues = spec.Values == ValueDistribution.NearRangeEdge ? ValueDistribution.Normal : spec.Values;
+        TensorRandom.Fill(q, qSeed, queryKeyValues);
+        TensorRandom.Fill(k, kSeed, queryKeyValues);
         TensorRandom.Fill(v, vSeed, spec.Values);
         return new AttentionProblem<T>(
             spec.ToString(), q, k, v,

@@ -23,6 +23,14 @@ internal static class MaskGeneration
             case BiasKind.KeyPadding:
                 var valid = ValidLengths(b, lk, rng);
                 return Fill(NativeTensor<float>.Zeros(b, 1, 1, lk), (batch, _, _, j) => j < valid[batch] ? 0f : float.NegativeInfinity);
+            case BiasKind.HugePadding:
+            {
+                float padding = new[] { float.MinValue, -1e30f, -1e9f }[rng.Next(3)];
+                var validKeys = ValidLengths(b, lk, rng);
+                var validQueries = ValidLengths(b, lq, rng);
+                return Fill(NativeTensor<float>.Zeros(b, 1, lq, lk),
+                    (batch, _, i, j) => j < validKeys[batch] && i < validQueries[batch] ? 0f : padding);
+            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(spec), spec.Bias, "Unknown bias kind.");
         }

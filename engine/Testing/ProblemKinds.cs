@@ -23,6 +23,12 @@ public enum BiasKind
     KeyPadding,
     /// <summary>[Lq, Lk] (rank 2, shared by every batch and head) with about 5% -infinity entries.</summary>
     Shared2D,
+    /// <summary>
+    /// [B, 1, Lq, Lk] Hugging Face-style padding with a finite huge negative value (float.MinValue, -1e30 or -1e9,
+    /// drawn per problem) instead of -infinity, on padded keys and on whole padded query rows: the keys stay visible
+    /// by the rules, and rows whose every key is padded have an LSE near the value itself.
+    /// </summary>
+    HugePadding,
 }
 
 /// <summary>Which boolean keep-mask a problem carries, and its broadcast shape.</summary>

@@ -20,6 +20,12 @@ public static class FlashForwardKernel
     /// <summary>Output columns one lane accumulates: Dv ≤ 256 with warps of at least 16 lanes.</summary>
     public const int MaxColumnsPerLane = 16;
 
+    /// <summary>2^96: below it, at most 2^31 keys of weight ≤ 1 never overflow a column's unnormalised sum.</summary>
+    private const float HugeValue = 79228162514264337593543950336f;
+
+    /// <summary>2^-32: the scale of a column's sum once it has met a huge value.</summary>
+    private const float AccumulatorScale = 1f / 4294967296f;
+
     /// <summary>Most keys a lane scores per tile.</summary>
     public const int MaxKeysPerLane = 4;
 
@@ -61,8 +67,11 @@ public static class FlashForwardKernel
             queries[warp * d + c] = rowValid ? codec.Load(p.Q[qBase + c]) : 0f;
 
         var output = LocalMemory.Allocate<float>(MaxColumnsPerLane);
+        // Per output column: 1, or 2^-32 once the column has met a value of magnitude ≥ 2^96 (its unnormalised sum
+        // could overflow although the average cannot): powers of two, exact, undone after the division by the sum.
+        var columnScale = LocalMemory.Allocate<float>(MaxColumnsPerLane);
         var scores = LocalMemory.Allocate<float>(MaxKeysPerLane);
-        for (int c = 0; c < MaxColumnsPerLane; c++) output[c] = 0f;
+        for (int c = 0; c < MaxColumnsPerLane; c++) { output[c] = 0f; columnScale[c] = 1f; }
         float rowMax = float.NegativeInfinity, rowSum = 0f;
         long kvBase = ((long)b * p.KvHeads + kvh) * p.KeyLength;
 
@@ -115,14 +124,22 @@ public static class FlashForwardKernel
             int keys = XMath.Min(tileKeys, p.KeyLength - j0);
             for (int c = 0, column = lane; column < dv; c++, column += lanes)
             {
-                float sum = output[c] * rescale;
+                float sum = output[c] * rescale, scale = columnScale[c];
                 for (int r = 0; r < keys; r++)
                 {
                     float w = probabilities[warp * tileKeys + r];
                     // A zero weight contributes nothing, even against an infinite or NaN value of a hidden key.
-                    if (w != 0f) sum += w * tile[r * pitch + column];
+                    if (w == 0f) continue;
+                    float x = tile[r * pitch + column];
+                    if (scale == 1f && XMath.Abs(x) >= HugeValue)
+                    {
+                        scale = AccumulatorScale;
+                        sum *= AccumulatorScale;
+                    }
+                    sum += w * (x * scale); // the value scaled, not the weight: a tiny weight times a huge value still counts
                 }
                 output[c] = sum;
+                columnScale[c] = scale;
             }
             Group.Barrier();
         }
@@ -132,7 +149,7 @@ public static class FlashForwardKernel
         bool empty = rowSum == 0f;
         float inverse = empty ? 0f : 1f / rowSum;
         for (int c = 0, column = lane; column < dv; c++, column += lanes)
-            p.Output[oBase + column] = codec.Store(empty ? 0f : output[c] * inverse);
+            p.Output[oBase + column] = codec.Store(empty ? 0f : output[c] * inverse / columnScale[c]);
         if (lane == 0)
             p.Lse[((long)b * p.QueryHeads + h) * p.QueryLength + i] = empty ? float.NegativeInfinity : rowMax + XMath.Log(rowSum);
     }

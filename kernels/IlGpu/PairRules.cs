@@ -39,12 +39,15 @@ public static class PairRules
         return kind == Full || mask.Keep(b, h, i, j);
     }
 
-    /// <summary>The score of a visible pair from its dot product; −infinity when the bias hides it.</summary>
+    /// <summary>
+    /// The score of a visible pair from its dot product, saturated to the float range as <see cref="ScoreSaturation"/>
+    /// defines; −infinity when the bias (or the score functor) hides it, whatever the dot product holds.
+    /// </summary>
     public static float Score<TStorage, TScore>(IlGpuAttentionParams<TStorage> p, TScore scoreMod, float dot, int b, int h, int i, int j)
         where TStorage : unmanaged where TScore : struct, IScoreMod
     {
-        float s = scoreMod.Apply(dot * p.Scale, b, h, i, j);
-        if (p.HasBias != 0) s += p.Bias[b * p.BiasStrideB + h * p.BiasStrideH + i * p.BiasStrideQ + j];
+        float s = ScoreSaturation.SaturateFunctor(scoreMod.Apply(ScoreSaturation.Saturate(dot * p.Scale), b, h, i, j));
+        if (p.HasBias != 0) s = ScoreSaturation.AddBias(s, p.Bias[b * p.BiasStrideB + h * p.BiasStrideH + i * p.BiasStrideQ + j]);
         return s;
     }
 }

@@ -102,10 +102,68 @@ constexpr int QkPitch = D + 8;            // shared row pitch in elements: +16 b
 constexpr int VPitch = D + 8;
 #endif
 constexpr float Log2e = 1.4426950408889634f;
+constexpr float PassOneScale = 1.f / 4294967296.f; // 2^-32: 2^31 keys · 2^128 · 2^-32 stays inside the float range
 
 static_assert(D % 32 == 0, "head dimension must be a multiple of 32");
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
+
+// The engine's fp32 range rule (ScoreSaturation): clamp to [-FLT_MAX, FLT_MAX]; NaN fails both tests and stays NaN.
+__device__ __forceinline__ float saturate(float x)
+{
+    const float most = __int_as_float(0x7f7fffffu);
+    return x > most ? most : x < -most ? -most : x;
+}
+
+__device__ __forceinline__ bool non_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
+
+// Exponent bits of both halves of a register of two storage elements; a half whose exponent is all ones is NaN or inf.
+#if AE_BF16
+constexpr u32 HalfExponents = 0x7f807f80u;
+#else
+constexpr u32 HalfExponents = 0x7c007c00u;
+#endif
+
+// The halves of x (two storage elements) that hold NaN or infinity, as a 0xffff mask per half.
+__device__ __forceinline__ u32 non_finite_halves(u32 x)
+{
+    u32 e = x & HalfExponents;
+    return ((e & 0xffffu) == (HalfExponents & 0xffffu) ? 0x0000ffffu : 0u) | ((e >> 16) == (HalfExponents >> 16) ? 0xffff0000u : 0u);
+}
+
+// A non-finite storage element as a float: its sign and NaN-ness survive (finite elements are never asked for).
+__device__ __forceinline__ float non_finite_value(u32 bits16)
+{
+#if AE_BF16
+    return __int_as_float(bits16 << 16);
+#else
+    u32 sign = (bits16 & 0x8000u) << 16, mantissa = bits16 & 0x3ffu;
+    return __int_as_float(sign | 0x7f800000u | (mantissa << 13));
+#endif
+}
+
+// Both bf16 halves times 2^-32 (pass 1): the exponent field lowered by 32, values below 2^-94 flushed to signed zero
+// (negligible next to the values that send a block to pass 1). fp16 never runs pass 1.
+__device__ __forceinline__ u32 scale_halves(u32 x)
+{
+    u32 result = 0;
+    #pragma unroll
+    for (int half = 0; half < 2; half++)
+    {
+        u32 h = (x >> (16 * half)) & 0xffffu, exponent = (h >> 7) & 0xffu;
+        u32 scaled = exponent > 32u ? h - (32u << 7) : h & 0x8000u;
+        result |= scaled << (16 * half);
+    }
+    return result;
+}
+
+// OR of a flag over the warp (a butterfly of shuffles, so every lane ends with the same answer).
+__device__ __forceinline__ u32 warp_any(u32 flag)
+{
+    #pragma unroll
+    for (int m = 16; m >= 1; m /= 2) flag |= __shfl_xor_sync(0xffffffffu, flag, m);
+    return flag;
+}
 
 #ifdef AE_EMULATE
 using namespace ae_emu::ptx;
@@ -232,8 +290,8 @@ __device__ __forceinline__ bool visible(const FlashParams& p, int b, int h, int 
     return true;
 }
 
-// Scaled scores of one warp's 16 x Bc tile, masked to -inf; `plain` skips the per-pair rules for tiles the band
-// covers entirely when the call has no other mask. Returns the keys some row of the warp sees, two bits per 8-key
+// Scaled scores of one warp's 16 x Bc tile, saturated to the float range and masked to -inf; `plain` skips the
+// per-pair rules for tiles the band covers entirely when the call has no other mask. Returns the keys some row of the warp sees, two bits per 8-key
 // block n (bit 2n: key n*8 + 2t, bit 2n + 1: key n*8 + 2t + 1, t = lane % 4): accumulate_values zeroes the value rows
 // of the others, because a tensor core computes 0 * inf = NaN and a hidden key's value may hold anything.
 __device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0, bool plain)
@@ -246,11 +304,16 @@ __device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashPar
         for (int e = 0; e < 4; e++)
         {
             int i = row_lo + (e / 2) * 8, j = j0 + n * 8 + (lane % 4) * 2 + e % 2;
-            float x = s[n][e] * p.scale;
+            float x = saturate(s[n][e] * p.scale);
             if (!plain)
             {
                 if (!visible(p, b, h, i, j)) x = neg_inf();
-                else if (p.bias) x += p.bias[b * p.bias_sb + h * p.bias_sh + i * p.bias_sq + j];
+                else if (p.bias)
+                {
+                    // A -inf bias hides the key whatever its score holds (NaN from its K included); sums saturate.
+                    float bias = p.bias[b * p.bias_sb + h * p.bias_sh + i * p.bias_sq + j];
+                    x = bias == neg_inf() ? neg_inf() : saturate(x + bias);
+                }
                 if (x != neg_inf()) seen |= 1u << (n * 2 + e % 2);
             }
             s[n][e] = x;
@@ -309,6 +372,50 @@ __device__ __forceinline__ void online_softmax(float (&s)[Bc / 8][4], float (&o)
     }
 }
 
+// The element a shared value row holds at `column`, when it is NaN or infinity (finite: false).
+__device__ __forceinline__ bool non_finite_element(const elem* row, int column, float& value)
+{
+#if AE_F32
+    value = row[column];
+    return non_finite(value);
+#else
+    u32 bits = row[column];
+    value = non_finite_value(bits);
+    return (bits & (HalfExponents & 0xffffu)) == (HalfExponents & 0xffffu);
+#endif
+}
+
+// After an mma on values whose NaN and infinities were zeroed (so that a row hiding a key multiplies its P = 0 by 0,
+// not by NaN): rows that do see such a key (P != 0) get P times the raw element added back, so garbage a row sees is
+// never hidden. Rare (a tile whose visible keys hold non-finite values), so keys go one at a time; P of key k for the
+// thread's rows g and g + 8 comes from the quad lane that holds it.
+__device__ __forceinline__ void add_back_non_finite(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs)
+{
+    int lane = threadIdx.x % 32, t = lane % 4;
+    #pragma unroll 1
+    for (int k = 0; k < Bc; k++)
+    {
+        int block = k / 8, source = (lane & ~3) | (k % 8) / 2;
+        bool odd = (k & 1) != 0;
+        float mine_lo = 0.f, mine_hi = 0.f; // select without indexing registers at run time
+        #pragma unroll
+        for (int n = 0; n < Bc / 8; n++)
+            if (n == block) { mine_lo = odd ? s[n][1] : s[n][0]; mine_hi = odd ? s[n][3] : s[n][2]; }
+        float p_lo = __shfl_sync(0xffffffffu, mine_lo, source), p_hi = __shfl_sync(0xffffffffu, mine_hi, source);
+        const elem* row = vs + k * VPitch;
+        #pragma unroll
+        for (int c = 0; c < D / 8; c++)
+            #pragma unroll
+            for (int e = 0; e < 2; e++)
+            {
+                float v;
+                if (!non_finite_element(row, c * 8 + 2 * t + e, v)) continue;
+                if (p_lo != 0.f) o[c][e] += p_lo * v;
+                if (p_hi != 0.f) o[c][2 + e] += p_hi * v;
+            }
+    }
+}
+
 #if AE_F32
 // x = big + small, both tf32 (the 3xTF32 split).
 __device__ __forceinline__ void split_tf32(float x, u32& big, u32& small)
@@ -350,9 +457,11 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs
 
 // O += P V on tf32 pairs. P leaves the accumulators in the C layout (row g: keys 2t, 2t + 1) and enters the A layout
 // (row g: keys t, t + 4) through quad shuffles; value rows of keys no row of the warp sees are zeroed (see mask_scores).
-__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen)
+__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen, bool guard,
+    bool scaled)
 {
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    u32 bad = 0;
     // One bit per key of the tile: each lane's two bits per 8-key block, gathered over its quad.
     u32 keys_lo = 0, keys_hi = 0;
     #pragma unroll
@@ -386,14 +495,25 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
         #pragma unroll
         for (int c = 0; c < D / 8; c++)
         {
+            float x_t = see_t ? v_t[c * 8] : 0.f, x_t4 = see_t4 ? v_t4[c * 8] : 0.f;
+            if (scaled) { x_t *= PassOneScale; x_t4 *= PassOneScale; }
+            if (guard)
+            {
+                // Mixed tiles: a NaN or infinite value is zeroed here and added back below for the rows that see it.
+                bool nf_t = non_finite(x_t), nf_t4 = non_finite(x_t4);
+                bad |= (u32)(nf_t | nf_t4);
+                x_t = nf_t ? 0.f : x_t;
+                x_t4 = nf_t4 ? 0.f : x_t4;
+            }
             u32 b_big[2], b_small[2];
-            split_tf32(see_t ? v_t[c * 8] : 0.f, b_big[0], b_small[0]);
-            split_tf32(see_t4 ? v_t4[c * 8] : 0.f, b_big[1], b_small[1]);
+            split_tf32(x_t, b_big[0], b_small[0]);
+            split_tf32(x_t4, b_big[1], b_small[1]);
             mma_tf32(o[c], a_small, b_big[0], b_big[1]);
             mma_tf32(o[c], a_big, b_small[0], b_small[1]);
             mma_tf32(o[c], a_big, b_big[0], b_big[1]);
         }
     }
+    if (guard && warp_any(bad)) add_back_non_finite(o, s, vs);
 }
 #else
 // S = Q_w K^T for the warp's 16 rows and the tile's Bc keys.
@@ -420,9 +540,11 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs
 
 // O += P V: P from the score accumulators (C fragment layout = A fragment layout by pairs of 8-key blocks). Value
 // rows of keys no row of the warp sees are zeroed in the fragments (see mask_scores).
-__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen)
+__device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen, bool guard,
+    bool scaled)
 {
     int lane = threadIdx.x % 32;
+    u32 bad = 0;
     #pragma unroll
     for (int kk = 0; kk < Bc / 16; kk++)
     {
@@ -436,16 +558,31 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
             load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * VPitch + n * 16 + lane / 16 * 8);
             bfrag[0] &= keys_lo; bfrag[2] &= keys_lo; // keys kk*16 + 2t, +1
             bfrag[1] &= keys_hi; bfrag[3] &= keys_hi; // keys kk*16 + 8 + 2t, +1
+            if (guard)
+            {
+                // Mixed tiles: NaN and infinities of keys some row sees are zeroed here and added back below for
+                // exactly the rows that see them (a row hiding the key must not get its P = 0 times NaN).
+                #pragma unroll
+                for (int x = 0; x < 4; x++)
+                {
+                    u32 nf = non_finite_halves(bfrag[x]);
+                    bad |= nf;
+                    bfrag[x] &= ~nf;
+                    if (scaled) bfrag[x] = scale_halves(bfrag[x]);
+                }
+            }
             mma(o[2 * n], a, bfrag[0], bfrag[1]);
             mma(o[2 * n + 1], a, bfrag[2], bfrag[3]);
         }
     }
+    if (guard && warp_any(bad)) add_back_non_finite(o, s, vs);
 }
 
 #endif
 
-// O / l into the output rows (zeros and LSE = -inf for rows that saw no key).
-__device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, int row_lo, float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2])
+// O / l into the output rows (zeros and LSE = -inf for rows that saw no key); `unscale` undoes pass 1's scale.
+__device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, int row_lo, float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2],
+    float unscale)
 {
     int lane = threadIdx.x % 32;
     #pragma unroll
@@ -467,10 +604,10 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, i
         for (int n = 0; n < D / 8; n++)
         {
 #if AE_F32
-            out[n * 8] = o[n][half * 2] * inverse;
-            out[n * 8 + 1] = o[n][half * 2 + 1] * inverse;
+            out[n * 8] = o[n][half * 2] * inverse * unscale;
+            out[n * 8 + 1] = o[n][half * 2 + 1] * inverse * unscale;
 #else
-            *(u32*)(out + n * 8) = pack(o[n][half * 2] * inverse, o[n][half * 2 + 1] * inverse);
+            *(u32*)(out + n * 8) = pack(o[n][half * 2] * inverse * unscale, o[n][half * 2 + 1] * inverse * unscale);
 #endif
         }
         if (lane % 4 == 0 && lse) *lse = empty ? neg_inf() : row_max[half] + logf(sum);
@@ -504,51 +641,82 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
     bool masks = p.bias || p.keep || p.kinds;
 
     float o[D / 8][4];
-    #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float row_max[2] = { neg_inf(), neg_inf() }, row_sum[2] = { 0.f, 0.f };
-
+    float row_max[2], row_sum[2];
     stage_rows_async<Br, QkPitch>(qs, q_head, p.q_sr, i0, p.lq);
-    int tile = next_tile(p, b, h, i0, i1, t_begin, t_end), buffer = 0;
-    if (tile < t_end)
-    {
-        stage_rows_async<Bc, QkPitch>(ks, k_head, p.k_sr, tile * Bc, p.lk);
-        stage_rows_async<Bc, VPitch>(vs, v_head, p.v_sr, tile * Bc, p.lk);
-    }
     commit_async();
 
-    while (tile < t_end)
+    // Pass 0 is the kernel. Pass 1 runs only in a block whose output came out non-finite, and only where values can
+    // reach the float range (bf16, fp32): every tile guarded, and V entering the value mma at 2^-32 (exact for every
+    // value above 2^-94: a power of two; P and the sum l are not scaled, so a tiny P times a huge value still counts)
+    // so that Σ p·v over values near the range's edge cannot overflow although their average cannot; store_rows undoes
+    // the scale. fp16 values stay below 65504, so one pass suffices there.
+    constexpr int Passes = AE_BF16 || AE_F32 ? 2 : 1;
+    int pass = 0;
+    for (;; pass++)
     {
-        int next = next_tile(p, b, h, i0, i1, tile + 1, t_end);
-        if (next < t_end)
+        bool scaled = pass == 1;
+        #pragma unroll
+        for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+        row_max[0] = row_max[1] = neg_inf();
+        row_sum[0] = row_sum[1] = 0.f;
+
+        int tile = next_tile(p, b, h, i0, i1, t_begin, t_end), buffer = 0;
+        if (tile < t_end)
         {
-            stage_rows_async<Bc, QkPitch>(ks + (buffer ^ 1) * Bc * QkPitch, k_head, p.k_sr, next * Bc, p.lk);
-            stage_rows_async<Bc, VPitch>(vs + (buffer ^ 1) * Bc * VPitch, v_head, p.v_sr, next * Bc, p.lk);
-            commit_async();
-            wait_async<1>();
+            stage_rows_async<Bc, QkPitch>(ks, k_head, p.k_sr, tile * Bc, p.lk);
+            stage_rows_async<Bc, VPitch>(vs, v_head, p.v_sr, tile * Bc, p.lk);
         }
-        else
+        commit_async();
+
+        while (tile < t_end)
         {
-            wait_async<0>();
+            int next = next_tile(p, b, h, i0, i1, tile + 1, t_end);
+            if (next < t_end)
+            {
+                stage_rows_async<Bc, QkPitch>(ks + (buffer ^ 1) * Bc * QkPitch, k_head, p.k_sr, next * Bc, p.lk);
+                stage_rows_async<Bc, VPitch>(vs + (buffer ^ 1) * Bc * VPitch, v_head, p.v_sr, next * Bc, p.lk);
+                commit_async();
+                wait_async<1>();
+            }
+            else
+            {
+                wait_async<0>();
+            }
+            __syncthreads();
+
+            int j0 = tile * Bc;
+            // The band holds every pair of the tile and nothing else masks: no per-pair work.
+            bool plain = !masks && j0 + Bc <= p.lk && i1 - i0 == Br
+                && (i64)j0 - (i1 - 1) >= p.band_lo && (i64)(j0 + Bc - 1) - i0 <= p.band_hi;
+            float s[Bc / 8][4];
+            score_tile(s, qs, ks + buffer * Bc * QkPitch);
+            u32 seen = mask_scores(s, p, b, h, row_lo, j0, plain);
+            online_softmax(s, o, row_max, row_sum);
+            accumulate_values(o, s, vs + buffer * Bc * VPitch, seen, !plain || scaled, scaled);
+            __syncthreads(); // the buffer is refilled two tiles on
+
+            tile = next;
+            buffer ^= 1;
         }
+        wait_async<0>();
+        if (pass + 1 >= Passes) break;
+        // Does any thread of the block hold a non-finite output of a real row? One flag in the (now idle) K buffer.
+        bool bad = false;
+        #pragma unroll
+        for (int n = 0; n < D / 8; n++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++)
+                bad |= row_lo + (e / 2) * 8 < p.lq && non_finite(o[n][e]);
+        u32* flag = (u32*)ks;
+        if (threadIdx.x == 0) *flag = 0u;
         __syncthreads();
-
-        int j0 = tile * Bc;
-        // The band holds every pair of the tile and nothing else masks: no per-pair work.
-        bool plain = !masks && j0 + Bc <= p.lk && i1 - i0 == Br
-            && (i64)j0 - (i1 - 1) >= p.band_lo && (i64)(j0 + Bc - 1) - i0 <= p.band_hi;
-        float s[Bc / 8][4];
-        score_tile(s, qs, ks + buffer * Bc * QkPitch);
-        u32 seen = mask_scores(s, p, b, h, row_lo, j0, plain);
-        online_softmax(s, o, row_max, row_sum);
-        accumulate_values(o, s, vs + buffer * Bc * VPitch, seen);
-        __syncthreads(); // the buffer is refilled two tiles on
-
-        tile = next;
-        buffer ^= 1;
+        if (bad) *flag = 1u;
+        __syncthreads();
+        bool again = *flag != 0u;
+        __syncthreads();
+        if (!again) break;
     }
-    wait_async<0>();
-    store_rows(p, b, h, row_lo, o, row_max, row_sum);
+    store_rows(p, b, h, row_lo, o, row_max, row_sum, pass == 1 ? 1.f / PassOneScale : 1.f);
 }
 
 #ifdef AE_EMULATE

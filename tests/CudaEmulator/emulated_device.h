@@ -83,6 +83,7 @@ inline float __shfl_xor_sync(unsigned, float x, int lane_mask) { return ae_emu::
 inline unsigned __shfl_xor_sync(unsigned, unsigned x, int lane_mask) { return ae_emu::warp_shuffle_xor(x, lane_mask); }
 inline float __shfl_sync(unsigned, float x, int source_lane) { return ae_emu::as_float(ae_emu::warp_shuffle(ae_emu::as_bits(x), source_lane)); }
 inline float __int_as_float(unsigned u) { return ae_emu::as_float(u); }
+inline unsigned __float_as_uint(float x) { return ae_emu::as_bits(x); }
 using std::max;
 using std::min;
 
