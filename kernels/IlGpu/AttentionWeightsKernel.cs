@@ -5,7 +5,8 @@ namespace AttentionEngine.Kernels.IlGpu;
 
 /// <summary>
 /// The attention weights softmax(scores) for inspection, after the forward: one thread per (b, h, i, j) recomputes the
-/// pair's score with the same <see cref="PairRules"/> and normalises it with the row's LSE. Written to a contiguous
+/// pair's score with the same <see cref="PairRules"/> and normalises it with the row's maximum and sum (not the LSE:
+/// see <see cref="IlGpuAttentionParams{TStorage}.RowMax"/>). Written to a contiguous
 /// [B, Hq, Lq, Lk] float buffer.
 /// </summary>
 public static class AttentionWeightsKernel
@@ -22,15 +23,15 @@ public static class AttentionWeightsKernel
         int i = (int)(row % p.QueryLength);
         int bh = (int)(row / p.QueryLength), b = bh / p.QueryHeads, h = bh % p.QueryHeads, kvh = h / p.GroupSize;
 
-        float lse = p.Lse[row];
+        float rowMax = p.RowMax[row], rowSum = p.RowSum[row];
         float weight = 0f;
-        if (lse != float.NegativeInfinity && PairRules.Visible(p, mask, b, h, i, j))
+        if (rowSum != 0f && PairRules.Visible(p, mask, b, h, i, j))
         {
             long qBase = row * p.HeadDim, kBase = (((long)b * p.KvHeads + kvh) * p.KeyLength + j) * p.HeadDim;
             float dot = 0f;
             for (int c = 0; c < p.HeadDim; c++) dot += codec.Load(p.Q[qBase + c]) * codec.Load(p.K[kBase + c]);
             float score = PairRules.Score(p, scoreMod, dot, b, h, i, j);
-            weight = score == float.NegativeInfinity ? 0f : XMath.Exp(score - lse);
+            weight = score == float.NegativeInfinity ? 0f : XMath.Exp(score - rowMax) / rowSum;
         }
         weights[n] = weight;
     }

@@ -151,7 +151,12 @@ public static class FlashForwardKernel
         for (int c = 0, column = lane; column < dv; c++, column += lanes)
             p.Output[oBase + column] = codec.Store(empty ? 0f : output[c] * inverse / columnScale[c]);
         if (lane == 0)
-            p.Lse[((long)b * p.QueryHeads + h) * p.QueryLength + i] = empty ? float.NegativeInfinity : rowMax + XMath.Log(rowSum);
+        {
+            long row = ((long)b * p.QueryHeads + h) * p.QueryLength + i;
+            p.Lse[row] = empty ? float.NegativeInfinity : rowMax + XMath.Log(rowSum);
+            p.RowMax[row] = rowMax;
+            p.RowSum[row] = rowSum;
+        }
     }
 
     /// <summary>Rows j0 … j0 + tileKeys − 1 of K or V into the shared tile (zeros past the last key), by the whole group.</summary>

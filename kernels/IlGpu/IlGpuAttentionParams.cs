@@ -18,8 +18,15 @@ public struct IlGpuAttentionParams<TStorage> where TStorage : unmanaged
 
     public ArrayView<TStorage> Q, K, V, Output;
 
-    /// <summary>[B, Hq, Lq] log-sum-exp, always written (the weights kernel reads it).</summary>
+    /// <summary>[B, Hq, Lq] log-sum-exp, always written.</summary>
     public ArrayView<float> Lse;
+
+    /// <summary>
+    /// [B, Hq, Lq] each row's score maximum and sum of e^(s − max), always written: the weights kernel normalises with
+    /// them, not with the LSE, which is one float and rounds ln(sum) away at huge scores (a saturated row's LSE is the
+    /// maximum itself).
+    /// </summary>
+    public ArrayView<float> RowMax, RowSum;
 
     public int HasBias;
     public ArrayView<float> Bias;

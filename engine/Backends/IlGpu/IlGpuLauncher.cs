@@ -29,13 +29,15 @@ internal static class IlGpuLauncher<T, TStorage, TCodec>
             using var v = accelerator.Allocate1D(NonEmpty(HostPacking.Dense<T, TStorage>(call.V)));
             using var output = accelerator.Allocate1D<TStorage>(Math.Max(1, rows * shape.ValueDim));
             using var lse = accelerator.Allocate1D<float>(rows);
+            using var rowMax = accelerator.Allocate1D<float>(rows);
+            using var rowSum = accelerator.Allocate1D<float>(rows);
 
             var p = new IlGpuAttentionParams<TStorage>
             {
                 Batch = shape.Batch, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads,
                 QueryLength = shape.QueryLength, KeyLength = shape.KeyLength, HeadDim = shape.HeadDim, ValueDim = shape.ValueDim,
                 Scale = call.Scale, BandLo = call.Band.Lo, BandHi = call.Band.Hi,
-                Q = q.View, K = k.View, V = v.View, Output = output.View, Lse = lse.View,
+                Q = q.View, K = k.View, V = v.View, Output = output.View, Lse = lse.View, RowMax = rowMax.View, RowSum = rowSum.View,
             };
 
             float[] biasDense = [0f];
