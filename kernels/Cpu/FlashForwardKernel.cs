@@ -38,11 +38,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
 
         TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
-        // Keys the band lets any row of the tile see; blocks outside are never touched.
-        var band = job.Band;
-        long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
-        long keyEnd = Math.Min(job.KeyLength, rows.LastQuery + band.Hi + 1);
-        long firstBlock = keyBegin / KeyBlock * KeyBlock;
+        var (firstBlock, keyEnd) = rows.VisibleKeys(job.Band, job.KeyLength, KeyBlock);
 
         Accumulate(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods, guarded: false);
         // A non-finite output means NaN or infinity reached the accumulators: a hidden key's value (0 · NaN), a sum of

@@ -26,6 +26,16 @@ internal readonly struct TileRows
     public int FirstQuery => FirstRow / GroupSize;
     public int LastQuery => (FirstRow + Count - 1) / GroupSize;
 
+    /// <summary>
+    /// The keys the band lets some row of the tile see: from the start of the key block holding the first of them to
+    /// one past the last. Blocks outside are never touched.
+    /// </summary>
+    public (long FirstBlock, long KeyEnd) VisibleKeys(Masking.DiagonalBand band, int keyLength, int keyBlock)
+    {
+        long keyBegin = Math.Max(0, FirstQuery + band.Lo);
+        return (keyBegin / keyBlock * keyBlock, Math.Min(keyLength, LastQuery + band.Hi + 1));
+    }
+
     /// <summary>First row whose query position is at least <paramref name="query"/> (clamped to [0, Count]).</summary>
     public int FirstRowAtOrAfter(long query) => (int)Math.Clamp(query * GroupSize - FirstRow, 0, Count);
 

@@ -104,10 +104,8 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         TileStaging.LoadQueriesTransposed(f, batch, rows, br, tile);
         new Span<float>(tile.RowMax, br).Fill(float.NegativeInfinity);
         new Span<float>(tile.RowSum, br).Clear();
-        var band = f.Band;
-        long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
-        long keyEnd = Math.Min(f.KeyLength, rows.LastQuery + band.Hi + 1);
-        for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
+        var (firstBlock, keyEnd) = rows.VisibleKeys(f.Band, f.KeyLength, KeyBlock);
+        for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
             var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
@@ -153,10 +151,8 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
         new Span<float>(scratch.QueryGrad, br * dPad).Clear();
         var byKey = new ScoreLayout(br, 1);
-        var band = f.Band;
-        long keyBegin = Math.Max(0, rows.FirstQuery + band.Lo);
-        long keyEnd = Math.Min(f.KeyLength, rows.LastQuery + band.Hi + 1);
-        for (long firstKey = keyBegin / KeyBlock * KeyBlock; firstKey < keyEnd; firstKey += KeyBlock)
+        var (firstBlock, keyEnd) = rows.VisibleKeys(f.Band, f.KeyLength, KeyBlock);
+        for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, f.KeyLength - firstKey);
             var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
