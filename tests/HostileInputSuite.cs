@@ -90,8 +90,8 @@ public class HostileInputSuite(IlGpuCpuAccelerator accelerator)
     {
         // Each simulated thread is an OS thread: a few small problems (the property suite draws more, with every invariant).
         var small = IlGpuBackendProperties.Small with { MaxLength = 24, MaxCost = 3e4 };
-        Forward<float>(accelerator.Backend, "IlGpu", 8, small, 131);
-        Forward<BFloat16>(accelerator.Backend, "IlGpu", 4, small, 132);
+        Forward<float>(accelerator.Backend, "IlGpu", 5, small, 131);
+        Forward<BFloat16>(accelerator.Backend, "IlGpu", 3, small, 132);
     }
 
     // CUDA on the emulator (or a GPU): fp16, bf16 and fp32 as 3xTF32.
