@@ -5,8 +5,9 @@ namespace AttentionEngine.Tests;
 
 /// <summary>
 /// The hostile-input suite: generated problems that are hostile on purpose (huge logits and outliers, values at the
-/// float range's edge, scales that saturate, finite padding biases near float.MinValue, every mask kind) run on every
-/// backend, forward (tile and decode kernels) and backward, with NaN, ±infinity and ±1e30 written into every hidden
+/// float range's edge, scales that saturate, finite padding biases near float.MinValue, every mask kind) run on the
+/// CPU (tile and decode kernels, backward), the Reference and CUDA (ILGPU's CPU accelerator, whose simulated threads
+/// are the suite's slowest path, gets the same generators and poisoning through its property suites), with NaN, ±infinity and ±1e30 written into every hidden
 /// position. Each case must pass the tolerance rule against the float64 Reference and leave every row that sees no
 /// poisoned key bitwise unchanged. Counts are written to the test output and, when ATTENTION_ENGINE_HOSTILE_REPORT
 /// names a file, appended there (CI prints the total).
@@ -110,22 +111,5 @@ public class HostileInputSuite
             CpuBackwardProperties.CheckHostileBackward<BFloat16>(ForGradients(Hostile(drawn, n++), drawn));
         }
         Report("Cpu backward bf16", n);
-    }
-}
-
-/// <summary>
-/// The hostile cases on ILGPU's CPU accelerator, apart from the others: they share that accelerator with the other
-/// ILGPU tests, whose collection runs one test at a time. Every simulated GPU thread is an OS thread, so a few small
-/// problems (the ILGPU property suites draw 55 more, with the same poisoning).
-/// </summary>
-[Collection(nameof(IlGpuCpuAccelerator))]
-public class HostileInputSuiteIlGpu(IlGpuCpuAccelerator accelerator)
-{
-    [Fact]
-    public void IlGpu()
-    {
-        var small = IlGpuBackendProperties.Small with { MaxLength = 24, MaxCost = 3e4 };
-        HostileInputSuite.Forward<float>(accelerator.Backend, "IlGpu", 5, small, 131);
-        HostileInputSuite.Forward<BFloat16>(accelerator.Backend, "IlGpu", 3, small, 132);
     }
 }

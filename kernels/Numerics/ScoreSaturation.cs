@@ -9,8 +9,12 @@ namespace AttentionEngine;
 /// <item>a bias of −infinity hides its key whatever the score holds (NaN included); any other bias is added and the
 /// sum saturates like the score.</item>
 /// </list>
-/// NaN stays NaN at every step: garbage in a visible position is never hidden. Gradients treat saturation as the
-/// identity (straight-through), so they are the gradients of the unsaturated formula wherever no score overflowed.
+/// NaN stays NaN at every step: garbage in a visible position is never hidden. Outputs are averages of V: every backend
+/// keeps them finite for finite V, up to float.MaxValue (sums that would overflow are accumulated at a power-of-two
+/// scale). Not defined: q·k whose fp32 partial sums themselves leave the float range (|q_c·k_c| near 1e38 can make
+/// ∞ − ∞ inside the dot product), and gradients of calls whose scores saturate or whose V is near the range's edge
+/// (the gradients themselves leave the float range); where no score saturates, gradients are those of the formula,
+/// saturation treated as the identity.
 /// </summary>
 public static class ScoreSaturation
 {
