@@ -149,11 +149,12 @@ public static class AttentionInvariants
 
     /// <summary>
     /// The problem's bias at full shape with NaN or +infinity at every pair the positional mask or the keep-mask hides
-    /// (left as is where only a −infinity bias hides: poisoning it would unhide the pair); null when no pair is so hidden
-    /// and the problem has no bias.
+    /// (left as is where only a −infinity bias hides: poisoning it would unhide the pair). A problem without a bias keeps
+    /// none: adding one would change what is computed, and problems with every kind of bias are drawn anyway.
     /// </summary>
     internal static (NativeTensor<float>? Bias, int Poisoned) BiasPoisonedWhereMasked<T>(AttentionProblem<T> problem, Random rng) where T : unmanaged
     {
+        if (problem.Bias is null) return (null, 0);
         var s = problem.Shape;
         var band = problem.Mask.Resolve(s.QueryLength, s.KeyLength);
         using var keep = problem.KeepMask is null ? null : ExpandKeep(problem);
@@ -168,9 +169,7 @@ public static class AttentionInvariants
             bias[b, h, i, j] = HiddenBiasPoisons[rng.Next(HiddenBiasPoisons.Count)];
             poisoned++;
         }
-        if (poisoned > 0 || problem.Bias is not null) return (bias, poisoned);
-        bias.Dispose();
-        return (null, 0);
+        return (bias, poisoned);
     }
 
     /// <summary>With every value 1, every row with a visible key outputs 1 (rows without one output 0), within the rule.</summary>
