@@ -23,14 +23,13 @@ internal static class CpuForward
 
 /// <summary>
 /// One call's tasks for the worker pool: the tile kernel's row tiles, or the decode kernel's key splits followed by
-/// their merge. One instance per calling thread and specialisation, reused call after call (no per-call garbage).
+/// their merge. One instance per calling thread, nesting depth and specialisation, reused call after call (no per-call garbage).
 /// </summary>
 internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
     where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
     private enum Phase { Tiles, DecodeSplits, DecodeMerge }
-
 
     private CpuAttentionJob<T> _job;
     private FlexMods<TMask, TScore> _mods;

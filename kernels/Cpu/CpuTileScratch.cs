@@ -29,7 +29,7 @@ internal sealed unsafe class CpuTileScratch
     public float* RowBuffer;    // [max(D, DvPad)] one row in float, for conversions
     public int* RowQuery;       // [Br]  query position of each row (-1 for padding rows)
     public int* RowHead;        // [Br]  query head of each row
-    public float* RowScale;     // [Br]  scale of the output accumulators: 1, or 2^-32 for a row that saw a huge value (guarded pass)
+    public float* RowScale;     // [Br]  scale of the output accumulators: 1, or 2^-32 once the guarded pass met a huge value
     public int* KeyFlags;       // [Bc]  per key of the block: huge or non-finite values (guarded pass)
 
     /// <summary>This thread's scratch, sized for the tile.</summary>

@@ -74,12 +74,7 @@ internal static unsafe class GuardedValues<TOps, TVec> where TOps : struct, IVec
         }
         float scale = scratch.RowScale[0];
         if (scale == 1 && (any & NonFinite) == 0) return values;
-        for (int j = 0; j < keyCount; j++)
-        {
-            float* from = values + j * ldv, to = scratch.Values + j * dvPad;
-            for (int c = 0; c < job.ValueDim; c++) to[c] = float.IsFinite(from[c]) ? from[c] * scale : 0f;
-            for (int c = job.ValueDim; c < dvPad; c++) to[c] = 0f;
-        }
+        NonFiniteRows.CopyFinite(values, ldv, keyCount, job.ValueDim, scratch.Values, dvPad, scale);
         ldv = dvPad;
         return scratch.Values;
     }
@@ -118,19 +113,16 @@ internal static unsafe class GuardedValues<TOps, TVec> where TOps : struct, IVec
     private static void AddBackVisibleGarbage<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount,
         ScoreLayout layout, int dvPad, CpuTileScratch scratch) where T : unmanaged
     {
-        var v = job.V;
         for (int j = 0; j < keyCount; j++)
         {
             if ((scratch.KeyFlags[j] & NonFinite) == 0) continue;
-            T* row = &v.Base[v.Offset(batch, rows.KvHead, firstKey + j, 0)];
             for (int r = 0; r < rows.Count; r++)
             {
                 float p = scratch.Scores[layout[r, j]];
                 if (p == 0) continue;
                 for (int c = 0; c < job.ValueDim; c++)
                 {
-                    float raw;
-                    ElementConversion.ToSingle(row + c * v.Stride3, 1, 1, &raw);
+                    float raw = NonFiniteRows.Element(job.V, batch, rows.KvHead, firstKey + j, c);
                     if (!float.IsFinite(raw)) scratch.Output[r * dvPad + c] += p * raw;
                 }
             }

@@ -10,7 +10,6 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 /// </summary>
 internal sealed unsafe class BackwardScratch
 {
-
     private AlignedMemoryHandle? _memory;
     private nuint _capacity;
 

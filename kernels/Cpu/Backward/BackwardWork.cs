@@ -23,12 +23,11 @@ internal static class CpuBackward
     }
 }
 
-/// <summary>The backward's tasks for the worker pool; one instance per calling thread and specialisation.</summary>
+/// <summary>The backward's tasks for the worker pool; one instance per calling thread, nesting depth and specialisation.</summary>
 internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
     where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-
     private enum Phase { RowStatistics, QueryTiles, KeyTiles, Heads }
 
     private CpuBackwardJob<T> _job;

@@ -39,12 +39,7 @@ internal static unsafe class GuardedGradients
         }
         finitePitch = pitch;
         if (!any) return keys;
-        for (int j = 0; j < keyCount; j++)
-        {
-            float* from = keys + j * pitch, to = tile.Keys + j * dPad;
-            for (int c = 0; c < d; c++) to[c] = float.IsFinite(from[c]) ? from[c] : 0f;
-            for (int c = d; c < dPad; c++) to[c] = 0f;
-        }
+        NonFiniteRows.CopyFinite(keys, pitch, keyCount, d, tile.Keys, dPad);
         finitePitch = dPad;
         return tile.Keys;
     }
@@ -53,19 +48,16 @@ internal static unsafe class GuardedGradients
     public static void AddBackVisibleKeys<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int br, int dPad,
         CpuTileScratch tile, BackwardScratch scratch) where T : unmanaged
     {
-        var k = job.K;
         for (int j = 0; j < keyCount; j++)
         {
             if (tile.KeyFlags[j] == 0) continue;
-            T* row = &k.Base[k.Offset(batch, rows.KvHead, firstKey + j, 0)];
             for (int r = 0; r < rows.Count; r++)
             {
                 if (tile.Scores[j * br + r] == 0) continue;
                 float ds = scratch.ProbGrad[j * br + r];
                 for (int c = 0; c < job.HeadDim; c++)
                 {
-                    float raw;
-                    ElementConversion.ToSingle(row + c * k.Stride3, 1, 1, &raw);
+                    float raw = NonFiniteRows.Element(job.K, batch, rows.KvHead, firstKey + j, c);
                     if (!float.IsFinite(raw)) scratch.QueryGrad[r * dPad + c] += ds * raw;
                 }
             }

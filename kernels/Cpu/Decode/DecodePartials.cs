@@ -6,7 +6,7 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 /// <summary>
 /// The per-split results of one decode call, before the merge: for every (batch, KV head, split) its rows'
 /// unnormalised outputs [rows][DvPad], then their maxima [rows], sums [rows] and accumulator scales [rows] (1, or
-/// 2^-32 where the guarded pass scaled a row that saw huge values). The buffer belongs to the calling
+/// 2^-32 where the guarded pass scaled a split that met huge values). The buffer belongs to the calling
 /// thread (which waits for the whole call), is reused by its next call and grows only when a call needs more.
 /// Its size is O(batch · heads · rows · splits · Dv), splits = Lk / 1024: about the size of K and V divided by 500.
 /// </summary>
