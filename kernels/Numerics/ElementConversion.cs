@@ -4,8 +4,9 @@ using System.Runtime.Intrinsics;
 namespace AttentionEngine.Kernels;
 
 /// <summary>
-/// Bulk conversions between storage types and float, vectorised: float copies, Half through TensorPrimitives (F16C
-/// where present), BFloat16 by the 16-bit shift that makes it a float. Strided sources fall back to element loops.
+/// Bulk conversions between storage types and float, vectorised: float copies, Half by <see cref="HalfWidening"/>,
+/// BFloat16 by the 16-bit shift that makes it a float (rows are short, 64-256 elements: an inlined loop, no per-row
+/// dispatch). Strided sources fall back to element loops.
 /// </summary>
 internal static unsafe class ElementConversion
 {
@@ -20,7 +21,7 @@ internal static unsafe class ElementConversion
         if (typeof(T) == typeof(float))
             Buffer.MemoryCopy(source, destination, (long)count * sizeof(float), (long)count * sizeof(float));
         else if (typeof(T) == typeof(Half))
-            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(source, count), new Span<float>(destination, count));
+            WidenHalf((ushort*)source, count, destination);
         else if (typeof(T) == typeof(BFloat16))
             WidenBFloat16((ushort*)source, count, destination);
         else
@@ -55,5 +56,28 @@ internal static unsafe class ElementConversion
             }
         }
         for (; n < count; n++) destination[n] = BitConverter.Int32BitsToSingle(source[n] << 16);
+    }
+
+    private static void WidenHalf(ushort* source, int count, float* destination)
+    {
+        int n = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; n <= count - Vector128<ushort>.Count; n += Vector128<ushort>.Count)
+                HalfWidening.Widen(Vector256.WidenLower(Vector128.Load(source + n).ToVector256Unsafe())).Store(destination + n);
+            if (n < count)
+            {
+                // The tail through the same vector arithmetic (a scalar (float)Half would quiet signalling NaNs differently).
+                ushort* tail = stackalloc ushort[Vector128<ushort>.Count];
+                float* widened = stackalloc float[Vector128<ushort>.Count];
+                new Span<ushort>(tail, Vector128<ushort>.Count).Clear();
+                Buffer.MemoryCopy(source + n, tail, (count - n) * sizeof(ushort), (count - n) * sizeof(ushort));
+                HalfWidening.Widen(Vector256.WidenLower(Vector128.Load(tail).ToVector256Unsafe())).Store(widened);
+                Buffer.MemoryCopy(widened, destination + n, (count - n) * sizeof(float), (count - n) * sizeof(float));
+            }
+            return;
+        }
+        // Without 256-bit vectors: the same arithmetic one lane at a time, so every path widens NaNs alike.
+        for (; n < count; n++) destination[n] = HalfWidening.Widen(Vector128.CreateScalar((uint)source[n])).ToScalar();
     }
 }

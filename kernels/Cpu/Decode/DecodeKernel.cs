@@ -153,12 +153,15 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         return sum;
     }
 
-    /// <summary>Float and BFloat16 rows that are contiguous and a whole number of vectors long are read where they lie.</summary>
+    /// <summary>
+    /// Rows that are contiguous and a whole number of vectors long are read where they lie when that is cheaper than
+    /// staging (float and BFloat16 always; Half when one row reads each key: <see cref="ElementLoads{TOps, TVec}.ReadInPlace"/>).
+    /// </summary>
     private static bool KeysInPlace(in CpuAttentionJob<T> job) =>
-        ElementLoads<TOps, TVec>.Supports<T>() && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
+        ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
 
     private static bool ValuesInPlace(in CpuAttentionJob<T> job) =>
-        ElementLoads<TOps, TVec>.Supports<T>() && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
+        ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
 
     /// <summary>Softmax step and O += P·V for every row, on one block of values.</summary>
     private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch)

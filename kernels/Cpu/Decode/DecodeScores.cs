@@ -12,7 +12,7 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
     /// <param name="queries">[rowCount][paddedDim]</param>
-    /// <param name="keys">keyCount rows, ldk apart, paddedDim readable elements each (float or BFloat16)</param>
+    /// <param name="keys">keyCount rows, ldk apart, paddedDim readable elements each (float, BFloat16 or Half)</param>
     /// <param name="scores">[rowCount][lds]</param>
     public static void Compute<TKey>(float* queries, int rowCount, int paddedDim, TKey* keys, nint ldk, int keyCount, float* scores, int lds)
         where TKey : unmanaged

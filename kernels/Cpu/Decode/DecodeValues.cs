@@ -9,7 +9,7 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 /// </summary>
 internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
-    /// <param name="values">V rows, ldv apart, dvVectors · Count readable elements each (float or BFloat16)</param>
+    /// <param name="values">V rows, ldv apart, dvVectors · Count readable elements each (float, BFloat16 or Half)</param>
     public static void Accumulate<TValue>(float* probabilities, int keyCount, TValue* values, nint ldv, int dvVectors, float* output, float rescale)
         where TValue : unmanaged
     {

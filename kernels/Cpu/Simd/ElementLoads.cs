@@ -1,15 +1,25 @@
 namespace AttentionEngine.Kernels.Cpu.Simd;
 
 /// <summary>
-/// Vector loads from storage that the kernels read in place: float as is, BFloat16 widened in the register (no
-/// staging pass through memory). The element type is a generic argument, so each call folds to one instruction path.
+/// Vector loads from storage that the kernels read in place: float as is, BFloat16 and Half widened in the register
+/// (no staging pass through memory). The element type is a generic argument, so each call folds to one instruction path.
 /// </summary>
 internal static unsafe class ElementLoads<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
     /// <summary>True for storage types <see cref="Load{TElement}"/> reads directly.</summary>
     public static bool Supports<TElement>() where TElement : unmanaged =>
-        typeof(TElement) == typeof(float) || typeof(TElement) == typeof(BFloat16);
+        typeof(TElement) == typeof(float) || typeof(TElement) == typeof(BFloat16) || typeof(TElement) == typeof(Half);
+
+    /// <summary>
+    /// Whether reading in place beats widening once into float scratch when <paramref name="readsPerElement"/> rows
+    /// each read every element: a bf16 widening is one shift, always worth it; a Half widening is about ten
+    /// operations, so with several rows per element (GQA groups, several queries) one staged pass is cheaper.
+    /// </summary>
+    public static bool ReadInPlace<TElement>(int readsPerElement) where TElement : unmanaged =>
+        Supports<TElement>() && (typeof(TElement) != typeof(Half) || readsPerElement == 1);
 
     public static TVec Load<TElement>(TElement* source) where TElement : unmanaged =>
-        typeof(TElement) == typeof(float) ? TOps.Load((float*)source) : TOps.LoadBFloat16((ushort*)source);
+        typeof(TElement) == typeof(float) ? TOps.Load((float*)source)
+        : typeof(TElement) == typeof(BFloat16) ? TOps.LoadBFloat16((ushort*)source)
+        : TOps.LoadHalf((ushort*)source);
 }

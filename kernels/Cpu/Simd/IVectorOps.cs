@@ -19,6 +19,9 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
 
     /// <summary>Count BFloat16 values widened to float (exact: a bf16 is the top half of a float).</summary>
     static abstract TVec LoadBFloat16(ushort* source);
+
+    /// <summary>Count Half values widened to float, exactly (<see cref="HalfWidening"/>).</summary>
+    static abstract TVec LoadHalf(ushort* source);
     static abstract void Store(float* destination, TVec value);
     static abstract TVec Add(TVec left, TVec right);
     static abstract TVec Subtract(TVec left, TVec right);
