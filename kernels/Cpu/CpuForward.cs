@@ -45,7 +45,7 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
         try
         {
             if (DecodeKernel<T, TOps, TVec, TMask, TScore>.Applies(job)) work.RunDecode(maxDegreeOfParallelism);
-            else work.RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job), maxDegreeOfParallelism);
+            else work.RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job), maxDegreeOfParallelism, WorkEstimate.Forward(job));
         }
         finally
         {
@@ -65,14 +65,14 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
             int rows = _job.RowsPerKvHead, c = TOps.Count;
             _partials = DecodePartials.For((long)heads * _splits.Count, rows, (_job.ValueDim + c - 1) / c * c);
         }
-        RunPhase(Phase.DecodeSplits, heads * _splits.Count, maxDegreeOfParallelism);
-        if (_splits.Count > 1) RunPhase(Phase.DecodeMerge, heads, maxDegreeOfParallelism);
+        RunPhase(Phase.DecodeSplits, heads * _splits.Count, maxDegreeOfParallelism, WorkEstimate.Forward(_job));
+        if (_splits.Count > 1) RunPhase(Phase.DecodeMerge, heads, maxDegreeOfParallelism, WorkEstimate.Merge(_job, _splits.Count));
     }
 
-    private void RunPhase(Phase phase, int tasks, int maxDegreeOfParallelism)
+    private void RunPhase(Phase phase, int tasks, int maxDegreeOfParallelism, double flops)
     {
         _phase = phase;
-        CpuWorkerPool.Shared.Run(this, tasks, maxDegreeOfParallelism);
+        CpuWorkerPool.Shared.Run(this, tasks, maxDegreeOfParallelism, flops);
     }
 
     protected override void RunTask(int task)

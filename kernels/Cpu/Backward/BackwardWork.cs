@@ -48,20 +48,20 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
                 statistics = AlignedMemoryHandle.Allocate((nuint)((long)job.Forward.Batch * job.Forward.QueryHeads * job.Forward.QueryLength * 2 * sizeof(float)));
                 work._job = job with { RowStatistics = (float*)statistics.DangerousGetHandle() };
                 work._phase = Phase.RowStatistics;
-                CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism);
+                CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism, WorkEstimate.Forward(job.Forward));
             }
             int heads = job.Forward.Batch * job.Forward.KvHeads;
             if (heads >= 2 * Math.Min(maxDegreeOfParallelism, Environment.ProcessorCount))
             {
                 // Enough (batch, KV head) tasks to share out: one pass, S and dP computed once. Same bits as below.
                 work._phase = Phase.Heads;
-                CpuWorkerPool.Shared.Run(work, heads, maxDegreeOfParallelism);
+                CpuWorkerPool.Shared.Run(work, heads, maxDegreeOfParallelism, WorkEstimate.Backward(job.Forward));
                 return;
             }
             work._phase = Phase.QueryTiles;
-            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism);
+            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism, WorkEstimate.Backward(job.Forward) / 2);
             work._phase = Phase.KeyTiles;
-            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.KeyTaskCount(job), maxDegreeOfParallelism);
+            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.KeyTaskCount(job), maxDegreeOfParallelism, WorkEstimate.Backward(job.Forward) / 2);
         }
         finally
         {

@@ -19,11 +19,27 @@ internal sealed class CpuWorkerPool
     /// <summary>One worker per core beside the caller's.</summary>
     public static CpuWorkerPool Shared { get; } = new(Math.Max(0, Environment.ProcessorCount - 1));
 
-    /// <summary>Runs tasks 0..taskCount−1 of <paramref name="work"/> on at most <paramref name="maxDegree"/> threads and returns when all are done.</summary>
-    public void Run(PoolWork work, int taskCount, int maxDegree)
+    /// <summary>
+    /// Floating-point operations a helper must get before it is worth waking: a worker's wake-up and hand-off cost a
+    /// few microseconds, about what one core does in 2^17 FLOPs, so tiny calls stay on the caller (no pool traffic at
+    /// all) and small ones use only as many threads as have that much work each. The thread count never changes a
+    /// bit of any result (tasks are independent and write their own outputs), so this is a speed choice only.
+    /// </summary>
+    public const double MinFlopsPerThread = 1 << 17;
+
+    /// <summary>How many threads (the caller included) a call of <paramref name="taskCount"/> tasks and <paramref name="flops"/> in total uses.</summary>
+    public int ThreadsFor(int taskCount, int maxDegree, double flops) =>
+        (int)Math.Max(1, Math.Min(Math.Min(maxDegree, taskCount), Math.Min(_workerCount + 1, Math.Floor(flops / MinFlopsPerThread))));
+
+    /// <summary>
+    /// Runs tasks 0..taskCount−1 of <paramref name="work"/> on at most <paramref name="maxDegree"/> threads, fewer when
+    /// <paramref name="flops"/> (the call's estimated total) is too little to share (<see cref="MinFlopsPerThread"/>),
+    /// and returns when all are done.
+    /// </summary>
+    public void Run(PoolWork work, int taskCount, int maxDegree, double flops)
     {
         work.Begin(taskCount);
-        int helpers = Math.Min(Math.Min(maxDegree, taskCount) - 1, _workerCount);
+        int helpers = ThreadsFor(taskCount, maxDegree, flops) - 1;
         if (helpers > 0)
         {
             EnsureStarted();
