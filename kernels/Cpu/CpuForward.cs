@@ -19,6 +19,20 @@ internal static class CpuForward
             default: ForwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
         }
     }
+
+    /// <summary>
+    /// Several independent jobs (the sequences of a packed variable-length batch) as one set of row tiles, so short
+    /// sequences share the threads instead of each call waking them. Every job's rows get the same bits as its own call.
+    /// </summary>
+    public static void RunMany<T>(ReadOnlySpan<CpuAttentionJob<T>> jobs, CpuIsa isa, int maxDegreeOfParallelism) where T : unmanaged
+    {
+        switch (CpuIsaSelection.Resolve(isa))
+        {
+            case CpuIsa.Avx512: ForwardWork<T, Vector512Ops, Vector512<float>, KeepAll, IdentityScore>.RunMany(jobs, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx2: ForwardWork<T, Vector256Ops, Vector256<float>, KeepAll, IdentityScore>.RunMany(jobs, maxDegreeOfParallelism); break;
+            default: ForwardWork<T, Vector128Ops, Vector128<float>, KeepAll, IdentityScore>.RunMany(jobs, maxDegreeOfParallelism); break;
+        }
+    }
 }
 
 /// <summary>
@@ -29,13 +43,19 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
     where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-    private enum Phase { Tiles, DecodeSplits, DecodeMerge }
+    private enum Phase { Tiles, DecodeSplits, DecodeMerge, ManyTiles, ManyMerges }
 
     private CpuAttentionJob<T> _job;
     private FlexMods<TMask, TScore> _mods;
     private Phase _phase;
     private DecodeSplits _splits;
     private DecodePartials? _partials;
+    private CpuAttentionJob<T>[] _many = [];   // RunMany's jobs, reused call after call (cleared after each)
+    private long[] _firstTask = [];            // RunMany: first task of each job, then the total
+    private long[] _firstMerge = [];           // RunMany: first merge task of each job, then the total
+    private long[] _firstSlot = [];            // RunMany: first partials slot of each decode job
+    private DecodeSplits[] _manySplits = [];   // RunMany: each decode job's splits (Count 0 for tile jobs)
+    private int _manyCount;
 
     public static void Run(in CpuAttentionJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
     {
@@ -54,6 +74,103 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
             work._mods = default;
             work._partials = null;
         }
+    }
+
+    /// <summary>
+    /// Runs every job as its own call would (tile kernel, or decode splits then their merge for few-query jobs), as
+    /// two pool runs over all jobs together: first every tile and split, then every merge. Decode jobs share one
+    /// partials buffer, each from its own first slot; slots are sized for the largest job's rows.
+    /// </summary>
+    public static void RunMany(ReadOnlySpan<CpuAttentionJob<T>> jobs, int maxDegreeOfParallelism)
+    {
+        var work = NestedPerThread<ForwardWork<T, TOps, TVec, TMask, TScore>>.Current;
+        if (work._many.Length < jobs.Length)
+        {
+            work._many = new CpuAttentionJob<T>[jobs.Length];
+            work._firstTask = new long[jobs.Length + 1];
+            work._firstMerge = new long[jobs.Length + 1];
+            work._firstSlot = new long[jobs.Length];
+            work._manySplits = new DecodeSplits[jobs.Length];
+        }
+        double flops = 0, mergeFlops = 0;
+        long tasks = 0, merges = 0, slots = 0;
+        int maxRows = 1;
+        for (int n = 0; n < jobs.Length; n++)
+        {
+            var job = jobs[n];
+            work._many[n] = job;
+            work._firstTask[n] = tasks;
+            work._firstMerge[n] = merges;
+            flops += WorkEstimate.Forward(job);
+            if (DecodeKernel<T, TOps, TVec, TMask, TScore>.Applies(job))
+            {
+                var splits = DecodeKernel<T, TOps, TVec, TMask, TScore>.Splits(job);
+                work._manySplits[n] = splits;
+                int heads = job.Batch * job.KvHeads;
+                tasks += (long)heads * splits.Count;
+                work._firstSlot[n] = slots;
+                if (splits.Count > 1)
+                {
+                    slots += (long)heads * splits.Count;
+                    merges += heads;
+                    mergeFlops += WorkEstimate.Merge(job, splits.Count);
+                    maxRows = Math.Max(maxRows, job.RowsPerKvHead);
+                }
+            }
+            else
+            {
+                work._manySplits[n] = default;
+                tasks += FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job);
+            }
+        }
+        work._firstTask[jobs.Length] = tasks;
+        work._firstMerge[jobs.Length] = merges;
+        work._manyCount = jobs.Length;
+        work._mods = FlexMods<TMask, TScore>.None(default);
+        try
+        {
+            if (slots > 0)
+            {
+                int c = TOps.Count;
+                work._partials = DecodePartials.For(slots, maxRows, (jobs[0].ValueDim + c - 1) / c * c);
+            }
+            work.RunPhase(Phase.ManyTiles, checked((int)tasks), maxDegreeOfParallelism, flops);
+            if (merges > 0) work.RunPhase(Phase.ManyMerges, checked((int)merges), maxDegreeOfParallelism, mergeFlops);
+        }
+        finally
+        {
+            Array.Clear(work._many, 0, jobs.Length); // pointers into the caller's memory must not outlive the call
+            work._manyCount = 0;
+            work._mods = default;
+            work._partials = null;
+        }
+    }
+
+    /// <summary>The job whose task range holds <paramref name="task"/> (binary search over the jobs' first tasks).</summary>
+    private int JobOf(long[] first, int task)
+    {
+        int lo = 0, hi = _manyCount - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) / 2;
+            if (first[mid] <= task) lo = mid; else hi = mid - 1;
+        }
+        return lo;
+    }
+
+    private void RunManyTask(int task)
+    {
+        int n = JobOf(_firstTask, task);
+        int local = (int)(task - _firstTask[n]);
+        var splits = _manySplits[n];
+        if (splits.Count == 0) FlashForwardKernel<T, TOps, TVec, TMask, TScore>.RunTask(_many[n], local, _mods);
+        else DecodeKernel<T, TOps, TVec, TMask, TScore>.RunSplit(_many[n], splits, local, _partials, _mods, _firstSlot[n]);
+    }
+
+    private void RunManyMerge(int task)
+    {
+        int n = JobOf(_firstMerge, task);
+        DecodeKernel<T, TOps, TVec, TMask, TScore>.Merge(_many[n], _manySplits[n], (int)(task - _firstMerge[n]), _partials!, _firstSlot[n]);
     }
 
     private void RunDecode(int maxDegreeOfParallelism)
@@ -80,6 +197,8 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
         switch (_phase)
         {
             case Phase.Tiles: FlashForwardKernel<T, TOps, TVec, TMask, TScore>.RunTask(_job, task, _mods); break;
+            case Phase.ManyTiles: RunManyTask(task); break;
+            case Phase.ManyMerges: RunManyMerge(task); break;
             case Phase.DecodeSplits: DecodeKernel<T, TOps, TVec, TMask, TScore>.RunSplit(_job, _splits, task, _partials, _mods); break;
             default: DecodeKernel<T, TOps, TVec, TMask, TScore>.Merge(_job, _splits, task, _partials!); break;
         }

@@ -26,6 +26,14 @@ public readonly unsafe struct RawStrided4<T> where T : unmanaged
         (Stride0, Stride1, Stride2, Stride3) = (view.Stride0, view.Stride1, view.Stride2, view.Stride3);
     }
 
+    /// <summary>A view from its parts (for views carved out of a larger tensor, such as one sequence of a packed batch).</summary>
+    public RawStrided4(T* pinnedBase, int length0, int length1, int length2, int length3, nint stride0, nint stride1, nint stride2, nint stride3)
+    {
+        Base = pinnedBase;
+        (Length0, Length1, Length2, Length3) = (length0, length1, length2, length3);
+        (Stride0, Stride1, Stride2, Stride3) = (stride0, stride1, stride2, stride3);
+    }
+
     public bool IsEmpty => Base == null;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

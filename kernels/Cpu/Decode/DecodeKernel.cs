@@ -32,7 +32,9 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     private static int Padded(int n) => (n + TOps.Count - 1) / TOps.Count * TOps.Count;
 
     /// <summary>Runs split task <paramref name="task"/>; with one split it writes the output, else a partial.</summary>
-    public static void RunSplit(in CpuAttentionJob<T> job, DecodeSplits splits, int task, DecodePartials? partials, in FlexMods<TMask, TScore> mods)
+    /// <param name="slotBase">first partial slot of this job (several jobs can share one partials buffer)</param>
+    public static void RunSplit(in CpuAttentionJob<T> job, DecodeSplits splits, int task, DecodePartials? partials, in FlexMods<TMask, TScore> mods,
+        long slotBase = 0)
     {
         int split = task % splits.Count, head = task / splits.Count;
         int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
@@ -55,7 +57,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             if (!job.Weights.IsEmpty) WriteWeights(job, batch, rows, dPad, keyBegin, keyEnd, scratch, mods);
             return;
         }
-        long slot = (long)head * splits.Count + split;
+        long slot = slotBase + (long)head * splits.Count + split;
         new Span<float>(scratch.Output, rows.Count * dvPad).CopyTo(new Span<float>(partials!.Output(slot), rows.Count * dvPad));
         new Span<float>(scratch.RowMax, rows.Count).CopyTo(new Span<float>(partials.Max(slot), rows.Count));
         new Span<float>(scratch.RowSum, rows.Count).CopyTo(new Span<float>(partials.Sum(slot), rows.Count));
@@ -104,13 +106,13 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// the guarded pass scaled are brought to the smallest scale of the row (powers of two: exact); a row whose merged
     /// sum overflows (huge values spread over several splits) is merged again at scale 2^-32.
     /// </summary>
-    public static void Merge(in CpuAttentionJob<T> job, DecodeSplits splits, int head, DecodePartials partials)
+    public static void Merge(in CpuAttentionJob<T> job, DecodeSplits splits, int head, DecodePartials partials, long slotBase = 0)
     {
         int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
         var rows = new TileRows(0, job.RowsPerKvHead, job.GroupSize, kvHead);
         int dvPad = Padded(job.ValueDim);
         var scratch = CpuTileScratch.For(rows.Count, KeyBlock, Padded(job.HeadDim), dvPad);
-        long first = (long)head * splits.Count;
+        long first = slotBase + (long)head * splits.Count;
         for (int r = 0; r < rows.Count; r++)
         {
             float max = float.NegativeInfinity, scale = 1;
