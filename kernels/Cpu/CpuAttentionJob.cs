@@ -28,6 +28,10 @@ internal readonly struct CpuAttentionJob<T> where T : unmanaged
     public RawStrided4<float> Lse { get; init; }
     public RawStrided4<float> Weights { get; init; }
 
+    /// <summary>Float copies of K ([B, Hkv, Lk, D]) and V ([B, Hkv, Lk, DvPad]) when a call made them (<see cref="KeyValueWidening"/>).</summary>
+    public RawStrided4<float> WideK { get; init; }
+    public RawStrided4<float> WideV { get; init; }
+
     public int GroupSize => QueryHeads / KvHeads;
 
     /// <summary>Rows of one (batch, KV head): its query heads' rows, interleaved (row = i · group + g).</summary>

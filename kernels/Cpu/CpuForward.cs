@@ -1,3 +1,4 @@
+using AttentionEngine.Bindings.Memory;
 using System.Runtime.Intrinsics;
 using AttentionEngine.Kernels.Cpu.Decode;
 using AttentionEngine.Kernels.Cpu.Simd;
@@ -39,11 +40,11 @@ internal static class CpuForward
 /// One call's tasks for the worker pool: the tile kernel's row tiles, or the decode kernel's key splits followed by
 /// their merge. One instance per calling thread, nesting depth and specialisation, reused call after call (no per-call garbage).
 /// </summary>
-internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
+internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
     where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-    private enum Phase { Tiles, DecodeSplits, DecodeMerge, ManyTiles, ManyMerges }
+    private enum Phase { Tiles, Widen, DecodeSplits, DecodeMerge, ManyTiles, ManyMerges }
 
     private CpuAttentionJob<T> _job;
     private FlexMods<TMask, TScore> _mods;
@@ -65,7 +66,7 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
         try
         {
             if (DecodeKernel<T, TOps, TVec, TMask, TScore>.Applies(job)) work.RunDecode(maxDegreeOfParallelism);
-            else work.RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job), maxDegreeOfParallelism, WorkEstimate.Forward(job));
+            else work.RunTiles(maxDegreeOfParallelism);
         }
         finally
         {
@@ -173,6 +174,22 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
         DecodeKernel<T, TOps, TVec, TMask, TScore>.Merge(_many[n], _manySplits[n], (int)(task - _firstMerge[n]), _partials!, _firstSlot[n]);
     }
 
+    /// <summary>The tile kernel's row tiles, after widening K and V once when that saves the tiles repeated staging.</summary>
+    private void RunTiles(int maxDegreeOfParallelism)
+    {
+        int c = TOps.Count, dvPad = (_job.ValueDim + c - 1) / c * c;
+        if (!KeyValueWidening.Pays(_job, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TileRows, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.KeyBlock,
+                dvPad, c, _mods.Kinds != null, out bool keys, out bool values))
+        {
+            RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(_job), maxDegreeOfParallelism, WorkEstimate.Forward(_job));
+            return;
+        }
+        using var copies = AlignedMemoryHandle.Allocate((nuint)KeyValueWidening.Bytes(_job, dvPad, keys, values));
+        _job = KeyValueWidening.WithCopies(_job, (float*)copies.DangerousGetHandle(), dvPad, keys, values);
+        RunPhase(Phase.Widen, _job.Batch * _job.KvHeads, maxDegreeOfParallelism, 8.0 * _job.Batch * _job.KvHeads * _job.KeyLength * (_job.HeadDim + dvPad));
+        RunPhase(Phase.Tiles, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(_job), maxDegreeOfParallelism, WorkEstimate.Forward(_job));
+    }
+
     private void RunDecode(int maxDegreeOfParallelism)
     {
         _splits = DecodeKernel<T, TOps, TVec, TMask, TScore>.Splits(_job);
@@ -197,6 +214,7 @@ internal sealed class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
         switch (_phase)
         {
             case Phase.Tiles: FlashForwardKernel<T, TOps, TVec, TMask, TScore>.RunTask(_job, task, _mods); break;
+            case Phase.Widen: KeyValueWidening.WidenHead(_job, task); break;
             case Phase.ManyTiles: RunManyTask(task); break;
             case Phase.ManyMerges: RunManyMerge(task); break;
             case Phase.DecodeSplits: DecodeKernel<T, TOps, TVec, TMask, TScore>.RunSplit(_job, _splits, task, _partials, _mods); break;

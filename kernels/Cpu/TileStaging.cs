@@ -2,7 +2,8 @@ namespace AttentionEngine.Kernels.Cpu;
 
 /// <summary>
 /// Moves data between the caller's tensors and the tile's float scratch: Qᵀ once per tile, K and V blocks only when they cannot be read in place (a non-float storage
-/// type, a non-unit headDim stride, or values whose width is not a whole number of vectors).
+/// type, a non-unit headDim stride, or values whose width is not a whole number of vectors) and the call made no float
+/// copies of them (<see cref="KeyValueWidening"/>).
 /// </summary>
 internal static unsafe class TileStaging
 {
@@ -40,6 +41,11 @@ internal static unsafe class TileStaging
         CpuTileScratch scratch, out nint pitch) where T : unmanaged
     {
         var k = job.K;
+        if (!job.WideK.IsEmpty && paddedDim == job.HeadDim)
+        {
+            pitch = job.WideK.Stride2;
+            return &job.WideK.Base[job.WideK.Offset(batch, kvHead, firstKey, 0)];
+        }
         if (KeysInPlace(job, paddedDim))
         {
             pitch = k.Stride2;
@@ -61,6 +67,11 @@ internal static unsafe class TileStaging
         int vectorCount, CpuTileScratch scratch, out nint pitch) where T : unmanaged
     {
         var v = job.V;
+        if (!job.WideV.IsEmpty && dvPad == job.WideV.Length3)
+        {
+            pitch = job.WideV.Stride2;
+            return &job.WideV.Base[job.WideV.Offset(batch, kvHead, firstKey, 0)];
+        }
         if (ValuesInPlace(job, vectorCount))
         {
             pitch = v.Stride2;

@@ -1,0 +1,78 @@
+using AttentionEngine.Kernels.Masking;
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Float copies of K and V, made once per call for the tile kernel. Without them every row tile widens (Half,
+/// BFloat16) or gathers (strided rows) the same key and value blocks again: at N = 1024 with 24-row tiles, each key
+/// of a head is converted 43 times, and a Half widening costs about ten vector operations. With them each element is
+/// converted once, and tiles read contiguous float rows in place. The copies hold exactly what staging would have
+/// produced (the conversion is exact), so no result changes by a bit.
+/// </summary>
+internal static unsafe class KeyValueWidening
+{
+    /// <summary>Largest copy made (K and V together); longer calls keep staging per tile.</summary>
+    public const long MaxBytes = 256L << 20;
+
+    /// <summary>For tests: compare results with and without the copies.</summary>
+    internal static bool Enabled { get; set; } = true;
+
+    /// <summary>Bytes of the copies the job needs: K rows of D floats, V rows of DvPad floats (zero padded).</summary>
+    public static long Bytes<T>(in CpuAttentionJob<T> job, int dvPad, bool keys, bool values) where T : unmanaged =>
+        (long)job.Batch * job.KvHeads * job.KeyLength * ((keys ? job.HeadDim : 0) + (values ? dvPad : 0)) * sizeof(float);
+
+    /// <summary>
+    /// Whether copies pay: the tile kernel would stage keys or values, no block mask skips blocks (a copy would
+    /// convert keys no tile reads), the copy fits <see cref="MaxBytes"/>, and the tiles would stage each key at least
+    /// twice on average (the band decides how many keys each tile reads).
+    /// </summary>
+    public static bool Pays<T>(in CpuAttentionJob<T> job, int tileRows, int keyBlock, int dvPad, int vectorCount, bool hasBlockMask,
+        out bool keys, out bool values) where T : unmanaged
+    {
+        keys = !TileStaging.KeysInPlace(job, job.HeadDim);
+        values = !TileStaging.ValuesInPlace(job, vectorCount);
+        if (!Enabled || hasBlockMask || !(keys || values) || Bytes(job, dvPad, keys, values) > MaxBytes) return false;
+        long staged = 0;
+        for (int firstRow = 0; firstRow < job.RowsPerKvHead; firstRow += tileRows)
+        {
+            var rows = new TileRows(firstRow, Math.Min(tileRows, job.RowsPerKvHead - firstRow), job.GroupSize, 0);
+            var (firstBlock, keyEnd) = rows.VisibleKeys(job.Band, job.KeyLength, keyBlock);
+            staged += Math.Max(0, keyEnd - firstBlock);
+        }
+        return staged >= 2L * job.KeyLength;
+    }
+
+    /// <summary>The job reading its keys and/or values from copies laid out in <paramref name="memory"/>.</summary>
+    public static CpuAttentionJob<T> WithCopies<T>(in CpuAttentionJob<T> job, float* memory, int dvPad, bool keys, bool values) where T : unmanaged
+    {
+        int b = job.Batch, h = job.KvHeads, n = job.KeyLength, d = job.HeadDim;
+        var wideK = keys ? new RawStrided4<float>(memory, b, h, n, d, (nint)h * n * d, (nint)n * d, d, 1) : default;
+        float* valueBase = memory + (keys ? (long)b * h * n * d : 0);
+        var wideV = values ? new RawStrided4<float>(valueBase, b, h, n, dvPad, (nint)h * n * dvPad, (nint)n * dvPad, dvPad, 1) : default;
+        return job with { WideK = wideK, WideV = wideV };
+    }
+
+    /// <summary>Fills the copies of one (batch, KV head): task <paramref name="head"/> = batch · KvHeads + kvHead.</summary>
+    public static void WidenHead<T>(in CpuAttentionJob<T> job, int head) where T : unmanaged
+    {
+        int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
+        if (!job.WideK.IsEmpty)
+        {
+            var k = job.K;
+            for (int j = 0; j < job.KeyLength; j++)
+                ElementConversion.ToSingle(&k.Base[k.Offset(batch, kvHead, j, 0)], k.Stride3, job.HeadDim, &job.WideK.Base[job.WideK.Offset(batch, kvHead, j, 0)]);
+        }
+        if (!job.WideV.IsEmpty)
+        {
+            var v = job.V;
+            int dvPad = job.WideV.Length3;
+            for (int j = 0; j < job.KeyLength; j++)
+            {
+                float* row = &job.WideV.Base[job.WideV.Offset(batch, kvHead, j, 0)];
+                ElementConversion.ToSingle(&v.Base[v.Offset(batch, kvHead, j, 0)], v.Stride3, job.ValueDim, row);
+                for (int x = job.ValueDim; x < dvPad; x++) row[x] = 0;
+            }
+        }
+    }
+}
