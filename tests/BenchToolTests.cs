@@ -67,4 +67,45 @@ public class BenchToolTests
             Directory.Delete(folder, recursive: true);
         }
     }
+
+    [Fact]
+    public void The_grid_covers_the_issues_sizes_at_fixed_tokens()
+    {
+        var cases = GridCases.All();
+        var prefill = cases.Where(c => !c.Decode).ToArray();
+        Assert.Equal(GridCases.SequenceLengths.Count * 4, prefill.Length); // D 64/128 x causal or not
+        Assert.Contains(prefill, c => c.QueryLength == 64);
+        Assert.Contains(prefill, c => c.QueryLength == 8192);
+        Assert.Contains(prefill, c => c.QueryLength % 2 == 1); // odd sizes
+        Assert.All(prefill, c => Assert.InRange(c.Batch * c.Heads * c.QueryLength, GridCases.Tokens * 0.8, GridCases.Tokens * 1.2));
+        var decode = cases.Where(c => c.Decode).Select(c => c.KeyLength).ToArray();
+        Assert.Equal(64, decode.Min());
+        Assert.Equal(32768, decode.Max());
+    }
+
+    [Fact]
+    public void The_grid_markdown_gives_every_ratio_and_the_worst_point()
+    {
+        var limits = new MachineLimits(200, 30, 2);
+        var fast = PerformanceCase.Parse("B1 H8 N256 D64");
+        var slow = PerformanceCase.Parse("B1 H32 Hkv8 Lq1 Lk64 D128");
+        var rows = new[]
+        {
+            TimedResult.Of("Cpu", fast, "f32", 0.001, limits, 4), TimedResult.Of("OnnxRuntime", fast, "f32", 0.002, limits, 4),
+            TimedResult.Of("Cpu", slow, "f32", 0.004, limits, 4), TimedResult.Of("OnnxRuntime", slow, "f32", 0.001, limits, 4),
+        };
+        string markdown = GridRun.Markdown(new ResultsDocument("grid", "test CPU", "Avx2", 2, 200, 30, rows));
+        Assert.Contains("| B1 H8 N256 D64 | 1.000 |", markdown);
+        Assert.Contains("| 2.00x |", markdown);
+        Assert.Contains("| 0.25x |", markdown);
+        Assert.Contains("1 of 2 points slower than ONNX Runtime; the worst is B1 H32 Hkv8 Lq1 Lk64 D128 at 0.25x.", markdown);
+    }
+
+    [Fact]
+    public void Grid_options_go_together()
+    {
+        Assert.False(new RunSettings { Charts = "x" }.Validate().Successful);
+        Assert.False(new RunSettings { Grid = true, Shapes = "N64" }.Validate().Successful);
+        Assert.True(new RunSettings { Grid = true, Markdown = "grid.md" }.Validate().Successful);
+    }
 }

@@ -11,8 +11,6 @@ namespace AttentionEngine.Bench.Peers;
 /// </summary>
 internal sealed class PeersCommand : Command<PeersSettings>
 {
-    private const string PeerName = "OnnxRuntime";
-
     public override int Execute(CommandContext context, PeersSettings settings, CancellationToken cancellationToken)
     {
         var limits = MachineLimitsCache.Get(settings.Threads);
@@ -60,21 +58,6 @@ internal sealed class PeersCommand : Command<PeersSettings>
         return 0;
     }
 
-    private static IEnumerable<TimedResult> Compare(PerformanceCase c, CpuBackend ours, PeersSettings settings, MachineLimits limits)
-    {
-        using var tensors = CaseTensors<float>.Create(c);
-        using var theirOutput = NativeTensor<float>.Zeros(c.Batch, c.Heads, c.QueryLength, c.HeadDim);
-        using var peer = new OnnxAttentionPeer(c, tensors, theirOutput, settings.Threads);
-        var mask = c.Causal ? Mask.Causal() : null;
-        double ourSeconds = Timing.MedianSeconds(
-            () => ours.Forward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads }),
-            settings.Seconds);
-        double theirSeconds = Timing.MedianSeconds(peer.Run, settings.Seconds);
-        double difference = 0;
-        var a = tensors.Output.Storage;
-        var b = theirOutput.Storage;
-        for (int n = 0; n < a.Length; n++) difference = Math.Max(difference, Math.Abs((double)a[n] - b[n]));
-        yield return TimedResult.Of(ours.Name, c, "f32", ourSeconds, limits, sizeof(float));
-        yield return TimedResult.Of(PeerName, c, "f32", theirSeconds, limits, sizeof(float)) with { MaxDifference = difference };
-    }
+    private static IEnumerable<TimedResult> Compare(PerformanceCase c, CpuBackend ours, PeersSettings settings, MachineLimits limits) =>
+        PeerComparison.Compare(c, ours, settings.Threads, settings.Seconds, limits);
 }

@@ -11,6 +11,7 @@ internal sealed class RunCommand : Command<RunSettings>
 {
     public override int Execute(CommandContext context, RunSettings settings, CancellationToken cancellationToken)
     {
+        if (settings.Grid) return GridRun.Execute(settings, cancellationToken);
         var backend = settings.Backend == "cpu" ? (AttentionBackend)CpuBackend.Default : Attention.Using(AttentionEngine.Backend.Reference);
         var limits = MachineLimitsCache.Get(settings.Threads);
         var rows = new List<TimedResult>();

@@ -24,7 +24,9 @@ internal static class RateChart
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(unit);
-        plot.Axes.SetLimitsY(0, limit * 1.1);
+        // The probe's limit can read low on a noisy machine: never cut off a measured point.
+        double top = Math.Max(limit, series.SelectMany(x => x.Points).Select(p => p.Y).DefaultIfEmpty(0).Max());
+        plot.Axes.SetLimitsY(0, top * 1.1);
         plot.ShowLegend(Alignment.LowerRight);
         plot.SavePng(path, 900, 560);
     }
