@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace AttentionEngine.Kernels.Cpu;
 
 /// <summary>
@@ -17,11 +19,20 @@ internal static unsafe class Epilogue
             int head = rows.Head(r), query = rows.Query(r);
             float sum = scratch.RowSum[r];
             float* accumulated = scratch.Output + r * dvPad;
-            float* row = scratch.RowBuffer;
-            // A row of the guarded pass that saw huge values accumulated at 2^-32; undone after the division (exact).
-            float unscale = 1 / scratch.RowScale[r];
-            for (int c = 0; c < dv; c++) row[c] = sum == 0 ? 0f : accumulated[c] / sum * unscale;
-            ElementConversion.FromSingle(row, dv, &output.Base[output.Offset(batch, head, query, 0)], output.Stride3);
+            T* destination = &output.Base[output.Offset(batch, head, query, 0)];
+            // Float rows that are contiguous take the quotients directly; others go through the row buffer and round once.
+            bool direct = typeof(T) == typeof(float) && output.Stride3 == 1;
+            var row = new Span<float>(direct ? (float*)destination : scratch.RowBuffer, dv);
+            if (sum == 0) row.Clear();
+            else
+            {
+                // Vector division rounds each element exactly as the scalar one (IEEE), so the bits are unchanged.
+                TensorPrimitives.Divide(new ReadOnlySpan<float>(accumulated, dv), sum, row);
+                // A row of the guarded pass that saw huge values accumulated at 2^-32; undone after the division (exact).
+                float unscale = 1 / scratch.RowScale[r];
+                if (unscale != 1) TensorPrimitives.Multiply(row, unscale, row);
+            }
+            if (!direct) ElementConversion.FromSingle(scratch.RowBuffer, dv, destination, output.Stride3);
             if (!job.Lse.IsEmpty)
                 job.Lse[batch, head, query, 0] = sum == 0 ? float.NegativeInfinity : scratch.RowMax[r] + MathF.Log(sum);
         }

@@ -20,8 +20,11 @@ internal static unsafe class TileStaging
                 for (int x = 0; x < d; x++) scratch.QueryT[x * br + r] = 0;
                 continue;
             }
-            ElementConversion.ToSingle(&q.Base[q.Offset(batch, rows.Head(r), rows.Query(r), 0)], q.Stride3, d, scratch.RowBuffer);
-            for (int x = 0; x < d; x++) scratch.QueryT[x * br + r] = scratch.RowBuffer[x];
+            T* source = &q.Base[q.Offset(batch, rows.Head(r), rows.Query(r), 0)];
+            float* row = scratch.RowBuffer;
+            if (typeof(T) == typeof(float) && q.Stride3 == 1) row = (float*)source; // contiguous float rows are read where they lie
+            else ElementConversion.ToSingle(source, q.Stride3, d, row);
+            for (int x = 0; x < d; x++) scratch.QueryT[x * br + r] = row[x];
         }
     }
 
