@@ -13,7 +13,21 @@ internal static unsafe class TileStaging
     {
         int d = job.HeadDim;
         var q = job.Q;
-        for (int r = 0; r < br; r++)
+        int r = 0;
+        if (typeof(T) == typeof(float) && q.Stride3 == 1 && Simd.Transpose8x8.IsSupported && br % 8 == 0)
+        {
+            // Whole groups of 8 contiguous float rows: 8 x 8 register transposes for the whole vectors of D.
+            float** group = stackalloc float*[8];
+            int wholeColumns = d / 8 * 8;
+            for (; r + 8 <= rows.Count; r += 8)
+            {
+                for (int i = 0; i < 8; i++) group[i] = (float*)&q.Base[q.Offset(batch, rows.Head(r + i), rows.Query(r + i), 0)];
+                Simd.Transpose8x8.Rows(group, wholeColumns, scratch.QueryT + r, br);
+                for (int x = wholeColumns; x < d; x++)
+                    for (int i = 0; i < 8; i++) scratch.QueryT[x * br + r + i] = group[i][x];
+            }
+        }
+        for (; r < br; r++)
         {
             if (r >= rows.Count)
             {
