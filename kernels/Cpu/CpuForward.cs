@@ -44,7 +44,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
     where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-    private enum Phase { Tiles, Widen, DecodeSplits, DecodeMerge, ManyTiles, ManyMerges }
+    private enum Phase { Tiles, Widen, DecodeSplits, DecodeMerge, ManyWiden, ManyTiles, ManyMerges }
 
     private CpuAttentionJob<T> _job;
     private FlexMods<TMask, TScore> _mods;
@@ -56,6 +56,9 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
     private long[] _firstMerge = [];           // RunMany: first merge task of each job, then the total
     private long[] _firstSlot = [];            // RunMany: first partials slot of each decode job
     private DecodeSplits[] _manySplits = [];   // RunMany: each decode job's splits (Count 0 for tile jobs)
+    private long[] _firstWiden = [];           // RunMany: first widen task of each job, then the total
+    private long[] _wideAt = [];               // RunMany: where each job's K/V copies start in the call's copy block (floats)
+    private byte[] _wideParts = [];            // RunMany: 1 = K copied, 2 = V copied
     private int _manyCount;
 
     public static void Run(in CpuAttentionJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
@@ -92,10 +95,13 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             work._firstMerge = new long[jobs.Length + 1];
             work._firstSlot = new long[jobs.Length];
             work._manySplits = new DecodeSplits[jobs.Length];
+            work._firstWiden = new long[jobs.Length + 1];
+            work._wideAt = new long[jobs.Length];
+            work._wideParts = new byte[jobs.Length];
         }
         double flops = 0, mergeFlops = 0;
-        long tasks = 0, merges = 0, slots = 0;
-        int maxRows = 1;
+        long tasks = 0, merges = 0, slots = 0, widenTasks = 0, wideFloats = 0;
+        int maxRows = 1, vectorCount = TOps.Count, dvPad = (jobs[0].ValueDim + vectorCount - 1) / vectorCount * vectorCount;
         for (int n = 0; n < jobs.Length; n++)
         {
             var job = jobs[n];
@@ -123,17 +129,37 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
                 work._manySplits[n] = default;
                 tasks += FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job);
             }
+            // Tile jobs get float copies of K and V as their own calls would (KeyValueWidening), within one budget for all.
+            work._firstWiden[n] = widenTasks;
+            work._wideParts[n] = 0;
+            if (work._manySplits[n].Count == 0
+                && KeyValueWidening.Pays(job, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TileRows, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.KeyBlock,
+                    dvPad, vectorCount, hasBlockMask: false, out bool keys, out bool values)
+                && (wideFloats * sizeof(float) + KeyValueWidening.Bytes(job, dvPad, keys, values)) <= KeyValueWidening.MaxBytes)
+            {
+                work._wideParts[n] = (byte)((keys ? 1 : 0) | (values ? 2 : 0));
+                work._wideAt[n] = wideFloats;
+                wideFloats += KeyValueWidening.Bytes(job, dvPad, keys, values) / sizeof(float);
+                widenTasks += (long)job.Batch * job.KvHeads;
+            }
         }
+        work._firstWiden[jobs.Length] = widenTasks;
         work._firstTask[jobs.Length] = tasks;
         work._firstMerge[jobs.Length] = merges;
         work._manyCount = jobs.Length;
         work._mods = FlexMods<TMask, TScore>.None(default);
+        AlignedMemoryHandle? copies = null;
         try
         {
-            if (slots > 0)
+            if (slots > 0) work._partials = DecodePartials.For(slots, maxRows, dvPad);
+            if (widenTasks > 0)
             {
-                int c = TOps.Count;
-                work._partials = DecodePartials.For(slots, maxRows, (jobs[0].ValueDim + c - 1) / c * c);
+                copies = AlignedMemoryHandle.Allocate((nuint)(wideFloats * sizeof(float)));
+                float* wide = (float*)copies.DangerousGetHandle();
+                for (int n = 0; n < jobs.Length; n++)
+                    if (work._wideParts[n] != 0)
+                        work._many[n] = KeyValueWidening.WithCopies(work._many[n], wide + work._wideAt[n], dvPad, (work._wideParts[n] & 1) != 0, (work._wideParts[n] & 2) != 0);
+                work.RunPhase(Phase.ManyWiden, checked((int)widenTasks), maxDegreeOfParallelism, 8.0 * wideFloats);
             }
             work.RunPhase(Phase.ManyTiles, checked((int)tasks), maxDegreeOfParallelism, flops);
             if (merges > 0) work.RunPhase(Phase.ManyMerges, checked((int)merges), maxDegreeOfParallelism, mergeFlops);
@@ -144,7 +170,15 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             work._manyCount = 0;
             work._mods = default;
             work._partials = null;
+            copies?.Dispose();
         }
+    }
+
+    /// <summary>RunMany: fills the copies of one (job, batch·KV head); jobs without copies have no widen tasks.</summary>
+    private void RunManyWiden(int task)
+    {
+        int n = JobOf(_firstWiden, task);
+        KeyValueWidening.WidenHead(_many[n], (int)(task - _firstWiden[n]));
     }
 
     /// <summary>The job whose task range holds <paramref name="task"/> (binary search over the jobs' first tasks).</summary>
@@ -215,6 +249,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
         {
             case Phase.Tiles: FlashForwardKernel<T, TOps, TVec, TMask, TScore>.RunTask(_job, task, _mods); break;
             case Phase.Widen: KeyValueWidening.WidenHead(_job, task); break;
+            case Phase.ManyWiden: RunManyWiden(task); break;
             case Phase.ManyTiles: RunManyTask(task); break;
             case Phase.ManyMerges: RunManyMerge(task); break;
             case Phase.DecodeSplits: DecodeKernel<T, TOps, TVec, TMask, TScore>.RunSplit(_job, _splits, task, _partials, _mods); break;
