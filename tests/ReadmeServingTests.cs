@@ -6,12 +6,7 @@ public class ReadmeServingTests
     [Fact]
     public void The_readme_serving_example_compiles_here_and_equals_one_shot_attention()
     {
-        string readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
-        string source = File.ReadAllText(ReadmeTests.FindSource("ReadmeServingExample.cs"));
-        int block = readme.IndexOf("```csharp\n// Two sequences", StringComparison.Ordinal);
-        Assert.True(block >= 0, "the README's serving example is missing");
-        Assert.Equal(ReadmeTests.Dedent(ReadmeTests.Between(source, "// README:serving-begin", "// README:serving-end")),
-            ReadmeTests.Dedent(ReadmeTests.Between(readme[block..], "```csharp", "```")));
+        ReadmeTests.AssertBlockIsCompiledCode("// Two sequences", "ReadmeServingExample.cs", "README:serving");
 
         using var q = TensorRandom.Create<float>(4, ValueDistribution.Normal, 1, 8, 16, 64);
         using var k = TensorRandom.Create<float>(5, ValueDistribution.Normal, 1, 2, 100, 64);

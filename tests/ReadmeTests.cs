@@ -11,6 +11,19 @@ public class ReadmeTests
         return text[start..stop];
     }
 
+    /// <summary>
+    /// The README block that starts with <paramref name="blockStart"/> (after its ```csharp line) equals the code between
+    /// the <paramref name="marker"/>-begin and -end comments of tests/<paramref name="sourceFile"/>.
+    /// </summary>
+    internal static void AssertBlockIsCompiledCode(string blockStart, string sourceFile, string marker)
+    {
+        string readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
+        string source = File.ReadAllText(FindSource(sourceFile));
+        int block = readme.IndexOf("```csharp\n" + blockStart, StringComparison.Ordinal);
+        Assert.True(block >= 0, $"the README's block starting '{blockStart}' is missing");
+        Assert.Equal(Dedent(Between(source, $"// {marker}-begin", $"// {marker}-end")), Dedent(Between(readme[block..], "```csharp", "```")));
+    }
+
     internal static string Dedent(string block)
     {
         var lines = block.Split('\n').Where(l => l.Trim().Length > 0 && !l.TrimStart().StartsWith("// README:", StringComparison.Ordinal)).ToArray();
@@ -56,11 +69,7 @@ public class ReadmeDeviceTests
     [Fact]
     public void The_readme_device_example_is_the_code_that_compiles_here_and_matches_the_host_call()
     {
-        string readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
-        string source = File.ReadAllText(ReadmeTests.FindSource("ReadmeDeviceExample.cs"));
-        int block = readme.IndexOf("```csharp\nusing var gpu", StringComparison.Ordinal);
-        Assert.True(block >= 0, "the README's device example is missing");
-        Assert.Equal(ReadmeTests.Dedent(ReadmeTests.Between(source, "// README:device-begin", "// README:device-end")), ReadmeTests.Dedent(ReadmeTests.Between(readme[block..], "```csharp", "```")));
+        ReadmeTests.AssertBlockIsCompiledCode("using var gpu", "ReadmeDeviceExample.cs", "README:device");
 
         var backend = CudaBackendTests.Gpu();
         using var q = TensorRandom.Create<Half>(1, ValueDistribution.Normal, 1, 8, 128, 64);

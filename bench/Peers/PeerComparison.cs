@@ -1,11 +1,39 @@
 using AttentionEngine.Bench.Performance;
+using Spectre.Console;
 
 namespace AttentionEngine.Bench.Peers;
 
-/// <summary>One case through our CPU backend and ONNX Runtime's CPU Attention operator, back to back in one process.</summary>
+/// <summary>
+/// Cases through our CPU backend and ONNX Runtime's CPU Attention operator, back to back in one process: what
+/// `bench peers` and `bench run --grid` share (the timing loop, its progress bar and the table).
+/// </summary>
 internal static class PeerComparison
 {
     public const string PeerName = "OnnxRuntime";
+
+    /// <summary>Every case, ours then the peer's row; a progress bar unless the output is JSON.</summary>
+    public static List<TimedResult> CompareAll(IReadOnlyList<PerformanceCase> cases, CpuBackend ours, int threads, double seconds,
+        MachineLimits limits, bool json, string label, CancellationToken cancellationToken)
+    {
+        var rows = new List<TimedResult>();
+        void RunAll(Action<PerformanceCase>? progress)
+        {
+            foreach (var c in cases)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                progress?.Invoke(c);
+                rows.AddRange(Compare(c, ours, threads, seconds, limits));
+            }
+        }
+        if (json) RunAll(null); // standard output carries only the JSON document
+        else
+            AnsiConsole.Progress().AutoClear(true).HideCompleted(true).Start(p =>
+            {
+                var task = p.AddTask(label, maxValue: cases.Count);
+                RunAll(c => { task.Description = c.Name; task.Increment(1); });
+            });
+        return rows;
+    }
 
     /// <summary>Our row, then the peer's (with the largest difference between the two outputs).</summary>
     public static IEnumerable<TimedResult> Compare(PerformanceCase c, CpuBackend ours, int threads, double seconds, MachineLimits limits)
@@ -27,5 +55,18 @@ internal static class PeerComparison
             TimedResult.Of(ours.Name, c, "f32", ourSeconds, limits, sizeof(float)),
             TimedResult.Of(PeerName, c, "f32", theirSeconds, limits, sizeof(float)) with { MaxDifference = difference },
         ];
+    }
+
+    /// <summary>The console table of (ours, peer) row pairs: times, rates, the ratio and the largest difference.</summary>
+    public static Table Table(IReadOnlyList<TimedResult> rows)
+    {
+        var table = new Table().AddColumns("case", "ours ms", "ours rate", "ORT ms", "ORT rate", "ours faster by", "max |diff|");
+        foreach (var pair in rows.Chunk(2))
+        {
+            var (us, them) = (pair[0], pair[1]);
+            table.AddRow(us.Case, us.Milliseconds.ToString("F3"), $"{us.Rate:F1} {us.Unit}", them.Milliseconds.ToString("F3"),
+                $"{them.Rate:F1} {them.Unit}", $"{them.Milliseconds / us.Milliseconds:F2}x", $"{them.MaxDifference:E1}");
+        }
+        return table;
     }
 }

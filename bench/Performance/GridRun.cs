@@ -16,24 +16,7 @@ internal static class GridRun
     {
         var limits = MachineLimitsCache.Get(settings.Threads);
         var ours = CpuBackend.Default;
-        var cases = GridCases.All();
-        var rows = new List<TimedResult>();
-        void RunAll(Action<PerformanceCase>? progress)
-        {
-            foreach (var c in cases)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                progress?.Invoke(c);
-                rows.AddRange(PeerComparison.Compare(c, ours, settings.Threads, settings.Seconds, limits));
-            }
-        }
-        if (settings.Json) RunAll(null);
-        else
-            AnsiConsole.Progress().AutoClear(true).HideCompleted(true).Start(p =>
-            {
-                var task = p.AddTask("grid", maxValue: cases.Count);
-                RunAll(c => { task.Description = c.Name; task.Increment(1); });
-            });
+        var rows = PeerComparison.CompareAll(GridCases.All(), ours, settings.Threads, settings.Seconds, limits, settings.Json, "grid", cancellationToken);
 
         var document = new ResultsDocument("grid", ResultsDocument.CpuModel(), ours.ResolvedIsa.ToString(), settings.Threads, limits.PeakGflops,
             limits.BandwidthGBs, rows);
@@ -47,11 +30,7 @@ internal static class GridRun
         AnsiConsole.MarkupLine($"[bold]bench run --grid[/]: {ours.Name} ({ours.ResolvedIsa}) vs ONNX Runtime {Markup.Escape(OnnxAttentionPeer.Version)}, " +
                                $"fp32, {settings.Threads} threads, {Markup.Escape(document.Cpu)}");
         AnsiConsole.MarkupLine($"measured limits: fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s, memory {limits.BandwidthGBs:F1} GB/s");
-        var table = new Table().AddColumns("case", "ours ms", "ours rate", "ORT ms", "ORT rate", "ours faster by");
-        foreach (var pair in rows.Chunk(2))
-            table.AddRow(pair[0].Case, pair[0].Milliseconds.ToString("F3"), $"{pair[0].Rate:F1} {pair[0].Unit}", pair[1].Milliseconds.ToString("F3"),
-                $"{pair[1].Rate:F1} {pair[1].Unit}", $"{pair[1].Milliseconds / pair[0].Milliseconds:F2}x");
-        AnsiConsole.Write(table);
+        AnsiConsole.Write(PeerComparison.Table(rows));
         foreach (var path in charts) AnsiConsole.MarkupLine($"wrote [green]{Markup.Escape(path)}[/]");
         if (settings.Markdown is not null) AnsiConsole.MarkupLine($"wrote [green]{Markup.Escape(settings.Markdown)}[/]");
         return 0;

@@ -31,7 +31,6 @@ public static class PackedAttention
         ReadOnlySpan<int> queryOffsets, ReadOnlySpan<int> keyOffsets, scoped in AttentionOptions options = default) where T : unmanaged
     {
         var shape = AttentionValidator.ValidatePacked(q, k, v, output, queryOffsets, keyOffsets, options);
-        float scale = AttentionValidator.ResolveScale(options, new AttentionShape(1, shape.QueryHeads, shape.KvHeads, 1, 1, shape.HeadDim, shape.ValueDim));
         var mask = options.Mask ?? Mask.None;
         var jobs = ArrayPool<CpuAttentionJob<T>>.Shared.Rent(shape.Sequences);
         try
@@ -59,7 +58,7 @@ public static class PackedAttention
                     jobs[count++] = new CpuAttentionJob<T>
                     {
                         Batch = 1, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads, QueryLength = queries, KeyLength = keys,
-                        HeadDim = shape.HeadDim, ValueDim = shape.ValueDim, Scale = scale, Band = mask.Resolve(queries, keys),
+                        HeadDim = shape.HeadDim, ValueDim = shape.ValueDim, Scale = shape.Scale, Band = mask.Resolve(queries, keys),
                         Q = new RawStrided4<T>(qBase + firstQuery * qs[0], 1, shape.QueryHeads, queries, shape.HeadDim, 0, qs[1], qs[0], qs[2]),
                         K = new RawStrided4<T>(kBase + firstKey * ks[0], 1, shape.KvHeads, keys, shape.HeadDim, 0, ks[1], ks[0], ks[2]),
                         V = new RawStrided4<T>(vBase + firstKey * vs[0], 1, shape.KvHeads, keys, shape.ValueDim, 0, vs[1], vs[0], vs[2]),
@@ -70,7 +69,8 @@ public static class PackedAttention
                     };
                 }
                 if (count > 0)
-                    CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<T>>(jobs, 0, count), CpuIsa.Auto, options.MaxDegreeOfParallelism ?? Environment.ProcessorCount);
+                    CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<T>>(jobs, 0, count), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
+                        options.MaxDegreeOfParallelism ?? Environment.ProcessorCount);
             }
         }
         finally

@@ -2,8 +2,8 @@ using System.Numerics.Tensors;
 
 namespace AttentionEngine;
 
-/// <summary>A validated packed call's sizes: heads, head dimensions and the sequence count.</summary>
-internal readonly record struct PackedShape(int QueryHeads, int KvHeads, int HeadDim, int ValueDim, int Sequences, int TotalQueries, int TotalKeys);
+/// <summary>A validated packed call: heads, head dimensions, the sequence count and token totals, and the resolved scale.</summary>
+internal readonly record struct PackedShape(int QueryHeads, int KvHeads, int HeadDim, int ValueDim, int Sequences, int TotalQueries, int TotalKeys, float Scale);
 
 public static partial class AttentionValidator
 {
@@ -47,7 +47,7 @@ public static partial class AttentionValidator
         int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
         if (threads < 1)
             throw new ArgumentException($"MaxDegreeOfParallelism is {threads}; expected at least 1 (or null for all cores).", "options.MaxDegreeOfParallelism");
-        _ = ResolveScale(options, new AttentionShape(1, ql[1], kl[1], 1, 1, ql[2], vl[2]));
+        float scale = ResolveScale(options, new AttentionShape(1, ql[1], kl[1], 1, 1, ql[2], vl[2]));
 
         CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
         var outputRegion = MemoryRegion.Of(output, "output");
@@ -64,7 +64,7 @@ public static partial class AttentionValidator
             lseRegion.ThrowIfOverlaps(MemoryRegion.Of(v, "v"), "options.Lse");
             lseRegion.ThrowIfOverlaps(outputRegion, "options.Lse");
         }
-        return new PackedShape(ql[1], kl[1], ql[2], vl[2], queryOffsets.Length - 1, ql[0], kl[0]);
+        return new PackedShape(ql[1], kl[1], ql[2], vl[2], queryOffsets.Length - 1, ql[0], kl[0], scale);
     }
 
     /// <summary>Cumulative sequence starts (FlashAttention's cu_seqlens): 0, then non-decreasing, ending at the tensor's tokens.</summary>

@@ -65,19 +65,9 @@ internal static unsafe class ElementConversion
         {
             for (; n <= count - Vector128<ushort>.Count; n += Vector128<ushort>.Count)
                 HalfWidening.Widen(Vector256.WidenLower(Vector128.Load(source + n).ToVector256Unsafe())).Store(destination + n);
-            if (n < count)
-            {
-                // The tail through the same vector arithmetic (a scalar (float)Half would quiet signalling NaNs differently).
-                ushort* tail = stackalloc ushort[Vector128<ushort>.Count];
-                float* widened = stackalloc float[Vector128<ushort>.Count];
-                new Span<ushort>(tail, Vector128<ushort>.Count).Clear();
-                Buffer.MemoryCopy(source + n, tail, (count - n) * sizeof(ushort), (count - n) * sizeof(ushort));
-                HalfWidening.Widen(Vector256.WidenLower(Vector128.Load(tail).ToVector256Unsafe())).Store(widened);
-                Buffer.MemoryCopy(widened, destination + n, (count - n) * sizeof(float), (count - n) * sizeof(float));
-            }
-            return;
         }
-        // Without 256-bit vectors: the same arithmetic one lane at a time, so every path widens NaNs alike.
+        // The tail, and machines without 256-bit vectors: the same arithmetic one lane at a time (a scalar (float)Half
+        // would quiet signalling NaNs, so two paths would disagree on NaN payloads).
         for (; n < count; n++) destination[n] = HalfWidening.Widen(Vector128.CreateScalar((uint)source[n])).ToScalar();
     }
 }
