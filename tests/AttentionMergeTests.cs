@@ -203,6 +203,19 @@ public class AttentionMergeTests
     }
 
     [Fact]
+    public void Wide_rows_past_the_stack_accumulator_merge_too()
+    {
+        // Dv above 512 takes a heap accumulator instead of the stack one.
+        const int dv = 700;
+        var outputs = new float[2 * dv];
+        for (int x = 0; x < dv; x++) (outputs[x], outputs[dv + x]) = (x, -x + 2);
+        var merged = new float[dv];
+        AttentionMerge.Merge(new ReadOnlyTensorSpan<float>(outputs, [2, 1, 1, 1, dv], []), new ReadOnlyTensorSpan<float>(new[] { 1f, 1f }, [2, 1, 1, 1], []),
+            new TensorSpan<float>(merged, [1, 1, 1, dv], []));
+        Assert.All(merged, x => Assert.Equal(1f, x));
+    }
+
+    [Fact]
     public void Garbage_LSEs_of_parts_that_count_propagate_as_NaN()
     {
         foreach (float bad in new[] { float.NaN, float.PositiveInfinity })

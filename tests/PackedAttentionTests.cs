@@ -101,6 +101,84 @@ public unsafe class PackedAttentionTests
         return dense;
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Keys_no_row_can_see_change_no_bit(bool half)
+    {
+        if (half) CheckHiddenKeys<Half>(); else CheckHiddenKeys<float>();
+    }
+
+    /// <summary>
+    /// Top-left causal with more keys than queries hides every key past a sequence's last query from all its rows, and
+    /// a sequence without queries reads none of its keys: NaN, ±infinity and 1e30 there change no bit of any output or
+    /// LSE (tile sequences, decode-shaped ones, and the float copies f16 takes).
+    /// </summary>
+    private static void CheckHiddenKeys<T>() where T : unmanaged
+    {
+        int[] queryOffsets = [0, 40, 43, 43, 120];
+        int[] keyOffsets = [0, 70, 80, 95, 200];
+        var rng = new Random(5);
+        using var q = Packed<T>(rng, queryOffsets[^1], 4, 32, headMajor: false);
+        using var k = Packed<T>(rng, keyOffsets[^1], 2, 32, headMajor: false);
+        using var v = Packed<T>(rng, keyOffsets[^1], 2, 32, headMajor: true);
+        using var clean = NativeTensor<T>.Zeros(queryOffsets[^1], 4, 32);
+        using var poisoned = NativeTensor<T>.Zeros(queryOffsets[^1], 4, 32);
+        using var cleanLse = NativeTensor<float>.Zeros(4, queryOffsets[^1]);
+        using var poisonedLse = NativeTensor<float>.Zeros(4, queryOffsets[^1]);
+        PackedAttention.Forward<T>(q, k, v, clean, queryOffsets, keyOffsets, new AttentionOptions { Mask = Mask.Causal(), Lse = cleanLse });
+        double[] poisons = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, 1e30];
+        int count = 0;
+        for (int s = 0; s < queryOffsets.Length - 1; s++)
+        {
+            int queries = queryOffsets[s + 1] - queryOffsets[s];
+            for (int key = keyOffsets[s] + queries; key < keyOffsets[s + 1]; key++, count++)
+            for (int h = 0; h < 2; h++)
+            for (int x = 0; x < 32; x++)
+            {
+                k[key, h, x] = ElementTypes.FromDouble<T>(poisons[rng.Next(poisons.Length)]);
+                v[key, h, x] = ElementTypes.FromDouble<T>(poisons[rng.Next(poisons.Length)]);
+            }
+        }
+        Assert.True(count > 50, $"only {count} keys poisoned");
+        PackedAttention.Forward<T>(q, k, v, poisoned, queryOffsets, keyOffsets, new AttentionOptions { Mask = Mask.Causal(), Lse = poisonedLse });
+        Assert.True(clean.ToArray().AsSpan().SequenceEqual(poisoned.ToArray()), "a hidden key changed the output");
+        Assert.True(cleanLse.ToArray().AsSpan().SequenceEqual(poisonedLse.ToArray()), "a hidden key changed the LSE");
+    }
+
+    [Fact]
+    public void The_longest_key_sequence_the_validator_accepts_runs()
+    {
+        // K and V broadcast along the tokens (stride 0): 2^31 − 1 keys for one sequence; a bottom-right window of 3 keys
+        // puts the work at the very end of the key counter's range.
+        const int keys = int.MaxValue;
+        float[] kv = [0.5f, 7f];
+        var k = new ReadOnlyTensorSpan<float>(kv, 0, [keys, 1, 1], [0, 0, 0]);
+        var v = new ReadOnlyTensorSpan<float>(kv, 1, [keys, 1, 1], [0, 0, 0]);
+        using var q = NativeTensor<float>.Zeros(1, 1, 1);
+        using var output = NativeTensor<float>.Zeros(1, 1, 1);
+        using var lse = NativeTensor<float>.Zeros(1, 1);
+        PackedAttention.Forward<float>(q, k, v, output, [0, 1], [0, keys],
+            new AttentionOptions { Mask = Mask.SlidingWindow(2, 0, CausalAlignment.BottomRight), Lse = lse });
+        Assert.Equal(7f, output[0, 0, 0]);
+        Assert.Equal(MathF.Log(3), lse[0, 0], 1e-6f);
+    }
+
+    [Fact]
+    public void More_rows_than_the_kernels_count_are_refused_by_name()
+    {
+        float[] one = [1f];
+        using var q = NativeTensor<float>.Zeros(4, 2, 1);
+        using var output = NativeTensor<float>.Zeros(4, 2, 1);
+        var error = Assert.Throws<ArgumentException>(() =>
+        {
+            var broadcast = new ReadOnlyTensorSpan<float>(one, 0, [int.MaxValue, 2, 1], [0, 0, 0]);
+            PackedAttention.Forward<float>(q, broadcast, broadcast, output, [0, 4], [0, int.MaxValue]);
+        });
+        Assert.Equal("k", error.ParamName);
+        Assert.Contains("key rows (heads x tokens)", error.Message);
+    }
+
     [Fact]
     public void Bad_calls_name_the_offset_tensor_or_option()
     {

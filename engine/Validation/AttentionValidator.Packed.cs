@@ -27,9 +27,10 @@ public static partial class AttentionValidator
         if (ol[0] != ql[0]) throw new ArgumentException($"output dimension 0 (tokens) is {ol[0]}; expected {ql[0]} to match q.", "output");
         if (ol[1] != ql[1]) throw new ArgumentException($"output dimension 1 (heads) is {ol[1]}; expected {ql[1]} to match q.", "output");
         if (ol[2] != vl[2]) throw new ArgumentException($"output dimension 2 (headDim) is {ol[2]}; expected {vl[2]} to match v.", "output");
-        if ((long)ql[1] * ql[0] > int.MaxValue || (long)kl[1] * kl[0] > int.MaxValue)
-            throw new ArgumentException(
-                $"q has {ql[1]} heads x {ql[0]} tokens and k {kl[1]} x {kl[0]}; at most {int.MaxValue} rows (heads x tokens) each are supported.", "q");
+        if ((long)ql[1] * ql[0] > int.MaxValue)
+            throw new ArgumentException($"q has {ql[1]} heads x {ql[0]} tokens; at most {int.MaxValue} query rows (heads x tokens) are supported.", "q");
+        if ((long)kl[1] * kl[0] > int.MaxValue)
+            throw new ArgumentException($"k has {kl[1]} heads x {kl[0]} tokens; at most {int.MaxValue} key rows (heads x tokens) are supported.", "k");
 
         CheckOffsets(queryOffsets, ql[0], "queryOffsets", "q");
         CheckOffsets(keyOffsets, kl[0], "keyOffsets", "k");
