@@ -15,14 +15,19 @@ public class ReadmeTests
     /// The README block that starts with <paramref name="blockStart"/> (after its ```csharp line) equals the code between
     /// the <paramref name="marker"/>-begin and -end comments of tests/<paramref name="sourceFile"/>.
     /// </summary>
-    internal static void AssertBlockIsCompiledCode(string blockStart, string sourceFile, string marker)
+    internal static void AssertBlockIsCompiledCode(string blockStart, string sourceFile, string marker, string language = "csharp")
     {
         string readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
         string source = File.ReadAllText(FindSource(sourceFile));
-        int block = readme.IndexOf("```csharp\n" + blockStart, StringComparison.Ordinal);
+        int block = readme.IndexOf($"```{language}\n" + blockStart, StringComparison.Ordinal);
         Assert.True(block >= 0, $"the README's block starting '{blockStart}' is missing");
-        Assert.Equal(Dedent(Between(source, $"// {marker}-begin", $"// {marker}-end")), Dedent(Between(readme[block..], "```csharp", "```")));
+        Assert.Equal(Dedent(Between(source, $"// {marker}-begin", $"// {marker}-end")), Dedent(Between(readme[block..], $"```{language}", "```")));
     }
+
+    /// <summary>The README's C block is tests/c/readme_example.c's, which the C ABI's CMake build compiles and CI runs.</summary>
+    [Fact]
+    public void The_readme_c_example_is_the_code_ci_compiles() =>
+        AssertBlockIsCompiledCode("// q, k, v, out stored", Path.Combine("c", "readme_example.c"), "README:c", "c");
 
     internal static string Dedent(string block)
     {
