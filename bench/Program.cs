@@ -1,3 +1,4 @@
+using AttentionEngine.Bench.Abi;
 using AttentionEngine.Bench.Backward;
 using AttentionEngine.Bench.Bdn;
 using AttentionEngine.Bench.Cuda;
@@ -36,6 +37,9 @@ app.Configure(config =>
         .WithDescription("CUDA backend kernel time on device tensors (CUDA events), TFLOP/s; compare with bench/gpu/sdpa.py (PyTorch SDPA) via bench/gpu/compare.py.")
         .WithExample("cuda", "--json")
         .WithExample("cuda", "--shapes", "B4 H16 N4096 D128 causal", "--dtype", "bf16");
+    config.AddCommand<AbiCommand>("abi")
+        .WithDescription("The C ABI's cost: the same problems through Attention.Forward and through ae_forward of the published NativeAOT library, alternating, in one process.")
+        .WithExample("abi", "--threads", "2", "--library", "out/native/libattention_engine.so");
     config.AddCommand<PlotCommand>("plot")
         .WithDescription("PNG charts of `run --json` / `peers --json` results: rate against sequence length per backend, with the machine limit.")
         .WithExample("plot", "charts", "--input", "run.json", "--input", "peers.json");
