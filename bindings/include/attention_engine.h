@@ -174,10 +174,21 @@ typedef struct {
 } ae_options;
 
 static inline ae_options ae_options_default(void) {
-  ae_options options = {0};
+  ae_options options;
   options.struct_size = (uint32_t)sizeof(ae_options);
+  options.mask = AE_MASK_NONE;
+  options.alignment = AE_ALIGN_TOP_LEFT;
+  options.has_scale = 0;
+  options.scale = 0.0f;
+  options.max_threads = 0;
   options.window_left = -1;
   options.window_right = -1;
+  options.bias = NULL;
+  options.keep_mask = NULL;
+  options.lse = NULL;
+  options.weights = NULL;
+  options.backend = AE_BACKEND_AUTO;
+  options.reserved = 0;
   return options;
 }
 
@@ -190,7 +201,9 @@ AE_API const char* ae_version(void);
 AE_API uint32_t ae_abi_version(void);
 
 /* AE_OK when a caller compiled with this header can use the library; AE_ERROR_ABI_MISMATCH (and the reason) when
-   the ABI versions or the struct sizes differ. Call it once, through AE_CHECK_ABI(). */
+   the ABI versions differ, DLTensor's size differs, or the caller's ae_options is smaller than the library's. A larger
+   ae_options (a newer header that appended fields) passes: each call then refuses a set field the library does not
+   know. Call it once, through AE_CHECK_ABI(). */
 AE_API ae_status ae_check_abi(uint32_t abi_version, size_t options_size, size_t dltensor_size);
 #define AE_CHECK_ABI() ae_check_abi(AE_ABI_VERSION, sizeof(ae_options), sizeof(DLTensor))
 

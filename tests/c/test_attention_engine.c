@@ -1,6 +1,7 @@
 /* The C ABI's test: forward over every mask kind and dtype against a naive float64 attention written here, backward
    spot checks, every error status, and concurrent calls from pthreads giving the same bits as serial ones.
    Prints "c abi: N passed, M failed" last; exits nonzero when anything failed. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <pthread.h>
 
 #include "test_helpers.h"
@@ -383,10 +384,19 @@ static void check_errors(void) {
   expect_status(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &bad_options), AE_ERROR_UNSUPPORTED_DTYPE, "options->lse has dtype float16", "float16 LSE");
   CHECK(unchanged(&x.out, 7.0), "a rejected call wrote its output");
 
+  /* A valid call a backend cannot honour: the environment forces a CPU vector path this library cannot run. */
+  setenv("ATTENTION_CPU_ISA", "no-such-path", 1);
+  expect_status(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &o), AE_ERROR_NOT_SUPPORTED, "ATTENTION_CPU_ISA", "an unknown forced CPU path");
+  unsetenv("ATTENTION_CPU_ISA");
+  CHECK(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &o) == AE_OK, "the call works again without the variable: %s", ae_last_error());
+  tensor_fill(&x.out, 7.0);
+
   /* ABI checks */
   CHECK(AE_CHECK_ABI() == AE_OK, "AE_CHECK_ABI failed: %s", ae_last_error());
   expect_status(ae_check_abi(AE_ABI_VERSION + 1, sizeof(ae_options), sizeof(DLTensor)), AE_ERROR_ABI_MISMATCH, "ABI version", "a future ABI version");
   expect_status(ae_check_abi(AE_ABI_VERSION, sizeof(ae_options) - 8, sizeof(DLTensor)), AE_ERROR_ABI_MISMATCH, "ae_options", "a smaller ae_options");
+  CHECK(ae_check_abi(AE_ABI_VERSION, sizeof(ae_options) + 8, sizeof(DLTensor)) == AE_OK, "a newer header's larger ae_options should pass the check");
+  expect_status(ae_check_abi(AE_ABI_VERSION, sizeof(ae_options), sizeof(DLTensor) + 8), AE_ERROR_ABI_MISMATCH, "DLTensor", "a different DLTensor");
   CHECK(ae_abi_version() == AE_ABI_VERSION, "ae_abi_version is %u, header says %d", ae_abi_version(), AE_ABI_VERSION);
   CHECK(strcmp(ae_status_name(AE_ERROR_NOT_SUPPORTED), "AE_ERROR_NOT_SUPPORTED") == 0, "ae_status_name");
   CHECK(strcmp(ae_status_name((ae_status)99), "AE_UNKNOWN_STATUS") == 0, "ae_status_name of an unknown status");
