@@ -4,7 +4,7 @@ namespace AttentionEngine;
 
 /// <summary>
 /// Anything that computes an attention forward. Implement it to check your own kernel with
-/// <see cref="Testing.AttentionInvariants"/> and <see cref="Testing.ToleranceRule"/> exactly as ours are checked.
+/// AttentionEngine.Testing's AttentionInvariants and ToleranceRule exactly as ours are checked.
 /// </summary>
 public interface IAttentionForward
 {
