@@ -8,18 +8,51 @@ namespace AttentionEngine;
 /// </summary>
 public static class Attention
 {
-    // Most preferred first: the automatic choice takes the first that is available and can serve the call. IlGpu is
-    // late: on a machine without a GPU it falls back to ILGPU's CPU simulator, which only Using(Backend.IlGpu) asks for.
-    // Cuda is last until its kernel has been verified on a GPU (it has only been compile-checked).
-    private static readonly AttentionBackend[] Preference = [CpuBackend.Default, ReferenceBackend.Instance, IlGpuBackend.Default, CudaBackend.Default];
+    // Most preferred first: the automatic choice takes the first that is available and can serve the call. Backends
+    // of other packages (IlGpu) register between the built-in CPU ones and Cuda: IlGpu falls back to ILGPU's CPU
+    // simulator on a machine without a GPU, which only Using(Backend.IlGpu) asks for, and Cuda is last until its kernel
+    // has been verified on a GPU (it has only been compile-checked). Replaced whole on registration, never mutated, so
+    // readers need no lock.
+    private static volatile AttentionBackend[] Preference = [CpuBackend.Default, ReferenceBackend.Instance, CudaBackend.Default];
+    private static readonly object RegistrationGate = new();
 
-    /// <summary>Every backend of this build, available or not.</summary>
+    /// <summary>The assembly-qualified type whose static constructor registers the IlGpu package's backend.</summary>
+    private const string IlGpuBackendType = "AttentionEngine.IlGpuBackend, AttentionEngine.IlGpu";
+
+    static Attention()
+    {
+        // The IlGpu backend lives in its own package (it brings ILGPU). When the application references it, its assembly
+        // is here to load and its backend joins the list; otherwise (and under NativeAOT, where ILGPU cannot run) the
+        // lookup finds nothing and the core goes on without it.
+        if (Type.GetType(IlGpuBackendType, throwOnError: false) is { } ilGpu)
+            System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(ilGpu.TypeHandle);
+    }
+
+    /// <summary>
+    /// Every backend of this build, available or not, in the automatic choice's order: Cpu, Reference, the backends of
+    /// referenced packages (IlGpu, from AttentionEngine.IlGpu), Cuda.
+    /// </summary>
     public static IReadOnlyList<AttentionBackend> Backends => Preference;
 
     /// <summary>A specific backend.</summary>
     public static AttentionBackend Using(Backend backend) =>
         Array.Find(Preference, b => b.Kind == backend)
-        ?? throw new ArgumentOutOfRangeException(nameof(backend), backend, $"Unknown backend; this build has {string.Join(", ", Preference.Select(b => b.Kind))}.");
+        ?? throw new ArgumentOutOfRangeException(nameof(backend), backend,
+            $"Unknown backend; this build has {string.Join(", ", Preference.Select(b => b.Kind))}." +
+            (backend == Backend.IlGpu ? " The IlGpu backend comes with the AttentionEngine.IlGpu package: reference it." : ""));
+
+    /// <summary>Adds a backend of another package to the automatic choice, before Cuda; a second registration of the same backend does nothing.</summary>
+    internal static void Register(AttentionBackend backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        lock (RegistrationGate)
+        {
+            var current = Preference;
+            if (Array.IndexOf(current, backend) >= 0) return;
+            int cuda = Array.IndexOf(current, CudaBackend.Default);
+            Preference = [.. current[..cuda], backend, .. current[cuda..]];
+        }
+    }
 
     /// <summary>
     /// Computes attention with the best backend that is available and can serve the call.

@@ -22,12 +22,20 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
     /// <summary>CUDA if present, else OpenCL, else the CPU accelerator. Opened on first use.</summary>
     public static IlGpuBackend Default { get; } = new(IlGpuDeviceKind.Auto);
 
+    // Referencing this package is what puts the backend into Attention's automatic choice: the core looks this type up
+    // by name when it starts, and this constructor registers it (also when the application touches this type first).
+    static IlGpuBackend() => Attention.Register(Default);
+
     public IlGpuBackend(IlGpuDeviceKind device)
     {
         if (!Enum.IsDefined(device)) throw new ArgumentOutOfRangeException(nameof(device), device, "Unknown ILGPU device kind.");
         Device = device;
         _session = new(() =>
         {
+            // ILGPU compiles kernels from IL at run time (Reflection.Emit): under NativeAOT it cannot, and its own failure
+            // is an opaque type-initializer error. Say so instead.
+            if (!RuntimeFeature.IsDynamicCodeSupported)
+                return (null, "ILGPU compiles kernels at run time, which this process (NativeAOT, no dynamic code) cannot do; use the Cpu or Cuda backend");
             try { return (IlGpuSession.Open(device), null); }
             catch (Exception e) when (e is InvalidOperationException or NotSupportedException or DllNotFoundException or TypeInitializationException)
             {

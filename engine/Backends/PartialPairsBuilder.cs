@@ -1,11 +1,10 @@
-using AttentionEngine.Kernels.IlGpu;
 
 namespace AttentionEngine;
 
 /// <summary>
 /// For a block mask whose functor holds managed references (and so cannot be a kernel argument): evaluates the functor
 /// on the host, on the pairs of partial blocks only, for every (batch, head) of the call, in the layout
-/// <see cref="PartialBlockPairs"/> reads.
+/// the ILGPU and CUDA kernels read (see PartialBlockPairs in the IlGpu backend).
 /// </summary>
 internal static class PartialPairsBuilder
 {
