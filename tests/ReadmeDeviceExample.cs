@@ -14,7 +14,7 @@ internal static class ReadmeDeviceExample
         using var dv = DeviceTensor<Half>.CopyOf(gpu, hostV);
         using var dout = DeviceTensor<Half>.Zeros(gpu, 1, 8, 128, 64);
         using var dlse = DeviceTensor<float>.Zeros(gpu, 1, 8, 128);
-        using var stream = CudaStream.Create();                              // AttentionEngine.Bindings.Cuda
+        using var stream = CudaStream.Create();
         CudaBackend.Default.Forward(dq, dk, dv, dout, new AttentionOptions { Mask = Mask.Causal() }, dlse, stream);
         stream.Synchronize();                                                // or keep queueing work on it
         dout.CopyTo(hostOutput);

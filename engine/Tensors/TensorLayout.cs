@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace AttentionEngine;
 
 /// <summary>
@@ -69,6 +71,72 @@ public static class TensorLayout
     {
         var result = strides.ToArray();
         for (int d = 0; d < result.Length; d++) if (lengths[d] == 1) result[d] = 0;
+        return result;
+    }
+
+    /// <summary>
+    /// A tensor span over memory you already have, with the lengths and strides (in elements) it is laid out with: a
+    /// [B, S, H, D] buffer seen as logical [B, H, S, D] (strides from <see cref="Permuted"/>), a KV cache with spare
+    /// capacity (the sequence stride of the full buffer), one head of a packed QKV buffer. System.Numerics.Tensors
+    /// refuses a length-1 dimension with a nonzero stride ("outside the provided memory") although that stride is never
+    /// used: such strides become 0 here. Stride 0 on a longer dimension broadcasts it (read-only use).
+    /// </summary>
+    /// <exception cref="ArgumentException">a stride count, negative length or stride, memory shorter than the layout
+    /// reaches, or a layout under which distinct elements share memory; the message names it and the values.</exception>
+    public static TensorSpan<T> View<T>(Span<T> memory, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    {
+        var spanStrides = ViewStrides(lengths, strides, memory.Length);
+        return new TensorSpan<T>(memory, lengths, spanStrides);
+    }
+
+    /// <summary>A read-only <see cref="View{T}(Span{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/>.</summary>
+    public static ReadOnlyTensorSpan<T> ReadOnlyView<T>(ReadOnlySpan<T> memory, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    {
+        var spanStrides = ViewStrides(lengths, strides, memory.Length);
+        return new ReadOnlyTensorSpan<T>(memory, lengths, spanStrides);
+    }
+
+    /// <summary>
+    /// <see cref="View{T}(Span{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/> over native memory of
+    /// <paramref name="elementCount"/> elements at <paramref name="memory"/> (the caller keeps it alive while the span is used).
+    /// </summary>
+    public static unsafe TensorSpan<T> View<T>(T* memory, nint elementCount, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides) where T : unmanaged
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(elementCount);
+        if (memory is null && elementCount != 0) throw new ArgumentNullException(nameof(memory), $"memory is null but elementCount is {elementCount}.");
+        var spanStrides = ViewStrides(lengths, strides, elementCount);
+        return new TensorSpan<T>(memory, elementCount, lengths, spanStrides);
+    }
+
+    /// <summary>The strides a view hands System.Numerics.Tensors, after the checks that make its refusal impossible.</summary>
+    private static nint[] ViewStrides(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides, nint available)
+    {
+        if (strides.Length != lengths.Length)
+            throw new ArgumentException($"strides has {strides.Length} entries; expected {lengths.Length}, one per dimension.", nameof(strides));
+        var result = new nint[lengths.Length];
+        bool broadcast = false;
+        for (int d = 0; d < lengths.Length; d++)
+        {
+            if (lengths[d] < 0)
+                throw new ArgumentOutOfRangeException(nameof(lengths), $"Dimension {d} has length {lengths[d]}; lengths must not be negative.");
+            if (strides[d] < 0)
+                throw new ArgumentOutOfRangeException(nameof(strides), $"Dimension {d} has stride {strides[d]}; strides must not be negative.");
+            result[d] = lengths[d] <= 1 ? 0 : strides[d];
+            broadcast |= lengths[d] > 1 && strides[d] == 0;
+        }
+        nint needed = StorageLength(lengths, result);
+        if (needed > available)
+            throw new ArgumentException(
+                $"Lengths [{string.Join(", ", lengths.ToArray())}] with strides [{string.Join(", ", strides.ToArray())}] reach {needed} elements; the memory holds {available}.", "memory");
+        // Broadcast dimensions aside, no two elements may share memory (System.Numerics.Tensors' rule).
+        Span<nint> kept = lengths.Length <= 16 ? stackalloc nint[lengths.Length] : new nint[lengths.Length];
+        Span<nint> keptStrides = lengths.Length <= 16 ? stackalloc nint[lengths.Length] : new nint[lengths.Length];
+        int count = 0;
+        for (int d = 0; d < lengths.Length; d++)
+            if (!(broadcast && result[d] == 0)) { kept[count] = lengths[d]; keptStrides[count++] = result[d]; }
+        if (!IsNonOverlapping(kept[..count], keptStrides[..count]))
+            throw new ArgumentException(
+                $"Lengths [{string.Join(", ", lengths.ToArray())}] with strides [{string.Join(", ", strides.ToArray())}] make distinct elements share memory; only stride 0 (broadcast) may repeat an element.", nameof(strides));
         return result;
     }
 
