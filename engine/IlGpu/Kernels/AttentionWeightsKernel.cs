@@ -9,7 +9,7 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// see <see cref="IlGpuAttentionParams{TStorage}.RowMax"/>). Written to a contiguous
 /// [B, Hq, Lq, Lk] float buffer.
 /// </summary>
-public static class AttentionWeightsKernel
+internal static class AttentionWeightsKernel
 {
     public static void Run<TStorage, TCodec, TMask, TScore>(Index1D index, IlGpuAttentionParams<TStorage> p, TMask mask, TScore scoreMod,
         ArrayView<float> weights)

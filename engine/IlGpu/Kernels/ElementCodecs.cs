@@ -7,28 +7,28 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// 16 bits (ushort) and are converted with integer arithmetic, so every ILGPU backend (PTX, OpenCL, the CPU
 /// simulator) runs the same code without relying on a half type of its own.
 /// </summary>
-public interface IElementCodec<TStorage> where TStorage : unmanaged
+internal interface IElementCodec<TStorage> where TStorage : unmanaged
 {
     float Load(TStorage value);
     TStorage Store(float value);
 }
 
 /// <summary>float storage: no conversion.</summary>
-public readonly struct FloatCodec : IElementCodec<float>
+internal readonly struct FloatCodec : IElementCodec<float>
 {
     public float Load(float value) => value;
     public float Store(float value) => value;
 }
 
 /// <summary>IEEE binary16 bits; stores round to nearest even, overflow to ±infinity, NaN stays NaN.</summary>
-public readonly struct HalfCodec : IElementCodec<ushort>
+internal readonly struct HalfCodec : IElementCodec<ushort>
 {
     public float Load(ushort value) => HalfBits.ToFloat(value);
     public ushort Store(float value) => HalfBits.FromFloat(value);
 }
 
 /// <summary>bfloat16 bits (the top half of a float); stores round to nearest even, NaN stays NaN.</summary>
-public readonly struct BFloat16Codec : IElementCodec<ushort>
+internal readonly struct BFloat16Codec : IElementCodec<ushort>
 {
     public float Load(ushort value) => Interop.IntAsFloat((uint)value << 16);
 
@@ -41,7 +41,7 @@ public readonly struct BFloat16Codec : IElementCodec<ushort>
 }
 
 /// <summary>binary16 ⇄ float by bit manipulation (device code: no tables, no branches on lookup).</summary>
-public static class HalfBits
+internal static class HalfBits
 {
     public static float ToFloat(ushort h)
     {

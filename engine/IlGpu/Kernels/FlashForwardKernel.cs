@@ -15,7 +15,7 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// columns lane, lane + WarpSize, … (at most <see cref="MaxColumnsPerLane"/>).
 /// </para>
 /// </summary>
-public static class FlashForwardKernel
+internal static class FlashForwardKernel
 {
     /// <summary>Output columns one lane accumulates: Dv ≤ 256 with warps of at least 16 lanes.</summary>
     public const int MaxColumnsPerLane = 16;

@@ -8,7 +8,7 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// bias and keep-mask keep their broadcast shape [B|1, Hq|1, Lq|1, Lk] with stride 0 on broadcast dimensions.
 /// Absent tensors are one-element placeholders with their Has* flag off.
 /// </summary>
-public struct IlGpuAttentionParams<TStorage> where TStorage : unmanaged
+internal struct IlGpuAttentionParams<TStorage> where TStorage : unmanaged
 {
     public int Batch, QueryHeads, KvHeads, QueryLength, KeyLength, HeadDim, ValueDim;
     public float Scale;

@@ -12,7 +12,7 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// One ILGPU context and accelerator, and the kernels loaded on it (each specialisation compiled once). Disposing it
 /// releases the accelerator and every buffer still on it.
 /// </summary>
-public sealed class IlGpuSession : IDisposable
+internal sealed class IlGpuSession : IDisposable
 {
     // GPU-like shape for the CPU accelerator: 32-lane warps and 2 warps per group exercise the same warp reductions
     // and shared-memory sharing across warps as a GPU (each simulated thread is an OS thread, so groups stay small).

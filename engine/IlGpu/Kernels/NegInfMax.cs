@@ -7,7 +7,7 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// Max with −infinity as identity: ILGPU.Algorithms' MaxFloat uses float.MinValue, which would turn a row whose keys
 /// are all hidden (every score −infinity) into a finite maximum.
 /// </summary>
-public readonly struct NegInfMax : IScanReduceOperation<float>
+internal readonly struct NegInfMax : IScanReduceOperation<float>
 {
     public string CLCommand => "max";
     public float Identity => float.NegativeInfinity;
@@ -16,7 +16,7 @@ public readonly struct NegInfMax : IScanReduceOperation<float>
 }
 
 /// <summary>Sum with 0 as identity (spelled out beside <see cref="NegInfMax"/> so both reductions read alike).</summary>
-public readonly struct FloatSum : IScanReduceOperation<float>
+internal readonly struct FloatSum : IScanReduceOperation<float>
 {
     public string CLCommand => "add";
     public float Identity => 0f;

@@ -8,7 +8,7 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// band, the keep-mask, a bias other than −infinity and the block mask (empty hides, full shows, partial asks the mask
 /// functor) all allow it.
 /// </summary>
-public static class PairRules
+internal static class PairRules
 {
     private const byte Empty = 0, Full = 2;
 

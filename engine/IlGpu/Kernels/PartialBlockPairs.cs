@@ -8,7 +8,7 @@ namespace AttentionEngine.Kernels.IlGpu;
 /// other pairs) and this mask reads the answers back: memory is one byte per pair of a partial block, never Lq × Lk
 /// unless every block is partial.
 /// </summary>
-public struct PartialBlockPairs : IMaskMod
+internal struct PartialBlockPairs : IMaskMod
 {
     /// <summary>Per block (same index as the block kinds): its slot in <see cref="Pairs"/>, or −1 when not partial.</summary>
     public ArrayView<int> Slots;
