@@ -5,7 +5,7 @@ using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
 
-public static partial class AttentionValidator
+internal static partial class AttentionValidator
 {
     /// <summary>
     /// Checks a backward call: the forward part exactly as <see cref="Validate{T}"/> does (output as the saved

@@ -1,6 +1,6 @@
 namespace AttentionEngine;
 
-public static partial class AttentionValidator
+internal static partial class AttentionValidator
 {
     /// <summary>Checks a call on device tensors (see <see cref="CudaBackend.Forward{T}(DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, in AttentionOptions, DeviceTensor{float}?, Bindings.Cuda.CudaStream?)"/>).</summary>
     internal static DeviceAttentionCall<T> ValidateDevice<T>(

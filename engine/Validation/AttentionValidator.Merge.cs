@@ -5,7 +5,7 @@ namespace AttentionEngine;
 /// <summary>The shape of an LSE merge: parts, then [batch, heads, rows, Dv] of the merged result.</summary>
 internal readonly record struct MergeShape(int Parts, int Batch, int Heads, int Rows, int ValueDim);
 
-public static partial class AttentionValidator
+internal static partial class AttentionValidator
 {
     private static readonly string[] MergeDims = ["parts", "batch", "heads", "Lq", "Dv"];
 

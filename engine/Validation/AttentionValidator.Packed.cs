@@ -5,7 +5,7 @@ namespace AttentionEngine;
 /// <summary>A validated packed call: heads, head dimensions, the sequence count and token totals, and the resolved scale.</summary>
 internal readonly record struct PackedShape(int QueryHeads, int KvHeads, int HeadDim, int ValueDim, int Sequences, int TotalQueries, int TotalKeys, float Scale);
 
-public static partial class AttentionValidator
+internal static partial class AttentionValidator
 {
     private static readonly string[] PackedDims = ["tokens", "heads", "headDim"];
 

@@ -8,7 +8,7 @@ namespace AttentionEngine;
 /// The one validation path of every backend. Every rejection is an <see cref="ArgumentException"/> whose
 /// ParamName is the offending tensor and whose message names the dimension, the value seen and the value expected.
 /// </summary>
-public static partial class AttentionValidator
+internal static partial class AttentionValidator
 {
     private static readonly string[] InputDims = ["batch", "heads", "seq", "headDim"];
     private static readonly string[] MaskDims = ["batch", "heads", "queries", "keys"];

@@ -16,7 +16,7 @@ public enum CpuIsa
 }
 
 /// <summary>Resolves <see cref="CpuIsa.Auto"/> and checks a forced choice against the hardware.</summary>
-public static class CpuIsaSelection
+internal static class CpuIsaSelection
 {
     /// <summary>Environment variable that forces a path for <see cref="CpuIsa.Auto"/> (avx512, avx2, vector128).</summary>
     public const string EnvironmentVariable = "ATTENTION_CPU_ISA";

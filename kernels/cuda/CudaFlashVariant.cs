@@ -70,7 +70,7 @@ public readonly record struct CudaFlashVariant(int HeadDim, CudaElement Element)
 }
 
 /// <summary>kernels/cuda/strided_copy.cu: one image holding both element widths.</summary>
-public static class CudaStridedCopy
+internal static class CudaStridedCopy
 {
     public const int ThreadsPerBlock = 256;
 
@@ -89,7 +89,7 @@ public static class CudaStridedCopy
 }
 
 /// <summary>The CUDA C++ sources embedded in this assembly.</summary>
-public static class CudaKernelSources
+internal static class CudaKernelSources
 {
     public const string FlashForwardName = "flash_forward.cu";
     public const string StridedCopyName = "strided_copy.cu";
