@@ -163,3 +163,16 @@ public class FlexAttentionTests
         Values = ValueDistribution.Normal, DataSeed = 42,
     };
 }
+
+public class BlockMaskDrawingTests
+{
+    [Fact]
+    public void A_block_mask_draws_its_pattern()
+    {
+        // Causal over 256 x 256 in 64 x 64 blocks: full below the diagonal, partial on it, empty above.
+        var blocks = BlockMask.Create(BandMask.Causal(256, 256), batch: 1, heads: 1, queryLength: 256, keyLength: 256);
+        Assert.Equal("+...\n#+..\n##+.\n###+\n", blocks.Draw());
+        Assert.EndsWith("('#' full, '+' partial, '.' empty)\n+...\n#+..\n##+.\n###+\n", blocks.ToString());
+        Assert.StartsWith("BlockMask<BandMask>[1, 1, 4x64, 4x64] density 62.5", blocks.ToString());
+    }
+}

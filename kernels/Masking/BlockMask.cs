@@ -66,6 +66,30 @@ public sealed class BlockMask<TMask> where TMask : struct, IMaskMod
         return (counts, indices);
     }
 
-    public override string ToString() =>
-        $"BlockMask<{typeof(TMask).Name}>[{Batch}, {Heads}, {QueryBlocks}x{QueryBlock}, {KeyBlocks}x{KeyBlock}] density {Density:P1}";
+    /// <summary>
+    /// The block pattern of one (batch, head), a row per query block and a column per key block: '#' full, '+' partial,
+    /// '.' empty (batch and head clamp to 0 where the mask broadcasts, as in the indexer).
+    /// </summary>
+    public string Draw(int batch = 0, int head = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(batch);
+        ArgumentOutOfRangeException.ThrowIfNegative(head);
+        var text = new System.Text.StringBuilder(QueryBlocks * (KeyBlocks + 1));
+        for (int qb = 0; qb < QueryBlocks; qb++)
+        {
+            for (int kb = 0; kb < KeyBlocks; kb++)
+                text.Append(this[batch, head, qb, kb] switch { BlockKind.Full => '#', BlockKind.Partial => '+', _ => '.' });
+            text.Append('\n');
+        }
+        return text.ToString();
+    }
+
+    /// <summary>The sizes and density, then the block pattern of batch 0, head 0 when it is at most 64 blocks each way.</summary>
+    public override string ToString()
+    {
+        string summary = $"BlockMask<{typeof(TMask).Name}>[{Batch}, {Heads}, {QueryBlocks}x{QueryBlock}, {KeyBlocks}x{KeyBlock}] density {Density:P1}";
+        return QueryBlocks <= 64 && KeyBlocks <= 64
+            ? $"{summary} ('#' full, '+' partial, '.' empty)\n{Draw()}"
+            : $"{summary} ({QueryBlocks}x{KeyBlocks} blocks: Draw(batch, head) for the pattern)";
+    }
 }
