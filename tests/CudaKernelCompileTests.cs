@@ -10,19 +10,21 @@ namespace AttentionEngine.Tests;
 /// </summary>
 public class CudaKernelCompileTests
 {
-    public static TheoryData<int, CudaElement, string> Variants()
+    // The element travels by name: CudaElement is internal to the engine, and theory parameters must be public types.
+    public static TheoryData<int, string, string> Variants()
     {
-        var data = new TheoryData<int, CudaElement, string>();
+        var data = new TheoryData<int, string, string>();
         foreach (var variant in CudaFlashVariant.All)
         foreach (var architecture in new[] { "sm_80", "sm_90" })
-            data.Add(variant.HeadDim, variant.Element, architecture);
+            data.Add(variant.HeadDim, variant.Element.ToString(), architecture);
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Variants))]
-    public void Flash_forward_compiles_for_every_variant(int headDim, CudaElement element, string architecture)
+    public void Flash_forward_compiles_for_every_variant(int headDim, string elementName, string architecture)
     {
+        var element = Enum.Parse<CudaElement>(elementName);
         if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
         var variant = new CudaFlashVariant(headDim, element);
         var output = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(architecture));

@@ -7,7 +7,7 @@ using AttentionEngine.Kernels.Tensors;
 namespace AttentionEngine;
 
 /// <summary>
-/// The hand-written CUDA flash forward (kernels/cuda/flash_forward.cu: mma.sync tensor cores, ldmatrix, cp.async) on
+/// The hand-written CUDA flash forward (kernels/Cuda/flash_forward.cu: mma.sync tensor cores, ldmatrix, cp.async) on
 /// the first GPU. Half and BFloat16 storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32
 /// accuracy); head dimensions up to 256 (other than 32/64/96/128/256 zero-padded);
 /// causal and sliding-window bands, bias, keep-mask, block masks, GQA, Lq ≠ Lk, Dv ≠ D, LSE, any strides (host

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the CUDA emulator, <out>/libcuda-emulator.so: a stand-in for libcuda.so.1 that runs our CUDA kernels on the
-# CPU (fake_driver.cpp, cta_runtime.cpp), with every kernel variant compiled from kernels/cuda as C++ (-DAE_EMULATE).
+# CPU (fake_driver.cpp, cta_runtime.cpp), with every kernel variant compiled from kernels/Cuda as C++ (-DAE_EMULATE).
 # The test project runs this before it builds; the CUDA backend's tests use the library where no GPU is present.
 # Without g++ or off x86-64 Linux it builds nothing and says so; those tests then skip with the reason.
 set -uo pipefail
@@ -32,12 +32,12 @@ for head_dim in 32 64 96 128 256; do
     f32=0; [ "$element" = f32 ] && f32=1
     object="$objects/flash_forward_d${head_dim}_${element}.o"
     compile -x c++ -DAE_EMULATE -DAE_HEAD_DIM="$head_dim" -DAE_BF16="$bf16" -DAE_F32="$f32" -Dflash="flash_d${head_dim}_${element}" \
-      -c "$root/kernels/cuda/flash_forward.cu" -o "$object"
+      -c "$root/kernels/Cuda/flash_forward.cu" -o "$object"
     kernels+=("$object")
   done
 done
 
-compile -x c++ -DAE_EMULATE -c "$root/kernels/cuda/strided_copy.cu" -o "$objects/strided_copy.o"
+compile -x c++ -DAE_EMULATE -c "$root/kernels/Cuda/strided_copy.cu" -o "$objects/strided_copy.o"
 kernels+=("$objects/strided_copy.o")
 
 failed=0

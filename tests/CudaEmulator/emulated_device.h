@@ -1,4 +1,4 @@
-// CUDA's built-ins and the PTX warp operations our kernels use, for compiling kernels/cuda/*.cu as C++ on the CPU
+// CUDA's built-ins and the PTX warp operations our kernels use, for compiling kernels/Cuda/*.cu as C++ on the CPU
 // (-DAE_EMULATE). Every CUDA thread runs as a fiber (cta_runtime.cpp); warp operations meet at a warp barrier, where
 // each lane reads the other lanes' operands and computes its own result with the fragment layouts of the PTX ISA
 // ("Matrix Fragments for mma.m16n8k16 / m16n8k8", "ldmatrix"). cp.async copies are queued and land only when the

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace AttentionEngine;
 
-/// <summary>The host mirror of kernels/cuda/strided_copy.cu's CopyParams, field for field in the same order.</summary>
+/// <summary>The host mirror of kernels/Cuda/strided_copy.cu's CopyParams, field for field in the same order.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct CopyParams
 {

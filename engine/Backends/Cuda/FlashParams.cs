@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace AttentionEngine;
 
 /// <summary>
-/// The host mirror of kernels/cuda/flash_forward.cu's FlashParams, field for field in the same order (pointers, then
+/// The host mirror of kernels/Cuda/flash_forward.cu's FlashParams, field for field in the same order (pointers, then
 /// 64-bit, then 32-bit fields, so C's and .NET's sequential layouts agree without packing pragmas).
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]

@@ -3,7 +3,7 @@ using System.Reflection;
 namespace AttentionEngine.Kernels.Cuda;
 
 /// <summary>The storage element a CUDA kernel variant reads and writes.</summary>
-public enum CudaElement
+internal enum CudaElement
 {
     F16,
     BF16,
@@ -12,10 +12,10 @@ public enum CudaElement
 }
 
 /// <summary>
-/// One compiled form of kernels/cuda/flash_forward.cu: a native head dimension and an element type. Every other D up
+/// One compiled form of kernels/Cuda/flash_forward.cu: a native head dimension and an element type. Every other D up
 /// to 256 runs on the next native one, zero-padded by the host.
 /// </summary>
-public readonly record struct CudaFlashVariant(int HeadDim, CudaElement Element)
+internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Element)
 {
     /// <summary>The head dimensions compiled natively.</summary>
     public static IReadOnlyList<int> NativeHeadDims { get; } = [32, 64, 96, 128, 256];
@@ -69,7 +69,7 @@ public readonly record struct CudaFlashVariant(int HeadDim, CudaElement Element)
     public override string ToString() => $"flash_forward D{HeadDim} {Suffix}";
 }
 
-/// <summary>kernels/cuda/strided_copy.cu: one image holding both element widths.</summary>
+/// <summary>kernels/Cuda/strided_copy.cu: one image holding both element widths.</summary>
 internal static class CudaStridedCopy
 {
     public const int ThreadsPerBlock = 256;

@@ -10,7 +10,7 @@ namespace AttentionEngine.Kernels.Cuda;
 /// ~/.cache/attention-engine/cuda. Files are written to a temporary name and renamed, so concurrent processes never
 /// read a half-written image; an unreadable cache only costs a recompile.
 /// </summary>
-public sealed class CudaCompileCache(string directory)
+internal sealed class CudaCompileCache(string directory)
 {
     public static CudaCompileCache Default { get; } = new(DefaultDirectory());
 
