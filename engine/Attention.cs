@@ -34,23 +34,59 @@ public static class Attention
     /// </summary>
     public static IReadOnlyList<AttentionBackend> Backends => Preference;
 
-    /// <summary>A specific backend.</summary>
-    public static AttentionBackend Using(Backend backend) =>
-        Array.Find(Preference, b => b.Kind == backend)
-        ?? throw new ArgumentOutOfRangeException(nameof(backend), backend,
-            $"Unknown backend; this build has {string.Join(", ", Preference.Select(b => b.Kind))}." +
-            (backend == Backend.IlGpu ? " The IlGpu backend comes with the AttentionEngine.IlGpu package: reference it." : ""));
+    /// <summary>A specific built-in backend (custom ones are found by name: <see cref="Using(string)"/>).</summary>
+    public static AttentionBackend Using(Backend backend)
+    {
+        if (backend == Backend.Custom)
+            throw new ArgumentOutOfRangeException(nameof(backend), backend, "Custom backends are found by name: Attention.Using(string name).");
+        return Array.Find(Preference, b => b.Kind == backend)
+            ?? throw new ArgumentOutOfRangeException(nameof(backend), backend,
+                $"Unknown backend; this build has {string.Join(", ", Preference.Select(b => b.Kind))}." +
+                (backend == Backend.IlGpu ? " The IlGpu backend comes with the AttentionEngine.IlGpu package: reference it." : ""));
+    }
 
-    /// <summary>Adds a backend of another package to the automatic choice, before Cuda; a second registration of the same backend does nothing.</summary>
-    internal static void Register(AttentionBackend backend)
+    /// <summary>A backend by its <see cref="AttentionBackend.Name"/> (case-insensitive): built-in or registered.</summary>
+    public static AttentionBackend Using(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return Array.Find(Preference, b => b.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
+            ?? throw new ArgumentException($"No backend is named '{name}'; this process has {string.Join(", ", Preference.Select(b => b.Name))}.", nameof(name));
+    }
+
+    /// <summary>
+    /// Adds a backend (your own <see cref="AttentionBackend"/> subclass, or another package's) to <see cref="Backends"/>
+    /// and the automatic choice, after Cpu, Reference and earlier registrations and before Cuda. The automatic choice
+    /// takes the first backend that is available and can serve a call, so a registered one serves what those before it
+    /// cannot; ask for it by name with <see cref="Using(string)"/>. Registering the same instance again does nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException">another backend already has this one's name.</exception>
+    public static void Register(AttentionBackend backend)
     {
         ArgumentNullException.ThrowIfNull(backend);
         lock (RegistrationGate)
         {
             var current = Preference;
             if (Array.IndexOf(current, backend) >= 0) return;
+            if (Array.Find(current, b => b.Name.Equals(backend.Name, StringComparison.OrdinalIgnoreCase)) is { } taken)
+                throw new ArgumentException($"A backend named '{taken.Name}' is already registered ({taken.GetType().FullName}); give this one another Name.", nameof(backend));
             int cuda = Array.IndexOf(current, CudaBackend.Default);
             Preference = [.. current[..cuda], backend, .. current[cuda..]];
+        }
+    }
+
+    /// <summary>Removes a registered backend; false when it was not registered. Built-in backends cannot be removed.</summary>
+    /// <exception cref="ArgumentException">a built-in backend (Cpu, Reference, Cuda).</exception>
+    public static bool Unregister(AttentionBackend backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        if (backend == CpuBackend.Default || backend == ReferenceBackend.Instance || backend == CudaBackend.Default)
+            throw new ArgumentException($"{backend.Name} is built in and cannot be unregistered.", nameof(backend));
+        lock (RegistrationGate)
+        {
+            var current = Preference;
+            if (Array.IndexOf(current, backend) < 0) return false;
+            Preference = [.. current.Where(b => b != backend)];
+            return true;
         }
     }
 

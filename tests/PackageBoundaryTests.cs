@@ -26,7 +26,8 @@ public class PackageBoundaryTests
     [Fact]
     public void A_referenced_IlGpu_package_registers_its_backend_before_Cuda()
     {
-        var kinds = Attention.Backends.Select(b => b.Kind).ToList();
+        // Custom backends another test registers for a moment are not this test's business.
+        var kinds = Attention.Backends.Where(b => b.Kind != Backend.Custom).Select(b => b.Kind).ToList();
         Assert.Equal([Backend.Cpu, Backend.Reference, Backend.IlGpu, Backend.Cuda], kinds);
         Assert.Same(IlGpuBackend.Default, Attention.Using(Backend.IlGpu));
     }

@@ -9,9 +9,11 @@ namespace AttentionEngine;
 /// </summary>
 public abstract class AttentionBackend : IAttentionForward
 {
-    public abstract Backend Kind { get; }
+    /// <summary>Which built-in backend this is; <see cref="Backend.Custom"/> (the default) for one from another library.</summary>
+    public virtual Backend Kind => Backend.Custom;
 
-    public virtual string Name => Kind.ToString();
+    /// <summary>The backend's name: the kind for built-in ones, the class name for custom ones unless they override it.</summary>
+    public virtual string Name => Kind == Backend.Custom ? GetType().Name : Kind.ToString();
 
     /// <summary>Why this backend cannot run on this machine (no GPU, no driver...), or null when it can.</summary>
     public virtual string? UnavailableReason => null;

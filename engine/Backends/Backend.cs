@@ -14,4 +14,11 @@ public enum Backend
 
     /// <summary>Hand-written CUDA C++ on tensor cores (sm_80+), compiled by NVRTC at first use or loaded from the CMake fatbins.</summary>
     Cuda,
+
+    /// <summary>
+    /// A backend from another library: an <see cref="AttentionBackend"/> subclass that does not override
+    /// <see cref="AttentionBackend.Kind"/>. Its <see cref="AttentionBackend.Name"/> identifies it
+    /// (<see cref="Attention.Using(string)"/>).
+    /// </summary>
+    Custom,
 }
