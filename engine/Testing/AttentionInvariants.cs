@@ -24,9 +24,16 @@ public static class AttentionInvariants
 
     /// <summary>Runs every invariant; <paramref name="seed"/> drives the random choices (permutation, row, constants).</summary>
     public static IReadOnlyList<InvariantReport> CheckAll<T>(IAttentionForward candidate, AttentionProblem<T> problem, int seed)
+        where T : unmanaged => CheckAll(candidate, problem, Baseline.Of(problem), seed);
+
+    /// <summary>
+    /// Every invariant against a <see cref="Baseline"/> the caller already computed for this problem (the oracle and the
+    /// naive results are the expensive part of a case: compute them once).
+    /// </summary>
+    public static IReadOnlyList<InvariantReport> CheckAll<T>(IAttentionForward candidate, AttentionProblem<T> problem, Baseline baseline, int seed)
         where T : unmanaged
     {
-        var baseline = Baseline.Of(problem);
+        ArgumentNullException.ThrowIfNull(baseline);
         return
         [
             KeyValuePermutation(candidate, problem, baseline, seed),

@@ -34,7 +34,7 @@ public static class CaseVerifier
         var lse = ToleranceRule.Check<float>(result.Lse, baseline.Oracle.Lse, baseline.Naive.Lse, baseline.ScoreRounding.Lse);
         if (!output.Passed) failures.Add($"output {output}");
         if (!lse.Passed) failures.Add($"LSE {lse}");
-        foreach (var report in AttentionInvariants.CheckAll(backend, problem, seed))
+        foreach (var report in AttentionInvariants.CheckAll(backend, problem, baseline, seed))
             if (!report.Passed) failures.Add(report.ToString());
         return new CaseVerdict(failures.Count == 0, Math.Max(output.Ratio, lse.Ratio), failures);
     }
