@@ -20,13 +20,8 @@ internal static unsafe class HostCalls
         if (options.Weights is not null) DLTensorViews.RequireDtype(options.Weights, "options->weights", DLDataTypeCode.Float, 32, "float32");
 
         var buffers = new LayoutBuffers(stackalloc nint[2 * DLTensorViews.MaxRank * 8]);
-        var managed = new AttentionOptions
+        var managed = Managed(options, ref buffers) with
         {
-            Scale = options.Scale,
-            Mask = options.Mask,
-            MaxDegreeOfParallelism = options.MaxThreads,
-            Bias = DLTensorViews.Optional<float>(options.Bias, "options->bias", buffers.Take(), buffers.Take()),
-            KeepMask = DLTensorViews.Optional<bool>(options.KeepMask, "options->keep_mask", buffers.Take(), buffers.Take()),
             Lse = DLTensorViews.Optional<float>(options.Lse, "options->lse", buffers.Take(), buffers.Take()),
             Weights = DLTensorViews.Optional<float>(options.Weights, "options->weights", buffers.Take(), buffers.Take()),
         };
@@ -54,14 +49,7 @@ internal static unsafe class HostCalls
 
         var buffers = new LayoutBuffers(stackalloc nint[2 * DLTensorViews.MaxRank * 12]);
 
-        var managed = new AttentionOptions
-        {
-            Scale = options.Scale,
-            Mask = options.Mask,
-            MaxDegreeOfParallelism = options.MaxThreads,
-            Bias = DLTensorViews.Optional<float>(options.Bias, "options->bias", buffers.Take(), buffers.Take()),
-            KeepMask = DLTensorViews.Optional<bool>(options.KeepMask, "options->keep_mask", buffers.Take(), buffers.Take()),
-        };
+        var managed = Managed(options, ref buffers);
         ReadOnlyTensorSpan<T> qv = DLTensorViews.Span<T>(q, "q", buffers.Take(), buffers.Take());
         ReadOnlyTensorSpan<T> kv = DLTensorViews.Span<T>(k, "k", buffers.Take(), buffers.Take());
         ReadOnlyTensorSpan<T> vv = DLTensorViews.Span<T>(v, "v", buffers.Take(), buffers.Take());
@@ -76,6 +64,16 @@ internal static unsafe class HostCalls
         if (options.ManagedBackend is { } backend) backend.Backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, managed, dbv);
         else Attention.Backward(qv, kv, vv, ov, lv, dov, dqv, dkv, dvv, managed, dbv);
     }
+
+    /// <summary>The options forward and backward share: scale, mask, threads, and bias and keep-mask over host memory.</summary>
+    private static AttentionOptions Managed(in CallOptions options, ref LayoutBuffers buffers) => new()
+    {
+        Scale = options.Scale,
+        Mask = options.Mask,
+        MaxDegreeOfParallelism = options.MaxThreads,
+        Bias = DLTensorViews.Optional<float>(options.Bias, "options->bias", buffers.Take(), buffers.Take()),
+        KeepMask = DLTensorViews.Optional<bool>(options.KeepMask, "options->keep_mask", buffers.Take(), buffers.Take()),
+    };
 
     private static void RequireHost(DLTensor* tensor, string name) => DLTensorViews.RequireHost(tensor, name, HostOnly);
 

@@ -85,14 +85,16 @@ public static class TensorLayout
     /// reaches, or a layout under which distinct elements share memory; the message names it and the values.</exception>
     public static TensorSpan<T> View<T>(Span<T> memory, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {
-        var spanStrides = ViewStrides(lengths, strides, memory.Length);
+        Span<nint> spanStrides = lengths.Length <= 16 ? stackalloc nint[lengths.Length] : new nint[lengths.Length];
+        ViewStrides(lengths, strides, memory.Length, spanStrides);
         return new TensorSpan<T>(memory, lengths, spanStrides);
     }
 
     /// <summary>A read-only <see cref="View{T}(Span{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/>.</summary>
     public static ReadOnlyTensorSpan<T> ReadOnlyView<T>(ReadOnlySpan<T> memory, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
     {
-        var spanStrides = ViewStrides(lengths, strides, memory.Length);
+        Span<nint> spanStrides = lengths.Length <= 16 ? stackalloc nint[lengths.Length] : new nint[lengths.Length];
+        ViewStrides(lengths, strides, memory.Length, spanStrides);
         return new ReadOnlyTensorSpan<T>(memory, lengths, spanStrides);
     }
 
@@ -104,16 +106,19 @@ public static class TensorLayout
     {
         ArgumentOutOfRangeException.ThrowIfNegative(elementCount);
         if (memory is null && elementCount != 0) throw new ArgumentNullException(nameof(memory), $"memory is null but elementCount is {elementCount}.");
-        var spanStrides = ViewStrides(lengths, strides, elementCount);
+        Span<nint> spanStrides = lengths.Length <= 16 ? stackalloc nint[lengths.Length] : new nint[lengths.Length];
+        ViewStrides(lengths, strides, elementCount, spanStrides);
         return new TensorSpan<T>(memory, elementCount, lengths, spanStrides);
     }
 
-    /// <summary>The strides a view hands System.Numerics.Tensors, after the checks that make its refusal impossible.</summary>
-    private static nint[] ViewStrides(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides, nint available)
+    /// <summary>
+    /// The strides a view hands System.Numerics.Tensors (into <paramref name="result"/>), after the checks that make its
+    /// refusal impossible. Allocation-free: views are built per call.
+    /// </summary>
+    private static void ViewStrides(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides, nint available, Span<nint> result)
     {
         if (strides.Length != lengths.Length)
             throw new ArgumentException($"strides has {strides.Length} entries; expected {lengths.Length}, one per dimension.", nameof(strides));
-        var result = new nint[lengths.Length];
         bool broadcast = false;
         for (int d = 0; d < lengths.Length; d++)
         {
@@ -137,7 +142,6 @@ public static class TensorLayout
         if (!IsNonOverlapping(kept[..count], keptStrides[..count]))
             throw new ArgumentException(
                 $"Lengths [{string.Join(", ", lengths.ToArray())}] with strides [{string.Join(", ", strides.ToArray())}] make distinct elements share memory; only stride 0 (broadcast) may repeat an element.", nameof(strides));
-        return result;
     }
 
     /// <summary>The checks every tensor's layout passes: at least one dimension, lengths of at least 1, one stride per dimension, none negative.</summary>
