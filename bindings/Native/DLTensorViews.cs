@@ -76,6 +76,19 @@ internal static unsafe class DLTensorViews
             lengths[d] = (nint)length;
             empty |= length == 0;
         }
+        try
+        {
+            return Strides(tensor, name, rank, lengths, strides, empty, out span);
+        }
+        catch (OverflowException)
+        {
+            throw new ArgumentException($"{name}: shape [{string.Join(", ", lengths[..rank].ToArray())}] addresses more elements than a pointer can.", name);
+        }
+    }
+
+    /// <summary>The strides (given, or compact row-major) and the number of elements they span; overflow throws.</summary>
+    private static int Strides(DLTensor* tensor, string name, int rank, Span<nint> lengths, Span<nint> strides, bool empty, out nint span)
+    {
         if (tensor->Strides is null)
         {
             nint stride = 1;
@@ -140,6 +153,12 @@ internal static unsafe class DLTensorViews
         try
         {
             return new TensorSpan<T>(first, span, lengths[..rank], strides[..rank]);
+        }
+        catch (OverflowException)
+        {
+            // System.Numerics.Tensors sums lengths x strides in checked arithmetic of its own.
+            throw new ArgumentException(
+                $"{name}: shape [{string.Join(", ", lengths[..rank].ToArray())}] with strides [{string.Join(", ", strides[..rank].ToArray())}] addresses more elements than a pointer can.", name);
         }
         catch (ArgumentException)
         {

@@ -317,6 +317,13 @@ static void check_errors(void) {
   int64_t backwards[4] = {x.q.strides[0], x.q.strides[1], -x.q.strides[2], x.q.strides[3]};
   bad = x.q.t; bad.strides = backwards;
   expect_status(ae_forward(&bad, &x.k.t, &x.v.t, &x.out.t, &o), AE_ERROR_INVALID_ARGUMENT, "q.strides[2]", "negative stride");
+  /* sizes past what a pointer can address are refused before anything is read */
+  int64_t huge[4] = {1, 1, (int64_t)1 << 62, 16};
+  bad = x.q.t; bad.shape = huge; bad.strides = NULL;
+  expect_status(ae_forward(&bad, &x.k.t, &x.v.t, &x.out.t, &o), AE_ERROR_INVALID_ARGUMENT, "more elements than a pointer can", "a 2^66-element q");
+  int64_t huge_strides[4] = {(int64_t)1 << 61, (int64_t)1 << 61, 16, 1}, two_heads[4] = {1, 4, x.q.shape[2], x.q.shape[3]};
+  bad = x.q.t; bad.shape = two_heads; bad.strides = huge_strides;
+  expect_status(ae_forward(&bad, &x.k.t, &x.v.t, &x.out.t, &o), AE_ERROR_INVALID_ARGUMENT, "q", "strides past the address space");
   bad = x.q.t; bad.byte_offset = 2;
   expect_status(ae_forward(&bad, &x.k.t, &x.v.t, &x.out.t, &o), AE_ERROR_INVALID_ARGUMENT, "aligned", "misaligned byte_offset");
   int64_t overlapping[4] = {0, 0, 0, 1};
