@@ -126,11 +126,21 @@ public class CpuBackendBehaviourTests
         void Call() => CpuBackend.Default.Forward<float>(q, k, v, output,
             new AttentionOptions { Mask = mask, Lse = lse.AsTensorSpan(), MaxDegreeOfParallelism = 2 });
         for (int n = 0; n < 3; n++) Call(); // JIT, per-thread scratch, worker start
-        // This class runs alone (no parallel tests), so the process-wide counter measures these calls.
-        long before = GC.GetTotalAllocatedBytes(precise: true);
-        for (int n = 0; n < 20; n++) Call();
-        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
-        Assert.True(allocated == 0, $"20 calls allocated {allocated} managed bytes");
+        // The calling thread's own counter is exact: not one byte over every window. The pool's workers can only be
+        // seen through the process-wide counter, which the test host's own threads also move (it reports the last
+        // test's results while this one runs), so one of five windows of 20 calls must read zero: an allocation in
+        // our workers would show in every window, the host's is sporadic.
+        long callerBytes = 0, quietest = long.MaxValue;
+        for (int window = 0; window < 5 && quietest > 0; window++)
+        {
+            long callerBefore = GC.GetAllocatedBytesForCurrentThread();
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            for (int n = 0; n < 20; n++) Call();
+            quietest = Math.Min(quietest, GC.GetTotalAllocatedBytes(precise: true) - before);
+            callerBytes += GC.GetAllocatedBytesForCurrentThread() - callerBefore;
+        }
+        Assert.True(callerBytes == 0, $"the calling thread allocated {callerBytes} managed bytes");
+        Assert.True(quietest == 0, $"every window of 20 calls allocated managed bytes (the quietest {quietest})");
     }
 
     [Fact]
