@@ -2,6 +2,7 @@ using AttentionEngine.Bench.Abi;
 using AttentionEngine.Bench.Backward;
 using AttentionEngine.Bench.Bdn;
 using AttentionEngine.Bench.Cuda;
+using AttentionEngine.Bench.Gemm;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using AttentionEngine.Bench.Plotting;
@@ -33,6 +34,10 @@ app.Configure(config =>
     config.AddCommand<SparseCommand>("sparse")
         .WithDescription("Block-sparse attention: time against density, causal as a BlockMask vs built-in, BlockMask creation time.")
         .WithExample("sparse", "--threads", "2");
+    config.AddCommand<GemmCommand>("gemm")
+        .WithDescription("Our packed SIMD GEMM (MatMul) on projection shapes, fp32 and 16-bit weights, against the measured FMA peak and ONNX Runtime's Gemm in the same run.")
+        .WithExample("gemm", "--threads", "2")
+        .WithExample("gemm", "--shapes", "2048x1024x1024 linear", "--weights", "f32,bf16,f16");
     config.AddCommand<CudaCommand>("cuda")
         .WithDescription("CUDA backend kernel time on device tensors (CUDA events), TFLOP/s; compare with bench/gpu/sdpa.py (PyTorch SDPA) via bench/gpu/compare.py.")
         .WithExample("cuda", "--json")

@@ -83,7 +83,7 @@ public static class TensorLayout
     /// </summary>
     /// <exception cref="ArgumentException">a stride count, negative length or stride, memory shorter than the layout
     /// reaches, or a layout under which distinct elements share memory; the message names it and the values.</exception>
-    public static TensorSpan<T> View<T>(Span<T> memory, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    public static TensorSpan<T> View<T>(Span<T> memory, scoped ReadOnlySpan<nint> lengths, scoped ReadOnlySpan<nint> strides)
     {
         Span<nint> spanStrides = lengths.Length <= 16 ? stackalloc nint[lengths.Length] : new nint[lengths.Length];
         ViewStrides(lengths, strides, memory.Length, spanStrides);
@@ -91,7 +91,7 @@ public static class TensorLayout
     }
 
     /// <summary>A read-only <see cref="View{T}(Span{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/>.</summary>
-    public static ReadOnlyTensorSpan<T> ReadOnlyView<T>(ReadOnlySpan<T> memory, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
+    public static ReadOnlyTensorSpan<T> ReadOnlyView<T>(ReadOnlySpan<T> memory, scoped ReadOnlySpan<nint> lengths, scoped ReadOnlySpan<nint> strides)
     {
         Span<nint> spanStrides = lengths.Length <= 16 ? stackalloc nint[lengths.Length] : new nint[lengths.Length];
         ViewStrides(lengths, strides, memory.Length, spanStrides);
@@ -102,7 +102,7 @@ public static class TensorLayout
     /// <see cref="View{T}(Span{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/> over native memory of
     /// <paramref name="elementCount"/> elements at <paramref name="memory"/> (the caller keeps it alive while the span is used).
     /// </summary>
-    public static unsafe TensorSpan<T> View<T>(T* memory, nint elementCount, ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides) where T : unmanaged
+    public static unsafe TensorSpan<T> View<T>(T* memory, nint elementCount, scoped ReadOnlySpan<nint> lengths, scoped ReadOnlySpan<nint> strides) where T : unmanaged
     {
         ArgumentOutOfRangeException.ThrowIfNegative(elementCount);
         if (memory is null && elementCount != 0) throw new ArgumentNullException(nameof(memory), $"memory is null but elementCount is {elementCount}.");

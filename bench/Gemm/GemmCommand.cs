@@ -1,0 +1,87 @@
+using System.ComponentModel;
+using AttentionEngine.Bench.Peers;
+using AttentionEngine.Bench.Performance;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace AttentionEngine.Bench.Gemm;
+
+public sealed class GemmSettings : CommandSettings
+{
+    [CommandOption("--shapes <SHAPES>")]
+    [Description("Products separated by ';': MxNxK, optionally 'linear' (B as an [N, K] weight). Default: the issue's goal range.")]
+    public string Shapes { get; init; } = "1024x1024x1024 linear; 2048x2048x2048 linear; 4096x4096x4096 linear; 2048x2048x2048; 2048x3072x1024 linear";
+
+    [CommandOption("--weights <TYPES>")]
+    [Description("Element types of B (the weight), comma-separated: f32, bf16, f16. A and C are fp32. Default: f32,bf16.")]
+    public string Weights { get; init; } = "f32,bf16";
+
+    [CommandOption("--threads <T>")]
+    [Description("Threads for ours, the peer and the machine probes. Default: all cores.")]
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    [CommandOption("--seconds <S>")]
+    [Description("Minimum timed seconds per case (after 0.5 s of warm-up). Default: 1.")]
+    public double Seconds { get; init; } = 1;
+
+    [CommandOption("--no-peer")]
+    [Description("Skip ONNX Runtime's Gemm (timed on fp32 weights).")]
+    public bool NoPeer { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        try { _ = GemmCase.ParseList(Shapes); }
+        catch (FormatException e) { return ValidationResult.Error(e.Message); }
+        var bad = Weights.Split(',', StringSplitOptions.TrimEntries).Where(t => t is not ("f32" or "bf16" or "f16")).ToList();
+        return bad.Count > 0 ? ValidationResult.Error($"--weights takes f32, bf16, f16; got '{string.Join(", ", bad)}'.")
+            : Threads < 1 ? ValidationResult.Error($"--threads must be at least 1; got {Threads}.")
+            : Seconds <= 0 ? ValidationResult.Error($"--seconds must be positive; got {Seconds}.")
+            : ValidationResult.Success();
+    }
+}
+
+/// <summary>
+/// `bench gemm`: our packed GEMM (<see cref="MatMul"/>) on the projection shapes, against the machine's measured FMA
+/// peak and, in the same run, ONNX Runtime's Gemm (MLAS sgemm) on the same fp32 memory.
+/// </summary>
+internal sealed class GemmCommand : Command<GemmSettings>
+{
+    public override int Execute(CommandContext context, GemmSettings settings, CancellationToken cancellationToken)
+    {
+        var limits = MachineLimitsCache.Get(settings.Threads);
+        AnsiConsole.MarkupLine($"[bold]bench gemm[/]: {settings.Threads} threads, {Markup.Escape(ResultsDocument.CpuModel())}, {CpuBackend.Default.ResolvedIsa}");
+        AnsiConsole.MarkupLine($"measured fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s; A and C fp32, B as listed; FLOPs = 2·M·N·K");
+        var table = new Table().AddColumns("case", "B", "ms", "rate", "of peak", "ONNX Runtime ms", "ours / ORT speed");
+        foreach (var c in GemmCase.ParseList(settings.Shapes))
+            foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var (seconds, peerSeconds) = type switch
+                {
+                    "bf16" => Time<BFloat16>(c, settings),
+                    "f16" => Time<Half>(c, settings),
+                    _ => Time<float>(c, settings),
+                };
+                double gflops = c.Flops / seconds / 1e9;
+                table.AddRow(c.Name, type, $"{seconds * 1e3:F2}", $"{gflops:F1} GFLOP/s", $"{gflops / limits.PeakGflops:P0}",
+                    peerSeconds is double p ? $"{p * 1e3:F2}" : "", peerSeconds is double q ? $"{q / seconds:F2}x" : "");
+            }
+        AnsiConsole.Write(table);
+        if (!settings.NoPeer) AnsiConsole.MarkupLine($"peer: ONNX Runtime {OnnxAttentionPeer.Version} Gemm (fp32 B only)");
+        return 0;
+    }
+
+    private static (double Ours, double? Peer) Time<TB>(GemmCase c, GemmSettings settings) where TB : unmanaged
+    {
+        using var a = TensorRandom.Create<float>(1, ValueDistribution.Normal, c.M, c.K);
+        using var b = c.Linear ? TensorRandom.Create<TB>(2, ValueDistribution.Normal, c.N, c.K) : TensorRandom.Create<TB>(2, ValueDistribution.Normal, c.K, c.N);
+        using var y = NativeTensor<float>.Zeros(c.M, c.N);
+        int threads = settings.Threads;
+        double ours = c.Linear
+            ? Timing.MedianSeconds(() => MatMul.Linear<float, TB, float>(a.AsTensorSpan(), b.AsTensorSpan(), y.AsTensorSpan(), maxDegreeOfParallelism: threads), settings.Seconds)
+            : Timing.MedianSeconds(() => MatMul.Multiply<float, TB, float>(a.AsTensorSpan(), b.AsTensorSpan(), y.AsTensorSpan(), maxDegreeOfParallelism: threads), settings.Seconds);
+        if (settings.NoPeer || typeof(TB) != typeof(float)) return (ours, null);
+        using var peer = new OnnxGemmPeer(c, a, (NativeTensor<float>)(object)b, y, threads);
+        return (ours, Timing.MedianSeconds(peer.Run, settings.Seconds));
+    }
+}
