@@ -29,6 +29,13 @@ internal readonly ref struct MatrixView<T>
         return new(ref tensor.GetPinnableReference(), tensor.Lengths[0], tensor.Lengths[1], tensor.Strides[0], tensor.Strides[1]);
     }
 
+    /// <summary>A view from its parts (memory the caller has pinned or owns natively).</summary>
+    public static MatrixView<T> Over(ref T origin, nint rows, nint columns, nint rowStride, nint columnStride) =>
+        new(ref origin, rows, columns, rowStride, columnStride);
+
+    /// <summary>Rows [first, first + count).</summary>
+    public MatrixView<T> RowRange(nint first, nint count) => new(ref Unsafe.Add(ref Origin, first * RowStride), count, Columns, RowStride, ColumnStride);
+
     public MatrixView<T> Transposed() => new(ref Origin, Columns, Rows, ColumnStride, RowStride);
 
     public string Shape => $"[{Rows}, {Columns}]";

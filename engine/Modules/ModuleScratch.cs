@@ -1,0 +1,29 @@
+using AttentionEngine.Bindings.Memory;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// A thread's float buffers for module forward calls (projections, attention output, gates), grown when a call needs
+/// more and kept between calls: a steady stream of layer calls allocates no managed memory, and concurrent calls on
+/// one module, from different threads, never share a buffer.
+/// </summary>
+internal sealed unsafe class ModuleScratch
+{
+    [ThreadStatic] private static ModuleScratch? _current;
+    private AlignedMemoryHandle? _memory;
+    private nuint _capacity;
+
+    /// <summary>This thread's scratch, with room for at least <paramref name="floats"/> floats.</summary>
+    public static float* Rent(long floats)
+    {
+        var scratch = _current ??= new ModuleScratch();
+        nuint needed = (nuint)Math.Max(16, floats);
+        if (needed > scratch._capacity)
+        {
+            scratch._memory?.Dispose();
+            scratch._memory = AlignedMemoryHandle.Allocate(needed * sizeof(float));
+            scratch._capacity = needed;
+        }
+        return (float*)scratch._memory!.DangerousGetHandle();
+    }
+}
