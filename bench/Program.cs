@@ -3,6 +3,7 @@ using AttentionEngine.Bench.Backward;
 using AttentionEngine.Bench.Bdn;
 using AttentionEngine.Bench.Cuda;
 using AttentionEngine.Bench.Gemm;
+using AttentionEngine.Bench.Layer;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using AttentionEngine.Bench.Plotting;
@@ -38,6 +39,10 @@ app.Configure(config =>
         .WithDescription("Our packed SIMD GEMM (MatMul) on projection shapes, fp32 and 16-bit weights, against the measured FMA peak and ONNX Runtime's Gemm in the same run.")
         .WithExample("gemm", "--threads", "2")
         .WithExample("gemm", "--shapes", "2048x1024x1024 linear", "--weights", "f32,bf16,f16");
+    config.AddCommand<LayerCommand>("layer")
+        .WithDescription("A MultiHeadAttention layer forward (projections + attention + output projection) against the measured FMA peak and the same layer as an ONNX Runtime graph.")
+        .WithExample("layer", "--threads", "2")
+        .WithExample("layer", "--shapes", "B1 S2048 E1024 H16 KV4 causal", "--weights", "bf16");
     config.AddCommand<CudaCommand>("cuda")
         .WithDescription("CUDA backend kernel time on device tensors (CUDA events), TFLOP/s; compare with bench/gpu/sdpa.py (PyTorch SDPA) via bench/gpu/compare.py.")
         .WithExample("cuda", "--json")

@@ -8,7 +8,7 @@ namespace AttentionEngine.Bench.Gemm;
 /// </summary>
 internal static class OnnxGemmModel
 {
-    private const int ElementFloat = 1, AttributeInt = 2;
+    private const int AttributeInt = 2;
 
     public static byte[] Build(GemmCase c) => new ProtoWriter()
         .Int(1, 8) // ir_version 8 (opset 13)
@@ -22,19 +22,9 @@ internal static class OnnxGemmModel
                 node.Message(5, a => a.String(1, "transB").Int(3, c.Linear ? 1 : 0).Int(20, AttributeInt));
             });
             graph.String(2, "gemm");
-            graph.Message(11, v => Tensor(v, "A", c.M, c.K));
-            graph.Message(11, v => Tensor(v, "B", c.Linear ? c.N : c.K, c.Linear ? c.K : c.N));
-            graph.Message(12, v => Tensor(v, "Y", c.M, c.N));
+            graph.Message(11, v => OnnxValueInfo.Float(v, "A", c.M, c.K));
+            graph.Message(11, v => OnnxValueInfo.Float(v, "B", c.Linear ? c.N : c.K, c.Linear ? c.K : c.N));
+            graph.Message(12, v => OnnxValueInfo.Float(v, "Y", c.M, c.N));
         })
         .ToArray();
-
-    private static void Tensor(ProtoWriter valueInfo, string name, params int[] dims) =>
-        valueInfo.String(1, name).Message(2, type => type.Message(1, tensor =>
-        {
-            tensor.Int(1, ElementFloat);
-            tensor.Message(2, shape =>
-            {
-                foreach (int dim in dims) shape.Message(1, d => d.Int(1, dim));
-            });
-        }));
 }

@@ -1,3 +1,4 @@
+using AttentionEngine.Bench.Peers;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
@@ -15,25 +16,13 @@ internal sealed unsafe class OnnxGemmPeer : IDisposable
 
     public OnnxGemmPeer(GemmCase c, NativeTensor<float> a, NativeTensor<float> b, NativeTensor<float> y, int threads)
     {
-        using var options = new SessionOptions
-        {
-            IntraOpNumThreads = threads, InterOpNumThreads = 1,
-            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-        };
+        using var options = OrtTensors.Options(threads);
         _session = new InferenceSession(OnnxGemmModel.Build(c), options);
-        _inputs = [Wrap(a), Wrap(b)];
-        _outputs = [Wrap(y)];
+        _inputs = [OrtTensors.Wrap(a), OrtTensors.Wrap(b)];
+        _outputs = [OrtTensors.Wrap(y)];
     }
 
     public void Run() => _session.Run(_runOptions, InputNames, _inputs, OutputNames, _outputs);
-
-    private static OrtValue Wrap(NativeTensor<float> tensor)
-    {
-        long[] shape = tensor.Lengths.ToArray().Select(l => (long)l).ToArray();
-        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, shape,
-            (nint)tensor.Pointer, checked((long)tensor.StorageLength * sizeof(float)));
-    }
 
     public void Dispose()
     {

@@ -8,7 +8,6 @@ namespace AttentionEngine.Bench.Peers;
 /// </summary>
 internal static class OnnxAttentionModel
 {
-    private const int ElementFloat = 1;
     private const int AttributeFloat = 1, AttributeInt = 2;
 
     public static byte[] Build(PerformanceCase c, float scale)
@@ -27,23 +26,11 @@ internal static class OnnxAttentionModel
                     node.Message(5, a => a.String(1, "scale").Float(2, scale).Int(20, AttributeFloat));
                 });
                 graph.String(2, "attention");
-                graph.Message(11, v => Tensor(v, "Q", c.Batch, c.Heads, c.QueryLength, c.HeadDim));
-                graph.Message(11, v => Tensor(v, "K", c.Batch, c.KvHeads, c.KeyLength, c.HeadDim));
-                graph.Message(11, v => Tensor(v, "V", c.Batch, c.KvHeads, c.KeyLength, c.HeadDim));
-                graph.Message(12, v => Tensor(v, "Y", c.Batch, c.Heads, c.QueryLength, c.HeadDim));
+                graph.Message(11, v => OnnxValueInfo.Float(v, "Q", c.Batch, c.Heads, c.QueryLength, c.HeadDim));
+                graph.Message(11, v => OnnxValueInfo.Float(v, "K", c.Batch, c.KvHeads, c.KeyLength, c.HeadDim));
+                graph.Message(11, v => OnnxValueInfo.Float(v, "V", c.Batch, c.KvHeads, c.KeyLength, c.HeadDim));
+                graph.Message(12, v => OnnxValueInfo.Float(v, "Y", c.Batch, c.Heads, c.QueryLength, c.HeadDim));
             });
         return model.ToArray();
-    }
-
-    private static void Tensor(ProtoWriter valueInfo, string name, params int[] dims)
-    {
-        valueInfo.String(1, name).Message(2, type => type.Message(1, tensor =>
-        {
-            tensor.Int(1, ElementFloat);
-            tensor.Message(2, shape =>
-            {
-                foreach (int dim in dims) shape.Message(1, d => d.Int(1, dim));
-            });
-        }));
     }
 }

@@ -19,28 +19,16 @@ internal sealed unsafe class OnnxAttentionPeer : IDisposable
 
     public OnnxAttentionPeer(PerformanceCase c, CaseTensors<float> tensors, NativeTensor<float> output, int threads)
     {
-        using var options = new SessionOptions
-        {
-            IntraOpNumThreads = threads, InterOpNumThreads = 1,
-            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-        };
+        using var options = OrtTensors.Options(threads);
         _session = new InferenceSession(OnnxAttentionModel.Build(c, 1 / MathF.Sqrt(c.HeadDim)), options);
-        _inputs = [Wrap(tensors.Q), Wrap(tensors.K), Wrap(tensors.V)];
-        _outputs = [Wrap(output)];
+        _inputs = [OrtTensors.Wrap(tensors.Q), OrtTensors.Wrap(tensors.K), OrtTensors.Wrap(tensors.V)];
+        _outputs = [OrtTensors.Wrap(output)];
     }
 
     /// <summary>The ONNX Runtime version that runs the peer.</summary>
     public static string Version => OrtEnv.Instance().GetVersionString();
 
     public void Run() => _session.Run(_runOptions, InputNames, _inputs, OutputNames, _outputs);
-
-    private static OrtValue Wrap(NativeTensor<float> tensor)
-    {
-        long[] shape = tensor.Lengths.ToArray().Select(l => (long)l).ToArray();
-        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, shape,
-            (nint)tensor.Pointer, checked((long)tensor.StorageLength * sizeof(float)));
-    }
 
     public void Dispose()
     {

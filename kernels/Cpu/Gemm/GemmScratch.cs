@@ -6,7 +6,8 @@ namespace AttentionEngine.Kernels.Cpu.Gemm;
 /// <summary>
 /// One thread's GEMM buffers, carved from one aligned native block and kept between calls (a steady stream of
 /// products allocates nothing): the packed A block, the packed B block of its task, the float tile of C when C is not
-/// written in place (16-bit or strided output), one micro-tile for the edges, and the task's bias in float.
+/// written in place (16-bit or strided output), one micro-tile for the edges, the task's bias in float, and
+/// 16-bit runs widened for the transposing packers.
 /// </summary>
 internal sealed unsafe class GemmScratch
 {
@@ -18,6 +19,7 @@ internal sealed unsafe class GemmScratch
     public float* Tile;
     public float* Edge;
     public float* Bias;
+    public float* Widened;
 
     /// <summary>This thread's scratch (per nesting depth), sized for a task tile of <paramref name="tileRows"/> x <paramref name="tileColumns"/>.</summary>
     public static GemmScratch For(int microRows, int microColumns, int tileRows, int tileColumns, bool needsTile)
@@ -30,12 +32,13 @@ internal sealed unsafe class GemmScratch
     private void Ensure(int microRows, int microColumns, int tileRows, int tileColumns, bool needsTile)
     {
         static nuint Round(long floats) => (nuint)((floats + 15) / 16 * 16); // 64-byte aligned regions
-        nuint a = Round((long)GemmBlocking.RoundUp(GemmBlocking.MC, microRows) * GemmBlocking.KC);
+        nuint a = Round((long)GemmBlocking.RoundUp(GemmBlocking.MC, microRows) * GemmBlocking.KC + GemmPacking.PanelSlack);
         nuint b = Round((long)tileColumns * GemmBlocking.KC);
         nuint tile = needsTile ? Round((long)tileRows * tileColumns) : 0;
         nuint edge = Round((long)microRows * microColumns);
         nuint bias = Round(tileColumns);
-        nuint total = a + b + tile + edge + bias;
+        nuint widening = Round(GemmPacking.WideningFloats);
+        nuint total = a + b + tile + edge + bias + widening;
         if (total > _capacity)
         {
             _memory?.Dispose();
@@ -48,5 +51,6 @@ internal sealed unsafe class GemmScratch
         Tile = at + a + b;
         Edge = at + a + b + tile;
         Bias = Edge + edge;
+        Widened = Bias + bias;
     }
 }

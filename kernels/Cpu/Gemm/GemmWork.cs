@@ -70,11 +70,11 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
         {
             int kc = Math.Min(GemmBlocking.KC, job.K - k0);
             bool accumulate = k0 > 0;
-            GemmPacking.PackB(job.B, k0, kc, column0, columns, NR, scratch.PackedB);
+            GemmPacking.PackB(job.B, k0, kc, column0, columns, NR, scratch.PackedB, scratch.Widened);
             for (int i0 = 0; i0 < rows; i0 += GemmBlocking.MC)
             {
                 int mc = Math.Min(GemmBlocking.MC, rows - i0);
-                GemmPacking.PackA(job.A, row0 + i0, mc, k0, kc, MR, scratch.PackedA);
+                GemmPacking.PackA(job.A, row0 + i0, mc, k0, kc, MR, scratch.PackedA, scratch.Widened);
                 for (int j = 0; j < columns; j += NR)
                 {
                     float* panelB = scratch.PackedB + (nint)j * kc;

@@ -1,0 +1,135 @@
+using System.ComponentModel;
+using System.Numerics.Tensors;
+using AttentionEngine.Bench.Peers;
+using AttentionEngine.Bench.Performance;
+using AttentionEngine.Kernels;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace AttentionEngine.Bench.Layer;
+
+public sealed class LayerSettings : CommandSettings
+{
+    [CommandOption("--shapes <SHAPES>")]
+    [Description("Layer cases separated by ';', e.g. 'B1 S2048 E1024 H16 KV4 causal'. Default: the issue's goal cases.")]
+    public string Shapes { get; init; } = "B1 S2048 E1024 H16; B1 S2048 E1024 H16 KV4; B1 S2048 E1024 H16 causal";
+
+    [CommandOption("--weights <TYPES>")]
+    [Description("Weight element types, comma-separated: f32, bf16 (activations fp32). Default: f32,bf16.")]
+    public string Weights { get; init; } = "f32,bf16";
+
+    [CommandOption("--threads <T>")]
+    [Description("Threads for ours, the peer and the machine probes. Default: all cores.")]
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    [CommandOption("--seconds <S>")]
+    [Description("Minimum timed seconds per case and round (after 0.5 s of warm-up). Default: 1.")]
+    public double Seconds { get; init; } = 1;
+
+    [CommandOption("--no-peer")]
+    [Description("Skip the ONNX Runtime graph (timed with fp32 weights).")]
+    public bool NoPeer { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        try { _ = LayerCase.ParseList(Shapes); }
+        catch (FormatException e) { return ValidationResult.Error(e.Message); }
+        var bad = Weights.Split(',', StringSplitOptions.TrimEntries).Where(t => t is not ("f32" or "bf16")).ToList();
+        return bad.Count > 0 ? ValidationResult.Error($"--weights takes f32, bf16; got '{string.Join(", ", bad)}'.")
+            : Threads < 1 ? ValidationResult.Error($"--threads must be at least 1; got {Threads}.")
+            : Seconds <= 0 ? ValidationResult.Error($"--seconds must be positive; got {Seconds}.")
+            : ValidationResult.Success();
+    }
+}
+
+/// <summary>
+/// `bench layer`: a <see cref="MultiHeadAttention{TWeight}"/> forward (projections + attention + output projection)
+/// against the measured FMA peak and, in the same run and on the same fp32 weights and input, the layer as an ONNX
+/// Runtime graph (MatMul/Add projections and the Attention operator). Two alternating rounds; each side's better median.
+/// </summary>
+internal sealed class LayerCommand : Command<LayerSettings>
+{
+    public override int Execute(CommandContext context, LayerSettings settings, CancellationToken cancellationToken)
+    {
+        var limits = MachineLimitsCache.Get(settings.Threads);
+        AnsiConsole.MarkupLine($"[bold]bench layer[/]: {settings.Threads} threads, {Markup.Escape(ResultsDocument.CpuModel())}, {CpuBackend.Default.ResolvedIsa}");
+        AnsiConsole.MarkupLine($"measured fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s; fp32 activations; FLOPs = projections + 4·S·keys·D per head");
+        var table = new Table().AddColumns("case", "weights", "ms", "rate", "of peak", "ONNX Runtime ms", "ours / ORT speed", "max |diff|");
+        foreach (var c in LayerCase.ParseList(settings.Shapes))
+            foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var r = type == "bf16" ? Time<BFloat16>(c, settings) : Time<float>(c, settings);
+                double gflops = c.Flops / r.Ours / 1e9;
+                table.AddRow(c.Name, type, $"{r.Ours * 1e3:F1}", $"{gflops:F1} GFLOP/s", $"{gflops / limits.PeakGflops:P0}",
+                    r.Peer is double p ? $"{p * 1e3:F1}" : "", r.Peer is double q ? $"{q / r.Ours:F2}x" : "", r.MaxDifference is double d ? $"{d:G2}" : "");
+            }
+        AnsiConsole.Write(table);
+        if (!settings.NoPeer) AnsiConsole.MarkupLine($"peer: ONNX Runtime {OnnxAttentionPeer.Version}, MatMul/Add projections + Attention (opset 23), fp32 weights only");
+        return 0;
+    }
+
+    private sealed record Timed(double Ours, double? Peer, double? MaxDifference);
+
+    private static Timed Time<TWeight>(LayerCase c, LayerSettings settings) where TWeight : unmanaged
+    {
+        int e = c.EmbedDim, hd = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;
+        var random = new Random(42);
+        float[] Matrix(int rows, int columns) => Enumerable.Range(0, rows * columns).Select(_ => (float)((random.NextDouble() * 2 - 1) / Math.Sqrt(columns))).ToArray();
+        float[] Vector(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5) / 10).ToArray();
+        // Weights rounded to TWeight once, so both sides multiply the same values.
+        float[] Round(float[] values) => values.Select(x => ElementTypes.ToSingle(ElementTypes.FromSingle<TWeight>(x))).ToArray();
+        var (wq, wk, wv, wo) = (Round(Matrix(hd, e)), Round(Matrix(kv, e)), Round(Matrix(kv, e)), Round(Matrix(e, hd)));
+        var (bq, bk, bv, bo) = (Round(Vector(hd)), Round(Vector(kv)), Round(Vector(kv)), Round(Vector(e)));
+        TWeight[] W(float[] values) => values.Select(ElementTypes.FromSingle<TWeight>).ToArray();
+
+        using var layer = new MultiHeadAttention<TWeight>(new MultiHeadAttentionConfig { EmbedDim = e, Heads = c.Heads, KvHeads = c.KvHeads });
+        layer.Load(new ReadOnlyTensorSpan<TWeight>(W(wq), [hd, e], []), new ReadOnlyTensorSpan<TWeight>(W(wk), [kv, e], []),
+            new ReadOnlyTensorSpan<TWeight>(W(wv), [kv, e], []), new ReadOnlyTensorSpan<TWeight>(W(wo), [e, hd], []), W(bq), W(bk), W(bv), W(bo));
+        using var x = TensorRandom.Create<float>(7, ValueDistribution.Normal, c.Batch, c.Length, e);
+        using var y = NativeTensor<float>.Zeros(c.Batch, c.Length, e);
+        var mask = c.Causal ? Mask.Causal() : null;
+        int threads = settings.Threads;
+        void Ours() => layer.Forward<float>(x.AsReadOnlyTensorSpan(), y.AsTensorSpan(), new MultiHeadAttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads });
+        if (settings.NoPeer || typeof(TWeight) != typeof(float))
+            return new Timed(Timing.MedianSeconds(Ours, settings.Seconds), null, null);
+
+        NativeTensor<float> Tensor(float[] values, params nint[] lengths)
+        {
+            var t = NativeTensor<float>.Zeros(lengths);
+            values.CopyTo(t.Storage);
+            return t;
+        }
+        float[] Transpose(float[] m, int rows, int columns)
+        {
+            var t = new float[m.Length];
+            for (int r = 0; r < rows; r++)
+                for (int col = 0; col < columns; col++) t[col * rows + r] = m[r * columns + col];
+            return t;
+        }
+        var inputs = new List<NativeTensor<float>>
+        {
+            Tensor(x.Storage.ToArray(), c.Batch, c.Length, e), Tensor(Transpose(wq, hd, e), e, hd), Tensor(Transpose(wk, kv, e), e, kv),
+            Tensor(Transpose(wv, kv, e), e, kv), Tensor(Transpose(wo, e, hd), hd, e), Tensor(bq, hd), Tensor(bk, kv), Tensor(bv, kv), Tensor(bo, e),
+        };
+        using var peerOutput = NativeTensor<float>.Zeros(c.Batch, c.Length, e);
+        try
+        {
+            using var peer = new OnnxLayerPeer(c, inputs, peerOutput, threads);
+            double ours = double.MaxValue, theirs = double.MaxValue;
+            for (int round = 0; round < 2; round++)
+            {
+                ours = Math.Min(ours, Timing.MedianSeconds(Ours, settings.Seconds));
+                theirs = Math.Min(theirs, Timing.MedianSeconds(peer.Run, settings.Seconds));
+            }
+            double difference = 0;
+            Span<float> a = y.Storage, b = peerOutput.Storage;
+            for (int n = 0; n < a.Length; n++) difference = Math.Max(difference, Math.Abs(a[n] - b[n]));
+            return new Timed(ours, theirs, difference);
+        }
+        finally
+        {
+            foreach (var t in inputs) t.Dispose();
+        }
+    }
+}
