@@ -18,7 +18,7 @@ namespace AttentionEngine;
 /// attention in between. Results are bitwise identical for any thread count. Forward may run concurrently from
 /// several threads on one layer (each thread has its own scratch); loading weights while a forward runs is not supported.
 /// </remarks>
-public sealed unsafe class MultiHeadAttention<TWeight> : IDisposable where TWeight : unmanaged
+public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable where TWeight : unmanaged
 {
     private readonly MultiHeadAttentionConfig _config;
     private readonly int _e, _heads, _kvHeads, _d, _gateWidth, _queryRows, _kvWidth;
@@ -212,15 +212,14 @@ public sealed unsafe class MultiHeadAttention<TWeight> : IDisposable where TWeig
         }
 
         // 2. Rotary embeddings on the projected queries and keys, per sequence.
-        if (_config.Rotary is { } rotary)
+        long keyOffset = self ? options.PositionOffset : options.KeyPositionOffset;
+        if (RotaryReaching(Math.Max(options.PositionOffset + lq, keyOffset + lk)) is { } table)
         {
-            long keyOffset = self ? options.PositionOffset : options.KeyPositionOffset;
-            var table = RotaryTable.Reaching(Volatile.Read(ref _rotary), Math.Max(options.PositionOffset + lq, keyOffset + lk), _config.RotaryDims / 2, rotary.Base);
-            Volatile.Write(ref _rotary, table);
+            var layout = _config.Rotary!.Layout;
             for (int b = 0; b < batch; b++)
             {
-                table.Apply(queries + (long)b * lq * queryWidth, queryWidth, lq, _heads, _d, options.PositionOffset, rotary.Layout);
-                table.Apply(keys + (long)b * lk * kvStride, kvStride, lk, _kvHeads, _d, keyOffset, rotary.Layout);
+                table.Apply(queries + (long)b * lq * queryWidth, queryWidth, lq, _heads, _d, options.PositionOffset, layout);
+                table.Apply(keys + (long)b * lk * kvStride, kvStride, lk, _kvHeads, _d, keyOffset, layout);
             }
         }
 
@@ -240,8 +239,15 @@ public sealed unsafe class MultiHeadAttention<TWeight> : IDisposable where TWeig
         if (options.AverageWeights.Rank != 0) ModuleCall.AverageHeads(weights, options.AverageWeights);
 
         // 4. The gate, then the output projection.
-        if (_gateWidth > 0) ApplyGate(attention, queries + hd, queryWidth, (long)batch * lq);
-        var attentionMatrix = MatrixView<float>.Over(ref *attention, (nint)batch * lq, hd, hd, 1);
+        Finish(attention, queries, queryWidth, batch, lq, output, threads);
+    }
+
+    /// <summary>The gate (from the query-side projections) on the attention output [B·L, H·D], then output = attention · W_oᵀ + b_o.</summary>
+    private void Finish<T>(float* attention, float* queries, nint queryWidth, int batch, int length, scoped in TensorSpan<T> output, int? threads) where T : unmanaged
+    {
+        int hd = _heads * _d;
+        if (_gateWidth > 0) ApplyGate(attention, queries + hd, queryWidth, (long)batch * length);
+        var attentionMatrix = MatrixView<float>.Over(ref *attention, (nint)batch * length, hd, hd, 1);
         var outputWeights = MatrixView<TWeight>.Over(ref *_outputWeights.Pointer, _e, hd, hd, 1);
         var blocks = SequenceBlocks.Of(output.Lengths, output.Strides);
         ref T outputOrigin = ref output.GetPinnableReference();
@@ -250,6 +256,15 @@ public sealed unsafe class MultiHeadAttention<TWeight> : IDisposable where TWeig
             var destination = MatrixView<T>.Over(ref Unsafe.Add(ref outputOrigin, n * blocks.BlockStride), blocks.Rows, _e, blocks.RowStride, blocks.ColumnStride);
             MatMul.Run(attentionMatrix.RowRange(n * blocks.Rows, blocks.Rows), outputWeights.Transposed(), destination, _outputBias, threads, CpuIsa.Auto);
         }
+    }
+
+    /// <summary>The rotary table reaching position <paramref name="end"/> (null when the layer has no rotary embeddings).</summary>
+    private RotaryTable? RotaryReaching(long end)
+    {
+        if (_config.Rotary is not { } rotary) return null;
+        var table = RotaryTable.Reaching(Volatile.Read(ref _rotary), end, _config.RotaryDims / 2, rotary.Base);
+        Volatile.Write(ref _rotary, table);
+        return table;
     }
 
     /// <summary>Rows [B·L, width) of <paramref name="destination"/> = input tokens · weightᵀ + bias, one GEMM per block of sequences that forms one matrix.</summary>

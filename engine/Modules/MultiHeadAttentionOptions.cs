@@ -32,6 +32,12 @@ public ref struct MultiHeadAttentionOptions
     /// <summary>Destination of the probabilities averaged over heads, [batch, Lq, Lk] (PyTorch's average_attn_weights). A default span means not wanted.</summary>
     public TensorSpan<float> AverageWeights { get; init; }
 
+    /// <summary>
+    /// With a <see cref="KeyValueCache{T}"/>: the cache sequence each batch row extends (distinct indices, one per row).
+    /// A default span means row b extends sequence b.
+    /// </summary>
+    public ReadOnlySpan<int> CacheSequences { get; init; }
+
     /// <summary>Most threads to use; null means all cores. Results do not depend on it.</summary>
     public int? MaxDegreeOfParallelism { get; init; }
 }

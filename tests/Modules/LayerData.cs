@@ -10,7 +10,8 @@ public static class LayerData
     public sealed class Sequences<T>(T[] memory, nint[] strides, double[,,] values) where T : unmanaged
     {
         public double[,,] Values { get; } = values;
-        public ReadOnlyTensorSpan<T> Span => TensorLayout.ReadOnlyView<T>(memory, [Values.GetLength(0), Values.GetLength(1), Values.GetLength(2)], strides);
+        public T[] Memory { get; } = memory;
+        public ReadOnlyTensorSpan<T> Span => TensorLayout.ReadOnlyView<T>(Memory, [Values.GetLength(0), Values.GetLength(1), Values.GetLength(2)], strides);
     }
 
     public static Sequences<T> RandomSequences<T>(int batch, int length, int width, bool batchMiddle, Random random) where T : unmanaged

@@ -8,6 +8,9 @@ namespace AttentionEngine.Tests.Modules;
 /// </summary>
 public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double, double> round)
 {
+    /// <summary>Rounding of Q, K and V after rotary embeddings and of the attention output: a 16-bit KV cache's storage (identity by default).</summary>
+    public Func<double, double> Storage { get; init; } = x => x;
+
     public required double[,] Wq, Wk, Wv, Wo;
     public double[,]? Wg;
     public required double[] Bq, Bk, Bv, Bo;
@@ -36,6 +39,9 @@ public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double,
                 Rotate(q, H, queryOffset, rotary);
                 Rotate(k, Hkv, keyOffset, rotary);
             }
+            Store(q);
+            Store(k);
+            Store(v);
             var attention = new double[lq, H * D];
             for (int h = 0; h < H; h++)
             {
@@ -64,7 +70,7 @@ public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double,
                     {
                         double acc = 0;
                         for (int j = 0; j < lk; j++) acc = round(acc + round(scores[j] * v[j, kvHead * D + d]));
-                        attention[i, h * D + d] = round(acc / sum);
+                        attention[i, h * D + d] = Storage(round(acc / sum));
                     }
                 }
             }
@@ -93,6 +99,12 @@ public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double,
                 }
         }
         return output;
+    }
+
+    private void Store(double[,] x)
+    {
+        for (int r = 0; r < x.GetLength(0); r++)
+            for (int c = 0; c < x.GetLength(1); c++) x[r, c] = Storage(x[r, c]);
     }
 
     private double[,] Project(double[,,] input, int b, double[,] weight, double[] bias)

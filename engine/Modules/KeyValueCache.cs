@@ -1,0 +1,106 @@
+using System.Numerics.Tensors;
+using AttentionEngine.Kernels;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// Keys and values of earlier tokens for incremental decoding, one fixed-capacity slot per sequence, stored as
+/// <typeparamref name="T"/> (float, or BFloat16/Half to halve the memory and the bandwidth a decode step reads).
+/// A <see cref="MultiHeadAttention{TWeight}"/> forward with a cache appends the new tokens' keys and values and
+/// attends over everything the sequence holds; sequences advance independently (each has its own length).
+/// </summary>
+/// <remarks>
+/// Memory is [sequences, kvHeads, capacity, headDim] for keys and for values, allocated once. A call that would
+/// overflow a sequence's capacity is refused before anything is written, so nothing already cached is lost.
+/// </remarks>
+public sealed unsafe class KeyValueCache<T> : IDisposable where T : unmanaged
+{
+    private readonly NativeTensor<T> _keys, _values;
+    private readonly int[] _lengths;
+
+    /// <summary>An empty cache.</summary>
+    /// <exception cref="ArgumentException">a dimension below 1, or more elements than one allocation can hold.</exception>
+    /// <exception cref="NotSupportedException">an element type other than float, Half and BFloat16.</exception>
+    public KeyValueCache(int sequences, int kvHeads, int headDim, int capacity)
+    {
+        ElementTypes.ThrowIfUnsupported<T>();
+        foreach (var (value, name) in new[] { (sequences, nameof(sequences)), (kvHeads, nameof(kvHeads)), (headDim, nameof(headDim)), (capacity, nameof(capacity)) })
+            if (value < 1) throw new ArgumentException($"{name} is {value}; expected at least 1.", name);
+        (Sequences, KvHeads, HeadDim, Capacity) = (sequences, kvHeads, headDim, capacity);
+        _keys = NativeTensor<T>.Zeros(sequences, kvHeads, capacity, headDim);
+        _values = NativeTensor<T>.Zeros(sequences, kvHeads, capacity, headDim);
+        _lengths = new int[sequences];
+    }
+
+    public int Sequences { get; }
+    public int KvHeads { get; }
+    public int HeadDim { get; }
+
+    /// <summary>Most tokens one sequence can hold.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Tokens sequence <paramref name="sequence"/> holds (its next token's position).</summary>
+    public int Length(int sequence) => _lengths[CheckSequence(sequence)];
+
+    /// <summary>Empties one sequence (its slot is reused from position 0).</summary>
+    public void Reset(int sequence) => _lengths[CheckSequence(sequence)] = 0;
+
+    /// <summary>Empties every sequence.</summary>
+    public void Clear() => Array.Clear(_lengths);
+
+    /// <summary>The cached keys of one sequence, [1, kvHeads, Length, headDim] (a view, valid until the cache changes).</summary>
+    public ReadOnlyTensorSpan<T> Keys(int sequence) => View(_keys, CheckSequence(sequence), _lengths[sequence]);
+
+    /// <summary>The cached values of one sequence, [1, kvHeads, Length, headDim].</summary>
+    public ReadOnlyTensorSpan<T> Values(int sequence) => View(_values, CheckSequence(sequence), _lengths[sequence]);
+
+    internal ReadOnlyTensorSpan<T> KeysThrough(int sequence, int length) => View(_keys, sequence, length);
+    internal ReadOnlyTensorSpan<T> ValuesThrough(int sequence, int length) => View(_values, sequence, length);
+
+    private ReadOnlyTensorSpan<T> View(NativeTensor<T> memory, int sequence, int length)
+    {
+        T* origin = memory.Pointer + (nint)sequence * KvHeads * Capacity * HeadDim;
+        nint reach = (nint)KvHeads * Capacity * HeadDim;
+        return TensorLayout.View(origin, reach, [1, KvHeads, length, HeadDim], [reach, (nint)Capacity * HeadDim, HeadDim, 1]);
+    }
+
+    /// <exception cref="ArgumentException">appending <paramref name="tokens"/> would overflow the sequence (nothing is written).</exception>
+    internal void CheckRoom(int sequence, int tokens, string parameter)
+    {
+        CheckSequence(sequence);
+        if ((long)_lengths[sequence] + tokens > Capacity)
+            throw new ArgumentException(
+                $"The KV cache's sequence {sequence} holds {_lengths[sequence]} of {Capacity} tokens; appending {tokens} would overflow it. Nothing was written; Reset the sequence or use a larger cache.", parameter);
+    }
+
+    /// <summary>
+    /// Stores <paramref name="tokens"/> new keys and values (rows of kvHeads · headDim floats, <paramref name="rowStride"/>
+    /// apart) after what the sequence holds, rounding to <typeparamref name="T"/>, and advances its length.
+    /// </summary>
+    internal void Append(int sequence, float* keys, float* values, nint rowStride, int tokens)
+    {
+        int start = _lengths[sequence];
+        for (int h = 0; h < KvHeads; h++)
+            for (int t = 0; t < tokens; t++)
+            {
+                nint at = (((nint)sequence * KvHeads + h) * Capacity + start + t) * HeadDim;
+                ElementConversion.FromSingle(keys + t * rowStride + (nint)h * HeadDim, HeadDim, _keys.Pointer + at, 1);
+                ElementConversion.FromSingle(values + t * rowStride + (nint)h * HeadDim, HeadDim, _values.Pointer + at, 1);
+            }
+        _lengths[sequence] = start + tokens;
+    }
+
+    private int CheckSequence(int sequence)
+    {
+        if ((uint)sequence >= (uint)Sequences)
+            throw new ArgumentOutOfRangeException(nameof(sequence), $"sequence is {sequence}; the cache has sequences 0..{Sequences - 1}.");
+        return sequence;
+    }
+
+    /// <summary>Frees the cache's native memory.</summary>
+    public void Dispose()
+    {
+        _keys.Dispose();
+        _values.Dispose();
+    }
+}
