@@ -11,10 +11,14 @@ namespace AttentionEngine;
 /// any strides, multi-threaded on the attention kernels' worker pool.
 /// </summary>
 /// <remarks>
-/// Results are bitwise identical for every thread count: each element sums its products in K order, in fixed slices
-/// of 256, one fused multiply-add chain per slice. Steady calls allocate no managed memory. Transposed operands are
-/// views with swapped strides (<see cref="TensorLayout.ReadOnlyView{T}(ReadOnlySpan{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/>),
-/// never copies; <see cref="Linear"/> reads an [out, in] weight that way; 16-bit operands are widened while they are packed, so a bf16 weight costs no extra pass.
+/// Results are bitwise identical for every thread count, and an element's bits depend only on its row of a and column
+/// of b, never on which other rows share the call. Products of many rows sum each element in K order, in fixed slices
+/// of 256, one fused multiply-add chain per slice; products of a few rows (up to 16, or 8 with 16-bit b) against a
+/// weight whose columns run along K (<see cref="Linear"/>'s layout) take dot products in vector lanes instead, which
+/// reads the weight once at memory speed (a decode step's projections): the two orders agree to rounding, not to the
+/// bit. Steady calls allocate no managed memory. Transposed operands are views with swapped strides
+/// (<see cref="TensorLayout.ReadOnlyView{T}(ReadOnlySpan{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/>), never
+/// copies; 16-bit operands are widened in registers or while they are packed, so a bf16 weight costs no extra pass.
 /// </remarks>
 public static class MatMul
 {

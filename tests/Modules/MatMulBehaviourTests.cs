@@ -27,6 +27,23 @@ public class MatMulBehaviourTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 8, 1000, 700)]  // the narrow path (few rows, weights read as dot products)
+    [InlineData(3, 11, 77, 300)]
+    [InlineData(20, 40, 300, 530)]  // the packed path
+    public void A_row_gets_the_same_bits_whatever_other_rows_share_the_call(int fewer, int more, int n, int k)
+    {
+        var random = new Random(8);
+        var a = TestMatrix<float>.Random(more, k, MatrixLayout.RowMajor, random);
+        var w = TestMatrix<BFloat16>.Random(n, k, MatrixLayout.RowMajor, random);
+        var bias = Enumerable.Range(0, n).Select(i => (BFloat16)(i * 0.25f - 3)).ToArray();
+        var all = new TestMatrix<Half>(more, n, MatrixLayout.RowMajor);
+        MatMul.Linear<float, BFloat16, Half>(a.ReadOnlySpan, w.ReadOnlySpan, all.Span, bias);
+        var few = new TestMatrix<Half>(fewer, n, MatrixLayout.RowMajor);
+        MatMul.Linear<float, BFloat16, Half>(TensorLayout.ReadOnlyView<float>(a.Memory, [fewer, k], [k, 1]), w.ReadOnlySpan, few.Span, bias, maxDegreeOfParallelism: 1);
+        Assert.Equal(all.Memory[..(fewer * n)], few.Memory[..(fewer * n)]);
+    }
+
     [Fact]
     public void A_NaN_in_one_row_of_A_and_one_column_of_B_stays_in_its_row_and_column()
     {

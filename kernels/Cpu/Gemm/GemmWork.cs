@@ -31,6 +31,11 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
             FillWithBias(job);
             return;
         }
+        if (NarrowGemmWork<TA, TB, TC, TOps, TVec>.Takes(job))
+        {
+            NarrowGemmWork<TA, TB, TC, TOps, TVec>.Run(job, maxDegreeOfParallelism);
+            return;
+        }
         var work = NestedPerThread<GemmWork<TA, TB, TC, TOps, TVec>>.Current;
         int threads = CpuWorkerPool.Shared.ThreadsFor(int.MaxValue, maxDegreeOfParallelism, job.Flops);
         var (rows, columns) = GemmBlocking.TaskTile(job.M, job.N, MR, NR, threads);

@@ -1,0 +1,142 @@
+using System.Runtime.CompilerServices;
+using AttentionEngine.Kernels.Cpu.Simd;
+using AttentionEngine.Kernels.Cpu.Threading;
+
+namespace AttentionEngine.Kernels.Cpu.Gemm;
+
+/// <summary>
+/// Products with a few rows of A against a weight read in its [out, in] layout (B's columns contiguous along K): a
+/// decode step's projections, one token per sequence. There the work is reading B once, and packing it (a transpose
+/// written to L2 and read back) cost more than the arithmetic: here each element of C is a dot product over K in
+/// vector lanes, four columns of B against two rows of A at a time (eight independent FMA chains), B widened in the
+/// register, then the lanes summed in a fixed order and the bias added.
+/// <para>The bits of an element depend only on its row of A and column of B: not on the thread count, the number of
+/// rows or which other rows share the call. They differ (within rounding) from the packed kernel's, which sums in
+/// another order; a product switches paths at <see cref="MaxRows"/>.</para>
+/// </summary>
+internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
+    where TA : unmanaged where TB : unmanaged where TC : unmanaged
+    where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    /// <summary>
+    /// Most rows of A this path takes: up to here it is as fast as the packed kernel or faster (measured at 1, 4, 8 and 16
+    /// rows, 1536 x 1024 weights). A 16-bit weight is widened again for every pair of rows, so it hands over sooner.
+    /// </summary>
+    public static int MaxRows => typeof(TB) == typeof(float) ? 16 : 8;
+
+    /// <summary>Columns per task.</summary>
+    private const int ColumnsPerTask = 32;
+
+    private GemmJob<TA, TB, TC> _job;
+    private float* _rows;   // A in float, rows padded to a whole number of vectors with zeros
+    private int _pitch;
+
+    /// <summary>Whether this path takes the product.</summary>
+    public static bool Takes(in GemmJob<TA, TB, TC> job) => job.M <= MaxRows && job.B.RowStride == 1;
+
+    public static void Run(in GemmJob<TA, TB, TC> job, int maxDegreeOfParallelism)
+    {
+        var work = NestedPerThread<NarrowGemmWork<TA, TB, TC, TOps, TVec>>.Current;
+        int pitch = GemmBlocking.RoundUp(job.K, TOps.Count);
+        // The calling thread's scratch holds A in float for every task (read-only while they run).
+        var scratch = GemmScratch.For(GemmMicroKernel<TOps, TVec>.Rows, GemmMicroKernel<TOps, TVec>.Columns, job.M, pitch, needsTile: true);
+        for (int r = 0; r < job.M; r++)
+        {
+            float* row = scratch.Tile + (nint)r * pitch;
+            ElementConversion.ToSingle(job.A.At(r, 0), job.A.ColumnStride, job.K, row);
+            for (int k = job.K; k < pitch; k++) row[k] = 0;
+        }
+        work._job = job;
+        work._rows = scratch.Tile;
+        work._pitch = pitch;
+        try
+        {
+            CpuWorkerPool.Shared.Run(work, GemmBlocking.Tasks(job.N, ColumnsPerTask), maxDegreeOfParallelism, job.Flops);
+        }
+        finally
+        {
+            work._job = default;
+            work._rows = null;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    protected override void RunTask(int task)
+    {
+        ref readonly var job = ref _job;
+        int first = task * ColumnsPerTask, end = Math.Min(job.N, first + ColumnsPerTask);
+        TB* tails = stackalloc TB[4 * 16]; // each column's last partial vector, zero-padded
+        TB** columns = stackalloc TB*[4];
+        for (int column = first; column < end; column += 4)
+        {
+            int count = Math.Min(4, end - column);
+            for (int c = 0; c < 4; c++) columns[c] = job.B.At(0, column + Math.Min(c, count - 1)); // past the edge: repeat the last (not stored)
+            int whole = job.K / TOps.Count * TOps.Count, tail = job.K - whole;
+            for (int c = 0; c < 4; c++)
+                for (int k = 0; k < TOps.Count; k++) tails[c * 16 + k] = k < tail ? columns[c][whole + k] : default;
+            int r = 0;
+            for (; r + 2 <= job.M; r += 2) TwoRows(r, column, count, columns, whole, tails);
+            if (r < job.M) OneRow(r, column, count, columns, whole, tails);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void TwoRows(int r, int column, int count, TB** b, int whole, TB* tails)
+    {
+        float* a0 = _rows + (nint)r * _pitch, a1 = a0 + _pitch;
+        TVec s00 = TOps.Zero, s01 = TOps.Zero, s02 = TOps.Zero, s03 = TOps.Zero;
+        TVec s10 = TOps.Zero, s11 = TOps.Zero, s12 = TOps.Zero, s13 = TOps.Zero;
+        int w = TOps.Count, k = 0;
+        TB* b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+        for (; k < whole; k += w)
+        {
+            TVec x = TOps.Load(a0 + k), y = TOps.Load(a1 + k), c0 = Load(b0 + k), c1 = Load(b1 + k), c2 = Load(b2 + k), c3 = Load(b3 + k);
+            s00 = TOps.MultiplyAdd(x, c0, s00); s01 = TOps.MultiplyAdd(x, c1, s01); s02 = TOps.MultiplyAdd(x, c2, s02); s03 = TOps.MultiplyAdd(x, c3, s03);
+            s10 = TOps.MultiplyAdd(y, c0, s10); s11 = TOps.MultiplyAdd(y, c1, s11); s12 = TOps.MultiplyAdd(y, c2, s12); s13 = TOps.MultiplyAdd(y, c3, s13);
+        }
+        if (k < _pitch) // the last partial vector: zero-padded copies of B's tails, A's padding is zero
+        {
+            TVec x = TOps.Load(a0 + k), y = TOps.Load(a1 + k), c0 = Load(tails), c1 = Load(tails + 16), c2 = Load(tails + 32), c3 = Load(tails + 48);
+            s00 = TOps.MultiplyAdd(x, c0, s00); s01 = TOps.MultiplyAdd(x, c1, s01); s02 = TOps.MultiplyAdd(x, c2, s02); s03 = TOps.MultiplyAdd(x, c3, s03);
+            s10 = TOps.MultiplyAdd(y, c0, s10); s11 = TOps.MultiplyAdd(y, c1, s11); s12 = TOps.MultiplyAdd(y, c2, s12); s13 = TOps.MultiplyAdd(y, c3, s13);
+        }
+        Store(r, column, count, s00, s01, s02, s03);
+        Store(r + 1, column, count, s10, s11, s12, s13);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void OneRow(int r, int column, int count, TB** b, int whole, TB* tails)
+    {
+        float* a0 = _rows + (nint)r * _pitch;
+        TVec s00 = TOps.Zero, s01 = TOps.Zero, s02 = TOps.Zero, s03 = TOps.Zero;
+        int w = TOps.Count, k = 0;
+        TB* b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+        for (; k < whole; k += w)
+        {
+            TVec x = TOps.Load(a0 + k);
+            s00 = TOps.MultiplyAdd(x, Load(b0 + k), s00); s01 = TOps.MultiplyAdd(x, Load(b1 + k), s01);
+            s02 = TOps.MultiplyAdd(x, Load(b2 + k), s02); s03 = TOps.MultiplyAdd(x, Load(b3 + k), s03);
+        }
+        if (k < _pitch)
+        {
+            TVec x = TOps.Load(a0 + k);
+            s00 = TOps.MultiplyAdd(x, Load(tails), s00); s01 = TOps.MultiplyAdd(x, Load(tails + 16), s01);
+            s02 = TOps.MultiplyAdd(x, Load(tails + 32), s02); s03 = TOps.MultiplyAdd(x, Load(tails + 48), s03);
+        }
+        Store(r, column, count, s00, s01, s02, s03);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec Load(TB* source) => ElementLoads<TOps, TVec>.Load(source);
+
+    private void Store(int r, int column, int count, TVec s0, TVec s1, TVec s2, TVec s3)
+    {
+        ref readonly var job = ref _job;
+        Span<float> sums = [TOps.Sum(s0), TOps.Sum(s1), TOps.Sum(s2), TOps.Sum(s3)];
+        for (int c = 0; c < count; c++)
+        {
+            float value = job.Bias == null ? sums[c] : sums[c] + ElementTypes.ToSingle(job.Bias[column + c]);
+            *job.C.At(r, column + c) = ElementTypes.FromSingle<TC>(value);
+        }
+    }
+}
