@@ -30,9 +30,17 @@ public sealed class LayerSettings : CommandSettings
     [Description("Skip the ONNX Runtime graph (timed with fp32 weights).")]
     public bool NoPeer { get; init; }
 
+    [CommandOption("--decode <CASES>")]
+    [Description("Decode steps separated by ';', e.g. 'B1 E1024 H16 KV4 L4096' (one new token per row over L cached tokens), timed with fp32 and bf16 caches; 'none' to skip.")]
+    public string Decode { get; init; } = "B1 E1024 H16 KV4 L4096; B8 E1024 H16 KV4 L1024";
+
     public override ValidationResult Validate()
     {
-        try { _ = LayerCase.ParseList(Shapes); }
+        try
+        {
+            _ = LayerCase.ParseList(Shapes);
+            if (Decode != "none") _ = DecodeCase.ParseList(Decode);
+        }
         catch (FormatException e) { return ValidationResult.Error(e.Message); }
         var bad = Weights.Split(',', StringSplitOptions.TrimEntries).Where(t => t is not ("f32" or "bf16")).ToList();
         return bad.Count > 0 ? ValidationResult.Error($"--weights takes f32, bf16; got '{string.Join(", ", bad)}'.")
@@ -65,6 +73,28 @@ internal sealed class LayerCommand : Command<LayerSettings>
                     r.Peer is double p ? $"{p * 1e3:F1}" : "", r.Peer is double q ? $"{q / r.Ours:F2}x" : "", r.MaxDifference is double d ? $"{d:G2}" : "");
             }
         AnsiConsole.Write(table);
+        if (settings.Decode != "none")
+        {
+            var decode = new Table().AddColumns("decode step", "weights", "cache", "ms per step", "K+V read", "weights read", "all bytes", "of bandwidth");
+            foreach (var c in DecodeCase.ParseList(settings.Decode))
+                foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
+                    foreach (var cache in new[] { "f32", "bf16" })
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        var (seconds, cacheBytes, weightBytes) = (type, cache) switch
+                        {
+                            ("bf16", "bf16") => DecodeTiming.Time<BFloat16, BFloat16>(c, settings),
+                            ("bf16", _) => DecodeTiming.Time<BFloat16, float>(c, settings),
+                            (_, "bf16") => DecodeTiming.Time<float, BFloat16>(c, settings),
+                            _ => DecodeTiming.Time<float, float>(c, settings),
+                        };
+                        double total = (cacheBytes + weightBytes) / seconds / 1e9;
+                        decode.AddRow(c.Name, type, cache, $"{seconds * 1e3:F3}", $"{cacheBytes / seconds / 1e9:F1} GB/s", $"{weightBytes / seconds / 1e9:F1} GB/s",
+                            $"{total:F1} GB/s", $"{total / limits.BandwidthGBs:P0}");
+                    }
+            AnsiConsole.MarkupLine($"decode: one token per row appended to a contiguous KeyValueCache and truncated back after each step; measured memory bandwidth {limits.BandwidthGBs:F1} GB/s");
+            AnsiConsole.Write(decode);
+        }
         if (!settings.NoPeer) AnsiConsole.MarkupLine($"peer: ONNX Runtime {OnnxAttentionPeer.Version}, MatMul/Add projections + Attention (opset 23), fp32 weights only");
         return 0;
     }

@@ -45,6 +45,19 @@ public sealed unsafe class KeyValueCache<T> : IDisposable where T : unmanaged
     /// <summary>Empties one sequence (its slot is reused from position 0).</summary>
     public void Reset(int sequence) => _lengths[CheckSequence(sequence)] = 0;
 
+    /// <summary>
+    /// Drops the tokens of one sequence past <paramref name="length"/> (rejected speculative tokens, an edited turn);
+    /// what stays is untouched, and the next token takes position <paramref name="length"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">a length below 0 or above what the sequence holds.</exception>
+    public void Truncate(int sequence, int length)
+    {
+        CheckSequence(sequence);
+        if ((uint)length > (uint)_lengths[sequence])
+            throw new ArgumentOutOfRangeException(nameof(length), $"length is {length}; sequence {sequence} holds {_lengths[sequence]} tokens, so it must be 0..{_lengths[sequence]}.");
+        _lengths[sequence] = length;
+    }
+
     /// <summary>Empties every sequence.</summary>
     public void Clear() => Array.Clear(_lengths);
 

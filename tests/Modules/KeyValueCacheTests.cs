@@ -81,6 +81,10 @@ public class KeyValueCacheTests
         Assert.Equal(keysBefore, cache.Keys(1).Flat());
         cache.Reset(0);
         Assert.Equal(0, cache.Length(0));
+        cache.Truncate(1, 5);
+        Assert.Equal(5, cache.Length(1));
+        Assert.Equal(keysBefore.Length / 8 * 5, cache.Keys(1).Flat().Length);
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.Truncate(1, 6));
     }
 
     [Fact]
