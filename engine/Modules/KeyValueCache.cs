@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using AttentionEngine.Kernels;
+using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
 
@@ -67,8 +68,13 @@ public sealed unsafe class KeyValueCache<T> : IDisposable where T : unmanaged
     /// <summary>The cached values of one sequence, [1, kvHeads, Length, headDim].</summary>
     public ReadOnlyTensorSpan<T> Values(int sequence) => View(_values, CheckSequence(sequence), _lengths[sequence]);
 
-    internal ReadOnlyTensorSpan<T> KeysThrough(int sequence, int length) => View(_keys, sequence, length);
-    internal ReadOnlyTensorSpan<T> ValuesThrough(int sequence, int length) => View(_values, sequence, length);
+    /// <summary>The first <paramref name="length"/> keys and values of a sequence as [1, kvHeads, length, headDim] kernel views.</summary>
+    internal (RawStrided4<T> Keys, RawStrided4<T> Values) Slot(int sequence, int length)
+    {
+        nint at = (nint)sequence * KvHeads * Capacity * HeadDim, headStride = (nint)Capacity * HeadDim;
+        return (new RawStrided4<T>(_keys.Pointer + at, 1, KvHeads, length, HeadDim, 0, headStride, HeadDim, 1),
+                new RawStrided4<T>(_values.Pointer + at, 1, KvHeads, length, HeadDim, 0, headStride, HeadDim, 1));
+    }
 
     private ReadOnlyTensorSpan<T> View(NativeTensor<T> memory, int sequence, int length)
     {

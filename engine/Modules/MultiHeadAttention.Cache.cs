@@ -1,6 +1,9 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using AttentionEngine.Kernels;
 using AttentionEngine.Kernels.Cpu;
+using AttentionEngine.Kernels.Masking;
+using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
 
@@ -60,9 +63,9 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         int hd = _heads * _d, width = _queryRows + 2 * _kvWidth;
 
         // Scratch, in floats: projections [B·L, width], attention output [B·L, H·D], and for a 16-bit cache the queries
-        // and attention output of one sequence in its element type.
+        // and attention output of every row in its element type.
         long projected = (long)batch * length * width, attended = (long)batch * length * hd;
-        long narrow = typeof(TCache) == typeof(float) ? 0 : ((long)length * hd * sizeof(TCache) + 3) / 4;
+        long narrow = typeof(TCache) == typeof(float) ? 0 : ((long)batch * length * hd * sizeof(TCache) + 3) / 4;
         float* queries = ModuleScratch.Rent(projected + attended + 2 * narrow);
         float* attention = queries + projected;
         TCache* narrowQueries = (TCache*)(attention + attended), narrowOutput = (TCache*)(attention + attended + narrow);
@@ -73,41 +76,59 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         long end = 0;
         for (int b = 0; b < batch; b++) end = Math.Max(end, (long)cache.Length(sequences.IsEmpty ? b : sequences[b]) + length);
         var table = RotaryReaching(end);
-        for (int b = 0; b < batch; b++)
+        float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(_d));
+        var jobs = ArrayPool<CpuAttentionJob<TCache>>.Shared.Rent(batch);
+        try
         {
-            int sequence = sequences.IsEmpty ? b : sequences[b], cached = cache.Length(sequence);
-            float* rows = queries + (long)b * length * width, keys = rows + _queryRows, values = keys + _kvWidth;
-            if (table is not null)
+            for (int b = 0; b < batch; b++)
             {
-                table.Apply(rows, width, length, _heads, _d, cached, _config.Rotary!.Layout);
-                table.Apply(keys, width, length, _kvHeads, _d, cached, _config.Rotary!.Layout);
-            }
-            cache.Append(sequence, keys, values, width, length);
+                int sequence = sequences.IsEmpty ? b : sequences[b], cached = cache.Length(sequence);
+                float* rows = queries + (long)b * length * width, keys = rows + _queryRows, values = keys + _kvWidth;
+                if (table is not null)
+                {
+                    table.Apply(rows, width, length, _heads, _d, cached, _config.Rotary!.Layout);
+                    table.Apply(keys, width, length, _kvHeads, _d, cached, _config.Rotary!.Layout);
+                }
+                cache.Append(sequence, keys, values, width, length);
 
-            int total = cached + length;
-            float* target = attention + (long)b * length * hd;
-            var attentionOptions = new AttentionOptions { Scale = options.Scale, Mask = CausalToTheEnd, MaxDegreeOfParallelism = threads };
-            if (typeof(TCache) == typeof(float))
-            {
-                var q = TensorLayout.View(rows, (nint)length * width, [1, _heads, length, _d], [(nint)length * width, _d, width, 1]);
-                var o = TensorLayout.View(target, (nint)length * hd, [1, _heads, length, _d], [(nint)length * hd, _d, hd, 1]);
-                CpuBackend.Default.Forward<float>(q, Reinterpret<TCache, float>(cache.KeysThrough(sequence, total)),
-                    Reinterpret<TCache, float>(cache.ValuesThrough(sequence, total)), o, attentionOptions);
+                // Queries and output as [1, H, L, D] views: the projections themselves for a float cache; for a 16-bit
+                // cache, copies in its element type (attention takes one element type).
+                TCache* q, o;
+                nint queryRow;
+                if (typeof(TCache) == typeof(float))
+                {
+                    q = (TCache*)rows;
+                    o = (TCache*)(attention + (long)b * length * hd);
+                    queryRow = width;
+                }
+                else
+                {
+                    q = narrowQueries + (long)b * length * hd;
+                    o = narrowOutput + (long)b * length * hd;
+                    queryRow = hd;
+                    for (int t = 0; t < length; t++) ElementConversion.FromSingle(rows + (nint)t * width, hd, q + (nint)t * hd, 1);
+                }
+                int total = cached + length;
+                var (k, v) = cache.Slot(sequence, total);
+                jobs[b] = new CpuAttentionJob<TCache>
+                {
+                    Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = total, HeadDim = _d, ValueDim = _d,
+                    Scale = scale, Band = CausalToTheEnd.Resolve(length, total),
+                    Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1),
+                    K = k, V = v,
+                    Output = new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1),
+                };
             }
-            else
-            {
-                // A 16-bit cache: queries and output in its element type (attention takes one element type).
-                for (int t = 0; t < length; t++)
-                    ElementConversion.FromSingle(rows + (nint)t * width, hd, narrowQueries + (nint)t * hd, 1);
-                var q = TensorLayout.View(narrowQueries, (nint)length * hd, [1, _heads, length, _d], [(nint)length * hd, _d, hd, 1]);
-                var o = TensorLayout.View(narrowOutput, (nint)length * hd, [1, _heads, length, _d], [(nint)length * hd, _d, hd, 1]);
-                CpuBackend.Default.Forward<TCache>(q, cache.KeysThrough(sequence, total), cache.ValuesThrough(sequence, total), o, attentionOptions);
-                ElementConversion.ToSingle(narrowOutput, 1, length * hd, target);
-            }
+            // Every row's attention in one set of tasks (a decode batch is many tiny problems: one pool wake-up, not one per row).
+            CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, batch), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
+                threads ?? Environment.ProcessorCount);
         }
+        finally
+        {
+            ArrayPool<CpuAttentionJob<TCache>>.Shared.Return(jobs, clearArray: true);
+        }
+        if (typeof(TCache) != typeof(float))
+            ElementConversion.ToSingle(narrowOutput, 1, batch * length * hd, attention);
         Finish(attention, queries, width, batch, length, output, threads);
     }
-
-    private static ReadOnlyTensorSpan<TTo> Reinterpret<TFrom, TTo>(ReadOnlyTensorSpan<TFrom> span) =>
-        System.Runtime.CompilerServices.Unsafe.As<ReadOnlyTensorSpan<TFrom>, ReadOnlyTensorSpan<TTo>>(ref span);
 }
