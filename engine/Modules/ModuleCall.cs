@@ -8,8 +8,8 @@ internal static unsafe class ModuleCall
     internal readonly record struct Shape(int Batch, int QueryLength, int KeyLength);
 
     /// <summary>Throws unless the inputs, output and option tensors fit the layer; returns the call's sizes.</summary>
-    public static Shape Validate<T>(scoped in ReadOnlyTensorSpan<T> query, scoped in ReadOnlyTensorSpan<T> key, scoped in ReadOnlyTensorSpan<T> value,
-        scoped in TensorSpan<T> output, scoped in MultiHeadAttentionOptions options, MultiHeadAttentionConfig config, bool self)
+    public static Shape Validate<T, TOut>(scoped in ReadOnlyTensorSpan<T> query, scoped in ReadOnlyTensorSpan<T> key, scoped in ReadOnlyTensorSpan<T> value,
+        scoped in TensorSpan<TOut> output, scoped in MultiHeadAttentionOptions options, MultiHeadAttentionConfig config, bool self)
     {
         string queryName = self ? "input" : "query";
         RequireSequences(query.Rank, query.Lengths, config.EmbedDim, queryName, "EmbedDim");

@@ -9,14 +9,18 @@ namespace AttentionEngine;
 /// </summary>
 internal sealed unsafe class ModuleScratch
 {
-    [ThreadStatic] private static ModuleScratch? _current;
+    [ThreadStatic] private static ModuleScratch?[]? _slots;
     private AlignedMemoryHandle? _memory;
     private nuint _capacity;
 
-    /// <summary>This thread's scratch, with room for at least <paramref name="floats"/> floats.</summary>
-    public static float* Rent(long floats)
+    /// <summary>
+    /// This thread's scratch number <paramref name="slot"/> (0 for a layer call's working buffers, 1 for a caller of
+    /// that call, such as the image path's result before the residual), with room for at least <paramref name="floats"/> floats.
+    /// </summary>
+    public static float* Rent(long floats, int slot = 0)
     {
-        var scratch = _current ??= new ModuleScratch();
+        var slots = _slots ??= new ModuleScratch?[2];
+        var scratch = slots[slot] ??= new ModuleScratch();
         nuint needed = (nuint)Math.Max(16, floats);
         if (needed > scratch._capacity)
         {

@@ -155,7 +155,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
     {
         if (!_fused)
             throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); self-attention needs all three equal. Call the cross-attention overload.", nameof(input));
-        Run(input, input, input, output, options, self: true);
+        Run<T, T>(input, input, input, output, options, self: true);
     }
 
     /// <summary>Cross-attention: queries from <paramref name="query"/>, keys and values from their own inputs (an encoder's output, another modality).</summary>
@@ -168,10 +168,10 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
     /// <exception cref="InvalidOperationException">weights not loaded yet.</exception>
     public void Forward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value, TensorSpan<T> output,
         scoped in MultiHeadAttentionOptions options = default) where T : unmanaged =>
-        Run(query, key, value, output, options, self: false);
+        Run<T, T>(query, key, value, output, options, self: false);
 
-    private void Run<T>(scoped in ReadOnlyTensorSpan<T> query, scoped in ReadOnlyTensorSpan<T> key, scoped in ReadOnlyTensorSpan<T> value, scoped in TensorSpan<T> output,
-        scoped in MultiHeadAttentionOptions options, bool self) where T : unmanaged
+    private void Run<T, TOut>(scoped in ReadOnlyTensorSpan<T> query, scoped in ReadOnlyTensorSpan<T> key, scoped in ReadOnlyTensorSpan<T> value, scoped in TensorSpan<TOut> output,
+        scoped in MultiHeadAttentionOptions options, bool self) where T : unmanaged where TOut : unmanaged
     {
         ElementTypes.ThrowIfUnsupported<T>();
         if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
