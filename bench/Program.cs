@@ -53,6 +53,9 @@ app.Configure(config =>
     config.AddCommand<PlotCommand>("plot")
         .WithDescription("PNG charts of `run --json` / `peers --json` results: rate against sequence length per backend, with the machine limit.")
         .WithExample("plot", "charts", "--input", "run.json", "--input", "peers.json");
+    config.AddCommand<HeadsCommand>("heads")
+        .WithDescription("A MultiHeadAttention layer's per-head attention weights and their average as heatmaps in one PNG (one panel per head).")
+        .WithExample("heads", "heads.png", "--length", "64", "--heads", "4", "--causal");
     config.AddCommand<BdnCommand>("bdn")
         .WithDescription("BenchmarkDotNet suites with a GFLOP/s column; arguments go to BenchmarkDotNet (--filter, --job short, ...).")
         .WithExample("bdn", "--filter", "*N2048*", "--job", "short");

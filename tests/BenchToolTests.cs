@@ -108,4 +108,24 @@ public class BenchToolTests
         Assert.False(new RunSettings { Grid = true, Shapes = "N64" }.Validate().Successful);
         Assert.True(new RunSettings { Grid = true, Markdown = "grid.md" }.Validate().Successful);
     }
+
+    [Fact]
+    public void Head_heatmaps_are_one_png_with_a_panel_per_head()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"heads-{Guid.NewGuid():N}.png");
+        try
+        {
+            var panels = Enumerable.Range(0, 5).Select(h => ($"head {h}", new double[,] { { 1, 0 }, { 0.25 * h, 1 - 0.25 * h } })).ToList();
+            HeadHeatmaps.Write(path, panels);
+            var bytes = File.ReadAllBytes(path);
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes[..4]);
+            int width = (bytes[16] << 24) | (bytes[17] << 16) | (bytes[18] << 8) | bytes[19];
+            int height = (bytes[20] << 24) | (bytes[21] << 16) | (bytes[22] << 8) | bytes[23];
+            Assert.Equal((4 * 420, 2 * 380), (width, height)); // 5 panels: a row of four, then one
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }
