@@ -14,7 +14,7 @@ namespace AttentionEngine;
 /// Memory is [sequences, kvHeads, capacity, headDim] for keys and for values, allocated once. A call that would
 /// overflow a sequence's capacity is refused before anything is written, so nothing already cached is lost.
 /// </remarks>
-public sealed unsafe class KeyValueCache<T> : IDisposable where T : unmanaged
+public sealed unsafe class KeyValueCache<T> : IKeyValueStore<T>, IDisposable where T : unmanaged
 {
     private readonly NativeTensor<T> _keys, _values;
     private readonly int[] _lengths;
@@ -68,12 +68,18 @@ public sealed unsafe class KeyValueCache<T> : IDisposable where T : unmanaged
     /// <summary>The cached values of one sequence, [1, kvHeads, Length, headDim].</summary>
     public ReadOnlyTensorSpan<T> Values(int sequence) => View(_values, CheckSequence(sequence), _lengths[sequence]);
 
-    /// <summary>The first <paramref name="length"/> keys and values of a sequence as [1, kvHeads, length, headDim] kernel views.</summary>
-    internal (RawStrided4<T> Keys, RawStrided4<T> Values) Slot(int sequence, int length)
+    int IKeyValueStore<T>.SegmentCount(int sequence, int length) => 1;
+
+    (int FirstKey, int Count, RawStrided4<T> Keys, RawStrided4<T> Values) IKeyValueStore<T>.Segment(int sequence, int index, int length)
     {
         nint at = (nint)sequence * KvHeads * Capacity * HeadDim, headStride = (nint)Capacity * HeadDim;
-        return (new RawStrided4<T>(_keys.Pointer + at, 1, KvHeads, length, HeadDim, 0, headStride, HeadDim, 1),
+        return (0, length, new RawStrided4<T>(_keys.Pointer + at, 1, KvHeads, length, HeadDim, 0, headStride, HeadDim, 1),
                 new RawStrided4<T>(_values.Pointer + at, 1, KvHeads, length, HeadDim, 0, headStride, HeadDim, 1));
+    }
+
+    void IKeyValueStore<T>.CheckRoom(ReadOnlySpan<int> sequences, int tokens, string parameter)
+    {
+        foreach (int sequence in sequences) CheckRoom(sequence, tokens, parameter);
     }
 
     private ReadOnlyTensorSpan<T> View(NativeTensor<T> memory, int sequence, int length)
@@ -96,7 +102,7 @@ public sealed unsafe class KeyValueCache<T> : IDisposable where T : unmanaged
     /// Stores <paramref name="tokens"/> new keys and values (rows of kvHeads · headDim floats, <paramref name="rowStride"/>
     /// apart) after what the sequence holds, rounding to <typeparamref name="T"/>, and advances its length.
     /// </summary>
-    internal void Append(int sequence, float* keys, float* values, nint rowStride, int tokens)
+    void IKeyValueStore<T>.Append(int sequence, float* keys, float* values, nint rowStride, int tokens)
     {
         int start = _lengths[sequence];
         for (int h = 0; h < KvHeads; h++)

@@ -29,6 +29,26 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         where T : unmanaged where TCache : unmanaged
     {
         ArgumentNullException.ThrowIfNull(cache);
+        Decode<T, TCache>(input, output, cache, options);
+    }
+
+    /// <summary>
+    /// <see cref="Forward{T, TCache}(ReadOnlyTensorSpan{T}, TensorSpan{T}, KeyValueCache{TCache}, in MultiHeadAttentionOptions)"/>
+    /// over a paged cache: new tokens take pages from the shared pool as they need them, and attention runs page by
+    /// page with an exact merge.
+    /// </summary>
+    /// <exception cref="ArgumentException">a shape that does not fit, a pool without the pages the call needs (nothing is written), or an option the cache path does not take.</exception>
+    /// <exception cref="InvalidOperationException">weights not loaded yet.</exception>
+    public void Forward<T, TCache>(ReadOnlyTensorSpan<T> input, TensorSpan<T> output, PagedKeyValueCache<TCache> cache, scoped in MultiHeadAttentionOptions options = default)
+        where T : unmanaged where TCache : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        Decode<T, TCache>(input, output, cache, options);
+    }
+
+    private void Decode<T, TCache>(scoped in ReadOnlyTensorSpan<T> input, scoped in TensorSpan<T> output, IKeyValueStore<TCache> cache, scoped in MultiHeadAttentionOptions options)
+        where T : unmanaged where TCache : unmanaged
+    {
         ElementTypes.ThrowIfUnsupported<T>();
         if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
         if (_gateWidth > 0 && !_gateLoaded) throw new InvalidOperationException("This layer is gated but its gate weights are not loaded: call LoadGate first.");
@@ -44,45 +64,62 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         int batch = shape.Batch, length = shape.QueryLength;
         if (options.MaxDegreeOfParallelism is < 1)
             throw new ArgumentException($"options.MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
-        var sequences = options.CacheSequences;
-        if (sequences.IsEmpty && batch > cache.Sequences)
+        var requested = options.CacheSequences;
+        if (requested.IsEmpty && batch > cache.Sequences)
             throw new ArgumentException($"input has batch {batch}; the cache holds {cache.Sequences} sequences (set options.CacheSequences to map rows to sequences).", nameof(input));
-        if (!sequences.IsEmpty && sequences.Length != batch)
-            throw new ArgumentException($"options.CacheSequences has {sequences.Length} entries; expected one per batch row ({batch}).", "options.CacheSequences");
+        if (!requested.IsEmpty && requested.Length != batch)
+            throw new ArgumentException($"options.CacheSequences has {requested.Length} entries; expected one per batch row ({batch}).", "options.CacheSequences");
+        Span<int> sequences = batch <= 256 ? stackalloc int[batch] : new int[batch];
         for (int b = 0; b < batch; b++)
         {
-            int sequence = sequences.IsEmpty ? b : sequences[b];
+            int sequence = requested.IsEmpty ? b : requested[b];
             if ((uint)sequence >= (uint)cache.Sequences)
                 throw new ArgumentException($"options.CacheSequences[{b}] is {sequence}; the cache has sequences 0..{cache.Sequences - 1}.", "options.CacheSequences");
-            for (int other = 0; other < b && !sequences.IsEmpty; other++)
+            for (int other = 0; other < b; other++)
                 if (sequences[other] == sequence)
                     throw new ArgumentException($"options.CacheSequences names sequence {sequence} twice (rows {other} and {b}); each row must extend its own sequence.", "options.CacheSequences");
-            cache.CheckRoom(sequence, length, nameof(cache));
+            sequences[b] = sequence;
         }
+        cache.CheckRoom(sequences, length, nameof(cache));
         int? threads = options.MaxDegreeOfParallelism;
         int hd = _heads * _d, width = _queryRows + 2 * _kvWidth;
 
-        // Scratch, in floats: projections [B·L, width], attention output [B·L, H·D], and for a 16-bit cache the queries
-        // and attention output of every row in its element type.
+        // Key segments (one per contiguous slot, one per page): a row with several gets per-segment partial outputs and
+        // LSEs, merged afterwards; a row with one writes its output directly.
+        int segments = 0;
+        bool partials = false;
+        for (int b = 0; b < batch; b++)
+        {
+            int count = cache.SegmentCount(sequences[b], cache.Length(sequences[b]) + length);
+            segments += count;
+            partials |= count > 1;
+        }
+
+        // Scratch, in floats: projections [B·L, width], attention output [B·L, H·D], the 16-bit queries and outputs of
+        // every row (a 16-bit cache), and per segment a partial output (the cache's type) and LSE [H, L].
         long projected = (long)batch * length * width, attended = (long)batch * length * hd;
         long narrow = typeof(TCache) == typeof(float) ? 0 : ((long)batch * length * hd * sizeof(TCache) + 3) / 4;
-        float* queries = ModuleScratch.Rent(projected + attended + 2 * narrow);
+        long partialOutputs = partials ? ((long)segments * length * hd * sizeof(TCache) + 3) / 4 : 0, partialLses = partials ? (long)segments * length * _heads : 0;
+        float* queries = ModuleScratch.Rent(projected + attended + 2 * narrow + partialOutputs + partialLses);
         float* attention = queries + projected;
         TCache* narrowQueries = (TCache*)(attention + attended), narrowOutput = (TCache*)(attention + attended + narrow);
+        TCache* partOutputs = (TCache*)(attention + attended + 2 * narrow);
+        float* partLses = attention + attended + 2 * narrow + partialOutputs;
 
         var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1);
         Project(input, inputWeights, _inputBias, queries, width, threads);
 
         long end = 0;
-        for (int b = 0; b < batch; b++) end = Math.Max(end, (long)cache.Length(sequences.IsEmpty ? b : sequences[b]) + length);
+        for (int b = 0; b < batch; b++) end = Math.Max(end, (long)cache.Length(sequences[b]) + length);
         var table = RotaryReaching(end);
         float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(_d));
-        var jobs = ArrayPool<CpuAttentionJob<TCache>>.Shared.Rent(batch);
+        var jobs = ArrayPool<CpuAttentionJob<TCache>>.Shared.Rent(segments);
         try
         {
+            int job = 0;
             for (int b = 0; b < batch; b++)
             {
-                int sequence = sequences.IsEmpty ? b : sequences[b], cached = cache.Length(sequence);
+                int sequence = sequences[b], cached = cache.Length(sequence);
                 float* rows = queries + (long)b * length * width, keys = rows + _queryRows, values = keys + _kvWidth;
                 if (table is not null)
                 {
@@ -108,27 +145,58 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
                     queryRow = hd;
                     for (int t = 0; t < length; t++) ElementConversion.FromSingle(rows + (nint)t * width, hd, q + (nint)t * hd, 1);
                 }
-                int total = cached + length;
-                var (k, v) = cache.Slot(sequence, total);
-                jobs[b] = new CpuAttentionJob<TCache>
+                int total = cached + length, count = cache.SegmentCount(sequence, total);
+                var band = CausalToTheEnd.Resolve(length, total);
+                for (int s = 0; s < count; s++, job++)
                 {
-                    Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = total, HeadDim = _d, ValueDim = _d,
-                    Scale = scale, Band = CausalToTheEnd.Resolve(length, total),
-                    Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1),
-                    K = k, V = v,
-                    Output = new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1),
-                };
+                    var (firstKey, keyCount, k, v) = cache.Segment(sequence, s, total);
+                    // A segment's keys start at firstKey: the band, on key − query, shifts with them.
+                    var segmentBand = new DiagonalBand(band.Lo - firstKey, band.Hi - firstKey);
+                    jobs[job] = new CpuAttentionJob<TCache>
+                    {
+                        Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = keyCount, HeadDim = _d, ValueDim = _d,
+                        Scale = scale, Band = segmentBand, Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1), K = k, V = v,
+                        Output = count == 1 ? new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1)
+                            : new RawStrided4<TCache>(partOutputs + (long)job * length * hd, 1, _heads, length, _d, 0, _d, hd, 1),
+                        Lse = count == 1 ? default : new RawStrided4<float>(partLses + (long)job * length * _heads, 1, _heads, length, 1, 0, length, 1, 0),
+                    };
+                }
             }
-            // Every row's attention in one set of tasks (a decode batch is many tiny problems: one pool wake-up, not one per row).
-            CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, batch), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
+            // Every row's attention (every page of it) in one set of tasks: a decode batch is many tiny problems.
+            CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, segments), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
                 threads ?? Environment.ProcessorCount);
         }
         finally
         {
             ArrayPool<CpuAttentionJob<TCache>>.Shared.Return(jobs, clearArray: true);
         }
+        if (partials) MergeSegments(cache, sequences, length, partOutputs, partLses, narrowOutput, attention);
         if (typeof(TCache) != typeof(float))
             ElementConversion.ToSingle(narrowOutput, 1, batch * length * hd, attention);
         Finish(attention, queries, width, batch, length, output, threads);
+    }
+
+    /// <summary>Rows whose keys span several segments: their outputs, merged from the segments' partial outputs and LSEs.</summary>
+    private void MergeSegments<TCache>(IKeyValueStore<TCache> cache, ReadOnlySpan<int> sequences, int length, TCache* partOutputs, float* partLses,
+        TCache* narrowOutput, float* attention) where TCache : unmanaged
+    {
+        int hd = _heads * _d, job = 0;
+        Span<double> accumulator = _d <= 512 ? stackalloc double[_d] : new double[_d];
+        for (int b = 0; b < sequences.Length; b++)
+        {
+            int count = cache.SegmentCount(sequences[b], cache.Length(sequences[b]));
+            if (count > 1)
+                for (int t = 0; t < length; t++)
+                    for (int h = 0; h < _heads; h++)
+                    {
+                        var row = new MergeRow(accumulator);
+                        for (int s = 0; s < count; s++)
+                            row.Add(partLses[(long)(job + s) * length * _heads + (long)h * length + t], in partOutputs[(long)(job + s) * length * hd + (long)t * hd + (long)h * _d], 1);
+                        long at = (long)b * length * hd + (long)t * hd + (long)h * _d;
+                        if (typeof(TCache) == typeof(float)) row.Finish(ref attention[at], 1);
+                        else row.Finish(ref narrowOutput[at], 1);
+                    }
+            job += count;
+        }
     }
 }

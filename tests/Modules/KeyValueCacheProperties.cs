@@ -42,10 +42,20 @@ public class KeyValueCacheProperties
         from seed in Gen.Choose(0, int.MaxValue)
         select new DecodeSpec(heads, kv, d, bias, rotary, gate, batch, length, prefill, chunk, threads, seed);
 
-    [Fact] public void Float_cache() => Prop.ForAll(Specs.ToArbitrary(), spec => Check<float>(spec)).Check(Config.QuickThrowOnFailure.WithMaxTest(60));
-    [Fact] public void BFloat16_cache() => Prop.ForAll(Specs.ToArbitrary(), spec => Check<BFloat16>(spec)).Check(Config.QuickThrowOnFailure.WithMaxTest(40));
+    [Fact] public void Float_cache() => Prop.ForAll(Specs.ToArbitrary(), spec => Check<float>(spec, paged: 0)).Check(Config.QuickThrowOnFailure.WithMaxTest(60));
+    [Fact] public void BFloat16_cache() => Prop.ForAll(Specs.ToArbitrary(), spec => Check<BFloat16>(spec, paged: 0)).Check(Config.QuickThrowOnFailure.WithMaxTest(40));
 
-    internal static void Check<TCache>(DecodeSpec spec) where TCache : unmanaged
+    /// <summary>Pages of 1 to 9 tokens: sequences span many pages, page edges fall anywhere in a decode chunk.</summary>
+    [Fact]
+    public void Float_paged_cache() =>
+        Prop.ForAll(Specs.ToArbitrary(), Gen.Choose(1, 9).ToArbitrary(), (spec, pageSize) => Check<float>(spec, pageSize)).Check(Config.QuickThrowOnFailure.WithMaxTest(60));
+
+    [Fact]
+    public void BFloat16_paged_cache() =>
+        Prop.ForAll(Specs.ToArbitrary(), Gen.Choose(1, 9).ToArbitrary(), (spec, pageSize) => Check<BFloat16>(spec, pageSize)).Check(Config.QuickThrowOnFailure.WithMaxTest(40));
+
+    /// <param name="paged">0 for a contiguous cache, else the page size of a paged one (with no spare pages).</param>
+    internal static void Check<TCache>(DecodeSpec spec, int paged) where TCache : unmanaged
     {
         var random = new Random(spec.Seed);
         var config = spec.Config;
@@ -74,20 +84,24 @@ public class KeyValueCacheProperties
         var input = LayerData.RandomSequences<float>(spec.Batch, spec.Length, e, false, random);
         var inputValues = input.Memory;
         var output = new float[spec.Batch * spec.Length * e];
-        using var cache = new KeyValueCache<TCache>(spec.Batch, spec.KvHeads, spec.HeadDim, spec.Length);
+        using var contiguous = paged == 0 ? new KeyValueCache<TCache>(spec.Batch, spec.KvHeads, spec.HeadDim, spec.Length) : null;
+        using var pages = paged == 0 ? null : new PagedKeyValueCache<TCache>(spec.Batch * ((spec.Length + paged - 1) / paged), paged, spec.Batch, spec.KvHeads, spec.HeadDim);
         for (int start = 0; start < spec.Length;)
         {
             int count = start == 0 ? spec.Prefill : Math.Min(spec.Chunk, spec.Length - start);
             var chunk = TensorLayout.ReadOnlyView<float>(inputValues.AsSpan(start * e), [spec.Batch, count, e], [spec.Length * e, e, 1]);
             var chunkOutput = TensorLayout.View(output.AsSpan(start * e), [spec.Batch, count, e], [spec.Length * e, e, 1]);
-            layer.Forward(chunk, chunkOutput, cache, new MultiHeadAttentionOptions { MaxDegreeOfParallelism = spec.Threads });
+            var options = new MultiHeadAttentionOptions { MaxDegreeOfParallelism = spec.Threads };
+            if (pages is null) layer.Forward(chunk, chunkOutput, contiguous!, options);
+            else layer.Forward(chunk, chunkOutput, pages, options);
             start += count;
         }
-        for (int b = 0; b < spec.Batch; b++) Assert.Equal(spec.Length, cache.Length(b));
+        for (int b = 0; b < spec.Batch; b++) Assert.Equal(spec.Length, pages?.Length(b) ?? contiguous!.Length(b));
+        if (pages is not null) Assert.Equal(0, pages.FreePages);
 
         var oracle = reference.Forward(input.Values, input.Values, input.Values, causal: true, null, 0, 0, null);
         var plain = naive.Forward(input.Values, input.Values, input.Values, causal: true, null, 0, 0, null);
         var report = ToleranceRule.Check<float>(output.Select(x => (double)x).ToArray(), oracle.Cast<double>().ToArray(), plain.Cast<double>().ToArray());
-        Assert.True(report.Passed, $"{spec} {ElementTypes.ShortName<TCache>()} cache: {report}");
+        Assert.True(report.Passed, $"{spec} {ElementTypes.ShortName<TCache>()} {(paged == 0 ? "contiguous" : $"paged ({paged}-token pages)")} cache: {report}");
     }
 }

@@ -1,0 +1,28 @@
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// What a layer's decode path needs of a KV cache, contiguous (<see cref="KeyValueCache{T}"/>) or paged
+/// (<see cref="PagedKeyValueCache{T}"/>): room checks before anything is written, appends, and each sequence's keys
+/// as segments of uniform strides (one for a contiguous slot, one per page) for the attention kernel.
+/// </summary>
+internal unsafe interface IKeyValueStore<T> where T : unmanaged
+{
+    int Sequences { get; }
+    int KvHeads { get; }
+    int HeadDim { get; }
+    int Length(int sequence);
+
+    /// <summary>Throws (naming <paramref name="parameter"/>) unless every listed sequence can take <paramref name="tokens"/> more; writes nothing.</summary>
+    void CheckRoom(ReadOnlySpan<int> sequences, int tokens, string parameter);
+
+    /// <summary>Stores new keys and values (rows of kvHeads · headDim floats, rowStride apart) and advances the sequence.</summary>
+    void Append(int sequence, float* keys, float* values, nint rowStride, int tokens);
+
+    /// <summary>How many segments the first <paramref name="length"/> keys of a sequence span.</summary>
+    int SegmentCount(int sequence, int length);
+
+    /// <summary>Segment <paramref name="index"/> of a sequence's first <paramref name="length"/> keys: its first key and [1, kvHeads, count, headDim] views.</summary>
+    (int FirstKey, int Count, RawStrided4<T> Keys, RawStrided4<T> Values) Segment(int sequence, int index, int length);
+}

@@ -1,0 +1,148 @@
+using System.Numerics.Tensors;
+using AttentionEngine.Kernels;
+using AttentionEngine.Kernels.Tensors;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// A KV cache in fixed-size pages shared by many sequences (vLLM's paged layout): a pool of pages, each holding
+/// <see cref="PageSize"/> tokens of every KV head, and per sequence a block table of the pages it holds, in order. A
+/// sequence takes a page when it needs one and gives its pages back on <see cref="Reset"/> or <see cref="Truncate"/>,
+/// so sequences of very different lengths share one allocation without reserving their maximum length each.
+/// </summary>
+/// <remarks>
+/// The layer attends over a paged sequence page by page, as independent key sets whose outputs and log-sum-exps
+/// merge exactly (in float64; see <see cref="AttentionMerge"/>), all pages of all rows in one set of tasks. With 16-bit
+/// storage each page's partial output is rounded to that type before the merge, one rounding more than a contiguous
+/// cache. A call that needs more pages than the pool has free is refused before anything is written.
+/// </remarks>
+public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposable where T : unmanaged
+{
+    private readonly NativeTensor<T> _keys, _values; // [pages, kvHeads, pageSize, headDim]
+    private readonly List<int>[] _tables;
+    private readonly Stack<int> _free;
+    private readonly int[] _lengths;
+
+    /// <summary>An empty cache of <paramref name="pages"/> pages for up to <paramref name="sequences"/> sequences.</summary>
+    /// <exception cref="ArgumentException">a dimension below 1.</exception>
+    /// <exception cref="NotSupportedException">an element type other than float, Half and BFloat16.</exception>
+    public PagedKeyValueCache(int pages, int pageSize, int sequences, int kvHeads, int headDim)
+    {
+        ElementTypes.ThrowIfUnsupported<T>();
+        foreach (var (value, name) in new[] { (pages, nameof(pages)), (pageSize, nameof(pageSize)), (sequences, nameof(sequences)), (kvHeads, nameof(kvHeads)), (headDim, nameof(headDim)) })
+            if (value < 1) throw new ArgumentException($"{name} is {value}; expected at least 1.", name);
+        (Pages, PageSize, Sequences, KvHeads, HeadDim) = (pages, pageSize, sequences, kvHeads, headDim);
+        _keys = NativeTensor<T>.Zeros(pages, kvHeads, pageSize, headDim);
+        _values = NativeTensor<T>.Zeros(pages, kvHeads, pageSize, headDim);
+        _tables = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
+        _free = new Stack<int>(Enumerable.Range(0, pages).Reverse()); // page 0 first
+        _lengths = new int[sequences];
+    }
+
+    public int Pages { get; }
+    public int PageSize { get; }
+    public int Sequences { get; }
+    public int KvHeads { get; }
+    public int HeadDim { get; }
+
+    /// <summary>Pages no sequence holds.</summary>
+    public int FreePages => _free.Count;
+
+    /// <summary>Tokens sequence <paramref name="sequence"/> holds.</summary>
+    public int Length(int sequence) => _lengths[CheckSequence(sequence)];
+
+    /// <summary>The pages a sequence holds, in token order (its block table).</summary>
+    public IReadOnlyList<int> PageTable(int sequence) => _tables[CheckSequence(sequence)];
+
+    /// <summary>Empties a sequence and returns its pages to the pool.</summary>
+    public void Reset(int sequence) => Truncate(sequence, 0);
+
+    /// <summary>Drops the tokens of a sequence past <paramref name="length"/>; pages no longer needed return to the pool.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">a length below 0 or above what the sequence holds.</exception>
+    public void Truncate(int sequence, int length)
+    {
+        CheckSequence(sequence);
+        if ((uint)length > (uint)_lengths[sequence])
+            throw new ArgumentOutOfRangeException(nameof(length), $"length is {length}; sequence {sequence} holds {_lengths[sequence]} tokens, so it must be 0..{_lengths[sequence]}.");
+        var table = _tables[sequence];
+        int keep = (length + PageSize - 1) / PageSize;
+        for (int p = table.Count - 1; p >= keep; p--)
+        {
+            _free.Push(table[p]);
+            table.RemoveAt(p);
+        }
+        _lengths[sequence] = length;
+    }
+
+    /// <summary>One sequence's first <paramref name="length"/> keys, gathered into a dense [1, kvHeads, length, headDim] copy (for inspection).</summary>
+    public T[] Keys(int sequence, int length) => Gather(_keys, CheckSequence(sequence), length);
+
+    /// <summary>One sequence's first <paramref name="length"/> values, gathered like <see cref="Keys"/>.</summary>
+    public T[] Values(int sequence, int length) => Gather(_values, CheckSequence(sequence), length);
+
+    private T[] Gather(NativeTensor<T> memory, int sequence, int length)
+    {
+        if ((uint)length > (uint)_lengths[sequence])
+            throw new ArgumentOutOfRangeException(nameof(length), $"length is {length}; sequence {sequence} holds {_lengths[sequence]} tokens.");
+        var result = new T[(long)KvHeads * length * HeadDim];
+        for (int h = 0; h < KvHeads; h++)
+            for (int j = 0; j < length; j++)
+                new ReadOnlySpan<T>(memory.Pointer + Offset(_tables[sequence][j / PageSize], h, j % PageSize), HeadDim)
+                    .CopyTo(result.AsSpan(checked((int)(((long)h * length + j) * HeadDim))));
+        return result;
+    }
+
+    private nint Offset(int page, int head, int slot) => (((nint)page * KvHeads + head) * PageSize + slot) * HeadDim;
+
+    void IKeyValueStore<T>.CheckRoom(ReadOnlySpan<int> sequences, int tokens, string parameter)
+    {
+        long needed = 0;
+        foreach (int sequence in sequences)
+            needed += (_lengths[sequence] + (long)tokens + PageSize - 1) / PageSize - _tables[sequence].Count;
+        if (needed > _free.Count)
+            throw new ArgumentException(
+                $"The paged KV cache has {_free.Count} free pages of {PageSize} tokens; appending {tokens} tokens to {sequences.Length} sequences needs {needed}. Nothing was written; Reset or Truncate sequences to free pages, or use a larger pool.", parameter);
+    }
+
+    void IKeyValueStore<T>.Append(int sequence, float* keys, float* values, nint rowStride, int tokens)
+    {
+        var table = _tables[sequence];
+        int start = _lengths[sequence];
+        for (int t = 0; t < tokens; t++)
+        {
+            int position = start + t;
+            if (position / PageSize == table.Count) table.Add(_free.Pop()); // CheckRoom made sure there is one
+            int page = table[position / PageSize], slot = position % PageSize;
+            for (int h = 0; h < KvHeads; h++)
+            {
+                ElementConversion.FromSingle(keys + t * rowStride + (nint)h * HeadDim, HeadDim, _keys.Pointer + Offset(page, h, slot), 1);
+                ElementConversion.FromSingle(values + t * rowStride + (nint)h * HeadDim, HeadDim, _values.Pointer + Offset(page, h, slot), 1);
+            }
+        }
+        _lengths[sequence] = start + tokens;
+    }
+
+    int IKeyValueStore<T>.SegmentCount(int sequence, int length) => (length + PageSize - 1) / PageSize;
+
+    (int FirstKey, int Count, RawStrided4<T> Keys, RawStrided4<T> Values) IKeyValueStore<T>.Segment(int sequence, int index, int length)
+    {
+        int page = _tables[sequence][index], first = index * PageSize, count = Math.Min(PageSize, length - first);
+        nint at = Offset(page, 0, 0), headStride = (nint)PageSize * HeadDim;
+        return (first, count, new RawStrided4<T>(_keys.Pointer + at, 1, KvHeads, count, HeadDim, 0, headStride, HeadDim, 1),
+                new RawStrided4<T>(_values.Pointer + at, 1, KvHeads, count, HeadDim, 0, headStride, HeadDim, 1));
+    }
+
+    private int CheckSequence(int sequence)
+    {
+        if ((uint)sequence >= (uint)Sequences)
+            throw new ArgumentOutOfRangeException(nameof(sequence), $"sequence is {sequence}; the cache has sequences 0..{Sequences - 1}.");
+        return sequence;
+    }
+
+    /// <summary>Frees the pool's native memory.</summary>
+    public void Dispose()
+    {
+        _keys.Dispose();
+        _values.Dispose();
+    }
+}

@@ -1,0 +1,76 @@
+using System.Numerics.Tensors;
+
+namespace AttentionEngine.Tests.Modules;
+
+/// <summary>The page pool: sequences share it, give pages back, and a call it cannot serve is refused with nothing written.</summary>
+public class PagedKeyValueCacheTests
+{
+    private const int E = 16, H = 4, Kv = 2, D = 4;
+
+    private static MultiHeadAttention<float> Layer()
+    {
+        var random = new Random(31);
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = E, Heads = H, KvHeads = Kv, Rotary = new RotaryEmbedding(RotaryLayout.HalfSplit) });
+        layer.Load(new ReadOnlyTensorSpan<float>(Values(E * E), [E, E], []), new ReadOnlyTensorSpan<float>(Values(Kv * D * E), [Kv * D, E], []),
+            new ReadOnlyTensorSpan<float>(Values(Kv * D * E), [Kv * D, E], []), new ReadOnlyTensorSpan<float>(Values(E * E), [E, E], []),
+            Values(E), Values(Kv * D), Values(Kv * D), Values(E));
+        return layer;
+    }
+
+    private static float[] Tokens(int seed, int count) { var r = new Random(seed); return Enumerable.Range(0, count * E).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray(); }
+
+    private static float[] Step<TCache>(MultiHeadAttention<float> layer, PagedKeyValueCache<TCache> cache, float[] tokens, int batch, int[]? sequences = null) where TCache : unmanaged
+    {
+        var output = new float[tokens.Length];
+        int length = tokens.Length / E / batch;
+        layer.Forward(new ReadOnlyTensorSpan<float>(tokens, [batch, length, E], []), new TensorSpan<float>(output, [batch, length, E], []), cache,
+            new MultiHeadAttentionOptions { CacheSequences = sequences });
+        return output;
+    }
+
+    [Fact]
+    public void Sequences_take_pages_as_they_grow_and_give_them_back()
+    {
+        using var layer = Layer();
+        using var cache = new PagedKeyValueCache<float>(pages: 6, pageSize: 4, sequences: 3, Kv, D);
+        Step(layer, cache, Tokens(1, 9), 1, [2]);   // 9 tokens: 3 pages
+        Step(layer, cache, Tokens(2, 4), 1, [0]);   // 4 tokens: 1 page
+        Assert.Equal(2, cache.FreePages);
+        Assert.Equal(3, cache.PageTable(2).Count);
+        Assert.Equal(new[] { 3 }, cache.PageTable(0));
+        // The same tokens in a contiguous cache: the same keys, and the same next-step output.
+        using var contiguous = new KeyValueCache<float>(3, Kv, D, 16);
+        var options = new MultiHeadAttentionOptions { CacheSequences = new[] { 2 } };
+        layer.Forward(new ReadOnlyTensorSpan<float>(Tokens(1, 9), [1, 9, E], []), new TensorSpan<float>(new float[9 * E], [1, 9, E], []), contiguous, options);
+        Assert.Equal(contiguous.Keys(2).Flat(), cache.Keys(2, 9));
+        var next = Tokens(3, 1);
+        var pagedOutput = Step(layer, cache, next, 1, [2]);
+        var contiguousOutput = new float[E];
+        layer.Forward(new ReadOnlyTensorSpan<float>(next, [1, 1, E], []), new TensorSpan<float>(contiguousOutput, [1, 1, E], []), contiguous, options);
+        for (int n = 0; n < E; n++) Assert.Equal(contiguousOutput[n], pagedOutput[n], 5); // one exact merge of 3 pages against one pass
+        cache.Truncate(2, 5);
+        Assert.Equal(2, cache.PageTable(2).Count);
+        cache.Reset(0);
+        Assert.Equal(4, cache.FreePages);
+    }
+
+    [Fact]
+    public void A_call_the_pool_cannot_serve_is_refused_and_loses_nothing()
+    {
+        using var layer = Layer();
+        using var cache = new PagedKeyValueCache<BFloat16>(pages: 3, pageSize: 2, sequences: 2, Kv, D);
+        Step(layer, cache, Tokens(4, 4), 2);      // 2 tokens each: 2 pages
+        var keysBefore = cache.Keys(1, 2);
+        var e = Assert.Throws<ArgumentException>(() => Step(layer, cache, Tokens(5, 4), 2)); // 2 more each: 2 pages, 1 free
+        Assert.Equal("cache", e.ParamName);
+        Assert.Contains("has 1 free pages of 2 tokens; appending 2 tokens to 2 sequences needs 2. Nothing was written", e.Message);
+        Assert.Equal(2, cache.Length(0));
+        Assert.Equal(2, cache.Length(1));
+        Assert.Equal(1, cache.FreePages);
+        Assert.Equal(keysBefore, cache.Keys(1, 2));
+        Step(layer, cache, Tokens(6, 1), 1, [1]); // one sequence fits
+        Assert.Equal(3, cache.Length(1));
+        Assert.Throws<ArgumentException>(() => new PagedKeyValueCache<float>(0, 4, 1, 1, 1));
+    }
+}
