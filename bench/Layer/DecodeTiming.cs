@@ -11,7 +11,8 @@ namespace AttentionEngine.Bench.Layer;
 internal static class DecodeTiming
 {
     /// <returns>Median seconds per step, cached K+V bytes and weight bytes one step reads.</returns>
-    public static (double Seconds, double CacheBytes, double WeightBytes) Time<TWeight, TCache>(DecodeCase c, LayerSettings settings)
+    /// <param name="pageSize">0 for a contiguous <see cref="KeyValueCache{T}"/>, else the page size of a <see cref="PagedKeyValueCache{T}"/>.</param>
+    public static (double Seconds, double CacheBytes, double WeightBytes) Time<TWeight, TCache>(DecodeCase c, LayerSettings settings, int pageSize)
         where TWeight : unmanaged where TCache : unmanaged
     {
         int e = c.EmbedDim, hd = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;
@@ -26,17 +27,29 @@ internal static class DecodeTiming
         layer.Load(new ReadOnlyTensorSpan<TWeight>(Matrix(hd, e), [hd, e], []), new ReadOnlyTensorSpan<TWeight>(Matrix(kv, e), [kv, e], []),
             new ReadOnlyTensorSpan<TWeight>(Matrix(kv, e), [kv, e], []), new ReadOnlyTensorSpan<TWeight>(Matrix(e, hd), [e, hd], []),
             Vector(hd), Vector(kv), Vector(kv), Vector(e));
-        using var cache = new KeyValueCache<TCache>(c.Batch, c.KvHeads, c.HeadDim, c.Cached + 1);
+        using var contiguous = pageSize == 0 ? new KeyValueCache<TCache>(c.Batch, c.KvHeads, c.HeadDim, c.Cached + 1) : null;
+        using var paged = pageSize == 0 ? null
+            : new PagedKeyValueCache<TCache>(c.Batch * ((c.Cached + pageSize) / pageSize + 1), pageSize, c.Batch, c.KvHeads, c.HeadDim);
         int threads = settings.Threads;
+        void Step(ReadOnlyTensorSpan<float> input, TensorSpan<float> output)
+        {
+            var options = new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads };
+            if (paged is null) layer.Forward(input, output, contiguous!, options);
+            else layer.Forward(input, output, paged, options);
+        }
         using (var prompt = TensorRandom.Create<float>(3, ValueDistribution.Normal, c.Batch, c.Cached, e))
         using (var promptOutput = NativeTensor<float>.Zeros(c.Batch, c.Cached, e))
-            layer.Forward(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan(), cache, new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads });
+            Step(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan());
         using var token = TensorRandom.Create<float>(4, ValueDistribution.Normal, c.Batch, 1, e);
         using var output = NativeTensor<float>.Zeros(c.Batch, 1, e);
         double seconds = Timing.MedianSeconds(() =>
         {
-            layer.Forward(token.AsReadOnlyTensorSpan(), output.AsTensorSpan(), cache, new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads });
-            for (int b = 0; b < c.Batch; b++) cache.Truncate(b, c.Cached);
+            Step(token.AsReadOnlyTensorSpan(), output.AsTensorSpan());
+            for (int b = 0; b < c.Batch; b++)
+            {
+                contiguous?.Truncate(b, c.Cached);
+                paged?.Truncate(b, c.Cached);
+            }
         }, settings.Seconds);
         double weightBytes = (double)(hd + 2 * kv + hd) * e * System.Runtime.CompilerServices.Unsafe.SizeOf<TWeight>();
         return (seconds, c.CacheBytes(System.Runtime.CompilerServices.Unsafe.SizeOf<TCache>()), weightBytes);

@@ -34,6 +34,10 @@ public sealed class LayerSettings : CommandSettings
     [Description("Decode steps separated by ';', e.g. 'B1 E1024 H16 KV4 L4096' (one new token per row over L cached tokens), timed with fp32 and bf16 caches; 'none' to skip.")]
     public string Decode { get; init; } = "B1 E1024 H16 KV4 L4096; B8 E1024 H16 KV4 L1024";
 
+    [CommandOption("--page-size <N>")]
+    [Description("Tokens per page of the paged cache timed beside the contiguous one; 0 to skip it. Default: 256.")]
+    public int PageSize { get; init; } = 256;
+
     public override ValidationResult Validate()
     {
         try
@@ -44,6 +48,7 @@ public sealed class LayerSettings : CommandSettings
         catch (FormatException e) { return ValidationResult.Error(e.Message); }
         var bad = Weights.Split(',', StringSplitOptions.TrimEntries).Where(t => t is not ("f32" or "bf16")).ToList();
         return bad.Count > 0 ? ValidationResult.Error($"--weights takes f32, bf16; got '{string.Join(", ", bad)}'.")
+            : PageSize < 0 ? ValidationResult.Error($"--page-size must be 0 or more; got {PageSize}.")
             : Threads < 1 ? ValidationResult.Error($"--threads must be at least 1; got {Threads}.")
             : Seconds <= 0 ? ValidationResult.Error($"--seconds must be positive; got {Seconds}.")
             : ValidationResult.Success();
@@ -75,24 +80,25 @@ internal sealed class LayerCommand : Command<LayerSettings>
         AnsiConsole.Write(table);
         if (settings.Decode != "none")
         {
-            var decode = new Table().AddColumns("decode step", "weights", "cache", "ms per step", "K+V read", "weights read", "all bytes", "of bandwidth");
+            var decode = new Table().AddColumns("decode step", "weights", "cache", "storage", "ms per step", "K+V read", "weights read", "all bytes", "of bandwidth");
             foreach (var c in DecodeCase.ParseList(settings.Decode))
                 foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
                     foreach (var cache in new[] { "f32", "bf16" })
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        var (seconds, cacheBytes, weightBytes) = (type, cache) switch
+                        foreach (int pageSize in settings.PageSize > 0 ? new[] { 0, settings.PageSize } : new[] { 0 })
                         {
-                            ("bf16", "bf16") => DecodeTiming.Time<BFloat16, BFloat16>(c, settings),
-                            ("bf16", _) => DecodeTiming.Time<BFloat16, float>(c, settings),
-                            (_, "bf16") => DecodeTiming.Time<float, BFloat16>(c, settings),
-                            _ => DecodeTiming.Time<float, float>(c, settings),
-                        };
-                        double total = (cacheBytes + weightBytes) / seconds / 1e9;
-                        decode.AddRow(c.Name, type, cache, $"{seconds * 1e3:F3}", $"{cacheBytes / seconds / 1e9:F1} GB/s", $"{weightBytes / seconds / 1e9:F1} GB/s",
-                            $"{total:F1} GB/s", $"{total / limits.BandwidthGBs:P0}");
-                    }
-            AnsiConsole.MarkupLine($"decode: one token per row appended to a contiguous KeyValueCache and truncated back after each step; measured memory bandwidth {limits.BandwidthGBs:F1} GB/s");
+                            cancellationToken.ThrowIfCancellationRequested();
+                            var (seconds, cacheBytes, weightBytes) = (type, cache) switch
+                            {
+                                ("bf16", "bf16") => DecodeTiming.Time<BFloat16, BFloat16>(c, settings, pageSize),
+                                ("bf16", _) => DecodeTiming.Time<BFloat16, float>(c, settings, pageSize),
+                                (_, "bf16") => DecodeTiming.Time<float, BFloat16>(c, settings, pageSize),
+                                _ => DecodeTiming.Time<float, float>(c, settings, pageSize),
+                            };
+                            double total = (cacheBytes + weightBytes) / seconds / 1e9;
+                            decode.AddRow(c.Name, type, cache, pageSize == 0 ? "contiguous" : $"{pageSize}-token pages", $"{seconds * 1e3:F3}",
+                                $"{cacheBytes / seconds / 1e9:F1} GB/s", $"{weightBytes / seconds / 1e9:F1} GB/s", $"{total:F1} GB/s", $"{total / limits.BandwidthGBs:P0}");
+                        }
+            AnsiConsole.MarkupLine($"decode: one token per row appended to the cache and truncated back after each step; measured memory bandwidth {limits.BandwidthGBs:F1} GB/s");
             AnsiConsole.Write(decode);
         }
         if (!settings.NoPeer) AnsiConsole.MarkupLine($"peer: ONNX Runtime {OnnxAttentionPeer.Version}, MatMul/Add projections + Attention (opset 23), fp32 weights only");
