@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using AttentionEngine.Kernels;
 
 namespace AttentionEngine;
 
@@ -73,5 +74,40 @@ internal static unsafe class ModuleCall
                     index[0] = b; index[1] = i; index[2] = j;
                     average[index[..3]] = (float)(sum / heads);
                 }
+    }
+
+    /// <summary>A [batch, length, width] tensor (any strides) as dense float rows [batch·length, width].</summary>
+    public static void CopyTokens<T>(scoped in ReadOnlyTensorSpan<T> tokens, float* destination, int width) where T : unmanaged
+    {
+        nint batch = tokens.Lengths[0], length = tokens.Lengths[1];
+        nint s0 = tokens.Strides[0], s1 = tokens.Strides[1], s2 = tokens.Strides[2];
+        ref T origin = ref System.Runtime.CompilerServices.Unsafe.AsRef(in tokens.GetPinnableReference());
+        for (nint b = 0; b < batch; b++)
+            for (nint t = 0; t < length; t++)
+                for (int c = 0; c < width; c++)
+                    destination[(b * length + t) * width + c] = ElementTypes.ToSingle(System.Runtime.CompilerServices.Unsafe.Add(ref origin, b * s0 + t * s1 + c * s2));
+    }
+
+    /// <summary>Dense float rows [batch·length, width] into a [batch, length, width] tensor (any strides), rounded to its type.</summary>
+    public static void WriteTokens<T>(float* source, scoped in TensorSpan<T> tokens, int width) where T : unmanaged
+    {
+        nint batch = tokens.Lengths[0], length = tokens.Lengths[1];
+        nint s0 = tokens.Strides[0], s1 = tokens.Strides[1], s2 = tokens.Strides[2];
+        ref T origin = ref tokens.GetPinnableReference();
+        for (nint b = 0; b < batch; b++)
+            for (nint t = 0; t < length; t++)
+                for (int c = 0; c < width; c++)
+                    System.Runtime.CompilerServices.Unsafe.Add(ref origin, b * s0 + t * s1 + c * s2) = ElementTypes.FromSingle<T>(source[(b * length + t) * width + c]);
+    }
+
+    /// <summary>destination[c] = Σ over rows of rows[r · stride + c], summed in float64 in row order.</summary>
+    public static void ColumnSums(float* rows, long count, int columns, nint stride, Span<float> destination)
+    {
+        for (int c = 0; c < columns; c++)
+        {
+            double sum = 0;
+            for (long r = 0; r < count; r++) sum += rows[r * stride + c];
+            destination[c] = (float)sum;
+        }
     }
 }

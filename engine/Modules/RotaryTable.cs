@@ -43,7 +43,14 @@ internal sealed class RotaryTable
     /// Rotates the first 2·pairs dimensions of each of <paramref name="heads"/> heads (headDim apart) of
     /// <paramref name="tokens"/> rows (rowStride apart); row t is at position firstPosition + t.
     /// </summary>
-    public unsafe void Apply(float* rows, nint rowStride, int tokens, int heads, int headDim, long firstPosition, RotaryLayout layout)
+    public unsafe void Apply(float* rows, nint rowStride, int tokens, int heads, int headDim, long firstPosition, RotaryLayout layout) =>
+        Rotate(rows, rowStride, tokens, heads, headDim, firstPosition, layout, inverse: false);
+
+    /// <summary>The transpose of <see cref="Apply"/> (a rotation by the opposite angles): how gradients flow back through it.</summary>
+    public unsafe void ApplyInverse(float* rows, nint rowStride, int tokens, int heads, int headDim, long firstPosition, RotaryLayout layout) =>
+        Rotate(rows, rowStride, tokens, heads, headDim, firstPosition, layout, inverse: true);
+
+    private unsafe void Rotate(float* rows, nint rowStride, int tokens, int heads, int headDim, long firstPosition, RotaryLayout layout, bool inverse)
     {
         fixed (float* cosines = _cos)
         fixed (float* sines = _sin)
@@ -55,15 +62,15 @@ internal sealed class RotaryTable
                 {
                     float* x = rows + t * rowStride + (nint)h * headDim;
                     if (layout == RotaryLayout.Interleaved)
-                        for (int i = 0; i < _pairs; i++) Rotate(ref x[2 * i], ref x[2 * i + 1], cos[i], sin[i]);
+                        for (int i = 0; i < _pairs; i++) Turn(ref x[2 * i], ref x[2 * i + 1], cos[i], inverse ? -sin[i] : sin[i]);
                     else
-                        for (int i = 0; i < _pairs; i++) Rotate(ref x[i], ref x[i + _pairs], cos[i], sin[i]);
+                        for (int i = 0; i < _pairs; i++) Turn(ref x[i], ref x[i + _pairs], cos[i], inverse ? -sin[i] : sin[i]);
                 }
             }
         }
     }
 
-    private static void Rotate(ref float x, ref float y, float cos, float sin)
+    private static void Turn(ref float x, ref float y, float cos, float sin)
     {
         float a = x, b = y;
         x = a * cos - b * sin;

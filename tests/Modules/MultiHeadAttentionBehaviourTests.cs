@@ -201,4 +201,31 @@ public class MultiHeadAttentionBehaviourTests
             new ReadOnlyTensorSpan<float>(new float[40], [1, 5, 8], []), new ReadOnlyTensorSpan<float>(new float[40], [1, 5, 8], []), new TensorSpan<float>(new float[48], [2, 3, 8], [])));
         Assert.Equal("key", wrongKey.ParamName);
     }
+
+    [Fact]
+    public void Backward_is_bitwise_identical_for_every_thread_count_and_refuses_what_it_cannot_return()
+    {
+        using var layer = Layer(12, out _, out _, out _, out _, gated: true);
+        var x = Input(13);
+        var dy = Input(14);
+        float[]? firstInput = null, firstQuery = null;
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            var gradients = layer.CreateGradients();
+            var dx = new float[x.Length];
+            layer.Backward<float>(Sequences(x), Sequences(dy), Sequences(dx), gradients, new MultiHeadAttentionOptions { Mask = Mask.Causal(), MaxDegreeOfParallelism = threads });
+            if (firstInput is null) (firstInput, firstQuery) = (dx, gradients.Query);
+            else
+            {
+                Assert.Equal(firstInput, dx);
+                Assert.Equal(firstQuery, gradients.Query);
+            }
+        }
+        var e = Assert.Throws<ArgumentException>(() => layer.Backward<float>(Sequences(x), Sequences(dy), Sequences(new float[x.Length]), layer.CreateGradients(),
+            new MultiHeadAttentionOptions { AverageWeights = new TensorSpan<float>(new float[Batch * S * S], [Batch, S, S], []) }));
+        Assert.Contains("returns no attention weights", e.Message);
+        using var other = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = 16, Heads = 2 });
+        var wrong = Assert.Throws<ArgumentException>(() => layer.Backward<float>(Sequences(x), Sequences(dy), Sequences(new float[x.Length]), other.CreateGradients()));
+        Assert.Equal("gradients", wrong.ParamName);
+    }
 }

@@ -1,0 +1,105 @@
+using System.Numerics.Tensors;
+
+namespace AttentionEngine.Tests.Modules;
+
+/// <summary>
+/// The layer's backward against central finite differences of the float64 reference layer: loss = Σ output ⊙ G for a
+/// random G, every parameter and every input element perturbed by ±h (h = 1e-4; the reference is float64, so the
+/// difference quotient is accurate to ~1e-8). The fp32 gradients must agree within 2e-3 of the gradient's scale: fp32
+/// carries ~1e-7 per operation, and these small layers chain a few hundred.
+/// </summary>
+public class MultiHeadAttentionBackwardTests
+{
+    [Theory]
+    [InlineData(2, 1, false, null, null, false, false, 1)]
+    [InlineData(2, 2, true, RotaryLayout.Interleaved, null, true, false, 2)]
+    [InlineData(4, 2, true, RotaryLayout.HalfSplit, GateKind.Headwise, true, true, 3)]
+    [InlineData(2, 1, true, null, GateKind.Elementwise, false, true, 4)]
+    [InlineData(3, 3, false, RotaryLayout.HalfSplit, GateKind.Elementwise, true, false, 5)]
+    public void Gradients_match_finite_differences_of_the_float64_layer(int heads, int kvHeads, bool bias, RotaryLayout? rotary, GateKind? gate, bool causal, bool padding, int seed)
+    {
+        const int d = 4, batch = 2, length = 5;
+        int e = heads * d, hd = heads * d, kv = kvHeads * d;
+        var random = new Random(seed);
+        var config = new MultiHeadAttentionConfig
+        {
+            EmbedDim = e, Heads = heads, KvHeads = kvHeads, Bias = bias,
+            Rotary = rotary is { } r ? new RotaryEmbedding(r) : null,
+            Gate = gate is { } g ? new OutputGate(g, heads > 2 ? Enumerable.Range(0, heads).Select(h => h != 1).ToArray() : null) : null,
+        };
+        int gateRows = config.GateWidth;
+        double[,] Matrix(int rows, int columns) => LayerData.Matrix<float>(rows, columns, 1 / Math.Sqrt(columns), random);
+        double[] Vector(int n) => bias ? LayerData.Vector<float>(n, random) : new double[n];
+        var reference = new ReferenceLayer(config, x => x)
+        {
+            Wq = Matrix(hd, e), Wk = Matrix(kv, e), Wv = Matrix(kv, e), Wo = Matrix(e, hd), Bq = Vector(hd), Bk = Vector(kv), Bv = Vector(kv), Bo = Vector(e),
+            Wg = gateRows > 0 ? Matrix(gateRows, e) : null, Bg = gateRows > 0 ? Vector(gateRows) : null,
+        };
+        var input = LayerData.RandomSequences<float>(batch, length, e, false, random);
+        var keyPadding = padding ? new bool[batch, length] : null;
+        if (keyPadding is not null) { keyPadding[0, 1] = true; keyPadding[1, 4] = true; }
+        var upstream = new double[batch, length, e];
+        for (int b = 0; b < batch; b++) for (int t = 0; t < length; t++) for (int c = 0; c < e; c++) upstream[b, t, c] = random.NextDouble() * 2 - 1;
+        double Loss(double[,,] x)
+        {
+            var y = reference.Forward(x, x, x, causal, keyPadding, 3, 3, null);
+            double sum = 0;
+            for (int b = 0; b < batch; b++) for (int t = 0; t < length; t++) for (int c = 0; c < e; c++) sum += y[b, t, c] * upstream[b, t, c];
+            return sum;
+        }
+
+        using var layer = new MultiHeadAttention<float>(config);
+        float[] F(double[,] m) => LayerData.Elements<float>(m);
+        float[] B(double[] v) => bias ? v.Select(x => (float)x).ToArray() : [];
+        layer.Load(new ReadOnlyTensorSpan<float>(F(reference.Wq), [hd, e], []), new ReadOnlyTensorSpan<float>(F(reference.Wk), [kv, e], []),
+            new ReadOnlyTensorSpan<float>(F(reference.Wv), [kv, e], []), new ReadOnlyTensorSpan<float>(F(reference.Wo), [e, hd], []),
+            B(reference.Bq), B(reference.Bk), B(reference.Bv), B(reference.Bo));
+        if (gateRows > 0) layer.LoadGate(new ReadOnlyTensorSpan<float>(F(reference.Wg!), [gateRows, e], []), B(reference.Bg!));
+        var gradients = layer.CreateGradients();
+        var dInput = new float[batch * length * e];
+        var dOutput = upstream.Cast<double>().Select(x => (float)x).ToArray();
+        var paddingFlat = keyPadding?.Cast<bool>().ToArray();
+        layer.Backward<float>(input.Span, new ReadOnlyTensorSpan<float>(dOutput, [batch, length, e], []), new TensorSpan<float>(dInput, [batch, length, e], []), gradients,
+            new MultiHeadAttentionOptions
+            {
+                Mask = causal ? Mask.Causal() : null, PositionOffset = 3,
+                KeyPadding = paddingFlat is null ? default : new ReadOnlyTensorSpan<bool>(paddingFlat, [batch, length], []),
+            });
+        // The upstream gradient was rounded to float for our side; the reference keeps the double one (differences ~1e-8).
+
+        const double h = 1e-4;
+        void Check(string name, float[] ours, Func<int, double> perturbed)
+        {
+            var numeric = Enumerable.Range(0, ours.Length).Select(perturbed).ToArray();
+            double scale = Math.Max(1e-3, numeric.Max(Math.Abs));
+            for (int n = 0; n < ours.Length; n++)
+                Assert.True(Math.Abs(ours[n] - numeric[n]) <= 2e-3 * scale, $"{name}[{n}]: backward {ours[n]}, finite differences {numeric[n]} (scale {scale})");
+        }
+        double Central(Action<double> set, double original)
+        {
+            set(original + h);
+            double up = Loss(input.Values);
+            set(original - h);
+            double down = Loss(input.Values);
+            set(original);
+            return (up - down) / (2 * h);
+        }
+        Func<int, double> OfMatrix(double[,] m) => i => { int c = m.GetLength(1); double o = m[i / c, i % c]; return Central(x => m[i / c, i % c] = x, o); };
+        Func<int, double> OfVector(double[] v) => i => Central(x => v[i] = x, v[i]);
+        Check("dWq", gradients.Query, OfMatrix(reference.Wq));
+        Check("dWk", gradients.Key, OfMatrix(reference.Wk));
+        Check("dWv", gradients.Value, OfMatrix(reference.Wv));
+        Check("dWo", gradients.Output, OfMatrix(reference.Wo));
+        if (gateRows > 0) Check("dWg", gradients.Gate, OfMatrix(reference.Wg!));
+        if (bias)
+        {
+            Check("dbq", gradients.QueryBias, OfVector(reference.Bq));
+            Check("dbk", gradients.KeyBias, OfVector(reference.Bk));
+            Check("dbv", gradients.ValueBias, OfVector(reference.Bv));
+            Check("dbo", gradients.OutputBias, OfVector(reference.Bo));
+            if (gateRows > 0) Check("dbg", gradients.GateBias, OfVector(reference.Bg!));
+        }
+        var x = input.Values;
+        Check("dInput", dInput, i => { int b = i / (length * e), t = i / e % length, c = i % e; return Central(v => x[b, t, c] = v, x[b, t, c]); });
+    }
+}
