@@ -19,6 +19,19 @@ internal sealed partial record LayerCase(int Batch, int Length, int EmbedDim, in
         }
     }
 
+    /// <summary>
+    /// Backward FLOPs by the usual convention (recomputation not counted): twice the projections (input and weight
+    /// gradients) and 2.5 times attention (FlashAttention's backward convention).
+    /// </summary>
+    public double BackwardFlops
+    {
+        get
+        {
+            double attention = 4.0 * Batch * Heads * (Causal ? Length * (Length + 1) / 2.0 : (double)Length * Length) * HeadDim;
+            return 2 * (Flops - attention) + 2.5 * attention;
+        }
+    }
+
     public string Name => $"B{Batch} S{Length} E{EmbedDim} H{Heads}{(KvHeads != Heads ? $" KV{KvHeads}" : "")}{(Causal ? " causal" : "")}";
 
     public static IReadOnlyList<LayerCase> ParseList(string text) =>

@@ -34,6 +34,10 @@ public sealed class LayerSettings : CommandSettings
     [Description("Decode steps separated by ';', e.g. 'B1 E1024 H16 KV4 L4096' (one new token per row over L cached tokens), timed with fp32 and bf16 caches; 'none' to skip.")]
     public string Decode { get; init; } = "B1 E1024 H16 KV4 L4096; B8 E1024 H16 KV4 L1024";
 
+    [CommandOption("--no-backward")]
+    [Description("Skip timing the layer's backward pass.")]
+    public bool NoBackward { get; init; }
+
     [CommandOption("--page-size <N>")]
     [Description("Tokens per page of the paged cache timed beside the contiguous one; 0 to skip it. Default: 256.")]
     public int PageSize { get; init; } = 256;
@@ -78,6 +82,20 @@ internal sealed class LayerCommand : Command<LayerSettings>
                     r.Peer is double p ? $"{p * 1e3:F1}" : "", r.Peer is double q ? $"{q / r.Ours:F2}x" : "", r.MaxDifference is double d ? $"{d:G2}" : "");
             }
         AnsiConsole.Write(table);
+        if (!settings.NoBackward)
+        {
+            var backward = new Table().AddColumns("backward", "weights", "ms", "rate", "of peak");
+            foreach (var c in LayerCase.ParseList(settings.Shapes))
+                foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    double seconds = type == "bf16" ? TimeBackward<BFloat16>(c, settings) : TimeBackward<float>(c, settings);
+                    double gflops = c.BackwardFlops / seconds / 1e9;
+                    backward.AddRow(c.Name, type, $"{seconds * 1e3:F1}", $"{gflops:F1} GFLOP/s", $"{gflops / limits.PeakGflops:P0}");
+                }
+            AnsiConsole.MarkupLine("backward: input and parameter gradients; FLOPs = 2 x projections + 2.5 x attention (recomputation not counted)");
+            AnsiConsole.Write(backward);
+        }
         if (settings.Decode != "none")
         {
             var decode = new Table().AddColumns("decode step", "weights", "cache", "storage", "ms per step", "K+V read", "weights read", "all bytes", "of bandwidth");
@@ -103,6 +121,26 @@ internal sealed class LayerCommand : Command<LayerSettings>
         }
         if (!settings.NoPeer) AnsiConsole.MarkupLine($"peer: ONNX Runtime {OnnxAttentionPeer.Version}, MatMul/Add projections + Attention (opset 23), fp32 weights only");
         return 0;
+    }
+
+    private static double TimeBackward<TWeight>(LayerCase c, LayerSettings settings) where TWeight : unmanaged
+    {
+        int e = c.EmbedDim, hd = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;
+        var random = new Random(43);
+        TWeight[] Values(int n, double scale) => Enumerable.Range(0, n).Select(_ => ElementTypes.FromSingle<TWeight>((float)((random.NextDouble() * 2 - 1) * scale))).ToArray();
+        using var layer = new MultiHeadAttention<TWeight>(new MultiHeadAttentionConfig { EmbedDim = e, Heads = c.Heads, KvHeads = c.KvHeads });
+        double w = 1 / Math.Sqrt(e);
+        layer.Load(new ReadOnlyTensorSpan<TWeight>(Values(hd * e, w), [hd, e], []), new ReadOnlyTensorSpan<TWeight>(Values(kv * e, w), [kv, e], []),
+            new ReadOnlyTensorSpan<TWeight>(Values(kv * e, w), [kv, e], []), new ReadOnlyTensorSpan<TWeight>(Values(e * hd, w), [e, hd], []),
+            Values(hd, 0.1), Values(kv, 0.1), Values(kv, 0.1), Values(e, 0.1));
+        using var x = TensorRandom.Create<float>(8, ValueDistribution.Normal, c.Batch, c.Length, e);
+        using var dy = TensorRandom.Create<float>(9, ValueDistribution.Normal, c.Batch, c.Length, e);
+        using var dx = NativeTensor<float>.Zeros(c.Batch, c.Length, e);
+        var gradients = layer.CreateGradients();
+        var mask = c.Causal ? Mask.Causal() : null;
+        int threads = settings.Threads;
+        return Timing.MedianSeconds(() => layer.Backward<float>(x.AsReadOnlyTensorSpan(), dy.AsReadOnlyTensorSpan(), dx.AsTensorSpan(), gradients,
+            new MultiHeadAttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads }), settings.Seconds);
     }
 
     private sealed record Timed(double Ours, double? Peer, double? MaxDifference);

@@ -34,6 +34,18 @@ internal static unsafe class GemmPacking
         for (int p = 0; p < rows; p += panelRows)
         {
             float* panel = destination + (nint)p * kc;
+            if (a.RowStride == 1)
+            {
+                // A transposed in memory (a gradient's dPᵀ · X): each K step is a contiguous run of the panel's rows.
+                int height = Math.Min(panelRows, rows - p);
+                for (int k = 0; k < kc; k++)
+                {
+                    float* step = panel + k * panelRows;
+                    ElementConversion.ToSingle(a.At(row0 + p, k0 + k), 1, height, step);
+                    for (int r = height; r < panelRows; r++) step[r] = 0;
+                }
+                continue;
+            }
             int done = 0;
             if (blocked > 0 && rows - p >= panelRows)
             {
