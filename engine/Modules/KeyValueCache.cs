@@ -33,8 +33,13 @@ public sealed unsafe class KeyValueCache<T> : IKeyValueStore<T>, IDisposable whe
         _lengths = new int[sequences];
     }
 
+    /// <summary>Sequences the cache holds (slots).</summary>
     public int Sequences { get; }
+
+    /// <summary>Key/value heads per token.</summary>
     public int KvHeads { get; }
+
+    /// <summary>Dimension of each head.</summary>
     public int HeadDim { get; }
 
     /// <summary>Most tokens one sequence can hold.</summary>

@@ -39,10 +39,19 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
         _lengths = new int[sequences];
     }
 
+    /// <summary>Pages in the pool.</summary>
     public int Pages { get; }
+
+    /// <summary>Tokens per page.</summary>
     public int PageSize { get; }
+
+    /// <summary>Sequences the cache can hold.</summary>
     public int Sequences { get; }
+
+    /// <summary>Key/value heads per token.</summary>
     public int KvHeads { get; }
+
+    /// <summary>Dimension of each head.</summary>
     public int HeadDim { get; }
 
     /// <summary>Pages no sequence holds.</summary>
