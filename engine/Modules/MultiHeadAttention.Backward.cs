@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Runtime.CompilerServices;
 using AttentionEngine.Kernels;
 using AttentionEngine.Kernels.Cpu;
 
@@ -8,7 +7,8 @@ namespace AttentionEngine;
 public sealed unsafe partial class MultiHeadAttention<TWeight>
 {
     /// <summary>A gradients holder shaped for this layer (reuse it across backward calls).</summary>
-    public MultiHeadAttentionGradients CreateGradients() => new(_heads, _kvHeads, _d, _e, _gateWidth, _config.Bias);
+    public MultiHeadAttentionGradients CreateGradients() =>
+        new(_heads, _kvHeads, _d, _e, _config.KeyInputDim, _config.ValueInputDim, _gateWidth, _config.Bias);
 
     /// <summary>
     /// The backward pass of self-attention: given ∂loss/∂output for <paramref name="input"/>, writes ∂loss/∂input and the
@@ -26,111 +26,252 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
     public void Backward<T>(ReadOnlyTensorSpan<T> input, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dInput, MultiHeadAttentionGradients gradients,
         scoped in MultiHeadAttentionOptions options = default) where T : unmanaged
     {
-        ArgumentNullException.ThrowIfNull(gradients);
-        ElementTypes.ThrowIfUnsupported<T>();
-        if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
-        if (_gateWidth > 0 && !_gateLoaded) throw new InvalidOperationException("This layer is gated but its gate weights are not loaded: call LoadGate first.");
         if (!_fused)
-            throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); self-attention's backward needs all three equal.", nameof(input));
-        if (options.Weights.Rank != 0 || options.AverageWeights.Rank != 0)
-            throw new ArgumentException("The backward pass returns no attention weights: leave options.Weights and options.AverageWeights unset.", nameof(options));
-        if (gradients.Query.Length != _heads * _d * _e || gradients.Key.Length != _kvWidth * _e || gradients.Gate.Length != _gateWidth * _e
-            || gradients.OutputBias.Length != (_config.Bias ? _e : 0))
-            throw new ArgumentException("gradients was made for a layer of another shape; use this layer's CreateGradients().", nameof(gradients));
+            throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); self-attention needs all three equal. Call the cross-attention overload.", nameof(input));
+        CheckBackward(gradients, options);
         var shape = ModuleCall.Validate(input, input, input, dInput, options, _config, self: true);
-        ModuleCall.Validate(dOutput, dOutput, dOutput, dInput, default, _config, self: true);
-        if (dOutput.Lengths[0] != input.Lengths[0] || dOutput.Lengths[1] != input.Lengths[1])
-            throw new ArgumentException($"dOutput is [{string.Join(", ", dOutput.Lengths.ToArray())}]; expected [{input.Lengths[0]}, {input.Lengths[1]}, {_e}] like input.", nameof(dOutput));
-        int batch = shape.Batch, length = shape.QueryLength, hd = _heads * _d, width = _queryRows + 2 * _kvWidth;
+        CheckUpstream(dOutput, input, dInput);
+        int batch = shape.Batch, length = shape.QueryLength, width = _queryRows + 2 * _kvWidth;
         long n = (long)batch * length;
-        int? threads = options.MaxDegreeOfParallelism;
-
-        // Scratch, in floats: X and dY as dense float [N, E]; projections P and their gradient dP [N, width]; attention
-        // output, gated output and its gradient [N, H·D]; LSE [B, H, L]; dX [N, E]; the keep mask (bytes).
-        long keepFloats = options.KeyPadding.Rank == 0 ? 0 : (n + 3) / 4;
-        float* x = ModuleScratch.Rent(n * (3 * _e + 2 * width + 3 * hd) + (long)batch * _heads * length + keepFloats);
-        float* dy = x + n * _e, dx = dy + n * _e, p = dx + n * _e, dp = p + n * width;
-        float* attention = dp + n * width, gated = attention + n * hd, dGated = gated + n * hd, lse = dGated + n * hd;
-        bool* keep = (bool*)(lse + (long)batch * _heads * length);
-        ModuleCall.CopyTokens(input, x, _e);
-        ModuleCall.CopyTokens(dOutput, dy, _e);
-        var xMatrix = MatrixView<float>.Over(ref *x, (nint)n, _e, _e, 1);
-        var dyMatrix = MatrixView<float>.Over(ref *dy, (nint)n, _e, _e, 1);
-
-        // Forward again: projections, rotary, attention (with its LSE), gate.
+        var buffers = new BackwardBuffers(this, n, n, width, 0, batch, length, options.KeyPadding.Rank != 0);
+        ModuleCall.CopyTokens(input, buffers.Query, _e);
+        ModuleCall.CopyTokens(dOutput, buffers.Upstream, _e);
+        var x = MatrixView<float>.Over(ref *buffers.Query, (nint)n, _e, _e, 1);
         var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, width, _e, _e, 1);
-        MatMul.Run(xMatrix, inputWeights.Transposed(), MatrixView<float>.Over(ref *p, (nint)n, width, width, 1), _inputBias, threads, CpuIsa.Auto);
-        var table = RotaryReaching(options.PositionOffset + length);
+        int? threads = options.MaxDegreeOfParallelism;
+        MatMul.Run(x, inputWeights.Transposed(), MatrixView<float>.Over(ref *buffers.Projected, (nint)n, width, width, 1), _inputBias, threads, CpuIsa.Auto);
+
+        float* p = buffers.Projected, dp = buffers.ProjectedGradient;
+        nint reach = (nint)(n * width); // K and V views reach to the end of the projection rows
+        AttentionBackward(buffers, p, p + _queryRows, p + _queryRows + _kvWidth, width, width, reach - _queryRows, reach - _queryRows - _kvWidth,
+            dp, dp + _queryRows, dp + _queryRows + _kvWidth,
+            batch, length, length, options.PositionOffset, options.PositionOffset, gradients, options);
+
+        // Input projections: dX = dP · W_in, ∂W_in = dPᵀ · X (per block of rows: Q, gate, K, V), ∂b_in = Σ dP.
+        var dpMatrix = MatrixView<float>.Over(ref *dp, (nint)n, width, width, 1);
+        MatMul.Run(dpMatrix, inputWeights, MatrixView<float>.Over(ref *buffers.InputGradient, (nint)n, _e, _e, 1), ReadOnlySpan<TWeight>.Empty, threads, CpuIsa.Auto);
+        ModuleCall.WriteTokens(buffers.InputGradient, dInput, _e);
+        QuerySideGradients(dpMatrix, x, gradients, threads);
+        var dpT = dpMatrix.Transposed();
+        MatMul.Run(dpT.RowRange(_queryRows, _kvWidth), x, MatrixView<float>.Over(ref gradients.Key[0], _kvWidth, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
+        MatMul.Run(dpT.RowRange(_queryRows + _kvWidth, _kvWidth), x, MatrixView<float>.Over(ref gradients.Value[0], _kvWidth, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
+        if (_config.Bias)
+        {
+            ModuleCall.ColumnSums(dp + _queryRows, n, _kvWidth, width, gradients.KeyBias);
+            ModuleCall.ColumnSums(dp + _queryRows + _kvWidth, n, _kvWidth, width, gradients.ValueBias);
+        }
+    }
+
+    /// <summary>
+    /// The backward pass of cross-attention: ∂loss/∂query, ∂loss/∂key, ∂loss/∂value and every parameter's gradient,
+    /// for the forward <see cref="Forward{T}(ReadOnlyTensorSpan{T}, ReadOnlyTensorSpan{T}, ReadOnlyTensorSpan{T}, TensorSpan{T}, in MultiHeadAttentionOptions)"/>.
+    /// </summary>
+    /// <param name="query">[batch, Lq, EmbedDim].</param>
+    /// <param name="key">[batch, Lk, KeyDim].</param>
+    /// <param name="value">[batch, Lk, ValueDim].</param>
+    /// <param name="dOutput">∂loss/∂output, [batch, Lq, EmbedDim].</param>
+    /// <param name="dQuery">∂loss/∂query (written).</param>
+    /// <param name="dKey">∂loss/∂key (written).</param>
+    /// <param name="dValue">∂loss/∂value (written; when key and value are one tensor, add dKey and dValue).</param>
+    /// <param name="gradients">Parameter gradients (overwritten), from <see cref="CreateGradients"/>.</param>
+    /// <param name="options">As for the forward; weights destinations are refused.</param>
+    /// <exception cref="ArgumentException">shapes that do not fit, gradients of another layer's shape, or weights destinations.</exception>
+    /// <exception cref="InvalidOperationException">weights not loaded yet.</exception>
+    public void Backward<T>(ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value, ReadOnlyTensorSpan<T> dOutput,
+        TensorSpan<T> dQuery, TensorSpan<T> dKey, TensorSpan<T> dValue, MultiHeadAttentionGradients gradients, scoped in MultiHeadAttentionOptions options = default)
+        where T : unmanaged
+    {
+        CheckBackward(gradients, options);
+        var shape = ModuleCall.Validate(query, key, value, dQuery, options, _config, self: false);
+        CheckUpstream(dOutput, query, dQuery);
+        RequireSame(dKey, key, nameof(dKey), nameof(key));
+        RequireSame(dValue, value, nameof(dValue), nameof(value));
+        int batch = shape.Batch, lq = shape.QueryLength, lk = shape.KeyLength, ek = _config.KeyInputDim, ev = _config.ValueInputDim;
+        long nq = (long)batch * lq, nk = (long)batch * lk;
+        var buffers = new BackwardBuffers(this, nq, nk, _queryRows, 2 * _kvWidth, batch, lk, options.KeyPadding.Rank != 0);
+        float* xk = buffers.Extra, xv = xk + nk * ek, dxk = xv + nk * ev, dxv = dxk + nk * ek;
+        ModuleCall.CopyTokens(query, buffers.Query, _e);
+        ModuleCall.CopyTokens(key, xk, ek);
+        ModuleCall.CopyTokens(value, xv, ev);
+        ModuleCall.CopyTokens(dOutput, buffers.Upstream, _e);
+        int? threads = options.MaxDegreeOfParallelism;
+        var xq = MatrixView<float>.Over(ref *buffers.Query, (nint)nq, _e, _e, 1);
+        var xkMatrix = MatrixView<float>.Over(ref *xk, (nint)nk, ek, ek, 1);
+        var xvMatrix = MatrixView<float>.Over(ref *xv, (nint)nk, ev, ev, 1);
+        var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1);
+        var wqg = inputWeights.RowRange(0, _queryRows);
+        var wk = _fused ? inputWeights.RowRange(_queryRows, _kvWidth) : MatrixView<TWeight>.Over(ref *_keyWeights!.Pointer, _kvWidth, ek, ek, 1);
+        var wv = _fused ? inputWeights.RowRange(_queryRows + _kvWidth, _kvWidth) : MatrixView<TWeight>.Over(ref *_valueWeights!.Pointer, _kvWidth, ev, ev, 1);
+        float* pq = buffers.Projected, pkv = buffers.KeyValues, dpq = buffers.ProjectedGradient, dpkv = buffers.KeyValueGradient;
+        nint kvStride = 2 * _kvWidth;
+        MatMul.Run(xq, wqg.Transposed(), MatrixView<float>.Over(ref *pq, (nint)nq, _queryRows, _queryRows, 1), _inputBias.AsSpan(0, _queryRows), threads, CpuIsa.Auto);
+        MatMul.Run(xkMatrix, wk.Transposed(), MatrixView<float>.Over(ref *pkv, (nint)nk, _kvWidth, kvStride, 1), _inputBias.AsSpan(_queryRows, _kvWidth), threads, CpuIsa.Auto);
+        MatMul.Run(xvMatrix, wv.Transposed(), MatrixView<float>.Over(ref pkv[_kvWidth], (nint)nk, _kvWidth, kvStride, 1), _inputBias.AsSpan(_queryRows + _kvWidth, _kvWidth), threads, CpuIsa.Auto);
+
+        AttentionBackward(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth, dpq, dpkv, dpkv + _kvWidth,
+            batch, lq, lk, options.PositionOffset, options.KeyPositionOffset, gradients, options);
+
+        var dpqMatrix = MatrixView<float>.Over(ref *dpq, (nint)nq, _queryRows, _queryRows, 1);
+        var dpk = MatrixView<float>.Over(ref *dpkv, (nint)nk, _kvWidth, kvStride, 1);
+        var dpv = MatrixView<float>.Over(ref dpkv[_kvWidth], (nint)nk, _kvWidth, kvStride, 1);
+        MatMul.Run(dpqMatrix, wqg, MatrixView<float>.Over(ref *buffers.InputGradient, (nint)nq, _e, _e, 1), ReadOnlySpan<TWeight>.Empty, threads, CpuIsa.Auto);
+        MatMul.Run(dpk, wk, MatrixView<float>.Over(ref *dxk, (nint)nk, ek, ek, 1), ReadOnlySpan<TWeight>.Empty, threads, CpuIsa.Auto);
+        MatMul.Run(dpv, wv, MatrixView<float>.Over(ref *dxv, (nint)nk, ev, ev, 1), ReadOnlySpan<TWeight>.Empty, threads, CpuIsa.Auto);
+        ModuleCall.WriteTokens(buffers.InputGradient, dQuery, _e);
+        ModuleCall.WriteTokens(dxk, dKey, ek);
+        ModuleCall.WriteTokens(dxv, dValue, ev);
+        QuerySideGradients(dpqMatrix, xq, gradients, threads);
+        MatMul.Run(dpk.Transposed(), xkMatrix, MatrixView<float>.Over(ref gradients.Key[0], _kvWidth, ek, ek, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
+        MatMul.Run(dpv.Transposed(), xvMatrix, MatrixView<float>.Over(ref gradients.Value[0], _kvWidth, ev, ev, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
+        if (_config.Bias)
+        {
+            ModuleCall.ColumnSums(dpkv, nk, _kvWidth, kvStride, gradients.KeyBias);
+            ModuleCall.ColumnSums(dpkv + _kvWidth, nk, _kvWidth, kvStride, gradients.ValueBias);
+        }
+    }
+
+    /// <summary>One backward call's float buffers, carved from the thread's module scratch.</summary>
+    private readonly struct BackwardBuffers
+    {
+        public readonly float* Query, Upstream, InputGradient, Projected, ProjectedGradient, KeyValues, KeyValueGradient;
+        public readonly float* Attention, Gated, GatedGradient, Lse, Extra;
+        public readonly bool* Keep;
+
+        /// <param name="queryWidth">Floats per query-side projected row (Q and gate; self-attention: all of Q, gate, K, V).</param>
+        /// <param name="keyValueWidth">Floats per key/value projected row in their own buffer (0 for self-attention).</param>
+        public BackwardBuffers(MultiHeadAttention<TWeight> layer, long queries, long keys, int queryWidth, int keyValueWidth, int batch, int keyLength, bool padding)
+        {
+            int e = layer._e, hd = layer._heads * layer._d, ek = layer._config.KeyInputDim, ev = layer._config.ValueInputDim;
+            long extra = keyValueWidth == 0 ? 0 : 2 * keys * (ek + ev);
+            long keepFloats = padding ? ((long)batch * keyLength + 3) / 4 : 0;
+            long total = queries * (3 * e + 2 * queryWidth + 3 * hd) + 2 * keys * keyValueWidth + (long)batch * layer._heads * (queries / batch) + extra + keepFloats;
+            float* at = ModuleScratch.Rent(total);
+            float* Take(long floats) { float* region = at; at += floats; return region; }
+            Query = Take(queries * e);
+            Upstream = Take(queries * e);
+            InputGradient = Take(queries * e);
+            Projected = Take(queries * queryWidth);
+            ProjectedGradient = Take(queries * queryWidth);
+            KeyValues = Take(keys * keyValueWidth);
+            KeyValueGradient = Take(keys * keyValueWidth);
+            Attention = Take(queries * hd);
+            Gated = Take(queries * hd);
+            GatedGradient = Take(queries * hd);
+            Lse = Take((long)batch * layer._heads * (queries / batch));
+            Extra = Take(extra);
+            Keep = (bool*)Take(keepFloats);
+        }
+    }
+
+    /// <summary>
+    /// From the projections (Q and gate at <paramref name="q"/>, K, V; rotary not yet applied) and ∂loss/∂output: the
+    /// recomputed attention, the output projection's and the gate's gradients, and attention's backward into dQ (and
+    /// the gate logits' gradient beside it), dK and dV, rotated back. dQ's buffer must be cleared by the call.
+    /// </summary>
+    private void AttentionBackward(in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride, nint keyReach, nint valueReach,
+        float* dq, float* dk, float* dv, int batch, int lq, int lk, long queryOffset, long keyOffset, MultiHeadAttentionGradients gradients,
+        scoped in MultiHeadAttentionOptions options)
+    {
+        int hd = _heads * _d;
+        long nq = (long)batch * lq, nk = (long)batch * lk;
+        int? threads = options.MaxDegreeOfParallelism;
+        var table = RotaryReaching(Math.Max(queryOffset + lq, keyOffset + lk));
         var layout = _config.Rotary?.Layout ?? RotaryLayout.Interleaved;
         if (table is not null)
             for (int b = 0; b < batch; b++)
             {
-                table.Apply(p + (long)b * length * width, width, length, _heads, _d, options.PositionOffset, layout);
-                table.Apply(p + (long)b * length * width + _queryRows, width, length, _kvHeads, _d, options.PositionOffset, layout);
+                table.Apply(q + (long)b * lq * queryStride, queryStride, lq, _heads, _d, queryOffset, layout);
+                table.Apply(k + (long)b * lk * keyStride, keyStride, lk, _kvHeads, _d, keyOffset, layout);
             }
-        if (keepFloats > 0) ModuleCall.InvertPadding(options.KeyPadding, keep, batch, length);
-        nint pReach = (nint)(n * width), aReach = (nint)(n * hd);
-        var heads4 = (ReadOnlySpan<nint>)[batch, _heads, length, _d];
-        var kvHeads4 = (ReadOnlySpan<nint>)[batch, _kvHeads, length, _d];
-        nint[] projected = [(nint)length * width, _d, width, 1], dense = [(nint)length * hd, _d, hd, 1];
-        var attentionOptions = new AttentionOptions
+        if (options.KeyPadding.Rank != 0) ModuleCall.InvertPadding(options.KeyPadding, buffers.Keep, batch, lk);
+        nint qReach = (nint)(nq * queryStride), aReach = (nint)(nq * hd);
+        var heads4 = (ReadOnlySpan<nint>)[batch, _heads, lq, _d];
+        var kvHeads4 = (ReadOnlySpan<nint>)[batch, _kvHeads, lk, _d];
+        nint[] queryStrides = [(nint)lq * queryStride, _d, queryStride, 1], keyStrides = [(nint)lk * keyStride, _d, keyStride, 1], dense = [(nint)lq * hd, _d, hd, 1];
+        var keep = options.KeyPadding.Rank != 0
+            ? TensorLayout.ReadOnlyView(new ReadOnlySpan<bool>(buffers.Keep, (int)nk), [batch, 1, 1, lk], [lk, 0, 0, 1]) : default;
+        var qView = TensorLayout.View(q, qReach, heads4, queryStrides);
+        var kView = TensorLayout.View(k, keyReach, kvHeads4, keyStrides);
+        var vView = TensorLayout.View(v, valueReach, kvHeads4, keyStrides);
+        var o = TensorLayout.View(buffers.Attention, aReach, heads4, dense);
+        var lse = TensorLayout.View(buffers.Lse, (nint)batch * _heads * lq, [batch, _heads, lq], [(nint)_heads * lq, lq, 1]);
+        CpuBackend.Default.Forward<float>(qView, kView, vView, o, new AttentionOptions
         {
-            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads,
-            KeepMask = keepFloats > 0 ? TensorLayout.ReadOnlyView(new ReadOnlySpan<bool>(keep, (int)n), [batch, 1, 1, length], [length, 0, 0, 1]) : default,
-        };
-        var q = TensorLayout.View(p, pReach, heads4, projected);
-        var k = TensorLayout.View(p + _queryRows, pReach - _queryRows, kvHeads4, projected);
-        var v = TensorLayout.View(p + _queryRows + _kvWidth, pReach - _queryRows - _kvWidth, kvHeads4, projected);
-        var o = TensorLayout.View(attention, aReach, heads4, dense);
-        var lseView = TensorLayout.View(lse, (nint)batch * _heads * length, [batch, _heads, length], [(nint)_heads * length, length, 1]);
-        CpuBackend.Default.Forward<float>(q, k, v, o, new AttentionOptions
-        {
-            Scale = attentionOptions.Scale, Mask = attentionOptions.Mask, MaxDegreeOfParallelism = threads, KeepMask = attentionOptions.KeepMask, Lse = lseView,
+            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep, Lse = lse,
         });
-        new Span<float>(attention, (int)(n * hd)).CopyTo(new Span<float>(gated, (int)(n * hd)));
-        if (_gateWidth > 0) ApplyGate(gated, p + hd, width, n);
+        new Span<float>(buffers.Attention, (int)(nq * hd)).CopyTo(new Span<float>(buffers.Gated, (int)(nq * hd)));
+        if (_gateWidth > 0) ApplyGate(buffers.Gated, q + hd, queryStride, nq);
 
         // Output projection: dGated = dY · W_o, ∂W_o = dYᵀ · gated, ∂b_o = Σ dY.
+        var dy = MatrixView<float>.Over(ref *buffers.Upstream, (nint)nq, _e, _e, 1);
         var outputWeights = MatrixView<TWeight>.Over(ref *_outputWeights.Pointer, _e, hd, hd, 1);
-        MatMul.Run(dyMatrix, outputWeights, MatrixView<float>.Over(ref *dGated, (nint)n, hd, hd, 1), ReadOnlySpan<TWeight>.Empty, threads, CpuIsa.Auto);
-        MatMul.Run(dyMatrix.Transposed(), MatrixView<float>.Over(ref *gated, (nint)n, hd, hd, 1),
+        MatMul.Run(dy, outputWeights, MatrixView<float>.Over(ref *buffers.GatedGradient, (nint)nq, hd, hd, 1), ReadOnlySpan<TWeight>.Empty, threads, CpuIsa.Auto);
+        MatMul.Run(dy.Transposed(), MatrixView<float>.Over(ref *buffers.Gated, (nint)nq, hd, hd, 1),
             MatrixView<float>.Over(ref gradients.Output[0], _e, hd, hd, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
-        if (_config.Bias) ModuleCall.ColumnSums(dy, n, _e, _e, gradients.OutputBias);
+        if (_config.Bias) ModuleCall.ColumnSums(buffers.Upstream, nq, _e, _e, gradients.OutputBias);
 
-        // Gate: dGated becomes ∂attention, and the gate logits' gradient goes to dP's gate columns.
-        new Span<float>(dp, (int)(n * width)).Clear();
-        if (_gateWidth > 0) GateBackward(attention, dGated, p + hd, dp + hd, width, n);
+        // Gate: dGated becomes ∂attention, and the gate logits' gradient goes beside dQ.
+        new Span<float>(dq, (int)(nq * queryStride)).Clear();
+        if (_gateWidth > 0) GateBackward(buffers.Attention, buffers.GatedGradient, q + hd, dq + hd, queryStride, nq);
 
-        // Attention backward, into dP's Q, K and V columns; then rotary back.
-        var dO = TensorLayout.View(dGated, aReach, heads4, dense);
-        var dq = TensorLayout.View(dp, pReach, heads4, projected);
-        var dk = TensorLayout.View(dp + _queryRows, pReach - _queryRows, kvHeads4, projected);
-        var dv = TensorLayout.View(dp + _queryRows + _kvWidth, pReach - _queryRows - _kvWidth, kvHeads4, projected);
-        CpuBackend.Default.Backward<float>(q, k, v, o, lseView, dO, dq, dk, dv, attentionOptions);
+        var dO = TensorLayout.View(buffers.GatedGradient, aReach, heads4, dense);
+        var dqView = TensorLayout.View(dq, qReach, heads4, queryStrides);
+        var dkView = TensorLayout.View(dk, keyReach, kvHeads4, keyStrides);
+        var dvView = TensorLayout.View(dv, valueReach, kvHeads4, keyStrides);
+        CpuBackend.Default.Backward<float>(qView, kView, vView, o, lse, dO, dqView, dkView, dvView, new AttentionOptions
+        {
+            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep,
+        });
         if (table is not null)
             for (int b = 0; b < batch; b++)
             {
-                table.ApplyInverse(dp + (long)b * length * width, width, length, _heads, _d, options.PositionOffset, layout);
-                table.ApplyInverse(dp + (long)b * length * width + _queryRows, width, length, _kvHeads, _d, options.PositionOffset, layout);
+                table.ApplyInverse(dq + (long)b * lq * queryStride, queryStride, lq, _heads, _d, queryOffset, layout);
+                table.ApplyInverse(dk + (long)b * lk * keyStride, keyStride, lk, _kvHeads, _d, keyOffset, layout);
             }
+    }
 
-        // Input projections: dX = dP · W_in, ∂W_in = dPᵀ · X (per block of rows: Q, gate, K, V), ∂b_in = Σ dP.
-        var dpMatrix = MatrixView<float>.Over(ref *dp, (nint)n, width, width, 1);
-        MatMul.Run(dpMatrix, inputWeights, MatrixView<float>.Over(ref *dx, (nint)n, _e, _e, 1), ReadOnlySpan<TWeight>.Empty, threads, CpuIsa.Auto);
-        ModuleCall.WriteTokens(dx, dInput, _e);
-        var dpT = dpMatrix.Transposed();
-        MatMul.Run(dpT.RowRange(0, hd), xMatrix, MatrixView<float>.Over(ref gradients.Query[0], hd, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
+    /// <summary>∂W_q (and ∂W_g) = dPᵀ · X over the query-side columns of dP, and their bias gradients.</summary>
+    private void QuerySideGradients(scoped in MatrixView<float> dp, scoped in MatrixView<float> x, MultiHeadAttentionGradients gradients, int? threads)
+    {
+        int hd = _heads * _d;
+        var dpT = dp.Transposed();
+        MatMul.Run(dpT.RowRange(0, hd), x, MatrixView<float>.Over(ref gradients.Query[0], hd, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
         if (_gateWidth > 0)
-            MatMul.Run(dpT.RowRange(hd, _gateWidth), xMatrix, MatrixView<float>.Over(ref gradients.Gate[0], _gateWidth, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
-        MatMul.Run(dpT.RowRange(_queryRows, _kvWidth), xMatrix, MatrixView<float>.Over(ref gradients.Key[0], _kvWidth, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
-        MatMul.Run(dpT.RowRange(_queryRows + _kvWidth, _kvWidth), xMatrix, MatrixView<float>.Over(ref gradients.Value[0], _kvWidth, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
+            MatMul.Run(dpT.RowRange(hd, _gateWidth), x, MatrixView<float>.Over(ref gradients.Gate[0], _gateWidth, _e, _e, 1), ReadOnlySpan<float>.Empty, threads, CpuIsa.Auto);
         if (_config.Bias)
         {
-            ModuleCall.ColumnSums(dp, n, hd, width, gradients.QueryBias);
-            if (_gateWidth > 0) ModuleCall.ColumnSums(dp + hd, n, _gateWidth, width, gradients.GateBias);
-            ModuleCall.ColumnSums(dp + _queryRows, n, _kvWidth, width, gradients.KeyBias);
-            ModuleCall.ColumnSums(dp + _queryRows + _kvWidth, n, _kvWidth, width, gradients.ValueBias);
+            fixed (float* origin = &dp.Origin)
+            {
+                ModuleCall.ColumnSums(origin, dp.Rows, hd, dp.RowStride, gradients.QueryBias);
+                if (_gateWidth > 0) ModuleCall.ColumnSums(origin + hd, dp.Rows, _gateWidth, dp.RowStride, gradients.GateBias);
+            }
         }
+    }
+
+    private void CheckBackward(MultiHeadAttentionGradients gradients, scoped in MultiHeadAttentionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
+        if (_gateWidth > 0 && !_gateLoaded) throw new InvalidOperationException("This layer is gated but its gate weights are not loaded: call LoadGate first.");
+        if (options.Weights.Rank != 0 || options.AverageWeights.Rank != 0)
+            throw new ArgumentException("The backward pass returns no attention weights: leave options.Weights and options.AverageWeights unset.", nameof(options));
+        if (gradients.Query.Length != _heads * _d * _e || gradients.Key.Length != _kvWidth * _config.KeyInputDim
+            || gradients.Value.Length != _kvWidth * _config.ValueInputDim || gradients.Gate.Length != _gateWidth * _e
+            || gradients.OutputBias.Length != (_config.Bias ? _e : 0))
+            throw new ArgumentException("gradients was made for a layer of another shape; use this layer's CreateGradients().", nameof(gradients));
+    }
+
+    private void CheckUpstream<T>(scoped in ReadOnlyTensorSpan<T> dOutput, scoped in ReadOnlyTensorSpan<T> input, scoped in TensorSpan<T> dInput) where T : unmanaged
+    {
+        ModuleCall.Validate(dOutput, dOutput, dOutput, dInput, default, _config, self: true);
+        if (dOutput.Lengths[0] != input.Lengths[0] || dOutput.Lengths[1] != input.Lengths[1])
+            throw new ArgumentException($"dOutput is [{string.Join(", ", dOutput.Lengths.ToArray())}]; expected [{input.Lengths[0]}, {input.Lengths[1]}, {_e}] like the query input.", nameof(dOutput));
+    }
+
+    private static void RequireSame<T>(scoped in TensorSpan<T> gradient, scoped in ReadOnlyTensorSpan<T> input, string gradientName, string inputName) where T : unmanaged
+    {
+        if (!gradient.Lengths.SequenceEqual(input.Lengths))
+            throw new ArgumentException($"{gradientName} is [{string.Join(", ", gradient.Lengths.ToArray())}]; expected [{string.Join(", ", input.Lengths.ToArray())}] like {inputName}.", gradientName);
     }
 
     /// <summary>

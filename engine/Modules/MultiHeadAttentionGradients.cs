@@ -8,12 +8,12 @@ namespace AttentionEngine;
 /// </summary>
 public sealed class MultiHeadAttentionGradients
 {
-    internal MultiHeadAttentionGradients(int heads, int kvHeads, int headDim, int embedDim, int gateWidth, bool bias)
+    internal MultiHeadAttentionGradients(int heads, int kvHeads, int headDim, int embedDim, int keyDim, int valueDim, int gateWidth, bool bias)
     {
         int hd = heads * headDim, kv = kvHeads * headDim;
         Query = new float[hd * embedDim];
-        Key = new float[kv * embedDim];
-        Value = new float[kv * embedDim];
+        Key = new float[kv * keyDim];
+        Value = new float[kv * valueDim];
         Output = new float[embedDim * hd];
         Gate = new float[gateWidth * embedDim];
         QueryBias = new float[bias ? hd : 0];
@@ -25,9 +25,9 @@ public sealed class MultiHeadAttentionGradients
 
     /// <summary>∂loss/∂W_q, [Heads·HeadDim, EmbedDim].</summary>
     public float[] Query { get; }
-    /// <summary>∂loss/∂W_k, [KvHeads·HeadDim, EmbedDim].</summary>
+    /// <summary>∂loss/∂W_k, [KvHeads·HeadDim, KeyDim].</summary>
     public float[] Key { get; }
-    /// <summary>∂loss/∂W_v, [KvHeads·HeadDim, EmbedDim].</summary>
+    /// <summary>∂loss/∂W_v, [KvHeads·HeadDim, ValueDim].</summary>
     public float[] Value { get; }
     /// <summary>∂loss/∂W_o, [EmbedDim, Heads·HeadDim].</summary>
     public float[] Output { get; }

@@ -72,6 +72,8 @@ public class KeyValueCacheProperties
         {
             Wq = reference.Wq, Wk = reference.Wk, Wv = reference.Wv, Wo = reference.Wo, Bq = reference.Bq, Bk = reference.Bk, Bv = reference.Bv,
             Bo = reference.Bo, Wg = reference.Wg, Bg = reference.Bg, Storage = storage,
+            // A 16-bit paged cache stores each page's partial output before the merge: the yardstick does the same.
+            PageSize = typeof(TCache) == typeof(float) ? 0 : paged,
         };
         using var layer = new MultiHeadAttention<float>(config);
         float[] W(double[,] m) => LayerData.Elements<float>(m);

@@ -102,4 +102,97 @@ public class MultiHeadAttentionBackwardTests
         var x = input.Values;
         Check("dInput", dInput, i => { int b = i / (length * e), t = i / e % length, c = i % e; return Central(v => x[b, t, c] = v, x[b, t, c]); });
     }
+
+    [Theory]
+    [InlineData(2, 1, true, RotaryLayout.HalfSplit, GateKind.Headwise, 8, 8, true, 6)]   // kdim = vdim = E: weights stored fused
+    [InlineData(2, 2, false, null, GateKind.Elementwise, 5, 7, false, 7)]                // own kdim and vdim
+    [InlineData(4, 2, true, RotaryLayout.Interleaved, null, 6, 6, true, 8)]
+    public void Cross_attention_gradients_match_finite_differences(int heads, int kvHeads, bool bias, RotaryLayout? rotary, GateKind? gate, int keyDim, int valueDim, bool padding, int seed)
+    {
+        const int d = 4, batch = 2, lq = 4, lk = 6;
+        int e = heads * d, hd = heads * d, kv = kvHeads * d;
+        if (keyDim == 8 && valueDim == 8) keyDim = valueDim = e;
+        var random = new Random(seed);
+        var config = new MultiHeadAttentionConfig
+        {
+            EmbedDim = e, Heads = heads, KvHeads = kvHeads, Bias = bias, KeyDim = keyDim, ValueDim = valueDim,
+            Rotary = rotary is { } r ? new RotaryEmbedding(r) : null, Gate = gate is { } g ? new OutputGate(g) : null,
+        };
+        int gateRows = config.GateWidth;
+        double[,] Matrix(int rows, int columns) => LayerData.Matrix<float>(rows, columns, 1 / Math.Sqrt(columns), random);
+        double[] Vector(int n) => bias ? LayerData.Vector<float>(n, random) : new double[n];
+        var reference = new ReferenceLayer(config, x => x)
+        {
+            Wq = Matrix(hd, e), Wk = Matrix(kv, keyDim), Wv = Matrix(kv, valueDim), Wo = Matrix(e, hd), Bq = Vector(hd), Bk = Vector(kv), Bv = Vector(kv), Bo = Vector(e),
+            Wg = gateRows > 0 ? Matrix(gateRows, e) : null, Bg = gateRows > 0 ? Vector(gateRows) : null,
+        };
+        var query = LayerData.RandomSequences<float>(batch, lq, e, false, random);
+        var key = LayerData.RandomSequences<float>(batch, lk, keyDim, true, random);
+        var value = LayerData.RandomSequences<float>(batch, lk, valueDim, false, random);
+        var keyPadding = padding ? new bool[batch, lk] : null;
+        if (keyPadding is not null) { keyPadding[0, 0] = true; keyPadding[1, 5] = true; }
+        var upstream = new double[batch, lq, e];
+        for (int b = 0; b < batch; b++) for (int t = 0; t < lq; t++) for (int c = 0; c < e; c++) upstream[b, t, c] = random.NextDouble() * 2 - 1;
+        double Loss()
+        {
+            var y = reference.Forward(query.Values, key.Values, value.Values, false, keyPadding, 2, 5, null);
+            double sum = 0;
+            for (int b = 0; b < batch; b++) for (int t = 0; t < lq; t++) for (int c = 0; c < e; c++) sum += y[b, t, c] * upstream[b, t, c];
+            return sum;
+        }
+
+        using var layer = new MultiHeadAttention<float>(config);
+        float[] F(double[,] m) => LayerData.Elements<float>(m);
+        float[] B(double[] v) => bias ? v.Select(x => (float)x).ToArray() : [];
+        layer.Load(new ReadOnlyTensorSpan<float>(F(reference.Wq), [hd, e], []), new ReadOnlyTensorSpan<float>(F(reference.Wk), [kv, keyDim], []),
+            new ReadOnlyTensorSpan<float>(F(reference.Wv), [kv, valueDim], []), new ReadOnlyTensorSpan<float>(F(reference.Wo), [e, hd], []),
+            B(reference.Bq), B(reference.Bk), B(reference.Bv), B(reference.Bo));
+        if (gateRows > 0) layer.LoadGate(new ReadOnlyTensorSpan<float>(F(reference.Wg!), [gateRows, e], []), B(reference.Bg!));
+        var gradients = layer.CreateGradients();
+        var (dQuery, dKey, dValue) = (new float[batch * lq * e], new float[batch * lk * keyDim], new float[batch * lk * valueDim]);
+        var paddingFlat = keyPadding?.Cast<bool>().ToArray();
+        layer.Backward<float>(query.Span, key.Span, value.Span, new ReadOnlyTensorSpan<float>(upstream.Cast<double>().Select(x => (float)x).ToArray(), [batch, lq, e], []),
+            new TensorSpan<float>(dQuery, [batch, lq, e], []), new TensorSpan<float>(dKey, [batch, lk, keyDim], []), new TensorSpan<float>(dValue, [batch, lk, valueDim], []),
+            gradients, new MultiHeadAttentionOptions
+            {
+                PositionOffset = 2, KeyPositionOffset = 5,
+                KeyPadding = paddingFlat is null ? default : new ReadOnlyTensorSpan<bool>(paddingFlat, [batch, lk], []),
+            });
+
+        const double h = 1e-4;
+        void Check(string name, float[] ours, Func<int, double> numericAt)
+        {
+            var numeric = Enumerable.Range(0, ours.Length).Select(numericAt).ToArray();
+            double scale = Math.Max(1e-3, numeric.Max(Math.Abs));
+            for (int n = 0; n < ours.Length; n++)
+                Assert.True(Math.Abs(ours[n] - numeric[n]) <= 2e-3 * scale, $"{name}[{n}]: backward {ours[n]}, finite differences {numeric[n]} (scale {scale})");
+        }
+        double Central(Action<double> set, double original)
+        {
+            set(original + h);
+            double up = Loss();
+            set(original - h);
+            double down = Loss();
+            set(original);
+            return (up - down) / (2 * h);
+        }
+        Func<int, double> OfMatrix(double[,] m) => i => { int c = m.GetLength(1); return Central(x => m[i / c, i % c] = x, m[i / c, i % c]); };
+        Func<int, double> OfVector(double[] v) => i => Central(x => v[i] = x, v[i]);
+        Func<int, double> OfInput(double[,,] x) => i => { int l = x.GetLength(1), w = x.GetLength(2), b = i / (l * w), t = i / w % l, c = i % w; return Central(v => x[b, t, c] = v, x[b, t, c]); };
+        Check("dWq", gradients.Query, OfMatrix(reference.Wq));
+        Check("dWk", gradients.Key, OfMatrix(reference.Wk));
+        Check("dWv", gradients.Value, OfMatrix(reference.Wv));
+        Check("dWo", gradients.Output, OfMatrix(reference.Wo));
+        if (gateRows > 0) Check("dWg", gradients.Gate, OfMatrix(reference.Wg!));
+        if (bias)
+        {
+            Check("dbq", gradients.QueryBias, OfVector(reference.Bq));
+            Check("dbk", gradients.KeyBias, OfVector(reference.Bk));
+            Check("dbv", gradients.ValueBias, OfVector(reference.Bv));
+            Check("dbo", gradients.OutputBias, OfVector(reference.Bo));
+        }
+        Check("dQuery", dQuery, OfInput(query.Values));
+        Check("dKey", dKey, OfInput(key.Values)); // key sits [S, B, E] in memory; dKey is dense: the logical order is what counts
+        Check("dValue", dValue, OfInput(value.Values));
+    }
 }

@@ -11,6 +11,9 @@ public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double,
     /// <summary>Rounding of Q, K and V after rotary embeddings and of the attention output: a 16-bit KV cache's storage (identity by default).</summary>
     public Func<double, double> Storage { get; init; } = x => x;
 
+    /// <summary>Keys per page of a paged cache (0: none): attention per page, each partial output stored, merged by LSE.</summary>
+    public int PageSize { get; init; }
+
     public required double[,] Wq, Wk, Wv, Wo;
     public double[,]? Wg;
     public required double[] Bq, Bk, Bv, Bo;
@@ -60,6 +63,44 @@ public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double,
                         max = Math.Max(max, scores[j]);
                     }
                     if (double.IsNegativeInfinity(max)) continue; // no visible key: zeros
+                    if (PageSize > 0)
+                    {
+                        // A paged cache's design: each page's partial output stored (Storage), merged by LSE in float64.
+                        var merged = new double[D];
+                        double top = double.NegativeInfinity, weight = 0;
+                        var lses = new List<(double Lse, double[] Output)>();
+                        for (int first = 0; first < lk; first += PageSize)
+                        {
+                            int end = Math.Min(lk, first + PageSize);
+                            double pageMax = double.NegativeInfinity;
+                            for (int j = first; j < end; j++) pageMax = Math.Max(pageMax, scores[j]);
+                            if (double.IsNegativeInfinity(pageMax)) continue;
+                            double pageSum = 0;
+                            var p = new double[end - first];
+                            for (int j = first; j < end; j++)
+                            {
+                                p[j - first] = double.IsNegativeInfinity(scores[j]) ? 0 : round(Math.Exp(scores[j] - pageMax));
+                                pageSum = round(pageSum + p[j - first]);
+                            }
+                            var o = new double[D];
+                            for (int d = 0; d < D; d++)
+                            {
+                                double acc = 0;
+                                for (int j = first; j < end; j++) acc = round(acc + round(p[j - first] * v[j, kvHead * D + d]));
+                                o[d] = Storage(round(acc / pageSum));
+                            }
+                            lses.Add((pageMax + Math.Log(pageSum), o));
+                            top = Math.Max(top, pageMax + Math.Log(pageSum));
+                        }
+                        foreach (var (lse, o) in lses)
+                        {
+                            double w = Math.Exp(lse - top);
+                            weight += w;
+                            for (int d = 0; d < D; d++) merged[d] += w * o[d];
+                        }
+                        for (int d = 0; d < D; d++) attention[i, h * D + d] = Storage(merged[d] / weight);
+                        continue;
+                    }
                     double sum = 0;
                     for (int j = 0; j < lk; j++)
                     {
