@@ -6,7 +6,7 @@ using Spectre.Console.Cli;
 
 namespace AttentionEngine.Bench.Gemm;
 
-public sealed class GemmSettings : CommandSettings
+public sealed class GemmSettings : ThreadedSettings
 {
     [CommandOption("--shapes <SHAPES>")]
     [Description("Products separated by ';': MxNxK, optionally 'linear' (B as an [N, K] weight). Default: the issue's goal range.")]
@@ -15,14 +15,6 @@ public sealed class GemmSettings : CommandSettings
     [CommandOption("--weights <TYPES>")]
     [Description("Element types of B (the weight), comma-separated: f32, bf16, f16. A and C are fp32. Default: f32,bf16.")]
     public string Weights { get; init; } = "f32,bf16";
-
-    [CommandOption("--threads <T>")]
-    [Description("Threads for ours, the peer and the machine probes. Default: all cores.")]
-    public int Threads { get; init; } = Environment.ProcessorCount;
-
-    [CommandOption("--seconds <S>")]
-    [Description("Minimum timed seconds per case (after 0.5 s of warm-up). Default: 1.")]
-    public double Seconds { get; init; } = 1;
 
     [CommandOption("--no-peer")]
     [Description("Skip ONNX Runtime's Gemm (timed on fp32 weights).")]
@@ -34,9 +26,7 @@ public sealed class GemmSettings : CommandSettings
         catch (FormatException e) { return ValidationResult.Error(e.Message); }
         var bad = Weights.Split(',', StringSplitOptions.TrimEntries).Where(t => t is not ("f32" or "bf16" or "f16")).ToList();
         return bad.Count > 0 ? ValidationResult.Error($"--weights takes f32, bf16, f16; got '{string.Join(", ", bad)}'.")
-            : Threads < 1 ? ValidationResult.Error($"--threads must be at least 1; got {Threads}.")
-            : Seconds <= 0 ? ValidationResult.Error($"--seconds must be positive; got {Seconds}.")
-            : ValidationResult.Success();
+            : base.Validate();
     }
 }
 

@@ -8,7 +8,7 @@ using Spectre.Console.Cli;
 
 namespace AttentionEngine.Bench.Layer;
 
-public sealed class LayerSettings : CommandSettings
+public sealed class LayerSettings : ThreadedSettings
 {
     [CommandOption("--shapes <SHAPES>")]
     [Description("Layer cases separated by ';', e.g. 'B1 S2048 E1024 H16 KV4 causal'. Default: the issue's goal cases.")]
@@ -17,14 +17,6 @@ public sealed class LayerSettings : CommandSettings
     [CommandOption("--weights <TYPES>")]
     [Description("Weight element types, comma-separated: f32, bf16 (activations fp32). Default: f32,bf16.")]
     public string Weights { get; init; } = "f32,bf16";
-
-    [CommandOption("--threads <T>")]
-    [Description("Threads for ours, the peer and the machine probes. Default: all cores.")]
-    public int Threads { get; init; } = Environment.ProcessorCount;
-
-    [CommandOption("--seconds <S>")]
-    [Description("Minimum timed seconds per case and round (after 0.5 s of warm-up). Default: 1.")]
-    public double Seconds { get; init; } = 1;
 
     [CommandOption("--no-peer")]
     [Description("Skip the ONNX Runtime graph (timed with fp32 weights).")]
@@ -53,9 +45,7 @@ public sealed class LayerSettings : CommandSettings
         var bad = Weights.Split(',', StringSplitOptions.TrimEntries).Where(t => t is not ("f32" or "bf16")).ToList();
         return bad.Count > 0 ? ValidationResult.Error($"--weights takes f32, bf16; got '{string.Join(", ", bad)}'.")
             : PageSize < 0 ? ValidationResult.Error($"--page-size must be 0 or more; got {PageSize}.")
-            : Threads < 1 ? ValidationResult.Error($"--threads must be at least 1; got {Threads}.")
-            : Seconds <= 0 ? ValidationResult.Error($"--seconds must be positive; got {Seconds}.")
-            : ValidationResult.Success();
+            : base.Validate();
     }
 }
 

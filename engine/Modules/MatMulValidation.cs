@@ -55,8 +55,8 @@ internal static class MatMulValidation
 
     private static unsafe ByteRange Range<T>(scoped in MatrixView<T> view)
     {
-        nuint last = (nuint)((view.Rows - 1) * view.RowStride + (view.Columns - 1) * view.ColumnStride);
         nuint start = (nuint)Unsafe.AsPointer(ref view.Origin);
-        return new ByteRange(start, start + (last + 1) * (nuint)Unsafe.SizeOf<T>());
+        nuint elements = (nuint)TensorLayout.StorageLength([view.Rows, view.Columns], [view.RowStride, view.ColumnStride]);
+        return new ByteRange(start, start + elements * (nuint)Unsafe.SizeOf<T>());
     }
 }

@@ -100,14 +100,23 @@ internal static unsafe class ModuleCall
                     System.Runtime.CompilerServices.Unsafe.Add(ref origin, b * s0 + t * s1 + c * s2) = ElementTypes.FromSingle<T>(source[(b * length + t) * width + c]);
     }
 
-    /// <summary>destination[c] = Σ over rows of rows[r · stride + c], summed in float64 in row order.</summary>
+    /// <summary>destination[c] = Σ over rows of rows[r · stride + c], summed in float64 in row order (rows read in turn, not columns).</summary>
     public static void ColumnSums(float* rows, long count, int columns, nint stride, Span<float> destination)
     {
-        for (int c = 0; c < columns; c++)
+        double[] sums = System.Buffers.ArrayPool<double>.Shared.Rent(columns);
+        try
         {
-            double sum = 0;
-            for (long r = 0; r < count; r++) sum += rows[r * stride + c];
-            destination[c] = (float)sum;
+            Array.Clear(sums, 0, columns);
+            for (long r = 0; r < count; r++)
+            {
+                float* row = rows + r * stride;
+                for (int c = 0; c < columns; c++) sums[c] += row[c];
+            }
+            for (int c = 0; c < columns; c++) destination[c] = (float)sums[c];
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<double>.Shared.Return(sums);
         }
     }
 }

@@ -251,8 +251,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
     private void CheckBackward(MultiHeadAttentionGradients gradients, scoped in MultiHeadAttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(gradients);
-        if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
-        if (_gateWidth > 0 && !_gateLoaded) throw new InvalidOperationException("This layer is gated but its gate weights are not loaded: call LoadGate first.");
+        RequireLoaded();
         if (options.Weights.Rank != 0 || options.AverageWeights.Rank != 0)
             throw new ArgumentException("The backward pass returns no attention weights: leave options.Weights and options.AverageWeights unset.", nameof(options));
         if (gradients.Query.Length != _heads * _d * _e || gradients.Key.Length != _kvWidth * _config.KeyInputDim

@@ -50,8 +50,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         where T : unmanaged where TCache : unmanaged
     {
         ElementTypes.ThrowIfUnsupported<T>();
-        if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
-        if (_gateWidth > 0 && !_gateLoaded) throw new InvalidOperationException("This layer is gated but its gate weights are not loaded: call LoadGate first.");
+        RequireLoaded();
         if (!_fused)
             throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); the cache serves self-attention, which needs all three equal.", nameof(cache));
         if (cache.KvHeads != _kvHeads || cache.HeadDim != _d)

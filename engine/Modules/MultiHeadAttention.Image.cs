@@ -40,7 +40,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         fixed (T* y = &output.GetPinnableReference())
         {
             // Token views [batch, positions, channels]: the map's own memory with the channel and position strides swapped in.
-            nint inReach = Reach(input.Lengths, input.Strides), outReach = Reach(output.Lengths, output.Strides);
+            nint inReach = TensorLayout.StorageLength(input.Lengths, input.Strides), outReach = TensorLayout.StorageLength(output.Lengths, output.Strides);
             ReadOnlyTensorSpan<T> tokens = TensorLayout.View(x, inReach, [batch, positions, _e], [inBatch, inStride, channelIn]);
             if (!residual)
             {
@@ -74,16 +74,5 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
                 $"{name} has strides [{string.Join(", ", strides.ToArray())}]: height's stride must be width ({width}) times width's stride so the positions form one sequence.", name);
         if (height * width > int.MaxValue) throw new ArgumentException($"{name} has {height * width} positions; at most {int.MaxValue}.", name);
         return (strides[0], height * width, positionStride);
-    }
-
-    private static nint Reach(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides)
-    {
-        nint last = 0;
-        for (int d = 0; d < lengths.Length; d++)
-        {
-            if (lengths[d] == 0) return 0;
-            last += (lengths[d] - 1) * strides[d];
-        }
-        return last + 1;
     }
 }

@@ -174,8 +174,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
         scoped in MultiHeadAttentionOptions options, bool self) where T : unmanaged where TOut : unmanaged
     {
         ElementTypes.ThrowIfUnsupported<T>();
-        if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
-        if (_gateWidth > 0 && !_gateLoaded) throw new InvalidOperationException("This layer is gated but its gate weights are not loaded: call LoadGate first.");
+        RequireLoaded();
         var shape = ModuleCall.Validate(query, key, value, output, options, _config, self);
         int batch = shape.Batch, lq = shape.QueryLength, lk = shape.KeyLength, hd = _heads * _d;
         int? threads = options.MaxDegreeOfParallelism;
@@ -302,6 +301,13 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
                     for (int d = 0; d < _d; d++) head[d] *= Sigmoid(logits[(nint)g * _d + d]);
             }
         }
+    }
+
+    /// <exception cref="InvalidOperationException">weights (or a gated layer's gate weights) not loaded yet.</exception>
+    private void RequireLoaded()
+    {
+        if (!_projectionsLoaded) throw new InvalidOperationException("The projection weights are not loaded: call LoadPyTorch or Load first.");
+        if (_gateWidth > 0 && !_gateLoaded) throw new InvalidOperationException("This layer is gated but its gate weights are not loaded: call LoadGate first.");
     }
 
     internal static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));

@@ -2,33 +2,14 @@ using System.Numerics.Tensors;
 
 namespace AttentionEngine.Tests.Modules;
 
-internal static class TensorSpanFlattening
-{
-    public static T[] Flat<T>(this ReadOnlyTensorSpan<T> span)
-    {
-        var values = new T[span.FlattenedLength];
-        span.FlattenTo(values);
-        return values;
-    }
-}
-
 /// <summary>Sequences advancing independently, overflow without loss, and the options the cache path refuses.</summary>
 public class KeyValueCacheTests
 {
-    private const int E = 16, H = 4, Kv = 2, D = 4;
+    private const int E = SmallDecoder.E, Kv = SmallDecoder.Kv, D = SmallDecoder.D;
 
-    private static MultiHeadAttention<float> Layer()
-    {
-        var random = new Random(3);
-        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
-        var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = E, Heads = H, KvHeads = Kv, Rotary = new RotaryEmbedding(RotaryLayout.Interleaved) });
-        layer.Load(new ReadOnlyTensorSpan<float>(Values(E * E), [E, E], []), new ReadOnlyTensorSpan<float>(Values(Kv * D * E), [Kv * D, E], []),
-            new ReadOnlyTensorSpan<float>(Values(Kv * D * E), [Kv * D, E], []), new ReadOnlyTensorSpan<float>(Values(E * E), [E, E], []),
-            Values(E), Values(Kv * D), Values(Kv * D), Values(E));
-        return layer;
-    }
+    private static MultiHeadAttention<float> Layer() => SmallDecoder.Layer(3, RotaryLayout.Interleaved);
 
-    private static float[] Tokens(int seed, int count) { var r = new Random(seed); return Enumerable.Range(0, count * E).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray(); }
+    private static float[] Tokens(int seed, int count) => SmallDecoder.Tokens(seed, count);
 
     private static float[] Step(MultiHeadAttention<float> layer, KeyValueCache<float> cache, float[] tokens, int batch, int[]? sequences = null)
     {

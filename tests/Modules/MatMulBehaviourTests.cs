@@ -138,6 +138,19 @@ public class MatMulBehaviourTests
     }
 
     [Fact]
+    public void Dimensions_past_int_range_are_refused_by_name()
+    {
+        // A broadcast view (stride 0) reaches 3e9 columns over one element: the GEMM takes int dimensions, so K is refused.
+        long huge = 3_000_000_000;
+        var e = Assert.Throws<ArgumentException>(() => MatMul.Multiply<float, float, float>(
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(new float[1], [2, (nint)huge], [0, 0]),
+            new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(new float[1], [(nint)huge, 2], [0, 0]),
+            new System.Numerics.Tensors.TensorSpan<float>(new float[4], [2, 2], [])));
+        Assert.Equal("a", e.ParamName);
+        Assert.Contains($"[2, {huge}]", e.Message);
+    }
+
+    [Fact]
     public void Unsupported_element_types_are_refused_before_any_work()
     {
         var e = Assert.Throws<NotSupportedException>(() => MatMul.Multiply<int, float, float>(

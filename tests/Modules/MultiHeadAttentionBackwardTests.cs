@@ -67,40 +67,21 @@ public class MultiHeadAttentionBackwardTests
             });
         // The upstream gradient was rounded to float for our side; the reference keeps the double one (differences ~1e-8).
 
-        const double h = 1e-4;
-        void Check(string name, float[] ours, Func<int, double> perturbed)
-        {
-            var numeric = Enumerable.Range(0, ours.Length).Select(perturbed).ToArray();
-            double scale = Math.Max(1e-3, numeric.Max(Math.Abs));
-            for (int n = 0; n < ours.Length; n++)
-                Assert.True(Math.Abs(ours[n] - numeric[n]) <= 2e-3 * scale, $"{name}[{n}]: backward {ours[n]}, finite differences {numeric[n]} (scale {scale})");
-        }
-        double Central(Action<double> set, double original)
-        {
-            set(original + h);
-            double up = Loss(input.Values);
-            set(original - h);
-            double down = Loss(input.Values);
-            set(original);
-            return (up - down) / (2 * h);
-        }
-        Func<int, double> OfMatrix(double[,] m) => i => { int c = m.GetLength(1); double o = m[i / c, i % c]; return Central(x => m[i / c, i % c] = x, o); };
-        Func<int, double> OfVector(double[] v) => i => Central(x => v[i] = x, v[i]);
-        Check("dWq", gradients.Query, OfMatrix(reference.Wq));
-        Check("dWk", gradients.Key, OfMatrix(reference.Wk));
-        Check("dWv", gradients.Value, OfMatrix(reference.Wv));
-        Check("dWo", gradients.Output, OfMatrix(reference.Wo));
-        if (gateRows > 0) Check("dWg", gradients.Gate, OfMatrix(reference.Wg!));
+        var check = new GradientCheck(() => Loss(input.Values));
+        check.Matrix("dWq", gradients.Query, reference.Wq);
+        check.Matrix("dWk", gradients.Key, reference.Wk);
+        check.Matrix("dWv", gradients.Value, reference.Wv);
+        check.Matrix("dWo", gradients.Output, reference.Wo);
+        if (gateRows > 0) check.Matrix("dWg", gradients.Gate, reference.Wg!);
         if (bias)
         {
-            Check("dbq", gradients.QueryBias, OfVector(reference.Bq));
-            Check("dbk", gradients.KeyBias, OfVector(reference.Bk));
-            Check("dbv", gradients.ValueBias, OfVector(reference.Bv));
-            Check("dbo", gradients.OutputBias, OfVector(reference.Bo));
-            if (gateRows > 0) Check("dbg", gradients.GateBias, OfVector(reference.Bg!));
+            check.Vector("dbq", gradients.QueryBias, reference.Bq);
+            check.Vector("dbk", gradients.KeyBias, reference.Bk);
+            check.Vector("dbv", gradients.ValueBias, reference.Bv);
+            check.Vector("dbo", gradients.OutputBias, reference.Bo);
+            if (gateRows > 0) check.Vector("dbg", gradients.GateBias, reference.Bg!);
         }
-        var x = input.Values;
-        Check("dInput", dInput, i => { int b = i / (length * e), t = i / e % length, c = i % e; return Central(v => x[b, t, c] = v, x[b, t, c]); });
+        check.Input("dInput", dInput, input.Values);
     }
 
     [Theory]
@@ -159,40 +140,66 @@ public class MultiHeadAttentionBackwardTests
                 KeyPadding = paddingFlat is null ? default : new ReadOnlyTensorSpan<bool>(paddingFlat, [batch, lk], []),
             });
 
-        const double h = 1e-4;
-        void Check(string name, float[] ours, Func<int, double> numericAt)
+        var check = new GradientCheck(Loss);
+        check.Matrix("dWq", gradients.Query, reference.Wq);
+        check.Matrix("dWk", gradients.Key, reference.Wk);
+        check.Matrix("dWv", gradients.Value, reference.Wv);
+        check.Matrix("dWo", gradients.Output, reference.Wo);
+        if (gateRows > 0) check.Matrix("dWg", gradients.Gate, reference.Wg!);
+        if (bias)
+        {
+            check.Vector("dbq", gradients.QueryBias, reference.Bq);
+            check.Vector("dbk", gradients.KeyBias, reference.Bk);
+            check.Vector("dbv", gradients.ValueBias, reference.Bv);
+            check.Vector("dbo", gradients.OutputBias, reference.Bo);
+        }
+        check.Input("dQuery", dQuery, query.Values);
+        check.Input("dKey", dKey, key.Values); // key sits [S, B, E] in memory; dKey is dense: the logical order is what counts
+        check.Input("dValue", dValue, value.Values);
+    }
+
+    /// <summary>
+    /// Central differences of a float64 loss with respect to values it reads (perturbed in place by ±h, then restored),
+    /// against a backward's fp32 gradient: within 2e-3 of the largest numeric derivative.
+    /// </summary>
+    private sealed class GradientCheck(Func<double> loss)
+    {
+        private const double H = 1e-4;
+
+        public void Matrix(string name, float[] ours, double[,] m)
+        {
+            int columns = m.GetLength(1);
+            Compare(name, ours, i => Central(x => m[i / columns, i % columns] = x, m[i / columns, i % columns]));
+        }
+
+        public void Vector(string name, float[] ours, double[] v) => Compare(name, ours, i => Central(x => v[i] = x, v[i]));
+
+        public void Input(string name, float[] ours, double[,,] x)
+        {
+            int length = x.GetLength(1), width = x.GetLength(2);
+            Compare(name, ours, i =>
+            {
+                int b = i / (length * width), t = i / width % length, c = i % width;
+                return Central(v => x[b, t, c] = v, x[b, t, c]);
+            });
+        }
+
+        private double Central(Action<double> set, double original)
+        {
+            set(original + H);
+            double up = loss();
+            set(original - H);
+            double down = loss();
+            set(original);
+            return (up - down) / (2 * H);
+        }
+
+        private static void Compare(string name, float[] ours, Func<int, double> numericAt)
         {
             var numeric = Enumerable.Range(0, ours.Length).Select(numericAt).ToArray();
             double scale = Math.Max(1e-3, numeric.Max(Math.Abs));
             for (int n = 0; n < ours.Length; n++)
                 Assert.True(Math.Abs(ours[n] - numeric[n]) <= 2e-3 * scale, $"{name}[{n}]: backward {ours[n]}, finite differences {numeric[n]} (scale {scale})");
         }
-        double Central(Action<double> set, double original)
-        {
-            set(original + h);
-            double up = Loss();
-            set(original - h);
-            double down = Loss();
-            set(original);
-            return (up - down) / (2 * h);
-        }
-        Func<int, double> OfMatrix(double[,] m) => i => { int c = m.GetLength(1); return Central(x => m[i / c, i % c] = x, m[i / c, i % c]); };
-        Func<int, double> OfVector(double[] v) => i => Central(x => v[i] = x, v[i]);
-        Func<int, double> OfInput(double[,,] x) => i => { int l = x.GetLength(1), w = x.GetLength(2), b = i / (l * w), t = i / w % l, c = i % w; return Central(v => x[b, t, c] = v, x[b, t, c]); };
-        Check("dWq", gradients.Query, OfMatrix(reference.Wq));
-        Check("dWk", gradients.Key, OfMatrix(reference.Wk));
-        Check("dWv", gradients.Value, OfMatrix(reference.Wv));
-        Check("dWo", gradients.Output, OfMatrix(reference.Wo));
-        if (gateRows > 0) Check("dWg", gradients.Gate, OfMatrix(reference.Wg!));
-        if (bias)
-        {
-            Check("dbq", gradients.QueryBias, OfVector(reference.Bq));
-            Check("dbk", gradients.KeyBias, OfVector(reference.Bk));
-            Check("dbv", gradients.ValueBias, OfVector(reference.Bv));
-            Check("dbo", gradients.OutputBias, OfVector(reference.Bo));
-        }
-        Check("dQuery", dQuery, OfInput(query.Values));
-        Check("dKey", dKey, OfInput(key.Values)); // key sits [S, B, E] in memory; dKey is dense: the logical order is what counts
-        Check("dValue", dValue, OfInput(value.Values));
     }
 }

@@ -5,20 +5,11 @@ namespace AttentionEngine.Tests.Modules;
 /// <summary>The page pool: sequences share it, give pages back, and a call it cannot serve is refused with nothing written.</summary>
 public class PagedKeyValueCacheTests
 {
-    private const int E = 16, H = 4, Kv = 2, D = 4;
+    private const int E = SmallDecoder.E, Kv = SmallDecoder.Kv, D = SmallDecoder.D;
 
-    private static MultiHeadAttention<float> Layer()
-    {
-        var random = new Random(31);
-        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
-        var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = E, Heads = H, KvHeads = Kv, Rotary = new RotaryEmbedding(RotaryLayout.HalfSplit) });
-        layer.Load(new ReadOnlyTensorSpan<float>(Values(E * E), [E, E], []), new ReadOnlyTensorSpan<float>(Values(Kv * D * E), [Kv * D, E], []),
-            new ReadOnlyTensorSpan<float>(Values(Kv * D * E), [Kv * D, E], []), new ReadOnlyTensorSpan<float>(Values(E * E), [E, E], []),
-            Values(E), Values(Kv * D), Values(Kv * D), Values(E));
-        return layer;
-    }
+    private static MultiHeadAttention<float> Layer() => SmallDecoder.Layer(31, RotaryLayout.HalfSplit);
 
-    private static float[] Tokens(int seed, int count) { var r = new Random(seed); return Enumerable.Range(0, count * E).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray(); }
+    private static float[] Tokens(int seed, int count) => SmallDecoder.Tokens(seed, count);
 
     private static float[] Step<TCache>(MultiHeadAttention<float> layer, PagedKeyValueCache<TCache> cache, float[] tokens, int batch, int[]? sequences = null) where TCache : unmanaged
     {
@@ -72,5 +63,28 @@ public class PagedKeyValueCacheTests
         Step(layer, cache, Tokens(6, 1), 1, [1]); // one sequence fits
         Assert.Equal(3, cache.Length(1));
         Assert.Throws<ArgumentException>(() => new PagedKeyValueCache<float>(0, 4, 1, 1, 1));
+    }
+
+    [Fact]
+    public void Tokens_truncated_away_or_left_by_a_reset_sequence_change_no_bit_even_when_NaN()
+    {
+        using var layer = Layer();
+        using var reused = new PagedKeyValueCache<float>(pages: 4, pageSize: 4, sequences: 2, Kv, D);
+        using var fresh = new PagedKeyValueCache<float>(pages: 4, pageSize: 4, sequences: 2, Kv, D);
+        var poison = Tokens(7, 6);
+        for (int n = 0; n < poison.Length; n += 3) poison[n] = float.NaN;
+        Step(layer, reused, poison, 1, [1]);  // sequence 1: 6 poisoned tokens over 2 pages
+        reused.Reset(1);                      // its pages go back, holding NaN keys and values
+        var prompt = Tokens(8, 5);
+        Step(layer, reused, prompt, 1, [0]);  // sequence 0 takes the used pages: 5 tokens, its last page's slots 1-3 still NaN
+        Step(layer, fresh, prompt, 1, [0]);
+        var next = Tokens(9, 2);
+        Assert.Equal(Step(layer, fresh, next, 1, [0]), Step(layer, reused, next, 1, [0]));
+        reused.Truncate(0, 3);                // the dropped tokens stay in memory
+        fresh.Truncate(0, 3);
+        var again = Tokens(10, 1);
+        var output = Step(layer, reused, again, 1, [0]);
+        Assert.Equal(Step(layer, fresh, again, 1, [0]), output);
+        Assert.All(output, y => Assert.True(float.IsFinite(y)));
     }
 }
