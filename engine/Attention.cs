@@ -107,13 +107,13 @@ public static class Attention
         var call = AttentionValidator.Validate(q, k, v, output, options);
         foreach (var backend in Preference)
         {
-            if ((backend.UnavailableReason ?? backend.CannotServe(call)) is not null) continue;
+            if ((backend.UnavailableReason ?? backend.Refusal(call)) is not null) continue;
             backend.Execute(call);
             return;
         }
         // Reasons are gathered only on failure: a served call allocates nothing.
         var reasons = new List<string>();
-        foreach (var backend in Preference) reasons.Add($"{backend.Name}: {backend.UnavailableReason ?? backend.CannotServe(call)}");
+        foreach (var backend in Preference) reasons.Add($"{backend.Name}: {backend.UnavailableReason ?? backend.Refusal(call)}");
         throw new NotSupportedException($"No backend can serve this call. {string.Join("; ", reasons)}");
     }
 
@@ -139,10 +139,12 @@ public static class Attention
     {
         foreach (var backend in Preference)
         {
-            if (!backend.SupportsBackward || !backend.IsAvailable) continue;
+            if (!backend.SupportsBackward || !backend.IsAvailable || (options.Dropout.IsActive && !backend.SupportsDropout)) continue;
             backend.Backward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
             return;
         }
-        throw new NotSupportedException("No available backend has a backward pass.");
+        throw new NotSupportedException(options.Dropout.IsActive
+            ? "No available backend has a backward pass with dropout."
+            : "No available backend has a backward pass.");
     }
 }

@@ -13,7 +13,7 @@ namespace AttentionEngine.Tests;
 /// </summary>
 public class CpuBackwardProperties
 {
-    private static readonly ProblemLimits Limits = new() { MaxLength = 200, MaxHeadDim = 160, MaxCost = 3e7, RangeEdge = false };
+    internal static readonly ProblemLimits Limits = new() { MaxLength = 200, MaxHeadDim = 160, MaxCost = 3e7, RangeEdge = false };
 
     /// <summary>A problem with its incoming gradient and the saved forward output and LSE (from the Reference forward).</summary>
     internal sealed class BackwardCase<T> : IDisposable where T : unmanaged
@@ -100,11 +100,14 @@ public class CpuBackwardProperties
         }
     }
 
-    private static void Verify<T>(CpuIsa isa, int cases) where T : unmanaged
+    private static void Verify<T>(CpuIsa isa, int cases) where T : unmanaged => VerifyWith<T>(isa, cases, AttentionGen.Arbitrary(Limits));
+
+    /// <summary>The gradient rule over problems drawn from <paramref name="problems"/>.</summary>
+    internal static void VerifyWith<T>(CpuIsa isa, int cases, Arbitrary<ProblemSpec> problems) where T : unmanaged
     {
         var backend = new CpuBackend(isa);
         if (!backend.IsAvailable) Assert.Skip($"{backend.Name}: {backend.UnavailableReason}");
-        Prop.ForAll(AttentionGen.Arbitrary(Limits), (ProblemSpec spec) =>
+        Prop.ForAll(problems, (ProblemSpec spec) =>
         {
             using var c = new BackwardCase<T>(spec);
             CheckAgainstOracle(backend, c, spec);

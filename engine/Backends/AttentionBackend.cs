@@ -23,6 +23,17 @@ public abstract class AttentionBackend : IAttentionForward
     /// <summary>Why this backend cannot honour a validated call (names the option), or null when it can.</summary>
     public virtual string? CannotServe<T>(scoped in AttentionCall<T> call) where T : unmanaged => null;
 
+    /// <summary>
+    /// True when this backend applies <see cref="AttentionOptions.Dropout"/> (drawing the engine's Philox mask, see
+    /// <see cref="AttentionDropout"/>). A backend that does not is never given a call with dropout: such a call is
+    /// refused rather than run without it.
+    /// </summary>
+    public virtual bool SupportsDropout => false;
+
+    /// <summary>Why this backend cannot take the call: <see cref="CannotServe{T}"/>, or dropout it does not apply.</summary>
+    internal string? Refusal<T>(scoped in AttentionCall<T> call) where T : unmanaged =>
+        CannotServe(call) ?? (call.Dropout.IsActive && !SupportsDropout ? "options.Dropout: this backend does not apply dropout" : null);
+
     /// <inheritdoc />
     /// <exception cref="ArgumentException">the call is invalid (see <see cref="AttentionValidator"/>).</exception>
     /// <exception cref="NotSupportedException">this backend cannot honour an option of the call.</exception>
@@ -34,7 +45,7 @@ public abstract class AttentionBackend : IAttentionForward
         if (UnavailableReason is { } unavailable)
             throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
         var call = AttentionValidator.Validate(q, k, v, output, options);
-        if (CannotServe(call) is { } reason)
+        if (Refusal(call) is { } reason)
             throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
         Execute(call);
     }
@@ -61,6 +72,7 @@ public abstract class AttentionBackend : IAttentionForward
             throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
         if (!SupportsBackward) throw new NotSupportedException($"Backend {Name} has no backward pass.");
         var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
+        ThrowIfNoDropout(call.Forward.Dropout);
         ExecuteBackward(call);
     }
 
@@ -84,7 +96,14 @@ public abstract class AttentionBackend : IAttentionForward
         if (!SupportsBackward || !SupportsFunctors) throw new NotSupportedException($"Backend {Name} has no backward pass for block masks and functors.");
         var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
         AttentionValidator.ValidateFunctors(blockMask, scoreMod, call.Forward.Shape);
+        ThrowIfNoDropout(call.Forward.Dropout);
         ExecuteBackwardFlex(call, blockMask, scoreMod);
+    }
+
+    private void ThrowIfNoDropout(AttentionDropout dropout)
+    {
+        if (dropout.IsActive && !SupportsDropout)
+            throw new NotSupportedException($"Backend {Name} cannot serve this call: options.Dropout: this backend does not apply dropout.");
     }
 
     /// <summary>True when this backend runs block masks and mask/score functors (<see cref="FlexAttention"/>).</summary>
@@ -104,7 +123,7 @@ public abstract class AttentionBackend : IAttentionForward
             throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
         var call = AttentionValidator.Validate(q, k, v, output, options);
         AttentionValidator.ValidateFunctors(blockMask, scoreMod, call.Shape);
-        if (CannotServe(call) is { } reason)
+        if (Refusal(call) is { } reason)
             throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
         ExecuteFlex(call, blockMask, scoreMod);
     }

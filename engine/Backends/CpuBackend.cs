@@ -38,6 +38,8 @@ public sealed class CpuBackend : AttentionBackend
 
     public override bool SupportsBackward => true;
 
+    public override bool SupportsDropout => true;
+
     protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
         RunBackward(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
 
@@ -118,6 +120,8 @@ public sealed class CpuBackend : AttentionBackend
             KeepMask = call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default,
             Lse = call.ReturnLse && lse != null ? new RawStrided4<float>(lse, call.Lse) : default,
             Weights = call.ReturnWeights && weights != null ? new RawStrided4<float>(weights, call.Weights) : default,
+            Dropout = call.Dropout.Stream,
+            WeightsAfterDropout = call.Dropout.InWeights,
         };
     }
 

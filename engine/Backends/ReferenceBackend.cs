@@ -16,6 +16,8 @@ public sealed class ReferenceBackend : AttentionBackend
 
     public override bool SupportsBackward => true;
 
+    public override bool SupportsDropout => true;
+
     protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
         WriteGradients(call, ReferenceBackward.Compute(call));
 

@@ -43,6 +43,13 @@ public ref struct AttentionOptions
     /// </summary>
     public TensorSpan<float> Weights { get; init; }
 
+    /// <summary>
+    /// Dropout on the probabilities (training); the default is none. The backward pass must get the same value (pass
+    /// it the forward's options): it redraws the same mask. <see cref="AttentionDropout.InWeights"/> chooses whether
+    /// <see cref="Weights"/> shows the probabilities before dropout (the default) or after.
+    /// </summary>
+    public AttentionDropout Dropout { get; init; }
+
     /// <summary>Most threads a backend may use for this call; null means all cores. Results do not depend on it.</summary>
     public int? MaxDegreeOfParallelism { get; init; }
 

@@ -8,6 +8,8 @@ namespace AttentionEngine;
 /// <see cref="ScoreSaturation"/> defines; key j is visible to query i when the positional mask, the keep-mask and a
 /// bias other than -infinity all allow it (a hidden key never influences the row, whatever its K, V or bias hold);</item>
 /// <item>output_i = Σ_j softmax_j(score) · v_j over visible keys; LSE_i = ln Σ_j exp(score(i, j));</item>
+/// <item>with dropout, output_i = Σ_j softmax_j(score) · m_ij · v_j, m_ij = 1 / (1 − p) where
+/// <see cref="AttentionDropout.IsKept"/> and 0 where not (a dropped key's V is never read); LSE is unchanged;</item>
 /// <item>a row with no visible key outputs zeros, weights zero and LSE -infinity (never NaN).</item>
 /// </list>
 /// NaN or +infinity in the inputs propagate to the rows they touch: garbage in is not hidden.
@@ -91,8 +93,11 @@ public static unsafe class ReferenceAttention
             {
                 if (!visible[j]) continue;
                 double p = scores[j] / sum;
-                for (int c = 0; c < dv; c++) outputRow[c] += p * values[j * dv + c];
-                if (!weightsRow.IsEmpty) weightsRow[j] = p;
+                // Dropout scales the probability after the softmax; a dropped key's V is never read.
+                double factor = inputs.DropoutFactor(b, h, i, j), dropped = p * factor;
+                if (factor != 0)
+                    for (int c = 0; c < dv; c++) outputRow[c] += dropped * values[j * dv + c];
+                if (!weightsRow.IsEmpty) weightsRow[j] = inputs.Dropout.InWeights ? dropped : p;
             }
             result.Lse[row] = max + Math.Log(sum);
         }

@@ -8,7 +8,9 @@ public sealed record AttentionGradients(double[] DQ, double[] DK, double[] DV, d
 /// The backward oracle: gradients by their definition in float64, recomputing every score (the saved output and LSE
 /// are not used, so an error in them cannot hide an error here). For each visible pair, with P the attention weights
 /// and dO the incoming gradient: dV_j += P_ij·dO_i; dP_ij = dO_i·v_j; D_i = Σ_j P_ij·dP_ij; dS_ij = P_ij·(dP_ij − D_i);
-/// dQ_i += scale·dS_ij·k_j; dK_j += scale·dS_ij·q_i. GQA sums dK and dV over the query heads of a group. A row with
+/// dQ_i += scale·dS_ij·k_j; dK_j += scale·dS_ij·q_i. With dropout multipliers m_ij (see <see cref="ReferenceAttention"/>),
+/// dV_j += P_ij·m_ij·dO_i and dP_ij = m_ij·(dO_i·v_j), the mask redrawn from the call's dropout, never stored.
+/// GQA sums dK and dV over the query heads of a group. A row with
 /// no visible key contributes nothing (zero gradients, never NaN).
 /// </summary>
 public static class ReferenceBackward
@@ -70,6 +72,7 @@ public static class ReferenceBackward
         var p = new double[lk];
         var dp = new double[lk];
         var dots = new double[lk];
+        var factor = new double[lk];
         var visible = new bool[lk];
         for (int h = kvHead * shape.GroupSize; h < (kvHead + 1) * shape.GroupSize; h++)
         for (int i = 0; i < lq; i++)
@@ -98,10 +101,13 @@ public static class ReferenceBackward
             {
                 if (!visible[j]) continue;
                 p[j] = R(p[j] / sum);
+                // With dropout O = (P ∘ M)·V, so P gets dP ∘ M; a dropped key's V is never read.
+                factor[j] = inputs.DropoutFactor(b, h, i, j);
                 double dot = 0;
-                for (int c = 0; c < dv; c++) dot = R(dot + dO[c] * values[j * dv + c]);
-                dp[j] = dot;
-                rowD = R(rowD + p[j] * dot);
+                if (factor[j] != 0)
+                    for (int c = 0; c < dv; c++) dot = R(dot + dO[c] * values[j * dv + c]);
+                dp[j] = R(dot * factor[j]);
+                rowD = R(rowD + p[j] * dp[j]);
             }
             var dq = gradients.DQ.AsSpan((int)(row * d), d);
             for (int j = 0; j < lk; j++)
@@ -118,7 +124,8 @@ public static class ReferenceBackward
                     dq[c] = R(dq[c] + ds * keys[j * d + c]);
                     dk[c] = R(dk[c] + ds * query[c]);
                 }
-                for (int c = 0; c < dv; c++) dvRow[c] = R(dvRow[c] + p[j] * dO[c]);
+                double kept = R(p[j] * factor[j]);
+                for (int c = 0; c < dv; c++) dvRow[c] = R(dvRow[c] + kept * dO[c]);
             }
         }
     }

@@ -30,6 +30,13 @@ public sealed record ProblemLimits
     /// </summary>
     public bool RangeEdge { get; init; } = true;
 
+    /// <summary>
+    /// Whether a fifth of the problems (chosen by their data seed, so the rest draw as without it) carry dropout, with
+    /// p from {0.1, 0.3, 0.5, 0.9} and seed and offset from the data seed. Off by default: only backends whose
+    /// <see cref="AttentionBackend.SupportsDropout"/> is true take such calls.
+    /// </summary>
+    public bool Dropout { get; init; }
+
     public static ProblemLimits Default { get; } = new();
 
     /// <summary>
@@ -81,7 +88,24 @@ public static class AttentionGen
                 HeadDim = d, ValueDim = dv, Layout = layout, Causal = causal, Window = window, Bias = bias,
                 KeepMask = keep, Scale = scale, Values = values, DataSeed = seed,
             };
-        return spec.Where(s => s.Cost <= l.MaxCost);
+        return spec.Where(s => s.Cost <= l.MaxCost).Select(s => l.Dropout ? WithDropout(s) : s);
+    }
+
+    /// <summary>
+    /// Dropout for the problems whose data seed is a multiple of 5, derived from that seed. Dropout outputs are not
+    /// averages of V (kept terms are scaled by 1 / (1 − p)), so V at the float range's edge would overflow the output
+    /// itself: those problems take large values instead.
+    /// </summary>
+    private static ProblemSpec WithDropout(ProblemSpec spec)
+    {
+        if (spec.DataSeed % 5 != 0) return spec;
+        double[] probabilities = [0.1, 0.3, 0.5, 0.9];
+        int seed = spec.DataSeed / 5;
+        return spec with
+        {
+            Values = spec.Values == ValueDistribution.NearRangeEdge ? ValueDistribution.Large : spec.Values,
+            Dropout = new AttentionDropout(probabilities[seed % 4], (ulong)seed * 0x9E3779B97F4A7C15UL, (ulong)(seed % 7)) { InWeights = seed % 3 == 0 },
+        };
     }
 
     /// <summary>
@@ -110,6 +134,7 @@ public static class AttentionGen
         if (spec.Bias != BiasKind.None) yield return spec with { Bias = BiasKind.None };
         if (spec.KeepMask != KeepMaskKind.None) yield return spec with { KeepMask = KeepMaskKind.None };
         if (spec.Scale is not null) yield return spec with { Scale = null };
+        if (spec.Dropout.IsActive) yield return spec with { Dropout = default };
         foreach (int batch in Smaller(spec.Batch)) yield return spec with { Batch = batch };
         if (spec.QueryHeads > 1) yield return spec with { QueryHeads = 1, KvHeads = 1 };
         if (spec.KvHeads > 1) yield return spec with { QueryHeads = spec.QueryHeads / spec.KvHeads, KvHeads = 1 };

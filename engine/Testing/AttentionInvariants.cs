@@ -67,6 +67,7 @@ public static class AttentionInvariants
     public static InvariantReport KeyValuePermutation<T>(IAttentionForward candidate, AttentionProblem<T> problem, Baseline baseline, int seed)
         where T : unmanaged
     {
+        if (problem.Dropout.IsActive) return new InvariantReport("key/value permutation", true, "not applicable: the dropout mask follows key positions");
         var s = problem.Shape;
         var permutation = Enumerable.Range(0, s.KeyLength).ToArray();
         new Random(seed).Shuffle(permutation);
@@ -130,7 +131,7 @@ public static class AttentionInvariants
         }
         var (bias, poisonedBias) = BiasPoisonedWhereMasked(problem, rng);
         using var poisoned = new AttentionProblem<T>($"{problem} hidden keys poisoned", NativeTensor<T>.CopyOf(problem.Q), k, v,
-            bias, problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask), problem.Mask, problem.Scale, problem.OutputLayout);
+            bias, problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask), problem.Mask, problem.Scale, problem.OutputLayout, problem.Dropout);
         var before = problem.Run(candidate);
         var after = poisoned.Run(candidate);
 
@@ -182,6 +183,7 @@ public static class AttentionInvariants
     /// <summary>With every value 1, every row with a visible key outputs 1 (rows without one output 0), within the rule.</summary>
     public static InvariantReport OnesInOnesOut<T>(IAttentionForward candidate, AttentionProblem<T> problem) where T : unmanaged
     {
+        if (problem.Dropout.IsActive) return new InvariantReport("V = 1 gives 1", true, "not applicable: dropout rows average to 1 only in expectation");
         var s = problem.Shape;
         var v = NativeTensor<T>.Zeros(s.Batch, s.KvHeads, s.KeyLength, s.ValueDim);
         v.Fill(ElementTypes.FromSingle<T>(1f));
@@ -209,7 +211,7 @@ public static class AttentionInvariants
         }
         using var repeated = new AttentionProblem<T>($"{problem} KV heads repeated", NativeTensor<T>.CopyOf(problem.Q), k, v,
             problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask),
-            problem.Mask, problem.Scale, problem.OutputLayout);
+            problem.Mask, problem.Scale, problem.OutputLayout, problem.Dropout);
         return Bitwise($"GQA equals repeated heads (group {s.GroupSize})", problem.Run(candidate), repeated.Run(candidate));
     }
 
@@ -228,7 +230,8 @@ public static class AttentionInvariants
             for (int j = 0; j < s.KeyLength; j++) bias[b, h, i, j] += shift;
         }
         using var shifted = new AttentionProblem<T>($"{problem} rows shifted", NativeTensor<T>.CopyOf(problem.Q), NativeTensor<T>.CopyOf(problem.K),
-            NativeTensor<T>.CopyOf(problem.V), bias, problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask), problem.Mask, problem.Scale);
+            NativeTensor<T>.CopyOf(problem.V), bias, problem.KeepMask is null ? null : NativeTensor<bool>.CopyOf(problem.KeepMask), problem.Mask, problem.Scale,
+            dropout: problem.Dropout);
         // Output only: the LSE moves by the shift. The yardstick is the naive formula on the shifted problem.
         return Baseline.Of(shifted).Check<T>("row-constant bias changes nothing", shifted.Run(candidate) with { Lse = [] },
             baseline.Oracle with { Lse = [] });
@@ -248,7 +251,8 @@ public static class AttentionInvariants
         for (int j = 0; j < s.KeyLength; j++)
             keep[b, h, i, j] = band.Contains(i, j) && (fullKeep is null || fullKeep[b, h, i, j]);
         using var explicitMask = new AttentionProblem<T>($"{problem} mask made explicit", NativeTensor<T>.CopyOf(problem.Q), NativeTensor<T>.CopyOf(problem.K),
-            NativeTensor<T>.CopyOf(problem.V), problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), keep, Mask.None, problem.Scale);
+            NativeTensor<T>.CopyOf(problem.V), problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), keep, Mask.None, problem.Scale,
+            dropout: problem.Dropout);
         return baseline.Check<T>($"mask {problem.Mask} equals explicit keep-mask", explicitMask.Run(candidate));
     }
 

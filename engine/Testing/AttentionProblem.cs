@@ -13,8 +13,9 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
     public AttentionProblem(
         string description, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v,
         NativeTensor<float>? bias = null, NativeTensor<bool>? keepMask = null, Mask? mask = null, float? scale = null,
-        MemoryLayout outputLayout = MemoryLayout.Contiguous)
+        MemoryLayout outputLayout = MemoryLayout.Contiguous, AttentionDropout dropout = default)
     {
+        Dropout = dropout;
         ElementTypes.ThrowIfUnsupported<T>();
         Description = description;
         (Q, K, V, Bias, KeepMask) = (q, k, v, bias, keepMask);
@@ -35,6 +36,8 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
     public Mask Mask { get; }
     public float? Scale { get; }
     public MemoryLayout OutputLayout { get; }
+    /// <summary>Dropout on the probabilities (the default: none), part of <see cref="Options"/>.</summary>
+    public AttentionDropout Dropout { get; }
 
     /// <summary>Builds the problem a spec describes; the same spec gives the same values everywhere.</summary>
     public static AttentionProblem<T> Create(ProblemSpec spec)
@@ -54,7 +57,7 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
         return new AttentionProblem<T>(
             spec.ToString(), q, k, v,
             MaskGeneration.Bias(spec, new Random(biasSeed)), MaskGeneration.KeepMask(spec, new Random(keepSeed)),
-            spec.BuildMask(), spec.Scale, spec.Layout);
+            spec.BuildMask(), spec.Scale, spec.Layout, spec.Dropout);
     }
 
     /// <summary>A tensor of the given logical lengths laid out as <paramref name="layout"/> says.</summary>
@@ -76,6 +79,7 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
         KeepMask = KeepMask is null ? default : KeepMask.AsReadOnlyTensorSpan(),
         Lse = lse,
         Weights = weights,
+        Dropout = Dropout,
     };
 
     /// <summary>An output tensor [B, Hq, Lq, Dv] in this problem's layout.</summary>

@@ -9,7 +9,8 @@ namespace AttentionEngine.Testing;
 /// With u = 2^-24: δs = ½u(√D·|scale|·Σ|q·k| + |s|), δLSE = ½u·|LSE|, δP = P·(δs + δLSE),
 /// δdP = ½u·√Dv·Σ|dO·v|, δD = (½u·√Dv + ½eps(T))·Σ|dO·O| (O is read back rounded to the storage type T, as
 /// FlashAttention-2 reads it), δdS = |scale|·(δP·|dP − D| + P·(δdP + δD)); then
-/// δdQ_i = Σ_j δdS_ij·|k_j|, δdK_j = Σ_i δdS_ij·|q_i|, δdV_j = Σ_i δP_ij·|dO_i|.
+/// δdQ_i = Σ_j δdS_ij·|k_j|, δdK_j = Σ_i δdS_ij·|q_i|, δdV_j = Σ_i δP_ij·|dO_i|. With dropout, v_j and δP_ij enter
+/// multiplied by the pair's dropout factor m_ij.
 /// </summary>
 public static class BackwardRoundingSensitivity
 {
@@ -25,6 +26,7 @@ public static class BackwardRoundingSensitivity
         double scale = call.Forward.Scale;
         double storageHalfUlp = ElementTypes.MachineEpsilon<T>() / 2;
         var p = new double[lk];
+        var factor = new double[lk];
         var scores = new double[lk];
         var magnitudes = new double[lk];
         var visible = new bool[lk];
@@ -63,7 +65,9 @@ public static class BackwardRoundingSensitivity
             {
                 if (!visible[j]) continue;
                 p[j] /= sum;
-                for (int c = 0; c < dv; c++) o[c] += p[j] * ElementTypes.ToDouble(v[x, kvHead, j, c]);
+                factor[j] = call.Forward.Dropout.Factor(x, hq, h, i, j);
+                if (factor[j] != 0)
+                    for (int c = 0; c < dv; c++) o[c] += p[j] * factor[j] * ElementTypes.ToDouble(v[x, kvHead, j, c]);
             }
             double rowD = 0, rowDMagnitude = 0;
             for (int c = 0; c < dv; c++) { rowD += dO[c] * o[c]; rowDMagnitude += Math.Abs(dO[c] * o[c]); }
@@ -71,13 +75,15 @@ public static class BackwardRoundingSensitivity
             for (int j = 0; j < lk; j++)
             {
                 if (!visible[j]) continue;
+                // With dropout the gradient reaching P is m·(dO·v) (a dropped key's V is never read).
                 double dP = 0, dPMagnitude = 0;
-                for (int c = 0; c < dv; c++)
-                {
-                    double term = dO[c] * ElementTypes.ToDouble(v[x, kvHead, j, c]);
-                    dP += term;
-                    dPMagnitude += Math.Abs(term);
-                }
+                if (factor[j] != 0)
+                    for (int c = 0; c < dv; c++)
+                    {
+                        double term = factor[j] * dO[c] * ElementTypes.ToDouble(v[x, kvHead, j, c]);
+                        dP += term;
+                        dPMagnitude += Math.Abs(term);
+                    }
                 double deltaP = p[j] * HalfUlp * (magnitudes[j] + Math.Abs(lse));
                 double deltaD = (HalfUlp * Math.Sqrt(dv) + storageHalfUlp) * rowDMagnitude;
                 double deltaDS = Math.Abs(scale) * (deltaP * Math.Abs(dP - rowD) + p[j] * (HalfUlp * Math.Sqrt(dv) * dPMagnitude + deltaD));
@@ -88,7 +94,7 @@ public static class BackwardRoundingSensitivity
                     bounds.DQ[qRow + c] += deltaDS * Math.Abs(ElementTypes.ToDouble(k[x, kvHead, j, c]));
                     bounds.DK[kRow * d + c] += deltaDS * Math.Abs(ElementTypes.ToDouble(q[x, h, i, c]));
                 }
-                for (int c = 0; c < dv; c++) bounds.DV[kRow * dv + c] += deltaP * Math.Abs(dO[c]);
+                for (int c = 0; c < dv; c++) bounds.DV[kRow * dv + c] += deltaP * factor[j] * Math.Abs(dO[c]);
             }
         }
         return bounds;

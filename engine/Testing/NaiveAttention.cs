@@ -122,24 +122,26 @@ public static class NaiveAttention
                 for (int j = 0; j < lk; j++) result.Lse[row] += p[i * lk + j] * scoreError[i * lk + j];
         }
 
-        // O = P V.
+        // O = (P ∘ M) V, M the dropout multipliers (all 1 without dropout; a dropped key's V is never read).
+        var multiplier = new double[lk];
         for (int i = 0; i < lq; i++)
         {
             long row = ((long)b * shape.QueryHeads + h) * lq + i;
+            for (int j = 0; j < lk; j++) multiplier[j] = F32(x.DropoutFactor(b, h, i, j));
             for (int c = 0; c < shape.ValueDim; c++)
             {
                 double acc = 0;
                 for (int j = 0; j < lk; j++)
-                    acc = F32(acc + F32(p[i * lk + j] * ElementTypes.ToDouble(x.V[b, kvHead, j, c])));
+                    if (multiplier[j] != 0) acc = F32(acc + F32(InStorage(F32(p[i * lk + j] * multiplier[j])) * ElementTypes.ToDouble(x.V[b, kvHead, j, c])));
                 result.Output[row * shape.ValueDim + c] = InStorage(acc);
             }
             if (scoreError is null) continue;
-            // First-order sensitivity: ∂o_c/∂s_j = p_j (v_jc − o_c), every score error at its worst sign.
+            // First-order sensitivity: ∂o_c/∂s_j = p_j (m_j v_jc − o_c), every score error at its worst sign.
             for (int c = 0; c < shape.ValueDim; c++)
             {
                 double o = result.Output[row * shape.ValueDim + c], bound = 0;
                 for (int j = 0; j < lk; j++)
-                    bound += p[i * lk + j] * Math.Abs(ElementTypes.ToDouble(x.V[b, kvHead, j, c]) - o) * scoreError[i * lk + j];
+                    bound += p[i * lk + j] * Math.Abs((multiplier[j] == 0 ? 0 : multiplier[j] * ElementTypes.ToDouble(x.V[b, kvHead, j, c])) - o) * scoreError[i * lk + j];
                 result.Output[row * shape.ValueDim + c] = o + bound;
             }
         }

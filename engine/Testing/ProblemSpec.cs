@@ -23,6 +23,8 @@ public sealed record ProblemSpec
     /// <summary>Explicit scale, or null for the default 1/sqrt(headDim).</summary>
     public float? Scale { get; init; }
     public ValueDistribution Values { get; init; } = ValueDistribution.Normal;
+    /// <summary>Dropout on the probabilities; the default is none.</summary>
+    public AttentionDropout Dropout { get; init; }
     /// <summary>Seed of every value in the problem's tensors.</summary>
     public int DataSeed { get; init; }
 
@@ -52,6 +54,7 @@ public sealed record ProblemSpec
         if (ValueDim != HeadDim) features.Add("dv!=d");
         if (Layout != MemoryLayout.Contiguous) features.Add("strided");
         if (Values is ValueDistribution.Large or ValueDistribution.Outliers) features.Add("hostile values");
+        if (Dropout.IsActive) features.Add("dropout");
         if (features.Count == 0) features.Add("plain");
         return features;
     }
@@ -79,6 +82,8 @@ public sealed record ProblemSpec
         if (KeepMask != KeepMaskKind.None) parts.Add($"keep:{KeepMask}");
         parts.Add(Scale is { } s ? $"scale:{s:R}" : "scale:default");
         parts.Add($"values:{Values}");
+        if (Dropout.IsActive)
+            parts.Add($"dropout:{Dropout.Probability:R}/seed {Dropout.Seed}/offset {Dropout.Offset}{(Dropout.InWeights ? "/in-weights" : "")}");
         parts.Add($"seed:{DataSeed}");
         return string.Join(" ", parts);
     }

@@ -14,9 +14,10 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
         AttentionShape shape, float scale, Mask mask, DiagonalBand band,
         ReadOnlyStrided4<T> q, ReadOnlyStrided4<T> k, ReadOnlyStrided4<T> v, Strided4<T> output,
         ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, Strided4<float> lse, Strided4<float> weights,
-        int maxDegreeOfParallelism)
+        int maxDegreeOfParallelism, AttentionDropout dropout = default)
     {
         MaxDegreeOfParallelism = maxDegreeOfParallelism;
+        Dropout = dropout;
         Shape = shape; Scale = scale; Mask = mask; Band = band;
         Q = q; K = k; V = v; Output = output;
         Bias = bias; KeepMask = keepMask; Lse = lse; Weights = weights;
@@ -26,6 +27,9 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
 
     /// <summary>Most threads the call may use (the machine's core count when the caller set none).</summary>
     public int MaxDegreeOfParallelism { get; }
+
+    /// <summary>Dropout on the probabilities (the default value: none). A backend that does not apply it refuses the call.</summary>
+    public AttentionDropout Dropout { get; }
 
     /// <summary>The resolved multiplier of Q·K.</summary>
     public float Scale { get; }

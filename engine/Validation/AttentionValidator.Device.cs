@@ -25,6 +25,8 @@ internal static partial class AttentionValidator
             throw new ArgumentException($"MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
         if (options.ReturnWeights)
             throw new NotSupportedException("options.Weights: attention weights are not returned by the CUDA kernel; use the Cpu backend to inspect them.");
+        if (options.Dropout.IsActive)
+            throw new NotSupportedException("options.Dropout: the CUDA kernel does not apply dropout yet; use the Cpu backend for dropout.");
 
         Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
         var bias = BroadcastMask(options.Bias, scoreShape, "options.Bias");

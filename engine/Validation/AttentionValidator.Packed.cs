@@ -45,6 +45,8 @@ internal static partial class AttentionValidator
             throw new NotSupportedException("options.KeepMask is not supported by packed calls; use FlexAttention with a DocumentMask over the packed sequences for a keep-mask.");
         if (options.ReturnWeights)
             throw new NotSupportedException("options.Weights is not supported by packed calls; run the sequence as its own call to inspect its weights.");
+        if (options.Dropout.IsActive)
+            throw new NotSupportedException("options.Dropout is not supported by packed calls (they have no backward pass to train with); run Attention.Forward per sequence for dropout.");
         int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
         if (threads < 1)
             throw new ArgumentException($"MaxDegreeOfParallelism is {threads}; expected at least 1 (or null for all cores).", "options.MaxDegreeOfParallelism");

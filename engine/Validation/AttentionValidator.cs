@@ -71,7 +71,7 @@ internal static partial class AttentionValidator
             shape, scale, mask, mask.Resolve(shape.QueryLength, shape.KeyLength),
             View(q), View(k), View(v),
             new Strided4<T>(ref output.GetPinnableReference(), ol, output.Strides),
-            bias, keep, lse, weights, threads);
+            bias, keep, lse, weights, threads, options.Dropout);
     }
 
     /// <summary>The call's shape from the four tensors' lengths, or an exception naming the tensor and dimension at fault.</summary>

@@ -11,9 +11,12 @@ namespace AttentionEngine;
 internal readonly record struct PinnedCall<T>(
     AttentionShape Shape, double Scale, DiagonalBand Band,
     RawStrided4<T> Q, RawStrided4<T> K, RawStrided4<T> V, RawStrided4<float> Bias, RawStrided4<bool> Keep,
-    IPairFunctors? Functors)
+    IPairFunctors? Functors, AttentionDropout Dropout)
     where T : unmanaged
 {
+    /// <summary>What P(i, j) is multiplied by before P·V: 1 without dropout, else 1 / (1 − p) (exactly) where kept and 0 where dropped.</summary>
+    public double DropoutFactor(int b, int h, int i, int j) => Dropout.Factor(b, Shape.QueryHeads, h, i, j);
+
     /// <summary>Positional mask, keep-mask and block mask (the bias's -infinity entries are the caller's to check).</summary>
     public bool IsAllowed(int b, int h, int i, int j) =>
         Band.Contains(i, j) && (Keep.IsEmpty || Keep[b, h, i, j]) && (Functors is null || Functors.Keep(b, h, i, j));
@@ -47,7 +50,7 @@ internal readonly record struct PinnedCall<T>(
                 call.Shape, call.Scale, call.Band,
                 new RawStrided4<T>(q, call.Q), new RawStrided4<T>(k, call.K), new RawStrided4<T>(v, call.V),
                 call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
-                call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default, functors));
+                call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default, functors, call.Dropout));
         }
     }
 }

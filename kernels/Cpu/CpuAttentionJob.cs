@@ -1,4 +1,5 @@
 using AttentionEngine.Kernels.Masking;
+using AttentionEngine.Kernels.Dropout;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine.Kernels.Cpu;
@@ -27,6 +28,12 @@ internal readonly struct CpuAttentionJob<T> where T : unmanaged
     public RawStrided4<bool> KeepMask { get; init; }
     public RawStrided4<float> Lse { get; init; }
     public RawStrided4<float> Weights { get; init; }
+
+    /// <summary>Dropout on the probabilities (inactive by default: p = 0).</summary>
+    public DropoutStream Dropout { get; init; }
+
+    /// <summary>Whether <see cref="Weights"/> receives the probabilities after dropout rather than before.</summary>
+    public bool WeightsAfterDropout { get; init; }
 
     /// <summary>Float copies of K ([B, Hkv, Lk, D]) and V ([B, Hkv, Lk, DvPad]) when a call made them (<see cref="KeyValueWidening"/>).</summary>
     public RawStrided4<float> WideK { get; init; }

@@ -27,8 +27,9 @@ internal sealed unsafe class CpuTileScratch
     public float* RowSum;       // [Br]  running sum of probabilities
     public float* RowRescale;   // [Br]  rescale factor of the output accumulators for the current block
     public float* RowBuffer;    // [max(D, DvPad)] one row in float, for conversions
-    public int* RowQuery;       // [Br]  query position of each row (-1 for padding rows)
-    public int* RowHead;        // [Br]  query head of each row
+    public int* RowQuery;       // [Br]  query position of each row (padding rows repeat the first row's): dropout counters
+    public uint* RowStream;     // [Br]  dropout row stream (batch · H + head) of each row
+    public float* Dropout;      // [Bc][Br] dropout multipliers of one key block, in the score layout
     public float* RowScale;     // [Br]  scale of the output accumulators: 1, or 2^-32 once the guarded pass met a huge value
     public int* KeyFlags;       // [Bc]  per key of the block: huge or non-finite values (guarded pass)
 
@@ -47,7 +48,7 @@ internal sealed unsafe class CpuTileScratch
         Span<nuint> sizes =
         [
             Round((long)d * br), Round((long)bc * br), Round((long)br * dvPad), Round((long)bc * d), Round((long)bc * dvPad),
-            Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br), Round(br), Round(bc),
+            Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br), Round(br), Round(bc), Round((long)bc * br),
         ];
         nuint total = 0;
         foreach (var size in sizes) total += size;
@@ -71,8 +72,9 @@ internal sealed unsafe class CpuTileScratch
         RowRescale = Take(sizes[7]);
         RowBuffer = Take(sizes[8]);
         RowQuery = (int*)Take(sizes[9]);
-        RowHead = (int*)Take(sizes[10]);
+        RowStream = (uint*)Take(sizes[10]);
         RowScale = Take(sizes[11]);
         KeyFlags = (int*)Take(sizes[12]);
+        Dropout = Take(sizes[13]);
     }
 }

@@ -161,6 +161,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
             ValueGemm<TOps, TVec>.Accumulate(scratch.ProbGrad, br, keyCount, keys, keyPitch, dPad / c, scratch.QueryGrad, dPad, scratch.Ones);
             if (guarded) GuardedGradients.AddBackVisibleKeys(f, batch, rows, (int)firstKey, keyCount, br, dPad, tile, scratch);
             if (keyGrad == null) continue;
+            if (f.Dropout.IsActive) TileDropout<TOps, TVec>.Apply(tile.Scores, tile.Dropout, br, keyCount);
             // dV = Pᵀ·dO and dK = dSᵀ·Q straight from the [key][row] blocks. Key rows past keyCount (last block only)
             // read stale scratch into buffer rows past Lk, which are never written out.
             ValueGemm<TOps, TVec>.Accumulate(tile.Scores, byKey, KeyBlock, br, scratch.OutputGrad, dvPad, dvPad / c,
@@ -213,6 +214,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
                 if (kind == BlockKind.Empty) continue;
                 BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
                 ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: false, mods, kind, guarded, out _);
+                if (f.Dropout.IsActive) TileDropout<TOps, TVec>.Apply(tile.Scores, tile.Dropout, br, keyCount);
                 // dV = Pᵀ·dO and dK = dSᵀ·Q read the [key][row] blocks directly: output row = key, summed over rows.
                 // Key rows past keyCount read stale scratch and are never written out.
                 var byKey = new ScoreLayout(br, 1);
@@ -226,7 +228,8 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
     }
 
     /// <summary>
-    /// P (in the tile's score scratch) and dS·scale (in ProbGrad) of one key block, both as [key][row]; returns the
+    /// P (in the tile's score scratch, before dropout: callers apply the block's multipliers, left in the tile's
+    /// dropout scratch, before dV = Pᵀ·dO) and dS·scale (in ProbGrad) of one key block, both as [key][row]; returns the
     /// key block's rows (padded to dPad) for dQ = dS·K. The guarded pass (a tile whose fast pass left a gradient
     /// non-finite) sets dS to 0 wherever P is 0, so a hidden key's NaN or infinite V (through dP) or score functor
     /// derivative never reaches a gradient, and hands back K with its non-finite elements zeroed (the rows that do see
@@ -243,6 +246,16 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         float* values = TileStaging.Values(f, batch, rows.KvHead, firstKey, keyCount, dvPad, c, tile, out nint valuePitch);
         ScoreGemm<TOps, TVec>.Compute(values, valuePitch, keyCount, scratch.OutputGradT, br, f.ValueDim, scratch.ProbGrad);
 
+        // With dropout, O = (P ∘ M)·V: the gradient reaching P is dP ∘ M, and D = rowsum(dO ∘ O) already holds the mask.
+        bool drop = f.Dropout.IsActive;
+        if (drop)
+        {
+            TileDropout<TOps, TVec>.Draw(f, batch, rows, firstKey, keyCount, br, tile);
+            // A dropped key's V never counts: 0 · NaN from a garbage V would otherwise reach dS.
+            if (guarded)
+                for (int n = 0; n < keyCount * br; n++)
+                    if (tile.Dropout[n] == 0) scratch.ProbGrad[n] = 0;
+        }
         TVec log2E = TOps.Broadcast(Log2E), scale = TOps.Broadcast(f.Scale);
         for (int v = 0; v < br; v += c)
         {
@@ -254,7 +267,8 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
                 // norm is 1 unless the row's LSE was too coarse (then LSE is the recomputed max and norm 1 / sum).
                 TVec p = TOps.Multiply(TOps.Exp2(TOps.Multiply(TOps.Subtract(TOps.Load(s), lse), log2E)), norm);
                 TOps.Store(s, p);
-                TOps.Store(dp, TOps.Multiply(p, TOps.Subtract(TOps.Load(dp), rowD)));
+                TVec gradient = drop ? TOps.Multiply(TOps.Load(dp), TOps.Load(tile.Dropout + j * br + v)) : TOps.Load(dp);
+                TOps.Store(dp, TOps.Multiply(p, TOps.Subtract(gradient, rowD)));
             }
         }
         if (guarded) GuardedGradients.ZeroWhereHidden(tile.Scores, scratch.ProbGrad, br, rows.Count, keyCount);

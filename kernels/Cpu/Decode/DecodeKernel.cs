@@ -23,7 +23,8 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// <summary>Keys per block (a multiple of every vector width), the skipping granularity of masks.</summary>
     public const int KeyBlock = 64;
 
-    public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries;
+    /// <remarks>Calls with dropout take the tile kernel, which draws the mask in the tile layout (inference decodes have none).</remarks>
+    public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries && !job.Dropout.IsActive;
 
     /// <summary>Weights need each row's final max and sum inside the task, so they keep one split per head.</summary>
     public static DecodeSplits Splits(in CpuAttentionJob<T> job) =>

@@ -1,0 +1,33 @@
+using AttentionEngine.Kernels.Cpu.Simd;
+using AttentionEngine.Kernels.Dropout;
+
+namespace AttentionEngine.Kernels.Cpu;
+
+/// <summary>
+/// Dropout in the tile kernels (forward and backward): the multipliers of one key block for the tile's rows, drawn
+/// from the call's <see cref="DropoutStream"/> into the tile scratch ([key][row], the score layout), and applied to a
+/// probability block. The mask is recomputed wherever it is needed, never stored beyond one block.
+/// </summary>
+internal static unsafe class TileDropout<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
+{
+    /// <summary>Draws the multipliers of keys [firstKey, firstKey + keyCount) for all br rows (padding rows repeat row 0's).</summary>
+    public static void Draw<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int br, CpuTileScratch scratch)
+        where T : unmanaged
+    {
+        for (int r = 0; r < br; r++)
+        {
+            int row = r < rows.Count ? r : 0;
+            scratch.RowQuery[r] = rows.Query(row);
+            scratch.RowStream[r] = DropoutStream.RowStream(batch, job.QueryHeads, rows.Head(row));
+        }
+        DropoutTile.Multipliers(job.Dropout, scratch.RowQuery, scratch.RowStream, br, firstKey, keyCount, scratch.Dropout, br);
+    }
+
+    /// <summary>P ← P ∘ M over a [keyCount][br] block.</summary>
+    public static void Apply(float* probabilities, float* multipliers, int br, int keyCount)
+    {
+        int c = TOps.Count;
+        for (int n = 0; n < keyCount * br; n += c)
+            TOps.Store(probabilities + n, TOps.Multiply(TOps.Load(probabilities + n), TOps.Load(multipliers + n)));
+    }
+}

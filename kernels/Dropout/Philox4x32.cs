@@ -1,0 +1,29 @@
+namespace AttentionEngine.Kernels.Dropout;
+
+/// <summary>
+/// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC11): a counter-based generator, so
+/// the random words of a counter are a pure function of (counter, key), with no state to carry between calls or
+/// threads. This is the scalar definition; <see cref="PhiloxLanes"/> computes the same words eight counters at a time.
+/// </summary>
+internal static class Philox4x32
+{
+    public const uint Multiplier0 = 0xD2511F53, Multiplier1 = 0xCD9E8D57;
+    public const uint KeyBump0 = 0x9E3779B9, KeyBump1 = 0xBB67AE85;
+    public const int Rounds = 10;
+
+    /// <summary>The four words of counter (c0, c1, c2, c3) under key (k0, k1).</summary>
+    public static (uint, uint, uint, uint) Generate(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1)
+    {
+        for (int round = 0; round < Rounds; round++)
+        {
+            if (round > 0)
+            {
+                k0 += KeyBump0;
+                k1 += KeyBump1;
+            }
+            ulong p0 = (ulong)Multiplier0 * c0, p1 = (ulong)Multiplier1 * c2;
+            (c0, c1, c2, c3) = ((uint)(p1 >> 32) ^ c1 ^ k0, (uint)p1, (uint)(p0 >> 32) ^ c3 ^ k1, (uint)p0);
+        }
+        return (c0, c1, c2, c3);
+    }
+}
