@@ -390,4 +390,43 @@ public class HostileInputRegressionTests
             Assert.Equal(Run(nested: false), Run(nested: true));
         }
     }
+    /// <summary>
+    /// A huge value one row sees must not rescale another row's terms: the guarded pass once switched the whole tile
+    /// to accumulation at 2^-32, which pushed a neighbouring row's tiny terms (values near 1e-30) into the subnormal
+    /// range, so poisoning a key that row cannot see changed its last bits. Row 0 sees key 0 (V = 1e37 or NaN), rows
+    /// 1..11 do not; their outputs must keep every bit. Tile kernel (12 rows) and decode kernel (2 rows).
+    /// </summary>
+    [Theory]
+    [InlineData(12)]
+    [InlineData(2)]
+    public void A_huge_value_one_row_sees_leaves_the_tiny_outputs_of_other_rows_bitwise_alone(int rows)
+    {
+        const int keys = 40, d = 4, dv = 8;
+        using var q = NativeTensor<float>.Zeros(1, 1, rows, d);
+        using var k = NativeTensor<float>.Zeros(1, 1, keys, d);
+        using var keep = NativeTensor<bool>.Zeros(1, 1, rows, keys);
+        using var calm = NativeTensor<float>.Zeros(1, 1, keys, dv);
+        var random = new Random(3);
+        for (int i = 0; i < rows; i++)
+        for (int c = 0; c < d; c++) q[0, 0, i, c] = (float)random.NextDouble();
+        for (int j = 0; j < keys; j++)
+        for (int c = 0; c < d; c++) k[0, 0, j, c] = (float)random.NextDouble();
+        for (int j = 0; j < keys; j++)
+        for (int c = 0; c < dv; c++) calm[0, 0, j, c] = (float)(random.NextDouble() * 3e-30);
+        for (int i = 0; i < rows; i++)
+        for (int j = 0; j < keys; j++) keep[0, 0, i, j] = j != 0 || i == 0;
+        foreach (float poison in new[] { 1e37f, float.NaN, float.PositiveInfinity })
+        {
+            using var hostile = NativeTensor<float>.CopyOf(calm);
+            for (int c = 0; c < dv; c++) hostile[0, 0, 0, c] = poison;
+            foreach (var backend in HostBackends())
+            {
+                var options = new AttentionOptions { KeepMask = keep };
+                var before = Forward(backend, q, k, calm, options);
+                var after = Forward(backend, q, k, hostile, options);
+                for (int n = dv; n < rows * dv; n++)
+                    Assert.True(before[n].Equals(after[n]), $"{backend.Name} V[0] = {poison}: row {n / dv} output[{n % dv}] {before[n]:R} became {after[n]:R}");
+            }
+        }
+    }
 }

@@ -30,7 +30,10 @@ internal sealed unsafe class CpuTileScratch
     public int* RowQuery;       // [Br]  query position of each row (padding rows repeat the first row's): dropout counters
     public uint* RowStream;     // [Br]  dropout row stream (batch · H + head) of each row
     public float* Dropout;      // [Bc][Br] dropout multipliers of one key block, in the score layout
-    public float* RowScale;     // [Br]  scale of the output accumulators: 1, or 2^-32 once the guarded pass met a huge value
+    public float* ScaledValues; // [Bc][DvPad] the guarded pass's value block at the accumulator scale 2^-32
+    public float* ScaledScores; // [Bc][Br] the guarded pass's probabilities of the rows accumulating at scale 2^-32
+    public float* Ones;         // [Br]  1 per row: the rescale of a GEMM that adds to accumulators already rescaled
+    public float* RowScale;     // [Br]  scale of each row's output accumulators: 1, or 2^-32 once the row saw a huge value (guarded pass)
     public int* KeyFlags;       // [Bc]  per key of the block: huge or non-finite values (guarded pass)
 
     /// <summary>This thread's scratch, sized for the tile.</summary>
@@ -48,7 +51,7 @@ internal sealed unsafe class CpuTileScratch
         Span<nuint> sizes =
         [
             Round((long)d * br), Round((long)bc * br), Round((long)br * dvPad), Round((long)bc * d), Round((long)bc * dvPad),
-            Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br), Round(br), Round(bc), Round((long)bc * br),
+            Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br), Round(br), Round(bc), Round((long)bc * br), Round((long)bc * dvPad), Round((long)bc * br), Round(br),
         ];
         nuint total = 0;
         foreach (var size in sizes) total += size;
@@ -76,5 +79,9 @@ internal sealed unsafe class CpuTileScratch
         RowScale = Take(sizes[11]);
         KeyFlags = (int*)Take(sizes[12]);
         Dropout = Take(sizes[13]);
+        ScaledValues = Take(sizes[14]);
+        ScaledScores = Take(sizes[15]);
+        Ones = Take(sizes[16]);
+        new Span<float>(Ones, br).Fill(1f);
     }
 }

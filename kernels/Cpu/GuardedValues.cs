@@ -12,20 +12,24 @@ namespace AttentionEngine.Kernels.Cpu;
 /// block is copied with non-finite elements set to 0, and rows that do see such a key (probability ≠ 0) get the raw
 /// element added back afterwards, so garbage in a visible position still propagates;</item>
 /// <item>values near the float range: the unnormalised sum Σ p·v overflows although the average O / l is finite.
-/// Once some row sees (probability ≠ 0) a value of magnitude ≥ 2^96, the tile accumulates at scale 2^-32 from then
-/// on: its accumulators are scaled once and the value blocks enter the GEMM scaled (powers of two, exact), and the
-/// epilogue undoes the scale after dividing by l. The values are scaled, not the probabilities: a tiny probability
-/// times a huge value still counts, and scaling is exact for every value above 2^-94.</item>
+/// Once a row sees (probability ≠ 0) a value of magnitude ≥ 2^96, that row accumulates at scale 2^-32 from then on:
+/// its accumulators are scaled once, its terms take the value block scaled (powers of two, exact), and the epilogue
+/// undoes the scale after dividing by l. The values are scaled, not the probabilities: a tiny probability times a
+/// huge value still counts. The scale is per row, never per tile: a row that sees no huge value keeps its own terms
+/// unscaled (scaled, its tiny terms could fall into the subnormal range and lose bits because another row met a
+/// huge value).</item>
 /// </list>
-/// A row that sees neither hazard computes the same terms in the same order as the fast pass (scaled by an exact power
-/// of two when the tile is), so poisoning keys a row cannot see changes no bit of that row.
+/// A row that sees neither hazard computes the same terms in the same order as the fast pass, so poisoning keys a row
+/// cannot see changes no bit of that row. When some rows are scaled and others not, the block runs as two GEMMs over
+/// the same accumulators, each with the other rows' probabilities zeroed: a zero term adds nothing (an FMA of 0 with a
+/// finite value returns the accumulator), so each row still gets exactly its own terms in key order.
 /// </summary>
 internal static unsafe class GuardedValues<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
     /// <summary>2^96: with at most 2^31 keys of probability ≤ 1, smaller values never overflow the sum.</summary>
     public const float HugeValue = 79228162514264337593543950336f;
 
-    /// <summary>2^-32: the accumulator scale once huge values are seen (2^31 · 2^128 · 2^-32 stays finite).</summary>
+    /// <summary>2^-32: a row's accumulator scale once it sees a huge value (2^31 · 2^128 · 2^-32 stays finite).</summary>
     public const float AccumulatorScale = 1f / 4294967296f;
 
     private const int Huge = 1, NonFinite = 2;
@@ -35,8 +39,32 @@ internal static unsafe class GuardedValues<TOps, TVec> where TOps : struct, IVec
         float* values, nint ldv, int dvPad, CpuTileScratch scratch) where T : unmanaged
     {
         var layout = ScoreLayout.Transposed(br);
-        values = Prepare(job, rows, keyCount, layout, br, values, ref ldv, dvPad, scratch.RowRescale, scratch, out int any);
-        ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, ldv, dvPad / TOps.Count, scratch.Output, dvPad, scratch.RowRescale);
+        int any = Classify(values, ldv, keyCount, job.ValueDim, scratch.KeyFlags);
+        ScaleRowsThatSeeHuge(layout, rows.Count, keyCount, any, scratch.RowRescale, scratch);
+        int scaled = 0;
+        for (int r = 0; r < rows.Count; r++) scaled += scratch.RowScale[r] != 1 ? 1 : 0;
+        float* scaledValues = scaled > 0 ? ScaledCopy(values, ldv, keyCount, job.ValueDim, dvPad, scratch) : null;
+        values = FiniteValues(values, ref ldv, keyCount, job.ValueDim, dvPad, any, scratch);
+        int dvVectors = dvPad / TOps.Count;
+        if (scaled == 0)
+            ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, ldv, dvVectors, scratch.Output, dvPad, scratch.RowRescale);
+        else
+        {
+            // Unscaled rows' terms with the unscaled block (scaled rows' probabilities zeroed; their rescale applies
+            // here), then scaled rows' terms with the scaled block (the others' zeroed, no further rescale).
+            float* unscaledP = scratch.Scores, scaledP = scratch.ScaledScores;
+            new Span<float>(unscaledP, keyCount * br).CopyTo(new Span<float>(scaledP, keyCount * br));
+            for (int j = 0; j < keyCount; j++)
+            for (int r = 0; r < br; r++)
+            {
+                bool rowScaled = r < rows.Count && scratch.RowScale[r] != 1;
+                (rowScaled ? unscaledP : scaledP)[j * br + r] = 0;
+            }
+            ValueGemm<TOps, TVec>.Accumulate(unscaledP, br, keyCount, values, ldv, dvVectors, scratch.Output, dvPad, scratch.RowRescale);
+            ValueGemm<TOps, TVec>.Accumulate(scaledP, br, keyCount, scaledValues, dvPad, dvVectors, scratch.Output, dvPad, scratch.Ones);
+            // The probabilities again, whole, for the rows' garbage below.
+            for (int n = 0; n < keyCount * br; n++) unscaledP[n] += scaledP[n];
+        }
         if ((any & NonFinite) != 0) AddBackVisibleGarbage(job, batch, rows, firstKey, keyCount, layout, dvPad, scratch);
     }
 
@@ -48,33 +76,53 @@ internal static unsafe class GuardedValues<TOps, TVec> where TOps : struct, IVec
         float* values, nint ldv, int dvPad, float* rescale, CpuTileScratch scratch) where T : unmanaged
     {
         var layout = ScoreLayout.RowMajor(keyBlock);
-        values = Prepare(job, rows, keyCount, layout, rows.Count, values, ref ldv, dvPad, rescale, scratch, out int any);
+        int any = Classify(values, ldv, keyCount, job.ValueDim, scratch.KeyFlags);
+        ScaleRowsThatSeeHuge(layout, rows.Count, keyCount, any, rescale, scratch);
+        bool scaled = false;
+        for (int r = 0; r < rows.Count; r++) scaled |= scratch.RowScale[r] != 1;
+        float* scaledValues = scaled ? ScaledCopy(values, ldv, keyCount, job.ValueDim, dvPad, scratch) : null;
+        values = FiniteValues(values, ref ldv, keyCount, job.ValueDim, dvPad, any, scratch);
         for (int r = 0; r < rows.Count; r++)
-            DecodeValues<TOps, TVec>.Accumulate(scratch.Scores + r * keyBlock, keyCount, values, ldv, dvPad / TOps.Count, scratch.Output + r * dvPad, rescale[r]);
+        {
+            bool rowScaled = scratch.RowScale[r] != 1;
+            DecodeValues<TOps, TVec>.Accumulate(scratch.Scores + r * keyBlock, keyCount, rowScaled ? scaledValues : values, rowScaled ? dvPad : ldv,
+                dvPad / TOps.Count, scratch.Output + r * dvPad, rescale[r]);
+        }
         if ((any & NonFinite) != 0) AddBackVisibleGarbage(job, batch, rows, firstKey, keyCount, layout, dvPad, scratch);
     }
 
     /// <summary>
-    /// Classifies the block, switches the tile to scaled accumulation when a row first sees a huge value, and returns
-    /// the values the GEMM may use: the block itself, or a copy in the staged-values scratch with non-finite elements
-    /// zeroed and (in a scaled tile) every element scaled.
+    /// Switches every row that first sees (probability ≠ 0) a huge value in this block to scaled accumulation: its
+    /// accumulators so far join the scaled sum through this block's rescale factor.
     /// </summary>
-    private static float* Prepare<T>(in CpuAttentionJob<T> job, in TileRows rows, int keyCount, ScoreLayout layout, int lanes, float* values,
-        ref nint ldv, int dvPad, float* rescale, CpuTileScratch scratch, out int any) where T : unmanaged
+    private static void ScaleRowsThatSeeHuge(ScoreLayout layout, int rowCount, int keyCount, int any, float* rescale, CpuTileScratch scratch)
     {
-        any = Classify(values, ldv, keyCount, job.ValueDim, scratch.KeyFlags);
-        if (scratch.RowScale[0] == 1 && (any & Huge) != 0 && SomeRowSeesHuge(scratch.Scores, layout, rows.Count, keyCount, scratch.KeyFlags))
+        if ((any & Huge) == 0) return;
+        for (int r = 0; r < rowCount; r++)
         {
-            // The accumulators so far join the scaled sum through this block's rescale factor.
-            for (int r = 0; r < lanes; r++)
+            if (scratch.RowScale[r] != 1) continue;
+            for (int j = 0; j < keyCount; j++)
             {
+                if ((scratch.KeyFlags[j] & Huge) == 0 || scratch.Scores[layout[r, j]] == 0) continue;
                 scratch.RowScale[r] = AccumulatorScale;
                 rescale[r] *= AccumulatorScale;
+                break;
             }
         }
-        float scale = scratch.RowScale[0];
-        if (scale == 1 && (any & NonFinite) == 0) return values;
-        NonFiniteRows.CopyFinite(values, ldv, keyCount, job.ValueDim, scratch.Values, dvPad, scale);
+    }
+
+    /// <summary>The block scaled by 2^-32 with non-finite elements zeroed, rows dvPad apart (read before any in-place copy).</summary>
+    private static float* ScaledCopy(float* values, nint ldv, int keyCount, int dv, int dvPad, CpuTileScratch scratch)
+    {
+        NonFiniteRows.CopyFinite(values, ldv, keyCount, dv, scratch.ScaledValues, dvPad, AccumulatorScale);
+        return scratch.ScaledValues;
+    }
+
+    /// <summary>The block itself, or (when it holds non-finite elements) a copy in the staged-values scratch with them zeroed.</summary>
+    private static float* FiniteValues(float* values, ref nint ldv, int keyCount, int dv, int dvPad, int any, CpuTileScratch scratch)
+    {
+        if ((any & NonFinite) == 0) return values;
+        NonFiniteRows.CopyFinite(values, ldv, keyCount, dv, scratch.Values, dvPad);
         ldv = dvPad;
         return scratch.Values;
     }
@@ -92,18 +140,6 @@ internal static unsafe class GuardedValues<TOps, TVec> where TOps : struct, IVec
             any |= flag;
         }
         return any;
-    }
-
-    /// <summary>Whether a valid row has probability ≠ 0 at a key flagged huge (what only hidden keys hold never counts).</summary>
-    private static bool SomeRowSeesHuge(float* probabilities, ScoreLayout layout, int rowCount, int keyCount, int* flags)
-    {
-        for (int j = 0; j < keyCount; j++)
-        {
-            if ((flags[j] & Huge) == 0) continue;
-            for (int r = 0; r < rowCount; r++)
-                if (probabilities[layout[r, j]] != 0) return true;
-        }
-        return false;
     }
 
     /// <summary>
