@@ -28,9 +28,21 @@ public class ReferenceBackwardTests
     }
 
     [Fact]
-    public void Gradients_match_central_finite_differences_of_the_forward_oracle()
-    {
+    public void Gradients_match_central_finite_differences_of_the_forward_oracle() =>
+        Prop.ForAll(AttentionGen.Arbitrary(Small), (ProblemSpec drawn) => CheckProblem(drawn)).Check(Config.QuickThrowOnFailure.WithMaxTest(120));
+
+    /// <summary>
+    /// With dropout, at the fixed mask its seed and offset draw: the forward oracle applies the same mask at x ± h, so
+    /// the differences are those of the masked function whose gradient the backward computes (the mask redrawn).
+    /// </summary>
+    [Fact]
+    public void Gradients_with_dropout_match_central_finite_differences_at_a_fixed_mask() =>
         Prop.ForAll(AttentionGen.Arbitrary(Small), (ProblemSpec drawn) =>
+            CheckProblem(drawn with { Dropout = new AttentionDropout(new[] { 0.1, 0.5, 0.8 }[drawn.DataSeed % 3], (ulong)drawn.DataSeed, 4) }))
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(80));
+
+    private static void CheckProblem(ProblemSpec drawn)
+    {
         {
             // Smooth values: finite differences need bounded curvature (huge logits make the softmax a step). A finite
             // padding bias of -1e30 absorbs the scores even in float64, so the forward's differences vanish where the
@@ -47,7 +59,7 @@ public class ReferenceBackwardTests
                 CheckAgainstDifferences(problem, dOutput, problem.K, dk, random, "dK", spec);
                 CheckAgainstDifferences(problem, dOutput, problem.V, dv, random, "dV", spec);
             }
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(120));
+        }
     }
 
     /// <summary>L(x) = Σ dO · O(x); ∂L/∂x[n] ≈ (L(x + h) − L(x − h)) / (2h) for a few random entries n.</summary>
