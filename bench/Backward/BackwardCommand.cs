@@ -4,7 +4,7 @@ using Spectre.Console.Cli;
 
 namespace AttentionEngine.Bench.Backward;
 
-public sealed class BackwardSettings : TimingSettings
+public sealed class BackwardSettings : DropoutTimingSettings
 {
     [CommandOption("--shapes <SHAPES>")]
     [System.ComponentModel.Description("Cases separated by ';' (see `run --shapes`). Default: the backward goal cases.")]
@@ -32,12 +32,20 @@ internal sealed class BackwardCommand : Command<BackwardSettings>
             using var dk = NativeTensor<float>.Zeros(c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
             using var dv = NativeTensor<float>.Zeros(c.Batch, c.KvHeads, c.KeyLength, c.HeadDim);
             var mask = c.Causal ? Mask.Causal() : null;
+            // The saved output and LSE are the plain forward's: a backward's cost does not depend on their values.
             backend.Forward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, Lse = lse.AsTensorSpan() });
-            double seconds = Timing.MedianSeconds(() => backend.Backward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, lse, dOutput, dq, dk, dv,
-                new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads }), settings.Seconds);
-            // 2.5 × forward FLOPs, by the convention FlashAttention reports backward throughput with.
-            var row = TimedResult.Of(backend.Name + " backward", c, "f32", seconds / 2.5, limits, sizeof(float));
-            rows.Add(row with { Milliseconds = seconds * 1e3 });
+            Action plain = () => backend.Backward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, lse, dOutput, dq, dk, dv,
+                new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads });
+            var dropout = settings.DropoutAt(1);
+            Action dropped = () => backend.Backward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, lse, dOutput, dq, dk, dv,
+                new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads, Dropout = dropout });
+            double[] seconds = settings.Dropout is null ? [Timing.MedianSeconds(plain, settings.Seconds)] : Timing.MedianSecondsInterleaved([plain, dropped], settings.Seconds);
+            for (int n = 0; n < seconds.Length; n++)
+            {
+                // 2.5 × forward FLOPs, by the convention FlashAttention reports backward throughput with.
+                var row = TimedResult.Of(backend.Name + " backward", c, "f32", seconds[n] / 2.5, limits, sizeof(float));
+                rows.Add(row with { Milliseconds = seconds[n] * 1e3, Case = n == 0 ? row.Case : $"{row.Case} {DropoutCost.Label(dropout.Probability)}" });
+            }
         }
         var document = new ResultsDocument("backward", ResultsDocument.CpuModel(), backend.ResolvedIsa.ToString(), settings.Threads,
             limits.PeakGflops, limits.BandwidthGBs, rows);
@@ -49,8 +57,9 @@ internal sealed class BackwardCommand : Command<BackwardSettings>
         AnsiConsole.MarkupLine($"[bold]bench backward[/]: {backend.Name} ({backend.ResolvedIsa}), {settings.Threads} threads, fp32, {Markup.Escape(document.Cpu)}");
         AnsiConsole.MarkupLine($"measured fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s; FLOPs = 2.5 x forward");
         var table = new Table().AddColumns("case", "ms", "rate", "of peak");
-        foreach (var r in rows) table.AddRow(r.Case, r.Milliseconds.ToString("F2"), $"{r.Rate:F1} {r.Unit}", r.FractionOfLimit.ToString("P0"));
+        foreach (var r in rows) table.AddRow(Markup.Escape(r.Case), r.Milliseconds.ToString("F2"), $"{r.Rate:F1} {r.Unit}", r.FractionOfLimit.ToString("P0"));
         AnsiConsole.Write(table);
+        DropoutCost.Print(rows);
         return 0;
     }
 }

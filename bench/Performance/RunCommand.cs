@@ -20,7 +20,7 @@ internal sealed class RunCommand : Command<RunSettings>
             foreach (string type in TypesFor(c, settings.Types))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                rows.Add(type switch
+                rows.AddRange(type switch
                 {
                     "f16" => Time<Half>(c, backend, settings, limits),
                     "bf16" => Time<BFloat16>(c, backend, settings, limits),
@@ -39,22 +39,31 @@ internal sealed class RunCommand : Command<RunSettings>
         AnsiConsole.MarkupLine($"measured limits: fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s, memory {limits.BandwidthGBs:F1} GB/s");
         var table = new Table().AddColumns("case", "type", "ms", "rate", "of limit");
         foreach (var r in rows)
-            table.AddRow(r.Case, r.Type, r.Milliseconds.ToString("F2"), $"{r.Rate:F1} {r.Unit}", r.FractionOfLimit.ToString("P0"));
+            table.AddRow(Markup.Escape(r.Case), r.Type, r.Milliseconds.ToString("F2"), $"{r.Rate:F1} {r.Unit}", r.FractionOfLimit.ToString("P0"));
         AnsiConsole.Write(table);
+        DropoutCost.Print(rows);
         return 0;
     }
 
     private static IEnumerable<string> TypesFor(PerformanceCase c, string types) =>
         types == "auto" ? (c.Decode ? ["f32", "bf16"] : ["f32"]) : types.Split(',').Select(t => t.Trim());
 
-    private static TimedResult Time<T>(PerformanceCase c, AttentionBackend backend, RunSettings settings, MachineLimits limits) where T : unmanaged
+    /// <summary>One row, or two with --dropout (the plain call and the one with dropout, timed interleaved).</summary>
+    private static IEnumerable<TimedResult> Time<T>(PerformanceCase c, AttentionBackend backend, RunSettings settings, MachineLimits limits) where T : unmanaged
     {
         using var tensors = CaseTensors<T>.Create(c);
         var mask = c.Causal ? Mask.Causal() : null;
-        double seconds = Timing.MedianSeconds(
-            () => backend.Forward<T>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads }),
-            settings.Seconds);
-        return TimedResult.Of(backend.Name, c, ElementTypes.ShortName<T>(), seconds, limits, System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        ulong step = 0;
+        Action plain = () => backend.Forward<T>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads });
+        Action dropped = () => backend.Forward<T>(tensors.Q, tensors.K, tensors.V, tensors.Output,
+            new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = settings.Threads, Dropout = settings.DropoutAt(step++) });
+        double[] seconds = settings.Dropout is null ? [Timing.MedianSeconds(plain, settings.Seconds)] : Timing.MedianSecondsInterleaved([plain, dropped], settings.Seconds);
+        string type = ElementTypes.ShortName<T>();
+        int size = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        var rows = new List<TimedResult> { TimedResult.Of(backend.Name, c, type, seconds[0], limits, size) };
+        // The rate of the call with dropout counts the same FLOPs: the mask's cost shows as a lower rate.
+        if (settings.Dropout is { } p) rows.Add(TimedResult.Of(backend.Name, c, type, seconds[1], limits, size) with { Case = $"{c.Name} {DropoutCost.Label(p)}" });
+        return rows;
     }
 }
 

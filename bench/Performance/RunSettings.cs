@@ -4,7 +4,7 @@ using Spectre.Console.Cli;
 
 namespace AttentionEngine.Bench.Performance;
 
-public sealed class RunSettings : TimingSettings
+public sealed class RunSettings : DropoutTimingSettings
 {
     [CommandOption("--backend <NAME>")]
     [Description("Backend to time: cpu or reference. Default: cpu.")]
@@ -40,6 +40,8 @@ public sealed class RunSettings : TimingSettings
             return ValidationResult.Error($"--dtype must be auto or a list of f32, f16, bf16; got '{Types}'.");
         if (Backend is not ("cpu" or "reference"))
             return ValidationResult.Error($"--backend must be cpu or reference; got '{Backend}'.");
+        if (Grid && Dropout is not null)
+            return ValidationResult.Error("--dropout times --shapes cases; leave it out with --grid.");
         return base.Validate();
     }
 }

@@ -38,6 +38,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
 
         TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
+        if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, br, scratch);
         var (firstBlock, keyEnd) = rows.VisibleKeys(job.Band, job.KeyLength, KeyBlock);
 
         Accumulate(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods, guarded: false);
@@ -60,7 +61,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
                 if (kind == BlockKind.Empty) continue;
                 Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind);
                 OnlineSoftmax<TOps, TVec>.Normalize(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum);
-                if (job.WeightsAfterDropout && job.Dropout.IsActive) DropBlock(job, batch, rows, (int)firstKey, keyCount, scratch);
+                if (job.WeightsAfterDropout && job.Dropout.IsActive) TileDropout<TOps, TVec>.DrawAndApply(job, (int)firstKey, keyCount, br, scratch.Scores, scratch);
                 Epilogue.WriteWeights(job, batch, rows, ScoreLayout.Transposed(br), (int)firstKey, keyCount, scratch.Scores);
             }
         }
@@ -86,20 +87,13 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
             Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind);
             OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
             // Dropout scales the probabilities after the row sum took them: l normalises the undropped row, as P is.
-            if (job.Dropout.IsActive) DropBlock(job, batch, rows, (int)firstKey, keyCount, scratch);
+            if (job.Dropout.IsActive) TileDropout<TOps, TVec>.DrawAndApply(job, (int)firstKey, keyCount, br, scratch.Scores, scratch);
             float* values = TileStaging.Values(job, batch, rows.KvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
             if (guarded)
                 GuardedValues<TOps, TVec>.AccumulateTile(job, batch, rows, (int)firstKey, keyCount, br, values, valuePitch, dvPad, scratch);
             else
                 ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
         }
-    }
-
-    /// <summary>Multiplies the block's probabilities by the dropout multipliers of its (row, key) pairs.</summary>
-    private static void DropBlock(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch)
-    {
-        TileDropout<TOps, TVec>.Draw(job, batch, rows, firstKey, keyCount, TileRows, scratch);
-        TileDropout<TOps, TVec>.Apply(scratch.Scores, scratch.Dropout, TileRows, keyCount);
     }
 
     /// <summary>Masked, scaled, biased scores of one key block, Sᵀ[j][r], in the score scratch.</summary>

@@ -10,9 +10,11 @@ namespace AttentionEngine.Kernels.Cpu;
 /// </summary>
 internal static unsafe class TileDropout<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
-    /// <summary>Draws the multipliers of keys [firstKey, firstKey + keyCount) for all br rows (padding rows repeat row 0's).</summary>
-    public static void Draw<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int br, CpuTileScratch scratch)
-        where T : unmanaged
+    /// <summary>
+    /// Each of the tile's br rows' counter words (query position and row stream; padding rows repeat row 0's), once per
+    /// tile: the per-block draws then only read them.
+    /// </summary>
+    public static void PrepareRows<T>(in CpuAttentionJob<T> job, int batch, in TileRows rows, int br, CpuTileScratch scratch) where T : unmanaged
     {
         for (int r = 0; r < br; r++)
         {
@@ -20,10 +22,18 @@ internal static unsafe class TileDropout<TOps, TVec> where TOps : struct, IVecto
             scratch.RowQuery[r] = rows.Query(row);
             scratch.RowStream[r] = DropoutStream.RowStream(batch, job.QueryHeads, rows.Head(row));
         }
-        DropoutTile.Multipliers(job.Dropout, scratch.RowQuery, scratch.RowStream, br, firstKey, keyCount, scratch.Dropout, br);
     }
 
-    /// <summary>P ← P ∘ M over a [keyCount][br] block.</summary>
+    /// <summary>The multipliers of keys [firstKey, firstKey + keyCount) for the prepared rows, into the tile's dropout scratch.</summary>
+    public static void Draw<T>(in CpuAttentionJob<T> job, int firstKey, int keyCount, int br, CpuTileScratch scratch) where T : unmanaged =>
+        DropoutTile.Multipliers(job.Dropout, scratch.RowQuery, scratch.RowStream, br, firstKey, keyCount, scratch.Dropout, br);
+
+    /// <summary>P ← P ∘ M for a [keyCount][br] probability block of the prepared rows, drawing M on the way.</summary>
+    public static void DrawAndApply<T>(in CpuAttentionJob<T> job, int firstKey, int keyCount, int br, float* probabilities, CpuTileScratch scratch)
+        where T : unmanaged =>
+        DropoutTile.Apply(job.Dropout, scratch.RowQuery, scratch.RowStream, br, firstKey, keyCount, probabilities, br);
+
+    /// <summary>P ← P ∘ M over a [keyCount][br] block with M already drawn.</summary>
     public static void Apply(float* probabilities, float* multipliers, int br, int keyCount)
     {
         int c = TOps.Count;

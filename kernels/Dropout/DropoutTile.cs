@@ -4,24 +4,36 @@ using System.Runtime.Intrinsics.X86;
 namespace AttentionEngine.Kernels.Dropout;
 
 /// <summary>
-/// The dropout multipliers (1 / (1 − p) where kept, 0 where dropped) of a block of rows × keys, written as M[j][r]
-/// (keys along the outer dimension, rows along the lanes), the tile kernels' score layout. Each row gives its own
-/// (query, batch·H + head) counter words; eight rows share one vectorised Philox call per four keys.
+/// The dropout multipliers (1 / (1 − p) where kept, 0 where dropped) of a block of rows × keys in the tile kernels'
+/// score layout, M[j][r] (keys along the outer dimension, rows along the lanes): written out (the backward needs them
+/// twice) or multiplied straight into a probability block (the forward). Each row gives its own (query,
+/// batch·H + head) counter words; eight rows share one vectorised Philox call per four keys.
 /// </summary>
 internal static unsafe class DropoutTile
 {
     /// <summary>
-    /// Fills M[j · ldm + r] for r &lt; <paramref name="rowCount"/> and j &lt; <paramref name="keyCount"/>;
+    /// M[j · ldm + r] for r &lt; <paramref name="rowCount"/> and j &lt; <paramref name="keyCount"/>;
     /// <paramref name="firstKey"/> is a multiple of 4 (the kernels' key blocks are multiples of 64).
     /// </summary>
     /// <param name="queries">each row's query position</param>
     /// <param name="rowStreams">each row's <see cref="DropoutStream.RowStream"/></param>
-    public static void Multipliers(in DropoutStream dropout, int* queries, uint* rowStreams, int rowCount, int firstKey, int keyCount,
-        float* m, int ldm)
+    public static void Multipliers(in DropoutStream dropout, int* queries, uint* rowStreams, int rowCount, int firstKey, int keyCount, float* m, int ldm) =>
+        Run(dropout, queries, rowStreams, rowCount, firstKey, keyCount, m, ldm, multiply: false);
+
+    /// <summary>P[j · ldp + r] ← P[j · ldp + r] · M[j][r]: the same multipliers, applied in place without being stored.</summary>
+    public static void Apply(in DropoutStream dropout, int* queries, uint* rowStreams, int rowCount, int firstKey, int keyCount, float* p, int ldp) =>
+        Run(dropout, queries, rowStreams, rowCount, firstKey, keyCount, p, ldp, multiply: true);
+
+    private static void Run(in DropoutStream dropout, int* queries, uint* rowStreams, int rowCount, int firstKey, int keyCount, float* block, int ld,
+        bool multiply)
     {
         int r = 0;
-        if (PhiloxLanes.IsSupported)
-            for (; r + 8 <= rowCount; r += 8) Vectorised(dropout, queries + r, rowStreams + r, firstKey, keyCount, m + r, ldm);
+        if (PhiloxLanes.IsSupported && rowCount >= 8)
+        {
+            PhiloxLanes.Schedule(dropout.Key0, dropout.Key1, out var keys0, out var keys1);
+            for (; r + 8 <= rowCount; r += 8)
+                Vectorised(dropout, keys0, keys1, queries + r, rowStreams + r, firstKey, keyCount, block + r, ld, multiply);
+        }
         for (; r < rowCount; r++)
         for (int j = 0; j < keyCount; j += 4)
         {
@@ -29,34 +41,42 @@ internal static unsafe class DropoutTile
             for (int t = 0; t < 4 && j + t < keyCount; t++)
             {
                 uint word = t switch { 0 => w0, 1 => w1, 2 => w2, _ => w3 };
-                m[(j + t) * ldm + r] = word >= dropout.Threshold ? dropout.Scale : 0f;
+                float factor = word >= dropout.Threshold ? dropout.Scale : 0f;
+                float* at = block + (j + t) * ld + r;
+                *at = multiply ? *at * factor : factor;
             }
         }
     }
 
-    private static void Vectorised(in DropoutStream dropout, int* queries, uint* rowStreams, int firstKey, int keyCount, float* m, int ldm)
+    private static void Vectorised(in DropoutStream dropout, in PhiloxLanes.RoundKeys keys0, in PhiloxLanes.RoundKeys keys1,
+        int* queries, uint* rowStreams, int firstKey, int keyCount, float* block, int ld, bool multiply)
     {
-        var query = Avx.LoadVector256((uint*)queries);
-        var stream = Avx.LoadVector256(rowStreams);
-        var offset = Vector256.Create(dropout.Offset);
+        // Counters of lanes 0, 1, 4, 5 in A and 2, 3, 6, 7 in B, so that packed words come out in lane order.
+        var queryA = PhiloxLanes.CounterWords((uint*)queries, forB: false);
+        var queryB = PhiloxLanes.CounterWords((uint*)queries, forB: true);
+        var streamA = PhiloxLanes.CounterWords(rowStreams, forB: false);
+        var streamB = PhiloxLanes.CounterWords(rowStreams, forB: true);
+        var offset = Vector256.Create((ulong)dropout.Offset);
         // Unsigned word ≥ threshold, as a signed comparison of both with the sign bit flipped: dropped = threshold > word.
         var sign = Vector256.Create(0x80000000u);
         var threshold = (Vector256.Create(dropout.Threshold) ^ sign).AsInt32();
         var scale = Vector256.Create(dropout.Scale);
         for (int j = 0; j < keyCount; j += 4)
         {
-            PhiloxLanes.Generate(Vector256.Create((uint)(firstKey + j) >> 2), query, stream, offset, dropout.Key0, dropout.Key1,
-                out var w0, out var w1, out var w2, out var w3);
-            Store(w0, 0);
-            if (j + 1 < keyCount) Store(w1, 1);
-            if (j + 2 < keyCount) Store(w2, 2);
-            if (j + 3 < keyCount) Store(w3, 3);
+            var group = Vector256.Create((ulong)((uint)(firstKey + j) >> 2));
+            PhiloxLanes.Generate(group, queryA, streamA, offset, group, queryB, streamB, offset, keys0, keys1,
+                out var a0, out var a1, out var a2, out var a3, out var b0, out var b1, out var b2, out var b3);
+            int count = Math.Min(4, keyCount - j);
+            Store(PhiloxLanes.LowHalves(a0, b0), block + j * ld);
+            if (count > 1) Store(PhiloxLanes.LowHalves(a1, b1), block + (j + 1) * ld);
+            if (count > 2) Store(PhiloxLanes.LowHalves(a2, b2), block + (j + 2) * ld);
+            if (count > 3) Store(PhiloxLanes.LowHalves(a3, b3), block + (j + 3) * ld);
+        }
 
-            void Store(Vector256<uint> word, int t)
-            {
-                var dropped = Avx2.CompareGreaterThan(threshold, (word ^ sign).AsInt32()).AsSingle();
-                Avx.Store(m + (j + t) * ldm, Avx.AndNot(dropped, scale));
-            }
+        void Store(Vector256<uint> word, float* at)
+        {
+            var factor = Avx.AndNot(Avx2.CompareGreaterThan(threshold, (word ^ sign).AsInt32()).AsSingle(), scale);
+            Avx.Store(at, multiply ? Avx.Multiply(Avx.LoadVector256(at), factor) : factor);
         }
     }
 }

@@ -1,49 +1,83 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace AttentionEngine.Kernels.Dropout;
 
 /// <summary>
-/// Philox4x32-10 on eight counters at once (AVX2), one per 32-bit lane: the same words as <see cref="Philox4x32"/>,
-/// lane by lane (integer arithmetic is exact, so the width cannot change a bit). AVX2 multiplies only the even 32-bit
-/// lanes into 64-bit products, so each multiply-high-low runs twice (even lanes, then odd lanes shifted down) and the
-/// halves are blended back into lane order.
+/// Philox4x32-10 on eight counters at once (AVX2): the same words as <see cref="Philox4x32"/>, counter by counter
+/// (integer arithmetic is exact, so the width cannot change a bit). AVX2 multiplies 32-bit lanes only into 64-bit
+/// products of the even lanes, so each counter word lives in the low half of a 64-bit lane: a multiply gives hi and lo
+/// at once, and the rounds never re-interleave. The high halves of the lo words hold garbage that only ever reaches
+/// high halves (multiplies read low halves, xors stay in place); the outputs keep the low halves. Eight counters are
+/// two vectors of four, A and B; <see cref="LowHalves"/> packs a word of both into one vector of eight lanes.
 /// </summary>
-internal static class PhiloxLanes
+internal static unsafe class PhiloxLanes
 {
     public static bool IsSupported => Avx2.IsSupported;
 
-    public static void Generate(
-        Vector256<uint> c0, Vector256<uint> c1, Vector256<uint> c2, Vector256<uint> c3, uint k0, uint k1,
-        out Vector256<uint> w0, out Vector256<uint> w1, out Vector256<uint> w2, out Vector256<uint> w3)
+    /// <summary>The ten rounds' key words, broadcast once per call.</summary>
+    [InlineArray(Philox4x32.Rounds)]
+    public struct RoundKeys
     {
-        var m0 = Vector256.Create(Philox4x32.Multiplier0);
-        var m1 = Vector256.Create(Philox4x32.Multiplier1);
-        for (int round = 0; round < Philox4x32.Rounds; round++)
-        {
-            if (round > 0)
-            {
-                k0 += Philox4x32.KeyBump0;
-                k1 += Philox4x32.KeyBump1;
-            }
-            var (hi0, lo0) = MultiplyHighLow(c0, m0);
-            var (hi1, lo1) = MultiplyHighLow(c2, m1);
-            c0 = hi1 ^ c1 ^ Vector256.Create(k0);
-            c1 = lo1;
-            c2 = hi0 ^ c3 ^ Vector256.Create(k1);
-            c3 = lo0;
-        }
-        (w0, w1, w2, w3) = (c0, c1, c2, c3);
+        private Vector256<ulong> _key;
     }
 
-    /// <summary>The high and low halves of a · m per 32-bit lane.</summary>
-    private static (Vector256<uint> High, Vector256<uint> Low) MultiplyHighLow(Vector256<uint> a, Vector256<uint> m)
+    public static void Schedule(uint k0, uint k1, out RoundKeys keys0, out RoundKeys keys1)
     {
-        const byte OddLanes = 0b10101010;
-        Vector256<ulong> even = Avx2.Multiply(a, m);
-        Vector256<ulong> odd = Avx2.Multiply(Avx2.ShiftRightLogical(a.AsUInt64(), 32).AsUInt32(), m);
-        var low = Avx2.Blend(even.AsUInt32(), Avx2.ShiftLeftLogical(odd, 32).AsUInt32(), OddLanes);
-        var high = Avx2.Blend(Avx2.ShiftRightLogical(even, 32).AsUInt32(), odd.AsUInt32(), OddLanes);
-        return (high, low);
+        keys0 = default;
+        keys1 = default;
+        for (int round = 0; round < Philox4x32.Rounds; round++)
+        {
+            keys0[round] = Vector256.Create((ulong)k0);
+            keys1[round] = Vector256.Create((ulong)k1);
+            k0 += Philox4x32.KeyBump0;
+            k1 += Philox4x32.KeyBump1;
+        }
+    }
+
+    /// <summary>Words of counters A (four) and B (four), each counter word in the low half of a 64-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Generate(
+        Vector256<ulong> a0, Vector256<ulong> a1, Vector256<ulong> a2, Vector256<ulong> a3,
+        Vector256<ulong> b0, Vector256<ulong> b1, Vector256<ulong> b2, Vector256<ulong> b3,
+        in RoundKeys keys0, in RoundKeys keys1,
+        out Vector256<ulong> wa0, out Vector256<ulong> wa1, out Vector256<ulong> wa2, out Vector256<ulong> wa3,
+        out Vector256<ulong> wb0, out Vector256<ulong> wb1, out Vector256<ulong> wb2, out Vector256<ulong> wb3)
+    {
+        var m0 = Vector256.Create((ulong)Philox4x32.Multiplier0).AsUInt32();
+        var m1 = Vector256.Create((ulong)Philox4x32.Multiplier1).AsUInt32();
+        for (int round = 0; round < Philox4x32.Rounds; round++)
+        {
+            var k0 = keys0[round];
+            var k1 = keys1[round];
+            // Two independent counter sets interleaved: the multiplies of one hide the latency of the other's.
+            Vector256<ulong> pa0 = Avx2.Multiply(a0.AsUInt32(), m0), pa1 = Avx2.Multiply(a2.AsUInt32(), m1);
+            Vector256<ulong> pb0 = Avx2.Multiply(b0.AsUInt32(), m0), pb1 = Avx2.Multiply(b2.AsUInt32(), m1);
+            a0 = Avx2.ShiftRightLogical(pa1, 32) ^ a1 ^ k0;
+            a2 = Avx2.ShiftRightLogical(pa0, 32) ^ a3 ^ k1;
+            a1 = pa1;
+            a3 = pa0;
+            b0 = Avx2.ShiftRightLogical(pb1, 32) ^ b1 ^ k0;
+            b2 = Avx2.ShiftRightLogical(pb0, 32) ^ b3 ^ k1;
+            b1 = pb1;
+            b3 = pb0;
+        }
+        (wa0, wa1, wa2, wa3, wb0, wb1, wb2, wb3) = (a0, a1, a2, a3, b0, b1, b2, b3);
+    }
+
+    /// <summary>
+    /// The low halves of A's and B's four 64-bit lanes as eight 32-bit lanes in the order A0 A1 B0 B1 A2 A3 B2 B3
+    /// (one shufps): give A the counters of lanes 0, 1, 4, 5 and B those of lanes 2, 3, 6, 7 to get them in lane order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<uint> LowHalves(Vector256<ulong> a, Vector256<ulong> b) =>
+        Avx.Shuffle(a.AsSingle(), b.AsSingle(), 0b10_00_10_00).AsUInt32();
+
+    /// <summary>Lanes 0, 1, 4, 5 (for A) or 2, 3, 6, 7 (for B) of eight 32-bit values, zero-extended into four 64-bit lanes.</summary>
+    public static Vector256<ulong> CounterWords(uint* values, bool forB)
+    {
+        int first = forB ? 2 : 0;
+        return Vector256.Create((ulong)values[first], values[first + 1], values[first + 4], values[first + 5]);
     }
 }

@@ -21,14 +21,34 @@ public class PhiloxTests
         Assert.Equal(expected, new[] { w0, w1, w2, w3 });
     }
 
+    /// <summary>Eight counters (c[word][lane]) through the lane generator; the words per lane, in lane order.</summary>
+    private static unsafe uint[][] Lanes(uint[][] c, uint k0, uint k1)
+    {
+        var words = new Vector256<ulong>[8];
+        fixed (uint* c0 = c[0]) fixed (uint* c1 = c[1]) fixed (uint* c2 = c[2]) fixed (uint* c3 = c[3])
+        {
+            PhiloxLanes.Schedule(k0, k1, out var keys0, out var keys1);
+            PhiloxLanes.Generate(
+                PhiloxLanes.CounterWords(c0, false), PhiloxLanes.CounterWords(c1, false), PhiloxLanes.CounterWords(c2, false), PhiloxLanes.CounterWords(c3, false),
+                PhiloxLanes.CounterWords(c0, true), PhiloxLanes.CounterWords(c1, true), PhiloxLanes.CounterWords(c2, true), PhiloxLanes.CounterWords(c3, true),
+                keys0, keys1, out words[0], out words[1], out words[2], out words[3], out words[4], out words[5], out words[6], out words[7]);
+        }
+        var result = new uint[4][];
+        for (int w = 0; w < 4; w++)
+        {
+            var packed = PhiloxLanes.LowHalves(words[w], words[4 + w]);
+            result[w] = Enumerable.Range(0, 8).Select(lane => packed[lane]).ToArray();
+        }
+        return result;
+    }
+
     [Theory, MemberData(nameof(KnownAnswers))]
     public void Lane_generator_reproduces_the_published_vectors_in_every_lane(uint[] counter, uint[] key, uint[] expected)
     {
         if (!PhiloxLanes.IsSupported) Assert.Skip("AVX2 is not available: the scalar generator serves every call");
-        PhiloxLanes.Generate(Vector256.Create(counter[0]), Vector256.Create(counter[1]), Vector256.Create(counter[2]), Vector256.Create(counter[3]),
-            key[0], key[1], out var w0, out var w1, out var w2, out var w3);
+        var words = Lanes(counter.Select(w => Enumerable.Repeat(w, 8).ToArray()).ToArray(), key[0], key[1]);
         for (int lane = 0; lane < 8; lane++)
-            Assert.Equal(expected, new[] { w0[lane], w1[lane], w2[lane], w3[lane] });
+            Assert.Equal(expected, new[] { words[0][lane], words[1][lane], words[2][lane], words[3][lane] });
     }
 
     [Fact]
@@ -42,12 +62,11 @@ public class PhiloxTests
             var c = new uint[4][];
             for (int w = 0; w < 4; w++) c[w] = Enumerable.Range(0, 8).Select(_ => Next()).ToArray();
             uint k0 = Next(), k1 = Next();
-            PhiloxLanes.Generate(Vector256.Create(c[0]), Vector256.Create(c[1]), Vector256.Create(c[2]), Vector256.Create(c[3]), k0, k1,
-                out var w0, out var w1, out var w2, out var w3);
+            var words = Lanes(c, k0, k1);
             for (int lane = 0; lane < 8; lane++)
             {
                 var expected = Philox4x32.Generate(c[0][lane], c[1][lane], c[2][lane], c[3][lane], k0, k1);
-                Assert.Equal(expected, (w0[lane], w1[lane], w2[lane], w3[lane]));
+                Assert.Equal(expected, (words[0][lane], words[1][lane], words[2][lane], words[3][lane]));
             }
         }
     }

@@ -149,6 +149,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         var f = job.Forward;
         int br = TileRows, c = TOps.Count;
         BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
+        if (f.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(f, batch, rows, br, tile);
         new Span<float>(scratch.QueryGrad, br * dPad).Clear();
         var byKey = new ScoreLayout(br, 1);
         var (firstBlock, keyEnd) = rows.VisibleKeys(f.Band, f.KeyLength, KeyBlock);
@@ -213,6 +214,8 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
                 var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, firstKey, keyCount);
                 if (kind == BlockKind.Empty) continue;
                 BackwardStaging.LoadRows(job, batch, rows, br, dPad, dvPad, tile, scratch);
+                if (f.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(f, batch, rows, br, tile);
+        if (f.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(f, batch, rows, br, tile);
                 ScoreGradients(job, batch, rows, firstKey, keyCount, dPad, dvPad, tile, scratch, writeScoreGradient: false, mods, kind, guarded, out _);
                 if (f.Dropout.IsActive) TileDropout<TOps, TVec>.Apply(tile.Scores, tile.Dropout, br, keyCount);
                 // dV = Pᵀ·dO and dK = dSᵀ·Q read the [key][row] blocks directly: output row = key, summed over rows.
@@ -250,7 +253,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         bool drop = f.Dropout.IsActive;
         if (drop)
         {
-            TileDropout<TOps, TVec>.Draw(f, batch, rows, firstKey, keyCount, br, tile);
+            TileDropout<TOps, TVec>.Draw(f, firstKey, keyCount, br, tile);
             // A dropped key's V never counts: 0 · NaN from a garbage V would otherwise reach dS.
             if (guarded)
                 for (int n = 0; n < keyCount * br; n++)
