@@ -197,7 +197,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         var lse = TensorLayout.View(buffers.Lse, (nint)batch * _heads * lq, [batch, _heads, lq], [(nint)_heads * lq, lq, 1]);
         CpuBackend.Default.Forward<float>(qView, kView, vView, o, new AttentionOptions
         {
-            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep, Lse = lse,
+            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep, Lse = lse, Dropout = options.Dropout,
         });
         new Span<float>(buffers.Attention, (int)(nq * hd)).CopyTo(new Span<float>(buffers.Gated, (int)(nq * hd)));
         if (_gateWidth > 0) ApplyGate(buffers.Gated, q + hd, queryStride, nq);
@@ -220,7 +220,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         var dvView = TensorLayout.View(dv, valueReach, kvHeads4, keyStrides);
         CpuBackend.Default.Backward<float>(qView, kView, vView, o, lse, dO, dqView, dkView, dvView, new AttentionOptions
         {
-            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep,
+            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep, Dropout = options.Dropout,
         });
         if (table is not null)
             for (int b = 0; b < batch; b++)

@@ -56,9 +56,9 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         if (cache.KvHeads != _kvHeads || cache.HeadDim != _d)
             throw new ArgumentException($"cache has {cache.KvHeads} KV heads of dimension {cache.HeadDim}; this layer needs {_kvHeads} of {_d}.", nameof(cache));
         if (options.Mask is not null || options.KeyPadding.Rank != 0 || options.Weights.Rank != 0 || options.AverageWeights.Rank != 0
-            || options.PositionOffset != 0 || options.KeyPositionOffset != 0)
+            || options.PositionOffset != 0 || options.KeyPositionOffset != 0 || options.Dropout.IsActive)
             throw new ArgumentException(
-                "With a KV cache the attention is causal to the end of each sequence and positions continue from the cache: leave Mask, KeyPadding, Weights, AverageWeights, PositionOffset and KeyPositionOffset unset.", nameof(options));
+                "With a KV cache the attention is causal to the end of each sequence and positions continue from the cache: leave Mask, KeyPadding, Weights, AverageWeights, PositionOffset and KeyPositionOffset unset, and Dropout (a cache serves inference).", nameof(options));
         var shape = ModuleCall.Validate(input, input, input, output, default, _config, self: true);
         int batch = shape.Batch, length = shape.QueryLength;
         if (options.MaxDegreeOfParallelism is < 1)

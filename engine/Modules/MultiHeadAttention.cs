@@ -232,7 +232,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
         var weights = averageOnly ? TensorLayout.View(weightsScratch, (nint)headWeights, [batch, _heads, lq, lk], [(nint)_heads * lq * lk, (nint)lq * lk, lk, 1]) : options.Weights;
         CpuBackend.Default.Forward<float>(q, k, v, o, new AttentionOptions
         {
-            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, Weights = weights,
+            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, Weights = weights, Dropout = options.Dropout,
             KeepMask = keepFloats > 0 ? TensorLayout.ReadOnlyView(new ReadOnlySpan<bool>(keep, batch * lk), [batch, 1, 1, lk], [lk, 0, 0, 1]) : default,
         });
         if (options.AverageWeights.Rank != 0) ModuleCall.AverageHeads(weights, options.AverageWeights);

@@ -38,6 +38,13 @@ public ref struct MultiHeadAttentionOptions
     /// </summary>
     public ReadOnlySpan<int> CacheSequences { get; init; }
 
+    /// <summary>
+    /// Training-mode dropout on the attention probabilities (PyTorch's MultiheadAttention dropout while training); the
+    /// default is none, as in evaluation. Pass the same value to <c>Backward</c>: it redraws the same mask. Heads are the
+    /// layer's query heads and queries the call's positions. Not taken with a key-value cache (inference).
+    /// </summary>
+    public AttentionDropout Dropout { get; init; }
+
     /// <summary>Most threads to use; null means all cores. Results do not depend on it.</summary>
     public int? MaxDegreeOfParallelism { get; init; }
 }

@@ -16,8 +16,12 @@ public class MultiHeadAttentionBackwardTests
     [InlineData(4, 2, true, RotaryLayout.HalfSplit, GateKind.Headwise, true, true, 3)]
     [InlineData(2, 1, true, null, GateKind.Elementwise, false, true, 4)]
     [InlineData(3, 3, false, RotaryLayout.HalfSplit, GateKind.Elementwise, true, false, 5)]
-    public void Gradients_match_finite_differences_of_the_float64_layer(int heads, int kvHeads, bool bias, RotaryLayout? rotary, GateKind? gate, bool causal, bool padding, int seed)
+    [InlineData(4, 2, true, RotaryLayout.HalfSplit, GateKind.Headwise, true, true, 9, 0.3)]    // training-mode dropout, at its fixed mask
+    [InlineData(2, 2, false, null, null, false, false, 10, 0.6)]
+    public void Gradients_match_finite_differences_of_the_float64_layer(int heads, int kvHeads, bool bias, RotaryLayout? rotary, GateKind? gate, bool causal, bool padding, int seed,
+        double dropoutProbability = 0)
     {
+        var dropout = new AttentionDropout(dropoutProbability, (ulong)seed, 2);
         const int d = 4, batch = 2, length = 5;
         int e = heads * d, hd = heads * d, kv = kvHeads * d;
         var random = new Random(seed);
@@ -33,7 +37,7 @@ public class MultiHeadAttentionBackwardTests
         var reference = new ReferenceLayer(config, x => x)
         {
             Wq = Matrix(hd, e), Wk = Matrix(kv, e), Wv = Matrix(kv, e), Wo = Matrix(e, hd), Bq = Vector(hd), Bk = Vector(kv), Bv = Vector(kv), Bo = Vector(e),
-            Wg = gateRows > 0 ? Matrix(gateRows, e) : null, Bg = gateRows > 0 ? Vector(gateRows) : null,
+            Wg = gateRows > 0 ? Matrix(gateRows, e) : null, Bg = gateRows > 0 ? Vector(gateRows) : null, Dropout = dropout,
         };
         var input = LayerData.RandomSequences<float>(batch, length, e, false, random);
         var keyPadding = padding ? new bool[batch, length] : null;
@@ -62,7 +66,7 @@ public class MultiHeadAttentionBackwardTests
         layer.Backward<float>(input.Span, new ReadOnlyTensorSpan<float>(dOutput, [batch, length, e], []), new TensorSpan<float>(dInput, [batch, length, e], []), gradients,
             new MultiHeadAttentionOptions
             {
-                Mask = causal ? Mask.Causal() : null, PositionOffset = 3,
+                Mask = causal ? Mask.Causal() : null, PositionOffset = 3, Dropout = dropout,
                 KeyPadding = paddingFlat is null ? default : new ReadOnlyTensorSpan<bool>(paddingFlat, [batch, length], []),
             });
         // The upstream gradient was rounded to float for our side; the reference keeps the double one (differences ~1e-8).

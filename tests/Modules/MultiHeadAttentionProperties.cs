@@ -18,12 +18,14 @@ public class MultiHeadAttentionProperties
     public sealed record LayerSpec(
         int EmbedDim, int Heads, int KvHeads, int? HeadDim, int KeyDim, int ValueDim, bool Bias, RotaryLayout? Rotary, int RotaryDims,
         GateKind? Gate, bool[]? GatedHeads, bool Self, int Batch, int QueryLength, int KeyLength, bool Causal, bool Padding,
-        long Offset, bool BatchMiddle, int Threads, int Seed)
+        long Offset, bool BatchMiddle, int Threads, int Seed, double Dropout = 0)
     {
+        public AttentionDropout AttentionDropout => new(Dropout, (ulong)Seed, 1);
+
         public override string ToString() =>
             $"E{EmbedDim} H{Heads} KV{KvHeads} D{HeadDim?.ToString() ?? "auto"} kdim{KeyDim} vdim{ValueDim}{(Bias ? " bias" : "")} rope:{Rotary?.ToString() ?? "none"}/{RotaryDims} " +
             $"gate:{Gate?.ToString() ?? "none"}{(GatedHeads is null ? "" : "[" + string.Concat(GatedHeads.Select(g => g ? '1' : '0')) + "]")} {(Self ? "self" : "cross")} " +
-            $"B{Batch} Lq{QueryLength} Lk{KeyLength}{(Causal ? " causal" : "")}{(Padding ? " padding" : "")} offset {Offset}{(BatchMiddle ? " [S,B,E] memory" : "")} threads {Threads} seed {Seed}";
+            $"B{Batch} Lq{QueryLength} Lk{KeyLength}{(Causal ? " causal" : "")}{(Padding ? " padding" : "")} offset {Offset}{(BatchMiddle ? " [S,B,E] memory" : "")} threads {Threads} seed {Seed}{(Dropout > 0 ? $" dropout {Dropout}" : "")}";
 
         public MultiHeadAttentionConfig Config => new()
         {
@@ -56,8 +58,9 @@ public class MultiHeadAttentionProperties
         from batchMiddle in Gen.Elements(false, true)
         from threads in Gen.Choose(1, 2)
         from seed in Gen.Choose(0, int.MaxValue)
+        from dropout in Gen.Elements(0.0, 0.0, 0.0, 0.2, 0.5)
         select new LayerSpec(heads * headDim, heads, kvHeads, autoDim ? null : headDim, keyDim, valueDim, bias, rotary, rotaryDims,
-            gate, useMixed ? mixed : null, self, batch, lq, lk, causal, padding, offset, batchMiddle, threads, seed);
+            gate, useMixed ? mixed : null, self, batch, lq, lk, causal, padding, offset, batchMiddle, threads, seed, dropout);
 
     private static void Verify<TWeight, T>(int cases) where TWeight : unmanaged where T : unmanaged =>
         Prop.ForAll(Specs.ToArbitrary(), spec => Check<TWeight, T>(spec)).Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
@@ -79,12 +82,12 @@ public class MultiHeadAttentionProperties
         {
             Wq = Matrix(h * d, e), Wk = Matrix(kv * d, spec.KeyDim), Wv = Matrix(kv * d, spec.ValueDim), Wo = Matrix(e, h * d),
             Bq = Vector(h * d), Bk = Vector(kv * d), Bv = Vector(kv * d), Bo = Vector(e),
-            Wg = gateRows > 0 ? Matrix(gateRows, e) : null, Bg = gateRows > 0 ? Vector(gateRows) : null,
+            Wg = gateRows > 0 ? Matrix(gateRows, e) : null, Bg = gateRows > 0 ? Vector(gateRows) : null, Dropout = spec.AttentionDropout,
         };
         var naive = new ReferenceLayer(config, x => (float)x)
         {
             Wq = reference.Wq, Wk = reference.Wk, Wv = reference.Wv, Wo = reference.Wo, Bq = reference.Bq, Bk = reference.Bk, Bv = reference.Bv,
-            Bo = reference.Bo, Wg = reference.Wg, Bg = reference.Bg,
+            Bo = reference.Bo, Wg = reference.Wg, Bg = reference.Bg, Dropout = spec.AttentionDropout,
         };
         using var layer = new MultiHeadAttention<TWeight>(config);
         TWeight[] W(double[,] m) => LayerData.Elements<TWeight>(m);
@@ -104,6 +107,7 @@ public class MultiHeadAttentionProperties
             Mask = spec.Causal ? Mask.Causal(CausalAlignment.BottomRight) : null,
             KeyPadding = padding is null ? default : new ReadOnlyTensorSpan<bool>(padding.Cast<bool>().ToArray(), [spec.Batch, spec.KeyLength], []),
             PositionOffset = spec.Offset, KeyPositionOffset = spec.Self ? 0 : spec.Offset / 2, MaxDegreeOfParallelism = spec.Threads,
+            Dropout = spec.AttentionDropout,
         };
         if (spec.Self) layer.Forward(query.Span, outputSpan, options);
         else layer.Forward(query.Span, key.Span, value.Span, outputSpan, options);

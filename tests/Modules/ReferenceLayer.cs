@@ -14,6 +14,9 @@ public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double,
     /// <summary>Keys per page of a paged cache (0: none): attention per page, each partial output stored, merged by LSE.</summary>
     public int PageSize { get; init; }
 
+    /// <summary>Dropout on the probabilities (not with <see cref="PageSize"/>): P(i, j) times the mask's exact factor.</summary>
+    public AttentionDropout Dropout { get; init; }
+
     public required double[,] Wq, Wk, Wv, Wo;
     public double[,]? Wg;
     public required double[] Bq, Bk, Bv, Bo;
@@ -107,6 +110,8 @@ public sealed class ReferenceLayer(MultiHeadAttentionConfig config, Func<double,
                         scores[j] = double.IsNegativeInfinity(scores[j]) ? 0 : round(Math.Exp(scores[j] - max));
                         sum = round(sum + scores[j]);
                     }
+                    for (int j = 0; j < lk; j++)
+                        if (Dropout.IsActive) scores[j] = Dropout.IsKept(b, h, i, j, H) ? round(scores[j] / (1 - Dropout.Probability)) : 0;
                     for (int d = 0; d < D; d++)
                     {
                         double acc = 0;
