@@ -16,16 +16,18 @@ public class IlGpuBackendProperties(IlGpuCpuAccelerator accelerator)
     /// <summary>Sizes the CPU accelerator gets through in the test budget; every D up to 256 is still drawn.</summary>
     internal static ProblemLimits Small { get; } = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 48, MaxCost = 4e5 };
 
-    private void Verify<T>(int cases, ProblemLimits limits) where T : unmanaged
+    private void Verify<T>(int cases, ProblemLimits limits, bool dropoutOnly = false) where T : unmanaged
     {
         var backend = accelerator.Backend;
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
+        var problems = dropoutOnly ? Dropout.DropoutPropertyTests.WithDropout(limits) : AttentionGen.Arbitrary(limits);
+        Prop.ForAll(problems, (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
     }
 
     [Fact] public void Cpu_accelerator_f32() => Verify<float>(25, Small);
     [Fact] public void Cpu_accelerator_f16() => Verify<Half>(10, Small);
     [Fact] public void Cpu_accelerator_bf16() => Verify<BFloat16>(10, Small);
+    [Fact] public void Cpu_accelerator_dropout_f32() => Verify<float>(6, Small with { Dropout = true }, dropoutOnly: true);
     [Fact] public void Cpu_accelerator_decode_f32() => Verify<float>(10, ProblemLimits.Decode with { MaxBatch = 1, MaxQueryHeads = 2, MaxKeyLength = 700, MaxCost = 4e5 });
 }
 

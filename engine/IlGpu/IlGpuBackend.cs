@@ -61,6 +61,8 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
 
     public override bool SupportsFunctors => true;
 
+    public override bool SupportsDropout => true;
+
     public override string? CannotServe<T>(scoped in AttentionCall<T> call)
     {
         var shape = call.Shape;

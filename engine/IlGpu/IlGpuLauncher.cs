@@ -39,6 +39,13 @@ internal static class IlGpuLauncher<T, TStorage, TCodec>
                 Scale = call.Scale, BandLo = call.Band.Lo, BandHi = call.Band.Hi,
                 Q = q.View, K = k.View, V = v.View, Output = output.View, Lse = lse.View, RowMax = rowMax.View, RowSum = rowSum.View,
             };
+            if (call.Dropout.IsActive)
+            {
+                var stream = call.Dropout.Stream;
+                (p.HasDropout, p.DropoutKey0, p.DropoutKey1, p.DropoutOffset, p.DropoutThreshold, p.DropoutScale) =
+                    (1, stream.Key0, stream.Key1, stream.Offset, stream.Threshold, stream.Scale);
+                p.DropoutInWeights = call.Dropout.InWeights ? 1 : 0;
+            }
 
             float[] biasDense = [0f];
             if (call.HasBias)

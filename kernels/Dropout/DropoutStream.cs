@@ -38,9 +38,7 @@ internal readonly struct DropoutStream
     public bool Keeps(uint rowStream, int query, int key)
     {
         if (!IsActive) return true;
-        var (w0, w1, w2, w3) = Philox4x32.Generate((uint)key >> 2, (uint)query, rowStream, Offset, Key0, Key1);
-        uint word = (key & 3) switch { 0 => w0, 1 => w1, 2 => w2, _ => w3 };
-        return word >= Threshold;
+        return Philox4x32.Word((uint)key >> 2, (uint)query, rowStream, Offset, Key0, Key1, key & 3) >= Threshold;
     }
 
     /// <summary>The factor of a probability: <see cref="Scale"/> when kept, 0 when dropped (1 without dropout).</summary>

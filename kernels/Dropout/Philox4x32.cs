@@ -26,4 +26,27 @@ internal static class Philox4x32
         }
         return (c0, c1, c2, c3);
     }
+
+    /// <summary>
+    /// Word <paramref name="index"/> (0..3) of the same output, written with plain locals only (no tuples), so that GPU
+    /// compilers (ILGPU) take it as it is.
+    /// </summary>
+    public static uint Word(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1, int index)
+    {
+        for (int round = 0; round < Rounds; round++)
+        {
+            if (round > 0)
+            {
+                k0 += KeyBump0;
+                k1 += KeyBump1;
+            }
+            ulong p0 = (ulong)Multiplier0 * c0, p1 = (ulong)Multiplier1 * c2;
+            uint n0 = (uint)(p1 >> 32) ^ c1 ^ k0, n2 = (uint)(p0 >> 32) ^ c3 ^ k1;
+            c1 = (uint)p1;
+            c3 = (uint)p0;
+            c0 = n0;
+            c2 = n2;
+        }
+        return index == 0 ? c0 : index == 1 ? c1 : index == 2 ? c2 : c3;
+    }
 }

@@ -6,10 +6,11 @@ namespace AttentionEngine.Tests.Dropout;
 /// <summary>
 /// Every forward and backward path draws the mask <see cref="AttentionDropout.IsKept"/> defines, bit for bit: the
 /// Reference, each CPU vector width, one thread or two, the tile kernel whatever the query count. The forward's mask is
-/// read from the weights after dropout (zero exactly where dropped); the backward's from dV with an incoming gradient
+/// The IlGpu kernel (forward only) runs on ILGPU's CPU accelerator. The forward's mask is read from the weights after dropout (zero exactly where dropped); the backward's from dV with an incoming gradient
 /// on one query row only (dV_j = P_ij · m_ij · dO_i is zero exactly where (i, j) is dropped).
 /// </summary>
-public class DropoutMaskTests
+[Collection(nameof(IlGpuCpuAccelerator))]
+public class DropoutMaskTests(IlGpuCpuAccelerator accelerator)
 {
     private static readonly AttentionDropout Dropout = new(0.4, seed: 0xDEADBEEF_0BADF00D, offset: 9) { InWeights = true };
 
@@ -19,6 +20,9 @@ public class DropoutMaskTests
         foreach (var isa in new[] { CpuIsa.Avx512, CpuIsa.Avx2, CpuIsa.Vector128 })
             if (new CpuBackend(isa) is { IsAvailable: true } cpu) yield return cpu;
     }
+
+    /// <summary>The forward paths: every backward path, and the IlGpu kernel on ILGPU's CPU accelerator (warps of 32 lanes).</summary>
+    private IEnumerable<AttentionBackend> ForwardBackends() => Backends().Append(accelerator.Backend);
 
     [Theory]
     [InlineData(2, 4, 2, 1, 3)]      // a decode shape (still the tile kernel: calls with dropout do not take the decode kernel)
@@ -32,7 +36,7 @@ public class DropoutMaskTests
         using var v = TensorRandom.Create<float>(3, ValueDistribution.Normal, batch, kvHeads, lk, 8);
         using var output = NativeTensor<float>.Zeros(batch, queryHeads, lq, 8);
         using var weights = NativeTensor<float>.Zeros(batch, queryHeads, lq, lk);
-        foreach (var backend in Backends())
+        foreach (var backend in ForwardBackends())
         foreach (int threads in new[] { 1, 2 })
         {
             weights.Fill(float.NaN);

@@ -32,6 +32,7 @@ internal static class AttentionWeightsKernel
             for (int c = 0; c < p.HeadDim; c++) dot += codec.Load(p.Q[qBase + c]) * codec.Load(p.K[kBase + c]);
             float score = PairRules.Score(p, scoreMod, dot, b, h, i, j);
             weight = score == float.NegativeInfinity ? 0f : XMath.Exp(score - rowMax) / rowSum;
+            if (p.DropoutInWeights != 0) weight *= p.DropoutFactor(b, h, i, j);
         }
         weights[n] = weight;
     }

@@ -111,8 +111,10 @@ internal static class FlashForwardKernel
             for (int r = 0; r < keysPerLane; r++)
             {
                 float weight = scores[r] == float.NegativeInfinity ? 0f : XMath.Exp(scores[r] - newMax);
-                probabilities[warp * tileKeys + r * lanes + lane] = weight;
                 laneSum += weight;
+                // Dropout after the row sum took the weight: a dropped key's weight is 0, so its V is never read below.
+                if (weight != 0f && p.HasDropout != 0) weight *= p.DropoutFactor(b, h, i, j0 + r * lanes + lane);
+                probabilities[warp * tileKeys + r * lanes + lane] = weight;
             }
             rowSum = rowSum * rescale + WarpExtensions.AllReduce<float, FloatSum>(laneSum);
             rowMax = newMax;

@@ -41,5 +41,21 @@ internal struct IlGpuAttentionParams<TStorage> where TStorage : unmanaged
     public ArrayView<byte> Kinds;
     public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
 
+    /// <summary>Dropout (when HasDropout is set): the <see cref="Dropout.DropoutStream"/>'s words, as plain fields for the kernels.</summary>
+    public int HasDropout;
+    public uint DropoutKey0, DropoutKey1, DropoutOffset, DropoutThreshold;
+    public float DropoutScale;
+
+    /// <summary>Where weights go after dropout (the call's AttentionDropout.InWeights).</summary>
+    public int DropoutInWeights;
+
     public readonly int GroupSize => QueryHeads / KvHeads;
+
+    /// <summary>The dropout factor of pair (b, h, i, j): 1 without dropout, the kept scale or 0 (the same Philox bits as every backend).</summary>
+    public readonly float DropoutFactor(int b, int h, int i, int j)
+    {
+        if (HasDropout == 0) return 1f;
+        uint word = Dropout.Philox4x32.Word((uint)j >> 2, (uint)i, (uint)b * (uint)QueryHeads + (uint)h, DropoutOffset, DropoutKey0, DropoutKey1, j & 3);
+        return word >= DropoutThreshold ? DropoutScale : 0f;
+    }
 }
