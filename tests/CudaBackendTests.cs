@@ -27,7 +27,7 @@ public class CudaBackendTests
         return backend;
     }
 
-    private static void Verify<T>(int gpuCases, int emulatedCases, ProblemLimits? limits = null) where T : unmanaged
+    private static void Verify<T>(int gpuCases, int emulatedCases, ProblemLimits? limits = null, bool dropout = false) where T : unmanaged
     {
         var backend = Gpu();
         if (CudaEmulation.Active)
@@ -36,13 +36,17 @@ public class CudaBackendTests
             limits ??= Emulated;
             limits = limits with { MaxBatch = Emulated.MaxBatch, MaxQueryHeads = Emulated.MaxQueryHeads, MaxCost = Emulated.MaxCost };
         }
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
+        var problems = dropout ? Dropout.DropoutPropertyTests.WithDropout(limits ?? ProblemLimits.Default) : AttentionGen.Arbitrary(limits);
+        Prop.ForAll(problems, (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 
     [Fact] public void F16_matches_the_oracle() => Verify<Half>(150, 40);
     [Fact] public void Bf16_matches_the_oracle() => Verify<BFloat16>(150, 40);
     [Fact] public void F32_as_3xtf32_matches_the_oracle() => Verify<float>(150, 40);
+    [Fact] public void Dropout_f16_matches_the_oracle_with_the_same_mask() => Verify<Half>(60, 8, dropout: true);
+    [Fact] public void Dropout_f32_matches_the_oracle_with_the_same_mask() => Verify<float>(60, 5, dropout: true);
+    [Fact] public void Dropout_draws_the_engines_mask_bit_for_bit() => Dropout.DropoutMaskTests.CheckThroughIdentityValues(Gpu());
     [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 15, ProblemLimits.Decode);
 
     [Fact]
@@ -126,12 +130,13 @@ public class CudaBackendTests
     [Fact]
     public void The_host_parameter_block_matches_the_kernel_layout()
     {
-        Assert.Equal(320, Marshal.SizeOf<FlashParams>());
+        Assert.Equal(344, Marshal.SizeOf<FlashParams>());
         Assert.Equal(80, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.BandLo)));
         Assert.Equal(144, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.QStrides)));
         Assert.Equal(24, Marshal.SizeOf<Strides3>());
         Assert.Equal(264, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Batch)));
         Assert.Equal(308, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Scale)));
+        Assert.Equal(312, (int)Marshal.OffsetOf<FlashParams>(nameof(FlashParams.Dropout)));
     }
 }
 

@@ -63,6 +63,8 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
 
     public override bool SupportsFunctors => true;
 
+    public override bool SupportsDropout => true;
+
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) => Run(call, (BlockMask<KeepAll>?)null);
 
     protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
@@ -100,7 +102,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             var o = scratch.Allocate(rows * dn * sizeof(TStorage));
             var lse = call.ReturnLse ? scratch.Allocate(rows * sizeof(float)) : null;
 
-            var p = BaseParams(shape, call.Band, call.Scale);
+            var p = BaseParams(shape, call.Band, call.Scale, call.Dropout);
             (p.Q, p.QStrides) = (q.Address, Dense(shape.QueryHeads, shape.QueryLength, dn));
             (p.K, p.KStrides) = (k.Address, Dense(shape.KvHeads, shape.KeyLength, dn));
             (p.V, p.VStrides) = (v.Address, Dense(shape.KvHeads, shape.KeyLength, dn));
@@ -175,7 +177,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             {
                 var copies = new DeviceOperands(kernels, scratch, queue, dn, bytes);
 
-                var p = BaseParams(shape, call.Band, call.Scale);
+                var p = BaseParams(shape, call.Band, call.Scale, call.Dropout);
                 (p.Q, p.QStrides) = copies.Input(call.Q);
                 (p.K, p.KStrides) = copies.Input(call.K);
                 (p.V, p.VStrides) = copies.Input(call.V);
@@ -229,12 +231,18 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     /// <summary>Strides of a dense [batch, heads, rows, width] tensor.</summary>
     internal static Strides3 Dense(int heads, int rows, int width) => new((long)heads * rows * width, (long)rows * width, width);
 
-    private static FlashParams BaseParams(AttentionShape shape, DiagonalBand band, float scale) => new()
+    private static FlashParams BaseParams(AttentionShape shape, DiagonalBand band, float scale, AttentionDropout dropout)
     {
-        BandLo = band.Lo, BandHi = band.Hi,
-        Batch = shape.Batch, Heads = shape.QueryHeads, KvHeads = shape.KvHeads, Lq = shape.QueryLength, Lk = shape.KeyLength,
-        Scale = scale,
-    };
+        var stream = dropout.Stream;
+        return new()
+        {
+            BandLo = band.Lo, BandHi = band.Hi,
+            Batch = shape.Batch, Heads = shape.QueryHeads, KvHeads = shape.KvHeads, Lq = shape.QueryLength, Lk = shape.KeyLength,
+            Scale = scale,
+            Dropout = stream.IsActive ? 1 : 0,
+            DropoutKey0 = stream.Key0, DropoutKey1 = stream.Key1, DropoutOffset = stream.Offset, DropoutThreshold = stream.Threshold, DropoutScale = stream.Scale,
+        };
+    }
 
     /// <summary>Uploads the bias, keep-mask and block mask (host data) into <paramref name="scratch"/> and points <paramref name="p"/> at them.</summary>
     private static void AttachMasks<TMask>(ref FlashParams p, AttentionShape shape, scoped in ReadOnlyStrided4<float> bias,

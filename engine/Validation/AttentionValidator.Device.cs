@@ -25,8 +25,6 @@ internal static partial class AttentionValidator
             throw new ArgumentException($"MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
         if (options.ReturnWeights)
             throw new NotSupportedException("options.Weights: attention weights are not returned by the CUDA kernel; use the Cpu backend to inspect them.");
-        if (options.Dropout.IsActive)
-            throw new NotSupportedException("options.Dropout: the CUDA kernel does not apply dropout yet; use the Cpu backend for dropout.");
 
         Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
         var bias = BroadcastMask(options.Bias, scoreShape, "options.Bias");
@@ -58,7 +56,7 @@ internal static partial class AttentionValidator
         if (lse is not null) ThrowIfOverlaps(Extent(lse), nameof(lse), Extent(output), "output");
 
         var mask = options.Mask ?? Mask.None;
-        return new DeviceAttentionCall<T>(shape, scale, mask.Resolve(shape.QueryLength, shape.KeyLength), q, k, v, output, bias, keep, lse, hostLse);
+        return new DeviceAttentionCall<T>(shape, scale, mask.Resolve(shape.QueryLength, shape.KeyLength), q, k, v, output, bias, keep, lse, hostLse, options.Dropout);
     }
 
     private static void ThrowIfUnusable<TElement>(DeviceTensor<TElement> tensor, string name, int ordinal) where TElement : unmanaged

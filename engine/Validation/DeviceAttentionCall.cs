@@ -13,14 +13,18 @@ internal readonly ref struct DeviceAttentionCall<T> where T : unmanaged
     internal DeviceAttentionCall(
         AttentionShape shape, float scale, DiagonalBand band,
         DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output,
-        ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, DeviceTensor<float>? lse, Strided4<float> hostLse)
+        ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, DeviceTensor<float>? lse, Strided4<float> hostLse, AttentionDropout dropout)
     {
+        Dropout = dropout;
         Shape = shape; Scale = scale; Band = band;
         Q = q; K = k; V = v; Output = output;
         Bias = bias; KeepMask = keepMask; Lse = lse; HostLse = hostLse;
     }
 
     public AttentionShape Shape { get; }
+
+    /// <summary>Dropout on the probabilities (the default: none).</summary>
+    public AttentionDropout Dropout { get; }
     public float Scale { get; }
     public DiagonalBand Band { get; }
     public DeviceTensor<T> Q { get; }

@@ -79,12 +79,15 @@ struct FlashParams
     int batch, heads, kv_heads, lq, lk;
     int block_batch, block_heads, q_blocks, k_blocks, q_block, k_block;
     float scale;
+    int dropout;                // 0: no dropout. Else the probabilities are multiplied by the engine's Philox mask:
+    unsigned dropout_key0, dropout_key1, dropout_offset, dropout_threshold; // (AttentionEngine.Kernels.Dropout.DropoutStream)
+    float dropout_scale;        // 1 / (1 - p), what a kept probability is multiplied by
     int pad_;
 };
 
 // The host's mirror (engine/Backends/Cuda/FlashParams.cs) is tested against this size and the offsets band_lo 80,
-// q_sb 144, batch 264, scale 308 that these field types give.
-static_assert(sizeof(FlashParams) == 320, "FlashParams layout changed: update the host mirror");
+// q_sb 144, batch 264, scale 308, dropout 312 that these field types give.
+static_assert(sizeof(FlashParams) == 344, "FlashParams layout changed: update the host mirror");
 
 namespace flash
 {
@@ -370,6 +373,43 @@ __device__ __forceinline__ void online_softmax(float (&s)[Bc / 8][4], float (&o)
         #pragma unroll
         for (int n = 0; n < D / 8; n++) { o[n][half * 2] *= rescale; o[n][half * 2 + 1] *= rescale; }
     }
+}
+
+// Philox4x32-10 word `index` of counter (c0, c1, c2, c3) under key (k0, k1): the engine's one dropout generator
+// (kernels/Dropout/Philox4x32.cs), bit for bit.
+__device__ __forceinline__ u32 philox_word(u32 c0, u32 c1, u32 c2, u32 c3, u32 k0, u32 k1, int index)
+{
+    #pragma unroll
+    for (int round = 0; round < 10; round++)
+    {
+        if (round > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+        unsigned long long p0 = (unsigned long long)0xD2511F53u * c0, p1 = (unsigned long long)0xCD9E8D57u * c2;
+        u32 n0 = (u32)(p1 >> 32) ^ c1 ^ k0, n2 = (u32)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (u32)p1;
+        c3 = (u32)p0;
+        c0 = n0;
+        c2 = n2;
+    }
+    return index == 0 ? c0 : index == 1 ? c1 : index == 2 ? c2 : c3;
+}
+
+// Dropout on the thread's probabilities, after the row sums took them: key j of query i in row stream b*H + h keeps
+// word (j % 4) of counter (j / 4, i, b*H + h, offset) when it is at least the threshold. A dropped probability is 0,
+// so accumulate_values' guard (always on with dropout) never lets its value reach the row, whatever it holds.
+__device__ __forceinline__ void apply_dropout(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0)
+{
+    int lane = threadIdx.x % 32;
+    u32 stream = (u32)b * (u32)p.heads + (u32)h;
+    #pragma unroll
+    for (int n = 0; n < Bc / 8; n++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++)
+        {
+            int i = row_lo + (e / 2) * 8, j = j0 + n * 8 + (lane % 4) * 2 + e % 2;
+            if (s[n][e] == 0.f) continue;
+            u32 word = philox_word((u32)j >> 2, (u32)i, stream, p.dropout_offset, p.dropout_key0, p.dropout_key1, j & 3);
+            s[n][e] = word >= p.dropout_threshold ? s[n][e] * p.dropout_scale : 0.f;
+        }
 }
 
 // The element a shared value row holds at `column`, when it is NaN or infinity (finite: false).
@@ -692,7 +732,8 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
             score_tile(s, qs, ks + buffer * Bc * QkPitch);
             u32 seen = mask_scores(s, p, b, h, row_lo, j0, plain);
             online_softmax(s, o, row_max, row_sum);
-            accumulate_values(o, s, vs + buffer * Bc * VPitch, seen, !plain || scaled, scaled);
+            if (p.dropout) apply_dropout(s, p, b, h, row_lo, j0);
+            accumulate_values(o, s, vs + buffer * Bc * VPitch, seen, !plain || scaled || p.dropout, scaled);
             __syncthreads(); // the buffer is refilled two tiles on
 
             tile = next;

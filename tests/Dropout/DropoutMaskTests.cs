@@ -53,6 +53,43 @@ public class DropoutMaskTests(IlGpuCpuAccelerator accelerator)
         }
     }
 
+    /// <summary>
+    /// The mask read through the output, for backends that return no weights (Cuda): with V the identity (key j holds
+    /// the unit vector e_j), output(i, j) = P(i, j) · m(i, j), zero exactly where (i, j) is dropped. Two row blocks of the
+    /// CUDA kernel (64 rows each), fp32 (3xTF32 on tensor cores).
+    /// </summary>
+    [Fact]
+    public void Every_forward_path_draws_the_mask_read_through_an_identity_value_matrix()
+    {
+        foreach (var backend in ForwardBackends()) CheckThroughIdentityValues(backend);
+    }
+
+    /// <summary>
+    /// The mask read through the output, for backends that return no weights (Cuda, whose tests call this in their own
+    /// collection): with V the identity (key j holds the unit vector e_j), output(i, j) = P(i, j) · m(i, j), zero
+    /// exactly where (i, j) is dropped. Two row blocks of the CUDA kernel (64 rows each), fp32.
+    /// </summary>
+    internal static void CheckThroughIdentityValues(AttentionBackend backend)
+    {
+        const int heads = 2, lq = 70, lk = 64;
+        using var q = TensorRandom.Create<float>(7, ValueDistribution.Normal, 1, heads, lq, lk);
+        using var k = TensorRandom.Create<float>(8, ValueDistribution.Normal, 1, heads, lk, lk);
+        using var v = NativeTensor<float>.Zeros(1, heads, lk, lk);
+        for (int h = 0; h < heads; h++)
+        for (int j = 0; j < lk; j++) v[0, h, j, j] = 1f;
+        using var output = NativeTensor<float>.Zeros(1, heads, lq, lk);
+        output.Fill(float.NaN);
+        backend.Forward<float>(q, k, v, output, new AttentionOptions { Dropout = Dropout, Scale = 0.05f });
+        for (int h = 0; h < heads; h++)
+        for (int i = 0; i < lq; i++)
+        for (int j = 0; j < lk; j++)
+        {
+            bool kept = Dropout.IsKept(0, h, i, j, heads);
+            float o = output[0, h, i, j];
+            Assert.True(kept ? o > 0 : o == 0, $"{backend.Name}: output ({h}, {i}, {j}) {o}, IsKept {kept}");
+        }
+    }
+
     [Theory]
     [InlineData(2, 2, 37, 70)]
     [InlineData(1, 1, 9, 200)]

@@ -17,6 +17,10 @@ internal struct FlashParams
     public int Batch, Heads, KvHeads, Lq, Lk;
     public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
     public float Scale;
+    /// <summary>1 with dropout; the stream's words follow (<see cref="Kernels.Dropout.DropoutStream"/>).</summary>
+    public int Dropout;
+    public uint DropoutKey0, DropoutKey1, DropoutOffset, DropoutThreshold;
+    public float DropoutScale;
     private int _padding;
 }
 
