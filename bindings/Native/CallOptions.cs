@@ -14,6 +14,7 @@ internal readonly unsafe struct CallOptions
     public DLTensor* KeepMask { get; private init; }
     public DLTensor* Lse { get; private init; }
     public DLTensor* Weights { get; private init; }
+    public AttentionDropout Dropout { get; private init; }
 
     /// <summary>The largest ae_options this library reads, and the most trailing bytes it checks for zero.</summary>
     private const int MaxStructSize = 4096;
@@ -21,22 +22,28 @@ internal readonly unsafe struct CallOptions
     private static readonly Mask CausalTopLeft = AttentionEngine.Mask.Causal(CausalAlignment.TopLeft);
     private static readonly Mask CausalBottomRight = AttentionEngine.Mask.Causal(CausalAlignment.BottomRight);
 
-    public static CallOptions Read(NativeOptions* options)
+    public static CallOptions Read(NativeOptions* given)
     {
-        if (options is null) return default;
-        uint size = options->StructSize;
-        if (size < (uint)sizeof(NativeOptions) || size > MaxStructSize)
+        if (given is null) return default;
+        uint size = given->StructSize;
+        if (size < NativeOptions.FirstSize || size > MaxStructSize)
             throw new NativeCallException(NativeStatus.AbiMismatch,
-                $"options->struct_size is {size}; this library's ae_options (ABI version {Exports.AbiVersion}) is {sizeof(NativeOptions)} bytes " +
+                $"options->struct_size is {size}; this library's ae_options (ABI version {Exports.AbiVersion}) is {NativeOptions.FirstSize} to {sizeof(NativeOptions)} bytes " +
                 "(start from ae_options_default(), which sets it, and compile against this library's attention_engine.h).");
         // A newer header's fields this library does not know must be zero: a set one would otherwise be ignored.
-        byte* trailing = (byte*)options + sizeof(NativeOptions);
+        byte* trailing = (byte*)given + sizeof(NativeOptions);
         for (int i = 0; i < size - sizeof(NativeOptions); i++)
             if (trailing[i] != 0)
                 throw new NativeCallException(NativeStatus.AbiMismatch,
                     $"options sets byte {sizeof(NativeOptions) + i} of {size}, a field this library (ABI version {Exports.AbiVersion}, {sizeof(NativeOptions)}-byte ae_options) does not know; use a newer library or leave it zero.");
+        // An older header's smaller struct: the fields it does not have read as zero (their defaults).
+        NativeOptions copy = default;
+        Buffer.MemoryCopy(given, &copy, sizeof(NativeOptions), Math.Min(size, (uint)sizeof(NativeOptions)));
+        var options = &copy;
         if (options->Reserved != 0)
             throw new ArgumentException($"options->reserved is {options->Reserved}; it must be 0.", "options->reserved");
+        if (options->Reserved2 != 0)
+            throw new ArgumentException($"options->reserved2 is {options->Reserved2}; it must be 0.", "options->reserved2");
 
         return new CallOptions
         {
@@ -55,7 +62,25 @@ internal readonly unsafe struct CallOptions
             KeepMask = options->KeepMask,
             Lse = options->Lse,
             Weights = options->Weights,
+            Dropout = ReadDropout(options),
         };
+    }
+
+    /// <summary>The dropout fields: seed, offset and in-weights only with a probability, so none is ignored.</summary>
+    private static AttentionDropout ReadDropout(NativeOptions* options)
+    {
+        double p = options->Dropout;
+        if (p == 0)
+        {
+            if (options->DropoutSeed != 0 || options->DropoutOffset != 0 || options->DropoutInWeights != 0)
+                throw new ArgumentException("options->dropout_seed, dropout_offset or dropout_in_weights is set but options->dropout is 0, so it would be ignored.", "options->dropout");
+            return default;
+        }
+        if (!(p > 0 && p < 1))
+            throw new ArgumentException($"options->dropout is {p}; expected a probability in [0, 1).", "options->dropout");
+        if (options->DropoutInWeights is not (0 or 1))
+            throw new ArgumentException($"options->dropout_in_weights is {options->DropoutInWeights}; expected 0 or 1.", "options->dropout_in_weights");
+        return new AttentionDropout(p, options->DropoutSeed, options->DropoutOffset) { InWeights = options->DropoutInWeights == 1 };
     }
 
     private static float? ReadScale(NativeOptions* options)

@@ -44,6 +44,7 @@ internal static unsafe class DeviceCalls
             MaxDegreeOfParallelism = options.MaxThreads,
             Bias = DLTensorViews.Optional<float>(options.Bias, "options->bias", bl, bs),
             KeepMask = DLTensorViews.Optional<bool>(options.KeepMask, "options->keep_mask", ml, ms),
+            Dropout = options.Dropout,
         };
         if (options.Lse is not null)
         {

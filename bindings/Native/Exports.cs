@@ -23,8 +23,9 @@ internal static unsafe class Exports
     {
         string? mismatch =
             abiVersion != AbiVersion ? $"the caller was compiled against ABI version {abiVersion}; this library implements version {AbiVersion}"
-            // A newer header's larger ae_options is fine: each call checks that the fields this library does not know are zero.
-            : optionsSize < (nuint)sizeof(NativeOptions) ? $"the caller's ae_options is {optionsSize} bytes; this library's is {sizeof(NativeOptions)}"
+            // A newer header's larger ae_options is fine (each call checks that the fields this library does not know are zero), and
+            // so is the first header's smaller one (its missing fields read as zero).
+            : optionsSize < NativeOptions.FirstSize ? $"the caller's ae_options is {optionsSize} bytes; this library's is {NativeOptions.FirstSize} to {sizeof(NativeOptions)}"
             : tensorSize != (nuint)sizeof(DLTensor) ? $"the caller's DLTensor is {tensorSize} bytes; DLPack 1.x's (this library's) is {sizeof(DLTensor)}"
             : null;
         return mismatch is null ? (int)NativeStatus.Ok : Fail(new NativeCallException(NativeStatus.AbiMismatch, $"ABI mismatch: {mismatch}."));

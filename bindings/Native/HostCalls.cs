@@ -73,6 +73,7 @@ internal static unsafe class HostCalls
         MaxDegreeOfParallelism = options.MaxThreads,
         Bias = DLTensorViews.Optional<float>(options.Bias, "options->bias", buffers.Take(), buffers.Take()),
         KeepMask = DLTensorViews.Optional<bool>(options.KeepMask, "options->keep_mask", buffers.Take(), buffers.Take()),
+        Dropout = options.Dropout,
     };
 
     private static void RequireHost(DLTensor* tensor, string name) => DLTensorViews.RequireHost(tensor, name, HostOnly);

@@ -171,6 +171,12 @@ typedef struct {
   DLTensor* weights;        /* forward: float32 [B, H, Lq, Lk] destination of the probabilities; NULL = none */
   int32_t backend;          /* an ae_backend */
   int32_t reserved;         /* must be 0 */
+  /* Appended after the first 80 bytes (a library reads an older caller's smaller struct with these as 0). */
+  double dropout;           /* training: chance in [0, 1) that a probability is dropped (kept ones scale by 1/(1-p)) */
+  uint64_t dropout_seed;    /* the mask's key: the same seed, offset and call draw the same mask (forward and backward) */
+  uint64_t dropout_offset;  /* the mask's stream within the seed: advance it once per training step */
+  int32_t dropout_in_weights; /* nonzero: options->weights receives the probabilities after dropout */
+  int32_t reserved2;        /* must be 0 */
 } ae_options;
 
 static inline ae_options ae_options_default(void) {
@@ -189,6 +195,11 @@ static inline ae_options ae_options_default(void) {
   options.weights = NULL;
   options.backend = AE_BACKEND_AUTO;
   options.reserved = 0;
+  options.dropout = 0.0;
+  options.dropout_seed = 0;
+  options.dropout_offset = 0;
+  options.dropout_in_weights = 0;
+  options.reserved2 = 0;
   return options;
 }
 
@@ -201,7 +212,7 @@ AE_API const char* ae_version(void);
 AE_API uint32_t ae_abi_version(void);
 
 /* AE_OK when a caller compiled with this header can use the library; AE_ERROR_ABI_MISMATCH (and the reason) when
-   the ABI versions differ, DLTensor's size differs, or the caller's ae_options is smaller than the library's. A larger
+   the ABI versions differ, DLTensor's size differs, or the caller's ae_options is smaller than the first header's (80 bytes). A larger
    ae_options (a newer header that appended fields) passes: each call then refuses a set field the library does not
    know. Call it once, through AE_CHECK_ABI(). */
 AE_API ae_status ae_check_abi(uint32_t abi_version, size_t options_size, size_t dltensor_size);

@@ -67,6 +67,11 @@ class Options(ctypes.Structure):
         ("weights", ctypes.POINTER(DLTensor)),
         ("backend", ctypes.c_int32),
         ("reserved", ctypes.c_int32),
+        ("dropout", ctypes.c_double),
+        ("dropout_seed", ctypes.c_uint64),
+        ("dropout_offset", ctypes.c_uint64),
+        ("dropout_in_weights", ctypes.c_int32),
+        ("reserved2", ctypes.c_int32),
     ]
 
 
@@ -177,8 +182,13 @@ def _tensor(array, via_dlpack):
     return CapsuleTensor(array) if via_dlpack and array.dtype != np.bool_ else ArrayTensor(array)
 
 
-def _options(scale, causal, alignment, window, bias, keep_mask, lse, weights, max_threads, backend):
+def _options(scale, causal, alignment, window, bias, keep_mask, lse, weights, max_threads, backend, dropout):
     options = Options()
+    if dropout is not None:
+        # (p, seed, offset) or (p, seed, offset, in_weights): the same tuple draws the same mask forward and backward.
+        p, seed, offset, *in_weights = dropout
+        options.dropout, options.dropout_seed, options.dropout_offset = p, seed, offset
+        options.dropout_in_weights = 1 if in_weights and in_weights[0] else 0
     options.struct_size = ctypes.sizeof(Options)
     options.window_left = options.window_right = -1
     if scale is not None:
@@ -202,24 +212,25 @@ def _options(scale, causal, alignment, window, bias, keep_mask, lse, weights, ma
 
 
 def forward(q, k, v, out, *, scale=None, causal=False, alignment="top-left", window=None, bias=None, keep_mask=None,
-            lse=None, weights=None, max_threads=0, backend=AE_BACKEND_AUTO, via_dlpack=False):
+            lse=None, weights=None, max_threads=0, backend=AE_BACKEND_AUTO, via_dlpack=False, dropout=None):
     """out = attention(q, k, v) in place. q [B, H, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv], out [B, H, Lq, Dv]
     (any strides: pass np.transpose views of [B, S, H, D] arrays). bias float32 and keep_mask bool broadcast to
     [B, H, Lq, Lk]; lse (float32 [B, H, Lq]) and weights (float32 [B, H, Lq, Lk]) receive results when given.
-    window = (left, right) with None for unbounded. via_dlpack passes every array through its __dlpack__ capsule."""
+    window = (left, right) with None for unbounded. via_dlpack passes every array through its __dlpack__ capsule.
+    dropout = (p, seed, offset[, in_weights]): training dropout on the probabilities (see attention_engine.h)."""
     tensors = [_tensor(a, via_dlpack) for a in (q, k, v, out)]
     extras = [_tensor(a, via_dlpack) for a in (bias, keep_mask, lse, weights)]
-    options = _options(scale, causal, alignment, window, *extras, max_threads, backend)
+    options = _options(scale, causal, alignment, window, *extras, max_threads, backend, dropout)
     _check(_lib.ae_forward(*(t.pointer for t in tensors), ctypes.byref(options)))
 
 
 def backward(q, k, v, out, lse, d_out, d_q, d_k, d_v, *, d_bias=None, scale=None, causal=False, alignment="top-left",
-             window=None, bias=None, keep_mask=None, max_threads=0, backend=AE_BACKEND_AUTO):
+             window=None, bias=None, keep_mask=None, max_threads=0, backend=AE_BACKEND_AUTO, dropout=None):
     """Gradients of a loss given d_out = dL/d(out) of a forward call with the same options, its out and float32 lse.
     d_q, d_k, d_v (and d_bias, float32 shaped like bias) are overwritten."""
     tensors = [ArrayTensor(a) for a in (q, k, v, out, lse, d_out, d_q, d_k, d_v)]
     extras = [_tensor(a, False) for a in (bias, keep_mask)]
-    options = _options(scale, causal, alignment, window, *extras, None, None, max_threads, backend)
+    options = _options(scale, causal, alignment, window, *extras, None, None, max_threads, backend, dropout)
     grad_bias = _tensor(d_bias, False)
     _check(_lib.ae_backward(*(t.pointer for t in tensors), ctypes.byref(options), grad_bias.pointer if grad_bias else None))
 

@@ -118,7 +118,39 @@ check(close(d_v, p.transpose(0, 1, 3, 2) @ g, 1e-4), "backward d_v")
 check(close(d_q, scale * d_s @ k.astype(np.float64), 1e-4), "backward d_q")
 check(close(d_k, scale * d_s.transpose(0, 1, 3, 2) @ q.astype(np.float64), 1e-4), "backward d_k")
 
-# 6. Errors come back as exceptions with the library's message, and nothing is written.
+# 6. Dropout: the mask is Philox4x32-10 of (key / 4, query, batch * H + head, offset) under the seed (and the offset's
+# high word), kept where its word is at least floor(p * 2^32): drawn here in NumPy and compared with the weights.
+def philox(c, key):
+    m = np.uint64(0xFFFFFFFF)
+    c = [x.astype(np.uint64) for x in c]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + np.uint64(0x9E3779B9)) & m, (k1 + np.uint64(0xBB67AE85)) & m
+        p0, p1 = np.uint64(0xD2511F53) * c[0], np.uint64(0xCD9E8D57) * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & m, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & m]
+    return c
+
+
+p_drop, seed, offset = 0.3, 0x0123456789ABCDEF, (7 << 32) | 5
+weights_after = np.zeros((1, 2, 8, 12), dtype=np.float32)
+ae.forward(q, k, v, out, weights=weights_after, causal=True, dropout=(p_drop, seed, offset, True))
+h_, i_, j_ = np.meshgrid(np.arange(2), np.arange(8), np.arange(12), indexing="ij")
+words = philox([(j_ >> 2).astype(np.uint32), i_.astype(np.uint32), h_.astype(np.uint32), np.full_like(i_, offset & 0xFFFFFFFF, dtype=np.uint32)],
+               (seed & 0xFFFFFFFF, (seed >> 32) ^ (offset >> 32)))
+word = np.choose(j_ & 3, words)
+kept = word >= np.uint64(int(np.floor(p_drop * 2.0 ** 32)))
+want_weights = np.where(kept, p[0] / (1 - p_drop), 0.0)
+check(np.array_equal(weights_after[0] != 0, (p[0] != 0) & kept) and close(weights_after[0], want_weights, 1e-5),
+      "dropout weights: the NumPy Philox mask, scaled by 1 / (1 - p)")
+out_drop = np.zeros_like(out)
+ae.forward(q, k, v, out_drop, causal=True, dropout=(p_drop, seed, offset))
+check(close(out_drop[0], want_weights @ v[0].astype(np.float64), 1e-5), "dropout output = dropped weights @ v")
+d_q_drop, d_k_drop, d_v_drop = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+ae.backward(q, k, v, out_drop, lse, d_out, d_q_drop, d_k_drop, d_v_drop, causal=True, dropout=(p_drop, seed, offset))
+check(close(d_v_drop[0], want_weights.transpose(0, 2, 1) @ g[0], 1e-4), "dropout backward d_v with the same mask")
+
+# 7. Errors come back as exceptions with the library's message, and nothing is written.
 out = np.full((1, 2, 8, 16), 7, dtype=np.float32)
 try:
     ae.forward(q, k[:, :, :, :8].copy(), v, out)

@@ -343,6 +343,28 @@ static void check_errors(void) {
   newer.newer_field = 0;
   CHECK(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &newer.o) == AE_OK, "a newer header's struct with its new field zero should work: %s", ae_last_error());
   tensor_fill(&x.out, 7.0);
+  /* The first header's 80-byte ae_options (no dropout fields) still works: the missing fields read as zero. */
+  const int64_t origin[4] = {0, 0, 0, 0};
+  struct { ae_options o; } first = {o};
+  first.o.struct_size = 80;
+  first.o.dropout = 0.7; /* beyond the caller's declared size: must not be read */
+  CHECK(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &first.o) == AE_OK, "an 80-byte ae_options should work: %s", ae_last_error());
+  double first_bits = tensor_get(&x.out, origin);
+  CHECK(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &o) == AE_OK, "forward: %s", ae_last_error());
+  CHECK(tensor_get(&x.out, origin) == first_bits, "an 80-byte ae_options read a dropout field past its size");
+  /* Dropout: every field takes effect or is refused by name. */
+  bad_options = o; bad_options.dropout = 1.0;
+  expect_status(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &bad_options), AE_ERROR_INVALID_ARGUMENT, "options->dropout is 1", "dropout of 1");
+  bad_options = o; bad_options.dropout_seed = 5;
+  expect_status(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &bad_options), AE_ERROR_INVALID_ARGUMENT, "ignored", "a dropout seed without dropout");
+  bad_options = o; bad_options.reserved2 = 1;
+  expect_status(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &bad_options), AE_ERROR_INVALID_ARGUMENT, "reserved2", "reserved2 set");
+  ae_options dropped = o; dropped.dropout = 0.5; dropped.dropout_seed = 11; dropped.dropout_offset = 3;
+  CHECK(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &dropped) == AE_OK, "forward with dropout: %s", ae_last_error());
+  double dropped_first = tensor_get(&x.out, origin);
+  CHECK(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &dropped) == AE_OK, "forward with dropout: %s", ae_last_error());
+  CHECK(tensor_get(&x.out, origin) == dropped_first, "the same seed and offset drew another mask");
+  tensor_fill(&x.out, 7.0);
   bad_options = o; bad_options.mask = 8;
   expect_status(ae_forward(&x.q.t, &x.k.t, &x.v.t, &x.out.t, &bad_options), AE_ERROR_INVALID_ARGUMENT, "options->mask", "unknown mask bit");
   bad_options = o; bad_options.alignment = 5; bad_options.mask = AE_MASK_CAUSAL;
@@ -401,7 +423,8 @@ static void check_errors(void) {
   /* ABI checks */
   CHECK(AE_CHECK_ABI() == AE_OK, "AE_CHECK_ABI failed: %s", ae_last_error());
   expect_status(ae_check_abi(AE_ABI_VERSION + 1, sizeof(ae_options), sizeof(DLTensor)), AE_ERROR_ABI_MISMATCH, "ABI version", "a future ABI version");
-  expect_status(ae_check_abi(AE_ABI_VERSION, sizeof(ae_options) - 8, sizeof(DLTensor)), AE_ERROR_ABI_MISMATCH, "ae_options", "a smaller ae_options");
+  expect_status(ae_check_abi(AE_ABI_VERSION, 72, sizeof(DLTensor)), AE_ERROR_ABI_MISMATCH, "ae_options", "an ae_options smaller than the first header's");
+  CHECK(ae_check_abi(AE_ABI_VERSION, 80, sizeof(DLTensor)) == AE_OK, "the first header's 80-byte ae_options should pass the check");
   CHECK(ae_check_abi(AE_ABI_VERSION, sizeof(ae_options) + 8, sizeof(DLTensor)) == AE_OK, "a newer header's larger ae_options should pass the check");
   expect_status(ae_check_abi(AE_ABI_VERSION, sizeof(ae_options), sizeof(DLTensor) + 8), AE_ERROR_ABI_MISMATCH, "DLTensor", "a different DLTensor");
   CHECK(ae_abi_version() == AE_ABI_VERSION, "ae_abi_version is %u, header says %d", ae_abi_version(), AE_ABI_VERSION);
