@@ -622,7 +622,7 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
 
 // O / l into the output rows (zeros and LSE = -inf for rows that saw no key); `unscale` undoes pass 1's scale.
 __device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, int row_lo, float (&o)[D / 8][4], float (&row_max)[2], float (&row_sum)[2],
-    float unscale)
+    float unscale, const bool (&write)[2])
 {
     int lane = threadIdx.x % 32;
     #pragma unroll
@@ -630,7 +630,7 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, i
     {
         int i = row_lo + half * 8;
         float sum = quad_sum(row_sum[half]);
-        if (i >= p.lq) continue;
+        if (i >= p.lq || !write[half]) continue;
         bool empty = sum == 0.f;
         float inverse = empty ? 0.f : 1.f / sum;
         elem* row = p.o + b * p.o_sb + h * p.o_sh + i * p.o_sr, *out = row + (lane % 4) * 2;
@@ -689,9 +689,11 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
     // reach the float range (bf16, fp32): every tile guarded, and V entering the value mma at 2^-32 (exact for every
     // value above 2^-94: a power of two; P and the sum l are not scaled, so a tiny P times a huge value still counts)
     // so that Σ p·v over values near the range's edge cannot overflow although their average cannot; store_rows undoes
-    // the scale. fp16 values stay below 65504, so one pass suffices there.
+    // the scale. Only the rows that came out non-finite take pass 1's result; the others keep pass 0's, bit for bit.
+    // fp16 values stay below 65504, so one pass suffices there.
     constexpr int Passes = AE_BF16 || AE_F32 ? 2 : 1;
     int pass = 0;
+    bool redo[2] = { true, true }; // the thread's rows the last pass writes (after pass 0: all of them)
     for (;; pass++)
     {
         bool scaled = pass == 1;
@@ -741,23 +743,36 @@ extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const Flas
         }
         wait_async<0>();
         if (pass + 1 >= Passes) break;
-        // Does any thread of the block hold a non-finite output of a real row? One flag in the (now idle) K buffer.
-        bool bad = false;
+        // Which of the thread's rows came out non-finite (a row's columns spread over its quad), and does any row of
+        // the block? One flag in the (now idle) K buffer.
         #pragma unroll
-        for (int n = 0; n < D / 8; n++)
+        for (int half = 0; half < 2; half++)
+        {
+            u32 row_bad = 0u;
             #pragma unroll
-            for (int e = 0; e < 4; e++)
-                bad |= row_lo + (e / 2) * 8 < p.lq && non_finite(o[n][e]);
+            for (int n = 0; n < D / 8; n++) row_bad |= (u32)(non_finite(o[n][half * 2]) | non_finite(o[n][half * 2 + 1]));
+            row_bad |= __shfl_xor_sync(0xffffffffu, row_bad, 1);
+            row_bad |= __shfl_xor_sync(0xffffffffu, row_bad, 2);
+            redo[half] = row_bad != 0u && row_lo + half * 8 < p.lq;
+        }
         u32* flag = (u32*)ks;
         if (threadIdx.x == 0) *flag = 0u;
         __syncthreads();
-        if (bad) *flag = 1u;
+        if (redo[0] || redo[1]) *flag = 1u;
         __syncthreads();
         bool again = *flag != 0u;
         __syncthreads();
-        if (!again) break;
+        if (!again)
+        {
+            redo[0] = redo[1] = true; // nothing to redo: pass 0 writes every row
+            break;
+        }
+        // Rows that came out finite keep pass 0's result: pass 1 scales V for the whole warp, and a row's tiny terms
+        // could fall into the subnormal range there because another row met a huge value (or garbage it sees).
+        bool finite_rows[2] = { !redo[0], !redo[1] };
+        store_rows(p, b, h, row_lo, o, row_max, row_sum, 1.f, finite_rows);
     }
-    store_rows(p, b, h, row_lo, o, row_max, row_sum, pass == 1 ? 1.f / PassOneScale : 1.f);
+    store_rows(p, b, h, row_lo, o, row_max, row_sum, pass == 1 ? 1.f / PassOneScale : 1.f, redo);
 }
 
 #ifdef AE_EMULATE
