@@ -47,21 +47,29 @@ internal static unsafe class PhiloxLanes
     {
         var m0 = Vector256.Create((ulong)Philox4x32.Multiplier0).AsUInt32();
         var m1 = Vector256.Create((ulong)Philox4x32.Multiplier1).AsUInt32();
-        for (int round = 0; round < Philox4x32.Rounds; round++)
+        // Two rounds per iteration with the roles of the words swapped by name, not by moves: round r leaves the
+        // products in the lo words (c1 = p1, c3 = p0) and the new c0, c2 in fresh variables.
+        for (int round = 0; round < Philox4x32.Rounds; round += 2)
         {
             var k0 = keys0[round];
             var k1 = keys1[round];
-            // Two independent counter sets interleaved: the multiplies of one hide the latency of the other's.
             Vector256<ulong> pa0 = Avx2.Multiply(a0.AsUInt32(), m0), pa1 = Avx2.Multiply(a2.AsUInt32(), m1);
             Vector256<ulong> pb0 = Avx2.Multiply(b0.AsUInt32(), m0), pb1 = Avx2.Multiply(b2.AsUInt32(), m1);
-            a0 = Avx2.ShiftRightLogical(pa1, 32) ^ a1 ^ k0;
-            a2 = Avx2.ShiftRightLogical(pa0, 32) ^ a3 ^ k1;
-            a1 = pa1;
-            a3 = pa0;
-            b0 = Avx2.ShiftRightLogical(pb1, 32) ^ b1 ^ k0;
-            b2 = Avx2.ShiftRightLogical(pb0, 32) ^ b3 ^ k1;
-            b1 = pb1;
-            b3 = pb0;
+            Vector256<ulong> xa0 = Avx2.ShiftRightLogical(pa1, 32) ^ a1 ^ k0, xa2 = Avx2.ShiftRightLogical(pa0, 32) ^ a3 ^ k1;
+            Vector256<ulong> xb0 = Avx2.ShiftRightLogical(pb1, 32) ^ b1 ^ k0, xb2 = Avx2.ShiftRightLogical(pb0, 32) ^ b3 ^ k1;
+            // Round + 1: counters (xa0, pa1, xa2, pa0).
+            k0 = keys0[round + 1];
+            k1 = keys1[round + 1];
+            Vector256<ulong> qa0 = Avx2.Multiply(xa0.AsUInt32(), m0), qa1 = Avx2.Multiply(xa2.AsUInt32(), m1);
+            Vector256<ulong> qb0 = Avx2.Multiply(xb0.AsUInt32(), m0), qb1 = Avx2.Multiply(xb2.AsUInt32(), m1);
+            a0 = Avx2.ShiftRightLogical(qa1, 32) ^ pa1 ^ k0;
+            a2 = Avx2.ShiftRightLogical(qa0, 32) ^ pa0 ^ k1;
+            b0 = Avx2.ShiftRightLogical(qb1, 32) ^ pb1 ^ k0;
+            b2 = Avx2.ShiftRightLogical(qb0, 32) ^ pb0 ^ k1;
+            a1 = qa1;
+            a3 = qa0;
+            b1 = qb1;
+            b3 = qb0;
         }
         (wa0, wa1, wa2, wa3, wb0, wb1, wb2, wb3) = (a0, a1, a2, a3, b0, b1, b2, b3);
     }
