@@ -12,8 +12,8 @@ namespace AttentionEngine.Kernels.Dropout;
 internal static unsafe class DropoutTile
 {
     /// <summary>
-    /// M[j · ldm + r] for r &lt; <paramref name="rowCount"/> and j &lt; <paramref name="keyCount"/>;
-    /// <paramref name="firstKey"/> is a multiple of 4 (the kernels' key blocks are multiples of 64).
+    /// M[j · ldm + r] for r &lt; <paramref name="rowCount"/> and j &lt; <paramref name="keyCount"/>, the multiplier of key
+    /// firstKey + j (any first key: a group of four straddling it draws its Philox call for the keys inside).
     /// </summary>
     /// <param name="queries">each row's query position</param>
     /// <param name="rowStreams">each row's <see cref="DropoutStream.RowStream"/></param>
@@ -34,15 +34,18 @@ internal static unsafe class DropoutTile
             for (; r + 8 <= rowCount; r += 8)
                 Vectorised(dropout, keys0, keys1, queries + r, rowStreams + r, firstKey, keyCount, block + r, ld, multiply);
         }
+        int keyEnd = firstKey + keyCount;
         for (; r < rowCount; r++)
-        for (int j = 0; j < keyCount; j += 4)
+        for (int group = firstKey & ~3; group < keyEnd; group += 4)
         {
-            var (w0, w1, w2, w3) = Philox4x32.Generate((uint)(firstKey + j) >> 2, (uint)queries[r], rowStreams[r], dropout.Offset, dropout.Key0, dropout.Key1);
-            for (int t = 0; t < 4 && j + t < keyCount; t++)
+            var (w0, w1, w2, w3) = Philox4x32.Generate((uint)group >> 2, (uint)queries[r], rowStreams[r], dropout.Offset, dropout.Key0, dropout.Key1);
+            for (int t = 0; t < 4; t++)
             {
+                int key = group + t;
+                if (key < firstKey || key >= keyEnd) continue;
                 uint word = t switch { 0 => w0, 1 => w1, 2 => w2, _ => w3 };
                 float factor = word >= dropout.Threshold ? dropout.Scale : 0f;
-                float* at = block + (j + t) * ld + r;
+                float* at = block + (key - firstKey) * ld + r;
                 *at = multiply ? *at * factor : factor;
             }
         }
@@ -61,20 +64,24 @@ internal static unsafe class DropoutTile
         var sign = Vector256.Create(0x80000000u);
         var threshold = (Vector256.Create(dropout.Threshold) ^ sign).AsInt32();
         var scale = Vector256.Create(dropout.Scale);
-        for (int j = 0; j < keyCount; j += 4)
+        // Groups of four keys (one Philox call each) covering [firstKey, keyEnd); the decode kernel's splits may start
+        // anywhere, the tile kernels' blocks on multiples of 64.
+        int keyEnd = firstKey + keyCount;
+        for (int first = firstKey & ~3; first < keyEnd; first += 4)
         {
-            var group = Vector256.Create((ulong)((uint)(firstKey + j) >> 2));
+            var group = Vector256.Create((ulong)((uint)first >> 2));
             PhiloxLanes.Generate(group, queryA, streamA, offset, group, queryB, streamB, offset, keys0, keys1,
                 out var a0, out var a1, out var a2, out var a3, out var b0, out var b1, out var b2, out var b3);
-            int count = Math.Min(4, keyCount - j);
-            Store(PhiloxLanes.LowHalves(a0, b0), block + j * ld);
-            if (count > 1) Store(PhiloxLanes.LowHalves(a1, b1), block + (j + 1) * ld);
-            if (count > 2) Store(PhiloxLanes.LowHalves(a2, b2), block + (j + 2) * ld);
-            if (count > 3) Store(PhiloxLanes.LowHalves(a3, b3), block + (j + 3) * ld);
+            Store(PhiloxLanes.LowHalves(a0, b0), first);
+            Store(PhiloxLanes.LowHalves(a1, b1), first + 1);
+            Store(PhiloxLanes.LowHalves(a2, b2), first + 2);
+            Store(PhiloxLanes.LowHalves(a3, b3), first + 3);
         }
 
-        void Store(Vector256<uint> word, float* at)
+        void Store(Vector256<uint> word, int key)
         {
+            if (key < firstKey || key >= keyEnd) return;
+            float* at = block + (key - firstKey) * ld;
             var factor = Avx.AndNot(Avx2.CompareGreaterThan(threshold, (word ^ sign).AsInt32()).AsSingle(), scale);
             Avx.Store(at, multiply ? Avx.Multiply(Avx.LoadVector256(at), factor) : factor);
         }

@@ -70,4 +70,26 @@ public class PhiloxTests
             }
         }
     }
+
+    /// <summary>
+    /// The tile generator against the scalar definition for blocks that start anywhere (the decode kernel's splits do)
+    /// and rows that fill a vector or not: every multiplier is DropoutStream.Multiplier of its (row, key).
+    /// </summary>
+    [Theory]
+    [InlineData(0, 64, 24)]
+    [InlineData(5, 13, 10)]
+    [InlineData(7, 1, 3)]
+    [InlineData(62, 70, 16)]
+    public unsafe void Tile_multipliers_equal_the_scalar_definition_wherever_the_block_starts(int firstKey, int keyCount, int rows)
+    {
+        var dropout = new DropoutStream(0.4, seed: 99, offset: (3UL << 32) | 8);
+        var queries = Enumerable.Range(0, rows).Select(r => 1000 + 7 * r).ToArray();
+        var streams = Enumerable.Range(0, rows).Select(r => (uint)(r % 3)).ToArray();
+        var m = new float[keyCount * rows];
+        fixed (int* q = queries) fixed (uint* st = streams) fixed (float* mp = m)
+            DropoutTile.Multipliers(dropout, q, st, rows, firstKey, keyCount, mp, rows);
+        for (int j = 0; j < keyCount; j++)
+        for (int r = 0; r < rows; r++)
+            Assert.Equal(dropout.Multiplier(streams[r], queries[r], firstKey + j), m[j * rows + r]);
+    }
 }

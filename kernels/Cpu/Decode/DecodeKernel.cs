@@ -23,8 +23,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// <summary>Keys per block (a multiple of every vector width), the skipping granularity of masks.</summary>
     public const int KeyBlock = 64;
 
-    /// <remarks>Calls with dropout take the tile kernel, which draws the mask in the tile layout (inference decodes have none).</remarks>
-    public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries && !job.Dropout.IsActive;
+    public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries;
 
     /// <summary>Weights need each row's final max and sum inside the task, so they keep one split per head.</summary>
     public static DecodeSplits Splits(in CpuAttentionJob<T> job) =>
@@ -44,6 +43,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         var scratch = CpuTileScratch.For(rows.Count, KeyBlock, dPad, dvPad);
 
         LoadQueries(job, batch, rows, dPad, scratch);
+        if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, rows.Count, scratch);
         var band = job.Band;
         long keyBegin = Math.Max(split * splits.KeysPerSplit, Math.Max(0, rows.FirstQuery + band.Lo));
         long keyEnd = Math.Min(Math.Min((split + 1) * splits.KeysPerSplit, job.KeyLength), rows.LastQuery + band.Hi + 1);
@@ -81,22 +81,32 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
             if (!guarded) DecodePrefetch.Block(job, batch, kvHead, firstKey, keyCount);
             Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
+            // Dropout multipliers of the block, [key][row] (the tile layout), applied to each row after its softmax step.
+            float* dropout = null;
+            if (job.Dropout.IsActive)
+            {
+                TileDropout<TOps, TVec>.Draw(job, (int)firstKey, keyCount, rows.Count, scratch);
+                dropout = scratch.Dropout;
+            }
             if (guarded)
             {
                 for (int r = 0; r < rows.Count; r++)
+                {
                     scratch.RowRescale[r] = DecodeSoftmax<TOps, TVec>.Update(scratch.Scores + r * KeyBlock, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
+                    if (dropout != null) Drop(scratch.Scores + r * KeyBlock, keyCount, dropout + r, rows.Count);
+                }
                 float* staged = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint pitch);
                 GuardedValues<TOps, TVec>.AccumulateRows(job, batch, rows, (int)firstKey, keyCount, KeyBlock, staged, pitch, dvPad, scratch.RowRescale, scratch);
             }
             else if (ValuesInPlace(job))
             {
                 var v = job.V;
-                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch);
+                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch, dropout);
             }
             else
             {
                 float* values = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
-                Accumulate(rows, keyCount, values, valuePitch, dvPad, scratch);
+                Accumulate(rows, keyCount, values, valuePitch, dvPad, scratch, dropout);
             }
         }
     }
@@ -166,16 +176,23 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     private static bool ValuesInPlace(in CpuAttentionJob<T> job) =>
         ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
 
-    /// <summary>Softmax step and O += P·V for every row, on one block of values.</summary>
-    private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch)
+    /// <summary>Softmax step (then dropout, when <paramref name="dropout"/> holds the block's multipliers) and O += P·V for every row, on one block of values.</summary>
+    private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch, float* dropout)
         where TValue : unmanaged
     {
         for (int r = 0; r < rows.Count; r++)
         {
             float* p = scratch.Scores + r * KeyBlock;
             float rescale = DecodeSoftmax<TOps, TVec>.Update(p, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
+            if (dropout != null) Drop(p, keyCount, dropout + r, rows.Count);
             DecodeValues<TOps, TVec>.Accumulate(p, keyCount, values, ldv, dvPad / TOps.Count, scratch.Output + r * dvPad, rescale);
         }
+    }
+
+    /// <summary>One row's probabilities times its dropout multipliers, read down the [key][row] block (rows <paramref name="stride"/> apart).</summary>
+    private static void Drop(float* probabilities, int keyCount, float* multipliers, int stride)
+    {
+        for (int j = 0; j < keyCount; j++) probabilities[j] *= multipliers[(nint)j * stride];
     }
 
     /// <summary>Queries of the KV head's rows, [rows][dPad], zero-padded.</summary>
@@ -227,8 +244,13 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
             if (kind == BlockKind.Empty) continue;
             Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
+            bool drop = job.WeightsAfterDropout && job.Dropout.IsActive;
+            if (drop) TileDropout<TOps, TVec>.Draw(job, (int)firstKey, keyCount, rows.Count, scratch);
             for (int r = 0; r < rows.Count; r++)
+            {
                 DecodeSoftmax<TOps, TVec>.Normalize(scratch.Scores + r * KeyBlock, keyCount, scratch.RowMax[r], scratch.RowSum[r]);
+                if (drop) Drop(scratch.Scores + r * KeyBlock, keyCount, scratch.Dropout + r, rows.Count);
+            }
             Epilogue.WriteWeights(job, batch, rows, ScoreLayout.RowMajor(KeyBlock), (int)firstKey, keyCount, scratch.Scores);
         }
     }
