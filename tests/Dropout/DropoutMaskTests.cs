@@ -25,7 +25,7 @@ public class DropoutMaskTests(IlGpuCpuAccelerator accelerator)
     private IEnumerable<AttentionBackend> ForwardBackends() => Backends().Append(accelerator.Backend);
 
     [Theory]
-    [InlineData(2, 4, 2, 1, 3)]      // a decode shape (still the tile kernel: calls with dropout do not take the decode kernel)
+    [InlineData(2, 4, 2, 1, 3)]      // decode shapes: the decode kernel (one split, as weights ask)
     [InlineData(2, 4, 2, 5, 130)]
     [InlineData(1, 3, 1, 77, 70)]    // GQA, rows of three heads interleaved in each tile
     [InlineData(1, 2, 2, 40, 257)]
