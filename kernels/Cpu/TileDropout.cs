@@ -4,7 +4,7 @@ using AttentionEngine.Kernels.Dropout;
 namespace AttentionEngine.Kernels.Cpu;
 
 /// <summary>
-/// Dropout in the tile kernels (forward and backward): the multipliers of one key block for the tile's rows, drawn
+/// Dropout in the CPU kernels (tile forward, decode, backward): the multipliers of one key block for the rows, drawn
 /// from the call's <see cref="DropoutStream"/> into the tile scratch ([key][row], the score layout), and applied to a
 /// probability block. The mask is recomputed wherever it is needed, never stored beyond one block.
 /// </summary>
