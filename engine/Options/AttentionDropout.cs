@@ -33,6 +33,7 @@ public readonly record struct AttentionDropout
         Probability = probability;
         Seed = seed;
         Offset = offset;
+        Stream = new DropoutStream(probability, seed, offset);
     }
 
     /// <summary>Chance that a probability is dropped, in [0, 1); 0 means no dropout.</summary>
@@ -55,7 +56,7 @@ public readonly record struct AttentionDropout
     public bool IsActive => Probability > 0;
 
     /// <summary>The factor of a kept probability, 1 / (1 − p) rounded to float, as the kernels apply it.</summary>
-    public float KeptScale => Stream.Scale;
+    public float KeptScale => IsActive ? Stream.Scale : 1f;
 
     /// <summary>
     /// Whether the probability of (batch, head, query, key) is kept in a call with <paramref name="queryHeads"/> query
@@ -77,6 +78,6 @@ public readonly record struct AttentionDropout
     internal double Factor(int batch, int queryHeads, int head, int query, int key) =>
         !IsActive ? 1.0 : Stream.Keeps(DropoutStream.RowStream(batch, queryHeads, head), query, key) ? 1.0 / (1.0 - Probability) : 0.0;
 
-    /// <summary>The kernels' form of this dropout.</summary>
-    internal DropoutStream Stream => new(Probability, Seed, Offset);
+    /// <summary>The kernels' form of this dropout, derived once (the oracles ask it for every pair); default: inactive.</summary>
+    internal DropoutStream Stream { get; }
 }
