@@ -17,6 +17,7 @@ public sealed unsafe class CudaDevice : IDisposable
         Context = context;
     }
 
+    /// <summary>The retained primary context (CUcontext) of the device, for driver calls made outside these bindings.</summary>
     public nint Context { get; }
 
     /// <summary>The device's index among this machine's GPUs (what <see cref="Open"/> was given).</summary>
@@ -46,8 +47,10 @@ public sealed unsafe class CudaDevice : IDisposable
         CudaException.Check(CudaDriverNative.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
     }
 
+    /// <summary>Waits until all work queued in this device's context has finished; a failed kernel surfaces here as a <see cref="CudaException"/>.</summary>
     public void Synchronize() => CudaException.Check(CudaDriverNative.cuCtxSynchronize(), "cuCtxSynchronize");
 
+    /// <summary>The device's marketing name, e.g. "NVIDIA H100 80GB HBM3".</summary>
     public string Name
     {
         get
@@ -58,6 +61,7 @@ public sealed unsafe class CudaDevice : IDisposable
         }
     }
 
+    /// <summary>One attribute of the device (cuDeviceGetAttribute), e.g. its multiprocessor count.</summary>
     public int Attribute(CudaDeviceAttribute attribute)
     {
         CudaException.Check(CudaDriverNative.cuDeviceGetAttribute(out int value, (int)attribute, _device), $"cuDeviceGetAttribute({attribute})");
@@ -67,6 +71,7 @@ public sealed unsafe class CudaDevice : IDisposable
     /// <summary>The sm_XX architecture name, e.g. "sm_90".</summary>
     public string Architecture => $"sm_{Attribute(CudaDeviceAttribute.ComputeCapabilityMajor)}{Attribute(CudaDeviceAttribute.ComputeCapabilityMinor)}";
 
+    /// <summary>The device's total global memory in bytes.</summary>
     public nuint TotalMemory
     {
         get
@@ -76,6 +81,7 @@ public sealed unsafe class CudaDevice : IDisposable
         }
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_released) return;

@@ -15,6 +15,7 @@ public static class CudaDriver
     /// <summary>Why CUDA cannot be used here, or null when it can.</summary>
     public static string? UnavailableReason => Probed.Value.Reason;
 
+    /// <summary>The number of CUDA devices the driver sees, or 0 when CUDA is unavailable.</summary>
     public static int DeviceCount => Probed.Value.Devices;
 
     /// <summary>The driver's CUDA version as 1000·major + 10·minor (e.g. 13000), or 0 when unavailable.</summary>

@@ -60,21 +60,33 @@ internal static unsafe partial class CudaDriverNative
 /// <summary>The CUdevice_attribute values the backend reads (cuda.h numbering).</summary>
 public enum CudaDeviceAttribute
 {
+    /// <summary>Most threads one block may have.</summary>
     MaxThreadsPerBlock = 1,
+    /// <summary>Static shared memory one block may use, in bytes (48 KiB without opt-in).</summary>
     MaxSharedMemoryPerBlock = 8,
+    /// <summary>Threads per warp.</summary>
     WarpSize = 10,
+    /// <summary>Streaming multiprocessors on the device.</summary>
     MultiprocessorCount = 16,
+    /// <summary>Compute capability, major number (9 for Hopper).</summary>
     ComputeCapabilityMajor = 75,
+    /// <summary>Compute capability, minor number.</summary>
     ComputeCapabilityMinor = 76,
+    /// <summary>Shared memory of one multiprocessor, in bytes.</summary>
     MaxSharedMemoryPerMultiprocessor = 81,
+    /// <summary>Shared memory one block may use after opting in, in bytes.</summary>
     MaxSharedMemoryPerBlockOptin = 97,
 }
 
 /// <summary>The CUfunction_attribute values the backend reads or sets (cuda.h numbering).</summary>
 public enum CudaFunctionAttribute
 {
+    /// <summary>Most threads a block of this kernel may have (limited by its registers).</summary>
     MaxThreadsPerBlock = 0,
+    /// <summary>Static shared memory the kernel declares, in bytes.</summary>
     SharedSizeBytes = 1,
+    /// <summary>Registers per thread.</summary>
     NumRegisters = 4,
+    /// <summary>Dynamic shared memory a launch may request, in bytes (settable up to the device's opt-in limit).</summary>
     MaxDynamicSharedSizeBytes = 8,
 }

@@ -12,9 +12,12 @@ public sealed unsafe class CudaFunction
         _module = module;
     }
 
+    /// <summary>The raw CUfunction handle.</summary>
     public nint Handle { get; }
+    /// <summary>The kernel's (extern "C") name in its module.</summary>
     public string Name { get; }
 
+    /// <summary>One attribute of the compiled kernel (cuFuncGetAttribute), e.g. its registers per thread.</summary>
     public int Attribute(CudaFunctionAttribute attribute)
     {
         CudaException.Check(CudaDriverNative.cuFuncGetAttribute(out int value, (int)attribute, Handle), $"cuFuncGetAttribute({Name}, {attribute})");

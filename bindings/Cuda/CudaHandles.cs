@@ -5,8 +5,10 @@ namespace AttentionEngine.Bindings.Cuda;
 /// <summary>A driver object released on every path; each kind says how in its ReleaseHandle.</summary>
 public abstract class CudaHandle : SafeHandle
 {
+    /// <summary>Creates an invalid (zero) handle that the derived kind's factory fills in; released by ReleaseHandle.</summary>
     protected CudaHandle() : base(0, ownsHandle: true) { }
 
+    /// <inheritdoc/>
     public override bool IsInvalid => handle == 0;
 
     /// <summary>The raw driver handle, for launches and copies while this object is alive.</summary>
@@ -18,6 +20,7 @@ public abstract class CudaHandle : SafeHandle
 /// <summary>A CUDA stream (work on it runs in order; different streams may overlap).</summary>
 public sealed class CudaStream : CudaHandle
 {
+    /// <summary>Creates a stream on the current context.</summary>
     public static CudaStream Create()
     {
         var stream = new CudaStream();
@@ -26,14 +29,17 @@ public sealed class CudaStream : CudaHandle
         return stream;
     }
 
+    /// <summary>Waits until all work queued on this stream has finished.</summary>
     public void Synchronize() => CudaException.Check(CudaDriverNative.cuStreamSynchronize(Value), "cuStreamSynchronize");
 
+    /// <inheritdoc/>
     protected override bool ReleaseHandle() => CudaDriverNative.cuStreamDestroy_v2(handle) == 0;
 }
 
 /// <summary>A CUDA event, for timing work on a stream.</summary>
 public sealed class CudaEvent : CudaHandle
 {
+    /// <summary>Creates an event (with timing) on the current context.</summary>
     public static CudaEvent Create()
     {
         var created = new CudaEvent();
@@ -42,8 +48,10 @@ public sealed class CudaEvent : CudaHandle
         return created;
     }
 
+    /// <summary>Records the event at the current end of <paramref name="stream"/>'s queue.</summary>
     public void Record(CudaStream stream) => CudaException.Check(CudaDriverNative.cuEventRecord(Value, stream.Value), "cuEventRecord");
 
+    /// <summary>Waits until the work recorded before this event has finished.</summary>
     public void Synchronize() => CudaException.Check(CudaDriverNative.cuEventSynchronize(Value), "cuEventSynchronize");
 
     /// <summary>Milliseconds from <paramref name="start"/> to this event (both recorded and completed).</summary>
@@ -53,12 +61,14 @@ public sealed class CudaEvent : CudaHandle
         return ms;
     }
 
+    /// <inheritdoc/>
     protected override bool ReleaseHandle() => CudaDriverNative.cuEventDestroy_v2(handle) == 0;
 }
 
 /// <summary>A loaded module (PTX, CUBIN or fatbin image) and lookup of its kernels.</summary>
 public sealed unsafe class CudaModule : CudaHandle
 {
+    /// <summary>Loads a PTX, CUBIN or fatbin image into the current context (the driver JIT-compiles PTX for the device).</summary>
     public static CudaModule Load(ReadOnlySpan<byte> image)
     {
         // PTX must be NUL-terminated text; CUBIN and fatbin are self-delimiting, and the extra byte is harmless.
@@ -79,5 +89,6 @@ public sealed unsafe class CudaModule : CudaHandle
         return new CudaFunction(function, name, this);
     }
 
+    /// <inheritdoc/>
     protected override bool ReleaseHandle() => CudaDriverNative.cuModuleUnload(handle) == 0;
 }

@@ -3,11 +3,13 @@ namespace AttentionEngine.Bindings.Cuda;
 /// <summary>Device memory (cuMemAlloc), freed on every path.</summary>
 public sealed unsafe class DeviceMemory : CudaHandle
 {
+    /// <summary>The size the buffer was allocated with, in bytes.</summary>
     public nuint ByteCount { get; private set; }
 
     /// <summary>The device address, for kernel arguments.</summary>
     public ulong Address => (ulong)Value;
 
+    /// <summary>Allocates <paramref name="bytes"/> bytes of device memory (at least one byte, so the address is always valid).</summary>
     public static DeviceMemory Allocate(nuint bytes)
     {
         var memory = new DeviceMemory();
@@ -17,6 +19,8 @@ public sealed unsafe class DeviceMemory : CudaHandle
         return memory;
     }
 
+    /// <summary>Copies <paramref name="source"/> to the start of this buffer; with a stream, the copy is queued on it and awaited before returning.</summary>
+    /// <exception cref="ArgumentException">the source is longer than the buffer.</exception>
     public void CopyFrom(ReadOnlySpan<byte> source, CudaStream? stream = null)
     {
         ThrowIfTooLong(source.Length);
@@ -33,12 +37,15 @@ public sealed unsafe class DeviceMemory : CudaHandle
         }
     }
 
+    /// <summary>Copies the start of this buffer into <paramref name="destination"/> (synchronous).</summary>
+    /// <exception cref="ArgumentException">the destination is longer than the buffer.</exception>
     public void CopyTo(Span<byte> destination)
     {
         ThrowIfTooLong(destination.Length);
         DeviceCopy.ToHost(destination, Address);
     }
 
+    /// <summary>Sets the whole buffer to zero bytes.</summary>
     public void Clear() => DeviceCopy.Clear(Address, ByteCount);
 
     private void ThrowIfTooLong(int length)
@@ -47,16 +54,20 @@ public sealed unsafe class DeviceMemory : CudaHandle
             throw new ArgumentException($"the copy is {length} bytes; this device buffer holds {ByteCount}.");
     }
 
+    /// <inheritdoc/>
     protected override bool ReleaseHandle() => CudaDriverNative.cuMemFree_v2((ulong)handle) == 0;
 }
 
 /// <summary>Page-locked host memory (cuMemAllocHost): the source and target of truly asynchronous copies.</summary>
 public sealed unsafe class PinnedHostMemory : CudaHandle
 {
+    /// <summary>The size the buffer was allocated with, in bytes.</summary>
     public nuint ByteCount { get; private set; }
 
+    /// <summary>The memory as a span (buffers under 2 GiB).</summary>
     public Span<byte> Bytes => new((void*)Value, checked((int)ByteCount));
 
+    /// <summary>Allocates <paramref name="bytes"/> bytes of page-locked host memory.</summary>
     public static PinnedHostMemory Allocate(nuint bytes)
     {
         var memory = new PinnedHostMemory();
@@ -66,6 +77,7 @@ public sealed unsafe class PinnedHostMemory : CudaHandle
         return memory;
     }
 
+    /// <inheritdoc/>
     protected override bool ReleaseHandle() => CudaDriverNative.cuMemFreeHost(handle) == 0;
 }
 
@@ -89,16 +101,19 @@ public static unsafe class DeviceCopy
         CudaException.Check(CudaDriverNative.cuMemcpyDtoH_v2(destination, source, bytes), $"cuMemcpyDtoH({bytes} bytes)");
     }
 
+    /// <summary>Host to device, from a span.</summary>
     public static void ToDevice(ulong destination, ReadOnlySpan<byte> source)
     {
         fixed (byte* data = source) ToDevice(destination, data, (nuint)source.Length);
     }
 
+    /// <summary>Device to host, into a span.</summary>
     public static void ToHost(Span<byte> destination, ulong source)
     {
         fixed (byte* data = destination) ToHost(data, source, (nuint)destination.Length);
     }
 
+    /// <summary>Sets <paramref name="bytes"/> bytes at <paramref name="destination"/> to zero.</summary>
     public static void Clear(ulong destination, nuint bytes)
     {
         if (bytes == 0) return;

@@ -16,6 +16,7 @@ public sealed unsafe class AlignedMemoryHandle : SafeHandle
     /// <summary>Size of the block in bytes.</summary>
     public nuint ByteCount { get; private set; }
 
+    /// <inheritdoc/>
     public override bool IsInvalid => handle == nint.Zero;
 
     /// <summary>Allocates <paramref name="byteCount"/> zeroed bytes aligned to <see cref="Alignment"/>.</summary>
@@ -38,6 +39,7 @@ public sealed unsafe class AlignedMemoryHandle : SafeHandle
         return owner;
     }
 
+    /// <inheritdoc/>
     protected override bool ReleaseHandle()
     {
         NativeMemory.AlignedFree((void*)handle);

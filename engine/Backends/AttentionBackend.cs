@@ -18,6 +18,7 @@ public abstract class AttentionBackend : IAttentionForward
     /// <summary>Why this backend cannot run on this machine (no GPU, no driver...), or null when it can.</summary>
     public virtual string? UnavailableReason => null;
 
+    /// <summary>True when this backend can run on this machine (<see cref="UnavailableReason"/> is null).</summary>
     public bool IsAvailable => UnavailableReason is null;
 
     /// <summary>Why this backend cannot honour a validated call (names the option), or null when it can.</summary>
@@ -147,5 +148,6 @@ public abstract class AttentionBackend : IAttentionForward
         return null;
     }
 
+    /// <inheritdoc/>
     public override string ToString() => Name;
 }

@@ -22,27 +22,36 @@ public sealed class CpuBackend : AttentionBackend
         Isa = isa;
     }
 
+    /// <summary>The vector width this backend was asked for (<see cref="CpuIsa.Auto"/>: the widest the machine runs).</summary>
     public CpuIsa Isa { get; }
 
+    /// <inheritdoc/>
     public override Backend Kind => Backend.Cpu;
 
+    /// <inheritdoc/>
     public override string Name => Isa == CpuIsa.Auto ? "Cpu" : $"Cpu-{Isa}";
 
+    /// <inheritdoc/>
     public override string? UnavailableReason =>
         CpuIsaSelection.IsSupported(Isa) ? null : $"this machine's instruction set does not accelerate {Isa}";
 
     /// <summary>The vector width calls run at.</summary>
     public CpuIsa ResolvedIsa => CpuIsaSelection.Resolve(Isa);
 
+    /// <inheritdoc/>
     public override bool SupportsFunctors => true;
 
+    /// <inheritdoc/>
     public override bool SupportsBackward => true;
 
+    /// <inheritdoc/>
     public override bool SupportsDropout => true;
 
+    /// <inheritdoc/>
     protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
         RunBackward(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
 
+    /// <inheritdoc/>
     protected internal override void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
         RunBackward(call, blockMask, scoreMod);
 
@@ -79,9 +88,11 @@ public sealed class CpuBackend : AttentionBackend
         }
     }
 
+    /// <inheritdoc/>
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
         Run(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
 
+    /// <inheritdoc/>
     protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
         Run(call, blockMask, scoreMod);
 

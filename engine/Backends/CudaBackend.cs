@@ -17,16 +17,20 @@ namespace AttentionEngine;
 /// </summary>
 public sealed class CudaBackend : AttentionBackend, IDisposable
 {
+    /// <summary>The backend on CUDA device 0, opened on first use and shared by the process.</summary>
     public static CudaBackend Default { get; } = new();
 
     private readonly Lazy<(CudaDevice? Device, CudaKernels? Kernels, string? Error)> _state;
     private readonly object _gate = new();
     private bool _disposed;
 
+    /// <summary>A backend on CUDA device 0 with its own context reference and kernels, opened on first use; dispose it to release them.</summary>
     public CudaBackend() => _state = new(Open);
 
+    /// <inheritdoc/>
     public override Backend Kind => Backend.Cuda;
 
+    /// <inheritdoc/>
     public override string? UnavailableReason => _state.Value.Error;
 
     private static (CudaDevice?, CudaKernels?, string?) Open()
@@ -51,6 +55,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         }
     }
 
+    /// <inheritdoc/>
     public override string? CannotServe<T>(scoped in AttentionCall<T> call)
     {
         var shape = call.Shape;
@@ -61,12 +66,16 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         return DenseCopyLimit(shape, 256, weights: false);
     }
 
+    /// <inheritdoc/>
     public override bool SupportsFunctors => true;
 
+    /// <inheritdoc/>
     public override bool SupportsDropout => true;
 
+    /// <inheritdoc/>
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) => Run(call, (BlockMask<KeepAll>?)null);
 
+    /// <inheritdoc/>
     protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
         if (typeof(TScore) != typeof(IdentityScore))
@@ -283,6 +292,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         HostPacking.Scatter<float, float>(host, destination);
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         lock (_gate)

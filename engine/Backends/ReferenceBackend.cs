@@ -6,21 +6,28 @@ namespace AttentionEngine;
 /// </summary>
 public sealed class ReferenceBackend : AttentionBackend
 {
+    /// <summary>The one instance (the Reference holds no state).</summary>
     public static ReferenceBackend Instance { get; } = new();
 
     private ReferenceBackend() { }
 
+    /// <inheritdoc/>
     public override Backend Kind => Backend.Reference;
 
+    /// <inheritdoc/>
     public override bool SupportsFunctors => true;
 
+    /// <inheritdoc/>
     public override bool SupportsBackward => true;
 
+    /// <inheritdoc/>
     public override bool SupportsDropout => true;
 
+    /// <inheritdoc/>
     protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
         WriteGradients(call, ReferenceBackward.Compute(call));
 
+    /// <inheritdoc/>
     protected internal override void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
         WriteGradients(call, ReferenceBackward.Compute(call, blockMask, scoreMod));
 
@@ -46,9 +53,11 @@ public sealed class ReferenceBackend : AttentionBackend
         }
     }
 
+    /// <inheritdoc/>
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
         Write(call, ReferenceAttention.Compute(call, withWeights: call.ReturnWeights));
 
+    /// <inheritdoc/>
     protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
         Write(call, ReferenceAttention.Compute(call, call.ReturnWeights, new PairFunctors<TMask, TScore>(blockMask, scoreMod)));
 

@@ -21,14 +21,19 @@ public readonly ref struct AttentionBackwardCall<T> where T : unmanaged
     /// <summary>The forward call (its Output view is the saved output; backward never writes it).</summary>
     public AttentionCall<T> Forward { get; }
 
+    /// <summary>The forward's saved output O (read for D_i = dO_i · O_i).</summary>
     public ReadOnlyStrided4<T> Output { get; }
 
     /// <summary>[B, Hq, Lq, 1] view of the saved natural-log LSE.</summary>
     public ReadOnlyStrided4<float> Lse { get; }
 
+    /// <summary>The incoming gradient dO, shaped as the output.</summary>
     public ReadOnlyStrided4<T> DOutput { get; }
+    /// <summary>Destination of dQ, shaped as Q.</summary>
     public Strided4<T> DQ { get; }
+    /// <summary>Destination of dK, shaped as K (summed over the query heads of a GQA group).</summary>
     public Strided4<T> DK { get; }
+    /// <summary>Destination of dV, shaped as V (summed over the query heads of a GQA group).</summary>
     public Strided4<T> DV { get; }
 
     /// <summary>
@@ -39,5 +44,6 @@ public readonly ref struct AttentionBackwardCall<T> where T : unmanaged
     /// <summary>True when several scores share one bias element, so their gradients must be summed into it.</summary>
     public bool DBiasBroadcasts { get; }
 
+    /// <summary>True when the caller asked for the bias gradient (<see cref="DBias"/> is not empty).</summary>
     public bool ReturnBiasGradient => !DBias.IsEmpty;
 }

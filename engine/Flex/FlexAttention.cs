@@ -20,9 +20,13 @@ public sealed class FlexAttention<TMask, TScore> : IAttentionForward where TMask
             throw new NotSupportedException($"Backend {Backend.Name} does not run block masks or mask/score functors; Cpu, IlGpu and Reference do.");
     }
 
+    /// <summary>The block mask the kernels skip by and evaluate the mask functor with; null for no mask.</summary>
     public BlockMask<TMask>? BlockMask { get; }
+    /// <summary>The score functor applied to every scaled score.</summary>
     public TScore ScoreMod { get; }
+    /// <summary>The backend every call of this object runs on.</summary>
     public AttentionBackend Backend { get; }
+    /// <summary>The backend's name with "+flex", for logs and benchmark tables.</summary>
     public string Name => $"{Backend.Name}+flex";
 
     /// <inheritdoc cref="Attention.Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, in AttentionOptions)"/>

@@ -26,6 +26,7 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
     // by name when it starts, and this constructor registers it (also when the application touches this type first).
     static IlGpuBackend() => Attention.Register(Default);
 
+    /// <summary>A backend on the given ILGPU accelerator kind, opened on first use; dispose it to release the accelerator.</summary>
     public IlGpuBackend(IlGpuDeviceKind device)
     {
         if (!Enum.IsDefined(device)) throw new ArgumentOutOfRangeException(nameof(device), device, "Unknown ILGPU device kind.");
@@ -47,10 +48,13 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
     /// <summary>The kind asked for (<see cref="IlGpuDeviceKind.Auto"/> resolves when the accelerator opens).</summary>
     public IlGpuDeviceKind Device { get; }
 
+    /// <inheritdoc/>
     public override Backend Kind => Backend.IlGpu;
 
+    /// <inheritdoc/>
     public override string Name => Device == IlGpuDeviceKind.Auto ? "IlGpu" : $"IlGpu-{Device}";
 
+    /// <inheritdoc/>
     public override string? UnavailableReason => _session.Value.Error;
 
     /// <summary>The accelerator calls run on ("Cuda NVIDIA H100", "CPU CPUAccelerator"), once opened.</summary>
@@ -59,10 +63,13 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
     /// <summary>True when the accelerator is ILGPU's CPU simulator (correct, but no measure of GPU speed).</summary>
     public bool IsSimulator => _session.Value.Session?.Kind == IlGpuDeviceKind.Cpu;
 
+    /// <inheritdoc/>
     public override bool SupportsFunctors => true;
 
+    /// <inheritdoc/>
     public override bool SupportsDropout => true;
 
+    /// <inheritdoc/>
     public override string? CannotServe<T>(scoped in AttentionCall<T> call)
     {
         var shape = call.Shape;
@@ -71,8 +78,10 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
         return DenseCopyLimit(shape, 0, call.ReturnWeights);
     }
 
+    /// <inheritdoc/>
     protected internal override void Execute<T>(scoped in AttentionCall<T> call) => Run(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
 
+    /// <inheritdoc/>
     protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
         if (RuntimeHelpers.IsReferenceOrContainsReferences<TScore>())
@@ -93,6 +102,7 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
         else ElementTypes.ThrowIfUnsupported<T>();
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _disposed = true;

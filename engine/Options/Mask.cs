@@ -54,6 +54,7 @@ public sealed class Mask
         return new([.. _terms, .. other._terms]);
     }
 
+    /// <summary>Keys visible under both masks (<see cref="And"/>).</summary>
     public static Mask operator &(Mask left, Mask right) => left.And(right);
 
     /// <summary>The band this mask leaves visible in an Lq x Lk problem.</summary>
@@ -85,6 +86,7 @@ public sealed class Mask
         return text.ToString();
     }
 
+    /// <inheritdoc/>
     public override string ToString() => IsNone ? "none" : string.Join(" & ", _terms.Select(t => t.Description));
 
     private static string Name(CausalAlignment alignment) => alignment == CausalAlignment.TopLeft ? "top-left" : "bottom-right";

@@ -15,6 +15,7 @@ public sealed record AttentionGradients(double[] DQ, double[] DK, double[] DV, d
 /// </summary>
 public static class ReferenceBackward
 {
+    /// <summary>The float64 gradients of the call: dQ, dK, dV and (when asked) the bias gradient, in the calls' shapes flattened row-major.</summary>
     public static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged => Compute(call, single: false, null);
 
     /// <summary>The gradients of attention with a block mask and a score functor (chain rule through the functor's derivative).</summary>

@@ -45,6 +45,7 @@ public sealed unsafe class DeviceTensor<T> : IDisposable where T : unmanaged
     /// <summary>Element strides of each logical dimension.</summary>
     public ReadOnlySpan<nint> Strides => _strides;
 
+    /// <summary>Number of dimensions.</summary>
     public int Rank => _lengths.Length;
 
     /// <summary>Number of logical elements.</summary>
@@ -59,6 +60,7 @@ public sealed unsafe class DeviceTensor<T> : IDisposable where T : unmanaged
     /// <summary>True when this tensor allocated its memory (and frees it on Dispose).</summary>
     public bool OwnsMemory => _memory is not null;
 
+    /// <summary>True once this tensor or its device was disposed.</summary>
     public bool IsDisposed => _disposed || Device.IsDisposed;
 
     /// <summary>Device address of the element at index 0 in every dimension.</summary>
@@ -175,6 +177,7 @@ public sealed unsafe class DeviceTensor<T> : IDisposable where T : unmanaged
         _memory.Dispose();
     }
 
+    /// <inheritdoc/>
     public override string ToString() =>
         $"DeviceTensor<{typeof(T).Name}>[{string.Join(", ", _lengths)}] strides [{string.Join(", ", _strides)}] on device {Device.Ordinal}";
 

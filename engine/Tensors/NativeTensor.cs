@@ -34,6 +34,7 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
     /// <summary>Element strides of each logical dimension.</summary>
     public ReadOnlySpan<nint> Strides => _strides;
 
+    /// <summary>Number of dimensions.</summary>
     public int Rank => _lengths.Length;
 
     /// <summary>Number of logical elements.</summary>
@@ -42,6 +43,7 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
     /// <summary>Number of elements of storage (larger than <see cref="FlattenedLength"/> for padded layouts).</summary>
     public nint StorageLength { get; }
 
+    /// <summary>True once disposed (the memory is freed).</summary>
     public bool IsDisposed => _memory.IsClosed;
 
     /// <summary>Address of the element at index 0 in every dimension.</summary>
@@ -57,12 +59,16 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
     /// <summary>The whole storage, padding included.</summary>
     public Span<T> Storage => new(Pointer, checked((int)StorageLength));
 
+    /// <summary>A writable view of the elements with this tensor's lengths and strides (<see cref="TensorLayout.View{T}(Span{T}, ReadOnlySpan{nint}, ReadOnlySpan{nint})"/> builds views with strides System.Numerics.Tensors refuses).</summary>
     public TensorSpan<T> AsTensorSpan() => new(Pointer, StorageLength, _lengths, _spanStrides);
 
+    /// <summary>A read-only view of the elements with this tensor's lengths and strides.</summary>
     public ReadOnlyTensorSpan<T> AsReadOnlyTensorSpan() => new(Pointer, StorageLength, _lengths, _spanStrides);
 
+    /// <summary>The read-only view (<see cref="AsReadOnlyTensorSpan"/>), so a tensor passes straight to <see cref="Attention.Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, in AttentionOptions)"/>.</summary>
     public static implicit operator ReadOnlyTensorSpan<T>(NativeTensor<T> tensor) => tensor.AsReadOnlyTensorSpan();
 
+    /// <summary>The writable view (<see cref="AsTensorSpan"/>).</summary>
     public static implicit operator TensorSpan<T>(NativeTensor<T> tensor) => tensor.AsTensorSpan();
 
     /// <summary>The element at a logical index.</summary>
@@ -145,8 +151,10 @@ public sealed unsafe class NativeTensor<T> : IDisposable where T : unmanaged
         while (offsets.MoveNext()) to[offsets.Current] = value;
     }
 
+    /// <inheritdoc/>
     public void Dispose() => _memory.Dispose();
 
+    /// <inheritdoc/>
     public override string ToString() =>
         $"NativeTensor<{typeof(T).Name}>[{string.Join(", ", _lengths)}] strides [{string.Join(", ", _strides)}]";
 }

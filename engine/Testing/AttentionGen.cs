@@ -6,8 +6,11 @@ namespace AttentionEngine.Testing;
 /// <summary>Bounds of generated problems. The defaults are the issue's: odd sizes, every mask, hostile values.</summary>
 public sealed record ProblemLimits
 {
+    /// <summary>Largest batch.</summary>
     public int MaxBatch { get; init; } = 3;
+    /// <summary>Most query heads (key/value heads are drawn among its divisors).</summary>
     public int MaxQueryHeads { get; init; } = 8;
+    /// <summary>Longest query and key sequence unless <see cref="MaxQueryLength"/> or <see cref="MaxKeyLength"/> says otherwise.</summary>
     public int MaxLength { get; init; } = 300;
 
     /// <summary>Longest query sequence; null means <see cref="MaxLength"/>.</summary>
@@ -15,6 +18,7 @@ public sealed record ProblemLimits
 
     /// <summary>Longest key sequence; null means <see cref="MaxLength"/>.</summary>
     public int? MaxKeyLength { get; init; }
+    /// <summary>Largest head dimension (of Q/K and of V).</summary>
     public int MaxHeadDim { get; init; } = 256;
 
     /// <summary>
@@ -37,6 +41,7 @@ public sealed record ProblemLimits
     /// </summary>
     public bool Dropout { get; init; }
 
+    /// <summary>The default bounds: odd sizes up to 300 tokens and head dimension 256, every mask kind, hostile values.</summary>
     public static ProblemLimits Default { get; } = new();
 
     /// <summary>
@@ -55,6 +60,7 @@ public static class AttentionGen
     /// <summary>Head dimensions real models use, and awkward ones, drawn half the time.</summary>
     public static IReadOnlyList<int> InterestingHeadDims { get; } = [1, 7, 32, 40, 59, 64, 80, 96, 111, 128, 256];
 
+    /// <summary>A generator of problem specs within <paramref name="limits"/> (the defaults when null).</summary>
     public static Gen<ProblemSpec> Problems(ProblemLimits? limits = null)
     {
         var l = limits ?? ProblemLimits.Default;
@@ -196,5 +202,6 @@ public static class AttentionGen
 /// <summary>For <c>[Property(Arbitrary = [typeof(AttentionArbitraries)])]</c>: problems with the default limits.</summary>
 public static class AttentionArbitraries
 {
+    /// <summary>The arbitrary of <see cref="ProblemSpec"/> with the default limits, for FsCheck's <c>[Property(Arbitrary = ...)]</c>.</summary>
     public static Arbitrary<ProblemSpec> ProblemSpec() => AttentionGen.Arbitrary();
 }

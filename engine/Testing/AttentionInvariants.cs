@@ -3,6 +3,7 @@ namespace AttentionEngine.Testing;
 /// <summary>The outcome of one invariant on one problem.</summary>
 public sealed record InvariantReport(string Invariant, bool Passed, string Detail)
 {
+    /// <inheritdoc/>
     public override string ToString() => $"{Invariant}: {(Passed ? "pass" : "FAIL")} ({Detail})";
 }
 
@@ -48,6 +49,7 @@ public static class AttentionInvariants
     /// <summary>The oracle and the storage-precision naive result and the score-rounding yardstick of a problem, computed once and shared.</summary>
     public sealed record Baseline(AttentionResult Oracle, AttentionResult Naive, AttentionResult ScoreRounding)
     {
+        /// <summary>Computes the three results of <paramref name="problem"/> (the oracle and two naive yardsticks).</summary>
         public static Baseline Of<T>(AttentionProblem<T> problem) where T : unmanaged =>
             new(problem.Oracle(), problem.Naive(NaivePrecision.Storage), problem.Naive(NaivePrecision.ScoreRounding));
 

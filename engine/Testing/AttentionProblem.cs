@@ -26,15 +26,25 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
             (int)k.Lengths[2], (int)q.Lengths[3], (int)v.Lengths[3]);
     }
 
+    /// <summary>What the problem is, for failure messages (its spec's text when made from a spec).</summary>
     public string Description { get; }
+    /// <summary>The sizes of Q, K and V.</summary>
     public AttentionShape Shape { get; }
+    /// <summary>[B, Hq, Lq, D] queries in the problem's layout.</summary>
     public NativeTensor<T> Q { get; }
+    /// <summary>[B, Hkv, Lk, D] keys.</summary>
     public NativeTensor<T> K { get; }
+    /// <summary>[B, Hkv, Lk, Dv] values.</summary>
     public NativeTensor<T> V { get; }
+    /// <summary>The additive bias in its broadcast shape, or null.</summary>
     public NativeTensor<float>? Bias { get; }
+    /// <summary>The boolean keep-mask in its broadcast shape, or null.</summary>
     public NativeTensor<bool>? KeepMask { get; }
+    /// <summary>The positional mask (<see cref="AttentionEngine.Mask.None"/> when there is none).</summary>
     public Mask Mask { get; }
+    /// <summary>The scale of Q·K, or null for 1/sqrt(D).</summary>
     public float? Scale { get; }
+    /// <summary>The layout of the output tensors the problem allocates for a candidate.</summary>
     public MemoryLayout OutputLayout { get; }
     /// <summary>Dropout on the probabilities (the default: none), part of <see cref="Options"/>.</summary>
     public AttentionDropout Dropout { get; }
@@ -151,6 +161,7 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
         return full;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         Q.Dispose();
@@ -160,5 +171,6 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
         KeepMask?.Dispose();
     }
 
+    /// <inheritdoc/>
     public override string ToString() => Description;
 }

@@ -16,6 +16,7 @@ public static class BackwardRoundingSensitivity
 {
     private const double HalfUlp = 0.5 / (1 << 24) * 2; // u = 2^-24 is already the half-ulp of 1; keep one bit of slack
 
+    /// <summary>Per-element bounds of how far the float gradients of the call may move from the exact ones through storage and score rounding: the backward tolerance rule's yardstick, in the layout of <see cref="ReferenceBackward"/>'s result.</summary>
     public static AttentionGradients Compute<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged
     {
         var shape = call.Forward.Shape;

@@ -14,6 +14,7 @@ public enum MemoryLayout
 /// <summary>Which additive bias a problem carries, and its broadcast shape.</summary>
 public enum BiasKind
 {
+    /// <summary>No bias.</summary>
     None,
     /// <summary>[B, Hq, Lq, Lk], N(0, 2²) with about 5% -infinity entries.</summary>
     Full,
@@ -34,6 +35,7 @@ public enum BiasKind
 /// <summary>Which boolean keep-mask a problem carries, and its broadcast shape.</summary>
 public enum KeepMaskKind
 {
+    /// <summary>No keep-mask.</summary>
     None,
     /// <summary>[B, Hq, Lq, Lk] random, with some query rows and some key columns hidden entirely.</summary>
     Random,
@@ -46,6 +48,7 @@ public enum KeepMaskKind
 /// <summary>A sliding window as <see cref="Mask.SlidingWindow"/> takes it.</summary>
 public sealed record WindowSpec(int? Left, int? Right, CausalAlignment Alignment)
 {
+    /// <inheritdoc/>
     public override string ToString() =>
         $"window({Left?.ToString() ?? "inf"},{Right?.ToString() ?? "inf"},{(Alignment == CausalAlignment.TopLeft ? "TL" : "BR")})";
 }

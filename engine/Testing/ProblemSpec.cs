@@ -7,27 +7,40 @@ namespace AttentionEngine.Testing;
 /// </summary>
 public sealed record ProblemSpec
 {
+    /// <summary>Batch size B.</summary>
     public int Batch { get; init; } = 1;
+    /// <summary>Query heads Hq (a multiple of <see cref="KvHeads"/>).</summary>
     public int QueryHeads { get; init; } = 1;
+    /// <summary>Key/value heads Hkv.</summary>
     public int KvHeads { get; init; } = 1;
+    /// <summary>Query length Lq.</summary>
     public int QueryLength { get; init; } = 1;
+    /// <summary>Key length Lk.</summary>
     public int KeyLength { get; init; } = 1;
+    /// <summary>Head dimension D of Q and K.</summary>
     public int HeadDim { get; init; } = 1;
+    /// <summary>Head dimension Dv of V and the output.</summary>
     public int ValueDim { get; init; } = 1;
+    /// <summary>Memory layout of every tensor of the problem.</summary>
     public MemoryLayout Layout { get; init; } = MemoryLayout.Contiguous;
     /// <summary>Causal mask alignment, or null for no causal mask.</summary>
     public CausalAlignment? Causal { get; init; }
+    /// <summary>Sliding-window mask, or null for none.</summary>
     public WindowSpec? Window { get; init; }
+    /// <summary>Which additive bias the problem carries.</summary>
     public BiasKind Bias { get; init; }
+    /// <summary>Which boolean keep-mask the problem carries.</summary>
     public KeepMaskKind KeepMask { get; init; }
     /// <summary>Explicit scale, or null for the default 1/sqrt(headDim).</summary>
     public float? Scale { get; init; }
+    /// <summary>How Q, K and V are drawn (hostile distributions included).</summary>
     public ValueDistribution Values { get; init; } = ValueDistribution.Normal;
     /// <summary>Dropout on the probabilities; the default is none.</summary>
     public AttentionDropout Dropout { get; init; }
     /// <summary>Seed of every value in the problem's tensors.</summary>
     public int DataSeed { get; init; }
 
+    /// <summary>The sizes as an <see cref="AttentionShape"/>.</summary>
     public AttentionShape Shape => new(Batch, QueryHeads, KvHeads, QueryLength, KeyLength, HeadDim, ValueDim);
 
     /// <summary>The positional mask this spec describes.</summary>
@@ -69,6 +82,7 @@ public sealed record ProblemSpec
             throw new ArgumentException($"QueryHeads {QueryHeads} is not a multiple of KvHeads {KvHeads}.", nameof(KvHeads));
     }
 
+    /// <inheritdoc/>
     public override string ToString()
     {
         var parts = new List<string>

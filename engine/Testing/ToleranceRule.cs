@@ -83,6 +83,7 @@ public readonly record struct ToleranceReport(
     /// <summary>MaxError / Allowed: below 1 passes; how close a kernel runs to the limit.</summary>
     public double Ratio => Allowed > 0 ? MaxError / Allowed : (MaxError == 0 ? 0 : double.PositiveInfinity);
 
+    /// <inheritdoc/>
     public override string ToString() =>
         $"{(Passed ? "pass" : "FAIL")}: max error {MaxError:G3} vs allowed {Allowed:G3} (naive {NaiveMaxError:G3}, floor {Floor:G3}, ratio {Ratio:F3}) at index {WorstIndex}";
 }

@@ -23,6 +23,7 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
         Bias = bias; KeepMask = keepMask; Lse = lse; Weights = weights;
     }
 
+    /// <summary>The validated sizes of Q, K and V.</summary>
     public AttentionShape Shape { get; }
 
     /// <summary>Most threads the call may use (the machine's core count when the caller set none).</summary>
@@ -40,9 +41,13 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
     /// <summary>The positional mask resolved for this Lq, Lk.</summary>
     public DiagonalBand Band { get; }
 
+    /// <summary>[B, Hq, Lq, D] view of the queries.</summary>
     public ReadOnlyStrided4<T> Q { get; }
+    /// <summary>[B, Hkv, Lk, D] view of the keys.</summary>
     public ReadOnlyStrided4<T> K { get; }
+    /// <summary>[B, Hkv, Lk, Dv] view of the values.</summary>
     public ReadOnlyStrided4<T> V { get; }
+    /// <summary>[B, Hq, Lq, Dv] view of the output destination.</summary>
     public Strided4<T> Output { get; }
 
     /// <summary>[B, Hq, Lq, Lk] view of the additive bias; empty when none.</summary>
@@ -57,8 +62,12 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
     /// <summary>[B, Hq, Lq, Lk] view of the weights destination; empty when not wanted.</summary>
     public Strided4<float> Weights { get; }
 
+    /// <summary>True when the call carries an additive bias.</summary>
     public bool HasBias => !Bias.IsEmpty;
+    /// <summary>True when the call carries a keep-mask.</summary>
     public bool HasKeepMask => !KeepMask.IsEmpty;
+    /// <summary>True when the caller asked for the LSE.</summary>
     public bool ReturnLse => !Lse.IsEmpty;
+    /// <summary>True when the caller asked for the attention weights.</summary>
     public bool ReturnWeights => !Weights.IsEmpty;
 }

@@ -21,6 +21,7 @@ public readonly record struct AttentionShape(
     /// <summary>Forward FLOPs with every pair visible.</summary>
     public double DenseForwardFlops => ForwardFlops((double)QueryLength * KeyLength);
 
+    /// <inheritdoc/>
     public override string ToString() =>
         $"B{Batch} Hq{QueryHeads} Hkv{KvHeads} Lq{QueryLength} Lk{KeyLength} D{HeadDim} Dv{ValueDim}";
 }

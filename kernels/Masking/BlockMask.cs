@@ -27,11 +27,17 @@ public sealed class BlockMask<TMask> where TMask : struct, IMaskMod
     /// <summary>Query heads, or 1 when the mask is the same for every head.</summary>
     public int Heads { get; }
 
+    /// <summary>Query length Lq the mask was built for.</summary>
     public int QueryLength { get; }
+    /// <summary>Key length Lk the mask was built for.</summary>
     public int KeyLength { get; }
+    /// <summary>Query rows per block.</summary>
     public int QueryBlock { get; }
+    /// <summary>Keys per block.</summary>
     public int KeyBlock { get; }
+    /// <summary>Number of query blocks, ⌈Lq / QueryBlock⌉.</summary>
     public int QueryBlocks => (int)((QueryLength + (long)QueryBlock - 1) / QueryBlock);
+    /// <summary>Number of key blocks, ⌈Lk / KeyBlock⌉.</summary>
     public int KeyBlocks => (int)((KeyLength + (long)KeyBlock - 1) / KeyBlock);
 
     /// <summary>The kind of a block; batch and head are clamped to 0 where the mask broadcasts over them.</summary>

@@ -16,6 +16,7 @@ public readonly record struct DiagonalBand(long Lo, long Hi)
     /// <summary>True when the band hides no pair of an Lq x Lk problem.</summary>
     public bool CoversAll(int queryLength, int keyLength) => Lo <= -(queryLength - 1) && Hi >= keyLength - 1;
 
+    /// <summary>True when <paramref name="query"/> may see <paramref name="key"/> under the band.</summary>
     public bool Contains(long query, long key) => key - query >= Lo && key - query <= Hi;
 
     /// <summary>First visible key of a query row (may be past the last key when the row is empty).</summary>

@@ -21,10 +21,15 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, I
     /// <summary>Reinterprets a raw bit pattern as a BFloat16.</summary>
     public static BFloat16 FromBits(ushort bits) => new(bits);
 
+    /// <summary>Positive zero.</summary>
     public static BFloat16 Zero => new(0x0000);
+    /// <summary>One.</summary>
     public static BFloat16 One => new(0x3F80);
+    /// <summary>The canonical quiet NaN.</summary>
     public static BFloat16 NaN => new(0x7FC0);
+    /// <summary>+∞.</summary>
     public static BFloat16 PositiveInfinity => new(0x7F80);
+    /// <summary>−∞.</summary>
     public static BFloat16 NegativeInfinity => new(0xFF80);
     /// <summary>Largest finite value, about 3.39e38.</summary>
     public static BFloat16 MaxValue => new(0x7F7F);
@@ -35,8 +40,11 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, I
     /// <summary>Distance from 1 to the next larger value, 2^-7: the unit of relative precision.</summary>
     public const float MachineEpsilon = 0.0078125f;
 
+    /// <summary>True for any NaN pattern.</summary>
     public static bool IsNaN(BFloat16 value) => (value._bits & 0x7FFF) > 0x7F80;
+    /// <summary>True for +∞ and −∞.</summary>
     public static bool IsInfinity(BFloat16 value) => (value._bits & 0x7FFF) == 0x7F80;
+    /// <summary>True for any value that is neither infinite nor NaN.</summary>
     public static bool IsFinite(BFloat16 value) => (value._bits & 0x7F80) != 0x7F80;
 
     /// <summary>Exact widening: bfloat16 is a prefix of binary32.</summary>
@@ -80,23 +88,36 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, I
         return (BFloat16)nearest;
     }
 
+    /// <summary>Through float: exact widening, then rounding to Half.</summary>
     public static explicit operator Half(BFloat16 value) => (Half)(float)value;
+    /// <summary>Through float: exact widening, then rounding to nearest even bfloat16.</summary>
     public static explicit operator BFloat16(Half value) => (BFloat16)(float)value;
 
     // IEEE comparison semantics, as float: NaN is unequal to everything, +0 == -0.
+    /// <summary>Compares as floats (so +0 == −0 and NaN equals nothing).</summary>
     public static bool operator ==(BFloat16 left, BFloat16 right) => (float)left == (float)right;
+    /// <summary>Compares as floats (NaN differs from everything).</summary>
     public static bool operator !=(BFloat16 left, BFloat16 right) => (float)left != (float)right;
+    /// <summary>Compares as floats (false when either is NaN).</summary>
     public static bool operator <(BFloat16 left, BFloat16 right) => (float)left < (float)right;
+    /// <summary>Compares as floats (false when either is NaN).</summary>
     public static bool operator >(BFloat16 left, BFloat16 right) => (float)left > (float)right;
+    /// <summary>Compares as floats (false when either is NaN).</summary>
     public static bool operator <=(BFloat16 left, BFloat16 right) => (float)left <= (float)right;
+    /// <summary>Compares as floats (false when either is NaN).</summary>
     public static bool operator >=(BFloat16 left, BFloat16 right) => (float)left >= (float)right;
 
     /// <summary>As <see cref="float.Equals(float)"/>: NaN equals NaN here so the type works as a dictionary key.</summary>
     public bool Equals(BFloat16 other) => ((float)this).Equals((float)other);
+    /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is BFloat16 other && Equals(other);
+    /// <inheritdoc/>
     public override int GetHashCode() => ((float)this).GetHashCode();
+    /// <inheritdoc/>
     public int CompareTo(BFloat16 other) => ((float)this).CompareTo((float)other);
 
+    /// <inheritdoc/>
     public override string ToString() => ((float)this).ToString(CultureInfo.InvariantCulture);
+    /// <summary>The value widened to float and formatted as a float.</summary>
     public string ToString(string? format, IFormatProvider? formatProvider) => ((float)this).ToString(format, formatProvider);
 }

@@ -24,13 +24,18 @@ public readonly struct DocumentMask : IBlockClassifiedMask, IShapeCheckedFunctor
         Causal = causal;
     }
 
+    /// <summary>True when a query also sees only keys at or before its own position within its document.</summary>
     public bool Causal { get; }
+    /// <summary>Number of query positions the mask covers (the length of its query document ids).</summary>
     public int QueryLength => _queryDocuments?.Length ?? 0;
+    /// <summary>Number of key positions the mask covers (the length of its key document ids).</summary>
     public int KeyLength => _keyDocuments?.Length ?? 0;
 
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key) =>
         _queryDocuments[query] == _keyDocuments[key] && (!Causal || key <= query);
 
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         int qFirst = _queryDocuments[q0], qLast = _queryDocuments[q1 - 1];

@@ -8,6 +8,8 @@ namespace AttentionEngine;
 /// </summary>
 public interface IMaskMod
 {
+    /// <summary>True when <paramref name="query"/> of (<paramref name="batch"/>, <paramref name="head"/>) may see
+    /// <paramref name="key"/>; positions are absolute indices into the call's query and key lengths.</summary>
     bool Keep(int batch, int head, int query, int key);
 }
 

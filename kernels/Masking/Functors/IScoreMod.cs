@@ -8,6 +8,7 @@ namespace AttentionEngine;
 /// </summary>
 public interface IScoreMod
 {
+    /// <summary>The new score of (query, key) in (batch, head), given the scaled score <paramref name="score"/>.</summary>
     float Apply(float score, int batch, int head, int query, int key);
 
     /// <summary>∂Apply/∂score at <paramref name="score"/>: what the backward pass multiplies the score gradient by.</summary>
@@ -17,6 +18,8 @@ public interface IScoreMod
 /// <summary>No change: the kernels compile it away.</summary>
 public readonly struct IdentityScore : IScoreMod
 {
+    /// <inheritdoc/>
     public float Apply(float score, int batch, int head, int query, int key) => score;
+    /// <inheritdoc/>
     public float Derivative(float score, int batch, int head, int query, int key) => 1;
 }

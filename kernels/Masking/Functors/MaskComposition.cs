@@ -9,9 +9,11 @@ public readonly record struct AndMask<TLeft, TRight>(TLeft Left, TRight Right) :
         FunctorShape.Incompatibility(Left, batch, heads, queryLength, keyLength) is { } left ? $"Left: {left}"
         : FunctorShape.Incompatibility(Right, batch, heads, queryLength, keyLength) is { } right ? $"Right: {right}" : null;
 
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key) =>
         Left.Keep(batch, head, query, key) && Right.Keep(batch, head, query, key);
 
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         var left = BlockClassification.Of(Left, batch, head, q0, q1, k0, k1);
@@ -33,9 +35,11 @@ public readonly record struct OrMask<TLeft, TRight>(TLeft Left, TRight Right) : 
         FunctorShape.Incompatibility(Left, batch, heads, queryLength, keyLength) is { } left ? $"Left: {left}"
         : FunctorShape.Incompatibility(Right, batch, heads, queryLength, keyLength) is { } right ? $"Right: {right}" : null;
 
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key) =>
         Left.Keep(batch, head, query, key) || Right.Keep(batch, head, query, key);
 
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         var left = BlockClassification.Of(Left, batch, head, q0, q1, k0, k1);
@@ -55,8 +59,10 @@ public readonly record struct NotMask<TInner>(TInner Inner) : IBlockClassifiedMa
     public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
         FunctorShape.Incompatibility(Inner, batch, heads, queryLength, keyLength);
 
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key) => !Inner.Keep(batch, head, query, key);
 
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1) =>
         BlockClassification.Of(Inner, batch, head, q0, q1, k0, k1) switch
         {
@@ -69,11 +75,14 @@ public readonly record struct NotMask<TInner>(TInner Inner) : IBlockClassifiedMa
 /// <summary>Composition without spelling out the generic types: <c>MaskMods.And(a, b)</c>.</summary>
 public static class MaskMods
 {
+    /// <summary>Keys visible under both masks.</summary>
     public static AndMask<TLeft, TRight> And<TLeft, TRight>(TLeft left, TRight right)
         where TLeft : struct, IMaskMod where TRight : struct, IMaskMod => new(left, right);
 
+    /// <summary>Keys visible under either mask.</summary>
     public static OrMask<TLeft, TRight> Or<TLeft, TRight>(TLeft left, TRight right)
         where TLeft : struct, IMaskMod where TRight : struct, IMaskMod => new(left, right);
 
+    /// <summary>Keys hidden by <paramref name="inner"/>, and only those.</summary>
     public static NotMask<TInner> Not<TInner>(TInner inner) where TInner : struct, IMaskMod => new(inner);
 }

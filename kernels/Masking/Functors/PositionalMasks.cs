@@ -3,7 +3,9 @@ namespace AttentionEngine;
 /// <summary>Keeps every pair (the mask of a call that only has a score functor).</summary>
 public readonly struct KeepAll : IBlockClassifiedMask
 {
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key) => true;
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1) => BlockKind.Full;
 }
 
@@ -25,12 +27,14 @@ public readonly record struct BandMask(long MinOffset, long MaxOffset, long Shif
         return new(-left, right, alignment == CausalAlignment.BottomRight ? (long)keyLength - queryLength : 0);
     }
 
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key)
     {
         long offset = (long)key - query - Shift;
         return offset >= MinOffset && offset <= MaxOffset;
     }
 
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         // key − query over the rectangle runs from k0 − (q1 − 1) to (k1 − 1) − q0.
@@ -43,8 +47,10 @@ public readonly record struct BandMask(long MinOffset, long MaxOffset, long Shif
 /// <summary>Prefix-LM: the first <see cref="PrefixLength"/> keys are visible to every query, the rest causally.</summary>
 public readonly record struct PrefixLmMask(int PrefixLength) : IBlockClassifiedMask
 {
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key) => key < PrefixLength || key <= query;
 
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         if (k1 <= PrefixLength || k1 - 1 <= q0) return BlockKind.Full;
@@ -63,6 +69,7 @@ public readonly record struct DilatedMask(int Dilation, int Window) : IMaskMod, 
     public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
         Dilation >= 1 ? null : $"Dilation is {Dilation}; expected at least 1";
 
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key)
     {
         long distance = (long)query - key;
@@ -76,9 +83,11 @@ public readonly record struct DilatedMask(int Dilation, int Window) : IMaskMod, 
 /// </summary>
 public readonly record struct GlobalTokensMask(int GlobalCount, int Radius) : IBlockClassifiedMask
 {
+    /// <inheritdoc/>
     public bool Keep(int batch, int head, int query, int key) =>
         query < GlobalCount || key < GlobalCount || Math.Abs(key - query) <= Radius;
 
+    /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         if (q1 <= GlobalCount || k1 <= GlobalCount) return BlockKind.Full;

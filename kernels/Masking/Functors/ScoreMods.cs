@@ -5,6 +5,7 @@ public readonly struct AlibiScore : IScoreMod, IShapeCheckedFunctor
 {
     private readonly float[] _slopes;
 
+    /// <summary>ALiBi with one slope per query head (<paramref name="slopes"/>[h] for head h; the array is not copied).</summary>
     public AlibiScore(float[] slopes) => _slopes = slopes ?? throw new ArgumentNullException(nameof(slopes));
 
     /// <summary>The standard geometric slopes for <paramref name="heads"/> heads.</summary>
@@ -14,9 +15,12 @@ public readonly struct AlibiScore : IScoreMod, IShapeCheckedFunctor
         return new(Enumerable.Range(0, heads).Select(h => MathF.Pow(2, -8f * (h + 1) / heads)).ToArray());
     }
 
+    /// <summary>The slope of query head <paramref name="head"/>.</summary>
     public float Slope(int head) => _slopes[head];
 
+    /// <inheritdoc/>
     public float Apply(float score, int batch, int head, int query, int key) => score + _slopes[head] * (key - query);
+    /// <inheritdoc/>
     public float Derivative(float score, int batch, int head, int query, int key) => 1;
 
     /// <summary>One slope per query head of the call is needed; a default AlibiScore has none.</summary>
@@ -32,8 +36,10 @@ public readonly record struct TanhSoftcapScore(float Cap) : IScoreMod, IShapeChe
     public string? IncompatibilityWith(int batch, int heads, int queryLength, int keyLength) =>
         Cap > 0 && float.IsFinite(Cap) ? null : $"Cap is {Cap}; expected a positive, finite number";
 
+    /// <inheritdoc/>
     public float Apply(float score, int batch, int head, int query, int key) => Cap * MathF.Tanh(score / Cap);
 
+    /// <inheritdoc/>
     public float Derivative(float score, int batch, int head, int query, int key)
     {
         float t = MathF.Tanh(score / Cap);
@@ -57,11 +63,15 @@ public readonly struct RelativePositionScore : IScoreMod, IShapeCheckedFunctor
         _table = table;
     }
 
+    /// <summary>The largest |key − query| with its own bias; farther pairs take the bias at ± MaxDistance.</summary>
     public int MaxDistance => _table.Length / 2;
 
+    /// <summary>The bias added at key − query = <paramref name="distance"/> (clamped to ± <see cref="MaxDistance"/>).</summary>
     public float Bias(int distance) => _table[Math.Clamp(distance, -MaxDistance, MaxDistance) + MaxDistance];
 
+    /// <inheritdoc/>
     public float Apply(float score, int batch, int head, int query, int key) => score + Bias(key - query);
+    /// <inheritdoc/>
     public float Derivative(float score, int batch, int head, int query, int key) => 1;
 
     /// <summary>Any call fits (distances are clamped), but a default RelativePositionScore has no table.</summary>
@@ -78,6 +88,7 @@ public readonly record struct ChainedScore<TFirst, TSecond>(TFirst First, TSecon
         FunctorShape.Incompatibility(First, batch, heads, queryLength, keyLength) is { } first ? $"First: {first}"
         : FunctorShape.Incompatibility(Second, batch, heads, queryLength, keyLength) is { } second ? $"Second: {second}" : null;
 
+    /// <inheritdoc/>
     public float Apply(float score, int batch, int head, int query, int key) =>
         Second.Apply(First.Apply(score, batch, head, query, key), batch, head, query, key);
 
