@@ -15,17 +15,17 @@ public class FlexAttentionTests
         int[] docs = Enumerable.Range(0, Math.Max(Lq, Lk)).Select(n => n / 37).ToArray();
         return name switch
         {
-            "causal-TL" => (BandMask.Causal(Lq, Lk), (i, j) => j <= i),
-            "causal-BR" => (BandMask.Causal(Lq, Lk, CausalAlignment.BottomRight), (i, j) => j <= i + (Lk - Lq)),
-            "window" => (BandMask.SlidingWindow(5, 2, Lq, Lk), (i, j) => j >= i - 5 && j <= i + 2),
+            "causal-TL" => (Mask.Causal().ToFunctor(Lq, Lk), (i, j) => j <= i),
+            "causal-BR" => (Mask.Causal(CausalAlignment.BottomRight).ToFunctor(Lq, Lk), (i, j) => j <= i + (Lk - Lq)),
+            "window" => (Mask.SlidingWindow(5, 2).ToFunctor(Lq, Lk), (i, j) => j >= i - 5 && j <= i + 2),
             "prefix" => (new PrefixLmMask(20), (i, j) => j < 20 || j <= i),
             "documents" => (new DocumentMask(docs[..Lq], docs[..Lk], causal: true), (i, j) => i / 37 == j / 37 && j <= i),
             "dilated" => (new DilatedMask(3, 30), (i, j) => i - j >= 0 && i - j <= 30 && (i - j) % 3 == 0),
             "global" => (new GlobalTokensMask(4, 6), (i, j) => i < 4 || j < 4 || Math.Abs(i - j) <= 6),
-            "and" => (MaskMods.And(BandMask.SlidingWindow(40, 0, Lq, Lk), new DocumentMask(docs[..Lq], docs[..Lk], false)),
+            "and" => (MaskMods.And(Mask.SlidingWindow(40, 0).ToFunctor(Lq, Lk), new DocumentMask(docs[..Lq], docs[..Lk], false)),
                 (i, j) => j >= i - 40 && j <= i && i / 37 == j / 37),
             "or" => (MaskMods.Or(new PrefixLmMask(10), new DilatedMask(3, 30)), (i, j) => j < 10 || j <= i || (i - j >= 0 && i - j <= 30 && (i - j) % 3 == 0)),
-            "not" => (MaskMods.Not(BandMask.Causal(Lq, Lk)), (i, j) => j > i),
+            "not" => (MaskMods.Not(Mask.Causal().ToFunctor(Lq, Lk)), (i, j) => j > i),
             _ => throw new ArgumentOutOfRangeException(nameof(name)),
         };
     }
@@ -147,7 +147,7 @@ public class FlexAttentionTests
     [Fact]
     public void Block_masks_report_flex_attention_indices()
     {
-        var blocks = BlockMask.Create(BandMask.Causal(256, 256), 1, 1, 256, 256, 64, 64);
+        var blocks = BlockMask.Create(Mask.Causal().ToFunctor(256, 256), 1, 1, 256, 256, 64, 64);
         var (partialCounts, partial) = blocks.IndicesOf(BlockKind.Partial);
         var (fullCounts, full) = blocks.IndicesOf(BlockKind.Full);
         Assert.Equal([1, 1, 1, 1], partialCounts); // the diagonal blocks
@@ -170,7 +170,7 @@ public class BlockMaskDrawingTests
     public void A_block_mask_draws_its_pattern()
     {
         // Causal over 256 x 256 in 64 x 64 blocks: full below the diagonal, partial on it, empty above.
-        var blocks = BlockMask.Create(BandMask.Causal(256, 256), batch: 1, heads: 1, queryLength: 256, keyLength: 256);
+        var blocks = BlockMask.Create(Mask.Causal().ToFunctor(256, 256), batch: 1, heads: 1, queryLength: 256, keyLength: 256);
         Assert.Equal("+...\n#+..\n##+.\n###+\n", blocks.Draw());
         Assert.EndsWith("('#' full, '+' partial, '.' empty)\n+...\n#+..\n##+.\n###+\n", blocks.ToString());
         Assert.StartsWith("BlockMask<BandMask>[1, 1, 4x64, 4x64] density 62.5", blocks.ToString());

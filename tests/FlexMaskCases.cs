@@ -47,17 +47,17 @@ internal abstract class FlexMaskCase
         int seed = random.Next();
         switch (random.Next(9))
         {
-            case 0: return Of("causal-BR", BandMask.Causal(lq, lk, CausalAlignment.BottomRight), shape, qBlock, kBlock, random);
-            case 1: return Of("window", BandMask.SlidingWindow(random.Next(40), random.Next(3), lq, lk), shape, qBlock, kBlock, random);
+            case 0: return Of("causal-BR", Mask.Causal(CausalAlignment.BottomRight).ToFunctor(lq, lk), shape, qBlock, kBlock, random);
+            case 1: return Of("window", Mask.SlidingWindow(random.Next(40), random.Next(3)).ToFunctor(lq, lk), shape, qBlock, kBlock, random);
             case 2: return Of("prefix-lm", new PrefixLmMask(random.Next(lk + 1)), shape, qBlock, kBlock, random);
             case 3:
                 var documents = Documents(Math.Max(lq, lk), seed);
                 return Of("documents", new DocumentMask(documents[..lq], documents[..lk], random.Next(2) == 0), shape, qBlock, kBlock, random);
             case 4: return Of("dilated", new DilatedMask(1 + random.Next(4), random.Next(80)), shape, qBlock, kBlock, random);
             case 5: return Of("global", new GlobalTokensMask(random.Next(5), random.Next(20)), shape, qBlock, kBlock, random);
-            case 6: return Of("window&documents", MaskMods.And(BandMask.SlidingWindow(30, 30, lq, lk), new DocumentMask(Documents(lq, seed), Documents(lk, seed), false)), shape, qBlock, kBlock, random);
+            case 6: return Of("window&documents", MaskMods.And(Mask.SlidingWindow(30, 30).ToFunctor(lq, lk), new DocumentMask(Documents(lq, seed), Documents(lk, seed), false)), shape, qBlock, kBlock, random);
             case 7: return Of("prefix|dilated", MaskMods.Or(new PrefixLmMask(random.Next(20)), new DilatedMask(3, 60)), shape, qBlock, kBlock, random);
-            default: return Of("not-causal", MaskMods.Not(BandMask.Causal(lq, lk)), shape, qBlock, kBlock, random);
+            default: return Of("not-causal", MaskMods.Not(Mask.Causal().ToFunctor(lq, lk)), shape, qBlock, kBlock, random);
         }
     }
 

@@ -51,7 +51,7 @@ public unsafe class HostileValidationTests
         using var expected = NativeTensor<float>.Zeros(1, 1, 30, 8);
         using var actual = NativeTensor<float>.Zeros(1, 1, 30, 8);
         CpuBackend.Default.Forward<float>(q, q, q, expected, new AttentionOptions { Mask = Mask.Causal() });
-        var blocks = BlockMask.Create(BandMask.Causal(30, 30), 1, 1, 30, 30, int.MaxValue - 1, int.MaxValue);
+        var blocks = BlockMask.Create(Mask.Causal().ToFunctor(30, 30), 1, 1, 30, 30, int.MaxValue - 1, int.MaxValue);
         Assert.Equal(1, blocks.QueryBlocks);
         Assert.Equal(1, blocks.KeyBlocks);
         FlexAttention.Create(blocks, CpuBackend.Default).Forward<float>(q, q, q, actual);

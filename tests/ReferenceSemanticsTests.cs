@@ -54,6 +54,53 @@ public class ReferenceSemanticsTests
         Assert.Equal("#....\n##...\n###..\n", Mask.Causal().Draw(3, 5));
     }
 
+    [Theory]
+    [InlineData("causal-TL", 7, 9)]
+    [InlineData("causal-BR", 7, 9)]
+    [InlineData("causal-BR", 9, 4)]
+    [InlineData("window", 8, 8)]
+    [InlineData("window&causal-BR", 6, 11)]
+    [InlineData("none", 3, 5)]
+    public void A_mask_and_its_functor_keep_the_same_pairs_and_classify_blocks_exactly(string name, int lq, int lk)
+    {
+        var mask = name switch
+        {
+            "causal-TL" => Mask.Causal(),
+            "causal-BR" => Mask.Causal(CausalAlignment.BottomRight),
+            "window" => Mask.SlidingWindow(2, 1),
+            "window&causal-BR" => Mask.SlidingWindow(3, null) & Mask.Causal(CausalAlignment.BottomRight),
+            _ => Mask.None,
+        };
+        var functor = mask.ToFunctor(lq, lk);
+        var drawn = mask.Draw(lq, lk).Split('\n');
+        for (int i = 0; i < lq; i++)
+        for (int j = 0; j < lk; j++)
+            Assert.Equal(drawn[i][j] == '#', functor.Keep(0, 0, i, j));
+        // Every rectangle's class agrees with its pairs: Full only when all are kept, Empty only when none is.
+        for (int q0 = 0; q0 < lq; q0++)
+        for (int q1 = q0 + 1; q1 <= lq; q1++)
+        for (int k0 = 0; k0 < lk; k0++)
+        for (int k1 = k0 + 1; k1 <= lk; k1++)
+        {
+            int kept = 0;
+            for (int i = q0; i < q1; i++)
+            for (int j = k0; j < k1; j++)
+                kept += functor.Keep(0, 0, i, j) ? 1 : 0;
+            var expected = kept == 0 ? BlockKind.Empty : kept == (q1 - q0) * (k1 - k0) ? BlockKind.Full : BlockKind.Partial;
+            Assert.Equal(expected, functor.Classify(0, 0, q0, q1, k0, k1));
+        }
+    }
+
+    [Fact]
+    public void A_band_functor_prints_its_offsets_and_refuses_negative_lengths()
+    {
+        Assert.Equal("key − query in [-∞, 0]", Mask.Causal().ToFunctor(4, 4).ToString());
+        Assert.Equal("key − query in [-2, 3]", Mask.SlidingWindow(2, 3).ToFunctor(4, 4).ToString());
+        Assert.Equal(Mask.Causal().ToFunctor(5, 5), Mask.SlidingWindow(null, 0).ToFunctor(5, 5));
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Mask.Causal().ToFunctor(-1, 4));
+        Assert.Equal("queryLength", error.ParamName);
+    }
+
     [Fact]
     public void Causal_bottom_right_lets_query_i_see_keys_up_to_i_plus_lk_minus_lq()
     {

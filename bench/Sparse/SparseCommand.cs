@@ -36,7 +36,7 @@ internal sealed class SparseCommand : Command<SparseSettings>
         }
         double builtinCausal = Time(() => backend.Forward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output,
             new AttentionOptions { Mask = Mask.Causal(), MaxDegreeOfParallelism = threads }));
-        var causalBlocks = BlockMask.Create(BandMask.Causal(c.QueryLength, c.KeyLength), 1, 1, c.QueryLength, c.KeyLength);
+        var causalBlocks = BlockMask.Create(Mask.Causal().ToFunctor(c.QueryLength, c.KeyLength), 1, 1, c.QueryLength, c.KeyLength);
         var causalFlex = FlexAttention.Create(causalBlocks, backend);
         double blockCausal = Time(() => causalFlex.Forward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output,
             new AttentionOptions { MaxDegreeOfParallelism = threads }));
@@ -45,7 +45,7 @@ internal sealed class SparseCommand : Command<SparseSettings>
 
         int n = settings.CreateLength;
         int[] documents = Enumerable.Range(0, n).Select(i => i / 1000).ToArray();
-        rows.Add(Create("create: causal (arithmetic)", () => BlockMask.Create(BandMask.Causal(n, n), 1, 1, n, n, 128, 128)));
+        rows.Add(Create("create: causal (arithmetic)", () => BlockMask.Create(Mask.Causal().ToFunctor(n, n), 1, 1, n, n, 128, 128)));
         rows.Add(Create("create: documents, causal (arithmetic)", () => BlockMask.Create(new DocumentMask(documents, documents, true), 1, 1, n, n, 128, 128)));
         rows.Add(Create("create: window & dilated (evaluated pairs)", () => BlockMask.Create(
             MaskMods.And(new DilatedMask(2, 2048), new DilatedMask(3, 1024)), 1, 1, n, n, 128, 128)));

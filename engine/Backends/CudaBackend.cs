@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using AttentionEngine.Bindings.Cuda;
 using AttentionEngine.Kernels.Cuda;
-using AttentionEngine.Kernels.Masking;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;

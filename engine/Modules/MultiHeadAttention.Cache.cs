@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using AttentionEngine.Kernels;
 using AttentionEngine.Kernels.Cpu;
-using AttentionEngine.Kernels.Masking;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;

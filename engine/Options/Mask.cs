@@ -1,5 +1,4 @@
 using System.Text;
-using AttentionEngine.Kernels.Masking;
 
 namespace AttentionEngine;
 
@@ -57,8 +56,20 @@ public sealed class Mask
     /// <summary>Keys visible under both masks (<see cref="And"/>).</summary>
     public static Mask operator &(Mask left, Mask right) => left.And(right);
 
+    /// <summary>
+    /// This mask as a functor for one Lq x Lk problem, to compose with other functors in a <see cref="BlockMask{TMask}"/>
+    /// (for example <c>MaskMods.And(Mask.Causal().ToFunctor(lq, lk), documents)</c>) or to ask which pairs it keeps.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">a length is negative.</exception>
+    public BandMask ToFunctor(int queryLength, int keyLength)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(queryLength);
+        ArgumentOutOfRangeException.ThrowIfNegative(keyLength);
+        return new(Resolve(queryLength, keyLength));
+    }
+
     /// <summary>The band this mask leaves visible in an Lq x Lk problem.</summary>
-    public DiagonalBand Resolve(int queryLength, int keyLength)
+    internal DiagonalBand Resolve(int queryLength, int keyLength)
     {
         var band = DiagonalBand.All;
         foreach (var term in _terms)

@@ -166,7 +166,7 @@ public static class AttentionInvariants
     {
         if (problem.Bias is null) return (null, 0);
         var s = problem.Shape;
-        var band = problem.Mask.Resolve(s.QueryLength, s.KeyLength);
+        var band = problem.Mask.ToFunctor(s.QueryLength, s.KeyLength);
         using var keep = problem.KeepMask is null ? null : ExpandKeep(problem);
         var bias = problem.FullBias();
         int poisoned = 0;
@@ -175,7 +175,7 @@ public static class AttentionInvariants
         for (int i = 0; i < s.QueryLength; i++)
         for (int j = 0; j < s.KeyLength; j++)
         {
-            if (band.Contains(i, j) && (keep is null || keep[b, h, i, j])) continue;
+            if (band.Keep(0, 0, i, j) && (keep is null || keep[b, h, i, j])) continue;
             bias[b, h, i, j] = HiddenBiasPoisons[rng.Next(HiddenBiasPoisons.Count)];
             poisoned++;
         }
@@ -244,14 +244,14 @@ public static class AttentionInvariants
         where T : unmanaged
     {
         var s = problem.Shape;
-        var band = problem.Mask.Resolve(s.QueryLength, s.KeyLength);
+        var band = problem.Mask.ToFunctor(s.QueryLength, s.KeyLength);
         using var fullKeep = problem.KeepMask is null ? null : ExpandKeep(problem);
         var keep = NativeTensor<bool>.Zeros(s.Batch, s.QueryHeads, s.QueryLength, s.KeyLength);
         for (int b = 0; b < s.Batch; b++)
         for (int h = 0; h < s.QueryHeads; h++)
         for (int i = 0; i < s.QueryLength; i++)
         for (int j = 0; j < s.KeyLength; j++)
-            keep[b, h, i, j] = band.Contains(i, j) && (fullKeep is null || fullKeep[b, h, i, j]);
+            keep[b, h, i, j] = band.Keep(0, 0, i, j) && (fullKeep is null || fullKeep[b, h, i, j]);
         using var explicitMask = new AttentionProblem<T>($"{problem} mask made explicit", NativeTensor<T>.CopyOf(problem.Q), NativeTensor<T>.CopyOf(problem.K),
             NativeTensor<T>.CopyOf(problem.V), problem.Bias is null ? null : NativeTensor<float>.CopyOf(problem.Bias), keep, Mask.None, problem.Scale,
             dropout: problem.Dropout);

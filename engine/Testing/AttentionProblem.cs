@@ -136,12 +136,13 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
         var result = new bool[(long)Shape.Batch * Shape.QueryHeads * Shape.QueryLength * Shape.KeyLength];
         using var output = AllocateOutput();
         var call = AttentionValidator.Validate<T>(Q, K, V, output, Options());
+        var band = call.Mask.ToFunctor(Shape.QueryLength, Shape.KeyLength);
         long n = 0;
         for (int b = 0; b < Shape.Batch; b++)
         for (int h = 0; h < Shape.QueryHeads; h++)
         for (int i = 0; i < Shape.QueryLength; i++)
         for (int j = 0; j < Shape.KeyLength; j++)
-            result[n++] = call.Band.Contains(i, j) && (!call.HasKeepMask || call.KeepMask[b, h, i, j])
+            result[n++] = band.Keep(b, h, i, j) && (!call.HasKeepMask || call.KeepMask[b, h, i, j])
                 && (!call.HasBias || !float.IsNegativeInfinity(call.Bias[b, h, i, j]));
         return result;
     }

@@ -31,6 +31,7 @@ public static class BackwardRoundingSensitivity
         var scores = new double[lk];
         var magnitudes = new double[lk];
         var visible = new bool[lk];
+        var band = call.Forward.Mask.ToFunctor(lq, lk);
         var dO = new double[dv];
         var o = new double[dv];
         for (int x = 0; x < b; x++)
@@ -41,7 +42,7 @@ public static class BackwardRoundingSensitivity
             double max = double.NegativeInfinity;
             for (int j = 0; j < lk; j++)
             {
-                visible[j] = call.Forward.Band.Contains(i, j) && (call.Forward.KeepMask.IsEmpty || call.Forward.KeepMask[x, h, i, j]);
+                visible[j] = band.Keep(x, h, i, j) && (call.Forward.KeepMask.IsEmpty || call.Forward.KeepMask[x, h, i, j]);
                 if (!visible[j]) continue;
                 double dot = 0, magnitude = 0;
                 for (int c = 0; c < d; c++)

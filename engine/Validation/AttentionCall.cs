@@ -1,4 +1,3 @@
-using AttentionEngine.Kernels.Masking;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
@@ -39,7 +38,7 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
     public Mask Mask { get; }
 
     /// <summary>The positional mask resolved for this Lq, Lk.</summary>
-    public DiagonalBand Band { get; }
+    internal DiagonalBand Band { get; }
 
     /// <summary>[B, Hq, Lq, D] view of the queries.</summary>
     public ReadOnlyStrided4<T> Q { get; }

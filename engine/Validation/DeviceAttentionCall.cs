@@ -1,4 +1,3 @@
-using AttentionEngine.Kernels.Masking;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using AttentionEngine.Kernels.Masking;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;

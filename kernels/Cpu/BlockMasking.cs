@@ -1,4 +1,3 @@
-using AttentionEngine.Kernels.Masking;
 
 namespace AttentionEngine.Kernels.Cpu;
 

@@ -30,7 +30,7 @@ internal readonly struct TileRows
     /// The keys the band lets some row of the tile see: from the start of the key block holding the first of them to
     /// one past the last. Blocks outside are never touched.
     /// </summary>
-    public (long FirstBlock, long KeyEnd) VisibleKeys(Masking.DiagonalBand band, int keyLength, int keyBlock)
+    public (long FirstBlock, long KeyEnd) VisibleKeys(DiagonalBand band, int keyLength, int keyBlock)
     {
         long keyBegin = Math.Max(0, FirstQuery + band.Lo);
         return (keyBegin / keyBlock * keyBlock, Math.Min(keyLength, LastQuery + band.Hi + 1));

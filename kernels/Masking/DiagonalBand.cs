@@ -1,11 +1,11 @@
-namespace AttentionEngine.Kernels.Masking;
+namespace AttentionEngine;
 
 /// <summary>
 /// The positional part of a mask, resolved for one (Lq, Lk): query i may see key j exactly when
 /// <c>Lo &lt;= j - i &lt;= Hi</c>. Causal and sliding-window masks in any alignment, and their intersections, are all
 /// such bands, so kernels test two integer bounds and can skip whole tiles outside the band.
 /// </summary>
-public readonly record struct DiagonalBand(long Lo, long Hi)
+internal readonly record struct DiagonalBand(long Lo, long Hi)
 {
     /// <summary>Bound used for "no limit": far outside any index difference a tensor can have.</summary>
     public const long Unbounded = 1L << 40;

@@ -10,38 +10,41 @@ public readonly struct KeepAll : IBlockClassifiedMask
 }
 
 /// <summary>
-/// Pairs with <see cref="MinOffset"/> ≤ key − query − <see cref="Shift"/> ≤ <see cref="MaxOffset"/>: the diagonal band
-/// that causal masks and sliding windows are. Shift is 0 for top-left alignment and Lk − Lq for bottom-right.
+/// The mask-functor form of a positional <c>Mask</c> (causal, sliding window, their intersections) resolved for
+/// one Lq x Lk problem, for composing with other functors in a <see cref="BlockMask{TMask}"/>: made by
+/// <c>Mask.ToFunctor(queryLength, keyLength)</c>, so a band is spelled one way everywhere. Query i sees key j exactly
+/// when Lo ≤ j − i ≤ Hi; whole blocks are classified by arithmetic. <c>default(BandMask)</c> keeps only the diagonal j = i.
 /// </summary>
-public readonly record struct BandMask(long MinOffset, long MaxOffset, long Shift) : IBlockClassifiedMask
+public readonly struct BandMask : IBlockClassifiedMask, IEquatable<BandMask>
 {
-    /// <summary>Causal: key ≤ query (+ Lk − Lq when aligned bottom-right).</summary>
-    public static BandMask Causal(int queryLength, int keyLength, CausalAlignment alignment = CausalAlignment.TopLeft) =>
-        new(long.MinValue / 4, 0, alignment == CausalAlignment.BottomRight ? (long)keyLength - queryLength : 0);
+    internal BandMask(DiagonalBand band) => Band = band;
 
-    /// <summary>Each query sees <paramref name="left"/> keys before its diagonal and <paramref name="right"/> after.</summary>
-    public static BandMask SlidingWindow(int left, int right, int queryLength, int keyLength, CausalAlignment alignment = CausalAlignment.TopLeft)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(left);
-        ArgumentOutOfRangeException.ThrowIfNegative(right);
-        return new(-left, right, alignment == CausalAlignment.BottomRight ? (long)keyLength - queryLength : 0);
-    }
+    internal DiagonalBand Band { get; }
 
     /// <inheritdoc/>
-    public bool Keep(int batch, int head, int query, int key)
-    {
-        long offset = (long)key - query - Shift;
-        return offset >= MinOffset && offset <= MaxOffset;
-    }
+    public bool Keep(int batch, int head, int query, int key) => Band.Contains(query, key);
 
     /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         // key − query over the rectangle runs from k0 − (q1 − 1) to (k1 − 1) − q0.
-        long low = (long)k0 - (q1 - 1) - Shift, high = (long)(k1 - 1) - q0 - Shift;
-        if (high < MinOffset || low > MaxOffset) return BlockKind.Empty;
-        return low >= MinOffset && high <= MaxOffset ? BlockKind.Full : BlockKind.Partial;
+        long low = (long)k0 - (q1 - 1), high = (long)(k1 - 1) - q0;
+        if (high < Band.Lo || low > Band.Hi) return BlockKind.Empty;
+        return low >= Band.Lo && high <= Band.Hi ? BlockKind.Full : BlockKind.Partial;
     }
+
+    /// <inheritdoc/>
+    public bool Equals(BandMask other) => Band == other.Band;
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is BandMask other && Equals(other);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => Band.GetHashCode();
+
+    /// <summary>The visible offsets, e.g. "key − query in [-5, 2]" (unbounded sides shown as ±∞).</summary>
+    public override string ToString() =>
+        $"key − query in [{(Band.Lo <= -DiagonalBand.Unbounded ? "-∞" : Band.Lo.ToString())}, {(Band.Hi >= DiagonalBand.Unbounded ? "+∞" : Band.Hi.ToString())}]";
 }
 
 /// <summary>Prefix-LM: the first <see cref="PrefixLength"/> keys are visible to every query, the rest causally.</summary>
@@ -91,7 +94,7 @@ public readonly record struct GlobalTokensMask(int GlobalCount, int Radius) : IB
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
         if (q1 <= GlobalCount || k1 <= GlobalCount) return BlockKind.Full;
-        var window = new BandMask(-Radius, Radius, 0).Classify(batch, head, q0, q1, k0, k1);
+        var window = new BandMask(new DiagonalBand(-Radius, Radius)).Classify(batch, head, q0, q1, k0, k1);
         if (window == BlockKind.Full) return BlockKind.Full;
         if (window == BlockKind.Empty && q0 >= GlobalCount && k0 >= GlobalCount) return BlockKind.Empty;
         return BlockKind.Partial;
