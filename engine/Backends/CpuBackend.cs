@@ -185,6 +185,5 @@ public sealed class CpuBackend : AttentionBackend
         where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
         blockMask is null
             ? FlexMods<TMask, TScore>.None(scoreMod)
-            : new FlexMods<TMask, TScore>(blockMask.Mask, scoreMod, kinds, blockMask.Batch, blockMask.Heads,
-                blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
+            : new FlexMods<TMask, TScore>(blockMask.Mask, scoreMod, kinds, blockMask.Grid);
 }

@@ -271,8 +271,9 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             var kinds = scratch.Upload(MemoryMarshal.AsBytes(blockMask.Kinds.AsSpan()));
             var (slotsDense, pairsDense) = PartialPairsBuilder.Build(blockMask, shape.Batch, shape.QueryHeads);
             (p.Kinds, p.Slots, p.Pairs) = (kinds.Address, scratch.Upload<int>(slotsDense).Address, scratch.Upload<byte>(pairsDense).Address);
+            var grid = blockMask.Grid;
             (p.BlockBatch, p.BlockHeads, p.QueryBlocks, p.KeyBlocks, p.QueryBlock, p.KeyBlock) =
-                (blockMask.Batch, blockMask.Heads, blockMask.QueryBlocks, blockMask.KeyBlocks, blockMask.QueryBlock, blockMask.KeyBlock);
+                (grid.Batch, grid.Heads, grid.QueryBlocks, grid.KeyBlocks, grid.QueryBlock, grid.KeyBlock);
         }
     }
 

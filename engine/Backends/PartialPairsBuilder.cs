@@ -8,16 +8,21 @@ namespace AttentionEngine;
 /// </summary>
 internal static class PartialPairsBuilder
 {
+    /// <summary>The grid of the slots: the block mask's blocks, over every (batch, head) of the call.</summary>
+    public static BlockGrid Grid<TMask>(BlockMask<TMask> blocks, int batch, int heads) where TMask : struct, IMaskMod =>
+        new(batch, heads, blocks.QueryLength, blocks.KeyLength, blocks.QueryBlock, blocks.KeyBlock);
+
     public static (int[] Slots, byte[] Pairs) Build<TMask>(BlockMask<TMask> blocks, int batch, int heads) where TMask : struct, IMaskMod
     {
-        int qbs = blocks.QueryBlocks, kbs = blocks.KeyBlocks, qBlock = blocks.QueryBlock, kBlock = blocks.KeyBlock;
-        var slots = new int[(long)batch * heads * qbs * kbs];
+        var grid = Grid(blocks, batch, heads);
+        int qbs = grid.QueryBlocks, kbs = grid.KeyBlocks, qBlock = grid.QueryBlock, kBlock = grid.KeyBlock;
+        var slots = new int[grid.Length];
         int count = 0;
         for (int b = 0; b < batch; b++)
         for (int h = 0; h < heads; h++)
         for (int qb = 0; qb < qbs; qb++)
         for (int kb = 0; kb < kbs; kb++)
-            slots[((b * heads + h) * qbs + qb) * kbs + kb] = blocks[b, h, qb, kb] == BlockKind.Partial ? count++ : -1;
+            slots[grid.Index(b, h, qb, kb)] = blocks[b, h, qb, kb] == BlockKind.Partial ? count++ : -1;
 
         long pairsPerBlock = (long)qBlock * kBlock;
         var pairs = new byte[Math.Max(1, count * pairsPerBlock)];

@@ -70,9 +70,7 @@ internal static class IlGpuLauncher<T, TStorage, TCodec>
             {
                 kinds.View.AsContiguous().SubView(0, blockMask.Kinds.Length).CopyFromCPU(MemoryMarshal.AsBytes(blockMask.Kinds.AsSpan()));
                 p.HasBlocks = 1;
-                p.BlockBatch = blockMask.Batch; p.BlockHeads = blockMask.Heads;
-                p.QueryBlocks = blockMask.QueryBlocks; p.KeyBlocks = blockMask.KeyBlocks;
-                p.QueryBlock = blockMask.QueryBlock; p.KeyBlock = blockMask.KeyBlock;
+                p.Blocks = blockMask.Grid;
             }
             p.Kinds = kinds.View;
 
@@ -88,9 +86,7 @@ internal static class IlGpuLauncher<T, TStorage, TCodec>
                     using var pairs = accelerator.Allocate1D(pairsDense);
                     var materialized = new PartialBlockPairs
                     {
-                        Slots = slots.View, Pairs = pairs.View, BlockBatch = shape.Batch, BlockHeads = shape.QueryHeads,
-                        QueryBlocks = blockMask.QueryBlocks, KeyBlocks = blockMask.KeyBlocks,
-                        QueryBlock = blockMask.QueryBlock, KeyBlock = blockMask.KeyBlock,
+                        Slots = slots.View, Pairs = pairs.View, Blocks = PartialPairsBuilder.Grid(blockMask, shape.Batch, shape.QueryHeads),
                     };
                     Launch(session, p, materialized, scoreMod, weights);
                 }

@@ -26,7 +26,8 @@ internal static unsafe class BlockMasking
         for (int j = 0; j < keyCount; j++)
         {
             long key = firstKey + j;
-            // Query i sees key j when Lo <= j - i <= Hi, that is key - Hi <= i <= key - Lo.
+            // Query i sees key j when Lo <= j - i <= Hi, that is key - Hi <= i <= key - Lo (unclamped here: the row
+            // helpers clamp to the tile).
             int begin = rows.FirstRowAtOrAfter(key - band.Hi);
             int end = rows.EndRowAtOrBefore(key - band.Lo);
             for (int r = 0; r < Math.Min(begin, rows.Count); r++) scores[layout[r, j]] = float.NegativeInfinity;

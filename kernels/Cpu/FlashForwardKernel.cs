@@ -18,8 +18,8 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     /// </summary>
     public static int RowVectors => TOps.Count == 16 ? 4 : 3;
 
-    /// <summary>Keys per block: a multiple of the micro-kernels' 4, and the skipping granularity of masks.</summary>
-    public const int KeyBlock = 64;
+    /// <summary>Keys per block (<see cref="CpuKeyBlock"/>).</summary>
+    public const int KeyBlock = CpuKeyBlock.Keys;
 
     public static int TileRows => RowVectors * TOps.Count;
 

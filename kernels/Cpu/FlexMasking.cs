@@ -20,13 +20,13 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
             firstHead = Math.Min(firstHead, rows.Head(r));
             lastHead = Math.Max(lastHead, rows.Head(r));
         }
-        if (mods.Heads == 1) lastHead = firstHead;
+        if (mods.Grid.Heads == 1) lastHead = firstHead;
         bool allEmpty = true, allFull = true;
         for (int head = firstHead; head <= lastHead; head++)
-        for (int qb = rows.FirstQuery / mods.QueryBlock; qb <= rows.LastQuery / mods.QueryBlock; qb++)
-        for (int kb = firstKey / mods.KeyBlock; kb <= (firstKey + keyCount - 1) / mods.KeyBlock; kb++)
+        for (int qb = rows.FirstQuery / mods.Grid.QueryBlock; qb <= rows.LastQuery / mods.Grid.QueryBlock; qb++)
+        for (int kb = firstKey / mods.Grid.KeyBlock; kb <= (firstKey + keyCount - 1) / mods.Grid.KeyBlock; kb++)
         {
-            var kind = mods.KindAt(batch, head, qb * mods.QueryBlock, kb * mods.KeyBlock);
+            var kind = mods.KindAt(batch, head, qb * mods.Grid.QueryBlock, kb * mods.Grid.KeyBlock);
             allEmpty &= kind == BlockKind.Empty;
             allFull &= kind == BlockKind.Full;
         }
@@ -44,7 +44,7 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
         ApplyScoreMod(scores, layout, firstKey, keyCount, rows, batch, mods);
         if (!job.Bias.IsEmpty) BlockMasking.ApplyBias(scores, layout, firstKey, keyCount, rows, job, batch);
         var band = job.Band;
-        bool blockFullyInBand = firstKey - (long)rows.LastQuery >= band.Lo && firstKey + (long)keyCount - 1 - rows.FirstQuery <= band.Hi;
+        bool blockFullyInBand = band.ContainsAll(rows.FirstQuery, rows.LastQuery, firstKey, firstKey + (long)keyCount - 1);
         if (!blockFullyInBand) BlockMasking.ApplyBand(scores, layout, firstKey, keyCount, rows, band);
         if (kind == BlockKind.Partial) ApplyMask(scores, layout, firstKey, keyCount, rows, batch, mods);
         if (!job.KeepMask.IsEmpty) BlockMasking.ApplyKeepMask(scores, layout, firstKey, keyCount, rows, job, batch);
@@ -81,7 +81,7 @@ internal static unsafe class FlexMasking<TMask, TScore> where TMask : struct, IM
             for (int j = 0; j < keyCount;)
             {
                 int key = firstKey + j;
-                int runEnd = (int)Math.Min(keyCount, ((long)key / mods.KeyBlock + 1) * mods.KeyBlock - firstKey);
+                int runEnd = (int)Math.Min(keyCount, ((long)key / mods.Grid.KeyBlock + 1) * mods.Grid.KeyBlock - firstKey);
                 switch (mods.KindAt(batch, head, query, key))
                 {
                     case BlockKind.Empty:

@@ -32,8 +32,8 @@ internal readonly struct TileRows
     /// </summary>
     public (long FirstBlock, long KeyEnd) VisibleKeys(DiagonalBand band, int keyLength, int keyBlock)
     {
-        long keyBegin = Math.Max(0, FirstQuery + band.Lo);
-        return (keyBegin / keyBlock * keyBlock, Math.Min(keyLength, LastQuery + band.Hi + 1));
+        long keyBegin = band.FirstKey(FirstQuery);
+        return (keyBegin / keyBlock * keyBlock, band.EndKey(LastQuery, keyLength));
     }
 
     /// <summary>First row whose query position is at least <paramref name="query"/> (clamped to [0, Count]).</summary>

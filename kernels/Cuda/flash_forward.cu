@@ -248,14 +248,21 @@ __device__ __forceinline__ void stage_rows_async(elem* shared, const elem* matri
     }
 }
 
+// The block grid's index formula, the C++ twin of BlockGrid.Index in the C# kernels: blocks laid out as
+// [grid_batch | 1][grid_heads | 1][query blocks][key blocks], batch and head clamped to 0 where the grid has one.
+// The kinds' grid is the block mask's (block_batch, block_heads); the slots' grid is the call's (batch, heads).
+__device__ __forceinline__ i64 block_index(const FlashParams& p, int grid_batch, int grid_heads, int b, int h, int qb, int kb)
+{
+    return (((i64)(grid_batch == 1 ? 0 : b) * grid_heads + (grid_heads == 1 ? 0 : h)) * p.q_blocks + qb) * p.k_blocks + kb;
+}
+
 // True when some block of the block mask over rows [i0, i1) x keys [j0, j1) is not empty (always without one).
 __device__ __forceinline__ bool tile_has_blocks(const FlashParams& p, int b, int h, int i0, int i1, int j0, int j1)
 {
     if (!p.kinds) return true;
-    i64 head_row = ((i64)(p.block_batch == 1 ? 0 : b) * p.block_heads + (p.block_heads == 1 ? 0 : h)) * p.q_blocks;
     for (int qb = i0 / p.q_block; qb <= (i1 - 1) / p.q_block; qb++)
         for (int kb = j0 / p.k_block; kb <= (j1 - 1) / p.k_block; kb++)
-            if (p.kinds[(head_row + qb) * p.k_blocks + kb] != 0) return true;
+            if (p.kinds[block_index(p, p.block_batch, p.block_heads, b, h, qb, kb)] != 0) return true;
     return false;
 }
 
@@ -280,12 +287,11 @@ __device__ __forceinline__ bool visible(const FlashParams& p, int b, int h, int 
     if (p.kinds)
     {
         int qb = i / p.q_block, kb = j / p.k_block;
-        i64 block = (((i64)(p.block_batch == 1 ? 0 : b) * p.block_heads + (p.block_heads == 1 ? 0 : h)) * p.q_blocks + qb) * p.k_blocks + kb;
-        unsigned char kind = p.kinds[block];
+        unsigned char kind = p.kinds[block_index(p, p.block_batch, p.block_heads, b, h, qb, kb)];
         if (kind == 0) return false;
         if (kind == 1)
         {
-            int slot = p.slots[(((i64)b * p.heads + h) * p.q_blocks + qb) * p.k_blocks + kb];
+            int slot = p.slots[block_index(p, p.batch, p.heads, b, h, qb, kb)];
             if (slot < 0) return false;
             return p.pairs[(i64)slot * p.q_block * p.k_block + (i64)(i % p.q_block) * p.k_block + j % p.k_block] != 0;
         }

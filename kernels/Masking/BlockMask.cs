@@ -15,6 +15,7 @@ public sealed class BlockMask<TMask> where TMask : struct, IMaskMod
         Mask = mask;
         Batch = batch; Heads = heads; QueryLength = queryLength; KeyLength = keyLength;
         QueryBlock = queryBlock; KeyBlock = keyBlock;
+        Grid = new BlockGrid(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
         _kinds = kinds;
     }
 
@@ -36,15 +37,17 @@ public sealed class BlockMask<TMask> where TMask : struct, IMaskMod
     /// <summary>Keys per block.</summary>
     public int KeyBlock { get; }
     /// <summary>Number of query blocks, ⌈Lq / QueryBlock⌉.</summary>
-    public int QueryBlocks => (int)((QueryLength + (long)QueryBlock - 1) / QueryBlock);
+    public int QueryBlocks => Grid.QueryBlocks;
     /// <summary>Number of key blocks, ⌈Lk / KeyBlock⌉.</summary>
-    public int KeyBlocks => (int)((KeyLength + (long)KeyBlock - 1) / KeyBlock);
+    public int KeyBlocks => Grid.KeyBlocks;
+
+    /// <summary>The layout of <see cref="Kinds"/>, which the kernels index with.</summary>
+    internal BlockGrid Grid { get; }
 
     /// <summary>The kind of a block; batch and head are clamped to 0 where the mask broadcasts over them.</summary>
     public BlockKind this[int batch, int head, int queryBlock, int keyBlock] => _kinds[Index(batch, head, queryBlock, keyBlock)];
 
-    internal int Index(int batch, int head, int queryBlock, int keyBlock) =>
-        (((Batch == 1 ? 0 : batch) * Heads + (Heads == 1 ? 0 : head)) * QueryBlocks + queryBlock) * KeyBlocks + keyBlock;
+    internal int Index(int batch, int head, int queryBlock, int keyBlock) => (int)Grid.Index(batch, head, queryBlock, keyBlock);
 
     internal BlockKind[] Kinds => _kinds;
 

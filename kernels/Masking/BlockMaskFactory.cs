@@ -4,7 +4,7 @@ namespace AttentionEngine;
 public static class BlockMask
 {
     /// <summary>Block size suited to the CPU kernel (its key block).</summary>
-    public const int DefaultBlockSize = 64;
+    public const int DefaultBlockSize = Kernels.Cpu.CpuKeyBlock.Keys;
 
     /// <summary>Block size suited to the CUDA kernels' tiles.</summary>
     public const int CudaBlockSize = 128;
@@ -21,16 +21,16 @@ public static class BlockMask
     {
         ThrowIfBadShape(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
         FunctorShape.ThrowIfIncompatible(mask, batch, heads, queryLength, keyLength, nameof(mask));
-        var (queryBlocks, keyBlocks) = BlockCounts(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
-        var kinds = new BlockKind[batch * heads * queryBlocks * keyBlocks];
-        Parallel.For(0, batch * heads * queryBlocks, row =>
+        var grid = Grid(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
+        var kinds = new BlockKind[grid.Length];
+        Parallel.For(0, batch * heads * grid.QueryBlocks, row =>
         {
-            int qb = row % queryBlocks, h = row / queryBlocks % heads, b = row / queryBlocks / heads;
+            int qb = row % grid.QueryBlocks, h = row / grid.QueryBlocks % heads, b = row / grid.QueryBlocks / heads;
             int q0 = qb * queryBlock, q1 = Math.Min(queryLength, q0 + queryBlock);
-            for (int kb = 0; kb < keyBlocks; kb++)
+            for (int kb = 0; kb < grid.KeyBlocks; kb++)
             {
                 int k0 = kb * keyBlock, k1 = Math.Min(keyLength, k0 + keyBlock);
-                kinds[row * keyBlocks + kb] = BlockClassification.Of(mask, b, h, q0, q1, k0, k1);
+                kinds[grid.Index(b, h, qb, kb)] = BlockClassification.Of(mask, b, h, q0, q1, k0, k1);
             }
         });
         return new BlockMask<TMask>(mask, batch, heads, queryLength, keyLength, queryBlock, keyBlock, kinds);
@@ -46,21 +46,20 @@ public static class BlockMask
     {
         ThrowIfBadShape(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
         FunctorShape.ThrowIfIncompatible(mask, batch, heads, queryLength, keyLength, nameof(mask));
-        var (queryBlocks, keyBlocks) = BlockCounts(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
-        long expected = (long)batch * heads * queryBlocks * keyBlocks;
-        if (layout.Length != expected)
+        var grid = Grid(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
+        if (layout.Length != grid.Length)
             throw new ArgumentException(
-                $"layout has {layout.Length} entries; expected batch·heads·queryBlocks·keyBlocks = {batch}·{heads}·{queryBlocks}·{keyBlocks} = {expected}.", nameof(layout));
+                $"layout has {layout.Length} entries; expected batch·heads·queryBlocks·keyBlocks = {batch}·{heads}·{grid.QueryBlocks}·{grid.KeyBlocks} = {grid.Length}.", nameof(layout));
         for (int n = 0; n < layout.Length; n++)
             if (layout[n] is not (BlockKind.Empty or BlockKind.Partial or BlockKind.Full))
                 throw new ArgumentException($"layout[{n}] is {(int)layout[n]}, not a BlockKind.", nameof(layout));
         return new BlockMask<TMask>(mask, batch, heads, queryLength, keyLength, queryBlock, keyBlock, layout.ToArray());
     }
 
-    /// <summary>Query and key blocks (ceil divisions in 64 bits); the whole mask must fit one array, or the sizes are refused by name.</summary>
-    private static (int QueryBlocks, int KeyBlocks) BlockCounts(int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock)
+    /// <summary>The block grid; the whole mask must fit one array, or the sizes are refused by name.</summary>
+    private static BlockGrid Grid(int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock)
     {
-        long queryBlocks = (queryLength + (long)queryBlock - 1) / queryBlock, keyBlocks = (keyLength + (long)keyBlock - 1) / keyBlock;
+        int queryBlocks = BlockGrid.Count(queryLength, queryBlock), keyBlocks = BlockGrid.Count(keyLength, keyBlock);
         // Overflow-safe: each factor is below 2^31, and the product is checked against the array limit step by step.
         double blocks = (double)batch * heads * queryBlocks * keyBlocks;
         if (blocks > Array.MaxLength)
@@ -68,7 +67,7 @@ public static class BlockMask
                 $"A block mask of batch {batch} × heads {heads} × {queryBlocks} query blocks (queryLength {queryLength} / queryBlock {queryBlock}) × " +
                 $"{keyBlocks} key blocks (keyLength {keyLength} / keyBlock {keyBlock}) has {blocks:0} blocks, more than one array holds ({Array.MaxLength}); " +
                 "use larger queryBlock and keyBlock.", blocks > Array.MaxLength && keyBlocks > queryBlocks ? nameof(keyBlock) : nameof(queryBlock));
-        return ((int)queryBlocks, (int)keyBlocks);
+        return new BlockGrid(batch, heads, queryLength, keyLength, queryBlock, keyBlock);
     }
 
     private static void ThrowIfBadShape(int batch, int heads, int queryLength, int keyLength, int queryBlock, int keyBlock)

@@ -25,6 +25,20 @@ internal readonly record struct DiagonalBand(long Lo, long Hi)
     /// <summary>One past the last visible key of a query row, clamped to the key length.</summary>
     public long EndKey(long query, int keyLength) => Math.Min(keyLength, query + Hi + 1);
 
+    /// <summary>First query that sees <paramref name="key"/> (may be past the last query when no row sees it).</summary>
+    public long FirstQuery(long key) => Math.Max(0, key - Hi);
+
+    /// <summary>Last query that sees <paramref name="key"/>, clamped to the query length (below the first when none does).</summary>
+    public long LastQuery(long key, int queryLength) => Math.Min(queryLength - 1L, key - Lo);
+
+    /// <summary>True when every pair of queries [firstQuery, lastQuery] × keys [firstKey, lastKey] lies in the band.</summary>
+    public bool ContainsAll(long firstQuery, long lastQuery, long firstKey, long lastKey) =>
+        firstKey - lastQuery >= Lo && lastKey - firstQuery <= Hi;
+
+    /// <summary>True when no pair of queries [firstQuery, lastQuery] × keys [firstKey, lastKey] lies in the band.</summary>
+    public bool ExcludesAll(long firstQuery, long lastQuery, long firstKey, long lastKey) =>
+        lastKey - firstQuery < Lo || firstKey - lastQuery > Hi;
+
     /// <summary>The intersection of two bands.</summary>
     public DiagonalBand Intersect(DiagonalBand other) => new(Math.Max(Lo, other.Lo), Math.Min(Hi, other.Hi));
 }

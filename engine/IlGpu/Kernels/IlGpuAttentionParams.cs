@@ -39,7 +39,7 @@ internal struct IlGpuAttentionParams<TStorage> where TStorage : unmanaged
     /// <summary>BlockKind per (batch|1, head|1, query block, key block) when HasBlocks is set.</summary>
     public int HasBlocks;
     public ArrayView<byte> Kinds;
-    public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
+    public BlockGrid Blocks;
 
     /// <summary>Dropout (when HasDropout is set): the <see cref="Dropout.DropoutStream"/>'s words, as plain fields for the kernels.</summary>
     public int HasDropout;

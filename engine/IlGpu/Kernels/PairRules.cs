@@ -16,8 +16,7 @@ internal static class PairRules
     public static byte BlockKindOf<TStorage>(IlGpuAttentionParams<TStorage> p, int b, int h, int i, int j) where TStorage : unmanaged
     {
         if (p.HasBlocks == 0) return Full;
-        long row = ((long)(p.BlockBatch == 1 ? 0 : b) * p.BlockHeads + (p.BlockHeads == 1 ? 0 : h)) * p.QueryBlocks + i / p.QueryBlock;
-        return p.Kinds[row * p.KeyBlocks + j / p.KeyBlock];
+        return p.Kinds[p.Blocks.IndexOfPair(b, h, i, j)];
     }
 
     /// <summary>The cheap part of visibility (band and block kind): false means hidden for certain.</summary>

@@ -16,15 +16,14 @@ internal struct PartialBlockPairs : IMaskMod
     /// <summary>QueryBlock × KeyBlock bytes per slot, row-major within the block; 1 keeps the pair.</summary>
     public ArrayView<byte> Pairs;
 
-    public int BlockBatch, BlockHeads, QueryBlocks, KeyBlocks, QueryBlock, KeyBlock;
+    /// <summary>The grid of <see cref="Slots"/>: the block mask's, over every (batch, head) of the call.</summary>
+    public BlockGrid Blocks;
 
     public readonly bool Keep(int batch, int head, int query, int key)
     {
-        long block = (((long)(BlockBatch == 1 ? 0 : batch) * BlockHeads + (BlockHeads == 1 ? 0 : head)) * QueryBlocks + query / QueryBlock)
-            * KeyBlocks + key / KeyBlock;
-        int slot = Slots[block];
+        int slot = Slots[Blocks.IndexOfPair(batch, head, query, key)];
         if (slot < 0) return false;
-        long pair = (long)slot * QueryBlock * KeyBlock + (long)(query % QueryBlock) * KeyBlock + key % KeyBlock;
+        long pair = (long)slot * Blocks.QueryBlock * Blocks.KeyBlock + (long)(query % Blocks.QueryBlock) * Blocks.KeyBlock + key % Blocks.KeyBlock;
         return Pairs[pair] != 0;
     }
 }

@@ -20,7 +20,8 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
 {
     private const float Log2E = 1.4426950408889634f;
 
-    public const int KeyBlock = 64;
+    /// <summary>Keys per tile (<see cref="CpuKeyBlock"/>).</summary>
+    public const int KeyBlock = CpuKeyBlock.Keys;
 
     public static int TileRows => FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TileRows;
 
@@ -201,10 +202,10 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
         new Span<float>(scratch.KeyGrad, KeyBlock * dPad).Clear();
         new Span<float>(scratch.ValueGrad, KeyBlock * dvPad).Clear();
 
-        // Queries i see key j when Lo <= j - i <= Hi: the rows that can see any key of the tile.
+        // The rows that can see any key of the tile.
         var band = f.Band;
-        long firstQuery = Math.Max(0, firstKey - band.Hi);
-        long lastQuery = Math.Min(f.QueryLength - 1, firstKey + keyCount - 1 - band.Lo);
+        long firstQuery = band.FirstQuery(firstKey);
+        long lastQuery = band.LastQuery(firstKey + keyCount - 1, f.QueryLength);
         if (firstQuery <= lastQuery)
         {
             long rowEnd = (lastQuery + 1) * f.GroupSize;

@@ -20,8 +20,8 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// </summary>
     public const int MaxQueries = 8;
 
-    /// <summary>Keys per block (a multiple of every vector width), the skipping granularity of masks.</summary>
-    public const int KeyBlock = 64;
+    /// <summary>Keys per block (<see cref="CpuKeyBlock"/>).</summary>
+    public const int KeyBlock = CpuKeyBlock.Keys;
 
     public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries;
 
@@ -45,8 +45,8 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         LoadQueries(job, batch, rows, dPad, scratch);
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, rows.Count, scratch);
         var band = job.Band;
-        long keyBegin = Math.Max(split * splits.KeysPerSplit, Math.Max(0, rows.FirstQuery + band.Lo));
-        long keyEnd = Math.Min(Math.Min((split + 1) * splits.KeysPerSplit, job.KeyLength), rows.LastQuery + band.Hi + 1);
+        long keyBegin = Math.Max(split * splits.KeysPerSplit, band.FirstKey(rows.FirstQuery));
+        long keyEnd = Math.Min((split + 1) * splits.KeysPerSplit, band.EndKey(rows.LastQuery, job.KeyLength));
         AccumulateSplit(job, batch, rows, keyBegin, keyEnd, dPad, dvPad, scratch, mods, guarded: false);
         // As in the tile kernel: a non-finite output sends the split through the guarded pass (hostile values only).
         if (!TensorPrimitives.IsFiniteAll(new ReadOnlySpan<float>(scratch.Output, rows.Count * dvPad)))

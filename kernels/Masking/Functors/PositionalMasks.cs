@@ -27,10 +27,8 @@ public readonly struct BandMask : IBlockClassifiedMask, IEquatable<BandMask>
     /// <inheritdoc/>
     public BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1)
     {
-        // key − query over the rectangle runs from k0 − (q1 − 1) to (k1 − 1) − q0.
-        long low = (long)k0 - (q1 - 1), high = (long)(k1 - 1) - q0;
-        if (high < Band.Lo || low > Band.Hi) return BlockKind.Empty;
-        return low >= Band.Lo && high <= Band.Hi ? BlockKind.Full : BlockKind.Partial;
+        if (Band.ExcludesAll(q0, q1 - 1, k0, k1 - 1)) return BlockKind.Empty;
+        return Band.ContainsAll(q0, q1 - 1, k0, k1 - 1) ? BlockKind.Full : BlockKind.Partial;
     }
 
     /// <inheritdoc/>
