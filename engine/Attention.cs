@@ -108,7 +108,7 @@ public static class Attention
         foreach (var backend in Preference)
         {
             if ((backend.UnavailableReason ?? backend.Refusal(call)) is not null) continue;
-            backend.Execute(call);
+            backend.ExecutePlain(call);
             return;
         }
         // Reasons are gathered only on failure: a served call allocates nothing.

@@ -8,10 +8,10 @@ public class CustomBackendTests
     {
         public int Calls;
 
-        protected internal override void Execute<T>(scoped in AttentionCall<T> call)
+        protected internal override void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
         {
             Interlocked.Increment(ref Calls);
-            ReferenceBackend.Instance.Execute(call);
+            ReferenceBackend.Instance.Execute(call, blockMask, scoreMod);
         }
     }
 

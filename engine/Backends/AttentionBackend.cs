@@ -4,7 +4,8 @@ namespace AttentionEngine;
 
 /// <summary>
 /// One attention implementation. Validation is done here, once, for every backend; a backend implements
-/// <see cref="Execute{T}"/> over an already validated call, and says what it cannot do through
+/// <see cref="Execute{T, TMask, TScore}"/> (and, with a backward pass, <see cref="ExecuteBackward{T, TMask, TScore}"/>)
+/// over an already validated call, and says what it cannot do through
 /// <see cref="UnavailableReason"/> (not on this machine) and <see cref="CannotServe{T}"/> (not this call).
 /// </summary>
 public abstract class AttentionBackend : IAttentionForward
@@ -41,18 +42,20 @@ public abstract class AttentionBackend : IAttentionForward
     /// <exception cref="InvalidOperationException">this backend is not available on this machine.</exception>
     public void Forward<T>(
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
-        scoped in AttentionOptions options = default) where T : unmanaged
-    {
-        if (UnavailableReason is { } unavailable)
-            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
-        var call = AttentionValidator.Validate(q, k, v, output, options);
-        if (Refusal(call) is { } reason)
-            throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
-        Execute(call);
-    }
+        scoped in AttentionOptions options = default) where T : unmanaged =>
+        ForwardFlex(q, k, v, output, options, (BlockMask<KeepAll>?)null, default(IdentityScore));
 
-    /// <summary>Computes a validated call into its destinations.</summary>
-    protected internal abstract void Execute<T>(scoped in AttentionCall<T> call) where T : unmanaged;
+    /// <summary>
+    /// Computes a validated call into its destinations. Plain calls come with <paramref name="blockMask"/> null and
+    /// <typeparamref name="TScore"/> = <see cref="IdentityScore"/>; a backend whose <see cref="SupportsFunctors"/> is
+    /// false is given only those, and one whose <see cref="SupportsDropout"/> is false never a call with dropout.
+    /// </summary>
+    protected internal abstract void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod;
+
+    /// <summary>A validated call with no functors.</summary>
+    internal void ExecutePlain<T>(scoped in AttentionCall<T> call) where T : unmanaged =>
+        Execute(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
 
     /// <summary>True when this backend computes gradients (<see cref="Backward{T}"/>).</summary>
     public virtual bool SupportsBackward => false;
@@ -67,24 +70,16 @@ public abstract class AttentionBackend : IAttentionForward
     public void Backward<T>(
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
         ReadOnlyTensorSpan<float> lse, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dQ, TensorSpan<T> dK, TensorSpan<T> dV,
-        scoped in AttentionOptions options = default, TensorSpan<float> dBias = default) where T : unmanaged
-    {
-        if (UnavailableReason is { } unavailable)
-            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
-        if (!SupportsBackward) throw new NotSupportedException($"Backend {Name} has no backward pass.");
-        var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
-        ThrowIfNoDropout(call.Forward.Dropout);
-        ExecuteBackward(call);
-    }
+        scoped in AttentionOptions options = default, TensorSpan<float> dBias = default) where T : unmanaged =>
+        BackwardFlex(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias, (BlockMask<KeepAll>?)null, default(IdentityScore));
 
-    /// <summary>Computes a validated backward call into dQ, dK, dV.</summary>
-    protected internal virtual void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) where T : unmanaged =>
-        throw new NotSupportedException($"Backend {Name} has no backward pass.");
-
-    /// <summary>The backward of a call with a (validated) block mask and a score functor.</summary>
-    protected internal virtual void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+    /// <summary>
+    /// Computes a validated backward call into dQ, dK, dV (and dBias when asked), with the same conventions as
+    /// <see cref="Execute{T, TMask, TScore}"/>; called only when <see cref="SupportsBackward"/> is true.
+    /// </summary>
+    protected internal virtual void ExecuteBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
         where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
-        throw new NotSupportedException($"Backend {Name} has no backward pass for block masks and functors.");
+        throw new NotSupportedException($"Backend {Name} has no backward pass.");
 
     internal void BackwardFlex<T, TMask, TScore>(
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,
@@ -92,41 +87,48 @@ public abstract class AttentionBackend : IAttentionForward
         scoped in AttentionOptions options, TensorSpan<float> dBias, BlockMask<TMask>? blockMask, TScore scoreMod)
         where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
-        if (UnavailableReason is { } unavailable)
-            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
-        if (!SupportsBackward || !SupportsFunctors) throw new NotSupportedException($"Backend {Name} has no backward pass for block masks and functors.");
+        ThrowIfCannotRun(backward: true, UsesFunctors(blockMask, scoreMod));
         var call = AttentionValidator.ValidateBackward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
         AttentionValidator.ValidateFunctors(blockMask, scoreMod, call.Forward.Shape);
-        ThrowIfNoDropout(call.Forward.Dropout);
-        ExecuteBackwardFlex(call, blockMask, scoreMod);
-    }
-
-    private void ThrowIfNoDropout(AttentionDropout dropout)
-    {
-        if (dropout.IsActive && !SupportsDropout)
-            throw new NotSupportedException($"Backend {Name} cannot serve this call: options.Dropout: this backend does not apply dropout.");
+        ThrowIfRefused(call.Forward);
+        ExecuteBackward(call, blockMask, scoreMod);
     }
 
     /// <summary>True when this backend runs block masks and mask/score functors (<see cref="FlexAttention"/>).</summary>
     public virtual bool SupportsFunctors => false;
-
-    /// <summary>Computes a validated call with a (validated) block mask and a score functor.</summary>
-    protected internal virtual void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
-        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
-        throw new NotSupportedException($"Backend {Name} does not run block masks or mask/score functors.");
 
     internal void ForwardFlex<T, TMask, TScore>(
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
         scoped in AttentionOptions options, BlockMask<TMask>? blockMask, TScore scoreMod)
         where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
-        if (UnavailableReason is { } unavailable)
-            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
+        ThrowIfCannotRun(backward: false, UsesFunctors(blockMask, scoreMod));
         var call = AttentionValidator.Validate(q, k, v, output, options);
         AttentionValidator.ValidateFunctors(blockMask, scoreMod, call.Shape);
+        ThrowIfRefused(call);
+        Execute(call, blockMask, scoreMod);
+    }
+
+    private static bool UsesFunctors<TMask, TScore>(BlockMask<TMask>? blockMask, TScore scoreMod)
+        where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
+        blockMask is not null || typeof(TScore) != typeof(IdentityScore);
+
+    /// <summary>The one guard of every entry point, before validation: the machine, then the direction and functors.</summary>
+    private void ThrowIfCannotRun(bool backward, bool functors)
+    {
+        if (UnavailableReason is { } unavailable)
+            throw new InvalidOperationException($"Backend {Name} is not available: {unavailable}");
+        if (backward && !SupportsBackward)
+            throw new NotSupportedException($"Backend {Name} has no backward pass.");
+        if (functors && !SupportsFunctors)
+            throw new NotSupportedException($"Backend {Name} does not run block masks or mask/score functors.");
+    }
+
+    /// <summary>After validation: what this backend cannot honour in the call (an option, dropout).</summary>
+    private void ThrowIfRefused<T>(scoped in AttentionCall<T> call) where T : unmanaged
+    {
         if (Refusal(call) is { } reason)
             throw new NotSupportedException($"Backend {Name} cannot serve this call: {reason}");
-        ExecuteFlex(call, blockMask, scoreMod);
     }
 
     /// <summary>

@@ -48,15 +48,7 @@ public sealed class CpuBackend : AttentionBackend
     public override bool SupportsDropout => true;
 
     /// <inheritdoc/>
-    protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
-        RunBackward(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
-
-    /// <inheritdoc/>
-    protected internal override void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
-        RunBackward(call, blockMask, scoreMod);
-
-    private unsafe void RunBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
-        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    protected internal override unsafe void ExecuteBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
         var forward = call.Forward;
         fixed (T* q = &Unsafe.AsRef(in forward.Q.Base))
@@ -89,15 +81,7 @@ public sealed class CpuBackend : AttentionBackend
     }
 
     /// <inheritdoc/>
-    protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
-        Run(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
-
-    /// <inheritdoc/>
-    protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
-        Run(call, blockMask, scoreMod);
-
-    private unsafe void Run<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
-        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    protected internal override unsafe void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
         // Worker threads read through raw pointers: pin everything for the duration of the (synchronous) run.
         fixed (T* q = &Unsafe.AsRef(in call.Q.Base))

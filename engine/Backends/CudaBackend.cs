@@ -72,10 +72,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     public override bool SupportsDropout => true;
 
     /// <inheritdoc/>
-    protected internal override void Execute<T>(scoped in AttentionCall<T> call) => Run(call, (BlockMask<KeepAll>?)null);
-
-    /// <inheritdoc/>
-    protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+    protected internal override void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
         if (typeof(TScore) != typeof(IdentityScore))
             throw new NotSupportedException($"Backend {Name} runs block masks but not score functors ({typeof(TScore).Name}): C# functors cannot run in CUDA C++. Use the IlGpu or Cpu backend.");

@@ -24,12 +24,13 @@ public sealed class ReferenceBackend : AttentionBackend
     public override bool SupportsDropout => true;
 
     /// <inheritdoc/>
-    protected internal override void ExecuteBackward<T>(scoped in AttentionBackwardCall<T> call) =>
-        WriteGradients(call, ReferenceBackward.Compute(call));
+    protected internal override void ExecuteBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
+        WriteGradients(call, IsPlain(blockMask, scoreMod) ? ReferenceBackward.Compute(call) : ReferenceBackward.Compute(call, blockMask, scoreMod));
 
-    /// <inheritdoc/>
-    protected internal override void ExecuteBackwardFlex<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
-        WriteGradients(call, ReferenceBackward.Compute(call, blockMask, scoreMod));
+    // Plain calls skip the functor interface: the Reference is the oracle of every test and runs on every pair.
+    private static bool IsPlain<TMask, TScore>(BlockMask<TMask>? blockMask, TScore scoreMod)
+        where TMask : struct, IMaskMod where TScore : struct, IScoreMod =>
+        blockMask is null && typeof(TScore) == typeof(IdentityScore);
 
     private static void WriteGradients<T>(scoped in AttentionBackwardCall<T> call, AttentionGradients gradients) where T : unmanaged
     {
@@ -54,12 +55,10 @@ public sealed class ReferenceBackend : AttentionBackend
     }
 
     /// <inheritdoc/>
-    protected internal override void Execute<T>(scoped in AttentionCall<T> call) =>
-        Write(call, ReferenceAttention.Compute(call, withWeights: call.ReturnWeights));
-
-    /// <inheritdoc/>
-    protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
-        Write(call, ReferenceAttention.Compute(call, call.ReturnWeights, new PairFunctors<TMask, TScore>(blockMask, scoreMod)));
+    protected internal override void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
+        Write(call, IsPlain(blockMask, scoreMod)
+            ? ReferenceAttention.Compute(call, withWeights: call.ReturnWeights)
+            : ReferenceAttention.Compute(call, call.ReturnWeights, new PairFunctors<TMask, TScore>(blockMask, scoreMod)));
 
     private static void Write<T>(scoped in AttentionCall<T> call, AttentionResult result) where T : unmanaged
     {

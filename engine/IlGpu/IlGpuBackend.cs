@@ -79,10 +79,7 @@ public sealed class IlGpuBackend : AttentionBackend, IDisposable
     }
 
     /// <inheritdoc/>
-    protected internal override void Execute<T>(scoped in AttentionCall<T> call) => Run(call, (BlockMask<KeepAll>?)null, default(IdentityScore));
-
-    /// <inheritdoc/>
-    protected internal override void ExecuteFlex<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+    protected internal override void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
         if (RuntimeHelpers.IsReferenceOrContainsReferences<TScore>())
             throw new NotSupportedException(

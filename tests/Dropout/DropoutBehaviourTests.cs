@@ -143,7 +143,8 @@ public class DropoutBehaviourTests
     private sealed class PlainBackend : AttentionBackend
     {
         public override string Name => "PlainDropoutTest";
-        protected internal override void Execute<T>(scoped in AttentionCall<T> call) => throw new InvalidOperationException("must not run");
+        protected internal override void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
+            throw new InvalidOperationException("must not run");
     }
 
     [Fact]
