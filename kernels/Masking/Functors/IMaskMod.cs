@@ -15,7 +15,7 @@ public interface IMaskMod
 
 /// <summary>
 /// A mask that can also say, by arithmetic, whether a whole rectangle of (query, key) pairs is all visible, all hidden
-/// or mixed, so a <see cref="BlockMask{TMask}"/> is built from it without evaluating every pair.
+/// or mixed, so a <c>BlockMask</c> is built from it without evaluating every pair.
 /// </summary>
 public interface IBlockClassifiedMask : IMaskMod
 {
@@ -23,7 +23,7 @@ public interface IBlockClassifiedMask : IMaskMod
     BlockKind Classify(int batch, int head, int q0, int q1, int k0, int k1);
 }
 
-/// <summary>What a block of a <see cref="BlockMask{TMask}"/> holds.</summary>
+/// <summary>What a block of a <c>BlockMask</c> holds.</summary>
 public enum BlockKind : byte
 {
     /// <summary>No visible pair: the kernels never touch the block.</summary>
