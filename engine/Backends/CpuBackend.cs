@@ -50,71 +50,87 @@ public sealed class CpuBackend : AttentionBackend
     /// <inheritdoc/>
     protected internal override unsafe void ExecuteBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
-        var forward = call.Forward;
-        fixed (T* q = &Unsafe.AsRef(in forward.Q.Base))
-        fixed (T* k = &Unsafe.AsRef(in forward.K.Base))
-        fixed (T* v = &Unsafe.AsRef(in forward.V.Base))
-        fixed (float* bias = &Unsafe.AsRef(in forward.Bias.Base))
-        fixed (bool* keep = &Unsafe.AsRef(in forward.KeepMask.Base))
-        fixed (T* output = &Unsafe.AsRef(in call.Output.Base))
+        // The forward call's tensors are pinned by PinnedCall; the backward's own ones here.
         fixed (float* lse = &Unsafe.AsRef(in call.Lse.Base))
         fixed (T* dOutput = &Unsafe.AsRef(in call.DOutput.Base))
         fixed (T* dq = &call.DQ.Base)
         fixed (T* dk = &call.DK.Base)
         fixed (T* dv = &call.DV.Base)
         fixed (float* dBias = &call.DBias.Base)
-        fixed (BlockKind* kinds = blockMask?.Kinds)
         {
             using var scoreGradient = BiasGradientTarget(call, dBias, out var target);
-            var job = new CpuBackwardJob<T>
+            var work = new BackwardWork<T, TMask, TScore>
             {
-                Forward = JobOf(forward, q, k, v, output, bias, keep, null, null),
-                Output = new RawStrided4<T>(output, call.Output),
+                BlockMask = blockMask, ScoreMod = scoreMod, Isa = Isa,
                 Lse = new RawStrided4<float>(lse, call.Lse),
                 DOutput = new RawStrided4<T>(dOutput, call.DOutput),
                 DQ = new RawStrided4<T>(dq, call.DQ), DK = new RawStrided4<T>(dk, call.DK), DV = new RawStrided4<T>(dv, call.DV),
                 ScoreGradient = target,
             };
-            CpuBackward.Run(job, Mods(blockMask, scoreMod, kinds), Isa, forward.MaxDegreeOfParallelism);
+            PinnedCall<T>.Pin(call.Forward, ref work);
             if (scoreGradient is not null) SumBiasGradient(call, dBias, target);
         }
     }
 
     /// <inheritdoc/>
-    protected internal override unsafe void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
+    protected internal override void Execute<T, TMask, TScore>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
-        // Worker threads read through raw pointers: pin everything for the duration of the (synchronous) run.
-        fixed (T* q = &Unsafe.AsRef(in call.Q.Base))
-        fixed (T* k = &Unsafe.AsRef(in call.K.Base))
-        fixed (T* v = &Unsafe.AsRef(in call.V.Base))
-        fixed (T* output = &call.Output.Base)
-        fixed (float* bias = &Unsafe.AsRef(in call.Bias.Base))
-        fixed (bool* keep = &Unsafe.AsRef(in call.KeepMask.Base))
-        fixed (float* lse = &call.Lse.Base)
-        fixed (float* weights = &call.Weights.Base)
-        fixed (BlockKind* kinds = blockMask?.Kinds)
+        var work = new ForwardWork<T, TMask, TScore> { BlockMask = blockMask, ScoreMod = scoreMod, Isa = Isa };
+        PinnedCall<T>.Pin(call, ref work);
+    }
+
+    /// <summary>The forward over a pinned call: worker threads read through raw pointers for the whole (synchronous) run.</summary>
+    private struct ForwardWork<T, TMask, TScore> : IPinnedCallWork<T>
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        public BlockMask<TMask>? BlockMask;
+        public TScore ScoreMod;
+        public CpuIsa Isa;
+
+        public readonly unsafe void Run(in PinnedCall<T> call)
         {
-            var job = JobOf(call, q, k, v, output, bias, keep, lse, weights);
-            CpuForward.Run(job, Mods(blockMask, scoreMod, kinds), Isa, call.MaxDegreeOfParallelism);
+            fixed (BlockKind* kinds = BlockMask?.Kinds)
+                CpuForward.Run(JobOf(call), Mods(BlockMask, ScoreMod, kinds), Isa, call.MaxDegreeOfParallelism);
         }
     }
 
-    /// <summary>A validated call as the kernels' plain job over the pinned pointers (absent tensors stay empty).</summary>
-    private static unsafe CpuAttentionJob<T> JobOf<T>(scoped in AttentionCall<T> call, T* q, T* k, T* v, T* output, float* bias, bool* keep,
-        float* lse, float* weights) where T : unmanaged
+    /// <summary>The backward over the pinned forward call and the backward's own pinned tensors.</summary>
+    private struct BackwardWork<T, TMask, TScore> : IPinnedCallWork<T>
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        public BlockMask<TMask>? BlockMask;
+        public TScore ScoreMod;
+        public CpuIsa Isa;
+        public RawStrided4<float> Lse, ScoreGradient;
+        public RawStrided4<T> DOutput, DQ, DK, DV;
+
+        public readonly unsafe void Run(in PinnedCall<T> forward)
+        {
+            fixed (BlockKind* kinds = BlockMask?.Kinds)
+            {
+                var job = new CpuBackwardJob<T>
+                {
+                    // The forward's output view is the saved output; the forward job's LSE and weights stay empty.
+                    Forward = JobOf(forward with { Lse = default, Weights = default }),
+                    Output = forward.Output, Lse = Lse, DOutput = DOutput, DQ = DQ, DK = DK, DV = DV,
+                    ScoreGradient = ScoreGradient,
+                };
+                CpuBackward.Run(job, Mods(BlockMask, ScoreMod, kinds), Isa, forward.MaxDegreeOfParallelism);
+            }
+        }
+    }
+
+    /// <summary>A pinned call as the kernels' plain job (absent tensors stay empty).</summary>
+    private static CpuAttentionJob<T> JobOf<T>(in PinnedCall<T> call) where T : unmanaged
     {
         var shape = call.Shape;
         return new CpuAttentionJob<T>
         {
             Batch = shape.Batch, QueryHeads = shape.QueryHeads, KvHeads = shape.KvHeads,
             QueryLength = shape.QueryLength, KeyLength = shape.KeyLength, HeadDim = shape.HeadDim, ValueDim = shape.ValueDim,
-            Scale = call.Scale, Band = call.Band,
-            Q = new RawStrided4<T>(q, call.Q), K = new RawStrided4<T>(k, call.K), V = new RawStrided4<T>(v, call.V),
-            Output = new RawStrided4<T>(output, call.Output),
-            Bias = call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
-            KeepMask = call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default,
-            Lse = call.ReturnLse && lse != null ? new RawStrided4<float>(lse, call.Lse) : default,
-            Weights = call.ReturnWeights && weights != null ? new RawStrided4<float>(weights, call.Weights) : default,
+            Scale = (float)call.Scale, Band = call.Band,
+            Q = call.Q, K = call.K, V = call.V, Output = call.Output,
+            Bias = call.Bias, KeepMask = call.Keep, Lse = call.Lse, Weights = call.Weights,
             Dropout = call.Dropout.Stream,
             WeightsAfterDropout = call.Dropout.InWeights,
         };

@@ -4,13 +4,15 @@ using AttentionEngine.Kernels.Tensors;
 namespace AttentionEngine;
 
 /// <summary>
-/// The inputs of a validated call as plain (capturable) views over pinned memory, for work spread over threads.
-/// Only valid inside <see cref="Pin"/>'s callback.
+/// A validated call as plain (capturable) views over pinned memory, for work spread over threads: its inputs, its
+/// destinations (empty where not wanted) and its settings. Only valid inside <see cref="Pin{TWork}"/>'s work. The one
+/// place a call's tensors are pinned (the CPU forward and backward, the Reference and the naive formula).
 /// </summary>
 internal readonly record struct PinnedCall<T>(
     AttentionShape Shape, double Scale, DiagonalBand Band,
     RawStrided4<T> Q, RawStrided4<T> K, RawStrided4<T> V, RawStrided4<float> Bias, RawStrided4<bool> Keep,
-    IPairFunctors? Functors, AttentionDropout Dropout)
+    RawStrided4<T> Output, RawStrided4<float> Lse, RawStrided4<float> Weights,
+    IPairFunctors? Functors, AttentionDropout Dropout, int MaxDegreeOfParallelism)
     where T : unmanaged
 {
     /// <summary>What P(i, j) is multiplied by before P·V: 1 without dropout, else 1 / (1 − p) (exactly) where kept and 0 where dropped.</summary>
@@ -36,20 +38,49 @@ internal readonly record struct PinnedCall<T>(
     public double ScoreDerivative(double dot, int b, int h, int i, int j) =>
         Functors is { HasScore: true } f ? f.Derivative((float)ScoreSaturation.Saturate(dot * Scale), b, h, i, j) : 1.0;
 
-    /// <summary>Pins the inputs of <paramref name="call"/> for the duration of <paramref name="work"/>.</summary>
-    public static unsafe void Pin(scoped in AttentionCall<T> call, Action<PinnedCall<T>> work, IPairFunctors? functors = null)
+    /// <summary>
+    /// Pins every tensor of <paramref name="call"/> for the duration of <paramref name="work"/>'s run. The work is a
+    /// struct passed by reference, so a call allocates nothing here.
+    /// </summary>
+    public static unsafe void Pin<TWork>(scoped in AttentionCall<T> call, ref TWork work, IPairFunctors? functors = null)
+        where TWork : struct, IPinnedCallWork<T>
     {
         fixed (T* q = &Unsafe.AsRef(in call.Q.Base))
         fixed (T* k = &Unsafe.AsRef(in call.K.Base))
         fixed (T* v = &Unsafe.AsRef(in call.V.Base))
         fixed (float* bias = &Unsafe.AsRef(in call.Bias.Base))
         fixed (bool* keep = &Unsafe.AsRef(in call.KeepMask.Base))
+        fixed (T* output = &call.Output.Base)
+        fixed (float* lse = &call.Lse.Base)
+        fixed (float* weights = &call.Weights.Base)
         {
-            work(new PinnedCall<T>(
+            work.Run(new PinnedCall<T>(
                 call.Shape, call.Scale, call.Band,
                 new RawStrided4<T>(q, call.Q), new RawStrided4<T>(k, call.K), new RawStrided4<T>(v, call.V),
                 call.HasBias ? new RawStrided4<float>(bias, call.Bias) : default,
-                call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default, functors, call.Dropout));
+                call.HasKeepMask ? new RawStrided4<bool>(keep, call.KeepMask) : default,
+                call.Output.IsEmpty ? default : new RawStrided4<T>(output, call.Output),
+                call.ReturnLse ? new RawStrided4<float>(lse, call.Lse) : default,
+                call.ReturnWeights ? new RawStrided4<float>(weights, call.Weights) : default,
+                functors, call.Dropout, call.MaxDegreeOfParallelism));
         }
     }
+
+    /// <summary>As <see cref="Pin{TWork}"/>, with a delegate (for the oracles, where an allocation does not matter).</summary>
+    public static void Pin(scoped in AttentionCall<T> call, Action<PinnedCall<T>> work, IPairFunctors? functors = null)
+    {
+        var adapter = new DelegateWork(work);
+        Pin(call, ref adapter, functors);
+    }
+
+    private readonly struct DelegateWork(Action<PinnedCall<T>> work) : IPinnedCallWork<T>
+    {
+        public void Run(in PinnedCall<T> call) => work(call);
+    }
+}
+
+/// <summary>Work run over a pinned call (a struct, so the JIT specialises it and nothing is allocated).</summary>
+internal interface IPinnedCallWork<T> where T : unmanaged
+{
+    void Run(in PinnedCall<T> call);
 }
