@@ -63,8 +63,9 @@ public class ReadmeTests
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
-            string candidate = Path.Combine(dir.FullName, "tests", name);
-            if (File.Exists(candidate)) return candidate;
+            // The examples sit beside these tests (tests/Readme); the C example in tests/c.
+            foreach (string candidate in new[] { Path.Combine(dir.FullName, "tests", "Readme", name), Path.Combine(dir.FullName, "tests", name) })
+                if (File.Exists(candidate)) return candidate;
         }
         throw new FileNotFoundException($"tests/{name} not found above {AppContext.BaseDirectory}");
     }
