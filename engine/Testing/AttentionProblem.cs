@@ -123,9 +123,9 @@ public sealed class AttentionProblem<T> : IDisposable where T : unmanaged
         return ReferenceAttention.Compute(AttentionValidator.Validate<T>(Q, K, V, output, Options()), withWeights);
     }
 
-    /// <summary>The textbook formula's answer.</summary>
-    public AttentionResult Naive(NaivePrecision precision) =>
-        NaiveAttention.Compute<T>(Q, K, V, precision, Options());
+    /// <summary>The textbook formula's answer (with its weights when asked: the yardstick of a weights check).</summary>
+    public AttentionResult Naive(NaivePrecision precision, bool withWeights = false) =>
+        NaiveAttention.Compute<T>(Q, K, V, precision, Options(), withWeights);
 
     /// <summary>
     /// Which (b, h, i, j) pairs are visible, row-major [B, Hq, Lq, Lk]: positional mask, keep-mask and

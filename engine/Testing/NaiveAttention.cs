@@ -32,27 +32,32 @@ public enum NaivePrecision
 /// </summary>
 public static class NaiveAttention
 {
-    /// <summary>Computes attention of the given tensors; validates exactly as every backend does.</summary>
+    /// <summary>
+    /// Computes attention of the given tensors; validates exactly as every backend does. With
+    /// <paramref name="withWeights"/> also the probabilities [B, Hq, Lq, Lk] in float (as a weights destination holds
+    /// them: the softmax, or the dropped matrix when the dropout's InWeights is set), with their own first-order
+    /// score-rounding sensitivity under <see cref="NaivePrecision.ScoreRounding"/>.
+    /// </summary>
     public static AttentionResult Compute<T>(
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, NaivePrecision precision,
-        scoped in AttentionOptions options = default) where T : unmanaged
+        scoped in AttentionOptions options = default, bool withWeights = false) where T : unmanaged
     {
         var shape = ShapeOf(q, k, v);
         // The validator needs a destination; a contiguous scratch output satisfies it and is never written.
         using var scratch = NativeTensor<T>.Zeros(shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim);
         var call = AttentionValidator.Validate(q, k, v, scratch.AsTensorSpan(), options);
-        return Compute(call, precision);
+        return Compute(call, precision, withWeights);
     }
 
-    /// <summary>Computes a validated call.</summary>
-    public static AttentionResult Compute<T>(scoped in AttentionCall<T> call, NaivePrecision precision) where T : unmanaged
+    /// <summary>Computes a validated call (its own weights destination is ignored; <paramref name="withWeights"/> decides).</summary>
+    public static AttentionResult Compute<T>(scoped in AttentionCall<T> call, NaivePrecision precision, bool withWeights = false) where T : unmanaged
     {
         var shape = call.Shape;
         var result = new AttentionResult(
             shape,
             new double[(long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.ValueDim],
             new double[(long)shape.Batch * shape.QueryHeads * shape.QueryLength],
-            null);
+            withWeights ? new double[(long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.KeyLength] : null);
         PinnedCall<T>.Pin(call, pinned =>
             Parallel.For(0, shape.Batch * shape.QueryHeads, head =>
                 ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, precision, result)));
@@ -116,7 +121,9 @@ public static class NaiveAttention
                 p[i * lk + j] = double.IsNegativeInfinity(si[j]) ? 0 : F32(Math.Exp(F32(si[j] - m)));
                 l = F32(l + p[i * lk + j]);
             }
-            for (int j = 0; j < lk; j++) p[i * lk + j] = InStorage(F32(p[i * lk + j] / l));
+            for (int j = 0; j < lk; j++) p[i * lk + j] = F32(p[i * lk + j] / l);
+            if (result.Weights is not null) WriteWeights(x, b, h, i, p.AsSpan(i * lk, lk), scoreError is null ? default : scoreError.AsSpan(i * lk, lk), F32, result.Weights);
+            for (int j = 0; j < lk; j++) p[i * lk + j] = InStorage(p[i * lk + j]);
             result.Lse[row] = F32(m + F32(Math.Log(l)));
             if (scoreError is not null)
                 for (int j = 0; j < lk; j++) result.Lse[row] += p[i * lk + j] * scoreError[i * lk + j];
@@ -144,6 +151,29 @@ public static class NaiveAttention
                     bound += p[i * lk + j] * Math.Abs((multiplier[j] == 0 ? 0 : multiplier[j] * ElementTypes.ToDouble(x.V[b, kvHead, j, c])) - o) * scoreError[i * lk + j];
                 result.Output[row * shape.ValueDim + c] = o + bound;
             }
+        }
+    }
+
+    /// <summary>
+    /// One row of the weights as a float destination holds them: the softmax (times the dropout multiplier when the
+    /// dropout's InWeights is set). With score errors e_j (ScoreRounding), each gets its first-order sensitivity
+    /// |∂p_j| ≤ p_j·(e_j + Σ_k p_k·e_k), signs at their worst.
+    /// </summary>
+    private static void WriteWeights<T>(PinnedCall<T> x, int b, int h, int i, ReadOnlySpan<double> p, ReadOnlySpan<double> scoreError,
+        Func<double, double> f32, double[] weights) where T : unmanaged
+    {
+        var shape = x.Shape;
+        int lk = shape.KeyLength;
+        long row = (((long)b * shape.QueryHeads + h) * shape.QueryLength + i) * lk;
+        double spread = 0;
+        if (!scoreError.IsEmpty)
+            for (int j = 0; j < lk; j++) spread += p[j] * scoreError[j];
+        for (int j = 0; j < lk; j++)
+        {
+            double weight = p[j];
+            if (!scoreError.IsEmpty) weight += p[j] * (scoreError[j] + spread);
+            if (x.Dropout.InWeights) weight = f32(weight * f32(x.DropoutFactor(b, h, i, j)));
+            weights[row + j] = weight;
         }
     }
 }
