@@ -15,16 +15,8 @@ public class CpuBackendProperties
     {
         var backend = new CpuBackend(isa);
         if (!backend.IsAvailable) Assert.Skip($"{backend.Name}: {backend.UnavailableReason}");
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => CheckDrawnProblem<T>(backend, spec))
+        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => BackendChecks.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
-    }
-
-    /// <summary>One drawn problem on <paramref name="backend"/>: the tolerance rule and every invariant (the shared backend check).</summary>
-    internal static void CheckDrawnProblem<T>(AttentionBackend backend, ProblemSpec spec) where T : unmanaged
-    {
-        using var problem = AttentionProblem<T>.Create(spec);
-        var verdict = CaseVerifier.VerifyBackend(backend, problem, spec.DataSeed);
-        Assert.True(verdict.Passed, $"{backend.Name} {ElementTypes.ShortName<T>()} {spec}: {string.Join("; ", verdict.Failures)}");
     }
 
     [Fact] public void Avx512_f32() => Verify<float>(CpuIsa.Avx512, 250);

@@ -37,7 +37,7 @@ public class CudaBackendTests
             limits = limits with { MaxBatch = Emulated.MaxBatch, MaxQueryHeads = Emulated.MaxQueryHeads, MaxCost = Emulated.MaxCost };
         }
         var problems = dropout ? Dropout.DropoutPropertyTests.WithDropout(limits ?? ProblemLimits.Default) : AttentionGen.Arbitrary(limits);
-        Prop.ForAll(problems, (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
+        Prop.ForAll(problems, (ProblemSpec spec) => BackendChecks.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 
@@ -77,9 +77,9 @@ public class CudaBackendTests
         foreach (var element in Enum.GetValues<CudaElement>())
         {
             var spec = new ProblemSpec { Batch = 1, QueryHeads = 2, KvHeads = 1, QueryLength = 70, KeyLength = 90, HeadDim = d, ValueDim = d, DataSeed = d };
-            if (element == CudaElement.BF16) CpuBackendProperties.CheckDrawnProblem<BFloat16>(backend, spec);
-            else if (element == CudaElement.F16) CpuBackendProperties.CheckDrawnProblem<Half>(backend, spec);
-            else CpuBackendProperties.CheckDrawnProblem<float>(backend, spec);
+            if (element == CudaElement.BF16) BackendChecks.CheckDrawnProblem<BFloat16>(backend, spec);
+            else if (element == CudaElement.F16) BackendChecks.CheckDrawnProblem<Half>(backend, spec);
+            else BackendChecks.CheckDrawnProblem<float>(backend, spec);
         }
     }
 

@@ -21,7 +21,7 @@ public class DropoutPropertyTests
         var backend = new CpuBackend(isa);
         if (!backend.IsAvailable) Assert.Skip($"{backend.Name}: {backend.UnavailableReason}");
         Prop.ForAll(WithDropout(limits ?? new ProblemLimits { MaxLength = 160, MaxCost = 6e6 }),
-                (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
+                (ProblemSpec spec) => BackendChecks.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
     }
 

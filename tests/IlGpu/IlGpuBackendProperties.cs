@@ -20,7 +20,7 @@ public class IlGpuBackendProperties(IlGpuCpuAccelerator accelerator)
     {
         var backend = accelerator.Backend;
         var problems = dropoutOnly ? Dropout.DropoutPropertyTests.WithDropout(limits) : AttentionGen.Arbitrary(limits);
-        Prop.ForAll(problems, (ProblemSpec spec) => CpuBackendProperties.CheckDrawnProblem<T>(backend, spec))
+        Prop.ForAll(problems, (ProblemSpec spec) => BackendChecks.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
     }
 
