@@ -56,6 +56,10 @@ app.Configure(config =>
     config.AddCommand<HeadsCommand>("heads")
         .WithDescription("A MultiHeadAttention layer's per-head attention weights and their average as heatmaps in one PNG (one panel per head).")
         .WithExample("heads", "heads.png", "--length", "64", "--heads", "4", "--causal");
+    config.AddCommand<AttentionEngine.Bench.Quantization.Int8Command>("int8")
+        .WithDescription("Decode over an int8 KV cache (per-token scales) against fp32 and bf16 caches in the same run; int8 accuracy against float64.")
+        .WithExample("int8", "--threads", "2")
+        .WithExample("int8", "--lengths", "4096,32768", "--heads", "32/8", "--dim", "128");
     config.AddCommand<BdnCommand>("bdn")
         .WithDescription("BenchmarkDotNet suites with a GFLOP/s column; arguments go to BenchmarkDotNet (--filter, --job short, ...).")
         .WithExample("bdn", "--filter", "*N2048*", "--job", "short");

@@ -105,6 +105,33 @@ public static class Attention
         scoped in AttentionOptions options = default) where T : unmanaged
     {
         var call = AttentionValidator.Validate(q, k, v, output, options);
+        Serve(call);
+    }
+
+    /// <summary>
+    /// Computes attention over int8 keys and values with per-token scales (an int8 KV cache: a quarter of fp32's
+    /// bytes), with the best backend that reads them (<see cref="AttentionBackend.SupportsQuantizedKeyValues"/>: the
+    /// Cpu backend, and the Reference as the oracle). The result is attention of the dequantised keys and values,
+    /// <c>k[b, h, j, c] = k.Values[b, h, j, c] · k.Scales[b, h, j]</c>, with every option of a float call.
+    /// </summary>
+    /// <param name="q">queries [batch, queryHeads, Lq, headDim]</param>
+    /// <param name="k">int8 keys [batch, kvHeads, Lk, headDim] and their scales [batch, kvHeads, Lk]</param>
+    /// <param name="v">int8 values [batch, kvHeads, Lk, valueDim] and their scales [batch, kvHeads, Lk]</param>
+    /// <param name="output">destination [batch, queryHeads, Lq, valueDim]; must not overlap any input</param>
+    /// <param name="options">scale, masks, and optional LSE / weights destinations</param>
+    /// <exception cref="ArgumentException">an invalid shape, stride, scale, option or aliasing; the message names it.</exception>
+    /// <exception cref="NotSupportedException">no backend can serve the call; the message gives each one's reason.</exception>
+    public static void Forward<T>(
+        ReadOnlyTensorSpan<T> q, QuantizedTensorSpan k, QuantizedTensorSpan v, TensorSpan<T> output,
+        scoped in AttentionOptions options = default) where T : unmanaged
+    {
+        var call = AttentionValidator.ValidateQuantized(q, k, v, output, options);
+        Serve(call);
+    }
+
+    /// <summary>The first preferred backend that can take a validated call runs it.</summary>
+    private static void Serve<T>(scoped in AttentionCall<T> call) where T : unmanaged
+    {
         foreach (var backend in Preference)
         {
             if ((backend.UnavailableReason ?? backend.Refusal(call)) is not null) continue;

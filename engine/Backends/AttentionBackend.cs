@@ -32,9 +32,17 @@ public abstract class AttentionBackend : IAttentionForward
     /// </summary>
     public virtual bool SupportsDropout => false;
 
-    /// <summary>Why this backend cannot take the call: <see cref="CannotServe{T}"/>, or dropout it does not apply.</summary>
+    /// <summary>
+    /// True when this backend reads int8 keys and values with per-token scales (<see cref="AttentionCall{T}.HasQuantizedKeyValues"/>).
+    /// A backend that does not is never given such a call.
+    /// </summary>
+    public virtual bool SupportsQuantizedKeyValues => false;
+
+    /// <summary>Why this backend cannot take the call: <see cref="CannotServe{T}"/>, or dropout or int8 keys and values it does not read.</summary>
     internal string? Refusal<T>(scoped in AttentionCall<T> call) where T : unmanaged =>
-        CannotServe(call) ?? (call.Dropout.IsActive && !SupportsDropout ? "options.Dropout: this backend does not apply dropout" : null);
+        (call.HasQuantizedKeyValues && !SupportsQuantizedKeyValues ? "k, v: this backend does not read int8 keys and values" : null)
+        ?? CannotServe(call)
+        ?? (call.Dropout.IsActive && !SupportsDropout ? "options.Dropout: this backend does not apply dropout" : null);
 
     /// <inheritdoc />
     /// <exception cref="ArgumentException">the call is invalid (see <see cref="AttentionValidator"/>).</exception>
@@ -44,6 +52,23 @@ public abstract class AttentionBackend : IAttentionForward
         ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, TensorSpan<T> output,
         scoped in AttentionOptions options = default) where T : unmanaged =>
         ForwardFlex(q, k, v, output, options, (BlockMask<KeepAll>?)null, default(IdentityScore));
+
+    /// <summary>
+    /// Attention over int8 keys and values with per-token scales on this backend (see
+    /// <see cref="Attention.Forward{T}(ReadOnlyTensorSpan{T}, QuantizedTensorSpan, QuantizedTensorSpan, TensorSpan{T}, in AttentionOptions)"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">the call is invalid; the message names the tensor or scale.</exception>
+    /// <exception cref="NotSupportedException">this backend does not read int8 keys and values, or an option of the call.</exception>
+    /// <exception cref="InvalidOperationException">this backend is not available on this machine.</exception>
+    public void Forward<T>(
+        ReadOnlyTensorSpan<T> q, QuantizedTensorSpan k, QuantizedTensorSpan v, TensorSpan<T> output,
+        scoped in AttentionOptions options = default) where T : unmanaged
+    {
+        ThrowIfCannotRun(backward: false, functors: false);
+        var call = AttentionValidator.ValidateQuantized(q, k, v, output, options);
+        ThrowIfRefused(call);
+        ExecutePlain(call);
+    }
 
     /// <summary>
     /// Computes a validated call into its destinations. Plain calls come with <paramref name="blockMask"/> null and

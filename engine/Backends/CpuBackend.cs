@@ -48,6 +48,9 @@ public sealed class CpuBackend : AttentionBackend
     public override bool SupportsDropout => true;
 
     /// <inheritdoc/>
+    public override bool SupportsQuantizedKeyValues => true;
+
+    /// <inheritdoc/>
     protected internal override unsafe void ExecuteBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
     {
         // The forward call's tensors are pinned by PinnedCall; the backward's own ones here.
@@ -133,6 +136,9 @@ public sealed class CpuBackend : AttentionBackend
             Bias = call.Bias, KeepMask = call.Keep, Lse = call.Lse, Weights = call.Weights,
             Dropout = call.Dropout.Stream,
             WeightsAfterDropout = call.Dropout.InWeights,
+            Int8 = call.Int8.IsActive
+                ? new Int8KeyValues { K = call.Int8.K, V = call.Int8.V, KScale = call.Int8.KScale, VScale = call.Int8.VScale }
+                : default,
         };
     }
 

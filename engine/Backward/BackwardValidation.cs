@@ -83,7 +83,7 @@ internal static partial class AttentionValidator
         scoped in ReadOnlyTensorSpan<T> output, scoped in ReadOnlyTensorSpan<float> lse, scoped in ReadOnlyTensorSpan<T> dOutput,
         scoped in AttentionOptions options)
     {
-        ThrowIfOverlapsAnyInput(written, name, q, k, v, options);
+        ThrowIfOverlapsAnyInput(written, name, new InputRegions(MemoryRegion.Of(q, "q"), MemoryRegion.Of(k, "k"), MemoryRegion.Of(v, "v"), default, default), options);
         written.ThrowIfOverlaps(MemoryRegion.Of(output, "output"), name);
         written.ThrowIfOverlaps(MemoryRegion.Of(lse, "lse"), name);
         written.ThrowIfOverlaps(MemoryRegion.Of(dOutput, "dOutput"), name);

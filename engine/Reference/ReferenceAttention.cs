@@ -47,8 +47,8 @@ public static unsafe class ReferenceAttention
         var values = new double[lk * dv];
         for (int j = 0; j < lk; j++)
         {
-            for (int c = 0; c < d; c++) keys[j * d + c] = ElementTypes.ToDouble(inputs.K[b, kvHead, j, c]);
-            for (int c = 0; c < dv; c++) values[j * dv + c] = ElementTypes.ToDouble(inputs.V[b, kvHead, j, c]);
+            for (int c = 0; c < d; c++) keys[j * d + c] = inputs.KeyAt(b, kvHead, j, c);
+            for (int c = 0; c < dv; c++) values[j * dv + c] = inputs.ValueAt(b, kvHead, j, c);
         }
 
         var query = new double[d];

@@ -96,7 +96,7 @@ public static class NaiveAttention
             double dot = 0, magnitude = 0;
             for (int c = 0; c < shape.HeadDim; c++)
             {
-                double term = ElementTypes.ToDouble(x.Q[b, h, i, c]) * ElementTypes.ToDouble(x.K[b, kvHead, j, c]);
+                double term = ElementTypes.ToDouble(x.Q[b, h, i, c]) * F32(x.KeyAt(b, kvHead, j, c));
                 dot = F32(dot + F32(term));
                 magnitude += Math.Abs(term);
             }
@@ -139,7 +139,7 @@ public static class NaiveAttention
             {
                 double acc = 0;
                 for (int j = 0; j < lk; j++)
-                    if (multiplier[j] != 0) acc = F32(acc + F32(InStorage(F32(p[i * lk + j] * multiplier[j])) * ElementTypes.ToDouble(x.V[b, kvHead, j, c])));
+                    if (multiplier[j] != 0) acc = F32(acc + F32(InStorage(F32(p[i * lk + j] * multiplier[j])) * F32(x.ValueAt(b, kvHead, j, c))));
                 result.Output[row * shape.ValueDim + c] = InStorage(acc);
             }
             if (scoreError is null) continue;
@@ -148,7 +148,7 @@ public static class NaiveAttention
             {
                 double o = result.Output[row * shape.ValueDim + c], bound = 0;
                 for (int j = 0; j < lk; j++)
-                    bound += p[i * lk + j] * Math.Abs((multiplier[j] == 0 ? 0 : multiplier[j] * ElementTypes.ToDouble(x.V[b, kvHead, j, c])) - o) * scoreError[i * lk + j];
+                    bound += p[i * lk + j] * Math.Abs((multiplier[j] == 0 ? 0 : multiplier[j] * x.ValueAt(b, kvHead, j, c)) - o) * scoreError[i * lk + j];
                 result.Output[row * shape.ValueDim + c] = o + bound;
             }
         }

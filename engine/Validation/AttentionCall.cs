@@ -13,8 +13,9 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
         AttentionShape shape, float scale, Mask mask, DiagonalBand band,
         ReadOnlyStrided4<T> q, ReadOnlyStrided4<T> k, ReadOnlyStrided4<T> v, Strided4<T> output,
         ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, Strided4<float> lse, Strided4<float> weights,
-        int maxDegreeOfParallelism, AttentionDropout dropout = default)
+        int maxDegreeOfParallelism, AttentionDropout dropout = default, QuantizedKeyValues quantized = default)
     {
+        Quantized = quantized;
         MaxDegreeOfParallelism = maxDegreeOfParallelism;
         Dropout = dropout;
         Shape = shape; Scale = scale; Mask = mask; Band = band;
@@ -60,6 +61,16 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
 
     /// <summary>[B, Hq, Lq, Lk] view of the weights destination; empty when not wanted.</summary>
     public Strided4<float> Weights { get; }
+
+    /// <summary>
+    /// True when keys and values came as int8 with per-token scales (<see cref="QuantizedTensorSpan"/>): <see cref="K"/>
+    /// and <see cref="V"/> are then empty. A backend whose <see cref="AttentionBackend.SupportsQuantizedKeyValues"/> is
+    /// false never receives such a call.
+    /// </summary>
+    public bool HasQuantizedKeyValues => Quantized.IsActive;
+
+    /// <summary>The int8 keys and values and their scales (inactive unless <see cref="HasQuantizedKeyValues"/>).</summary>
+    internal QuantizedKeyValues Quantized { get; }
 
     /// <summary>True when the call carries an additive bias.</summary>
     public bool HasBias => !Bias.IsEmpty;

@@ -23,6 +23,59 @@ internal static partial class AttentionValidator
         ElementTypes.ThrowIfUnsupported<T>();
         // Stack-only bookkeeping throughout: validating a call allocates nothing (steady-state calls are garbage-free).
         var shape = ValidateShapes(q.Lengths, k.Lengths, v.Lengths, output.Lengths);
+        var inputs = new InputRegions(MemoryRegion.Of(q, "q"), MemoryRegion.Of(k, "k"), MemoryRegion.Of(v, "v"), default, default);
+        return Complete(shape, q, View(k), View(v), default, output, options, inputs);
+    }
+
+    /// <summary>
+    /// Checks a call whose keys and values are int8 with per-token scales: values as k and v are, scales
+    /// [B, Hkv, Lk] with any strides, each finite and in [0, <see cref="QuantizedTensor.MaxScale"/>].
+    /// </summary>
+    /// <exception cref="ArgumentException">a shape, stride, scale, option or aliasing error; the message says which.</exception>
+    public static AttentionCall<T> ValidateQuantized<T>(
+        scoped in ReadOnlyTensorSpan<T> q, scoped in QuantizedTensorSpan k, scoped in QuantizedTensorSpan v,
+        scoped in TensorSpan<T> output, scoped in AttentionOptions options) where T : unmanaged
+    {
+        ElementTypes.ThrowIfUnsupported<T>();
+        var shape = ValidateShapes(q.Lengths, k.Values.Lengths, v.Values.Lengths, output.Lengths);
+        var kScale = ScaleView(k.Scales, shape, "k.Scales");
+        var vScale = ScaleView(v.Scales, shape, "v.Scales");
+        var inputs = new InputRegions(MemoryRegion.Of(q, "q"), MemoryRegion.Of(k.Values, "k.Values"), MemoryRegion.Of(v.Values, "v.Values"),
+            MemoryRegion.Of(k.Scales, "k.Scales"), MemoryRegion.Of(v.Scales, "v.Scales"));
+        return Complete(shape, q, default, default, new QuantizedKeyValues(View(k.Values), View(v.Values), kScale, vScale), output, options, inputs);
+    }
+
+    /// <summary>Scales [B, Hkv, Lk] as a [B, Hkv, Lk, 1] view, every one finite and in [0, MaxScale].</summary>
+    private static ReadOnlyStrided4<float> ScaleView(scoped in ReadOnlyTensorSpan<float> scales, AttentionShape shape, string name)
+    {
+        Span<int> expected = [shape.Batch, shape.KvHeads, shape.KeyLength];
+        var lengths = scales.Lengths;
+        if (lengths.Length != 3)
+            throw new ArgumentException(
+                $"{name} has rank {lengths.Length} with lengths [{Join(lengths)}]; expected rank 3 [batch, kvHeads, tokens] = [{Join(expected)}].", name);
+        for (int d = 0; d < 3; d++)
+            if (lengths[d] != expected[d])
+                throw new ArgumentException(
+                    $"{name} dimension {d} ({InputDims[d]}) is {lengths[d]}; expected {expected[d]} ([batch, kvHeads, tokens] = [{Join(expected)}]).", name);
+        var s = scales.Strides;
+        var view = new ReadOnlyStrided4<float>(in scales.GetPinnableReference(), [shape.Batch, shape.KvHeads, shape.KeyLength, 1], [s[0], s[1], s[2], 0]);
+        for (int b = 0; b < shape.Batch; b++)
+        for (int h = 0; h < shape.KvHeads; h++)
+        for (int j = 0; j < shape.KeyLength; j++)
+        {
+            float scale = view[b, h, j, 0];
+            if (!(scale >= 0 && scale <= QuantizedTensor.MaxScale))
+                throw new ArgumentException(
+                    $"{name}[{b}, {h}, {j}] is {scale}; a scale must be finite and in [0, {QuantizedTensor.MaxScale}] so every dequantised element is finite.", name);
+        }
+        return view;
+    }
+
+    /// <summary>The options and destinations, common to every kind of call.</summary>
+    private static AttentionCall<T> Complete<T>(
+        AttentionShape shape, scoped in ReadOnlyTensorSpan<T> q, ReadOnlyStrided4<T> k, ReadOnlyStrided4<T> v, QuantizedKeyValues quantized,
+        scoped in TensorSpan<T> output, scoped in AttentionOptions options, InputRegions inputs) where T : unmanaged
+    {
         Span<int> ol = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.ValueDim];
         CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
 
@@ -60,18 +113,18 @@ internal static partial class AttentionValidator
         var outputRegion = MemoryRegion.Of(output);
         var lseRegion = options.ReturnLse ? MemoryRegion.Of(options.Lse) : default;
         var weightsRegion = options.ReturnWeights ? MemoryRegion.Of(options.Weights) : default;
-        ThrowIfOverlapsAnyInput(outputRegion, "output", q, k, v, options);
-        ThrowIfOverlapsAnyInput(lseRegion, "options.Lse", q, k, v, options);
-        ThrowIfOverlapsAnyInput(weightsRegion, "options.Weights", q, k, v, options);
+        ThrowIfOverlapsAnyInput(outputRegion, "output", inputs, options);
+        ThrowIfOverlapsAnyInput(lseRegion, "options.Lse", inputs, options);
+        ThrowIfOverlapsAnyInput(weightsRegion, "options.Weights", inputs, options);
         lseRegion.ThrowIfOverlaps(outputRegion with { Name = "output" }, "options.Lse");
         weightsRegion.ThrowIfOverlaps(outputRegion with { Name = "output" }, "options.Weights");
         weightsRegion.ThrowIfOverlaps(lseRegion with { Name = "options.Lse" }, "options.Weights");
 
         return new AttentionCall<T>(
             shape, scale, mask, mask.Resolve(shape.QueryLength, shape.KeyLength),
-            View(q), View(k), View(v),
+            View(q), k, v,
             new Strided4<T>(ref output.GetPinnableReference(), ol, output.Strides),
-            bias, keep, lse, weights, threads, options.Dropout);
+            bias, keep, lse, weights, threads, options.Dropout, quantized);
     }
 
     /// <summary>The call's shape from the four tensors' lengths, or an exception naming the tensor and dimension at fault.</summary>
@@ -174,13 +227,19 @@ internal static partial class AttentionValidator
         FunctorShape.ThrowIfIncompatible(scoreMod, shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength, nameof(scoreMod));
     }
 
-    private static void ThrowIfOverlapsAnyInput<T>(
-        MemoryRegion written, string name, scoped in ReadOnlyTensorSpan<T> q, scoped in ReadOnlyTensorSpan<T> k,
-        scoped in ReadOnlyTensorSpan<T> v, scoped in AttentionOptions options)
+    /// <summary>The memory a call reads through its inputs (the scales only for int8 keys and values).</summary>
+    private readonly ref struct InputRegions(MemoryRegion q, MemoryRegion k, MemoryRegion v, MemoryRegion kScales, MemoryRegion vScales)
     {
-        written.ThrowIfOverlaps(MemoryRegion.Of(q, "q"), name);
-        written.ThrowIfOverlaps(MemoryRegion.Of(k, "k"), name);
-        written.ThrowIfOverlaps(MemoryRegion.Of(v, "v"), name);
+        public readonly MemoryRegion Q = q, K = k, V = v, KScales = kScales, VScales = vScales;
+    }
+
+    private static void ThrowIfOverlapsAnyInput(MemoryRegion written, string name, scoped in InputRegions inputs, scoped in AttentionOptions options)
+    {
+        written.ThrowIfOverlaps(inputs.Q, name);
+        written.ThrowIfOverlaps(inputs.K, name);
+        written.ThrowIfOverlaps(inputs.V, name);
+        written.ThrowIfOverlaps(inputs.KScales, name);
+        written.ThrowIfOverlaps(inputs.VScales, name);
         written.ThrowIfOverlaps(MemoryRegion.Of(options.Bias, "options.Bias"), name);
         written.ThrowIfOverlaps(MemoryRegion.Of(options.KeepMask, "options.KeepMask"), name);
     }

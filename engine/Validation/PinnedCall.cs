@@ -12,9 +12,17 @@ internal readonly record struct PinnedCall<T>(
     AttentionShape Shape, double Scale, DiagonalBand Band,
     RawStrided4<T> Q, RawStrided4<T> K, RawStrided4<T> V, RawStrided4<float> Bias, RawStrided4<bool> Keep,
     RawStrided4<T> Output, RawStrided4<float> Lse, RawStrided4<float> Weights,
-    IPairFunctors? Functors, AttentionDropout Dropout, int MaxDegreeOfParallelism)
+    IPairFunctors? Functors, AttentionDropout Dropout, int MaxDegreeOfParallelism, PinnedInt8KeyValues Int8)
     where T : unmanaged
 {
+    /// <summary>Key element (b, kvHead, j, c) as the call defines it: the stored value, or int8 · scale exactly.</summary>
+    public double KeyAt(int b, int kvHead, int j, int c) =>
+        Int8.IsActive ? Int8.K[b, kvHead, j, c] * (double)Int8.KScale[b, kvHead, j, 0] : ElementTypes.ToDouble(K[b, kvHead, j, c]);
+
+    /// <summary>Value element (b, kvHead, j, c) as the call defines it.</summary>
+    public double ValueAt(int b, int kvHead, int j, int c) =>
+        Int8.IsActive ? Int8.V[b, kvHead, j, c] * (double)Int8.VScale[b, kvHead, j, 0] : ElementTypes.ToDouble(V[b, kvHead, j, c]);
+
     /// <summary>What P(i, j) is multiplied by before P·V: 1 without dropout, else 1 / (1 − p) (exactly) where kept and 0 where dropped.</summary>
     public double DropoutFactor(int b, int h, int i, int j) => Dropout.Factor(b, Shape.QueryHeads, h, i, j);
 
@@ -53,7 +61,16 @@ internal readonly record struct PinnedCall<T>(
         fixed (T* output = &call.Output.Base)
         fixed (float* lse = &call.Lse.Base)
         fixed (float* weights = &call.Weights.Base)
+        fixed (sbyte* k8 = &Unsafe.AsRef(in call.Quantized.K.Base))
+        fixed (sbyte* v8 = &Unsafe.AsRef(in call.Quantized.V.Base))
+        fixed (float* kScale = &Unsafe.AsRef(in call.Quantized.KScale.Base))
+        fixed (float* vScale = &Unsafe.AsRef(in call.Quantized.VScale.Base))
         {
+            var quantized = call.Quantized;
+            var int8 = quantized.IsActive
+                ? new PinnedInt8KeyValues(new RawStrided4<sbyte>(k8, quantized.K), new RawStrided4<sbyte>(v8, quantized.V),
+                    new RawStrided4<float>(kScale, quantized.KScale), new RawStrided4<float>(vScale, quantized.VScale))
+                : default;
             work.Run(new PinnedCall<T>(
                 call.Shape, call.Scale, call.Band,
                 new RawStrided4<T>(q, call.Q), new RawStrided4<T>(k, call.K), new RawStrided4<T>(v, call.V),
@@ -62,7 +79,7 @@ internal readonly record struct PinnedCall<T>(
                 call.Output.IsEmpty ? default : new RawStrided4<T>(output, call.Output),
                 call.ReturnLse ? new RawStrided4<float>(lse, call.Lse) : default,
                 call.ReturnWeights ? new RawStrided4<float>(weights, call.Weights) : default,
-                functors, call.Dropout, call.MaxDegreeOfParallelism));
+                functors, call.Dropout, call.MaxDegreeOfParallelism, int8));
         }
     }
 
@@ -77,6 +94,12 @@ internal readonly record struct PinnedCall<T>(
     {
         public void Run(in PinnedCall<T> call) => work(call);
     }
+}
+
+/// <summary>Int8 keys and values of a pinned call with their per-token scales ([B, Hkv, Lk, 1] views); inactive by default.</summary>
+internal readonly record struct PinnedInt8KeyValues(RawStrided4<sbyte> K, RawStrided4<sbyte> V, RawStrided4<float> KScale, RawStrided4<float> VScale)
+{
+    public bool IsActive => !K.IsEmpty;
 }
 
 /// <summary>Work run over a pinned call (a struct, so the JIT specialises it and nothing is allocated).</summary>

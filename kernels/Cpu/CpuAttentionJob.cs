@@ -34,6 +34,12 @@ internal readonly struct CpuAttentionJob<T> where T : unmanaged
     /// <summary>Whether <see cref="Weights"/> receives the probabilities after dropout rather than before.</summary>
     public bool WeightsAfterDropout { get; init; }
 
+    /// <summary>
+    /// Int8 keys and values with per-token scales, when the call came with them (<see cref="K"/> and <see cref="V"/> are
+    /// then empty). Every read of a K or V row goes through <see cref="KeyValueRows"/>, which dequantises them.
+    /// </summary>
+    public Int8KeyValues Int8 { get; init; }
+
     /// <summary>Float copies of K ([B, Hkv, Lk, D]) and V ([B, Hkv, Lk, DvPad]) when a call made them (<see cref="KeyValueWidening"/>).</summary>
     public RawStrided4<float> WideK { get; init; }
     public RawStrided4<float> WideV { get; init; }

@@ -158,7 +158,7 @@ internal static unsafe class GuardedValues<TOps, TVec> where TOps : struct, IVec
                 if (p == 0) continue;
                 for (int c = 0; c < job.ValueDim; c++)
                 {
-                    float raw = NonFiniteRows.Element(job.V, batch, rows.KvHead, firstKey + j, c);
+                    float raw = KeyValueRows.ValueElement(job, batch, rows.KvHead, firstKey + j, c);
                     if (!float.IsFinite(raw)) scratch.Output[r * dvPad + c] += p * raw;
                 }
             }

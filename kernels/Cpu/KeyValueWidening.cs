@@ -58,18 +58,16 @@ internal static unsafe class KeyValueWidening
         int batch = head / job.KvHeads, kvHead = head % job.KvHeads;
         if (!job.WideK.IsEmpty)
         {
-            var k = job.K;
             for (int j = 0; j < job.KeyLength; j++)
-                ElementConversion.ToSingle(&k.Base[k.Offset(batch, kvHead, j, 0)], k.Stride3, job.HeadDim, &job.WideK.Base[job.WideK.Offset(batch, kvHead, j, 0)]);
+                KeyValueRows.Key(job, batch, kvHead, j, &job.WideK.Base[job.WideK.Offset(batch, kvHead, j, 0)]);
         }
         if (!job.WideV.IsEmpty)
         {
-            var v = job.V;
             int dvPad = job.WideV.Length3;
             for (int j = 0; j < job.KeyLength; j++)
             {
                 float* row = &job.WideV.Base[job.WideV.Offset(batch, kvHead, j, 0)];
-                ElementConversion.ToSingle(&v.Base[v.Offset(batch, kvHead, j, 0)], v.Stride3, job.ValueDim, row);
+                KeyValueRows.Value(job, batch, kvHead, j, row);
                 for (int x = job.ValueDim; x < dvPad; x++) row[x] = 0;
             }
         }

@@ -47,11 +47,11 @@ internal static unsafe class TileStaging
     /// (a kernel that reads keys as whole vectors asks for rows padded to <paramref name="paddedDim"/>).
     /// </summary>
     public static bool KeysInPlace<T>(in CpuAttentionJob<T> job, int paddedDim) where T : unmanaged =>
-        typeof(T) == typeof(float) && job.K.Stride3 == 1 && paddedDim == job.HeadDim;
+        typeof(T) == typeof(float) && !job.Int8.IsActive && job.K.Stride3 == 1 && paddedDim == job.HeadDim;
 
     /// <summary>True when values are used where they lie: float rows, contiguous, a whole number of vectors wide.</summary>
     public static bool ValuesInPlace<T>(in CpuAttentionJob<T> job, int vectorCount) where T : unmanaged =>
-        typeof(T) == typeof(float) && job.V.Stride3 == 1 && job.ValueDim % vectorCount == 0;
+        typeof(T) == typeof(float) && !job.Int8.IsActive && job.V.Stride3 == 1 && job.ValueDim % vectorCount == 0;
 
     /// <summary>The key block's rows as floats, zero-padded to <paramref name="paddedDim"/>; returns the row pitch.</summary>
     public static float* Keys<T>(in CpuAttentionJob<T> job, int batch, int kvHead, int firstKey, int keyCount, int paddedDim,
@@ -72,7 +72,7 @@ internal static unsafe class TileStaging
         for (int j = 0; j < keyCount; j++)
         {
             float* row = scratch.Keys + j * paddedDim;
-            ElementConversion.ToSingle(&k.Base[k.Offset(batch, kvHead, firstKey + j, 0)], k.Stride3, d, row);
+            KeyValueRows.Key(job, batch, kvHead, firstKey + j, row);
             for (int x = d; x < paddedDim; x++) row[x] = 0;
         }
         pitch = paddedDim;
@@ -98,7 +98,7 @@ internal static unsafe class TileStaging
         for (int j = 0; j < keyCount; j++)
         {
             float* row = scratch.Values + j * dvPad;
-            ElementConversion.ToSingle(&v.Base[v.Offset(batch, kvHead, firstKey + j, 0)], v.Stride3, dv, row);
+            KeyValueRows.Value(job, batch, kvHead, firstKey + j, row);
             for (int c = dv; c < dvPad; c++) row[c] = 0;
         }
         pitch = dvPad;

@@ -171,10 +171,10 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// staging (float and BFloat16 always; Half when one row reads each key: <see cref="ElementLoads{TOps, TVec}.ReadInPlace"/>).
     /// </summary>
     private static bool KeysInPlace(in CpuAttentionJob<T> job) =>
-        ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
+        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
 
     private static bool ValuesInPlace(in CpuAttentionJob<T> job) =>
-        ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
+        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
 
     /// <summary>Softmax step (then dropout, when <paramref name="dropout"/> holds the block's multipliers) and O += P·V for every row, on one block of values.</summary>
     private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch, float* dropout)

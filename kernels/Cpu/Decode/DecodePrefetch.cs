@@ -13,6 +13,12 @@ internal static unsafe class DecodePrefetch
     public static void Block<T>(in CpuAttentionJob<T> job, int batch, int kvHead, long firstKey, int keyCount) where T : unmanaged
     {
         if (!Sse.IsSupported || keyCount <= 0) return;
+        if (job.Int8.IsActive)
+        {
+            Rows(job.Int8.K, batch, kvHead, (int)firstKey, keyCount, job.HeadDim);
+            Rows(job.Int8.V, batch, kvHead, (int)firstKey, keyCount, job.ValueDim);
+            return;
+        }
         Rows(job.K, batch, kvHead, (int)firstKey, keyCount, job.HeadDim);
         Rows(job.V, batch, kvHead, (int)firstKey, keyCount, job.ValueDim);
     }

@@ -1,0 +1,73 @@
+namespace AttentionEngine.Testing;
+
+/// <summary>
+/// The error model of int8 keys and values with symmetric per-token scales (<see cref="QuantizedTensor"/>), as a bound
+/// the property tests check against, from the scales alone (no fitted epsilon).
+/// <para>
+/// Quantising a row with scale s moves each element by at most s/2. For query row i, key j's score moves by at most
+/// δ_j = |scale| · (s^k_j / 2) · Σ_c |q_ic|, and Δ = max δ_j over the visible keys. The softmax then moves each
+/// probability by a factor in [e^(−2Δ), e^(2Δ)], so |p̂_j − p_j| ≤ p_j (e^(2Δ) − 1); since both sum to one,
+/// ô_c − o_c = Σ_j (p̂_j − p_j)(v_jc − o_c) + Σ_j p̂_j (v̂_jc − v_jc), and
+/// </para>
+/// <para><c>|ô_c − o_c| ≤ (e^(2Δ) − 1) · Σ_j p_j |v_jc − o_c| + max_j s^v_j / 2</c> (visible j).</para>
+/// <para>
+/// The bound is rigorous for the exact (float64) attention of the dequantised inputs; a kernel adds its own rounding,
+/// which <see cref="ToleranceRule"/> bounds separately against that exact result.
+/// </para>
+/// </summary>
+public static class Int8ErrorModel
+{
+    /// <summary>
+    /// The bound of every output element, [B, Hq, Lq, Dv] row-major, for <paramref name="problem"/>'s keys and values
+    /// quantised into <paramref name="k"/> and <paramref name="v"/> (their scales are what the bound is made of).
+    /// Rows with no visible key have bound 0. The problem must carry no dropout.
+    /// </summary>
+    public static double[] OutputBound<T>(AttentionProblem<T> problem, QuantizedTensor k, QuantizedTensor v) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(v);
+        if (problem.Dropout.IsActive) throw new ArgumentException("the error model covers calls without dropout.", nameof(problem));
+        var s = problem.Shape;
+        var visible = problem.Visibility();
+        var oracle = problem.Oracle();
+        double scale = Math.Abs(problem.Scale ?? 1.0 / Math.Sqrt(s.HeadDim));
+        using var bias = problem.Bias is null ? null : problem.FullBias();
+        var bound = new double[oracle.Output.Length];
+        var p = new double[s.KeyLength];
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+        {
+            int kvHead = h / s.GroupSize;
+            long row = ((long)b * s.QueryHeads + h) * s.QueryLength + i;
+            double lse = oracle.Lse[row];
+            if (double.IsNegativeInfinity(lse)) continue;
+            double qNorm = 0;
+            for (int c = 0; c < s.HeadDim; c++) qNorm += Math.Abs(ElementTypes.ToDouble(problem.Q[b, h, i, c]));
+            double delta = 0, valueError = 0;
+            for (int j = 0; j < s.KeyLength; j++)
+            {
+                p[j] = 0;
+                if (!visible[row * s.KeyLength + j]) continue;
+                double dot = 0;
+                for (int c = 0; c < s.HeadDim; c++)
+                    dot += ElementTypes.ToDouble(problem.Q[b, h, i, c]) * ElementTypes.ToDouble(problem.K[b, kvHead, j, c]);
+                double score = ScoreSaturation.AddBias(ScoreSaturation.Saturate(dot * (problem.Scale ?? 1.0 / Math.Sqrt(s.HeadDim))),
+                    bias is null ? 0 : bias[b, h, i, j]);
+                p[j] = Math.Exp(score - lse);
+                delta = Math.Max(delta, scale * k.Scales[b, kvHead, j] / 2 * qNorm);
+                valueError = Math.Max(valueError, v.Scales[b, kvHead, j] / 2.0);
+            }
+            double growth = Math.Exp(2 * delta) - 1;
+            for (int c = 0; c < s.ValueDim; c++)
+            {
+                double o = oracle.Output[row * s.ValueDim + c], spread = 0;
+                for (int j = 0; j < s.KeyLength; j++)
+                    if (p[j] != 0) spread += p[j] * Math.Abs(ElementTypes.ToDouble(problem.V[b, kvHead, j, c]) - o);
+                bound[row * s.ValueDim + c] = growth * spread + valueError;
+            }
+        }
+        return bound;
+    }
+}
