@@ -99,6 +99,34 @@ public class QuantizedAttentionTests
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void A_row_has_the_same_bits_whether_its_gqa_group_shares_the_int8_keys_or_not(int queries)
+    {
+        // Four query heads per KV head take the shared-key path; the same heads over repeated K/V take the one-row path.
+        var spec = new ProblemSpec { Batch = 1, QueryHeads = 8, KvHeads = 2, QueryLength = queries, KeyLength = 300, HeadDim = 64, ValueDim = 32, DataSeed = 13 };
+        using var problem = AttentionProblem<float>.Create(spec);
+        var (k8, v8) = Quantize(problem);
+        using var _k = k8;
+        using var _v = v8;
+        using var kRepeated = QuantizedTensor.Zeros(1, 8, 300, 64);
+        using var vRepeated = QuantizedTensor.Zeros(1, 8, 300, 32);
+        for (int h = 0; h < 8; h++)
+        for (int j = 0; j < 300; j++)
+        {
+            kRepeated.Scales[0, h, j] = k8.Scales[0, h / 4, j];
+            vRepeated.Scales[0, h, j] = v8.Scales[0, h / 4, j];
+            for (int c = 0; c < 64; c++) kRepeated.Values[0, h, j, c] = k8.Values[0, h / 4, j, c];
+            for (int c = 0; c < 32; c++) vRepeated.Values[0, h, j, c] = v8.Values[0, h / 4, j, c];
+        }
+        using var grouped = problem.AllocateOutput();
+        using var repeated = problem.AllocateOutput();
+        CpuBackend.Default.Forward<float>(problem.Q, k8, v8, grouped);
+        CpuBackend.Default.Forward<float>(problem.Q, kRepeated, vRepeated, repeated);
+        Assert.Equal(repeated.ToArray(), grouped.ToArray());
+    }
+
+    [Theory]
     [InlineData(2)]
     [InlineData(70)]
     public void Hidden_keys_never_matter_whatever_their_int8_values_and_scales(int queries)

@@ -74,6 +74,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         new Span<float>(scratch.RowMax, rows.Count).Fill(float.NegativeInfinity);
         new Span<float>(scratch.RowSum, rows.Count).Clear();
         new Span<float>(scratch.RowScale, rows.Count).Fill(1f);
+        float* valueScales = stackalloc float[KeyBlock]; // int8 values: the block's per-token scales
         for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
@@ -102,6 +103,13 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             {
                 var v = job.V;
                 Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch, dropout);
+            }
+            else if (Int8InPlace(job.Int8.V, job.ValueDim))
+            {
+                // Int8 values are read as integers; each key's scale rides on its probability (after the softmax step).
+                var v = job.Int8.V;
+                for (int j = 0; j < keyCount; j++) valueScales[j] = job.Int8.VScale[batch, kvHead, (int)firstKey + j, 0];
+                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch, dropout, valueScales);
             }
             else
             {
@@ -176,17 +184,57 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     private static bool ValuesInPlace(in CpuAttentionJob<T> job) =>
         !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
 
-    /// <summary>Softmax step (then dropout, when <paramref name="dropout"/> holds the block's multipliers) and O += P·V for every row, on one block of values.</summary>
-    private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch, float* dropout)
-        where TValue : unmanaged
+    /// <summary>
+    /// Int8 rows are read in place (converted in the register, the token's scale applied after the dot product or to
+    /// the probability) when they are contiguous and a whole number of vectors wide; otherwise they are staged.
+    /// </summary>
+    private static bool Int8InPlace(in Tensors.RawStrided4<sbyte> rows, int width) =>
+        !rows.IsEmpty && rows.Stride3 == 1 && width % TOps.Count == 0;
+
+    /// <summary>
+    /// Softmax step (then dropout, when <paramref name="dropout"/> holds the block's multipliers, and the int8 values'
+    /// scales when given) and O += P·V for every row, on one block of values.
+    /// </summary>
+    private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch, float* dropout,
+        float* valueScales = null) where TValue : unmanaged
     {
+        if (valueScales != null)
+        {
+            AccumulateSharedValues(rows, keyCount, values, ldv, dvPad, scratch, dropout, valueScales);
+            return;
+        }
         for (int r = 0; r < rows.Count; r++)
         {
             float* p = scratch.Scores + r * KeyBlock;
             float rescale = DecodeSoftmax<TOps, TVec>.Update(p, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
             if (dropout != null) Drop(p, keyCount, dropout + r, rows.Count);
+            if (valueScales != null)
+                for (int j = 0; j < keyCount; j++) p[j] *= valueScales[j];
             DecodeValues<TOps, TVec>.Accumulate(p, keyCount, values, ldv, dvPad / TOps.Count, scratch.Output + r * dvPad, rescale);
         }
+    }
+
+    /// <summary>
+    /// The int8 form of <see cref="Accumulate{TValue}"/>: every row's softmax step, dropout and value scales first, then
+    /// O += P·V four rows at a time, so each int8 value vector is converted once for the four (the same bits per row as
+    /// one row at a time: each output element sums the same products in the same order).
+    /// </summary>
+    private static void AccumulateSharedValues<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch,
+        float* dropout, float* valueScales) where TValue : unmanaged
+    {
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float* p = scratch.Scores + r * KeyBlock;
+            scratch.RowRescale[r] = DecodeSoftmax<TOps, TVec>.Update(p, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
+            if (dropout != null) Drop(p, keyCount, dropout + r, rows.Count);
+            for (int j = 0; j < keyCount; j++) p[j] *= valueScales[j];
+        }
+        int dvVectors = dvPad / TOps.Count, row = 0;
+        for (; row + 4 <= rows.Count; row += 4)
+            DecodeValues<TOps, TVec>.AccumulateFourRows(scratch.Scores + row * KeyBlock, KeyBlock, keyCount, values, ldv, dvVectors,
+                scratch.Output + row * dvPad, dvPad, scratch.RowRescale + row);
+        for (; row < rows.Count; row++)
+            DecodeValues<TOps, TVec>.Accumulate(scratch.Scores + row * KeyBlock, keyCount, values, ldv, dvVectors, scratch.Output + row * dvPad, scratch.RowRescale[row]);
     }
 
     /// <summary>One row's probabilities times its dropout multipliers, read down the [key][row] block (rows <paramref name="stride"/> apart).</summary>
@@ -216,6 +264,19 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             var k = job.K;
             DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)], k.Stride2,
                 keyCount, scratch.Scores, KeyBlock);
+        }
+        else if (Int8InPlace(job.Int8.K, job.HeadDim))
+        {
+            // Dot products with the raw integers, then each key's scale: q · (s_j k_j) = s_j (q · k_j).
+            var k = job.Int8.K;
+            DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)], k.Stride2,
+                keyCount, scratch.Scores, KeyBlock);
+            var keyScales = job.Int8.KScale;
+            for (int j = 0; j < keyCount; j++)
+            {
+                float keyScale = keyScales[batch, rows.KvHead, firstKey + j, 0];
+                for (int r = 0; r < rows.Count; r++) scratch.Scores[r * KeyBlock + j] *= keyScale;
+            }
         }
         else
         {

@@ -19,6 +19,56 @@ internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVect
         for (; cv < dvVectors; cv++) OneVector(probabilities, keyCount, values + cv * c, ldv, output + cv * c, rescale);
     }
 
+    /// <summary>
+    /// As <see cref="Accumulate{TValue}"/> for four rows at once (rows <paramref name="pitch"/> apart in the
+    /// probabilities and <paramref name="outputPitch"/> apart in the outputs): each value vector is loaded and
+    /// converted once for the four rows.
+    /// </summary>
+    public static void AccumulateFourRows<TValue>(float* probabilities, int pitch, int keyCount, TValue* values, nint ldv, int dvVectors,
+        float* output, int outputPitch, float* rescale) where TValue : unmanaged
+    {
+        int c = TOps.Count;
+        int cv = 0;
+        for (; cv + 2 <= dvVectors; cv += 2) TwoVectorsFourRows(probabilities, pitch, keyCount, values + cv * c, ldv, output + cv * c, outputPitch, rescale);
+        for (; cv < dvVectors; cv++)
+            for (int r = 0; r < 4; r++)
+                OneVector(probabilities + r * pitch, keyCount, values + cv * c, ldv, output + r * outputPitch + cv * c, rescale[r]);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TwoVectorsFourRows<TValue>(float* p, int pitch, int n, TValue* v, nint ldv, float* o, int outputPitch, float* rescale)
+        where TValue : unmanaged
+    {
+        int c = TOps.Count;
+        float* o0 = o, o1 = o + outputPitch, o2 = o + 2 * outputPitch, o3 = o + 3 * outputPitch;
+        float* p0 = p, p1 = p + pitch, p2 = p + 2 * pitch, p3 = p + 3 * pitch;
+        TVec s = TOps.Broadcast(rescale[0]);
+        TVec a00 = TOps.Multiply(TOps.Load(o0), s), a01 = TOps.Multiply(TOps.Load(o0 + c), s);
+        s = TOps.Broadcast(rescale[1]);
+        TVec a10 = TOps.Multiply(TOps.Load(o1), s), a11 = TOps.Multiply(TOps.Load(o1 + c), s);
+        s = TOps.Broadcast(rescale[2]);
+        TVec a20 = TOps.Multiply(TOps.Load(o2), s), a21 = TOps.Multiply(TOps.Load(o2 + c), s);
+        s = TOps.Broadcast(rescale[3]);
+        TVec a30 = TOps.Multiply(TOps.Load(o3), s), a31 = TOps.Multiply(TOps.Load(o3 + c), s);
+        for (int j = 0; j < n; j++)
+        {
+            TValue* vj = v + j * ldv;
+            TVec v0 = L(vj), v1 = L(vj + c);
+            TVec b = TOps.Broadcast(p0[j]);
+            a00 = TOps.MultiplyAdd(b, v0, a00); a01 = TOps.MultiplyAdd(b, v1, a01);
+            b = TOps.Broadcast(p1[j]);
+            a10 = TOps.MultiplyAdd(b, v0, a10); a11 = TOps.MultiplyAdd(b, v1, a11);
+            b = TOps.Broadcast(p2[j]);
+            a20 = TOps.MultiplyAdd(b, v0, a20); a21 = TOps.MultiplyAdd(b, v1, a21);
+            b = TOps.Broadcast(p3[j]);
+            a30 = TOps.MultiplyAdd(b, v0, a30); a31 = TOps.MultiplyAdd(b, v1, a31);
+        }
+        TOps.Store(o0, a00); TOps.Store(o0 + c, a01);
+        TOps.Store(o1, a10); TOps.Store(o1 + c, a11);
+        TOps.Store(o2, a20); TOps.Store(o2 + c, a21);
+        TOps.Store(o3, a30); TOps.Store(o3 + c, a31);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TVec L<TValue>(TValue* source) where TValue : unmanaged => ElementLoads<TOps, TVec>.Load(source);
 

@@ -18,8 +18,10 @@ internal static unsafe class ElementLoads<TOps, TVec> where TOps : struct, IVect
     public static bool ReadInPlace<TElement>(int readsPerElement) where TElement : unmanaged =>
         Supports<TElement>() && (typeof(TElement) != typeof(Half) || readsPerElement == 1);
 
+    /// <summary>Count elements as floats (int8: the raw integers; the caller applies the row's scale).</summary>
     public static TVec Load<TElement>(TElement* source) where TElement : unmanaged =>
         typeof(TElement) == typeof(float) ? TOps.Load((float*)source)
         : typeof(TElement) == typeof(BFloat16) ? TOps.LoadBFloat16((ushort*)source)
+        : typeof(TElement) == typeof(sbyte) ? TOps.LoadInt8((sbyte*)source)
         : TOps.LoadHalf((ushort*)source);
 }

@@ -22,6 +22,9 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
 
     /// <summary>Count Half values widened to float, exactly (<see cref="HalfWidening"/>).</summary>
     static abstract TVec LoadHalf(ushort* source);
+
+    /// <summary>Count int8 values converted to float (exact).</summary>
+    static abstract TVec LoadInt8(sbyte* source);
     static abstract void Store(float* destination, TVec value);
     static abstract TVec Add(TVec left, TVec right);
     static abstract TVec Subtract(TVec left, TVec right);

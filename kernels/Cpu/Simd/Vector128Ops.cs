@@ -25,6 +25,12 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
     public static Vector128<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector128.WidenLower(Vector64.Load(source).ToVector128Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadInt8(sbyte* source) =>
+        Vector128.ConvertToSingle(Sse41.IsSupported
+            ? Sse41.ConvertToVector128Int32(source)
+            : Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalar(Unsafe.ReadUnaligned<int>(source)).AsSByte())));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(float* destination, Vector128<float> value) => value.Store(destination);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

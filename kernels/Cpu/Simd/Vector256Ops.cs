@@ -25,6 +25,12 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
     public static Vector256<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadInt8(sbyte* source) =>
+        Vector256.ConvertToSingle(Avx2.IsSupported
+            ? Avx2.ConvertToVector256Int32(source)
+            : Vector256.WidenLower(Vector256.WidenLower(Vector128.CreateScalar(Unsafe.ReadUnaligned<long>(source)).AsSByte().ToVector256Unsafe())));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(float* destination, Vector256<float> value) => value.Store(destination);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

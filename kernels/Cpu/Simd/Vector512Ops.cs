@@ -25,6 +25,12 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
     public static Vector512<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadInt8(sbyte* source) =>
+        Vector512.ConvertToSingle(Avx512F.IsSupported
+            ? Avx512F.ConvertToVector512Int32(Vector128.Load(source))
+            : Vector512.WidenLower(Vector512.WidenLower(Vector128.Load(source).ToVector256Unsafe().ToVector512Unsafe())));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(float* destination, Vector512<float> value) => value.Store(destination);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
