@@ -98,6 +98,37 @@ public class QuantizedAttentionTests
         Assert.Equal(one.Lse, two.Lse);
     }
 
+    [Fact]
+    public void A_cache_with_spare_capacity_filled_by_appends_gives_what_a_tight_tensor_gives()
+    {
+        var spec = new ProblemSpec { Batch = 2, QueryHeads = 4, KvHeads = 2, QueryLength = 1, KeyLength = 200, HeadDim = 48, ValueDim = 48, DataSeed = 21 };
+        using var problem = AttentionProblem<float>.Create(spec);
+        using var k8 = QuantizedTensor.Quantize<float>(problem.K);
+        using var v8 = QuantizedTensor.Quantize<float>(problem.V);
+        using var kCache = QuantizedTensor.Zeros(2, 2, 512, 48);
+        using var vCache = QuantizedTensor.Zeros(2, 2, 512, 48);
+        // A prefill of 150 tokens, then 50 single-token appends.
+        kCache.Write<float>(Slice(problem.K, 0, 150), 0);
+        vCache.Write<float>(Slice(problem.V, 0, 150), 0);
+        for (int t = 150; t < 200; t++)
+        {
+            kCache.Write<float>(Slice(problem.K, t, 1), t);
+            vCache.Write<float>(Slice(problem.V, t, 1), t);
+        }
+        using var tight = problem.AllocateOutput();
+        using var cached = problem.AllocateOutput();
+        Attention.Forward<float>(problem.Q, k8, v8, tight);
+        Attention.Forward<float>(problem.Q, kCache.Tokens(200), vCache.Tokens(200), cached);
+        Assert.Equal(tight.ToArray(), cached.ToArray());
+    }
+
+    private static System.Numerics.Tensors.ReadOnlyTensorSpan<float> Slice(NativeTensor<float> tensor, int first, int count)
+    {
+        var l = tensor.Lengths;
+        var storage = tensor.Storage[(int)(first * tensor.Strides[2])..];
+        return TensorLayout.ReadOnlyView<float>(storage, [l[0], l[1], count, l[3]], tensor.Strides);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
