@@ -18,6 +18,10 @@ public sealed class Int8Settings : ThreadedSettings
     [Description("Query heads and KV heads as H/KV. Default: 32/8.")]
     public string Heads { get; init; } = "32/8";
 
+    [CommandOption("--json")]
+    [Description("Print the results as JSON instead of tables.")]
+    public bool Json { get; init; }
+
     [CommandOption("--dim <D>")]
     [Description("Head dimension. Default: 128.")]
     public int Dim { get; init; } = 128;
@@ -59,7 +63,9 @@ internal sealed class Int8Command : Command<Int8Settings>
     {
         var (heads, kvHeads) = settings.ParsedHeads;
         int d = settings.Dim;
-        AnsiConsole.MarkupLine($"[bold]bench int8[/]: decode B1 H{heads} KV{kvHeads} Lq1 D{d}, {settings.Threads} threads; fp32, bf16 and int8 K/V timed in turn, medians of {settings.Seconds:G} s each");
+        var timings = new List<object>();
+        var accuracies = new List<object>();
+        if (!settings.Json) AnsiConsole.MarkupLine($"[bold]bench int8[/]: decode B1 H{heads} KV{kvHeads} Lq1 D{d}, {settings.Threads} threads; fp32, bf16 and int8 K/V timed in turn, medians of {settings.Seconds:G} s each");
         var table = new Table().AddColumns("Lk", "fp32 ms", "bf16 ms", "int8 ms", "int8 GB/s K+V", "int8 vs bf16", "int8 vs fp32");
         foreach (int lk in settings.ParsedLengths)
         {
@@ -82,11 +88,12 @@ internal sealed class Int8Command : Command<Int8Settings>
                 () => CpuBackend.Default.Forward<float>(q, k8, v8, output, new AttentionOptions { MaxDegreeOfParallelism = threads }),
             ], settings.Seconds);
             double int8Bytes = 2.0 * kvHeads * lk * (d + sizeof(float));
+            timings.Add(new { lk, f32Ms = seconds[0] * 1e3, bf16Ms = seconds[1] * 1e3, int8Ms = seconds[2] * 1e3, int8GBps = int8Bytes / seconds[2] / 1e9 });
             table.AddRow(lk.ToString(CultureInfo.InvariantCulture), Ms(seconds[0]), Ms(seconds[1]), Ms(seconds[2]),
                 (int8Bytes / seconds[2] / 1e9).ToString("F1", CultureInfo.InvariantCulture),
                 $"{seconds[1] / seconds[2]:F2}x", $"{seconds[0] / seconds[2]:F2}x");
         }
-        AnsiConsole.Write(table);
+        if (!settings.Json) AnsiConsole.Write(table);
 
         var accuracy = new Table().AddColumns("keys", "int8 cosine vs fp64", "int8 relative L2", "bf16 cosine vs fp64", "bf16 relative L2", "error-model bound held");
         foreach (var distribution in new[] { ValueDistribution.Normal, ValueDistribution.Outliers })
@@ -111,10 +118,21 @@ internal sealed class Int8Command : Command<Int8Settings>
             ReferenceBackend.Instance.Forward<float>(problem.Q, k8, v8, reference);
             var quantisedExact = Array.ConvertAll(reference.ToArray(), x => (double)x);
             bool held = Enumerable.Range(0, exact.Length).All(n => Math.Abs(quantisedExact[n] - exact[n]) <= bound[n]);
+            accuracies.Add(new
+            {
+                keys = distribution.ToString(), int8Cosine = Cosine(int8, exact), int8RelativeL2 = RelativeL2(int8, exact),
+                bf16Cosine = Cosine(bf16, exact), bf16RelativeL2 = RelativeL2(bf16, exact), boundHeld = held,
+            });
             accuracy.AddRow(distribution == ValueDistribution.Normal ? "N(0, 1)" : "outlier channels",
                 Cosine(int8, exact).ToString("F6", CultureInfo.InvariantCulture), RelativeL2(int8, exact).ToString("E2", CultureInfo.InvariantCulture),
                 Cosine(bf16, exact).ToString("F6", CultureInfo.InvariantCulture), RelativeL2(bf16, exact).ToString("E2", CultureInfo.InvariantCulture),
                 held ? "yes" : "NO");
+        }
+        if (settings.Json)
+        {
+            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { heads, kvHeads, dim = d, settings.Threads, timings, accuracy = accuracies },
+                new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+            return 0;
         }
         AnsiConsole.MarkupLine($"Accuracy, decode B1 H{heads} KV{kvHeads} Lk4096 D{d}, against the float64 attention of the unquantised inputs (the bf16 column quantises Q, K and V to bf16):");
         AnsiConsole.Write(accuracy);
