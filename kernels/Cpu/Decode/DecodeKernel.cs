@@ -108,7 +108,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             {
                 // Int8 values are read as integers; each key's scale rides on its probability (after the softmax step).
                 var v = job.Int8.V;
-                for (int j = 0; j < keyCount; j++) valueScales[j] = job.Int8.VScale[batch, kvHead, (int)firstKey + j, 0];
+                Gather(job.Int8.VScale, batch, kvHead, (int)firstKey, keyCount, valueScales);
                 Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch, dropout, valueScales);
             }
             else
@@ -227,7 +227,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             float* p = scratch.Scores + r * KeyBlock;
             scratch.RowRescale[r] = DecodeSoftmax<TOps, TVec>.Update(p, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
             if (dropout != null) Drop(p, keyCount, dropout + r, rows.Count);
-            for (int j = 0; j < keyCount; j++) p[j] *= valueScales[j];
+            MultiplyRow(p, valueScales);
         }
         int dvVectors = dvPad / TOps.Count, row = 0;
         for (; row + 4 <= rows.Count; row += 4)
@@ -235,6 +235,20 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
                 scratch.Output + row * dvPad, dvPad, scratch.RowRescale + row);
         for (; row < rows.Count; row++)
             DecodeValues<TOps, TVec>.Accumulate(scratch.Scores + row * KeyBlock, keyCount, values, ldv, dvVectors, scratch.Output + row * dvPad, scratch.RowRescale[row]);
+    }
+
+    /// <summary>A block's per-token scales, contiguous, zero past <paramref name="keyCount"/> (a whole block is multiplied).</summary>
+    private static void Gather(in Tensors.RawStrided4<float> scales, int batch, int kvHead, int firstKey, int keyCount, float* destination)
+    {
+        for (int j = 0; j < keyCount; j++) destination[j] = scales[batch, kvHead, firstKey + j, 0];
+        for (int j = keyCount; j < KeyBlock; j++) destination[j] = 0;
+    }
+
+    /// <summary>A block row (<see cref="KeyBlock"/> floats) times per-key factors, in vectors (entries past the keys are overwritten later).</summary>
+    private static void MultiplyRow(float* row, float* factors)
+    {
+        for (int j = 0; j < KeyBlock; j += TOps.Count)
+            TOps.Store(row + j, TOps.Multiply(TOps.Load(row + j), TOps.Load(factors + j)));
     }
 
     /// <summary>One row's probabilities times its dropout multipliers, read down the [key][row] block (rows <paramref name="stride"/> apart).</summary>
@@ -271,12 +285,9 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             var k = job.Int8.K;
             DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)], k.Stride2,
                 keyCount, scratch.Scores, KeyBlock);
-            var keyScales = job.Int8.KScale;
-            for (int j = 0; j < keyCount; j++)
-            {
-                float keyScale = keyScales[batch, rows.KvHead, firstKey + j, 0];
-                for (int r = 0; r < rows.Count; r++) scratch.Scores[r * KeyBlock + j] *= keyScale;
-            }
+            float* keyScales = stackalloc float[KeyBlock];
+            Gather(job.Int8.KScale, batch, rows.KvHead, firstKey, keyCount, keyScales);
+            for (int r = 0; r < rows.Count; r++) MultiplyRow(scratch.Scores + r * KeyBlock, keyScales);
         }
         else
         {
