@@ -22,6 +22,10 @@ public sealed class Int8Settings : ThreadedSettings
     [Description("Print the results as JSON instead of tables.")]
     public bool Json { get; init; }
 
+    [CommandOption("--kernels")]
+    [Description("Also measure the inner products an int8 QKᵀ could use (fp32 FMA, int16 pairs, u8 x s8) in MACs per second.")]
+    public bool Kernels { get; init; }
+
     [CommandOption("--dim <D>")]
     [Description("Head dimension. Default: 128.")]
     public int Dim { get; init; } = 128;
@@ -128,14 +132,23 @@ internal sealed class Int8Command : Command<Int8Settings>
                 Cosine(bf16, exact).ToString("F6", CultureInfo.InvariantCulture), RelativeL2(bf16, exact).ToString("E2", CultureInfo.InvariantCulture),
                 held ? "yes" : "NO");
         }
+        var rates = settings.Kernels ? DotProductRates.Measure(settings.Threads, settings.Seconds) : [];
         if (settings.Json)
         {
-            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { heads, kvHeads, dim = d, settings.Threads, timings, accuracy = accuracies },
+            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { heads, kvHeads, dim = d, settings.Threads, timings, accuracy = accuracies, innerProducts = rates },
                 new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }
         AnsiConsole.MarkupLine($"Accuracy, decode B1 H{heads} KV{kvHeads} Lk4096 D{d}, against the float64 attention of the unquantised inputs (the bf16 column quantises Q, K and V to bf16):");
         AnsiConsole.Write(accuracy);
+        if (rates.Count > 0)
+        {
+            var kernels = new Table().AddColumns("inner product (register-blocked, L1 operands)", "GMAC/s", "vs fp32 FMA");
+            foreach (var rate in rates)
+                kernels.AddRow(rate.Kernel, (rate.MacsPerSecond / 1e9).ToString("F1", CultureInfo.InvariantCulture), $"{rate.MacsPerSecond / rates[0].MacsPerSecond:F2}x");
+            AnsiConsole.MarkupLine($"Inner products for an int8 QKᵀ, {settings.Threads} threads:");
+            AnsiConsole.Write(kernels);
+        }
         return 0;
     }
 
