@@ -9,14 +9,37 @@ namespace AttentionEngine.Tests;
 /// </summary>
 public class QuantizedAttentionTests
 {
-    /// <summary>A problem's K and V quantised per token; elements the quantiser cannot take (hostile NaN, ±inf, beyond 1e30) become 0.</summary>
-    internal static (QuantizedTensor K, QuantizedTensor V) Quantize<T>(AttentionProblem<T> problem) where T : unmanaged
+    /// <summary>A drawn problem with its K and V quantised per token, disposed together.</summary>
+    internal sealed class QuantizedProblem<T> : IDisposable where T : unmanaged
     {
-        using var k = Finite(problem.K);
-        using var v = Finite(problem.V);
-        var k8 = QuantizedTensor.Quantize<float>(k);
-        try { return (k8, QuantizedTensor.Quantize<float>(v)); }
-        catch { k8.Dispose(); throw; }
+        public QuantizedProblem(ProblemSpec spec)
+        {
+            Problem = AttentionProblem<T>.Create(spec);
+            try
+            {
+                // Elements the quantiser cannot take (hostile NaN, ±inf, beyond 1e30) become 0.
+                using var k = Finite(Problem.K);
+                using var v = Finite(Problem.V);
+                K = QuantizedTensor.Quantize<float>(k);
+                V = QuantizedTensor.Quantize<float>(v);
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
+        }
+
+        public AttentionProblem<T> Problem { get; }
+        public QuantizedTensor K { get; } = null!;
+        public QuantizedTensor V { get; } = null!;
+
+        public void Dispose()
+        {
+            Problem.Dispose();
+            K?.Dispose();
+            V?.Dispose();
+        }
     }
 
     private static NativeTensor<float> Finite<T>(NativeTensor<T> source) where T : unmanaged
@@ -43,10 +66,8 @@ public class QuantizedAttentionTests
 
     private static void CheckAgainstReference<T>(ProblemSpec spec) where T : unmanaged
     {
-        using var problem = AttentionProblem<T>.Create(spec);
-        var (k8, v8) = Quantize(problem);
-        using var _k = k8;
-        using var _v = v8;
+        using var quantized = new QuantizedProblem<T>(spec);
+        var (problem, k8, v8) = (quantized.Problem, quantized.K, quantized.V);
         var (output, lse) = RunCpu(problem, k8, v8);
         using var scratch = problem.AllocateOutput();
         var call = AttentionValidator.ValidateQuantized<T>(problem.Q, k8, v8, scratch, problem.Options());
@@ -86,10 +107,8 @@ public class QuantizedAttentionTests
     public void Results_are_bitwise_the_same_for_any_thread_count(int queries)
     {
         var spec = new ProblemSpec { Batch = 2, QueryHeads = 8, KvHeads = 2, QueryLength = queries, KeyLength = 777, HeadDim = 64, ValueDim = 64, DataSeed = 5 };
-        using var problem = AttentionProblem<float>.Create(spec);
-        var (k8, v8) = Quantize(problem);
-        using var _k = k8;
-        using var _v = v8;
+        using var quantized = new QuantizedProblem<float>(spec);
+        var (problem, k8, v8) = (quantized.Problem, quantized.K, quantized.V);
         var one = RunCpu(problem, k8, v8, threads: 1);
         var two = RunCpu(problem, k8, v8, threads: 2);
         var three = RunCpu(problem, k8, v8, threads: 3);
@@ -136,10 +155,8 @@ public class QuantizedAttentionTests
     {
         // Four query heads per KV head take the shared-key path; the same heads over repeated K/V take the one-row path.
         var spec = new ProblemSpec { Batch = 1, QueryHeads = 8, KvHeads = 2, QueryLength = queries, KeyLength = 300, HeadDim = 64, ValueDim = 32, DataSeed = 13 };
-        using var problem = AttentionProblem<float>.Create(spec);
-        var (k8, v8) = Quantize(problem);
-        using var _k = k8;
-        using var _v = v8;
+        using var quantized = new QuantizedProblem<float>(spec);
+        var (problem, k8, v8) = (quantized.Problem, quantized.K, quantized.V);
         using var kRepeated = QuantizedTensor.Zeros(1, 8, 300, 64);
         using var vRepeated = QuantizedTensor.Zeros(1, 8, 300, 32);
         for (int h = 0; h < 8; h++)
@@ -166,10 +183,8 @@ public class QuantizedAttentionTests
         const int keys = 150;
         int[] valid = [90, 150];
         var spec = new ProblemSpec { Batch = 2, QueryHeads = 4, KvHeads = 2, QueryLength = queries, KeyLength = keys, HeadDim = 40, ValueDim = 24, DataSeed = 9 };
-        using var problem = AttentionProblem<float>.Create(spec);
-        var (k8, v8) = Quantize(problem);
-        using var _k = k8;
-        using var _v = v8;
+        using var quantized = new QuantizedProblem<float>(spec);
+        var (problem, k8, v8) = (quantized.Problem, quantized.K, quantized.V);
         using var keep = NativeTensor<bool>.Zeros(2, 1, 1, keys);
         for (int b = 0; b < 2; b++) for (int j = 0; j < valid[b]; j++) keep[b, 0, 0, j] = true;
         var options = new AttentionOptions { KeepMask = keep.AsTensorSpan(), Mask = Mask.Causal(CausalAlignment.BottomRight) };
@@ -202,10 +217,8 @@ public class QuantizedAttentionTests
             Batch = 1, QueryHeads = 8, KvHeads = 2, QueryLength = 4, KeyLength = 512, HeadDim = headDim, ValueDim = headDim,
             Values = values, DataSeed = 11,
         };
-        using var problem = AttentionProblem<float>.Create(spec);
-        var (k8, v8) = Quantize(problem);
-        using var _k = k8;
-        using var _v = v8;
+        using var quantized = new QuantizedProblem<float>(spec);
+        var (problem, k8, v8) = (quantized.Problem, quantized.K, quantized.V);
         var exact = problem.Oracle().Output;
         using var scratch = problem.AllocateOutput();
         var quantised = ReferenceAttention.Compute(AttentionValidator.ValidateQuantized<float>(problem.Q, k8, v8, scratch, problem.Options())).Output;
