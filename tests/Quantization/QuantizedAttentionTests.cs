@@ -258,6 +258,14 @@ public class QuantizedAttentionTests
         Assert.Equal("k.Scales", Assert.Throws<ArgumentException>(() => Run(k, v)).ParamName);
         k.Scales[0, 1, 7] = 0.5f;
 
+        // A view of the first 6 tokens: a bad scale inside it is found, one in the spare capacity past it does not matter.
+        k.Scales[0, 0, 8] = float.PositiveInfinity;
+        Attention.Forward<float>(q, k.Tokens(6), v.Tokens(6), output);
+        k.Scales[0, 1, 5] = float.NegativeInfinity;
+        Assert.Contains("k.Scales[0, 1, 5] is -Infinity", Assert.Throws<ArgumentException>(() => Attention.Forward<float>(q, k.Tokens(6), v.Tokens(6), output)).Message);
+        k.Scales[0, 0, 8] = 0.5f;
+        k.Scales[0, 1, 5] = 0.5f;
+
         using var shortScales = NativeTensor<float>.Zeros(1, 2, 9);
         error = Assert.Throws<ArgumentException>(() => Run(new QuantizedTensorSpan(k.Values.AsReadOnlyTensorSpan(), shortScales), v));
         Assert.Equal("k.Scales", error.ParamName);
