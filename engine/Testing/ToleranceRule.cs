@@ -49,10 +49,10 @@ public static class ToleranceRule
         long worst = -1;
         for (int i = 0; i < oracle.Length; i++)
         {
-            double error = Difference(candidate[i], oracle[i]);
+            double error = Difference<T>(candidate[i], oracle[i]);
             if (error > maxError || double.IsNaN(error)) { maxError = double.IsNaN(error) ? double.PositiveInfinity : error; worst = i; }
-            naiveError = Math.Max(naiveError, Difference(naive[i], oracle[i]));
-            if (!otherNaive.IsEmpty) naiveError = Math.Max(naiveError, Difference(otherNaive[i], oracle[i]));
+            naiveError = Math.Max(naiveError, Difference<T>(naive[i], oracle[i]));
+            if (!otherNaive.IsEmpty) naiveError = Math.Max(naiveError, Difference<T>(otherNaive[i], oracle[i]));
         }
         double floor = Floor<T>(scale);
         // A naive result that is itself non-finite where the oracle is finite gives no yardstick: fall back to the floor
@@ -61,10 +61,15 @@ public static class ToleranceRule
         return new ToleranceReport(maxError, naiveError, floor, allowed, worst, maxError <= allowed);
     }
 
-    /// <summary>|a − b|, with equal infinities (LSE of hidden rows) counting as exact and any NaN mismatch as infinite.</summary>
-    private static double Difference(double a, double b)
+    /// <summary>
+    /// |a − b|, with equal infinities (LSE of hidden rows) counting as exact and any NaN mismatch as infinite. An infinite
+    /// <paramref name="a"/> is exact where the oracle <paramref name="b"/> lies beyond the range of <typeparamref name="T"/>:
+    /// the correctly rounded value there is that infinity (a gradient of 1e5 stored as Half).
+    /// </summary>
+    private static double Difference<T>(double a, double b)
     {
         if (a.Equals(b)) return 0; // covers -inf == -inf and NaN == NaN (garbage propagated the same way)
+        if (double.IsInfinity(a) && double.IsFinite(b) && ElementTypes.RoundTo<T>(b).Equals(a)) return 0;
         double d = Math.Abs(a - b);
         return double.IsNaN(d) ? double.PositiveInfinity : d;
     }
