@@ -6,8 +6,8 @@ using FsCheck.Fluent;
 namespace AttentionEngine.Tests;
 
 /// <summary>
-/// The CPU kernel on every vector path against the oracle (tolerance rule and every invariant): 1,340 generated
-/// problems per run across paths and storage types, 290 of them decoding shapes. FsCheck prints the replay seed and the shrunk problem on failure.
+/// The CPU kernel on every vector path against the oracle (tolerance rule and every invariant): 1,260 generated
+/// problems per run across paths and storage types (the 128-bit fallback path fewer than AVX2, which this machine runs), 290 of them decoding shapes. FsCheck prints the replay seed and the shrunk problem on failure.
 /// </summary>
 public class CpuBackendProperties
 {
@@ -25,9 +25,9 @@ public class CpuBackendProperties
     [Fact] public void Avx2_f32() => Verify<float>(CpuIsa.Avx2, 160);
     [Fact] public void Avx2_f16() => Verify<Half>(CpuIsa.Avx2, 60);
     [Fact] public void Avx2_bf16() => Verify<BFloat16>(CpuIsa.Avx2, 60);
-    [Fact] public void Vector128_f32() => Verify<float>(CpuIsa.Vector128, 160);
-    [Fact] public void Vector128_f16() => Verify<Half>(CpuIsa.Vector128, 60);
-    [Fact] public void Vector128_bf16() => Verify<BFloat16>(CpuIsa.Vector128, 60);
+    [Fact] public void Vector128_f32() => Verify<float>(CpuIsa.Vector128, 110);
+    [Fact] public void Vector128_f16() => Verify<Half>(CpuIsa.Vector128, 45);
+    [Fact] public void Vector128_bf16() => Verify<BFloat16>(CpuIsa.Vector128, 45);
 
     // Decoding shapes: the few-rows kernel, its key splits and their merge.
     [Fact] public void Decode_Avx512_f32() => Verify<float>(CpuIsa.Avx512, 120, ProblemLimits.Decode);
