@@ -38,9 +38,16 @@ public abstract class AttentionBackend : IAttentionForward
     /// </summary>
     public virtual bool SupportsQuantizedKeyValues => false;
 
-    /// <summary>Why this backend cannot take the call: <see cref="CannotServe{T}"/>, or dropout or int8 keys and values it does not read.</summary>
+    /// <summary>
+    /// True when this backend computes scores in int8 (<see cref="ScorePrecision.Int8"/>). A backend that does not is never
+    /// given such a call: it is refused rather than run in float.
+    /// </summary>
+    public virtual bool SupportsInt8Scores => false;
+
+    /// <summary>Why this backend cannot take the call: <see cref="CannotServe{T}"/>, or dropout, int8 keys and values or int8 scores it does not do.</summary>
     internal string? Refusal<T>(scoped in AttentionCall<T> call) where T : unmanaged =>
         (call.HasQuantizedKeyValues && !SupportsQuantizedKeyValues ? "k, v: this backend does not read int8 keys and values" : null)
+        ?? (call.ScorePrecision == ScorePrecision.Int8 && !SupportsInt8Scores ? "options.ScorePrecision: this backend does not compute int8 scores" : null)
         ?? CannotServe(call)
         ?? (call.Dropout.IsActive && !SupportsDropout ? "options.Dropout: this backend does not apply dropout" : null);
 

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using AttentionEngine.Bindings.Memory;
 using AttentionEngine.Kernels.Cpu;
 using AttentionEngine.Kernels.Cpu.Backward;
+using AttentionEngine.Kernels.Cpu.Int8Scores;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
@@ -49,6 +50,9 @@ public sealed class CpuBackend : AttentionBackend
 
     /// <inheritdoc/>
     public override bool SupportsQuantizedKeyValues => true;
+
+    /// <inheritdoc/>
+    public override bool SupportsInt8Scores => true;
 
     /// <inheritdoc/>
     protected internal override unsafe void ExecuteBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod)
@@ -136,6 +140,7 @@ public sealed class CpuBackend : AttentionBackend
             Bias = call.Bias, KeepMask = call.Keep, Lse = call.Lse, Weights = call.Weights,
             Dropout = call.Dropout.Stream,
             WeightsAfterDropout = call.Dropout.InWeights,
+            Int8Scores = new Int8ScoreKeys { IsRequested = call.ScorePrecision == ScorePrecision.Int8 },
             Int8 = call.Int8.IsActive
                 ? new Int8KeyValues { K = call.Int8.K, V = call.Int8.V, KScale = call.Int8.KScale, VScale = call.Int8.VScale }
                 : default,

@@ -27,6 +27,9 @@ public sealed class ReferenceBackend : AttentionBackend
     public override bool SupportsQuantizedKeyValues => true;
 
     /// <inheritdoc/>
+    public override bool SupportsInt8Scores => true;
+
+    /// <inheritdoc/>
     protected internal override void ExecuteBackward<T, TMask, TScore>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, TScore scoreMod) =>
         WriteGradients(call, IsPlain(blockMask, scoreMod) ? ReferenceBackward.Compute(call) : ReferenceBackward.Compute(call, blockMask, scoreMod));
 

@@ -21,6 +21,10 @@ internal static partial class AttentionValidator
     {
         // The forward's own options are welcome: its LSE and weights destinations are not the backward's business (the
         // saved LSE is the lse argument), so they are left out rather than refused.
+        if (options.ScorePrecision == ScorePrecision.Int8)
+            throw new NotSupportedException(
+                "options.ScorePrecision is Int8: int8 scores are for inference; the backward pass computes scores in float, which would not " +
+                "match that forward's probabilities. Train with ScorePrecision.Float.");
         var forwardOptions = options with { Lse = default, Weights = default };
         // The saved output is read, never written: it is validated as the forward's output through a writable alias.
         var outputAlias = new TensorSpan<T>(

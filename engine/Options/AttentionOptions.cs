@@ -50,6 +50,13 @@ public ref struct AttentionOptions
     /// </summary>
     public AttentionDropout Dropout { get; init; }
 
+    /// <summary>
+    /// How the scores Q·Kᵀ are computed: <see cref="ScorePrecision.Float"/> (the default) or
+    /// <see cref="ScorePrecision.Int8"/> (smoothed int8, forward only, on backends whose
+    /// <see cref="AttentionBackend.SupportsInt8Scores"/> is true).
+    /// </summary>
+    public ScorePrecision ScorePrecision { get; init; }
+
     /// <summary>Most threads a backend may use for this call; null means all cores. Results do not depend on it.</summary>
     public int? MaxDegreeOfParallelism { get; init; }
 

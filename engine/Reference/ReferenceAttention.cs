@@ -1,3 +1,5 @@
+using AttentionEngine.Kernels.Quantization;
+
 namespace AttentionEngine;
 
 /// <summary>
@@ -13,6 +15,8 @@ namespace AttentionEngine;
 /// <item>a row with no visible key outputs zeros, weights zero and LSE -infinity (never NaN).</item>
 /// </list>
 /// NaN or +infinity in the inputs propagate to the rows they touch: garbage in is not hidden.
+/// With <see cref="ScorePrecision.Int8"/> the dot product of a row and a key block it wholly sees is that of the quantised
+/// inputs (<see cref="Int8ScoreOracle{T}"/>), computed exactly; everything else is as above.
 /// </summary>
 public static unsafe class ReferenceAttention
 {
@@ -32,13 +36,16 @@ public static unsafe class ReferenceAttention
 
         // Worker threads cannot hold ref structs: the inputs are pinned for the (synchronous) parallel loop.
         PinnedCall<T>.Pin(call, pinned =>
+        {
+            var int8 = pinned.ScorePrecision == ScorePrecision.Int8 ? new Int8ScoreOracle<T>(pinned) : null;
             Parallel.For(0, shape.Batch * shape.QueryHeads, head =>
-                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, result)), functors);
+                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, result, int8));
+        }, functors);
         return result;
     }
 
     private static void ComputeHead<T>(
-        PinnedCall<T> inputs, int b, int h, AttentionResult result) where T : unmanaged
+        PinnedCall<T> inputs, int b, int h, AttentionResult result, Int8ScoreOracle<T>? int8) where T : unmanaged
     {
         var shape = inputs.Shape;
         int lk = shape.KeyLength, d = shape.HeadDim, dv = shape.ValueDim;
@@ -59,20 +66,41 @@ public static unsafe class ReferenceAttention
             long row = ((long)b * shape.QueryHeads + h) * shape.QueryLength + i;
             for (int c = 0; c < d; c++) query[c] = ElementTypes.ToDouble(inputs.Q[b, h, i, c]);
 
+            // Scores block by block: with int8 scores a row takes a block's quantised scores only when it sees every key
+            // of the block under them (the block's quantisation depends on all its keys), else its float scores.
+            for (int first = 0; first < lk; first += Int8ScoreQuantizer.KeyBlock)
+            {
+                int end = Math.Min(lk, first + Int8ScoreQuantizer.KeyBlock);
+                bool quantized = int8 is not null && int8.Usable(b, h, i, first / Int8ScoreQuantizer.KeyBlock);
+                if (!quantized || !Scores(quantized: true))
+                    Scores(quantized: false);
+
+                // The block's scores and visibility; true when every key of it is visible.
+                bool Scores(bool quantized)
+                {
+                    bool all = true;
+                    for (int j = first; j < end; j++)
+                    {
+                        visible[j] = inputs.IsAllowed(b, h, i, j);
+                        if (!visible[j]) { all = false; continue; }
+                        double dot = 0;
+                        if (quantized) dot = int8!.Dot(inputs, b, h, i, j, out _);
+                        else for (int c = 0; c < d; c++) dot += query[c] * keys[j * d + c];
+                        // A -inf bias (or a functor's -inf) hides the key whatever its K holds; other scores saturate to the float range.
+                        double score = ScoreSaturation.AddBias(inputs.ScaledScore(dot, b, h, i, j), inputs.BiasAt(b, h, i, j));
+                        if (double.IsNegativeInfinity(score)) { visible[j] = false; all = false; continue; }
+                        scores[j] = score;
+                    }
+                    return all;
+                }
+            }
             double max = double.NegativeInfinity;
             bool anyVisible = false;
             for (int j = 0; j < lk; j++)
             {
-                visible[j] = inputs.IsAllowed(b, h, i, j);
                 if (!visible[j]) continue;
-                double dot = 0;
-                for (int c = 0; c < d; c++) dot += query[c] * keys[j * d + c];
-                // A -inf bias (or a functor's -inf) hides the key whatever its K holds; other scores saturate to the float range.
-                double score = ScoreSaturation.AddBias(inputs.ScaledScore(dot, b, h, i, j), inputs.BiasAt(b, h, i, j));
-                if (double.IsNegativeInfinity(score)) { visible[j] = false; continue; }
-                scores[j] = score;
                 anyVisible = true;
-                max = Math.Max(max, score); // Math.Max propagates NaN, so garbage inputs stay visible
+                max = Math.Max(max, scores[j]); // Math.Max propagates NaN, so garbage inputs stay visible
             }
 
             var outputRow = result.Output.AsSpan((int)(row * dv), dv);

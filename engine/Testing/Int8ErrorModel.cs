@@ -18,6 +18,58 @@ namespace AttentionEngine.Testing;
 public static class Int8ErrorModel
 {
     /// <summary>
+    /// The bound of every output element, [B, Hq, Lq, Dv] row-major, of <paramref name="problem"/> with int8 scores
+    /// (<see cref="ScorePrecision.Int8"/>) against its exact float64 attention: the same softmax argument as
+    /// <see cref="OutputBound{T}"/>, with δ_j the score bound of the quantised queries and smoothed keys (per pair
+    /// s_k/2·‖q‖₁ + s_q/2·‖k − mean‖₁ + 3·D·s_q·s_k/4, times |scale|) and no value error. Pairs the oracle scores in
+    /// float count with their int8 bound too (a looser bound, still a bound). The problem must carry no dropout.
+    /// </summary>
+    public static double[] ScoreOutputBound<T>(AttentionProblem<T> problem) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        if (problem.Dropout.IsActive) throw new ArgumentException("the error model covers calls without dropout.", nameof(problem));
+        var s = problem.Shape;
+        var visible = problem.Visibility();
+        var oracle = problem.Oracle();
+        var bound = new double[oracle.Output.Length];
+        using var scratch = problem.AllocateOutput();
+        var call = AttentionValidator.Validate<T>(problem.Q, problem.K, problem.V, scratch, problem.Options() with { ScorePrecision = ScorePrecision.Int8 });
+        PinnedCall<T>.Pin(call, pinned =>
+        {
+            var int8 = new Int8ScoreOracle<T>(pinned);
+            var p = new double[s.KeyLength];
+            for (int b = 0; b < s.Batch; b++)
+            for (int h = 0; h < s.QueryHeads; h++)
+            for (int i = 0; i < s.QueryLength; i++)
+            {
+                int kvHead = h / s.GroupSize;
+                long row = ((long)b * s.QueryHeads + h) * s.QueryLength + i;
+                double lse = oracle.Lse[row];
+                if (double.IsNegativeInfinity(lse)) continue;
+                double delta = 0;
+                for (int j = 0; j < s.KeyLength; j++)
+                {
+                    p[j] = 0;
+                    if (!visible[row * s.KeyLength + j]) continue;
+                    double dot = 0;
+                    for (int c = 0; c < s.HeadDim; c++) dot += ElementTypes.ToDouble(pinned.Q[b, h, i, c]) * pinned.KeyAt(b, kvHead, j, c);
+                    p[j] = Math.Exp(ScoreSaturation.AddBias(pinned.ScaledScore(dot, b, h, i, j), pinned.BiasAt(b, h, i, j)) - lse);
+                    if (int8.Usable(b, h, i, j / Int8ScoreOracle<T>.KeyBlock)) delta = Math.Max(delta, int8.ScoreErrorBound(pinned, b, h, i, j));
+                }
+                double growth = Math.Exp(2 * delta) - 1;
+                for (int c = 0; c < s.ValueDim; c++)
+                {
+                    double o = oracle.Output[row * s.ValueDim + c], spread = 0;
+                    for (int j = 0; j < s.KeyLength; j++)
+                        if (p[j] != 0) spread += p[j] * Math.Abs(pinned.ValueAt(b, kvHead, j, c) - o);
+                    bound[row * s.ValueDim + c] = growth * spread;
+                }
+            }
+        });
+        return bound;
+    }
+
+    /// <summary>
     /// The bound of every output element, [B, Hq, Lq, Dv] row-major, for <paramref name="problem"/>'s keys and values
     /// quantised into <paramref name="k"/> and <paramref name="v"/> (their scales are what the bound is made of).
     /// Rows with no visible key have bound 0. The problem must carry no dropout.

@@ -59,8 +59,11 @@ public static class NaiveAttention
             new double[(long)shape.Batch * shape.QueryHeads * shape.QueryLength],
             withWeights ? new double[(long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.KeyLength] : null);
         PinnedCall<T>.Pin(call, pinned =>
+        {
+            var int8 = pinned.ScorePrecision == ScorePrecision.Int8 ? new Int8ScoreOracle<T>(pinned) : null;
             Parallel.For(0, shape.Batch * shape.QueryHeads, head =>
-                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, precision, result)));
+                ComputeHead(pinned, head / shape.QueryHeads, head % shape.QueryHeads, precision, result, int8));
+        });
         return result;
     }
 
@@ -73,7 +76,7 @@ public static class NaiveAttention
             (int)k.Lengths[2], (int)q.Lengths[3], (int)v.Lengths[3]);
     }
 
-    private static void ComputeHead<T>(PinnedCall<T> x, int b, int h, NaivePrecision precision, AttentionResult result)
+    private static void ComputeHead<T>(PinnedCall<T> x, int b, int h, NaivePrecision precision, AttentionResult result, Int8ScoreOracle<T>? int8)
         where T : unmanaged
     {
         bool storage = precision == NaivePrecision.Storage;
@@ -94,6 +97,16 @@ public static class NaiveAttention
         {
             if (!x.IsAllowed(b, h, i, j)) { s[i * lk + j] = double.NegativeInfinity; continue; }
             double dot = 0, magnitude = 0;
+            if (int8 is not null && Int8Scores(i, j))
+            {
+                if (storage)
+                {
+                    var (products, shift) = int8.Parts(x, b, h, i, j, F32);
+                    dot = F32(products + shift);
+                }
+                else dot = int8.Dot(x, b, h, i, j, out magnitude);
+            }
+            else
             for (int c = 0; c < shape.HeadDim; c++)
             {
                 double term = ElementTypes.ToDouble(x.Q[b, h, i, c]) * F32(x.KeyAt(b, kvHead, j, c));
@@ -104,6 +117,17 @@ public static class NaiveAttention
             if (scoreError is not null && double.IsFinite(score))
                 scoreError[i * lk + j] = 0.5 * Math.ScaleB(1.0, -23) * (Math.Sqrt(shape.HeadDim) * Math.Abs(x.Scale) * magnitude + Math.Abs(score));
             s[i * lk + j] = score;
+        }
+
+        // Int8 scores: a row takes a key block's quantised scores when no key of the block is hidden from it (this
+        // formula has no score functor, so masks and -infinity biases decide), as the kernels and the oracle do.
+        bool Int8Scores(int i, int j)
+        {
+            int first = j / Int8ScoreOracle<T>.KeyBlock * Int8ScoreOracle<T>.KeyBlock, end = Math.Min(lk, first + Int8ScoreOracle<T>.KeyBlock);
+            if (!int8.Usable(b, h, i, first / Int8ScoreOracle<T>.KeyBlock)) return false;
+            for (int key = first; key < end; key++)
+                if (!x.IsAllowed(b, h, i, key) || double.IsNegativeInfinity(x.BiasAt(b, h, i, key))) return false;
+            return true;
         }
 
         // P = softmax(S) by rows; LSE = m + ln(l).

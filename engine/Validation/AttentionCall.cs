@@ -13,8 +13,10 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
         AttentionShape shape, float scale, Mask mask, DiagonalBand band,
         ReadOnlyStrided4<T> q, ReadOnlyStrided4<T> k, ReadOnlyStrided4<T> v, Strided4<T> output,
         ReadOnlyStrided4<float> bias, ReadOnlyStrided4<bool> keepMask, Strided4<float> lse, Strided4<float> weights,
-        int maxDegreeOfParallelism, AttentionDropout dropout = default, QuantizedKeyValues quantized = default)
+        int maxDegreeOfParallelism, AttentionDropout dropout = default, QuantizedKeyValues quantized = default,
+        ScorePrecision scorePrecision = ScorePrecision.Float)
     {
+        ScorePrecision = scorePrecision;
         Quantized = quantized;
         MaxDegreeOfParallelism = maxDegreeOfParallelism;
         Dropout = dropout;
@@ -31,6 +33,9 @@ public readonly ref struct AttentionCall<T> where T : unmanaged
 
     /// <summary>Dropout on the probabilities (the default value: none). A backend that does not apply it refuses the call.</summary>
     public AttentionDropout Dropout { get; }
+
+    /// <summary>How the scores are computed (<see cref="AttentionOptions.ScorePrecision"/>).</summary>
+    public ScorePrecision ScorePrecision { get; }
 
     /// <summary>The resolved multiplier of Q·K.</summary>
     public float Scale { get; }

@@ -12,7 +12,8 @@ internal readonly record struct PinnedCall<T>(
     AttentionShape Shape, double Scale, DiagonalBand Band,
     RawStrided4<T> Q, RawStrided4<T> K, RawStrided4<T> V, RawStrided4<float> Bias, RawStrided4<bool> Keep,
     RawStrided4<T> Output, RawStrided4<float> Lse, RawStrided4<float> Weights,
-    IPairFunctors? Functors, AttentionDropout Dropout, int MaxDegreeOfParallelism, PinnedInt8KeyValues Int8)
+    IPairFunctors? Functors, AttentionDropout Dropout, int MaxDegreeOfParallelism, PinnedInt8KeyValues Int8,
+    ScorePrecision ScorePrecision)
     where T : unmanaged
 {
     /// <summary>Key element (b, kvHead, j, c) as the call defines it: the stored value, or int8 · scale exactly.</summary>
@@ -79,7 +80,7 @@ internal readonly record struct PinnedCall<T>(
                 call.Output.IsEmpty ? default : new RawStrided4<T>(output, call.Output),
                 call.ReturnLse ? new RawStrided4<float>(lse, call.Lse) : default,
                 call.ReturnWeights ? new RawStrided4<float>(weights, call.Weights) : default,
-                functors, call.Dropout, call.MaxDegreeOfParallelism, int8));
+                functors, call.Dropout, call.MaxDegreeOfParallelism, int8, call.ScorePrecision));
         }
     }
 

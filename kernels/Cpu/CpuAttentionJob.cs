@@ -40,6 +40,12 @@ internal readonly struct CpuAttentionJob<T> where T : unmanaged
     /// </summary>
     public Int8KeyValues Int8 { get; init; }
 
+    /// <summary>
+    /// Int8 scores (<c>ScorePrecision.Int8</c>): requested by the engine, bound to the call's quantised keys by
+    /// <see cref="ForwardWork{T, TOps, TVec, TMask, TScore}"/> before the row tiles run. Inactive by default.
+    /// </summary>
+    public Int8Scores.Int8ScoreKeys Int8Scores { get; init; }
+
     /// <summary>Float copies of K ([B, Hkv, Lk, D]) and V ([B, Hkv, Lk, DvPad]) when a call made them (<see cref="KeyValueWidening"/>).</summary>
     public RawStrided4<float> WideK { get; init; }
     public RawStrided4<float> WideV { get; init; }

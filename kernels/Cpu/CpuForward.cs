@@ -1,6 +1,7 @@
 using System.Runtime.Intrinsics;
 using AttentionEngine.Bindings.Memory;
 using AttentionEngine.Kernels.Cpu.Decode;
+using AttentionEngine.Kernels.Cpu.Int8Scores;
 using AttentionEngine.Kernels.Cpu.Simd;
 using AttentionEngine.Kernels.Cpu.Threading;
 
@@ -39,7 +40,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
     where T : unmanaged where TOps : struct, IVectorOps<TVec> where TVec : struct
     where TMask : struct, IMaskMod where TScore : struct, IScoreMod
 {
-    private enum Phase { Widen, Tasks, Merges }
+    private enum Phase { Widen, Quantize, Tasks, Merges }
 
     /// <summary>How one job runs: its decode splits (Count 0: the tile kernel), partials slots and K/V copies.</summary>
     private struct Plan
@@ -48,6 +49,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
         public DecodeSplits Splits;
         public long FirstSlot;    // first DecodePartials slot (jobs share one buffer)
         public long WideAt;       // where its K/V copies start in the call's copy block, in floats
+        public long QuantizedAt;  // where its int8-score keys start in the call's quantisation block, in bytes
         public bool WideKeys, WideValues;
     }
 
@@ -56,7 +58,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
     private DecodePartials? _partials;
     private Plan[] _plans = [];
     // Per job its first task of each phase, then the phase's total (binary-searched by JobOf).
-    private long[] _firstWiden = [], _firstTask = [], _firstMerge = [];
+    private long[] _firstWiden = [], _firstQuantize = [], _firstTask = [], _firstMerge = [];
     private int _count;
 
     private static int TileRows => FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TileRows;
@@ -68,18 +70,20 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
         {
             work._plans = new Plan[jobs.Length];
             work._firstWiden = new long[jobs.Length + 1];
+            work._firstQuantize = new long[jobs.Length + 1];
             work._firstTask = new long[jobs.Length + 1];
             work._firstMerge = new long[jobs.Length + 1];
         }
         int c = TOps.Count, dvPad = (jobs[0].ValueDim + c - 1) / c * c, maxRows = 1;
         double flops = 0, mergeFlops = 0;
-        long widens = 0, tasks = 0, merges = 0, slots = 0, wideFloats = 0;
+        long widens = 0, quantizations = 0, tasks = 0, merges = 0, slots = 0, wideFloats = 0, quantizedBytes = 0;
         for (int n = 0; n < jobs.Length; n++)
         {
             ref var plan = ref work._plans[n];
             var job = jobs[n];
             plan = new Plan { Job = job };
             work._firstWiden[n] = widens;
+            work._firstQuantize[n] = quantizations;
             work._firstTask[n] = tasks;
             work._firstMerge[n] = merges;
             flops += WorkEstimate.Forward(job);
@@ -99,6 +103,13 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
                 continue;
             }
             tasks += FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job);
+            if (job.Int8Scores.IsRequested)
+            {
+                // Int8 scores: the keys are smoothed and quantised once, a block per task, before any row tile runs.
+                plan.QuantizedAt = quantizedBytes;
+                quantizedBytes += Int8ScoreKeys.Bytes(job);
+                quantizations += (long)heads * Int8ScoreKeys.BlockCount(job.KeyLength);
+            }
             // Float copies of K and V where they pay, within one budget for the whole call.
             if (KeyValueWidening.Pays(job, TileRows, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.KeyBlock, dvPad, c, mods.Kinds != null,
                     out bool keys, out bool values)
@@ -109,10 +120,11 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
                 widens += heads;
             }
         }
-        (work._firstWiden[jobs.Length], work._firstTask[jobs.Length], work._firstMerge[jobs.Length]) = (widens, tasks, merges);
+        (work._firstWiden[jobs.Length], work._firstQuantize[jobs.Length], work._firstTask[jobs.Length], work._firstMerge[jobs.Length]) =
+            (widens, quantizations, tasks, merges);
         work._count = jobs.Length;
         work._mods = mods;
-        AlignedMemoryHandle? copies = null;
+        AlignedMemoryHandle? copies = null, quantized = null;
         try
         {
             if (slots > 0) work._partials = DecodePartials.For(slots, maxRows, dvPad);
@@ -128,6 +140,18 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
                 }
                 work.RunPhase(Phase.Widen, widens, maxDegreeOfParallelism, 8.0 * wideFloats);
             }
+            if (quantizations > 0)
+            {
+                quantized = AlignedMemoryHandle.Allocate((nuint)quantizedBytes);
+                byte* memory = (byte*)quantized.DangerousGetHandle();
+                for (int n = 0; n < jobs.Length; n++)
+                {
+                    ref var plan = ref work._plans[n];
+                    if (plan.Job.Int8Scores.IsRequested)
+                        plan.Job = plan.Job with { Int8Scores = Int8ScoreKeys.Bind(plan.Job, memory + plan.QuantizedAt) };
+                }
+                work.RunPhase(Phase.Quantize, quantizations, maxDegreeOfParallelism, 8.0 * quantizedBytes);
+            }
             work.RunPhase(Phase.Tasks, tasks, maxDegreeOfParallelism, flops);
             if (merges > 0) work.RunPhase(Phase.Merges, merges, maxDegreeOfParallelism, mergeFlops);
         }
@@ -139,6 +163,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             work._mods = default;
             work._partials = null;
             copies?.Dispose();
+            quantized?.Dispose();
         }
     }
 
@@ -156,6 +181,15 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             {
                 int n = JobOf(_firstWiden, task);
                 KeyValueWidening.WidenHead(_plans[n].Job, (int)(task - _firstWiden[n]));
+                break;
+            }
+            case Phase.Quantize:
+            {
+                int n = JobOf(_firstQuantize, task);
+                ref readonly var job = ref _plans[n].Job;
+                int c = TOps.Count;
+                var scratch = CpuTileScratch.For(TileRows, FlashForwardKernel<T, TOps, TVec, TMask, TScore>.KeyBlock, job.HeadDim, (job.ValueDim + c - 1) / c * c);
+                Int8ScoreKeys.QuantizeBlock(job, (int)(task - _firstQuantize[n]), scratch);
                 break;
             }
             case Phase.Tasks:

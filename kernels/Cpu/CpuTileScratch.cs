@@ -35,6 +35,13 @@ internal sealed unsafe class CpuTileScratch
     public float* Ones;         // [Br]  1 per row: the rescale of a GEMM that adds to accumulators already rescaled
     public float* RowScale;     // [Br]  scale of each row's output accumulators: 1, or 2^-32 once the row saw a huge value (guarded pass)
     public int* KeyFlags;       // [Bc]  per key of the block: huge or non-finite values (guarded pass)
+    public int* QueryPairs;     // [D/2][Br] int8 scores: the tile's quantised queries, two int16 lanes per int32
+    public float* RowFactor;    // [Br]  int8 scores: each row's quantisation scale times the softmax scale
+    public float* RowInverse;   // [Br]  int8 scores: 127 / max |q| per row (0 for a zero row)
+    public float* RowUnusable;  // [Br]  int8 scores: all-ones bits where the row is out of the quantiser's range
+    public float* RowShift;     // [Br]  int8 scores: scale · (q · key block mean) per row
+    public float* RowExact;     // [Br]  int8 scores: all-ones bits where the row takes the block's float scores
+    public float* ExactScores;  // [Bc][Br] int8 scores: the block's float scores, for the rows that need them
 
     /// <summary>This thread's scratch, sized for the tile.</summary>
     public static CpuTileScratch For(int br, int bc, int d, int dvPad)
@@ -52,6 +59,7 @@ internal sealed unsafe class CpuTileScratch
         [
             Round((long)d * br), Round((long)bc * br), Round((long)br * dvPad), Round((long)bc * d), Round((long)bc * dvPad),
             Round(br), Round(br), Round(br), Round(Math.Max(d, dvPad)), Round(br), Round(br), Round(br), Round(bc), Round((long)bc * br), Round((long)bc * dvPad), Round((long)bc * br), Round(br),
+            Round((long)(d + 1) / 2 * br), Round(br), Round(br), Round(br), Round(br), Round(br), Round((long)bc * br),
         ];
         nuint total = 0;
         foreach (var size in sizes) total += size;
@@ -82,6 +90,13 @@ internal sealed unsafe class CpuTileScratch
         ScaledValues = Take(sizes[14]);
         ScaledScores = Take(sizes[15]);
         Ones = Take(sizes[16]);
+        QueryPairs = (int*)Take(sizes[17]);
+        RowFactor = Take(sizes[18]);
+        RowInverse = Take(sizes[19]);
+        RowUnusable = Take(sizes[20]);
+        RowShift = Take(sizes[21]);
+        RowExact = Take(sizes[22]);
+        ExactScores = Take(sizes[23]);
         new Span<float>(Ones, br).Fill(1f);
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using AttentionEngine.Kernels.Cpu.Int8Scores;
 using AttentionEngine.Kernels.Cpu.Simd;
 
 namespace AttentionEngine.Kernels.Cpu;
@@ -38,6 +39,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
 
         TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
+        if (job.Int8Scores.IsRequested) Int8TileScores<TOps, TVec>.PrepareRows(br, job.HeadDim, job.Scale, scratch);
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, br, scratch);
         var (firstBlock, keyEnd) = rows.VisibleKeys(job.Band, job.KeyLength, KeyBlock);
 
@@ -96,14 +98,34 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         }
     }
 
-    /// <summary>Masked, scaled, biased scores of one key block, Sᵀ[j][r], in the score scratch.</summary>
+    /// <summary>
+    /// Masked, scaled, biased scores of one key block, Sᵀ[j][r], in the score scratch: int8 scores where the call asked
+    /// for them and the block is in the quantiser's range (float scores for the rows that cannot use them), else float.
+    /// </summary>
     private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch,
         in FlexMods<TMask, TScore> mods, BlockKind kind)
     {
         int br = TileRows;
+        var int8 = job.Int8Scores;
+        if (int8.IsRequested && int8.IsUsable(batch, rows.KvHead, firstKey / KeyBlock))
+        {
+            Int8TileScores<TOps, TVec>.Compute(int8, batch, rows.KvHead, firstKey, keyCount, br, job.HeadDim, job.Scale, scratch);
+            FlexMasking<TMask, TScore>.ScoreModsAndMasks(scratch.Scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, job, batch, mods, kind);
+            if (!Int8TileScores<TOps, TVec>.RowsNeedingFloat(scratch.Scores, br, keyCount, scratch)) return;
+            FloatScores(job, batch, rows, firstKey, keyCount, scratch, mods, kind, scratch.ExactScores);
+            Int8TileScores<TOps, TVec>.TakeFloatRows(scratch.Scores, scratch.ExactScores, br, keyCount, scratch);
+            return;
+        }
+        FloatScores(job, batch, rows, firstKey, keyCount, scratch, mods, kind, scratch.Scores);
+    }
+
+    /// <summary>Masked, scaled, biased float scores of one key block into <paramref name="scores"/> ([Bc][Br]).</summary>
+    private static void FloatScores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch,
+        in FlexMods<TMask, TScore> mods, BlockKind kind, float* scores)
+    {
+        int br = TileRows;
         float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, job.HeadDim, scratch, out nint keyPitch);
-        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scratch.Scores, job.Scale);
-        var layout = ScoreLayout.Transposed(br);
-        FlexMasking<TMask, TScore>.ScoreModsAndMasks(scratch.Scores, layout, firstKey, keyCount, rows, job, batch, mods, kind);
+        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scores, job.Scale);
+        FlexMasking<TMask, TScore>.ScoreModsAndMasks(scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, job, batch, mods, kind);
     }
 }

@@ -29,7 +29,8 @@ internal static unsafe class KeyValueWidening
     public static bool Pays<T>(in CpuAttentionJob<T> job, int tileRows, int keyBlock, int dvPad, int vectorCount, bool hasBlockMask,
         out bool keys, out bool values) where T : unmanaged
     {
-        keys = !TileStaging.KeysInPlace(job, job.HeadDim);
+        // With int8 scores tiles read the quantised keys; only the rare float fallback stages a key block.
+        keys = !TileStaging.KeysInPlace(job, job.HeadDim) && !job.Int8Scores.IsRequested;
         values = !TileStaging.ValuesInPlace(job, vectorCount);
         if (!Enabled || hasBlockMask || !(keys || values) || Bytes(job, dvPad, keys, values) > MaxBytes) return false;
         long staged = 0;

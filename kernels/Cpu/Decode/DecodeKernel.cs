@@ -23,7 +23,11 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// <summary>Keys per block (<see cref="CpuKeyBlock"/>).</summary>
     public const int KeyBlock = CpuKeyBlock.Keys;
 
-    public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries;
+    /// <summary>
+    /// Few queries, scores in float: int8 scores run in the tile kernel at any Lq (decode is bound by reading K and V,
+    /// where int8 products save nothing; an int8 KV cache is the decode path's quantisation).
+    /// </summary>
+    public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries && !job.Int8Scores.IsRequested;
 
     /// <summary>Weights need each row's final max and sum inside the task, so they keep one split per head.</summary>
     public static DecodeSplits Splits(in CpuAttentionJob<T> job) =>

@@ -48,6 +48,35 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
     /// <summary>Where value is -infinity, replacement; elsewhere value.</summary>
     static abstract TVec ReplaceNegativeInfinity(TVec value, TVec replacement);
 
+    /// <summary>|value| (clears the sign bit).</summary>
+    static abstract TVec Abs(TVec value);
+
+    /// <summary>All-ones lanes where value is -infinity, zero lanes elsewhere.</summary>
+    static abstract TVec NegativeInfinityMask(TVec value);
+
+    /// <summary>Bitwise or (of masks).</summary>
+    static abstract TVec Or(TVec left, TVec right);
+
+    /// <summary>True when any lane of a mask has its sign bit set.</summary>
+    static abstract bool AnySet(TVec mask);
+
+    /// <summary>
+    /// Integer dot products of int16 pairs (int8 scores): the lanes of <paramref name="accumulator"/> are int32 (as bits),
+    /// those of <paramref name="pairs"/> two int16 each; lane i gains pairs.lo · k.lo + pairs.hi · k.hi, where k is the
+    /// two int16 of <paramref name="keyPair"/>. Exact (vpmaddwd on x86; products of int8 values cannot saturate).
+    /// </summary>
+    static abstract TVec MultiplyAddPairs(TVec accumulator, TVec pairs, int keyPair);
+
+    /// <summary>int32 lanes (as bits) to float.</summary>
+    static abstract TVec ConvertInt32ToSingle(TVec bits);
+
+    /// <summary>
+    /// Two rows of values quantised to int8 and packed as int16 pairs (as bits): lane i holds
+    /// clamp(round_even(even_i · inverse_i), ±127) in its low half and the same of odd_i in its high half, the operations of
+    /// <c>Int8ScoreQuantizer.QuantizeRow</c> lane by lane.
+    /// </summary>
+    static abstract TVec QuantizePairs(TVec even, TVec odd, TVec inverse);
+
     /// <summary>
     /// 2^x for x ≤ 0 (what softmax needs after subtracting the row maximum), within about 2 ulp; exactly 0 for
     /// x ≤ -127 and for -infinity, exactly 1 for x = 0.

@@ -66,6 +66,44 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
         Vector128.ConditionalSelect(Vector128.Equals(value, Vector128.Create(float.NegativeInfinity)), replacement, value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> NegativeInfinityMask(Vector128<float> value) => Vector128.Equals(value, Vector128.Create(float.NegativeInfinity));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Or(Vector128<float> left, Vector128<float> right) => left | right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnySet(Vector128<float> mask) => Vector128.ExtractMostSignificantBits(mask) != 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> MultiplyAddPairs(Vector128<float> accumulator, Vector128<float> pairs, int keyPair)
+    {
+        Vector128<int> products;
+        if (Sse2.IsSupported) products = Sse2.MultiplyAddAdjacent(pairs.AsInt16(), Vector128.Create(keyPair).AsInt16());
+        else products = PortablePairProducts(pairs.AsInt32(), Vector128.Create(keyPair));
+        return (accumulator.AsInt32() + products).AsSingle();
+    }
+
+    /// <summary>What vpmaddwd computes, in portable operations: lo·lo + hi·hi of sign-extended int16 halves.</summary>
+    internal static Vector128<int> PortablePairProducts(Vector128<int> x, Vector128<int> k) =>
+        Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(x, 16), 16) * Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(k, 16), 16)
+        + Vector128.ShiftRightArithmetic(x, 16) * Vector128.ShiftRightArithmetic(k, 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> ConvertInt32ToSingle(Vector128<float> bits) => Vector128.ConvertToSingle(bits.AsInt32());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> QuantizePairs(Vector128<float> even, Vector128<float> odd, Vector128<float> inverse)
+    {
+        Vector128<float> low = Vector128.Create(-127f), high = Vector128.Create(127f);
+        Vector128<int> e = Vector128.ConvertToInt32(Vector128.Min(Vector128.Max(Vector128.Round(even * inverse), low), high));
+        Vector128<int> o = Vector128.ConvertToInt32(Vector128.Min(Vector128.Max(Vector128.Round(odd * inverse), low), high));
+        return ((e & Vector128.Create(0xFFFF)) | Vector128.ShiftLeft(o, 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Exp2(Vector128<float> x)
     {
         x = Vector128.Max(x, Vector128.Create(MinExponent));

@@ -66,6 +66,44 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
         Vector256.ConditionalSelect(Vector256.Equals(value, Vector256.Create(float.NegativeInfinity)), replacement, value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> NegativeInfinityMask(Vector256<float> value) => Vector256.Equals(value, Vector256.Create(float.NegativeInfinity));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Or(Vector256<float> left, Vector256<float> right) => left | right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnySet(Vector256<float> mask) => Vector256.ExtractMostSignificantBits(mask) != 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MultiplyAddPairs(Vector256<float> accumulator, Vector256<float> pairs, int keyPair)
+    {
+        Vector256<int> products;
+        if (Avx2.IsSupported) products = Avx2.MultiplyAddAdjacent(pairs.AsInt16(), Vector256.Create(keyPair).AsInt16());
+        else products = PortablePairProducts(pairs.AsInt32(), Vector256.Create(keyPair));
+        return (accumulator.AsInt32() + products).AsSingle();
+    }
+
+    /// <summary>What vpmaddwd computes, in portable operations: lo·lo + hi·hi of sign-extended int16 halves.</summary>
+    internal static Vector256<int> PortablePairProducts(Vector256<int> x, Vector256<int> k) =>
+        Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(x, 16), 16) * Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(k, 16), 16)
+        + Vector256.ShiftRightArithmetic(x, 16) * Vector256.ShiftRightArithmetic(k, 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ConvertInt32ToSingle(Vector256<float> bits) => Vector256.ConvertToSingle(bits.AsInt32());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> QuantizePairs(Vector256<float> even, Vector256<float> odd, Vector256<float> inverse)
+    {
+        Vector256<float> low = Vector256.Create(-127f), high = Vector256.Create(127f);
+        Vector256<int> e = Vector256.ConvertToInt32(Vector256.Min(Vector256.Max(Vector256.Round(even * inverse), low), high));
+        Vector256<int> o = Vector256.ConvertToInt32(Vector256.Min(Vector256.Max(Vector256.Round(odd * inverse), low), high));
+        return ((e & Vector256.Create(0xFFFF)) | Vector256.ShiftLeft(o, 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp2(Vector256<float> x)
     {
         x = Vector256.Max(x, Vector256.Create(MinExponent));

@@ -66,6 +66,44 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
         Vector512.ConditionalSelect(Vector512.Equals(value, Vector512.Create(float.NegativeInfinity)), replacement, value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> NegativeInfinityMask(Vector512<float> value) => Vector512.Equals(value, Vector512.Create(float.NegativeInfinity));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Or(Vector512<float> left, Vector512<float> right) => left | right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnySet(Vector512<float> mask) => Vector512.ExtractMostSignificantBits(mask) != 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> MultiplyAddPairs(Vector512<float> accumulator, Vector512<float> pairs, int keyPair)
+    {
+        Vector512<int> products;
+        if (Avx512BW.IsSupported) products = Avx512BW.MultiplyAddAdjacent(pairs.AsInt16(), Vector512.Create(keyPair).AsInt16());
+        else products = PortablePairProducts(pairs.AsInt32(), Vector512.Create(keyPair));
+        return (accumulator.AsInt32() + products).AsSingle();
+    }
+
+    /// <summary>What vpmaddwd computes, in portable operations: lo·lo + hi·hi of sign-extended int16 halves.</summary>
+    internal static Vector512<int> PortablePairProducts(Vector512<int> x, Vector512<int> k) =>
+        Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(x, 16), 16) * Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(k, 16), 16)
+        + Vector512.ShiftRightArithmetic(x, 16) * Vector512.ShiftRightArithmetic(k, 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ConvertInt32ToSingle(Vector512<float> bits) => Vector512.ConvertToSingle(bits.AsInt32());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> QuantizePairs(Vector512<float> even, Vector512<float> odd, Vector512<float> inverse)
+    {
+        Vector512<float> low = Vector512.Create(-127f), high = Vector512.Create(127f);
+        Vector512<int> e = Vector512.ConvertToInt32(Vector512.Min(Vector512.Max(Vector512.Round(even * inverse), low), high));
+        Vector512<int> o = Vector512.ConvertToInt32(Vector512.Min(Vector512.Max(Vector512.Round(odd * inverse), low), high));
+        return ((e & Vector512.Create(0xFFFF)) | Vector512.ShiftLeft(o, 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp2(Vector512<float> x)
     {
         x = Vector512.Max(x, Vector512.Create(MinExponent));
