@@ -60,6 +60,10 @@ app.Configure(config =>
         .WithDescription("Decode over an int8 KV cache (per-token scales) against fp32 and bf16 caches in the same run; int8 accuracy against float64.")
         .WithExample("int8", "--threads", "2")
         .WithExample("int8", "--lengths", "4096,32768", "--heads", "32/8", "--dim", "128");
+    config.AddCommand<AttentionEngine.Bench.Quantization.Int8PrefillCommand>("int8-prefill")
+        .WithDescription("Self-attention with int8 scores (smoothed, SageAttention's recipe) against float scores in the same run; accuracy against float64, smoothed and not.")
+        .WithExample("int8-prefill", "--threads", "2")
+        .WithExample("int8-prefill", "--lengths", "2048", "--dims", "128");
     config.AddCommand<BdnCommand>("bdn")
         .WithDescription("BenchmarkDotNet suites with a GFLOP/s column; arguments go to BenchmarkDotNet (--filter, --job short, ...).")
         .WithExample("bdn", "--filter", "*N2048*", "--job", "short");

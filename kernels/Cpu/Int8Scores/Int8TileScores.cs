@@ -49,15 +49,30 @@ internal static unsafe class Int8TileScores<TOps, TVec> where TOps : struct, IVe
         CpuTileScratch scratch)
     {
         // shift_r = scale · (q_r · mean): the smoothing taken out of the keys, added back so scores stay true scores.
-        float* mean = keys.Mean(batch, kvHead, firstKey / Int8ScoreQuantizer.KeyBlock), qt = scratch.QueryT;
-        for (int v = 0; v < br; v += TOps.Count)
-        {
-            TVec acc = TOps.Zero;
-            for (int x = 0; x < d; x++) acc = TOps.MultiplyAdd(TOps.Broadcast(mean[x]), TOps.Load(qt + x * br + v), acc);
-            TOps.Store(scratch.RowShift + v, TOps.Multiply(acc, TOps.Broadcast(scale)));
-        }
+        RowShifts(keys.Mean(batch, kvHead, firstKey / Int8ScoreQuantizer.KeyBlock), br, d, scale, scratch);
         Int8ScoreGemm<TOps, TVec>.Compute(keys.KeyRow(batch, kvHead, firstKey), keys.PaddedDim, keyCount, keys.KeyScales(batch, kvHead, firstKey),
             scratch.QueryPairs, br, keys.PaddedDim / 2, scratch.RowFactor, scratch.RowShift, scratch.Scores);
+    }
+
+    /// <summary>
+    /// scale · (q_r · mean) for every row: one key's worth of the float score GEMM, with the even and odd channels in
+    /// separate chains so that the FMAs overlap (one chain per vector would wait on each FMA's latency).
+    /// </summary>
+    private static void RowShifts(float* mean, int br, int d, float scale, CpuTileScratch scratch)
+    {
+        float* qt = scratch.QueryT;
+        for (int v = 0; v < br; v += TOps.Count)
+        {
+            TVec even = TOps.Zero, odd = TOps.Zero;
+            int x = 0;
+            for (; x + 2 <= d; x += 2)
+            {
+                even = TOps.MultiplyAdd(TOps.Broadcast(mean[x]), TOps.Load(qt + x * br + v), even);
+                odd = TOps.MultiplyAdd(TOps.Broadcast(mean[x + 1]), TOps.Load(qt + (x + 1) * br + v), odd);
+            }
+            if (x < d) even = TOps.MultiplyAdd(TOps.Broadcast(mean[x]), TOps.Load(qt + x * br + v), even);
+            TOps.Store(scratch.RowShift + v, TOps.Multiply(TOps.Add(even, odd), TOps.Broadcast(scale)));
+        }
     }
 
     /// <summary>

@@ -63,9 +63,10 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
     /// <summary>
     /// Integer dot products of int16 pairs (int8 scores): the lanes of <paramref name="accumulator"/> are int32 (as bits),
     /// those of <paramref name="pairs"/> two int16 each; lane i gains pairs.lo · k.lo + pairs.hi · k.hi, where k is the
-    /// two int16 of <paramref name="keyPair"/>. Exact (vpmaddwd on x86; products of int8 values cannot saturate).
+    /// two int16 at <paramref name="keyPair"/>, broadcast straight from memory. Exact (vpmaddwd on x86; products of int8
+    /// values cannot saturate).
     /// </summary>
-    static abstract TVec MultiplyAddPairs(TVec accumulator, TVec pairs, int keyPair);
+    static abstract TVec MultiplyAddPairs(TVec accumulator, TVec pairs, int* keyPair);
 
     /// <summary>int32 lanes (as bits) to float.</summary>
     static abstract TVec ConvertInt32ToSingle(TVec bits);

@@ -78,11 +78,11 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
     public static bool AnySet(Vector128<float> mask) => Vector128.ExtractMostSignificantBits(mask) != 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> MultiplyAddPairs(Vector128<float> accumulator, Vector128<float> pairs, int keyPair)
+    public static Vector128<float> MultiplyAddPairs(Vector128<float> accumulator, Vector128<float> pairs, int* keyPair)
     {
         Vector128<int> products;
-        if (Sse2.IsSupported) products = Sse2.MultiplyAddAdjacent(pairs.AsInt16(), Vector128.Create(keyPair).AsInt16());
-        else products = PortablePairProducts(pairs.AsInt32(), Vector128.Create(keyPair));
+        if (Sse2.IsSupported) products = Sse2.MultiplyAddAdjacent(pairs.AsInt16(), Vector128.Create(*keyPair).AsInt16());
+        else products = PortablePairProducts(pairs.AsInt32(), Vector128.Create(*keyPair));
         return (accumulator.AsInt32() + products).AsSingle();
     }
 

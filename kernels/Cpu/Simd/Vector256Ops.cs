@@ -78,11 +78,11 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
     public static bool AnySet(Vector256<float> mask) => Vector256.ExtractMostSignificantBits(mask) != 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> MultiplyAddPairs(Vector256<float> accumulator, Vector256<float> pairs, int keyPair)
+    public static Vector256<float> MultiplyAddPairs(Vector256<float> accumulator, Vector256<float> pairs, int* keyPair)
     {
         Vector256<int> products;
-        if (Avx2.IsSupported) products = Avx2.MultiplyAddAdjacent(pairs.AsInt16(), Vector256.Create(keyPair).AsInt16());
-        else products = PortablePairProducts(pairs.AsInt32(), Vector256.Create(keyPair));
+        if (Avx2.IsSupported) products = Avx2.MultiplyAddAdjacent(pairs.AsInt16(), Vector256.Create(*keyPair).AsInt16());
+        else products = PortablePairProducts(pairs.AsInt32(), Vector256.Create(*keyPair));
         return (accumulator.AsInt32() + products).AsSingle();
     }
 

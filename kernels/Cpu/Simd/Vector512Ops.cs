@@ -78,11 +78,11 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
     public static bool AnySet(Vector512<float> mask) => Vector512.ExtractMostSignificantBits(mask) != 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> MultiplyAddPairs(Vector512<float> accumulator, Vector512<float> pairs, int keyPair)
+    public static Vector512<float> MultiplyAddPairs(Vector512<float> accumulator, Vector512<float> pairs, int* keyPair)
     {
         Vector512<int> products;
-        if (Avx512BW.IsSupported) products = Avx512BW.MultiplyAddAdjacent(pairs.AsInt16(), Vector512.Create(keyPair).AsInt16());
-        else products = PortablePairProducts(pairs.AsInt32(), Vector512.Create(keyPair));
+        if (Avx512BW.IsSupported) products = Avx512BW.MultiplyAddAdjacent(pairs.AsInt16(), Vector512.Create(*keyPair).AsInt16());
+        else products = PortablePairProducts(pairs.AsInt32(), Vector512.Create(*keyPair));
         return (accumulator.AsInt32() + products).AsSingle();
     }
 
