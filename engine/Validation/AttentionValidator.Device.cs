@@ -23,6 +23,7 @@ internal static partial class AttentionValidator
         float scale = ResolveScale(options, shape);
         if (options.MaxDegreeOfParallelism is < 1)
             throw new ArgumentException($"MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
+        CheckScorePrecision(options.ScorePrecision);
         if (options.ScorePrecision != ScorePrecision.Float)
             throw new NotSupportedException(
                 $"options.ScorePrecision is {options.ScorePrecision}: the CUDA kernels compute scores in float; use the Cpu backend for int8 scores.");

@@ -47,6 +47,7 @@ internal static partial class AttentionValidator
             throw new NotSupportedException("options.Weights is not supported by packed calls; run the sequence as its own call to inspect its weights.");
         if (options.Dropout.IsActive)
             throw new NotSupportedException("options.Dropout is not supported by packed calls (they have no backward pass to train with); run Attention.Forward per sequence for dropout.");
+        CheckScorePrecision(options.ScorePrecision);
         if (options.ScorePrecision != ScorePrecision.Float)
             throw new NotSupportedException($"options.ScorePrecision {options.ScorePrecision} is not supported by packed calls; run Attention.Forward per sequence for int8 scores.");
         int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;

@@ -101,9 +101,7 @@ internal static partial class AttentionValidator
         if (threads < 1)
             throw new ArgumentException($"MaxDegreeOfParallelism is {threads}; expected at least 1 (or null for all cores).", "options.MaxDegreeOfParallelism");
 
-        if (options.ScorePrecision is not (ScorePrecision.Float or ScorePrecision.Int8))
-            throw new ArgumentException(
-                $"options.ScorePrecision is {(int)options.ScorePrecision}; expected ScorePrecision.Float (0) or ScorePrecision.Int8 (1).", "options.ScorePrecision");
+        CheckScorePrecision(options.ScorePrecision);
 
         var mask = options.Mask ?? Mask.None;
         Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
@@ -145,6 +143,14 @@ internal static partial class AttentionValidator
             View(q), k, v,
             new Strided4<T>(ref output.GetPinnableReference(), ol, output.Strides),
             bias, keep, lse, weights, threads, options.Dropout, quantized, options.ScorePrecision);
+    }
+
+    /// <summary>An undefined <see cref="ScorePrecision"/> value is an argument error, whatever the entry point.</summary>
+    internal static void CheckScorePrecision(ScorePrecision precision)
+    {
+        if (precision is not (ScorePrecision.Float or ScorePrecision.Int8))
+            throw new ArgumentException(
+                $"options.ScorePrecision is {(int)precision}; expected ScorePrecision.Float (0) or ScorePrecision.Int8 (1).", "options.ScorePrecision");
     }
 
     /// <summary>The call's shape from the four tensors' lengths, or an exception naming the tensor and dimension at fault.</summary>

@@ -19,6 +19,7 @@ public class InvalidArgumentMatrixTests(IlGpuCpuAccelerator accelerator)
         public bool OutputAliasesQ;
         public float? Scale;
         public int? Threads;
+        public ScorePrecision ScorePrecision;
         public float[]? Bias; public nint[]? BiasLengths;
         public bool[]? Keep; public nint[]? KeepLengths;
         public float[]? Lse; public nint[]? LseLengths; public bool LseAliasesOutput;
@@ -40,6 +41,7 @@ public class InvalidArgumentMatrixTests(IlGpuCpuAccelerator accelerator)
         {
             Scale = Scale,
             MaxDegreeOfParallelism = Threads,
+            ScorePrecision = ScorePrecision,
             Bias = Bias is null ? default : new ReadOnlyTensorSpan<float>(Bias, BiasLengths!, default),
             KeepMask = Keep is null ? default : new ReadOnlyTensorSpan<bool>(Keep, KeepLengths!, default),
             Lse = LseAliasesOutput ? new TensorSpan<float>(Output, [2, 4, 5], default) : Lse is null ? default : new TensorSpan<float>(Lse, LseLengths!, default),
@@ -64,6 +66,7 @@ public class InvalidArgumentMatrixTests(IlGpuCpuAccelerator accelerator)
         ("NaN scale", "options.Scale", p => p.Scale = float.NaN),
         ("infinite scale", "options.Scale", p => p.Scale = float.PositiveInfinity),
         ("zero threads", "options.MaxDegreeOfParallelism", p => p.Threads = 0),
+        ("undefined score precision", "options.ScorePrecision", p => p.ScorePrecision = (ScorePrecision)7),
         ("bias that does not broadcast", "options.Bias", p => { p.Bias = new float[3 * 6]; p.BiasLengths = [3, 6]; }),
         ("zero-length bias", "options.Bias", p => { p.Bias = []; p.BiasLengths = [2, 4, 5, 0]; }),
         ("keep-mask that does not broadcast", "options.KeepMask", p => { p.Keep = new bool[7]; p.KeepLengths = [7]; }),
