@@ -56,17 +56,27 @@ public static class Int8ErrorModel
                     p[j] = Math.Exp(ScoreSaturation.AddBias(pinned.ScaledScore(dot, b, h, i, j), pinned.BiasAt(b, h, i, j)) - lse);
                     if (int8.Usable(b, h, i, j / Int8ScoreOracle<T>.KeyBlock)) delta = Math.Max(delta, int8.ScoreErrorBound(pinned, b, h, i, j));
                 }
-                double growth = Math.Exp(2 * delta) - 1;
-                for (int c = 0; c < s.ValueDim; c++)
-                {
-                    double o = oracle.Output[row * s.ValueDim + c], spread = 0;
-                    for (int j = 0; j < s.KeyLength; j++)
-                        if (p[j] != 0) spread += p[j] * Math.Abs(pinned.ValueAt(b, kvHead, j, c) - o);
-                    bound[row * s.ValueDim + c] = growth * spread;
-                }
+                WriteRowBound(bound, oracle.Output, row, s, p, delta, 0, (j, c) => pinned.ValueAt(b, kvHead, j, c));
             }
         });
         return bound;
+    }
+
+    /// <summary>
+    /// One row's bounds: (e^(2Δ) − 1) · Σ_j p_j |v_jc − o_c| + the value error, for every output element c of the row
+    /// (p_j the exact probabilities of the visible keys, 0 elsewhere).
+    /// </summary>
+    private static void WriteRowBound(double[] bound, double[] output, long row, AttentionShape s, double[] p, double delta, double valueError,
+        Func<int, int, double> value)
+    {
+        double growth = Math.Exp(2 * delta) - 1;
+        for (int c = 0; c < s.ValueDim; c++)
+        {
+            double o = output[row * s.ValueDim + c], spread = 0;
+            for (int j = 0; j < s.KeyLength; j++)
+                if (p[j] != 0) spread += p[j] * Math.Abs(value(j, c) - o);
+            bound[row * s.ValueDim + c] = growth * spread + valueError;
+        }
     }
 
     /// <summary>
@@ -111,14 +121,7 @@ public static class Int8ErrorModel
                 delta = Math.Max(delta, scale * k.Scales[b, kvHead, j] / 2 * qNorm);
                 valueError = Math.Max(valueError, v.Scales[b, kvHead, j] / 2.0);
             }
-            double growth = Math.Exp(2 * delta) - 1;
-            for (int c = 0; c < s.ValueDim; c++)
-            {
-                double o = oracle.Output[row * s.ValueDim + c], spread = 0;
-                for (int j = 0; j < s.KeyLength; j++)
-                    if (p[j] != 0) spread += p[j] * Math.Abs(ElementTypes.ToDouble(problem.V[b, kvHead, j, c]) - o);
-                bound[row * s.ValueDim + c] = growth * spread + valueError;
-            }
+            WriteRowBound(bound, oracle.Output, row, s, p, delta, valueError, (j, c) => ElementTypes.ToDouble(problem.V[b, kvHead, j, c]));
         }
         return bound;
     }

@@ -33,13 +33,8 @@ public class Int8ScoreTests
         using var problem = AttentionProblem<T>.Create(spec);
         var (output, lse) = RunCpu(problem, backend: backend);
         using var scratch = problem.AllocateOutput();
-        var call = AttentionValidator.Validate<T>(problem.Q, problem.K, problem.V, scratch, problem.Options() with { ScorePrecision = ScorePrecision.Int8 });
-        var oracle = ReferenceAttention.Compute(call);
-        var storage = NaiveAttention.Compute(call, NaivePrecision.Storage);
-        var rounding = NaiveAttention.Compute(call, NaivePrecision.ScoreRounding);
-        var outputReport = ToleranceRule.Check<T>(output, oracle.Output, storage.Output, rounding.Output);
-        var lseReport = ToleranceRule.Check<float>(lse, oracle.Lse, storage.Lse, rounding.Lse);
-        Assert.True(outputReport.Passed && lseReport.Passed, $"{ElementTypes.ShortName<T>()} {spec}: output {outputReport}; LSE {lseReport}");
+        QuantizedAttentionTests.CheckAgainstOracles(
+            AttentionValidator.Validate<T>(problem.Q, problem.K, problem.V, scratch, problem.Options() with { ScorePrecision = ScorePrecision.Int8 }), output, lse, spec);
     }
 
     [Fact]

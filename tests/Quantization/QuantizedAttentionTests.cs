@@ -70,7 +70,15 @@ public class QuantizedAttentionTests
         var (problem, k8, v8) = (quantized.Problem, quantized.K, quantized.V);
         var (output, lse) = RunCpu(problem, k8, v8);
         using var scratch = problem.AllocateOutput();
-        var call = AttentionValidator.ValidateQuantized<T>(problem.Q, k8, v8, scratch, problem.Options());
+        CheckAgainstOracles(AttentionValidator.ValidateQuantized<T>(problem.Q, k8, v8, scratch, problem.Options()), output, lse, spec);
+    }
+
+    /// <summary>
+    /// A candidate's output and LSE of a validated call against the Reference of that call, with the naive formula's
+    /// error as the yardstick (the one tolerance rule).
+    /// </summary>
+    internal static void CheckAgainstOracles<T>(scoped in AttentionCall<T> call, double[] output, double[] lse, ProblemSpec spec) where T : unmanaged
+    {
         var oracle = ReferenceAttention.Compute(call);
         var storage = NaiveAttention.Compute(call, NaivePrecision.Storage);
         var rounding = NaiveAttention.Compute(call, NaivePrecision.ScoreRounding);
