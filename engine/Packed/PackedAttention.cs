@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using AttentionEngine.Kernels.Cpu;
+using AttentionEngine.Kernels.Cpu.Int8Scores;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
@@ -23,7 +24,8 @@ public static class PackedAttention
     /// <param name="queryOffsets">sequence starts in q, then its total: 0 = o[0] ≤ o[1] ≤ … ≤ o[n] = totalQueries</param>
     /// <param name="keyOffsets">sequence starts in k and v, likewise; as many entries as queryOffsets</param>
     /// <param name="options">scale, a positional mask (causal and windows align per sequence, with its own Lq and Lk),
-    /// LSE as [queryHeads, totalQueries], threads. Bias, keep-mask and weights are refused (NotSupportedException).</param>
+    /// LSE as [queryHeads, totalQueries], threads, <see cref="AttentionOptions.ScorePrecision"/> (int8 scores smooth and
+    /// quantise each sequence's keys on their own). Bias, keep-mask, weights and dropout are refused (NotSupportedException).</param>
     /// <remarks>A sequence with queries but no keys outputs zeros and LSE −infinity, as a fully masked row does.</remarks>
     /// <exception cref="ArgumentException">an invalid shape, offset, stride, option or aliasing; the message names it.</exception>
     /// <exception cref="NotSupportedException">an option packed calls do not take.</exception>
@@ -66,6 +68,7 @@ public static class PackedAttention
                         Lse = options.ReturnLse
                             ? new RawStrided4<float>(lseBase + firstQuery * ls[1], 1, shape.QueryHeads, queries, 1, 0, ls[0], ls[1], 0)
                             : default,
+                        Int8Scores = new Int8ScoreKeys { IsRequested = options.ScorePrecision == ScorePrecision.Int8 },
                     };
                 }
                 if (count > 0)

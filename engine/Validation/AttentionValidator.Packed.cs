@@ -48,8 +48,6 @@ internal static partial class AttentionValidator
         if (options.Dropout.IsActive)
             throw new NotSupportedException("options.Dropout is not supported by packed calls (they have no backward pass to train with); run Attention.Forward per sequence for dropout.");
         CheckScorePrecision(options.ScorePrecision);
-        if (options.ScorePrecision != ScorePrecision.Float)
-            throw new NotSupportedException($"options.ScorePrecision {options.ScorePrecision} is not supported by packed calls; run Attention.Forward per sequence for int8 scores.");
         int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
         if (threads < 1)
             throw new ArgumentException($"MaxDegreeOfParallelism is {threads}; expected at least 1 (or null for all cores).", "options.MaxDegreeOfParallelism");

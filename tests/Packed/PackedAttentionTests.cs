@@ -13,11 +13,12 @@ public unsafe class PackedAttentionTests
     [Fact] public void Sequences_equal_their_own_dense_calls_f32() => CheckRandom<float>(40, 11);
     [Fact] public void Sequences_equal_their_own_dense_calls_f16() => CheckRandom<Half>(15, 12);
     [Fact] public void Sequences_equal_their_own_dense_calls_bf16() => CheckRandom<BFloat16>(15, 13);
+    [Fact] public void Sequences_equal_their_own_dense_calls_with_int8_scores() => CheckRandom<float>(15, 14, ScorePrecision.Int8);
 
     private static readonly Mask?[] Masks =
         [null, Mask.Causal(), Mask.Causal(CausalAlignment.BottomRight), Mask.SlidingWindow(5, 0), Mask.SlidingWindow(3, 2, CausalAlignment.BottomRight)];
 
-    private static void CheckRandom<T>(int cases, int seed) where T : unmanaged
+    private static void CheckRandom<T>(int cases, int seed, ScorePrecision precision = ScorePrecision.Float) where T : unmanaged
     {
         var rng = new Random(seed);
         for (int c = 0; c < cases; c++)
@@ -46,10 +47,10 @@ public unsafe class PackedAttentionTests
             using var lse = NativeTensor<float>.Zeros(queryHeads, queryOffsets[^1]);
             output.Fill(ElementTypes.FromSingle<T>(float.NaN));
             lse.Fill(float.NaN);
-            PackedAttention.Forward<T>(q, k, v, output, queryOffsets, keyOffsets, new AttentionOptions { Mask = mask, Lse = lse });
+            PackedAttention.Forward<T>(q, k, v, output, queryOffsets, keyOffsets, new AttentionOptions { Mask = mask, Lse = lse, ScorePrecision = precision });
 
             using var serialOutput = Packed<T>(rng, queryOffsets[^1], queryHeads, dv, headMajor);
-            PackedAttention.Forward<T>(q, k, v, serialOutput, queryOffsets, keyOffsets, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = 1 });
+            PackedAttention.Forward<T>(q, k, v, serialOutput, queryOffsets, keyOffsets, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = 1, ScorePrecision = precision });
             Assert.True(output.ToArray().AsSpan().SequenceEqual(serialOutput.ToArray()), $"{what}: 1 thread differs");
 
             for (int s = 0; s < sequences; s++)
@@ -64,7 +65,7 @@ public unsafe class PackedAttentionTests
                     using var denseQ = Sequence(q, firstQuery, queries);
                     using var denseK = Sequence(k, firstKey, keys);
                     using var denseV = Sequence(v, firstKey, keys);
-                    Attention.Using(Backend.Cpu).Forward<T>(denseQ, denseK, denseV, dense, new AttentionOptions { Mask = mask, Lse = denseLse });
+                    Attention.Using(Backend.Cpu).Forward<T>(denseQ, denseK, denseV, dense, new AttentionOptions { Mask = mask, Lse = denseLse, ScorePrecision = precision });
                 }
                 for (int h = 0; h < queryHeads; h++)
                 for (int i = 0; i < queries; i++)
