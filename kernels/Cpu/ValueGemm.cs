@@ -28,9 +28,15 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
         for (int r = 0; r < rows; r += 4)
         {
             float* p = probabilities + (nint)r * layout.RowStride;
+            // Groups of three vectors (12 accumulators), and the rest in groups of two (8): a remainder of one vector
+            // would leave 4 FMA chains for 2 pipes at 4 cycles' latency, half speed. So 4 = 2 + 2, 7 = 3 + 2 + 2,
+            // 8 = 3 + 3 + 2, 16 = 4 · 3 + 2 + 2; only a single vector runs alone.
+            int threes = dvVectors % 3 == 1 && dvVectors >= 4 ? dvVectors / 3 - 1 : dvVectors / 3;
             int cv = 0;
-            for (; cv + 3 <= dvVectors; cv += 3)
+            for (int g = 0; g < threes; g++, cv += 3)
                 FourRowsThreeVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+            for (; cv + 2 <= dvVectors; cv += 2)
+                FourRowsTwoVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
             for (; cv < dvVectors; cv++)
                 FourRowsOneVector(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
         }
@@ -66,6 +72,38 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
         TOps.Store(o1, a10); TOps.Store(o1 + c, a11); TOps.Store(o1 + 2 * c, a12);
         TOps.Store(o2, a20); TOps.Store(o2 + c, a21); TOps.Store(o2 + 2 * c, a22);
         TOps.Store(o3, a30); TOps.Store(o3 + c, a31); TOps.Store(o3 + 2 * c, a32);
+    }
+
+    // 4 rows x 2 value vectors: 8 independent accumulators, 2 loads and 4 broadcasts per 8 FMAs.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FourRowsTwoVectors(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
+    {
+        int c = TOps.Count;
+        TVec s0 = TOps.Broadcast(rescale[0]), s1 = TOps.Broadcast(rescale[1]), s2 = TOps.Broadcast(rescale[2]), s3 = TOps.Broadcast(rescale[3]);
+        float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
+        TVec a00 = TOps.Multiply(TOps.Load(o0), s0), a01 = TOps.Multiply(TOps.Load(o0 + c), s0);
+        TVec a10 = TOps.Multiply(TOps.Load(o1), s1), a11 = TOps.Multiply(TOps.Load(o1 + c), s1);
+        TVec a20 = TOps.Multiply(TOps.Load(o2), s2), a21 = TOps.Multiply(TOps.Load(o2 + c), s2);
+        TVec a30 = TOps.Multiply(TOps.Load(o3), s3), a31 = TOps.Multiply(TOps.Load(o3 + c), s3);
+        float* p0 = p, p1 = p + rowStride, p2 = p + 2 * rowStride, p3 = p + 3 * rowStride;
+        for (int j = 0; j < n; j++)
+        {
+            float* vj = v + j * ldv;
+            nint pj = j * keyStride;
+            TVec v0 = TOps.Load(vj), v1 = TOps.Load(vj + c);
+            TVec b = TOps.Broadcast(p0[pj]);
+            a00 = TOps.MultiplyAdd(b, v0, a00); a01 = TOps.MultiplyAdd(b, v1, a01);
+            b = TOps.Broadcast(p1[pj]);
+            a10 = TOps.MultiplyAdd(b, v0, a10); a11 = TOps.MultiplyAdd(b, v1, a11);
+            b = TOps.Broadcast(p2[pj]);
+            a20 = TOps.MultiplyAdd(b, v0, a20); a21 = TOps.MultiplyAdd(b, v1, a21);
+            b = TOps.Broadcast(p3[pj]);
+            a30 = TOps.MultiplyAdd(b, v0, a30); a31 = TOps.MultiplyAdd(b, v1, a31);
+        }
+        TOps.Store(o0, a00); TOps.Store(o0 + c, a01);
+        TOps.Store(o1, a10); TOps.Store(o1 + c, a11);
+        TOps.Store(o2, a20); TOps.Store(o2 + c, a21);
+        TOps.Store(o3, a30); TOps.Store(o3 + c, a31);
     }
 
     private static void FourRowsOneVector(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)

@@ -9,7 +9,7 @@ namespace AttentionEngine.Tests;
 /// </summary>
 public class ReferenceOracleProperties
 {
-    [Property(MaxTest = 300, Arbitrary = [typeof(AttentionArbitraries)])]
+    [Property(MaxTest = 200, Arbitrary = [typeof(AttentionArbitraries)])]
     public void Oracle_matches_independent_formula_f32(ProblemSpec spec) => Check<float>(spec);
 
     [Property(MaxTest = 100, Arbitrary = [typeof(AttentionArbitraries)])]
@@ -43,13 +43,13 @@ public class ReferenceOracleProperties
 /// </summary>
 public class ReferenceBackendProperties
 {
-    [Property(MaxTest = 80, Arbitrary = [typeof(AttentionArbitraries)])]
+    [Property(MaxTest = 50, Arbitrary = [typeof(AttentionArbitraries)])]
     public void Reference_backend_passes_rule_and_invariants_f32(ProblemSpec spec) => Check<float>(spec);
 
-    [Property(MaxTest = 25, Arbitrary = [typeof(AttentionArbitraries)])]
+    [Property(MaxTest = 15, Arbitrary = [typeof(AttentionArbitraries)])]
     public void Reference_backend_passes_rule_and_invariants_f16(ProblemSpec spec) => Check<Half>(spec);
 
-    [Property(MaxTest = 25, Arbitrary = [typeof(AttentionArbitraries)])]
+    [Property(MaxTest = 15, Arbitrary = [typeof(AttentionArbitraries)])]
     public void Reference_backend_passes_rule_and_invariants_bf16(ProblemSpec spec) => Check<BFloat16>(spec);
 
     private static void Check<T>(ProblemSpec spec) where T : unmanaged
