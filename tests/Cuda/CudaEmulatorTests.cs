@@ -7,7 +7,8 @@ namespace AttentionEngine.Tests;
 /// <summary>
 /// What only the CUDA emulator can show without a GPU: the backend frees every device allocation on every path, and
 /// a kernel that touches memory outside every allocation fails as a GPU would (CUDA_ERROR_ILLEGAL_ADDRESS, named with
-/// the call) instead of corrupting memory. Skips where the emulator is not in use (a GPU machine, or no g++).
+/// the call) instead of corrupting memory; device memory and the guards around every allocation read as NaN, and a
+/// write into a guard fails the launch. Skips where the emulator is not in use (a GPU machine, or no g++).
 /// </summary>
 [Collection(nameof(CudaTests))]
 public class CudaEmulatorTests
@@ -65,6 +66,65 @@ public class CudaEmulatorTests
         p.K = rows.Address;
         var refused = Assert.Throws<CudaException>(() => Launch(fresh.Function(variant.EntryPoint), variant, stream, p));
         Assert.Contains("CUDA_ERROR_INVALID_VALUE", refused.Message);
+    }
+
+    [Fact]
+    public unsafe void Device_memory_starts_as_nan_and_a_write_into_a_guard_fails_the_launch()
+    {
+        RequireEmulator();
+        CudaBackendTests.Gpu();
+        using var device = CudaDevice.Open(0);
+        var variant = new CudaFlashVariant(32, CudaElement.F16);
+        var image = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(device.Architecture)).Cubin!;
+        using var module = CudaModule.Load(image);
+        var function = module.Function(variant.EntryPoint);
+        function.SetMaxDynamicSharedMemory(variant.SharedBytes);
+        const int rowBytes = 64 * 32 * 2;
+        using var rows = DeviceMemory.Allocate(rowBytes);
+        using var output = DeviceMemory.Allocate(rowBytes);
+        using var lse = DeviceMemory.Allocate(64 * 4);
+        // In the emulator a device address is a host address: never-written memory, and the bytes on either side of an
+        // allocation, read as NaN in every element type (a stray read shows in the results).
+        byte* at = (byte*)rows.Address;
+        for (int offset = -256; offset < rowBytes + 256; offset += 2)
+            Assert.True(Half.IsNaN(*(Half*)(at + offset)) && BFloat16.IsNaN(*(BFloat16*)(at + offset)), $"offset {offset}");
+        for (int offset = -256; offset < rowBytes + 256; offset += 4) Assert.True(float.IsNaN(*(float*)(at + offset)), $"offset {offset}");
+
+        var p = new FlashParams
+        {
+            Q = rows.Address, K = rows.Address, V = rows.Address, O = output.Address, Lse = lse.Address,
+            QStrides = new(64 * 32, 64 * 32, 32), KStrides = new(64 * 32, 64 * 32, 32), VStrides = new(64 * 32, 64 * 32, 32),
+            OStrides = new(64 * 32, 64 * 32, 32), LseStrides = new(64, 64, 1),
+            BandLo = long.MinValue / 2, BandHi = long.MaxValue / 2, Batch = 1, Heads = 1, KvHeads = 1, Lq = 64, Lk = 64, Scale = 0.125f,
+        };
+        using var stream = CudaStream.Create();
+        new Span<byte>(at, rowBytes).Clear();
+        Launch(function, variant, stream, p); // clean: runs
+
+        byte saved = at[rowBytes + 3];
+        at[rowBytes + 3] = 0; // what an unchecked store one element past the end would do
+        try
+        {
+            var error = Assert.Throws<CudaException>(() => Launch(function, variant, stream, p));
+            Assert.Contains("CUDA_ERROR_ILLEGAL_ADDRESS", error.Message);
+            Assert.Contains($"past the end of the {rowBytes}-byte device allocation", CudaEmulation.LastLaunchError);
+        }
+        finally
+        {
+            at[rowBytes + 3] = saved;
+        }
+        saved = at[-1];
+        at[-1] = 0;
+        try
+        {
+            Assert.Throws<CudaException>(() => Launch(function, variant, stream, p));
+            Assert.Contains($"before the start of the {rowBytes}-byte device allocation", CudaEmulation.LastLaunchError);
+        }
+        finally
+        {
+            at[-1] = saved;
+        }
+        Launch(function, variant, stream, p); // guards restored: runs again
     }
 
     private static unsafe void Launch(CudaFunction function, CudaFlashVariant variant, CudaStream stream, FlashParams p)

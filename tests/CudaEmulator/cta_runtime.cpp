@@ -3,7 +3,8 @@
 // (__syncthreads, or the warp barrier inside every warp operation) and yields; the scheduler resumes the fibers in
 // turn and reports a block in which no fiber can pass its barrier (divergent warp operations, a __syncthreads some
 // threads skip) instead of hanging. Shared memory starts as 0xFF bytes (NaN in fp16, bf16 and fp32), so a kernel that
-// reads what it never wrote gets NaN here, and a guard after the block's shared memory catches overruns.
+// reads what it never wrote gets NaN here, and guards before and after the block's shared memory (a NaN pattern too)
+// catch overruns both ways.
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -54,7 +55,10 @@ namespace
 {
 constexpr size_t StackBytes = 256 * 1024;
 constexpr size_t GuardBytes = 4096;
-constexpr unsigned char GuardByte = 0xA5;
+
+// Guards on both sides of a block's shared memory hold a NaN pattern (halves of 0x7FC0: NaN as fp32, fp16 and bf16),
+// distinct from the 0xFF fill: a read past either end gets NaN, a write there fails the block.
+unsigned char guard_byte(size_t offset) { return offset % 2 == 0 ? 0xC0 : 0x7F; }
 
 struct PendingCopy { unsigned char* shared; const unsigned char* global; int bytes, source_bytes; };
 
@@ -216,9 +220,13 @@ std::string run_block(Worker& worker, const Kernel& kernel, Dim3 index, int thre
     block.threads = threads;
     block.fibers.resize(threads);
     block.warps.resize(threads / 32);
-    worker.shared.assign(shared_bytes + GuardBytes, 0xFF);
-    memset(worker.shared.data() + shared_bytes, GuardByte, GuardBytes);
-    block.shared = worker.shared.data();
+    worker.shared.assign(GuardBytes + shared_bytes + GuardBytes, 0xFF);
+    for (size_t i = 0; i < GuardBytes; i++)
+    {
+        worker.shared[i] = guard_byte(i);
+        worker.shared[GuardBytes + shared_bytes + i] = guard_byte(GuardBytes + shared_bytes + i);
+    }
+    block.shared = worker.shared.data() + GuardBytes;
     block.shared_bytes = shared_bytes;
     while ((int)worker.stacks.size() < threads) worker.stacks.emplace_back(new char[StackBytes]);
     for (int t = 0; t < threads; t++) start_fiber(block.fibers[t], worker.stacks[t].get());
@@ -244,7 +252,13 @@ std::string run_block(Worker& worker, const Kernel& kernel, Dim3 index, int thre
     }
     current_block = nullptr;
     for (size_t i = 0; i < GuardBytes; i++)
-        if (worker.shared[shared_bytes + i] != GuardByte)
+        if (worker.shared[i] != guard_byte(i))
+        {
+            fail(block, "write " + std::to_string(GuardBytes - i) + " bytes before the start of dynamic shared memory");
+            break;
+        }
+    for (size_t i = 0; i < GuardBytes; i++)
+        if (worker.shared[GuardBytes + shared_bytes + i] != guard_byte(GuardBytes + shared_bytes + i))
         {
             fail(block, "write past the end of dynamic shared memory (" + std::to_string(shared_bytes) + " bytes) at byte "
                 + std::to_string(shared_bytes + i));

@@ -55,6 +55,43 @@ std::set<void*> streams, events;
 std::string last_launch_error;
 long launches = 0;
 
+// Device memory: each allocation sits between two guard regions, and the allocation and its guards start as a NaN
+// pattern (halves of 0x7FC0: NaN read as fp32, fp16 or bf16; random heap bytes or 0xA5 would read as finite numbers
+// and pass unnoticed). A kernel that reads device memory nobody wrote, or just past either end of a buffer, gets NaN
+// in its results; a write into a guard fails the launch that made it.
+constexpr size_t DeviceGuard = 256;
+
+size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+unsigned char pattern_byte(uintptr_t address) { return address % 2 == 0 ? 0xC0 : 0x7F; }
+
+void fill_pattern(unsigned char* p, size_t bytes)
+{
+    for (size_t i = 0; i < bytes; i++) p[i] = pattern_byte((uintptr_t)(p + i));
+}
+
+// The first byte of [p, p + bytes) that no longer holds the pattern, or nullptr.
+const unsigned char* damaged(const unsigned char* p, size_t bytes)
+{
+    for (size_t i = 0; i < bytes; i++)
+        if (p[i] != pattern_byte((uintptr_t)(p + i))) return p + i;
+    return nullptr;
+}
+
+// A write into the guards of a live allocation (the gate held): which one and where, or "".
+std::string guard_damage_locked()
+{
+    for (const auto& [address, bytes] : allocations)
+    {
+        auto* user = (const unsigned char*)address;
+        if (const unsigned char* at = damaged(user - DeviceGuard, DeviceGuard))
+            return "write " + std::to_string(user - at) + " bytes before the start of the " + std::to_string(bytes) + "-byte device allocation";
+        if (const unsigned char* at = damaged(user + bytes, padded(bytes) - bytes + DeviceGuard))
+            return "write " + std::to_string(at - user - (long)bytes) + " bytes past the end of the " + std::to_string(bytes) + "-byte device allocation";
+    }
+    return "";
+}
+
 bool ready(CUresult& status)
 {
     if (!initialized) status = NotInitialized;
@@ -285,11 +322,13 @@ EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes)
     CUresult status;
     if (!ready(status)) return status;
     if (!pointer || bytes == 0) return InvalidValue;
-    void* memory = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    size_t total = DeviceGuard + padded(bytes) + DeviceGuard;
+    auto* memory = static_cast<unsigned char*>(aligned_alloc(256, total));
     if (!memory) return OutOfMemory;
+    fill_pattern(memory, total);
     std::lock_guard<std::mutex> lock(gate);
-    allocations[(uintptr_t)memory] = bytes;
-    *pointer = (CUdeviceptr)(uintptr_t)memory;
+    allocations[(uintptr_t)(memory + DeviceGuard)] = bytes;
+    *pointer = (CUdeviceptr)(uintptr_t)(memory + DeviceGuard);
     return Success;
 }
 
@@ -299,7 +338,7 @@ EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer)
     if (!ready(status)) return status;
     std::lock_guard<std::mutex> lock(gate);
     if (!allocations.erase((uintptr_t)pointer)) return InvalidValue;
-    free((void*)(uintptr_t)pointer);
+    free((unsigned char*)(uintptr_t)pointer - DeviceGuard);
     return Success;
 }
 
@@ -466,6 +505,7 @@ EXPORT CUresult cuLaunchKernel(void* function, unsigned grid_x, unsigned grid_y,
         static_cast<const unsigned char*>(parameters[0]) + kernel->parameter_bytes);
     std::string error = ae_emu::run_grid(*kernel, { grid_x, grid_y, grid_z }, { block_x, 1, 1 }, shared_bytes, by_value.data());
     std::lock_guard<std::mutex> lock(gate);
+    if (error.empty()) error = guard_damage_locked();
     last_launch_error = error.empty() ? "" : std::string(kernel->name) + ": " + error;
     if (error.empty()) return Success;
     if (getenv("AE_EMULATOR_VERBOSE")) fprintf(stderr, "cuda emulator: %s\n", last_launch_error.c_str());
