@@ -18,7 +18,7 @@ namespace AttentionEngine.Tests;
 public class CudaBackendTests
 {
     // The emulator runs every CUDA thread as a fiber: problems a GPU does in microseconds take it tens of milliseconds.
-    private static readonly ProblemLimits Emulated = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 200, MaxCost = 3e6 };
+    internal static readonly ProblemLimits Emulated = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 200, MaxCost = 3e6 };
 
     internal static CudaBackend Gpu()
     {

@@ -54,6 +54,14 @@ public static unsafe class CudaEmulation
     public static string LastLaunchError =>
         Marshal.PtrToStringUTF8(((delegate* unmanaged<nint>)NativeLibrary.GetExport(Library, "ae_emu_last_launch_error"))()) ?? "";
 
+    /// <summary>
+    /// Makes the emulator a harder judge for the launches that follow: cp.async copies landing at issue (instead of at
+    /// the issuing thread's wait) and, with a nonzero seed, a different order of a block's threads between barriers in
+    /// every round. <c>SetModes(false, 0)</c> restores the defaults.
+    /// </summary>
+    public static void SetModes(bool eagerCopies, uint scheduleSeed) =>
+        ((delegate* unmanaged<int, uint, void>)NativeLibrary.GetExport(Library, "ae_emu_set_modes"))(eagerCopies ? 1 : 0, scheduleSeed);
+
     private static T Call<T>(string name) where T : unmanaged => ((delegate* unmanaged<T>)NativeLibrary.GetExport(Library, name))();
 
     private static nint Library => Active ? _library : throw new InvalidOperationException("The CUDA emulator is not in use in this process.");

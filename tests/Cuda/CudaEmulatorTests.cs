@@ -127,6 +127,29 @@ public class CudaEmulatorTests
         Launch(function, variant, stream, p); // guards restored: runs again
     }
 
+    [Theory]
+    [InlineData(1u)]
+    [InlineData(6u)]
+    public void The_kernels_hold_when_copies_land_at_issue_and_the_thread_order_changes(uint seed)
+    {
+        // By default a cp.async lands at its thread's wait and threads run in index order between barriers, which can
+        // hide a copy into a buffer other warps still read (a missing __syncthreads before a refill) or a race that
+        // one order happens to win. Eager copies and rotated, reversed orders show them: without the barrier after
+        // a tile's last read of its K/V buffer, these cases fail (checked), while the default mode passes them.
+        RequireEmulator();
+        var backend = CudaBackendTests.Gpu();
+        CudaEmulation.SetModes(eagerCopies: true, seed);
+        try
+        {
+            foreach (var spec in AttentionGen.Sample(6, seed: 90 + seed, CudaBackendTests.Emulated)) BackendChecks.CheckDrawnProblem<Half>(backend, spec);
+            foreach (var spec in AttentionGen.Sample(3, seed: 95 + seed, CudaBackendTests.Emulated)) BackendChecks.CheckDrawnProblem<float>(backend, spec);
+        }
+        finally
+        {
+            CudaEmulation.SetModes(false, 0);
+        }
+    }
+
     private static unsafe void Launch(CudaFunction function, CudaFlashVariant variant, CudaStream stream, FlashParams p)
     {
         void* argument = &p;

@@ -62,6 +62,25 @@ unsigned char guard_byte(size_t offset) { return offset % 2 == 0 ? 0xC0 : 0x7F; 
 
 struct PendingCopy { unsigned char* shared; const unsigned char* global; int bytes, source_bytes; };
 
+std::atomic<bool> eager_copies{ false };
+std::atomic<unsigned> schedule_seed{ 0 };
+
+// Lands one copy: its source bytes, then zeros up to its size (cp.async's zero fill).
+void land(const PendingCopy& copy)
+{
+    if (copy.source_bytes > 0) memcpy(copy.shared, copy.global, (size_t)copy.source_bytes);
+    memset(copy.shared + copy.source_bytes, 0, (size_t)(copy.bytes - copy.source_bytes));
+}
+
+// The n-th thread to run in a round: in order without a seed, else rotated by a per-round amount and reversed every
+// other round (a permutation of the block's threads).
+int scheduled(int n, int threads, unsigned round, unsigned seed)
+{
+    if (seed == 0) return n;
+    int rotation = (int)((seed * 2654435761u + round * 40503u) % (unsigned)threads);
+    return (seed + round) % 2 == 0 ? (rotation + n) % threads : (rotation + threads - 1 - n) % threads;
+}
+
 struct Fiber
 {
     void* stack_pointer = nullptr;
@@ -232,12 +251,14 @@ std::string run_block(Worker& worker, const Kernel& kernel, Dim3 index, int thre
     for (int t = 0; t < threads; t++) start_fiber(block.fibers[t], worker.stacks[t].get());
 
     current_block = &block;
-    for (;;)
+    unsigned seed = schedule_seed.load();
+    for (unsigned round = 0;; round++)
     {
         uint64_t before = block.events;
         int alive = 0;
-        for (int t = 0; t < threads; t++)
+        for (int n = 0; n < threads; n++)
         {
+            int t = scheduled(n, threads, round, seed);
             if (block.fibers[t].done) continue;
             alive++;
             block.current = t;
@@ -448,8 +469,9 @@ void async_copy(void* shared, const void* global, int copy_bytes, int source_byt
     if (source_bytes > 0 && !device_range_valid(global, (size_t)source_bytes))
         return fail(block, "cp.async: source " + describe(global) + " (" + std::to_string(source_bytes)
             + " bytes) is outside every device allocation");
-    block.fibers[block.current].open.push_back(
-        PendingCopy{ (unsigned char*)shared, (const unsigned char*)global, copy_bytes, source_bytes });
+    PendingCopy copy{ (unsigned char*)shared, (const unsigned char*)global, copy_bytes, source_bytes };
+    if (eager_copies.load()) land(copy);
+    else block.fibers[block.current].open.push_back(copy);
 }
 
 void async_commit()
@@ -464,13 +486,15 @@ void async_wait(int pending_groups)
     Fiber& fiber = here().fibers[here().current];
     while ((int)fiber.committed.size() > pending_groups)
     {
-        for (const PendingCopy& copy : fiber.committed.front())
-        {
-            if (copy.source_bytes > 0) memcpy(copy.shared, copy.global, (size_t)copy.source_bytes);
-            memset(copy.shared + copy.source_bytes, 0, (size_t)(copy.bytes - copy.source_bytes));
-        }
+        for (const PendingCopy& copy : fiber.committed.front()) land(copy);
         fiber.committed.pop_front();
     }
+}
+
+void set_modes(bool eager, unsigned seed)
+{
+    eager_copies.store(eager);
+    schedule_seed.store(seed);
 }
 
 uint16_t float_to_half(float x)

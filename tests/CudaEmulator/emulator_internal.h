@@ -24,6 +24,12 @@ const Kernel* find_kernel(const char* name);
 // Returns an empty string, or what went wrong (an illegal address, a barrier no thread can pass, ...).
 std::string run_grid(const Kernel& kernel, Dim3 grid, Dim3 block, size_t shared_bytes, const void* parameters);
 
+// Harder judging, for tests: with eager copies a cp.async lands when it is issued (not at the issuing thread's wait),
+// so a copy into a buffer other threads still read shows; a nonzero schedule seed changes, round by round, the order
+// in which a block's threads run between barriers (rotated, and reversed every other round), so results that depend on
+// the order of unsynchronised accesses show. Both apply to launches that start after the call.
+void set_modes(bool eager_copies, unsigned schedule_seed);
+
 // True when [address, address + bytes) lies inside one live device allocation.
 bool device_range_valid(const void* address, size_t bytes);
 } // namespace ae_emu

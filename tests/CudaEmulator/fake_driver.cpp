@@ -519,6 +519,11 @@ EXPORT long ae_emu_live_allocations()
     return (long)allocations.size();
 }
 
+EXPORT void ae_emu_set_modes(int eager_copies, unsigned schedule_seed)
+{
+    ae_emu::set_modes(eager_copies != 0, schedule_seed);
+}
+
 EXPORT long ae_emu_launches()
 {
     std::lock_guard<std::mutex> lock(gate);
