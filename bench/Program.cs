@@ -64,6 +64,9 @@ app.Configure(config =>
         .WithDescription("Self-attention with int8 scores (smoothed, SageAttention's recipe) against float scores in the same run; accuracy against float64, smoothed and not.")
         .WithExample("int8-prefill", "--threads", "2")
         .WithExample("int8-prefill", "--lengths", "2048", "--dims", "128");
+    config.AddCommand<AttentionEngine.Bench.Cuda.CudaResourcesCommand>("cuda-resources")
+        .WithDescription("Registers, stack frame, spills and shared memory of every CUDA kernel variant, from ptxas through NVRTC (no GPU needed).")
+        .WithExample("cuda-resources", "--arch", "sm_80");
     config.AddCommand<BdnCommand>("bdn")
         .WithDescription("BenchmarkDotNet suites with a GFLOP/s column; arguments go to BenchmarkDotNet (--filter, --job short, ...).")
         .WithExample("bdn", "--filter", "*N2048*", "--job", "short");

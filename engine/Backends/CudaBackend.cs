@@ -29,6 +29,25 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     /// <inheritdoc/>
     public override Backend Kind => Backend.Cuda;
 
+    /// <summary>
+    /// Compiles every flash-attention kernel variant (each native head dimension and element type) for
+    /// <paramref name="architecture"/> with NVRTC and returns what ptxas reports for each: registers per thread, stack
+    /// frame, spills, and the dynamic shared memory it is launched with. Needs NVRTC only, not a GPU; several seconds
+    /// per variant.
+    /// </summary>
+    /// <param name="architecture">a compute target: "sm_" and the compute capability, e.g. "sm_80", "sm_90a"</param>
+    /// <exception cref="ArgumentException">the architecture is not spelled sm_NN (optionally with a letter suffix)</exception>
+    /// <exception cref="InvalidOperationException">NVRTC is not available here (the message says why)</exception>
+    public static IReadOnlyList<CudaKernelResources> KernelResources(string architecture)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        string digits = architecture.StartsWith("sm_", StringComparison.Ordinal) ? architecture[3..].TrimEnd('a', 'f') : "";
+        if (digits.Length is < 2 or > 3 || !digits.All(char.IsAsciiDigit))
+            throw new ArgumentException($"architecture is \"{architecture}\"; expected sm_ and the compute capability, e.g. sm_80 or sm_90a.", nameof(architecture));
+        if (NvrtcCompiler.UnavailableReason is { } reason) throw new InvalidOperationException($"NVRTC is not available: {reason}");
+        return CudaFlashVariant.All.Select(variant => variant.Resources(architecture)).ToArray();
+    }
+
     /// <inheritdoc/>
     public override string? UnavailableReason => _state.Value.Error;
 

@@ -30,7 +30,8 @@ public class CudaKernelCompileTests
         var element = Enum.Parse<CudaElement>(elementName);
         if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
         var variant = new CudaFlashVariant(headDim, element);
-        var output = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(architecture));
+        var output = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
+            [.. variant.CompileOptions(architecture), PtxasReport.VerboseOption]);
         Assert.Contains($".entry {variant.EntryPoint}(", output.Ptx);
         if (element == CudaElement.F32)
         {
@@ -45,6 +46,44 @@ public class CudaKernelCompileTests
         Assert.Contains("cp.async.cg.shared.global", output.Ptx);
         Assert.DoesNotContain(".local", output.Ptx); // accumulators stay in registers: no spills to local memory
         Assert.True(output.Cubin is { Length: > 0 });
+        // ptxas can still spill when it allocates registers (the PTX above cannot show that): its report must show no
+        // spill, except where one is known and explained below.
+        var report = PtxasReport.Parse(output.Log, variant.EntryPoint);
+        Assert.True(report is not null, $"no ptxas report for {variant.EntryPoint} in NVRTC's log:\n{output.Log}");
+        var (registers, _, stores, loads) = report.Value;
+        Assert.InRange(registers, 1, 255);
+        bool known = KnownSpills.Contains((variant.EntryPoint, architecture));
+        Assert.True((stores > 0 || loads > 0) == known,
+            $"{variant.EntryPoint} for {architecture}: {registers} registers, {stores} bytes spill stores, {loads} bytes spill loads " +
+            (known ? "(listed as a known spill: it no longer spills, so take it off the list)" : "(a spill in a variant meant not to spill)"));
+    }
+
+    /// <summary>
+    /// Variants ptxas spills today (NVRTC 11.2). fp32 D128 for sm_80: ptxas stops at 168 registers and spills 52 bytes;
+    /// with __launch_bounds__(128, 1) it takes 210 registers and spills nothing (its 100 KB of shared memory already
+    /// limit it to one or two blocks per SM, so the registers cost no occupancy). Not changed without a GPU to time it.
+    /// </summary>
+    private static readonly HashSet<(string EntryPoint, string Architecture)> KnownSpills = [("flash_forward_d128_f32", "sm_80")];
+
+    [Fact]
+    public void The_ptxas_report_is_read_for_its_own_entry_point()
+    {
+        const string log = """
+            ptxas info    : 40 bytes gmem
+            ptxas info    : Compiling entry function 'flash_forward_d64_f16' for 'sm_80'
+            ptxas info    : Function properties for flash_forward_d64_f16
+            ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+            ptxas info    : Used 176 registers, 696 bytes cmem[0]
+            ptxas info    : Compiling entry function 'flash_forward_d128_f32' for 'sm_80'
+            ptxas info    : Function properties for flash_forward_d128_f32
+            ptxas         .     48 bytes stack frame, 52 bytes spill stores, 84 bytes spill loads
+            ptxas info    : Used 168 registers, 696 bytes cmem[0]
+            """;
+        Assert.Equal((176, 0, 0, 0), PtxasReport.Parse(log, "flash_forward_d64_f16"));
+        Assert.Equal((168, 48, 52, 84), PtxasReport.Parse(log, "flash_forward_d128_f32"));
+        Assert.Null(PtxasReport.Parse(log, "flash_forward_d32_f16"));
+        Assert.Throws<ArgumentException>(() => CudaBackend.KernelResources("80"));
+        Assert.Throws<ArgumentException>(() => CudaBackend.KernelResources("sm_x0"));
     }
 
     [Theory]

@@ -66,6 +66,19 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
         [$"--gpu-architecture={architecture}", "-std=c++17", $"-DAE_HEAD_DIM={HeadDim}",
          $"-DAE_BF16={(Element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(Element == CudaElement.F32 ? 1 : 0)}"];
 
+    /// <summary>
+    /// Compiles this variant for <paramref name="architecture"/> with NVRTC and reads ptxas's report of it (registers,
+    /// stack frame, spills). Needs NVRTC, not a GPU.
+    /// </summary>
+    public CudaKernelResources Resources(string architecture)
+    {
+        var output = Bindings.Cuda.NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
+            [.. CompileOptions(architecture), PtxasReport.VerboseOption]);
+        var report = PtxasReport.Parse(output.Log, EntryPoint)
+            ?? throw new InvalidOperationException($"NVRTC's log for {EntryPoint} ({architecture}) has no ptxas report:\n{output.Log}");
+        return new CudaKernelResources(EntryPoint, architecture, report.Registers, report.StackFrame, report.SpillStores, report.SpillLoads, SharedBytes);
+    }
+
     public override string ToString() => $"flash_forward D{HeadDim} {Suffix}";
 }
 
