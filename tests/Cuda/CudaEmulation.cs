@@ -57,10 +57,12 @@ public static unsafe class CudaEmulation
     /// <summary>
     /// Makes the emulator a harder judge for the launches that follow: cp.async copies landing at issue (instead of at
     /// the issuing thread's wait) and, with a nonzero seed, a different order of a block's threads between barriers in
-    /// every round. <c>SetModes(false, 0)</c> restores the defaults.
+    /// every round; with <paramref name="truncatedAccumulation"/>, mma sums aligned to the largest exponent and truncated
+    /// (a pessimistic model of tensor cores) instead of exact. <c>SetModes(false, 0)</c> restores the defaults.
     /// </summary>
-    public static void SetModes(bool eagerCopies, uint scheduleSeed) =>
-        ((delegate* unmanaged<int, uint, void>)NativeLibrary.GetExport(Library, "ae_emu_set_modes"))(eagerCopies ? 1 : 0, scheduleSeed);
+    public static void SetModes(bool eagerCopies, uint scheduleSeed, bool truncatedAccumulation = false) =>
+        ((delegate* unmanaged<int, uint, int, void>)NativeLibrary.GetExport(Library, "ae_emu_set_modes"))(
+            eagerCopies ? 1 : 0, scheduleSeed, truncatedAccumulation ? 1 : 0);
 
     private static T Call<T>(string name) where T : unmanaged => ((delegate* unmanaged<T>)NativeLibrary.GetExport(Library, name))();
 

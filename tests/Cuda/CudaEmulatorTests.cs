@@ -150,6 +150,25 @@ public class CudaEmulatorTests
         }
     }
 
+    [Fact]
+    public void Fp32_as_3xtf32_passes_the_rule_when_tensor_cores_truncate_their_sums()
+    {
+        // The default model sums each mma's products exactly and rounds once; tensor cores align to the largest exponent
+        // and truncate. The fp32 (3xTF32) kernel must hold the fp32 tolerance rule under the pessimistic model too.
+        RequireEmulator();
+        var backend = CudaBackendTests.Gpu();
+        CudaEmulation.SetModes(eagerCopies: false, scheduleSeed: 0, truncatedAccumulation: true);
+        try
+        {
+            foreach (var spec in AttentionGen.Sample(12, seed: 97, CudaBackendTests.Emulated)) BackendChecks.CheckDrawnProblem<float>(backend, spec);
+            foreach (var spec in AttentionGen.Sample(6, seed: 98, CudaBackendTests.Emulated)) BackendChecks.CheckDrawnProblem<Half>(backend, spec);
+        }
+        finally
+        {
+            CudaEmulation.SetModes(false, 0);
+        }
+    }
+
     private static unsafe void Launch(CudaFunction function, CudaFlashVariant variant, CudaStream stream, FlashParams p)
     {
         void* argument = &p;

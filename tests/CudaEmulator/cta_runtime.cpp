@@ -6,6 +6,7 @@
 // reads what it never wrote gets NaN here, and guards before and after the block's shared memory (a NaN pattern too)
 // catch overruns both ways.
 #include <atomic>
+#include <cmath>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,7 @@ struct PendingCopy { unsigned char* shared; const unsigned char* global; int byt
 
 std::atomic<bool> eager_copies{ false };
 std::atomic<unsigned> schedule_seed{ 0 };
+std::atomic<bool> truncated_accumulation{ false };
 
 // Lands one copy: its source bytes, then zeros up to its size (cp.async's zero fill).
 void land(const PendingCopy& copy)
@@ -407,6 +409,35 @@ void warp_load_matrix_x4(uint32_t (&r)[4], const void* address, bool transpose)
 // Publishes the lane's operands, then computes its four accumulators D(row, column) += sum over k of A(row, k) B(k, column)
 // from every lane's registers; products are exact (in double) and the sum is rounded once to fp32. C/D elements are
 // (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1) with g = lane / 4 and t = lane % 4, for both shapes below.
+// The products and the accumulator summed exactly, rounded once (the default model: what a perfect unit computes).
+double exact_sum(const double* terms, int count)
+{
+    double sum = 0;
+    for (int i = 0; i < count; i++) sum += terms[i];
+    return sum;
+}
+
+// The pessimistic model of a tensor core's fp32 accumulation (after Fasi et al., "Numerical behavior of NVIDIA tensor
+// cores", 2021): every term is aligned to the largest exponent among them and truncated toward zero to 24 + 3 bits
+// there, the aligned terms are summed, and the sum is truncated toward zero to fp32. Non-finite terms sum as IEEE.
+float truncated_sum(const double* terms, int count)
+{
+    double largest = 0;
+    for (int i = 0; i < count; i++)
+    {
+        if (!std::isfinite(terms[i])) return (float)exact_sum(terms, count);
+        largest = std::max(largest, std::fabs(terms[i]));
+    }
+    if (largest == 0) return (float)exact_sum(terms, count);
+    double unit = std::ldexp(1.0, std::ilogb(largest) - 23 - 3);
+    double sum = 0;
+    for (int i = 0; i < count; i++) sum += std::trunc(terms[i] / unit) * unit; // exact: few bits, one exponent
+    float rounded = (float)sum;
+    if (std::isinf(rounded)) return rounded; // overflow stays infinity, as in the exact model
+    if (std::fabs((double)rounded) > std::fabs(sum)) rounded = std::nextafter(rounded, 0.0f); // toward zero
+    return rounded;
+}
+
 template <int K, class ReadA, class ReadB>
 void warp_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, const char* operation, ReadA read_a, ReadB read_b)
 {
@@ -418,12 +449,14 @@ void warp_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, c
     const Warp& w = warp();
     int g = lane() / 4, t = lane() % 4;
     float result[4];
+    bool truncate = truncated_accumulation.load();
     for (int e = 0; e < 4; e++)
     {
         int row = g + 8 * (e / 2), column = 2 * t + e % 2;
-        double sum = d[e];
-        for (int k = 0; k < K; k++) sum += (double)read_a(w, row, k) * read_b(w, k, column);
-        result[e] = (float)sum;
+        double terms[K + 1];
+        terms[K] = d[e];
+        for (int k = 0; k < K; k++) terms[k] = (double)read_a(w, row, k) * read_b(w, k, column); // exact in double
+        result[e] = truncate ? truncated_sum(terms, K + 1) : (float)exact_sum(terms, K + 1);
     }
     leave();
     for (int e = 0; e < 4; e++) d[e] = result[e];
@@ -491,10 +524,11 @@ void async_wait(int pending_groups)
     }
 }
 
-void set_modes(bool eager, unsigned seed)
+void set_modes(bool eager, unsigned seed, bool truncate)
 {
     eager_copies.store(eager);
     schedule_seed.store(seed);
+    truncated_accumulation.store(truncate);
 }
 
 uint16_t float_to_half(float x)

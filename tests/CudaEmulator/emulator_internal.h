@@ -27,8 +27,9 @@ std::string run_grid(const Kernel& kernel, Dim3 grid, Dim3 block, size_t shared_
 // Harder judging, for tests: with eager copies a cp.async lands when it is issued (not at the issuing thread's wait),
 // so a copy into a buffer other threads still read shows; a nonzero schedule seed changes, round by round, the order
 // in which a block's threads run between barriers (rotated, and reversed every other round), so results that depend on
-// the order of unsynchronised accesses show. Both apply to launches that start after the call.
-void set_modes(bool eager_copies, unsigned schedule_seed);
+// the order of unsynchronised accesses show; truncated accumulation sums mma products as tensor cores are measured to
+// (aligned to the largest exponent, truncated) instead of exactly. All apply to launches that start after the call.
+void set_modes(bool eager_copies, unsigned schedule_seed, bool truncated_accumulation);
 
 // True when [address, address + bytes) lies inside one live device allocation.
 bool device_range_valid(const void* address, size_t bytes);

@@ -519,9 +519,9 @@ EXPORT long ae_emu_live_allocations()
     return (long)allocations.size();
 }
 
-EXPORT void ae_emu_set_modes(int eager_copies, unsigned schedule_seed)
+EXPORT void ae_emu_set_modes(int eager_copies, unsigned schedule_seed, int truncated_accumulation)
 {
-    ae_emu::set_modes(eager_copies != 0, schedule_seed);
+    ae_emu::set_modes(eager_copies != 0, schedule_seed, truncated_accumulation != 0);
 }
 
 EXPORT long ae_emu_launches()
