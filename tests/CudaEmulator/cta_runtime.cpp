@@ -5,6 +5,7 @@
 // threads skip) instead of hanging. Shared memory starts as 0xFF bytes (NaN in fp16, bf16 and fp32), so a kernel that
 // reads what it never wrote gets NaN here, and guards before and after the block's shared memory (a NaN pattern too)
 // catch overruns both ways.
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <deque>
@@ -386,22 +387,15 @@ void warp_load_matrix_x4(uint32_t (&r)[4], const void* address, bool transpose)
     int L = lane();
     uint32_t result[4] = {};
     if (block.error.empty())
-        for (int i = 0; i < 4; i++)
-        {
-            uint16_t lo, hi;
-            if (!transpose)
+        // Each element of the four 8 x 8 matrices goes where its place says; this lane keeps its own registers.
+        for (int row = 0; row < 32; row++)
+            for (int column = 0; column < 8; column++)
             {
-                auto row = (const uint16_t*)w.slots[8 * i + L / 4].words[0];
-                lo = row[2 * (L % 4)];
-                hi = row[2 * (L % 4) + 1];
+                Place at = place(transpose ? Fragment::LoadMatrixTransposed : Fragment::LoadMatrix, row, column);
+                if (at.lane != L) continue;
+                uint16_t value = ((const uint16_t*)w.slots[row].words[0])[column]; // lane `row` gave row `row`'s address
+                result[at.reg] |= (uint32_t)value << (16 * at.half);
             }
-            else
-            {
-                lo = ((const uint16_t*)w.slots[8 * i + 2 * (L % 4)].words[0])[L / 4];
-                hi = ((const uint16_t*)w.slots[8 * i + 2 * (L % 4) + 1].words[0])[L / 4];
-            }
-            result[i] = (uint32_t)lo | (uint32_t)hi << 16;
-        }
     leave();
     for (int i = 0; i < 4; i++) r[i] = result[i];
 }
@@ -409,6 +403,24 @@ void warp_load_matrix_x4(uint32_t (&r)[4], const void* address, bool transpose)
 // Publishes the lane's operands, then computes its four accumulators D(row, column) += sum over k of A(row, k) B(k, column)
 // from every lane's registers; products are exact (in double) and the sum is rounded once to fp32. C/D elements are
 // (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1) with g = lane / 4 and t = lane % 4, for both shapes below.
+// mma.m16n8k16 A (16 x 16, .f16x2 registers a0..a3), B (16 x 8, b0..b1), the f32 accumulator (16 x 8, c0..c3);
+// m16n8k8 .tf32 A (16 x 8, a0..a3) and B (8 x 8, b0..b1); ldmatrix x4: matrix i in register i, lane L its row L / 4,
+// columns 2 (L % 4) and + 1 (transposed: the same positions of the transposed matrix).
+Place place(Fragment fragment, int row, int column)
+{
+    switch (fragment)
+    {
+    case Fragment::MmaF16A: return { 4 * (row % 8) + column % 8 / 2, row / 8 + 2 * (column / 8), column % 2 };
+    case Fragment::MmaF16B: return { 4 * column + row % 8 / 2, row / 8, row % 2 };
+    case Fragment::MmaAccumulator: return { 4 * (row % 8) + column / 2, 2 * (row / 8) + column % 2, 0 };
+    case Fragment::MmaTf32A: return { 4 * (row % 8) + column % 4, row / 8 + 2 * (column / 4), 0 };
+    case Fragment::MmaTf32B: return { 4 * column + row % 4, row / 4, 0 };
+    case Fragment::LoadMatrix: return { 4 * (row % 8) + column / 2, row / 8, column % 2 };
+    case Fragment::LoadMatrixTransposed: return { 4 * column + row % 8 / 2, row / 8, row % 2 };
+    }
+    return { -1, -1, -1 };
+}
+
 // The products and the accumulator summed exactly, rounded once (the default model: what a perfect unit computes).
 double exact_sum(const double* terms, int count)
 {
@@ -447,12 +459,23 @@ void warp_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, c
     slot.words[5] = b1;
     meet(operation);
     const Warp& w = warp();
-    int g = lane() / 4, t = lane() % 4;
     float result[4];
     bool truncate = truncated_accumulation.load();
     for (int e = 0; e < 4; e++)
     {
-        int row = g + 8 * (e / 2), column = 2 * t + e % 2;
+        // The accumulator element this lane holds in register e: the inverse of its place, tabulated once.
+        static const std::array<std::pair<int, int>, 128> holder = []
+        {
+            std::array<std::pair<int, int>, 128> table{};
+            for (int r = 0; r < 16; r++)
+                for (int c = 0; c < 8; c++)
+                {
+                    Place at = place(Fragment::MmaAccumulator, r, c);
+                    table[4 * at.lane + at.reg] = { r, c };
+                }
+            return table;
+        }();
+        auto [row, column] = holder[4 * lane() + e];
         double terms[K + 1];
         terms[K] = d[e];
         for (int k = 0; k < K; k++) terms[k] = (double)read_a(w, row, k) * read_b(w, k, column); // exact in double
@@ -469,8 +492,8 @@ void warp_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint3
     static const char* const F16 = "mma.m16n8k16.f16";
     static const char* const BF16 = "mma.m16n8k16.bf16";
     warp_mma<16>(d, a, b0, b1, bfloat16 ? BF16 : F16,
-        [=](const Warp& w, int row, int k) { return element((uint32_t)w.slots[4 * (row % 8) + k % 8 / 2].words[row / 8 + 2 * (k / 8)], k % 2, bfloat16); },
-        [=](const Warp& w, int k, int column) { return element((uint32_t)w.slots[4 * column + k % 8 / 2].words[4 + k / 8], k % 2, bfloat16); });
+        [=](const Warp& w, int row, int k) { Place at = place(Fragment::MmaF16A, row, k); return element((uint32_t)w.slots[at.lane].words[at.reg], at.half, bfloat16); },
+        [=](const Warp& w, int k, int column) { Place at = place(Fragment::MmaF16B, k, column); return element((uint32_t)w.slots[at.lane].words[4 + at.reg], at.half, bfloat16); });
 }
 
 // mma.m16n8k8.row.col.f32.tf32.tf32.f32: A registers (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); B registers
@@ -479,8 +502,8 @@ void warp_mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, u
 {
     static const char* const Operation = "mma.m16n8k8.tf32";
     warp_mma<8>(d, a, b0, b1, Operation,
-        [](const Warp& w, int row, int k) { return as_float((uint32_t)w.slots[4 * (row % 8) + k % 4].words[row / 8 + 2 * (k / 4)] & 0xFFFFE000u); },
-        [](const Warp& w, int k, int column) { return as_float((uint32_t)w.slots[4 * column + k % 4].words[4 + k / 4] & 0xFFFFE000u); });
+        [](const Warp& w, int row, int k) { Place at = place(Fragment::MmaTf32A, row, k); return as_float((uint32_t)w.slots[at.lane].words[at.reg] & 0xFFFFE000u); },
+        [](const Warp& w, int k, int column) { Place at = place(Fragment::MmaTf32B, k, column); return as_float((uint32_t)w.slots[at.lane].words[4 + at.reg] & 0xFFFFE000u); });
 }
 
 // A plain global load or store of `bytes` at `address`: false (and the launch fails) outside every allocation.

@@ -1,8 +1,10 @@
 // CUDA's built-ins and the PTX warp operations our kernels use, for compiling kernels/Cuda/*.cu as C++ on the CPU
 // (-DAE_EMULATE). Every CUDA thread runs as a fiber (cta_runtime.cpp); warp operations meet at a warp barrier, where
 // each lane reads the other lanes' operands and computes its own result with the fragment layouts of the PTX ISA
-// ("Matrix Fragments for mma.m16n8k16 / m16n8k8", "ldmatrix"). cp.async copies are queued and land only when the
-// issuing thread waits for their group, so a kernel that reads a tile before waiting reads stale data here too.
+// ("Matrix Fragments for mma.m16n8k16 / m16n8k8", "ldmatrix"; one map per fragment, ae_emu::place, which
+// CudaFragmentLayoutTests checks lane by lane against the ISA's formulas). cp.async copies are queued and land only
+// when the issuing thread waits for their group, so a kernel that reads a tile before waiting reads stale data here
+// too; tests can switch to eager copies, other thread orders and truncated mma sums (ae_emu::set_modes).
 //
 // Each kernel variant is compiled in its own translation unit with -Dflash=<unique name>, so the variants' inline
 // functions never merge at link time; everything below that depends on the variant's macros has internal linkage.

@@ -31,6 +31,14 @@ std::string run_grid(const Kernel& kernel, Dim3 grid, Dim3 block, size_t shared_
 // (aligned to the largest exponent, truncated) instead of exactly. All apply to launches that start after the call.
 void set_modes(bool eager_copies, unsigned schedule_seed, bool truncated_accumulation);
 
+// Where an element of a warp operand lives: the lane holding it, which of its 32-bit registers, which 16-bit half
+// (0 for 32-bit elements). The emulator's warp operations read and write operands only through these maps, and a
+// test checks them, lane by lane, against the PTX ISA's fragment layouts derived independently.
+struct Place { int lane, reg, half; };
+enum class Fragment { MmaF16A, MmaF16B, MmaAccumulator, MmaTf32A, MmaTf32B, LoadMatrix, LoadMatrixTransposed };
+// Element (row, column) of the fragment's matrix (for ldmatrix x4: row = 8 · matrix + row within it).
+Place place(Fragment fragment, int row, int column);
+
 // True when [address, address + bytes) lies inside one live device allocation.
 bool device_range_valid(const void* address, size_t bytes);
 } // namespace ae_emu

@@ -519,6 +519,15 @@ EXPORT long ae_emu_live_allocations()
     return (long)allocations.size();
 }
 
+// For tests: where element (row, column) of a warp operand lives (ae_emu::place), fragment as ae_emu::Fragment.
+EXPORT void ae_emu_fragment_place(int fragment, int row, int column, int* lane, int* reg, int* half)
+{
+    ae_emu::Place at = ae_emu::place((ae_emu::Fragment)fragment, row, column);
+    *lane = at.lane;
+    *reg = at.reg;
+    *half = at.half;
+}
+
 EXPORT void ae_emu_set_modes(int eager_copies, unsigned schedule_seed, int truncated_accumulation)
 {
     ae_emu::set_modes(eager_copies != 0, schedule_seed, truncated_accumulation != 0);
