@@ -38,14 +38,8 @@ public static class Int8ErrorModel
         {
             var int8 = new Int8ScoreOracle<T>(pinned);
             var p = new double[s.KeyLength];
-            for (int b = 0; b < s.Batch; b++)
-            for (int h = 0; h < s.QueryHeads; h++)
-            for (int i = 0; i < s.QueryLength; i++)
+            foreach (var (b, h, i, kvHead, row, lse) in RowsWithVisibleKeys(s, oracle))
             {
-                int kvHead = h / s.GroupSize;
-                long row = ((long)b * s.QueryHeads + h) * s.QueryLength + i;
-                double lse = oracle.Lse[row];
-                if (double.IsNegativeInfinity(lse)) continue;
                 double delta = 0;
                 for (int j = 0; j < s.KeyLength; j++)
                 {
@@ -60,6 +54,18 @@ public static class Int8ErrorModel
             }
         });
         return bound;
+    }
+
+    /// <summary>Every row (b, h, i) with a visible key, with its KV head, flat index and exact LSE.</summary>
+    private static IEnumerable<(int B, int H, int I, int KvHead, long Row, double Lse)> RowsWithVisibleKeys(AttentionShape s, AttentionResult oracle)
+    {
+        for (int b = 0; b < s.Batch; b++)
+        for (int h = 0; h < s.QueryHeads; h++)
+        for (int i = 0; i < s.QueryLength; i++)
+        {
+            long row = ((long)b * s.QueryHeads + h) * s.QueryLength + i;
+            if (!double.IsNegativeInfinity(oracle.Lse[row])) yield return (b, h, i, h / s.GroupSize, row, oracle.Lse[row]);
+        }
     }
 
     /// <summary>
@@ -97,14 +103,8 @@ public static class Int8ErrorModel
         using var bias = problem.Bias is null ? null : problem.FullBias();
         var bound = new double[oracle.Output.Length];
         var p = new double[s.KeyLength];
-        for (int b = 0; b < s.Batch; b++)
-        for (int h = 0; h < s.QueryHeads; h++)
-        for (int i = 0; i < s.QueryLength; i++)
+        foreach (var (b, h, i, kvHead, row, lse) in RowsWithVisibleKeys(s, oracle))
         {
-            int kvHead = h / s.GroupSize;
-            long row = ((long)b * s.QueryHeads + h) * s.QueryLength + i;
-            double lse = oracle.Lse[row];
-            if (double.IsNegativeInfinity(lse)) continue;
             double qNorm = 0;
             for (int c = 0; c < s.HeadDim; c++) qNorm += Math.Abs(ElementTypes.ToDouble(problem.Q[b, h, i, c]));
             double delta = 0, valueError = 0;
