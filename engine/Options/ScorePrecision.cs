@@ -17,7 +17,7 @@ public enum ScorePrecision
     /// by any mask, bias or functor) and the row and block are within the quantiser's range (finite, magnitudes up to
     /// 2^40); otherwise that row's scores over that block are computed in float. So a hidden key never influences a row,
     /// whatever its K holds, and hostile values take the exact path. The error is bounded by the scales
-    /// (<c>AttentionEngine.Testing.Int8ErrorModel.ScoreBound</c>). Forward only: the backward pass refuses it.
+    /// (<c>AttentionEngine.Testing.Int8ErrorModel.ScoreOutputBound</c>). Forward only: the backward pass refuses it.
     /// </para>
     /// </summary>
     Int8 = 1,
