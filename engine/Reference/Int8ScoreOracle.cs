@@ -70,9 +70,7 @@ internal sealed unsafe class Int8ScoreOracle<T> where T : unmanaged
     {
         int d = _shape.HeadDim, kvHead = h / _shape.GroupSize;
         long r = QueryRow(b, h, i), key = KeyIndex(b, kvHead, j), block = BlockIndex(b, kvHead, j / Int8ScoreQuantizer.KeyBlock);
-        long sum = 0;
-        for (int c = 0; c < d; c++) sum += _queries[r * d + c] * _keys[key * d + c];
-        double products = (double)_queryScales[r] * _keyScales[key] * sum, shift = 0, shiftMagnitude = 0;
+        double products = (double)_queryScales[r] * _keyScales[key] * IntegerDot(r, key), shift = 0, shiftMagnitude = 0;
         for (int c = 0; c < d; c++)
         {
             double term = ElementTypes.ToDouble(call.Q[b, h, i, c]) * _means[block * d + c];
@@ -88,8 +86,7 @@ internal sealed unsafe class Int8ScoreOracle<T> where T : unmanaged
     {
         int d = _shape.HeadDim, kvHead = h / _shape.GroupSize;
         long r = QueryRow(b, h, i), key = KeyIndex(b, kvHead, j), block = BlockIndex(b, kvHead, j / Int8ScoreQuantizer.KeyBlock);
-        long sum = 0;
-        for (int c = 0; c < d; c++) sum += _queries[r * d + c] * _keys[key * d + c];
+        long sum = IntegerDot(r, key);
         double shift = 0;
         for (int c = 0; c < d; c++) shift = f32(shift + f32(ElementTypes.ToDouble(call.Q[b, h, i, c]) * _means[block * d + c]));
         return (f32(f32((double)_queryScales[r] * _keyScales[key]) * sum), shift);
@@ -112,6 +109,15 @@ internal sealed unsafe class Int8ScoreOracle<T> where T : unmanaged
         }
         double sq = _queryScales[r], sk = _keyScales[key];
         return Math.Abs(call.Scale) * (sk / 2 * queryNorm + sq / 2 * keyNorm + 0.75 * d * sq * sk);
+    }
+
+    /// <summary>Σ q8 · k8 of query row <paramref name="r"/> and key <paramref name="key"/> (exact).</summary>
+    private long IntegerDot(long r, long key)
+    {
+        int d = _shape.HeadDim;
+        long sum = 0;
+        for (int c = 0; c < d; c++) sum += _queries[r * d + c] * _keys[key * d + c];
+        return sum;
     }
 
     private long QueryRow(int b, int h, int i) => ((long)b * _shape.QueryHeads + h) * _shape.QueryLength + i;

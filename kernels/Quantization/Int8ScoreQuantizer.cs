@@ -61,6 +61,12 @@ internal static unsafe class Int8ScoreQuantizer
     /// <summary>Whether a usable query row of scale <paramref name="rowScale"/> stays usable at softmax scale <paramref name="scale"/>.</summary>
     public static bool QueryScaleUsable(float rowScale, float scale) => MathF.Abs(rowScale * scale) <= Limit;
 
+    /// <summary>
+    /// The whole rule for a query row with max |q| = <paramref name="max"/>, as <see cref="QuantizeRow"/> followed by
+    /// <see cref="QueryScaleUsable"/> applies it (for a caller that found the maximum itself, in vectors).
+    /// </summary>
+    public static bool QueryUsable(float max, float scale) => max <= Limit && QueryScaleUsable(max / 127f, scale);
+
     /// <summary>The int16 lanes of a head dimension: rounded up to whole pairs (the integer dot product takes pairs).</summary>
     public static int PaddedDim(int dim) => (dim + 1) & ~1;
 }

@@ -30,7 +30,7 @@ internal static unsafe class Int8TileScores<TOps, TVec> where TOps : struct, IVe
         for (int r = 0; r < br; r++)
         {
             float rowMax = max[r], rowScale = rowMax / 127f;
-            bool usable = rowMax <= Int8ScoreQuantizer.Limit && Int8ScoreQuantizer.QueryScaleUsable(rowScale, scale);
+            bool usable = Int8ScoreQuantizer.QueryUsable(rowMax, scale);
             unusable[r] = usable ? 0 : -1;
             scratch.RowFactor[r] = usable ? rowScale * scale : 0;
             max[r] = usable && rowMax > 0 ? 127f / rowMax : 0; // now the inverse
