@@ -9,7 +9,8 @@ namespace AttentionEngine.Bench.Gemm;
 public sealed class GemmSettings : ThreadedSettings
 {
     [CommandOption("--shapes <SHAPES>")]
-    [Description("Products separated by ';': MxNxK, optionally 'linear' (B as an [N, K] weight). Default: the issue's goal range.")]
+    // Descriptions are Spectre markup: a literal bracket is written twice.
+    [Description("Products separated by ';': MxNxK, optionally 'linear' (B as an [[N, K]] weight). Default: the issue's goal range.")]
     public string Shapes { get; init; } = "1024x1024x1024 linear; 2048x2048x2048 linear; 4096x4096x4096 linear; 2048x2048x2048; 2048x3072x1024 linear";
 
     [CommandOption("--weights <TYPES>")]

@@ -128,4 +128,21 @@ public class BenchToolTests
             File.Delete(path);
         }
     }
+    [Fact]
+    public void Every_option_description_is_valid_console_markup()
+    {
+        // Spectre.Console renders descriptions as markup: an unescaped "[N, K]" made `bench gemm --help` fail.
+        var descriptions = typeof(GridCases).Assembly.GetTypes()
+            .SelectMany(t => t.GetProperties())
+            .Select(p => (Name: $"{p.DeclaringType!.Name}.{p.Name}", Text: p.GetCustomAttributes(typeof(System.ComponentModel.DescriptionAttribute), false)
+                .Cast<System.ComponentModel.DescriptionAttribute>().SingleOrDefault()?.Description))
+            .Where(d => d.Text != null)
+            .ToList();
+        Assert.True(descriptions.Count > 20, $"found only {descriptions.Count} option descriptions");
+        foreach (var (name, text) in descriptions)
+        {
+            var error = Record.Exception(() => new Spectre.Console.Markup(text!)); // parses (and resolves styles) on construction
+            Assert.True(error == null, $"{name}: {error?.Message}");
+        }
+    }
 }
