@@ -21,7 +21,9 @@ internal static unsafe class OnlineSoftmax<TOps, TVec> where TOps : struct, IVec
         for (int v = 0; v < br; v += c)
         {
             TVec blockMax = negativeInfinity;
-            for (int j = 0; j < keyCount; j++) blockMax = TOps.Max(blockMax, TOps.Load(scores + j * br + v));
+            // The native max (one instruction, where the IEEE one is a nine-instruction chain per key): a NaN score may be
+            // passed over here, but its probability 2^(NaN) is NaN, so the row's sum and output are NaN all the same.
+            for (int j = 0; j < keyCount; j++) blockMax = TOps.MaxNative(TOps.Load(scores + j * br + v), blockMax);
             TVec oldMax = TOps.Load(rowMax + v);
             TVec newMax = TOps.Max(oldMax, blockMax);
             // A row that has seen no visible key yet has max -infinity; subtracting 0 instead keeps

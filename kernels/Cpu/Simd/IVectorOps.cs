@@ -40,6 +40,13 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
     static abstract TVec Max(TVec left, TVec right);
 
     /// <summary>
+    /// The hardware maximum (one vmaxps; <see cref="Max"/> is nine instructions on x86, to order NaN and signed zeros).
+    /// Which operand a NaN lane yields depends on the hardware (x86: <paramref name="right"/>), so it serves only where a
+    /// NaN input reaches the result by another way.
+    /// </summary>
+    static abstract TVec MaxNative(TVec left, TVec right);
+
+    /// <summary>
     /// Clamps to [−float.MaxValue, float.MaxValue]: a score that overflowed to ±infinity saturates (the engine's defined
     /// fp32 range behaviour), NaN stays NaN (garbage inputs stay visible). Two native min/max instructions.
     /// </summary>
