@@ -18,8 +18,7 @@ internal static unsafe class DecodeSoftmax<TOps, TVec> where TOps : struct, IVec
     /// <returns>The factor the row's output accumulators must be rescaled by.</returns>
     public static float Update(float* scores, int keyCount, ref float rowMax, ref float rowSum)
     {
-        float blockMax = float.NegativeInfinity;
-        for (int j = 0; j < keyCount; j++) blockMax = MathF.Max(blockMax, scores[j]);
+        float blockMax = BlockMax(scores, keyCount);
         float newMax = MathF.Max(rowMax, blockMax);
         float subtract = float.IsNegativeInfinity(newMax) ? 0 : newMax;
         TVec log2E = TOps.Broadcast(Log2E), shift = TOps.Broadcast(subtract);
@@ -33,6 +32,22 @@ internal static unsafe class DecodeSoftmax<TOps, TVec> where TOps : struct, IVec
         rowSum = sum;
         rowMax = newMax;
         return rescale;
+    }
+
+    /// <summary>
+    /// The largest score, in vectors (the padding up to the next whole vector is −infinity): a scalar IEEE max per key
+    /// was a serial chain about as long as the row's dot products with a block of keys. The native max may pass over a
+    /// NaN score, whose probability 2^(NaN) then makes the row's sum and output NaN all the same.
+    /// </summary>
+    private static float BlockMax(float* scores, int keyCount)
+    {
+        TVec max = TOps.Broadcast(float.NegativeInfinity);
+        for (int j = 0; j < keyCount; j += TOps.Count) max = TOps.MaxNative(TOps.Load(scores + j), max);
+        float* lanes = stackalloc float[TOps.Count];
+        TOps.Store(lanes, max);
+        float result = lanes[0];
+        for (int n = 1; n < TOps.Count; n++) result = MathF.Max(result, lanes[n]);
+        return result;
     }
 
     /// <summary>Final probabilities of a recomputed row: p = 2^((s − m)·log2 e) / l, and 0 on a row with no visible key.</summary>
