@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace AttentionEngine.Kernels.Cpu.Simd;
 
 /// <summary>
@@ -19,6 +20,8 @@ internal static unsafe class ElementLoads<TOps, TVec> where TOps : struct, IVect
         Supports<TElement>() && (typeof(TElement) != typeof(Half) || readsPerElement == 1);
 
     /// <summary>Count elements as floats (int8: the raw integers; the caller applies the row's scale).</summary>
+    /// <remarks>Always inlined: in a large kernel the JIT's inlining budget ran out and left it a call per vector.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TVec Load<TElement>(TElement* source) where TElement : unmanaged =>
         typeof(TElement) == typeof(float) ? TOps.Load((float*)source)
         : typeof(TElement) == typeof(BFloat16) ? TOps.LoadBFloat16((ushort*)source)
