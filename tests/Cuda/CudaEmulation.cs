@@ -64,6 +64,10 @@ public static unsafe class CudaEmulation
         ((delegate* unmanaged<int, uint, int, void>)NativeLibrary.GetExport(Library, "ae_emu_set_modes"))(
             eagerCopies ? 1 : 0, scheduleSeed, truncatedAccumulation ? 1 : 0);
 
+    /// <summary>The bits the emulator's cvt.rna.tf32.f32 gives for a float's bits.</summary>
+    public static uint ConvertToTf32(uint bits) =>
+        ((delegate* unmanaged<uint, uint>)NativeLibrary.GetExport(Library, "ae_emu_cvt_rna_tf32"))(bits);
+
     /// <summary>The emulator's place of element (row, column) of a warp operand: lane, 32-bit register, 16-bit half.</summary>
     /// <param name="fragment">0 mma f16/bf16 A, 1 its B, 2 the f32 accumulator, 3 mma tf32 A, 4 its B, 5 ldmatrix x4, 6 ldmatrix x4.trans</param>
     public static (int Lane, int Register, int Half) FragmentPlace(int fragment, int row, int column)

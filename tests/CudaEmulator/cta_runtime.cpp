@@ -573,10 +573,14 @@ uint16_t float_to_bfloat16(float x)
     return (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
 }
 
+// As the hardware does it (sm_86 SASS of cvt.rna.tf32.f32: FSETP.GEU |x|, +INF; @!P0 IADD x, 0x1000; LOP3 x & 0xffffe000):
+// finite values get half a tf32 unit added to their bits and the low 13 bits cleared (nearest, ties away from zero,
+// overflowing to infinity past the largest tf32); infinity and NaN skip the add but are masked all the same, so a NaN
+// loses the low 13 bits of its payload, and one whose payload lies only there comes out as infinity.
 uint32_t float_to_tf32(float x)
 {
     uint32_t bits = as_bits(x);
-    if ((bits & 0x7F800000u) == 0x7F800000u) return bits;       // infinity and NaN pass through
-    return (bits + 0x1000u) & 0xFFFFE000u;                        // nearest, ties away from zero
+    if ((bits & 0x7F800000u) == 0x7F800000u) return bits & 0xFFFFE000u;
+    return (bits + 0x1000u) & 0xFFFFE000u;
 }
 } // namespace ae_emu

@@ -6,6 +6,7 @@
 // after cuFuncSetAttribute. ae_emu_* exports let tests ask for live allocations and the last launch failure.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <chrono>
 #include <map>
@@ -526,6 +527,14 @@ EXPORT void ae_emu_fragment_place(int fragment, int row, int column, int* lane, 
     *lane = at.lane;
     *reg = at.reg;
     *half = at.half;
+}
+
+// For tests: the bits cvt.rna.tf32.f32 gives for the float with these bits (ae_emu::float_to_tf32).
+EXPORT unsigned ae_emu_cvt_rna_tf32(unsigned bits)
+{
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return ae_emu::float_to_tf32(x);
 }
 
 EXPORT void ae_emu_set_modes(int eager_copies, unsigned schedule_seed, int truncated_accumulation)
