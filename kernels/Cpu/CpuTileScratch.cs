@@ -51,6 +51,30 @@ internal sealed unsafe class CpuTileScratch
         return scratch;
     }
 
+    /// <summary>
+    /// This thread's scratch for a task of <paramref name="count"/> row tiles (one each; the first is <see cref="For"/>'s),
+    /// kept between calls like it.
+    /// </summary>
+    public static CpuTileScratch[] Group(int count, int br, int bc, int d, int dvPad)
+    {
+        var slots = NestedPerThread<GroupSlots>.Current;
+        if (slots.Tiles.Length < count)
+        {
+            var tiles = new CpuTileScratch[count];
+            slots.Tiles.CopyTo(tiles, 0);
+            tiles[0] = NestedPerThread<CpuTileScratch>.Current;
+            for (int i = 1; i < count; i++) tiles[i] ??= new CpuTileScratch();
+            slots.Tiles = tiles;
+        }
+        for (int i = 0; i < count; i++) slots.Tiles[i].Ensure(br, bc, d, dvPad);
+        return slots.Tiles;
+    }
+
+    private sealed class GroupSlots
+    {
+        public CpuTileScratch[] Tiles = [];
+    }
+
     private void Ensure(int br, int bc, int d, int dvPad)
     {
         // Every region starts on a 64-byte boundary: sizes are rounded up to 16 floats.

@@ -24,31 +24,91 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
 
     public static int TileRows => RowVectors * TOps.Count;
 
-    /// <summary>Row tiles of the call (the validator keeps this within int).</summary>
-    public static int TaskCount(in CpuAttentionJob<T> job) => checked(job.Batch * job.KvHeads * TilesPerHead(job));
+    /// <summary>Tasks of the call: groups of <see cref="TilesPerTask"/> row tiles of one (batch, KV head).</summary>
+    public static int TaskCount(in CpuAttentionJob<T> job) => checked(job.Batch * job.KvHeads * GroupsPerHead(job));
+
+    /// <summary>Row tiles one task runs (<see cref="TileGrouping"/>).</summary>
+    public static int TilesPerTask(in CpuAttentionJob<T> job) =>
+        TileGrouping.TilesPerTask(job.TileGrouping, TilesPerHead(job), (long)job.Batch * job.KvHeads, job.KeyLength, job.HeadDim, job.ValueDim);
+
+    /// <summary>Row tiles of the call, one task each in the backward pass.</summary>
+    public static int TileCount(in CpuAttentionJob<T> job) => checked(job.Batch * job.KvHeads * TilesPerHead(job));
+
+    private static int GroupsPerHead(in CpuAttentionJob<T> job)
+    {
+        int group = TilesPerTask(job);
+        return (TilesPerHead(job) + group - 1) / group;
+    }
 
     public static void RunTask(in CpuAttentionJob<T> job, int task, in FlexMods<TMask, TScore> mods)
     {
         int br = TileRows, c = TOps.Count;
-        int tilesPerHead = TilesPerHead(job);
-        int batch = (int)(task / ((long)job.KvHeads * tilesPerHead));
-        int kvHead = task / tilesPerHead % job.KvHeads;
-        int firstRow = task % tilesPerHead * br;
-        var rows = new TileRows(firstRow, Math.Min(br, job.RowsPerKvHead - firstRow), job.GroupSize, kvHead);
+        int group = TilesPerTask(job), groupsPerHead = GroupsPerHead(job), tilesPerHead = TilesPerHead(job);
+        int batch = (int)(task / ((long)job.KvHeads * groupsPerHead));
+        int kvHead = task / groupsPerHead % job.KvHeads;
+        int firstTile = task % groupsPerHead * group, count = Math.Min(group, tilesPerHead - firstTile);
         int dvPad = (job.ValueDim + c - 1) / c * c;
-        var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
+        if (count == 1)
+        {
+            var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
+            var rows = Rows(job, kvHead, firstTile);
+            var (firstBlock, keyEnd) = Begin(job, batch, rows, scratch);
+            for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
+                Step(job, batch, rows, firstKey, dvPad, scratch, mods, guarded: false);
+            Finish(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods);
+            return;
+        }
 
+        // Several tiles: each key block once for all of them, each tile taking only its own blocks, in order.
+        var scratches = CpuTileScratch.Group(count, br, KeyBlock, job.HeadDim, dvPad);
+        Span<long> firstBlocks = stackalloc long[count], keyEnds = stackalloc long[count];
+        long start = long.MaxValue, end = long.MinValue;
+        for (int i = 0; i < count; i++)
+        {
+            (firstBlocks[i], keyEnds[i]) = Begin(job, batch, Rows(job, kvHead, firstTile + i), scratches[i]);
+            if (firstBlocks[i] >= keyEnds[i]) continue;
+            start = Math.Min(start, firstBlocks[i]);
+            end = Math.Max(end, keyEnds[i]);
+        }
+        for (long firstKey = start; firstKey < end; firstKey += KeyBlock)
+            for (int i = 0; i < count; i++)
+                if (firstKey >= firstBlocks[i] && firstKey < keyEnds[i])
+                    Step(job, batch, Rows(job, kvHead, firstTile + i), firstKey, dvPad, scratches[i], mods, guarded: false);
+        for (int i = 0; i < count; i++)
+            Finish(job, batch, Rows(job, kvHead, firstTile + i), firstBlocks[i], keyEnds[i], dvPad, scratches[i], mods);
+    }
+
+    private static TileRows Rows(in CpuAttentionJob<T> job, int kvHead, int tile)
+    {
+        int firstRow = tile * TileRows;
+        return new TileRows(firstRow, Math.Min(TileRows, job.RowsPerKvHead - firstRow), job.GroupSize, kvHead);
+    }
+
+    /// <summary>Stages the tile's queries (and their int8 and dropout state), clears its accumulators; returns the keys the band lets it see.</summary>
+    private static (long FirstBlock, long KeyEnd) Begin(in CpuAttentionJob<T> job, int batch, in TileRows rows, CpuTileScratch scratch)
+    {
+        int br = TileRows, dvPad = (job.ValueDim + TOps.Count - 1) / TOps.Count * TOps.Count;
         TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
         if (job.Int8Scores.IsRequested) Int8TileScores<TOps, TVec>.PrepareRows(br, job.HeadDim, job.Scale, scratch);
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, br, scratch);
-        var (firstBlock, keyEnd) = rows.VisibleKeys(job.Band, job.KeyLength, KeyBlock);
+        Clear(scratch, br, dvPad);
+        return rows.VisibleKeys(job.Band, job.KeyLength, KeyBlock);
+    }
 
-        Accumulate(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods, guarded: false);
+    /// <summary>Finishes a tile whose fast pass has run: the guarded pass where it must, the output, and the weights.</summary>
+    private static void Finish(in CpuAttentionJob<T> job, int batch, in TileRows rows, long firstBlock, long keyEnd, int dvPad,
+        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods)
+    {
+        int br = TileRows;
         // A non-finite output means NaN or infinity reached the accumulators: a hidden key's value (0 · NaN), a sum of
         // huge values that overflowed, or garbage the row does see. The guarded pass tells these apart (rare: hostile
         // inputs only), so the fast pass stays free of per-value checks.
         if (!TensorPrimitives.IsFiniteAll(new ReadOnlySpan<float>(scratch.Output, rows.Count * dvPad)))
-            Accumulate(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods, guarded: true);
+        {
+            Clear(scratch, br, dvPad);
+            for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
+                Step(job, batch, rows, firstKey, dvPad, scratch, mods, guarded: true);
+        }
 
         Epilogue.Write(job, batch, rows, dvPad, scratch);
 
@@ -72,30 +132,32 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     /// <summary>Row tiles of one (batch, KV head).</summary>
     private static int TilesPerHead(in CpuAttentionJob<T> job) => (int)((job.RowsPerKvHead + (long)TileRows - 1) / TileRows);
 
-    /// <summary>The online-softmax walk over the tile's key blocks into O, m and l (and the rows' accumulator scales).</summary>
-    private static void Accumulate(in CpuAttentionJob<T> job, int batch, in TileRows rows, long firstBlock, long keyEnd, int dvPad,
-        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool guarded)
+    /// <summary>Empty accumulators: O = 0, m = −infinity, l = 0, row scale 1.</summary>
+    private static void Clear(CpuTileScratch scratch, int br, int dvPad)
     {
-        int br = TileRows, c = TOps.Count;
         new Span<float>(scratch.Output, br * dvPad).Clear();
         new Span<float>(scratch.RowMax, br).Fill(float.NegativeInfinity);
         new Span<float>(scratch.RowSum, br).Clear();
         new Span<float>(scratch.RowScale, br).Fill(1f);
-        for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
-        {
-            int keyCount = (int)Math.Min(KeyBlock, job.KeyLength - firstKey);
-            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
-            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
-            Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind);
-            OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
-            // Dropout scales the probabilities after the row sum took them: l normalises the undropped row, as P is.
-            if (job.Dropout.IsActive) TileDropout<TOps, TVec>.DrawAndApply(job, (int)firstKey, keyCount, br, scratch.Scores, scratch);
-            float* values = TileStaging.Values(job, batch, rows.KvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
-            if (guarded)
-                GuardedValues<TOps, TVec>.AccumulateTile(job, batch, rows, (int)firstKey, keyCount, br, values, valuePitch, dvPad, scratch);
-            else
-                ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
-        }
+    }
+
+    /// <summary>One key block of the online-softmax walk into the tile's O, m and l (and the rows' accumulator scales).</summary>
+    private static void Step(in CpuAttentionJob<T> job, int batch, in TileRows rows, long firstKey, int dvPad,
+        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool guarded)
+    {
+        int br = TileRows, c = TOps.Count;
+        int keyCount = (int)Math.Min(KeyBlock, job.KeyLength - firstKey);
+        var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
+        if (kind == BlockKind.Empty) return; // a block mask's empty block: never touched
+        Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind);
+        OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
+        // Dropout scales the probabilities after the row sum took them: l normalises the undropped row, as P is.
+        if (job.Dropout.IsActive) TileDropout<TOps, TVec>.DrawAndApply(job, (int)firstKey, keyCount, br, scratch.Scores, scratch);
+        float* values = TileStaging.Values(job, batch, rows.KvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
+        if (guarded)
+            GuardedValues<TOps, TVec>.AccumulateTile(job, batch, rows, (int)firstKey, keyCount, br, values, valuePitch, dvPad, scratch);
+        else
+            ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
     }
 
     /// <summary>

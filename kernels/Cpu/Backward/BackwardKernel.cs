@@ -28,7 +28,7 @@ internal static unsafe class BackwardKernel<T, TOps, TVec, TMask, TScore>
     private static int Padded(int n) => (n + TOps.Count - 1) / TOps.Count * TOps.Count;
 
     public static int QueryTaskCount(in CpuBackwardJob<T> job) =>
-        FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TaskCount(job.Forward);
+        FlashForwardKernel<T, TOps, TVec, TMask, TScore>.TileCount(job.Forward);
 
     /// <summary>Key tiles of the call (the validator keeps this within int).</summary>
     public static int KeyTaskCount(in CpuBackwardJob<T> job) => checked(job.Forward.Batch * job.Forward.KvHeads * KeyTilesPerHead(job.Forward));
