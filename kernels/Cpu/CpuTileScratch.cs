@@ -52,8 +52,8 @@ internal sealed unsafe class CpuTileScratch
     }
 
     /// <summary>
-    /// This thread's scratch for a task of <paramref name="count"/> row tiles (one each; the first is <see cref="For"/>'s),
-    /// kept between calls like it.
+    /// This thread's scratch for a task of <paramref name="count"/> row tiles (one each; the first is <see cref="For"/>'s,
+    /// so a task of one tile uses exactly the memory it always did), kept between calls like it.
     /// </summary>
     public static CpuTileScratch[] Group(int count, int br, int bc, int d, int dvPad)
     {

@@ -48,24 +48,15 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         int kvHead = task / groupsPerHead % job.KvHeads;
         int firstTile = task % groupsPerHead * group, count = Math.Min(group, tilesPerHead - firstTile);
         int dvPad = (job.ValueDim + c - 1) / c * c;
-        if (count == 1)
-        {
-            var scratch = CpuTileScratch.For(br, KeyBlock, job.HeadDim, dvPad);
-            var rows = Rows(job, kvHead, firstTile);
-            var (firstBlock, keyEnd) = Begin(job, batch, rows, scratch);
-            for (long firstKey = firstBlock; firstKey < keyEnd; firstKey += KeyBlock)
-                Step(job, batch, rows, firstKey, dvPad, scratch, mods, guarded: false);
-            Finish(job, batch, rows, firstBlock, keyEnd, dvPad, scratch, mods);
-            return;
-        }
-
-        // Several tiles: each key block once for all of them, each tile taking only its own blocks, in order.
+        // One walk over the key blocks for all the task's tiles (usually one), each tile taking only its own blocks, in order.
         var scratches = CpuTileScratch.Group(count, br, KeyBlock, job.HeadDim, dvPad);
+        Span<TileRows> rows = stackalloc TileRows[count];
         Span<long> firstBlocks = stackalloc long[count], keyEnds = stackalloc long[count];
         long start = long.MaxValue, end = long.MinValue;
         for (int i = 0; i < count; i++)
         {
-            (firstBlocks[i], keyEnds[i]) = Begin(job, batch, Rows(job, kvHead, firstTile + i), scratches[i]);
+            rows[i] = Rows(job, kvHead, firstTile + i);
+            (firstBlocks[i], keyEnds[i]) = Begin(job, batch, rows[i], dvPad, scratches[i]);
             if (firstBlocks[i] >= keyEnds[i]) continue;
             start = Math.Min(start, firstBlocks[i]);
             end = Math.Max(end, keyEnds[i]);
@@ -73,9 +64,9 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         for (long firstKey = start; firstKey < end; firstKey += KeyBlock)
             for (int i = 0; i < count; i++)
                 if (firstKey >= firstBlocks[i] && firstKey < keyEnds[i])
-                    Step(job, batch, Rows(job, kvHead, firstTile + i), firstKey, dvPad, scratches[i], mods, guarded: false);
+                    Step(job, batch, rows[i], firstKey, dvPad, scratches[i], mods, guarded: false);
         for (int i = 0; i < count; i++)
-            Finish(job, batch, Rows(job, kvHead, firstTile + i), firstBlocks[i], keyEnds[i], dvPad, scratches[i], mods);
+            Finish(job, batch, rows[i], firstBlocks[i], keyEnds[i], dvPad, scratches[i], mods);
     }
 
     private static TileRows Rows(in CpuAttentionJob<T> job, int kvHead, int tile)
@@ -85,9 +76,9 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     }
 
     /// <summary>Stages the tile's queries (and their int8 and dropout state), clears its accumulators; returns the keys the band lets it see.</summary>
-    private static (long FirstBlock, long KeyEnd) Begin(in CpuAttentionJob<T> job, int batch, in TileRows rows, CpuTileScratch scratch)
+    private static (long FirstBlock, long KeyEnd) Begin(in CpuAttentionJob<T> job, int batch, in TileRows rows, int dvPad, CpuTileScratch scratch)
     {
-        int br = TileRows, dvPad = (job.ValueDim + TOps.Count - 1) / TOps.Count * TOps.Count;
+        int br = TileRows;
         TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
         if (job.Int8Scores.IsRequested) Int8TileScores<TOps, TVec>.PrepareRows(br, job.HeadDim, job.Scale, scratch);
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, br, scratch);
