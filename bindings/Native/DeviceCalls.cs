@@ -10,15 +10,26 @@ namespace AttentionEngine.Native;
 internal static unsafe class DeviceCalls
 {
     private static readonly Dictionary<int, CudaDevice> Devices = [];
+    private static readonly Dictionary<int, CudaBackend> Backends = [];
 
     public static void Forward<T>(DLTensor* q, DLTensor* k, DLTensor* v, DLTensor* output, in CallOptions options) where T : unmanaged
     {
         if (options.Backend is not (NativeBackend.Auto or NativeBackend.Cuda))
             throw new NativeCallException(NativeStatus.UnsupportedDevice,
                 $"q is on {DLTensorViews.DeviceName(q->Device)}, which options->backend ({options.Backend}) cannot read; use AE_BACKEND_AUTO or AE_BACKEND_CUDA.");
-        if (CudaBackend.Default.UnavailableReason is { } reason)
+        int ordinal = q->Device.DeviceId;
+        if (ordinal < 0)
+            throw new NativeCallException(NativeStatus.InvalidArgument, $"q.device.device_id is {ordinal}; a CUDA device's index is 0 or more.");
+        if (CudaDriver.UnavailableReason is { } noDriver)
             throw new NativeCallException(NativeStatus.BackendUnavailable,
-                $"q is on {DLTensorViews.DeviceName(q->Device)}, but the CUDA backend is not available here: {reason}");
+                $"q is on {DLTensorViews.DeviceName(q->Device)}, but the CUDA backend is not available here: {noDriver}");
+        if (ordinal >= CudaDriver.DeviceCount)
+            throw new NativeCallException(NativeStatus.InvalidArgument,
+                $"q is on {DLTensorViews.DeviceName(q->Device)}, but this machine has {CudaDriver.DeviceCount} CUDA device(s).");
+        var backend = BackendFor(ordinal);
+        if (backend.UnavailableReason is { } reason)
+            throw new NativeCallException(NativeStatus.BackendUnavailable,
+                $"q is on {DLTensorViews.DeviceName(q->Device)}, but the CUDA backend is not available there: {reason}");
         foreach (var (tensor, name) in new[] { ((nint)k, "k"), ((nint)v, "v"), ((nint)output, "output") })
             RequireSameDevice((DLTensor*)tensor, name, q->Device);
         if (options.Weights is not null)
@@ -27,7 +38,7 @@ internal static unsafe class DeviceCalls
         if (options.Bias is not null) DLTensorViews.RequireHost(options.Bias, "options->bias", "the CUDA backend reads the bias from host memory");
         if (options.KeepMask is not null) DLTensorViews.RequireHost(options.KeepMask, "options->keep_mask", "the CUDA backend reads the keep-mask from host memory");
 
-        var device = DeviceFor(q->Device.DeviceId);
+        var device = DeviceFor(ordinal);
         Span<nint> lengths = stackalloc nint[DLTensorViews.MaxRank], strides = stackalloc nint[DLTensorViews.MaxRank];
         Span<nint> bl = stackalloc nint[DLTensorViews.MaxRank], bs = stackalloc nint[DLTensorViews.MaxRank];
         Span<nint> ml = stackalloc nint[DLTensorViews.MaxRank], ms = stackalloc nint[DLTensorViews.MaxRank];
@@ -58,7 +69,7 @@ internal static unsafe class DeviceCalls
             }
         }
         using (lseOnDevice)
-            CudaBackend.Default.Forward(qd, kd, vd, od, managed, lseOnDevice);
+            backend.Forward(qd, kd, vd, od, managed, lseOnDevice);
     }
 
     private static void RequireSameDevice(DLTensor* tensor, string name, DLDevice expected)
@@ -86,6 +97,17 @@ internal static unsafe class DeviceCalls
             if (!Devices.TryGetValue(ordinal, out var device))
                 Devices[ordinal] = device = CudaDevice.Open(ordinal);
             return device;
+        }
+    }
+
+    /// <summary>One backend per ordinal for the life of the process: a tensor on GPU n runs on GPU n, with kernels built for it.</summary>
+    private static CudaBackend BackendFor(int ordinal)
+    {
+        lock (Backends)
+        {
+            if (!Backends.TryGetValue(ordinal, out var backend))
+                Backends[ordinal] = backend = ordinal == 0 ? CudaBackend.Default : new CudaBackend(ordinal);
+            return backend;
         }
     }
 }

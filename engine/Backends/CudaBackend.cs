@@ -7,8 +7,9 @@ namespace AttentionEngine;
 
 /// <summary>
 /// The hand-written CUDA flash forward (kernels/Cuda/flash_forward.cu: mma.sync tensor cores, ldmatrix, cp.async) on
-/// the first GPU. Half and BFloat16 storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32
-/// accuracy); head dimensions up to 256 (other than 32/64/96/128/256 zero-padded);
+/// one GPU (device 0 for <see cref="Default"/>; any other through <see cref="CudaBackend(int)"/>). Half and BFloat16
+/// storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32 accuracy); head dimensions up to 256
+/// (other than 32/64/96/128/256 zero-padded);
 /// causal and sliding-window bands, bias, keep-mask, block masks, GQA, Lq ≠ Lk, Dv ≠ D, LSE, any strides (host
 /// spans are packed on the way in; <see cref="DeviceTensor{T}"/>s are used in place). Unavailable, with the reason, without a driver, a device of sm_80 or later, or a
 /// way to get the kernel image (a CMake fatbin or NVRTC).
@@ -24,7 +25,23 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     private bool _disposed;
 
     /// <summary>A backend on CUDA device 0 with its own context reference and kernels, opened on first use; dispose it to release them.</summary>
-    public CudaBackend() => _state = new(Open);
+    public CudaBackend() : this(0) { }
+
+    /// <summary>
+    /// A backend on CUDA device <paramref name="deviceOrdinal"/> (its index among this machine's GPUs) with its own
+    /// context reference and kernels, opened on first use; dispose it to release them. Kernels are compiled or loaded for
+    /// that device's architecture, and each kernel's K/V tile is sized to the device's shared memory per block.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">deviceOrdinal is negative (a missing device makes the backend unavailable, with the reason).</exception>
+    public CudaBackend(int deviceOrdinal)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(deviceOrdinal);
+        DeviceOrdinal = deviceOrdinal;
+        _state = new(() => Open(deviceOrdinal));
+    }
+
+    /// <summary>The index of the GPU this backend runs on.</summary>
+    public int DeviceOrdinal { get; }
 
     /// <inheritdoc/>
     public override Backend Kind => Backend.Cuda;
@@ -51,19 +68,21 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     /// <inheritdoc/>
     public override string? UnavailableReason => _state.Value.Error;
 
-    private static (CudaDevice?, CudaKernels?, string?) Open()
+    private static (CudaDevice?, CudaKernels?, string?) Open(int ordinal)
     {
         if (CudaDriver.UnavailableReason is { } reason) return (null, null, reason);
         if (CudaKernels.ImageUnavailableReason is { } noImage) return (null, null, noImage);
         try
         {
-            var device = CudaDevice.Open(0);
+            if (ordinal >= CudaDriver.DeviceCount)
+                return (null, null, $"there is no CUDA device {ordinal}: this machine has {CudaDriver.DeviceCount}");
+            var device = CudaDevice.Open(ordinal);
             int major = device.Attribute(CudaDeviceAttribute.ComputeCapabilityMajor);
             if (major < 8)
             {
                 string architecture = device.Architecture;
                 device.Dispose();
-                return (null, null, $"the kernels need sm_80 or later (mma.sync bf16, cp.async); device 0 is {architecture}");
+                return (null, null, $"the kernels need sm_80 or later (mma.sync bf16, cp.async); device {ordinal} is {architecture}");
             }
             return (device, new CudaKernels(device), null);
         }
@@ -111,7 +130,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         var (device, kernels) = Opened();
         var shape = call.Shape;
         long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength;
-        var variant = Variant(shape, element);
+        var variant = Variant(shape, element, kernels);
         int dn = variant.HeadDim;
 
         lock (_gate)
@@ -159,7 +178,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     /// </summary>
     /// <exception cref="ArgumentException">shapes, devices or aliasing are invalid; the message names the tensor.</exception>
     /// <exception cref="NotSupportedException">D or Dv above 256, or options.Weights.</exception>
-    /// <exception cref="InvalidOperationException">the backend is unavailable, or the tensors are on another device than its device 0.</exception>
+    /// <exception cref="InvalidOperationException">the backend is unavailable, or the tensors are on another device than the backend's.</exception>
     public void Forward<T>(DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output,
         scoped in AttentionOptions options = default, DeviceTensor<float>? lse = null, CudaStream? stream = null) where T : unmanaged =>
         RunDevice<T, KeepAll>(AttentionValidator.ValidateDevice(q, k, v, output, options, lse), null, stream);
@@ -187,7 +206,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         if (call.Q.Device.Ordinal != device.Ordinal)
             throw new InvalidOperationException($"The tensors live on device {call.Q.Device.Ordinal}; backend {Name} runs on device {device.Ordinal}.");
         var element = typeof(T) == typeof(float) ? CudaElement.F32 : typeof(T) == typeof(BFloat16) ? CudaElement.BF16 : CudaElement.F16;
-        var variant = Variant(shape, element);
+        var variant = Variant(shape, element, kernels);
         int dn = variant.HeadDim, bytes = variant.ElementBytes;
 
         lock (_gate)
@@ -240,10 +259,11 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         return (device, kernels);
     }
 
-    private static CudaFlashVariant Variant(AttentionShape shape, CudaElement element)
+    /// <summary>The variant for the call on this device: its head dimension, at the tile the device's shared memory takes.</summary>
+    private static CudaFlashVariant Variant(AttentionShape shape, CudaElement element, CudaKernels kernels)
     {
         if (GridLimit(shape) is { } grid) throw new NotSupportedException($"{shape}: {grid}.");
-        return CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element);
+        return CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element, kernels.SharedLimit);
     }
 
     /// <summary>Why the flash kernel's grid (batch·heads blocks in x, Lq / 64 in y) cannot cover the call; null when it can.</summary>

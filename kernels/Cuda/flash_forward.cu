@@ -7,8 +7,11 @@
 // into the fatbin (CMakeLists.txt). One compile per head dimension and element type:
 //   -DAE_HEAD_DIM=32|64|96|128|256   (other D are padded with zeros on the host to the next of these)
 //   -DAE_BF16=0|1, -DAE_F32=0|1   (fp16 when both are 0)
-// Entry point: flash_forward_d<D>_<f16|bf16|f32>(FlashParams), named per variant so profiles and the CPU emulator
-// (tests/CudaEmulator, which compiles this file as C++ with -DAE_EMULATE) can tell variants apart.
+//   -DAE_KEYS_PER_TILE=<Bc>   (optional: fewer keys per K/V tile than the default below, for devices whose opt-in
+//                              shared memory per block is smaller, e.g. 99 KiB on sm_86/sm_89/sm_120; the host picks)
+// Entry point: flash_forward_d<D>_<f16|bf16|f32>(FlashParams), with _k<Bc> appended for a smaller tile, named per
+// variant so profiles and the CPU emulator (tests/CudaEmulator, which compiles this file as C++ with -DAE_EMULATE) can
+// tell variants apart.
 // Grid (batch * heads, ceil(Lq / 64)), 128 threads, dynamic shared memory for the Q tile and two K and V buffers
 // (CudaFlashVariant.SharedBytes mirrors the sizes below; above 48 KiB the host raises the function's limit).
 //
@@ -42,7 +45,13 @@
 #endif
 #define AE_ENTRY_NAME_(d, suffix) flash_forward_d##d##suffix
 #define AE_ENTRY_NAME(d, suffix) AE_ENTRY_NAME_(d, suffix)
+#define AE_ENTRY_NAME_K_(d, suffix, keys) flash_forward_d##d##suffix##_k##keys
+#define AE_ENTRY_NAME_K(d, suffix, keys) AE_ENTRY_NAME_K_(d, suffix, keys)
+#ifdef AE_KEYS_PER_TILE
+#define AE_ENTRY AE_ENTRY_NAME_K(AE_HEAD_DIM, AE_ELEMENT_SUFFIX, AE_KEYS_PER_TILE)
+#else
 #define AE_ENTRY AE_ENTRY_NAME(AE_HEAD_DIM, AE_ELEMENT_SUFFIX)
+#endif
 
 #ifdef AE_EMULATE
 // The CPU emulator supplies CUDA's built-ins and the PTX operations below with their documented lane semantics.
@@ -96,14 +105,23 @@ constexpr int Warps = 4;
 constexpr int Threads = Warps * 32;
 constexpr int Br = Warps * 16;            // query rows per block
 #if AE_F32
-constexpr int Bc = D <= 96 ? 64 : D <= 128 ? 32 : 16; // keys per tile: two fp32 K/V buffers fit an A100's 163 KiB
+constexpr int DefaultBc = D <= 96 ? 64 : D <= 128 ? 32 : 16; // keys per tile: two fp32 K/V buffers fit an A100's 163 KiB
 constexpr int QkPitch = D + 4; // tf32 fragments read row g, column t of Q and K: a pitch of 4 (mod 32) words spreads the banks
 constexpr int VPitch = D + 8;  // and row t, column g of V: 8 (mod 32)
 #else
-constexpr int Bc = D <= 128 ? 64 : 32;    // keys per tile (smaller at D = 256 to fit two K/V buffers)
+constexpr int DefaultBc = D <= 128 ? 64 : 32; // keys per tile (smaller at D = 256 to fit two K/V buffers)
 constexpr int QkPitch = D + 8;            // shared row pitch in elements: +16 bytes spreads ldmatrix rows over banks
 constexpr int VPitch = D + 8;
 #endif
+#ifdef AE_KEYS_PER_TILE
+constexpr int Bc = AE_KEYS_PER_TILE;
+#else
+constexpr int Bc = DefaultBc;
+#endif
+// An mma's k is 8 keys (tf32) or 16 (f16/bf16) in P V; mask_scores keeps two bits per 8 keys in one u32, and the
+// tf32 P V gathers a tile's keys into two u32 (keys_lo, keys_hi): 64 keys at most.
+static_assert(Bc % (AE_F32 ? 8 : 16) == 0 && Bc >= (AE_F32 ? 8 : 16) && Bc <= 64, "keys per tile: a multiple of the mma's k, at most 64");
+static_assert(Bc <= DefaultBc, "AE_KEYS_PER_TILE only shrinks the tile");
 constexpr float Log2e = 1.4426950408889634f;
 constexpr float PassOneScale = 1.f / 4294967296.f; // 2^-32: 2^31 keys · 2^128 · 2^-32 stays inside the float range
 
@@ -661,7 +679,16 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, i
 }
 } // namespace flash
 
-extern "C" __global__ void __launch_bounds__(flash::Threads) AE_ENTRY(const FlashParams p)
+// The smaller tiles run on 99 KiB devices, whose 100 KiB per multiprocessor hold one block of these variants anyway:
+// promising ptxas one block per multiprocessor lets it take the registers it needs instead of spilling (fp32 D = 96
+// spilled 20 bytes at sm_86 without it).
+#ifdef AE_KEYS_PER_TILE
+#define AE_LAUNCH_BOUNDS __launch_bounds__(flash::Threads, 1)
+#else
+#define AE_LAUNCH_BOUNDS __launch_bounds__(flash::Threads)
+#endif
+
+extern "C" __global__ void AE_LAUNCH_BOUNDS AE_ENTRY(const FlashParams p)
 {
     using namespace flash;
 #ifdef AE_EMULATE

@@ -4,32 +4,35 @@ using AttentionEngine.Kernels.Cuda;
 namespace AttentionEngine.Tests;
 
 /// <summary>
-/// Every variant of the CUDA flash kernel (each native D, fp16 and bf16) compiles through NVRTC for sm_80 and sm_90
-/// on machines without a GPU, with the tensor-core, ldmatrix and cp.async instructions in its PTX; and the on-disk
+/// Every variant of the CUDA flash kernel (each native D, fp16, bf16 and fp32, and the smaller K/V tiles of 99 KiB
+/// devices) compiles through NVRTC for the devices that run it on machines without a GPU, with the tensor-core, ldmatrix
+/// and cp.async instructions in its PTX; every device family gets a variant that fits its shared memory; and the on-disk
 /// compile cache keys images by source, options and architecture. Skips with the reason where NVRTC is missing.
 /// </summary>
 public class CudaKernelCompileTests
 {
     // The element travels by name: CudaElement is internal to the engine, and theory parameters must be public types.
-    public static TheoryData<int, string, string> Variants()
+    public static TheoryData<int, string, int, string> Variants()
     {
-        var data = new TheoryData<int, string, string>();
-        // Every variant for sm_80; for sm_90 the widest fp32 variant (the most registers and shared memory), which keeps
-        // NVRTC's share of the suite's ten minutes small (each compile takes 5-10 s here).
+        var data = new TheoryData<int, string, int, string>();
+        // Every default-tile variant for sm_80; the smaller tiles for sm_86, the devices that run them; for sm_90 the
+        // widest fp32 variant (the most registers and shared memory), which keeps NVRTC's share of the suite's ten
+        // minutes small (each compile takes 5-10 s here).
         int widest = CudaFlashVariant.All.Max(v => v.HeadDim);
         foreach (var variant in CudaFlashVariant.All)
-        foreach (var architecture in variant.HeadDim == widest && variant.Element == CudaElement.F32 ? new[] { "sm_80", "sm_90" } : ["sm_80"])
-            data.Add(variant.HeadDim, variant.Element.ToString(), architecture);
+        foreach (var architecture in variant.IsReducedTile ? ["sm_86"]
+                     : variant.HeadDim == widest && variant.Element == CudaElement.F32 ? new[] { "sm_80", "sm_90" } : ["sm_80"])
+            data.Add(variant.HeadDim, variant.Element.ToString(), variant.KeysPerTile, architecture);
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Variants))]
-    public void Flash_forward_compiles_for_every_variant(int headDim, string elementName, string architecture)
+    public void Flash_forward_compiles_for_every_variant(int headDim, string elementName, int keysPerTile, string architecture)
     {
         var element = Enum.Parse<CudaElement>(elementName);
         if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
-        var variant = new CudaFlashVariant(headDim, element);
+        var variant = new CudaFlashVariant(headDim, element, keysPerTile);
         var output = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
             [.. variant.CompileOptions(architecture), PtxasReport.VerboseOption]);
         Assert.Contains($".entry {variant.EntryPoint}(", output.Ptx);
@@ -100,19 +103,52 @@ public class CudaKernelCompileTests
     }
 
     [Fact]
-    public void Variants_cover_every_head_dimension_up_to_256()
+    public void Variants_cover_every_head_dimension_up_to_256_on_every_device_family()
     {
+        foreach (var (devices, limit) in CudaFlashVariant.KnownSharedLimits)
         for (int d = 1; d <= 256; d++)
+        foreach (var element in Enum.GetValues<CudaElement>())
         {
-            foreach (var element in Enum.GetValues<CudaElement>())
-            {
-                var variant = CudaFlashVariant.For(d, element);
-                Assert.True(variant.HeadDim >= d && CudaFlashVariant.NativeHeadDims.Contains(variant.HeadDim));
-                // 163 KiB: the A100's opt-in limit per block (the H100's is 227 KiB).
-                Assert.True(variant.SharedBytes <= 163 * 1024, $"{variant} needs {variant.SharedBytes} bytes of shared memory");
-            }
+            var variant = CudaFlashVariant.For(d, element, limit);
+            Assert.True(variant.HeadDim >= d && CudaFlashVariant.NativeHeadDims.Contains(variant.HeadDim));
+            Assert.True(variant.SharedBytes <= limit, $"{variant} needs {variant.SharedBytes} bytes of shared memory; {devices} allow {limit}");
+            Assert.Contains(variant, CudaFlashVariant.All);
+            // The tile shrinks only where the default does not fit, and then only as far as it must.
+            var byDefault = new CudaFlashVariant(variant.HeadDim, element);
+            Assert.Equal(byDefault.SharedBytes <= limit, !variant.IsReducedTile);
+            if (variant.IsReducedTile)
+                Assert.True((variant with { KeysPerTile = variant.KeysPerTile * 2 }).SharedBytes > limit);
         }
+        // The A100's 163 KiB and the H100's 227 KiB take every default tile; 99 KiB devices need three smaller ones.
+        Assert.Equal(["flash_forward_d128_f32_k16", "flash_forward_d256_f32_k8", "flash_forward_d96_f32_k32"],
+            CudaFlashVariant.All.Where(v => v.IsReducedTile).Select(v => v.EntryPoint).Order());
         Assert.Throws<ArgumentOutOfRangeException>(() => CudaFlashVariant.For(257, CudaElement.F16));
+        var tooSmall = Assert.Throws<NotSupportedException>(() => CudaFlashVariant.For(256, CudaElement.F32, 48 * 1024));
+        Assert.Contains("49152", tooSmall.Message);
+    }
+
+    /// <summary>
+    /// CMakeLists.txt (nvcc fatbins) and the emulator's build.sh list the variants in shell and CMake syntax: they
+    /// must name exactly <see cref="CudaFlashVariant.All"/>, or a device would find no prebuilt image (or the emulator no
+    /// kernel) for a tile the host picks.
+    /// </summary>
+    [Fact]
+    public void Cmake_and_the_emulator_build_every_variant_the_host_picks()
+    {
+        var expected = CudaFlashVariant.All.Select(v => $"{v.HeadDim}:{v.Element.ToString().ToLowerInvariant()}:{(v.IsReducedTile ? v.KeysPerTile : 0)}")
+            .Order().ToArray();
+        foreach (var file in new[] { "CMakeLists.txt", "build.sh" })
+        {
+            string text = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "cuda-variant-lists", file));
+            // Both spell the default tiles as a loop over 32 64 96 128 256 x f16 bf16 f32, and the smaller ones by name.
+            Assert.Contains("32 64 96 128 256", text);
+            Assert.Contains("f16 bf16 f32", text);
+            var reduced = System.Text.RegularExpressions.Regex.Matches(text, @"""?(\d+):(f16|bf16|f32):([1-9]\d*)""?")
+                .Select(m => $"{m.Groups[1].Value}:{m.Groups[2].Value}:{m.Groups[3].Value}").Distinct();
+            var listed = CudaFlashVariant.NativeHeadDims.SelectMany(d => new[] { "f16", "bf16", "f32" }.Select(e => $"{d}:{e}:0"))
+                .Concat(reduced).Order().ToArray();
+            Assert.Equal(expected, listed);
+        }
     }
 
     [Fact]

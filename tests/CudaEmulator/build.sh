@@ -26,15 +26,24 @@ compile() { g++ "${flags[@]}" "$@" & jobs+=($!); }
 compile -c "$here/cta_runtime.cpp" -o "$objects/cta_runtime.o"
 compile -c "$here/fake_driver.cpp" -o "$objects/fake_driver.o"
 kernels=()
+# head_dim:element:keys per tile (0: the kernel's default tile); the smaller tiles are what devices with 99 KiB of
+# shared memory per block run (CudaFlashVariant.For; CudaKernelCompileTests checks this list against its variants).
+variants=()
 for head_dim in 32 64 96 128 256; do
-  for element in f16 bf16 f32; do
-    bf16=0; [ "$element" = bf16 ] && bf16=1
-    f32=0; [ "$element" = f32 ] && f32=1
-    object="$objects/flash_forward_d${head_dim}_${element}.o"
-    compile -x c++ -DAE_EMULATE -DAE_HEAD_DIM="$head_dim" -DAE_BF16="$bf16" -DAE_F32="$f32" -Dflash="flash_d${head_dim}_${element}" \
-      -c "$root/kernels/Cuda/flash_forward.cu" -o "$object"
-    kernels+=("$object")
-  done
+  for element in f16 bf16 f32; do variants+=("$head_dim:$element:0"); done
+done
+variants+=(96:f32:32 128:f32:16 256:f32:8)
+for variant in "${variants[@]}"; do
+  IFS=: read -r head_dim element keys <<< "$variant"
+  bf16=0; [ "$element" = bf16 ] && bf16=1
+  f32=0; [ "$element" = f32 ] && f32=1
+  name="d${head_dim}_${element}"
+  tile=()
+  if [ "$keys" != 0 ]; then name="${name}_k${keys}"; tile=(-DAE_KEYS_PER_TILE="$keys"); fi
+  object="$objects/flash_forward_${name}.o"
+  compile -x c++ -DAE_EMULATE -DAE_HEAD_DIM="$head_dim" -DAE_BF16="$bf16" -DAE_F32="$f32" "${tile[@]}" -Dflash="flash_${name}" \
+    -c "$root/kernels/Cuda/flash_forward.cu" -o "$object"
+  kernels+=("$object")
 done
 
 compile -x c++ -DAE_EMULATE -c "$root/kernels/Cuda/strided_copy.cu" -o "$objects/strided_copy.o"

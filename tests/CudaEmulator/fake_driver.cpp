@@ -1,9 +1,11 @@
 // The CUDA driver API (the cu* calls the bindings make, with cuda.h's signatures and status codes) over the CPU:
-// one emulated sm_90 device whose "device memory" is host memory in a registry, whose modules resolve kernels by
-// name among the kernels compiled into this library, and whose launches run the grid on the CPU. It checks what a
-// real driver checks and a careless host gets wrong: cuInit first, a current context on the calling thread, copies
-// inside live allocations, frees of live pointers only, block sizes, and dynamic shared memory above 48 KiB only
-// after cuFuncSetAttribute. ae_emu_* exports let tests ask for live allocations and the last launch failure.
+// three emulated devices (0: sm_90 like an H100, 1: sm_86 like an RTX 3090, 2: sm_80 like an A100; they differ in
+// what a kernel variant must fit, the opt-in shared memory per block: 227, 99 and 163 KiB) whose "device memory" is
+// host memory in one registry, whose modules resolve kernels by name among the kernels compiled into this library,
+// and whose launches run the grid on the CPU. It checks what a real driver checks and a careless host gets wrong:
+// cuInit first, a current context on the calling thread, a CUBIN built for the device's architecture, copies inside
+// live allocations, frees of live pointers only, block sizes, and dynamic shared memory above 48 KiB only after
+// cuFuncSetAttribute, never above the device's opt-in limit. ae_emu_* exports let tests ask for live allocations and the last launch failure.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +40,24 @@ enum : CUresult
 namespace
 {
 constexpr int SharedDefault = 48 * 1024;
-constexpr int SharedOptIn = 227 * 1024;
 
-struct Module { std::set<struct Function*> functions; std::string image; };
+// The emulated devices, by ordinal. Shared memory figures are the CUDA programming guide's per compute capability.
+struct DeviceProfile { const char* name; int major, minor, multiprocessors, shared_per_multiprocessor, shared_opt_in; };
+constexpr DeviceProfile Devices[] = {
+    { "AttentionEngine CUDA emulator (sm_90, CPU)", 9, 0, 132, 228 * 1024, 227 * 1024 },
+    { "AttentionEngine CUDA emulator (sm_86, CPU)", 8, 6, 82, 100 * 1024, 99 * 1024 },
+    { "AttentionEngine CUDA emulator (sm_80, CPU)", 8, 0, 108, 164 * 1024, 163 * 1024 },
+};
+constexpr int DeviceCount = sizeof(Devices) / sizeof(Devices[0]);
+
+struct Module { std::set<struct Function*> functions; std::string image; int device; };
 struct Function { const ae_emu::Kernel* kernel; int max_dynamic_shared; Module* module; };
-struct Context { int retained; };
+struct Context { int retained; int device; };
 struct Event { std::chrono::steady_clock::time_point time; bool recorded; };
 
 std::mutex gate;
 bool initialized = false;
-Context primary{ 0 };
+Context primary[DeviceCount] = { { 0, 0 }, { 0, 1 }, { 0, 2 } };
 thread_local Context* current = nullptr;
 std::map<uintptr_t, size_t> allocations;
 std::set<void*> host_allocations;
@@ -169,72 +179,75 @@ EXPORT CUresult cuDeviceGetCount(int* count)
 {
     if (!count) return InvalidValue;
     if (!initialized) return NotInitialized;
-    *count = 1;
+    *count = DeviceCount;
     return Success;
 }
+
+static bool known_device(int device) { return device >= 0 && device < DeviceCount; }
 
 EXPORT CUresult cuDeviceGet(int* device, int ordinal)
 {
     if (!device) return InvalidValue;
     if (!initialized) return NotInitialized;
-    if (ordinal != 0) return InvalidValue;
-    *device = 0;
+    if (!known_device(ordinal)) return InvalidValue;
+    *device = ordinal;
     return Success;
 }
 
 EXPORT CUresult cuDeviceGetName(char* name, int length, int device)
 {
-    if (!name || length <= 0 || device != 0) return InvalidValue;
-    snprintf(name, (size_t)length, "AttentionEngine CUDA emulator (sm_90, CPU)");
+    if (!name || length <= 0 || !known_device(device)) return InvalidValue;
+    snprintf(name, (size_t)length, "%s", Devices[device].name);
     return Success;
 }
 
 EXPORT CUresult cuDeviceGetAttribute(int* value, int attribute, int device)
 {
-    if (!value || device != 0) return InvalidValue;
+    if (!value || !known_device(device)) return InvalidValue;
+    const DeviceProfile& d = Devices[device];
     switch (attribute)
     {
-    case 1: *value = 1024; return Success;            // max threads per block
-    case 8: *value = SharedDefault; return Success;   // max shared memory per block
-    case 10: *value = 32; return Success;             // warp size
-    case 16: *value = 132; return Success;            // multiprocessors
-    case 75: *value = 9; return Success;              // compute capability major
-    case 76: *value = 0; return Success;              // compute capability minor
-    case 81: *value = 228 * 1024; return Success;     // max shared memory per multiprocessor
-    case 97: *value = SharedOptIn; return Success;    // max shared memory per block, opt-in
+    case 1: *value = 1024; return Success;                        // max threads per block
+    case 8: *value = SharedDefault; return Success;               // max shared memory per block
+    case 10: *value = 32; return Success;                         // warp size
+    case 16: *value = d.multiprocessors; return Success;          // multiprocessors
+    case 75: *value = d.major; return Success;                    // compute capability major
+    case 76: *value = d.minor; return Success;                    // compute capability minor
+    case 81: *value = d.shared_per_multiprocessor; return Success; // max shared memory per multiprocessor
+    case 97: *value = d.shared_opt_in; return Success;            // max shared memory per block, opt-in
     default: return InvalidValue;
     }
 }
 
 EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, int device)
 {
-    if (!bytes || device != 0) return InvalidValue;
+    if (!bytes || !known_device(device)) return InvalidValue;
     *bytes = (size_t)16 << 30;
     return Success;
 }
 
 EXPORT CUresult cuDevicePrimaryCtxRetain(void** context, int device)
 {
-    if (!context || device != 0) return InvalidValue;
+    if (!context || !known_device(device)) return InvalidValue;
     std::lock_guard<std::mutex> lock(gate);
     if (!initialized) return NotInitialized;
-    primary.retained++;
-    *context = &primary;
+    primary[device].retained++;
+    *context = &primary[device];
     return Success;
 }
 
 EXPORT CUresult cuDevicePrimaryCtxRelease_v2(int device)
 {
-    if (device != 0) return InvalidValue;
+    if (!known_device(device)) return InvalidValue;
     std::lock_guard<std::mutex> lock(gate);
-    if (primary.retained == 0) return InvalidContext;
-    primary.retained--;
+    if (primary[device].retained == 0) return InvalidContext;
+    primary[device].retained--;
     return Success;
 }
 
 EXPORT CUresult cuCtxSetCurrent(void* context)
 {
-    if (context != nullptr && context != &primary) return InvalidContext;
+    if (context != nullptr && (context < (void*)primary || context >= (void*)(primary + DeviceCount))) return InvalidContext;
     current = static_cast<Context*>(context);
     return Success;
 }
@@ -417,6 +430,7 @@ EXPORT CUresult cuModuleLoadData(void** module, const void* image)
     if (!module || !image) return InvalidValue;
     auto* bytes = static_cast<const unsigned char*>(image);
     auto* loaded = new Module();
+    loaded->device = current->device;
     // A CUBIN's bytes are kept so that a function resolves only if the image really holds its name.
     if (size_t size = elf_size(bytes)) loaded->image.assign(reinterpret_cast<const char*>(bytes), size);
     std::lock_guard<std::mutex> lock(gate);
@@ -479,7 +493,7 @@ EXPORT CUresult cuFuncSetAttribute(void* function, int attribute, int value)
     std::lock_guard<std::mutex> lock(gate);
     auto* f = static_cast<Function*>(function);
     if (!live(f)) return InvalidHandle;
-    if (attribute != 8 || value < 0 || value > SharedOptIn) return InvalidValue;
+    if (attribute != 8 || value < 0 || value > Devices[f->module->device].shared_opt_in) return InvalidValue;
     f->max_dynamic_shared = value;
     return Success;
 }

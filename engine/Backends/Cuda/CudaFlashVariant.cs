@@ -12,36 +12,71 @@ internal enum CudaElement
 }
 
 /// <summary>
-/// One compiled form of kernels/Cuda/flash_forward.cu: a native head dimension and an element type. Every other D up
-/// to 256 runs on the next native one, zero-padded by the host.
+/// One compiled form of kernels/Cuda/flash_forward.cu: a native head dimension, an element type and the keys per K/V
+/// tile. Every other D up to 256 runs on the next native one, zero-padded by the host. The tile is the kernel's
+/// default unless the device's opt-in shared memory per block is too small for it (99 KiB on sm_86, sm_89 and sm_120
+/// against 163 KiB on sm_80 and 227 KiB on sm_90): then the host halves it until the variant fits.
 /// </summary>
-internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Element)
+internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Element, int KeysPerTile)
 {
+    /// <summary>The variant with the kernel's default tile (<see cref="DefaultKeysPerTile"/>).</summary>
+    public CudaFlashVariant(int headDim, CudaElement element) : this(headDim, element, DefaultKeysPerTile(headDim, element)) { }
+
     /// <summary>The head dimensions compiled natively.</summary>
     public static IReadOnlyList<int> NativeHeadDims { get; } = [32, 64, 96, 128, 256];
 
-    /// <summary>Every variant: each native D, each element type.</summary>
-    public static IEnumerable<CudaFlashVariant> All =>
-        NativeHeadDims.SelectMany(d => Enum.GetValues<CudaElement>().Select(e => new CudaFlashVariant(d, e)));
+    /// <summary>
+    /// The opt-in shared memory per block of the device families the kernels target, largest first: every variant
+    /// <see cref="For"/> picks on them is in <see cref="All"/> (compiled by CMake, the emulator and the compile tests).
+    /// </summary>
+    public static IReadOnlyList<(string Devices, int Bytes)> KnownSharedLimits { get; } =
+    [
+        ("sm_90, sm_100 (H100, B200)", 227 * 1024),
+        ("sm_80, sm_87 (A100, Orin)", 163 * 1024),
+        ("sm_86, sm_89, sm_120 (RTX 30, 40 and 50 series, L4, L40)", 99 * 1024),
+    ];
 
-    /// <summary>The variant serving head dimension <paramref name="headDim"/> (1 … 256).</summary>
-    public static CudaFlashVariant For(int headDim, CudaElement element)
+    /// <summary>Every variant the known devices run: each native D and element type at each tile they need.</summary>
+    public static IEnumerable<CudaFlashVariant> All =>
+        NativeHeadDims.SelectMany(d => Enum.GetValues<CudaElement>().SelectMany(e =>
+            KnownSharedLimits.Select(limit => For(d, e, limit.Bytes)))).Distinct();
+
+    /// <summary>
+    /// The variant serving head dimension <paramref name="headDim"/> (1 … 256) on a device whose blocks may opt in to
+    /// <paramref name="sharedLimit"/> bytes of shared memory: the default tile, halved until it fits.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">headDim is above 256.</exception>
+    /// <exception cref="NotSupportedException">not even the smallest tile fits <paramref name="sharedLimit"/>.</exception>
+    public static CudaFlashVariant For(int headDim, CudaElement element, int sharedLimit = int.MaxValue)
     {
-        foreach (int d in NativeHeadDims)
-            if (headDim <= d) return new(d, element);
-        throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"The CUDA kernel takes head dimensions up to {NativeHeadDims[^1]}.");
+        int native = NativeHeadDims.FirstOrDefault(d => headDim <= d);
+        if (native == 0)
+            throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"The CUDA kernel takes head dimensions up to {NativeHeadDims[^1]}.");
+        var variant = new CudaFlashVariant(native, element);
+        while (variant.SharedBytes > sharedLimit && variant.KeysPerTile > variant.MinKeysPerTile)
+            variant = variant with { KeysPerTile = variant.KeysPerTile / 2 };
+        if (variant.SharedBytes > sharedLimit)
+            throw new NotSupportedException($"The CUDA kernel for D = {native} ({element}) needs {variant.SharedBytes} bytes of shared memory per block "
+                + $"even with {variant.KeysPerTile} keys per tile; this device allows {sharedLimit}.");
+        return variant;
     }
+
+    /// <summary>The kernel's own keys per tile (its Bc without AE_KEYS_PER_TILE): two K and V buffers fit an A100's 163 KiB.</summary>
+    public static int DefaultKeysPerTile(int headDim, CudaElement element) => element == CudaElement.F32
+        ? headDim <= 96 ? 64 : headDim <= 128 ? 32 : 16
+        : headDim <= 128 ? 64 : 32;
+
+    /// <summary>The smallest tile: one mma k of keys in P·V (8 for tf32, 16 for f16/bf16).</summary>
+    private int MinKeysPerTile => Element == CudaElement.F32 ? 8 : 16;
+
+    /// <summary>True when this variant's tile is smaller than the kernel's default (compiled with AE_KEYS_PER_TILE).</summary>
+    public bool IsReducedTile => KeysPerTile != DefaultKeysPerTile(HeadDim, Element);
 
     public const int ThreadsPerBlock = 128;
     public const int RowsPerBlock = 64;
 
     /// <summary>Bytes per stored element.</summary>
     public int ElementBytes => Element == CudaElement.F32 ? 4 : 2;
-
-    /// <summary>Keys per K/V tile (the kernel's Bc): two K and two V buffers must fit beside the Q tile.</summary>
-    public int KeysPerTile => Element == CudaElement.F32
-        ? HeadDim <= 96 ? 64 : HeadDim <= 128 ? 32 : 16
-        : HeadDim <= 128 ? 64 : 32;
 
     /// <summary>Dynamic shared memory per block: the Q tile and two K and V buffers at the kernel's row pitches.</summary>
     public int SharedBytes
@@ -55,8 +90,11 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
 
     private string Suffix => Element switch { CudaElement.BF16 => "bf16", CudaElement.F32 => "f32", _ => "f16" };
 
-    /// <summary>The kernel's name in the compiled image: one per variant (flash_forward_d128_bf16), so profiles tell them apart.</summary>
-    public string EntryPoint => $"flash_forward_d{HeadDim}_{Suffix}";
+    /// <summary>
+    /// The kernel's name in the compiled image: one per variant (flash_forward_d128_bf16; flash_forward_d128_f32_k16
+    /// for a reduced tile), so profiles tell them apart.
+    /// </summary>
+    public string EntryPoint => $"flash_forward_d{HeadDim}_{Suffix}" + (IsReducedTile ? $"_k{KeysPerTile}" : "");
 
     /// <summary>The CMake-built fatbin holding this variant.</summary>
     public string FatbinFile => $"{EntryPoint}.fatbin";
@@ -64,7 +102,8 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
     /// <summary>NVRTC/nvcc options for <paramref name="architecture"/> ("sm_80", "sm_90a", …).</summary>
     public IReadOnlyList<string> CompileOptions(string architecture) =>
         [$"--gpu-architecture={architecture}", "-std=c++17", $"-DAE_HEAD_DIM={HeadDim}",
-         $"-DAE_BF16={(Element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(Element == CudaElement.F32 ? 1 : 0)}"];
+         $"-DAE_BF16={(Element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(Element == CudaElement.F32 ? 1 : 0)}",
+         .. IsReducedTile ? [$"-DAE_KEYS_PER_TILE={KeysPerTile}"] : Array.Empty<string>()];
 
     /// <summary>
     /// Compiles this variant for <paramref name="architecture"/> with NVRTC and reads ptxas's report of it (registers,
@@ -79,7 +118,7 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
         return new CudaKernelResources(EntryPoint, architecture, report.Registers, report.StackFrame, report.SpillStores, report.SpillLoads, SharedBytes);
     }
 
-    public override string ToString() => $"flash_forward D{HeadDim} {Suffix}";
+    public override string ToString() => $"flash_forward D{HeadDim} {Suffix}" + (IsReducedTile ? $" Bc{KeysPerTile}" : "");
 }
 
 /// <summary>kernels/Cuda/strided_copy.cu: one image holding both element widths.</summary>

@@ -14,6 +14,9 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
     private CudaModule? _copyModule;
     private readonly Dictionary<int, CudaFunction> _copies = [];
 
+    /// <summary>The most dynamic shared memory a block may opt in to on this device: what sizes each variant's K/V tile.</summary>
+    public int SharedLimit { get; } = device.Attribute(CudaDeviceAttribute.MaxSharedMemoryPerBlockOptin);
+
     public CudaFunction Flash(CudaFlashVariant variant)
     {
         if (_loaded.TryGetValue(variant, out var hit)) return hit.Function;
