@@ -9,8 +9,8 @@ namespace AttentionEngine.Bench.Cuda;
 public sealed class CudaResourcesSettings : CommandSettings
 {
     [CommandOption("--arch <SM>")]
-    [Description("Compute targets, comma-separated. Default: sm_80,sm_90.")]
-    public string Architectures { get; init; } = "sm_80,sm_90";
+    [Description("Compute targets, comma-separated. Default: sm_80,sm_86,sm_90.")]
+    public string Architectures { get; init; } = "sm_80,sm_86,sm_90";
 
     [CommandOption("--json")]
     [Description("Print the results as JSON instead of a table.")]

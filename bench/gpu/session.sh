@@ -3,7 +3,8 @@
 # backends", lists what is owed). Prepare here:   ../shared/device/pack.sh      (packs the .NET runtime, tests and bench into .device)
 # Run there (carry .device):        bash bench/gpu/session.sh
 # Logs land in $OUT (or ./gpu-session-logs): nvidia-smi, the nvcc fatbin build, the CUDA test suites against the GPU
-# (the emulator is not used where libcuda.so.1 loads), compute-sanitizer memcheck and racecheck on one suite, and
+# (the emulator is not used where libcuda.so.1 loads; CudaKnownAnswerTests compares every warp operation's bits with
+# the emulator's answers, so its log says lane by lane where the emulator and this GPU part), compute-sanitizer memcheck and racecheck on one suite, and
 # `bench cuda` against PyTorch's SDPA on the same grid (compare.md is the table for bench/RESULTS.md).
 # A device call runs at most 10 minutes, so run it as two calls: `session.sh checks` (build, tests, sanitizers) and
 # `session.sh bench` (build, timings); with no argument it does both.
@@ -31,7 +32,8 @@ bench() { (cd .device/apps/AttentionEngine.Bench && /tmp/dotnet/dotnet bench.dll
 mode=${1:-all}
 if [ "$mode" != bench ]; then
   tests=(-class AttentionEngine.Tests.CudaRoundTripTests -class AttentionEngine.Tests.CudaBackendTests
-         -class AttentionEngine.Tests.CudaDeviceTensorTests -class AttentionEngine.Tests.CudaKernelCompileTests)
+         -class AttentionEngine.Tests.CudaDeviceTensorTests -class AttentionEngine.Tests.CudaKernelCompileTests
+         -class AttentionEngine.Tests.CudaKnownAnswerTests -class AttentionEngine.Tests.CudaDeviceFamilyTests)
   step "CUDA tests on the GPU"
   timeout 300 .device/run.sh AttentionEngine.Tests "${tests[@]}" 2>&1 | tee "$logs/tests.log" | grep -E "FAIL|SKIP|Total|passed" | head -40
 

@@ -53,6 +53,35 @@ public class CudaDeviceFamilyTests
     }
 
     /// <summary>
+    /// A CUBIN loads only where its SASS runs, as the driver decides: sm_80 code on the sm_80 and sm_86 devices, sm_86
+    /// code not on sm_80 (an older minor) nor sm_90 (another major); so a host that compiles for the wrong device fails
+    /// here as it would on the GPU.
+    /// </summary>
+    [Fact]
+    public void A_cubin_loads_only_on_devices_that_run_its_architecture()
+    {
+        RequireEmulator();
+        if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
+        byte[] Cubin(string architecture) => NvrtcCompiler.Compile(CudaKernelSources.StridedCopy, CudaKernelSources.StridedCopyName,
+            CudaStridedCopy.CompileOptions(architecture)).Cubin!;
+        var (sm80, sm86) = (Cubin("sm_80"), Cubin("sm_86"));
+        foreach (var (ordinal, image, loads) in new[] { (2, sm80, true), (1, sm80, true), (1, sm86, true), (2, sm86, false), (0, sm86, false), (0, sm80, false) })
+        {
+            using var device = CudaDevice.Open(ordinal);
+            if (loads)
+            {
+                using var module = CudaModule.Load(image);
+                Assert.NotNull(module.Function(CudaStridedCopy.EntryPoint(4)));
+            }
+            else
+            {
+                var refused = Assert.Throws<CudaException>(() => CudaModule.Load(image));
+                Assert.Contains("CUDA_ERROR_NO_BINARY_FOR_GPU", refused.Message);
+            }
+        }
+    }
+
+    /// <summary>
     /// The default fp32 D = 128 variant asks for 100 KiB: the sm_86 device refuses to raise the function's limit that
     /// far (cuFuncSetAttribute), and a launch without the raise is refused too, as on an RTX 3090. The variant the host
     /// picks for that device fits.

@@ -48,6 +48,9 @@ done
 
 compile -x c++ -DAE_EMULATE -c "$root/kernels/Cuda/strided_copy.cu" -o "$objects/strided_copy.o"
 kernels+=("$objects/strided_copy.o")
+# Not a product kernel: the warp-operation probes whose answers the first GPU run compares with the emulator's.
+compile -x c++ -DAE_EMULATE -c "$here/../Cuda/known_answers.cu" -o "$objects/known_answers.o"
+kernels+=("$objects/known_answers.o")
 
 failed=0
 for job in "${jobs[@]}"; do wait "$job" || failed=1; done

@@ -30,6 +30,7 @@ enum : CUresult
     OutOfMemory = 2,
     NotInitialized = 3,
     InvalidImage = 200,
+    NoBinaryForGpu = 209,
     InvalidContext = 201,
     InvalidHandle = 400,
     NotFound = 500,
@@ -130,6 +131,15 @@ size_t elf_size(const unsigned char* image)
     memcpy(&entries, image + 0x3C, 2);
     return (size_t)(section_offset + (uint64_t)entry_size * entries);
 }
+// The SM a CUBIN was built for (80 for sm_80), or 0 when the image does not say in a form known here. CUDA ELF
+// images carry OS ABI 0x33; up to ABI version 7 (NVRTC 11-12) the low byte of e_flags is the SM.
+int cubin_sm(const unsigned char* image)
+{
+    if (!elf_size(image) || image[7] != 0x33 || image[8] != 7) return 0;
+    uint32_t flags;
+    memcpy(&flags, image + 0x30, 4);
+    return (int)(flags & 0xff);
+}
 } // namespace
 
 namespace ae_emu
@@ -166,6 +176,7 @@ EXPORT CUresult cuGetErrorName(CUresult status, const char** name)
     case OutOfMemory: *name = "CUDA_ERROR_OUT_OF_MEMORY"; return Success;
     case NotInitialized: *name = "CUDA_ERROR_NOT_INITIALIZED"; return Success;
     case InvalidImage: *name = "CUDA_ERROR_INVALID_IMAGE"; return Success;
+    case NoBinaryForGpu: *name = "CUDA_ERROR_NO_BINARY_FOR_GPU"; return Success;
     case InvalidContext: *name = "CUDA_ERROR_INVALID_CONTEXT"; return Success;
     case InvalidHandle: *name = "CUDA_ERROR_INVALID_HANDLE"; return Success;
     case NotFound: *name = "CUDA_ERROR_NOT_FOUND"; return Success;
@@ -429,6 +440,10 @@ EXPORT CUresult cuModuleLoadData(void** module, const void* image)
     if (!ready(status)) return status;
     if (!module || !image) return InvalidValue;
     auto* bytes = static_cast<const unsigned char*>(image);
+    // SASS runs on its own major version at the same or a later minor one (sm_80 code on an sm_86 device, not sm_86
+    // code on sm_80 nor sm_80 code on sm_90), as the driver refuses it.
+    const DeviceProfile& target = Devices[current->device];
+    if (int sm = cubin_sm(bytes); sm != 0 && (sm / 10 != target.major || sm % 10 > target.minor)) return NoBinaryForGpu;
     auto* loaded = new Module();
     loaded->device = current->device;
     // A CUBIN's bytes are kept so that a function resolves only if the image really holds its name.
