@@ -13,6 +13,9 @@ namespace AttentionEngine;
 /// causal and sliding-window bands, bias, keep-mask, block masks, GQA, Lq ≠ Lk, Dv ≠ D, LSE, any strides (host
 /// spans are packed on the way in; <see cref="DeviceTensor{T}"/>s are used in place). Unavailable, with the reason, without a driver, a device of sm_80 or later, or a
 /// way to get the kernel image (a CMake fatbin or NVRTC).
+/// <para>Calls with Lq ≤ 8 whose only masks are the band and the key length (decode) run kernels/Cuda/flash_decode.cu
+/// instead: the keys split across blocks (GQA heads packed as rows), each split's partial result merged exactly by its
+/// LSE, so a few heads over a long cache still fill the GPU.</para>
 /// <para>Not yet verified on a GPU: it is never chosen automatically; ask for it with Attention.Using(Backend.Cuda).</para>
 /// </summary>
 public sealed class CudaBackend : AttentionBackend, IDisposable
@@ -47,7 +50,8 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
     public override Backend Kind => Backend.Cuda;
 
     /// <summary>
-    /// Compiles every flash-attention kernel variant (each native head dimension and element type) for
+    /// Compiles every flash-attention kernel variant (each native head dimension and element type, the smaller tiles of
+    /// 99 KiB devices, and the split-KV decode kernel and its merge per element type) for
     /// <paramref name="architecture"/> with NVRTC and returns what ptxas reports for each: registers per thread, stack
     /// frame, spills, and the dynamic shared memory it is launched with. Needs NVRTC only, not a GPU; several seconds
     /// per variant.
@@ -62,7 +66,8 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
         if (digits.Length is < 2 or > 3 || !digits.All(char.IsAsciiDigit))
             throw new ArgumentException($"architecture is \"{architecture}\"; expected sm_ and the compute capability, e.g. sm_80 or sm_90a.", nameof(architecture));
         if (NvrtcCompiler.UnavailableReason is { } reason) throw new InvalidOperationException($"NVRTC is not available: {reason}");
-        return CudaFlashVariant.All.Select(variant => variant.Resources(architecture)).ToArray();
+        return CudaFlashVariant.All.Select(variant => variant.Resources(architecture))
+            .Concat(Enum.GetValues<CudaElement>().SelectMany(element => CudaDecodeKernel.Resources(architecture, element))).ToArray();
     }
 
     /// <inheritdoc/>
@@ -154,7 +159,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
 
             using var stream = CudaStream.Create();
-            LaunchFlash(kernels.Flash(variant), variant, shape, p, stream);
+            Launch(kernels, variant, shape, p, stream, scratch);
             stream.Synchronize();
 
             var output = new TStorage[rows * dn];
@@ -235,7 +240,7 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
                 }
                 AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
 
-                LaunchFlash(kernels.Flash(variant), variant, shape, p, queue);
+                Launch(kernels, variant, shape, p, queue, scratch);
                 unpack?.Invoke();
                 // Queued work reads the temporaries: they are freed only after it. In-place calls on a caller's stream need none.
                 if (ownStream is not null || !scratch.IsEmpty) queue.Synchronize();
@@ -311,6 +316,33 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             (p.BlockBatch, p.BlockHeads, p.QueryBlocks, p.KeyBlocks, p.QueryBlock, p.KeyBlock) =
                 (grid.Batch, grid.Heads, grid.QueryBlocks, grid.KeyBlocks, grid.QueryBlock, grid.KeyBlock);
         }
+    }
+
+    /// <summary>
+    /// Queues the call on <paramref name="stream"/>: the split-KV decode kernel and its merge for few queries whose only
+    /// masks are the band and the key length (partials in <paramref name="scratch"/>), else the flash kernel.
+    /// </summary>
+    private static unsafe void Launch(CudaKernels kernels, CudaFlashVariant variant, AttentionShape shape, FlashParams p, CudaStream stream,
+        DeviceScratch scratch)
+    {
+        long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength, outputs = rows * variant.HeadDim;
+        bool decode = shape.QueryLength <= CudaDecodeKernel.MaxQueryLength && p.Bias == 0 && p.Keep == 0 && p.Kinds == 0 && p.Dropout == 0
+            && CudaDecodeKernel.GridLimit(shape) is null && (outputs + CudaDecodeKernel.ThreadsPerBlock - 1) / CudaDecodeKernel.ThreadsPerBlock <= int.MaxValue;
+        if (!decode)
+        {
+            LaunchFlash(kernels.Flash(variant), variant, shape, p, stream);
+            return;
+        }
+        var (split, merge) = kernels.Decode(variant.Element);
+        var d = DecodeParams.From(p, variant.HeadDim);
+        (d.Splits, d.KeysPerSplit) = CudaDecodeKernel.Split(shape, kernels.Multiprocessors);
+        d.PartialO = scratch.Allocate(d.Splits * outputs * sizeof(float)).Address;
+        d.PartialLse = scratch.Allocate(d.Splits * rows * sizeof(float)).Address;
+        void* argument = &d;
+        split.Launch(((uint)(shape.Batch * shape.KvHeads), (uint)d.Splits, (uint)CudaDecodeKernel.RowChunks(shape)),
+            (CudaDecodeKernel.ThreadsPerBlock, 1, 1), CudaDecodeKernel.SharedBytes, stream, &argument);
+        merge.Launch(((uint)((outputs + CudaDecodeKernel.ThreadsPerBlock - 1) / CudaDecodeKernel.ThreadsPerBlock), 1, 1),
+            (CudaDecodeKernel.ThreadsPerBlock, 1, 1), 0, stream, &argument);
     }
 
     private static unsafe void LaunchFlash(CudaFunction function, CudaFlashVariant variant, AttentionShape shape, FlashParams p, CudaStream stream)

@@ -41,8 +41,8 @@ public class CudaBackendTests
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 
-    [Fact] public void F16_matches_the_oracle() => Verify<Half>(150, 30);
-    [Fact] public void Bf16_matches_the_oracle() => Verify<BFloat16>(150, 30);
+    [Fact] public void F16_matches_the_oracle() => Verify<Half>(150, 22);
+    [Fact] public void Bf16_matches_the_oracle() => Verify<BFloat16>(150, 22);
     [Fact] public void F32_as_3xtf32_matches_the_oracle() => Verify<float>(150, 30);
     [Fact] public void Dropout_f16_matches_the_oracle_with_the_same_mask() => Verify<Half>(60, 4, dropout: true);
     [Fact] public void Dropout_f32_matches_the_oracle_with_the_same_mask() => Verify<float>(60, 3, dropout: true);
@@ -58,7 +58,8 @@ public class CudaBackendTests
     public void Rows_beside_one_that_meets_garbage_keep_their_bits(int rows) =>
         HostileInputRegressionTests.CheckTinyRowsBesideHugeValues(Gpu(), rows);
 
-    [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 11, ProblemLimits.Decode);
+    // fp16 decode; CudaDecodeKernelTests draws fp32 and bf16 decodes and long split caches.
+    [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 6, ProblemLimits.Decode);
 
     [Fact]
     public void Block_masks_match_the_reference()
@@ -73,7 +74,7 @@ public class CudaBackendTests
     public void Every_head_dimension_runs_its_variant()
     {
         var backend = Gpu();
-        foreach (int d in new[] { 1, 32, 48, 64, 80, 96, 100, 128, 160, 256 })
+        foreach (int d in new[] { 1, 64, 80, 128, 160, 256 }) // every native variant, in place and zero-padded
         foreach (var element in Enum.GetValues<CudaElement>())
         {
             var spec = new ProblemSpec { Batch = 1, QueryHeads = 2, KvHeads = 1, QueryLength = 70, KeyLength = 90, HeadDim = d, ValueDim = d, DataSeed = d };

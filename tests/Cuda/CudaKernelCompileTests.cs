@@ -61,6 +61,24 @@ public class CudaKernelCompileTests
             (known ? "(listed as a known spill: it no longer spills, so take it off the list)" : "(a spill in a variant meant not to spill)"));
     }
 
+    /// <summary>The split-KV decode kernel and its merge compile for sm_80 per element type, without a spill.</summary>
+    [Theory]
+    [InlineData("F16")]
+    [InlineData("BF16")]
+    [InlineData("F32")]
+    public void Flash_decode_compiles_without_spills(string elementName)
+    {
+        if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
+        var element = Enum.Parse<CudaElement>(elementName);
+        var resources = CudaDecodeKernel.Resources("sm_80", element).ToArray();
+        Assert.Equal([CudaDecodeKernel.EntryPoint(element), CudaDecodeKernel.MergeEntryPoint(element)], resources.Select(r => r.EntryPoint));
+        foreach (var r in resources)
+        {
+            Assert.InRange(r.Registers, 1, 255);
+            Assert.True(r.SpillStoreBytes == 0 && r.SpillLoadBytes == 0, $"{r.EntryPoint}: {r.Registers} registers, spills {r.SpillStoreBytes}/{r.SpillLoadBytes} bytes");
+        }
+    }
+
     /// <summary>
     /// Variants ptxas spills today (NVRTC 11.2). fp32 D128 for sm_80: ptxas stops at 168 registers and spills 52 bytes;
     /// with __launch_bounds__(128, 1) it takes 210 registers and spills nothing (its 100 KB of shared memory already

@@ -46,6 +46,14 @@ for variant in "${variants[@]}"; do
   kernels+=("$object")
 done
 
+for element in f16 bf16 f32; do
+  bf16=0; [ "$element" = bf16 ] && bf16=1
+  f32=0; [ "$element" = f32 ] && f32=1
+  compile -x c++ -DAE_EMULATE -DAE_BF16="$bf16" -DAE_F32="$f32" -Ddecode="decode_${element}" \
+    -c "$root/kernels/Cuda/flash_decode.cu" -o "$objects/flash_decode_${element}.o"
+  kernels+=("$objects/flash_decode_${element}.o")
+done
+
 compile -x c++ -DAE_EMULATE -c "$root/kernels/Cuda/strided_copy.cu" -o "$objects/strided_copy.o"
 kernels+=("$objects/strided_copy.o")
 # Not a product kernel: the warp-operation probes whose answers the first GPU run compares with the emulator's.

@@ -148,6 +148,9 @@ internal static class CudaKernelSources
 
     public static string FlashForward => Read(FlashForwardName);
 
+    /// <summary>flash_decode.cu: split-KV attention for few queries, and the merge of its splits.</summary>
+    public static string FlashDecode => Read(CudaDecodeKernel.SourceName);
+
     /// <summary>strided_copy.cu: packs device tensors the flash kernel cannot address in place, and unpacks its output.</summary>
     public static string StridedCopy => Read(StridedCopyName);
 

@@ -13,6 +13,7 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
     private readonly Dictionary<CudaFlashVariant, (CudaModule Module, CudaFunction Function)> _loaded = [];
     private CudaModule? _copyModule;
     private readonly Dictionary<int, CudaFunction> _copies = [];
+    private readonly Dictionary<CudaElement, (CudaModule Module, CudaFunction Split, CudaFunction Merge)> _decoders = [];
 
     /// <summary>The most dynamic shared memory a block may opt in to on this device: what sizes each variant's K/V tile.</summary>
     public int SharedLimit { get; } = device.Attribute(CudaDeviceAttribute.MaxSharedMemoryPerBlockOptin);
@@ -27,6 +28,20 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
         _loaded[variant] = (module, function);
         return function;
     }
+
+    /// <summary>flash_decode.cu's split kernel and merge for <paramref name="element"/>.</summary>
+    public (CudaFunction Split, CudaFunction Merge) Decode(CudaElement element)
+    {
+        if (_decoders.TryGetValue(element, out var hit)) return (hit.Split, hit.Merge);
+        var module = CudaModule.Load(Image(CudaDecodeKernel.FatbinFile(element), CudaKernelSources.FlashDecode, CudaDecodeKernel.SourceName,
+            CudaDecodeKernel.CompileOptions(device.Architecture, element)));
+        var loaded = (module, module.Function(CudaDecodeKernel.EntryPoint(element)), module.Function(CudaDecodeKernel.MergeEntryPoint(element)));
+        _decoders[element] = loaded;
+        return (loaded.Item2, loaded.Item3);
+    }
+
+    /// <summary>The device's multiprocessors: how many blocks the decode kernel's splits aim to fill.</summary>
+    public int Multiprocessors { get; } = device.Attribute(CudaDeviceAttribute.MultiprocessorCount);
 
     /// <summary>strided_copy.cu's entry point for elements of <paramref name="elementBytes"/> (2 or 4) bytes.</summary>
     public CudaFunction StridedCopy(int elementBytes)
@@ -71,6 +86,8 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
     {
         foreach (var (module, _) in _loaded.Values) module.Dispose();
         _loaded.Clear();
+        foreach (var (module, _, _) in _decoders.Values) module.Dispose();
+        _decoders.Clear();
         _copies.Clear();
         _copyModule?.Dispose();
         _copyModule = null;

@@ -1,0 +1,76 @@
+namespace AttentionEngine.Kernels.Cuda;
+
+/// <summary>
+/// kernels/Cuda/flash_decode.cu: split-KV attention for few queries (Lq ≤ <see cref="MaxQueryLength"/>), one image
+/// per element type holding the split kernel and the merge. The host runs it for calls whose only masks are the band
+/// and the key length; the others take the flash kernel.
+/// </summary>
+internal static class CudaDecodeKernel
+{
+    public const string SourceName = "flash_decode.cu";
+    public const int ThreadsPerBlock = 128;
+    /// <summary>Query rows per block (a KV head's group of heads times Lq, in chunks of this many).</summary>
+    public const int RowsPerBlock = 8;
+    /// <summary>Keys per step of a block: one per thread. A split holds a whole number of steps.</summary>
+    public const int KeysPerStep = 128;
+    /// <summary>The kernel's Shared struct: Q rows, the step's probabilities and the row statistics.</summary>
+    public const int SharedBytes = 12416;
+    /// <summary>The longest query the decode kernel takes; longer ones run the flash kernel's 64-row tiles.</summary>
+    public const int MaxQueryLength = 8;
+    /// <summary>The most columns (head dimension) the kernel's shared Q rows hold.</summary>
+    public const int MaxHeadDim = 256;
+
+    private static string Suffix(CudaElement element) => element switch { CudaElement.BF16 => "bf16", CudaElement.F32 => "f32", _ => "f16" };
+
+    public static string EntryPoint(CudaElement element) => $"flash_decode_{Suffix(element)}";
+
+    public static string MergeEntryPoint(CudaElement element) => $"flash_decode_merge_{Suffix(element)}";
+
+    /// <summary>The CMake-built fatbin holding both entry points for <paramref name="element"/>.</summary>
+    public static string FatbinFile(CudaElement element) => $"{EntryPoint(element)}.fatbin";
+
+    public static IReadOnlyList<string> CompileOptions(string architecture, CudaElement element) =>
+        [$"--gpu-architecture={architecture}", "-std=c++17",
+         $"-DAE_BF16={(element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(element == CudaElement.F32 ? 1 : 0)}"];
+
+    /// <summary>
+    /// Compiles the decode image for <paramref name="element"/> with NVRTC and reads ptxas's report of its split
+    /// kernel and its merge. Needs NVRTC, not a GPU.
+    /// </summary>
+    public static IEnumerable<CudaKernelResources> Resources(string architecture, CudaElement element)
+    {
+        var output = Bindings.Cuda.NvrtcCompiler.Compile(CudaKernelSources.FlashDecode, SourceName,
+            [.. CompileOptions(architecture, element), PtxasReport.VerboseOption]);
+        foreach (var (entry, shared) in new[] { (EntryPoint(element), SharedBytes), (MergeEntryPoint(element), 0) })
+        {
+            var report = PtxasReport.Parse(output.Log, entry)
+                ?? throw new InvalidOperationException($"NVRTC's log for {entry} ({architecture}) has no ptxas report:\n{output.Log}");
+            yield return new CudaKernelResources(entry, architecture, report.Registers, report.StackFrame, report.SpillStores, report.SpillLoads, shared);
+        }
+    }
+
+    /// <summary>Row chunks per KV head: the group's heads times Lq, <see cref="RowsPerBlock"/> at a time.</summary>
+    public static int RowChunks(AttentionShape shape) =>
+        (shape.QueryHeads / shape.KvHeads * shape.QueryLength + RowsPerBlock - 1) / RowsPerBlock;
+
+    /// <summary>
+    /// Splits of the keys: enough blocks for two per multiprocessor, each split a whole number of steps; one split
+    /// when the heads alone fill the device. The choice depends on the shape and the device only, so a call's bits do
+    /// not change from run to run on one device.
+    /// </summary>
+    public static (int Splits, int KeysPerSplit) Split(AttentionShape shape, int multiprocessors)
+    {
+        long blocks = (long)shape.Batch * shape.KvHeads * RowChunks(shape);
+        int steps = Math.Max(1, (shape.KeyLength + KeysPerStep - 1) / KeysPerStep);
+        long wanted = Math.Max(1, (2L * multiprocessors + blocks - 1) / blocks);
+        int splits = (int)Math.Min(Math.Min(wanted, steps), 65535);
+        int stepsPerSplit = (steps + splits - 1) / splits;
+        splits = (steps + stepsPerSplit - 1) / stepsPerSplit;
+        return (splits, stepsPerSplit * KeysPerStep);
+    }
+
+    /// <summary>Why the decode kernel's grid cannot cover the call (x: batch·KV heads, z: row chunks); null when it can.</summary>
+    public static string? GridLimit(AttentionShape shape) =>
+        (long)shape.Batch * shape.KvHeads > int.MaxValue || RowChunks(shape) > 65535
+            ? $"the decode grid covers batch·KV heads ≤ {int.MaxValue} and (heads / KV heads)·Lq ≤ {65535 * RowsPerBlock}" : null;
+}
