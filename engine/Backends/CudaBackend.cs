@@ -18,7 +18,7 @@ namespace AttentionEngine;
 /// LSE, so a few heads over a long cache still fill the GPU.</para>
 /// <para>Not yet verified on a GPU: it is never chosen automatically; ask for it with Attention.Using(Backend.Cuda).</para>
 /// </summary>
-public sealed class CudaBackend : AttentionBackend, IDisposable
+public sealed partial class CudaBackend : AttentionBackend, IDisposable
 {
     /// <summary>The backend on CUDA device 0, opened on first use and shared by the process.</summary>
     public static CudaBackend Default { get; } = new();
@@ -333,16 +333,27 @@ public sealed class CudaBackend : AttentionBackend, IDisposable
             LaunchFlash(kernels.Flash(variant), variant, shape, p, stream);
             return;
         }
-        var (split, merge) = kernels.Decode(variant.Element);
         var d = DecodeParams.From(p, variant.HeadDim);
+        LaunchDecode(kernels, variant.Element, ref d, shape, stream, scratch);
+    }
+
+    /// <summary>Queues flash_decode.cu's split kernel and merge for <paramref name="d"/> (splits and partials set here).</summary>
+    private static unsafe void LaunchDecode(CudaKernels kernels, CudaElement element, ref DecodeParams d, AttentionShape shape, CudaStream stream,
+        DeviceScratch scratch)
+    {
+        long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength, outputs = rows * d.Dv;
+        var (split, merge) = kernels.Decode(element);
         (d.Splits, d.KeysPerSplit) = CudaDecodeKernel.Split(shape, kernels.Multiprocessors);
         d.PartialO = scratch.Allocate(d.Splits * outputs * sizeof(float)).Address;
         d.PartialLse = scratch.Allocate(d.Splits * rows * sizeof(float)).Address;
-        void* argument = &d;
-        split.Launch(((uint)(shape.Batch * shape.KvHeads), (uint)d.Splits, (uint)CudaDecodeKernel.RowChunks(shape)),
-            (CudaDecodeKernel.ThreadsPerBlock, 1, 1), CudaDecodeKernel.SharedBytes, stream, &argument);
-        merge.Launch(((uint)((outputs + CudaDecodeKernel.ThreadsPerBlock - 1) / CudaDecodeKernel.ThreadsPerBlock), 1, 1),
-            (CudaDecodeKernel.ThreadsPerBlock, 1, 1), 0, stream, &argument);
+        fixed (DecodeParams* parameters = &d)
+        {
+            void* argument = parameters;
+            split.Launch(((uint)(shape.Batch * shape.KvHeads), (uint)d.Splits, (uint)CudaDecodeKernel.RowChunks(shape)),
+                (CudaDecodeKernel.ThreadsPerBlock, 1, 1), CudaDecodeKernel.SharedBytes, stream, &argument);
+            merge.Launch(((uint)((outputs + CudaDecodeKernel.ThreadsPerBlock - 1) / CudaDecodeKernel.ThreadsPerBlock), 1, 1),
+                (CudaDecodeKernel.ThreadsPerBlock, 1, 1), 0, stream, &argument);
+        }
     }
 
     private static unsafe void LaunchFlash(CudaFunction function, CudaFlashVariant variant, AttentionShape shape, FlashParams p, CudaStream stream)

@@ -68,6 +68,9 @@ public sealed class Mask
         return new(Resolve(queryLength, keyLength));
     }
 
+    /// <summary>True when every term is aligned to the end of the keys (BottomRight), as a KV cache's queries are.</summary>
+    internal bool IsEndAligned => _terms.All(t => t.Alignment == CausalAlignment.BottomRight);
+
     /// <summary>The band this mask leaves visible in an Lq x Lk problem.</summary>
     internal DiagonalBand Resolve(int queryLength, int keyLength)
     {

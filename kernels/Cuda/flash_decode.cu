@@ -5,7 +5,8 @@
 // range of keys, so a few heads still fill the GPU.
 //
 // Self-contained (no CUDA headers), compiled by NVRTC at first use or by nvcc into a fatbin, once per element type:
-//   -DAE_BF16=0|1, -DAE_F32=0|1 (fp16 when both are 0). Entry points flash_decode_<f16|bf16|f32>(DecodeParams) and
+//   -DAE_BF16=0|1, -DAE_F32=0|1 (fp16 when both are 0). K and V are contiguous per sequence, or paged (vLLM's
+// layout: [pages, page size, KV heads, D] through a block table per sequence, each sequence with its own length). Entry points flash_decode_<f16|bf16|f32>(DecodeParams) and
 // flash_decode_merge_<f16|bf16|f32>(DecodeParams). The CPU emulator (tests/CudaEmulator) compiles it with -DAE_EMULATE.
 //
 // flash_decode: grid (batch * kv_heads, splits, row chunks of 8), 128 threads, SharedBytes of dynamic shared memory. The block walks its keys 128 at a time:
@@ -16,7 +17,8 @@
 // flash_decode_merge: one thread per (row, column) over all splits, in double: O = sum_s e^(lse_s - M) O_s / sum_s
 // e^(lse_s - M), LSE = M + log(sum), zeros and -inf for a row that saw no key.
 //
-// Masks: the diagonal band (causal or sliding window, aligned by the host) and the key length; calls with a bias,
+// Masks: the diagonal band (causal or sliding window, aligned by the host or to each sequence's end) and the key
+// length; calls with a bias,
 // keep-mask, block mask or dropout run the flash kernel instead.
 
 #ifndef AE_BF16
@@ -56,22 +58,27 @@ struct DecodeParams
     // Pointers first, then 64-bit, then 32-bit fields: the host mirrors this order (engine/Backends/Cuda/DecodeParams.cs).
     const elem* q; const elem* k; const elem* v; elem* o;
     float* lse;                 // null: LSE not wanted
-    float* partial_o;           // [splits][batch][heads][lq][d] fp32: each split's O / l
+    float* partial_o;           // [splits][batch][heads][lq][dv] fp32: each split's O / l
     float* partial_lse;         // [splits][batch][heads][lq]
-    i64 band_lo, band_hi;       // key - query must lie in [band_lo, band_hi]
-    i64 q_sb, q_sh, q_sr;       // element (b, h, i, c) of Q at b*q_sb + h*q_sh + i*q_sr + c; likewise K, V, O
-    i64 k_sb, k_sh, k_sr;
-    i64 v_sb, v_sh, v_sr;
+    const int* block_table;     // null: K and V contiguous per sequence. Else paged: key j of sequence b lives in page
+                                // block_table[b * table_stride + j / page_size], slot j % page_size
+    const int* key_lengths;     // null: every sequence has lk keys. Else sequence b has key_lengths[b] (<= lk)
+    i64 band_lo, band_hi;       // key - query must lie in [band_lo, band_hi] (shifted by lk_b - lq when band_from_end)
+    i64 q_sb, q_sh, q_sr;       // element (b, h, i, c) of Q at b*q_sb + h*q_sh + i*q_sr + c; likewise O
+    i64 k_sb, k_sh, k_sr;       // contiguous: (b, h, j, c) at b*k_sb + h*k_sh + j*k_sr + c. Paged: (page, slot, h, c)
+    i64 v_sb, v_sh, v_sr;       // at page*k_sb + slot*k_sr + h*k_sh + c. Likewise V
     i64 o_sb, o_sh, o_sr;
     i64 lse_sb, lse_sh, lse_sq;
+    i64 table_stride;
     int batch, heads, kv_heads, lq, lk;
-    int d;                      // columns of Q, K, V and O (up to MaxColumns)
+    int d, dv;                  // columns of Q and K; of V and O (each up to MaxColumns)
     int splits, keys_per_split; // split s takes keys [s * keys_per_split, (s + 1) * keys_per_split)
+    int page_size;
+    int band_from_end;          // 1: the band is relative to the end of each sequence's keys (bottom-right alignment)
     float scale;
-    int pad_;
 };
 
-static_assert(sizeof(DecodeParams) == 232, "DecodeParams layout changed: update the host mirror");
+static_assert(sizeof(DecodeParams) == 264, "DecodeParams layout changed: update the host mirror");
 
 namespace decode
 {
@@ -154,6 +161,14 @@ __device__ __forceinline__ double neg_inf_double()
     return x.value;
 }
 
+// Where key j of sequence b starts in K or V (before the head's offset): its row, or its page and slot.
+__device__ __forceinline__ i64 key_offset(const DecodeParams& p, int b, int j, i64 batch_or_page_stride, i64 row_stride)
+{
+    if (!p.block_table) return (i64)j * row_stride;
+    i64 page = p.block_table[b * p.table_stride + j / p.page_size];
+    return page * batch_or_page_stride + (i64)(j % p.page_size) * row_stride;
+}
+
 // The block's rows [row0, row0 + rows) of the KV head's group: row r is query i = r % lq of head kvh * group + r / lq.
 __device__ __forceinline__ void row_of(const DecodeParams& p, int kvh, int r, int& h, int& i)
 {
@@ -175,9 +190,11 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_DECODE_ENTRY(co
     int split = blockIdx.y, b = blockIdx.x / p.kv_heads, kvh = blockIdx.x % p.kv_heads;
     int group_rows = p.heads / p.kv_heads * p.lq, row0 = blockIdx.z * MaxRows, rows = min(MaxRows, group_rows - row0);
     int t = threadIdx.x;
-    int key_begin = split * p.keys_per_split, key_end = min(p.lk, key_begin + p.keys_per_split);
-    const elem* k_head = p.k + b * p.k_sb + kvh * p.k_sh;
-    const elem* v_head = p.v + b * p.v_sb + kvh * p.v_sh;
+    int lk = p.key_lengths ? p.key_lengths[b] : p.lk;
+    int key_begin = split * p.keys_per_split, key_end = min(lk, key_begin + p.keys_per_split);
+    i64 shift = p.band_from_end ? (i64)lk - p.lq : 0;
+    const elem* k_head = p.k + (p.block_table ? 0 : b * p.k_sb) + kvh * p.k_sh;
+    const elem* v_head = p.v + (p.block_table ? 0 : b * p.v_sb) + kvh * p.v_sh;
 
     for (int x = t; x < MaxRows * MaxColumns; x += Threads)
     {
@@ -213,10 +230,10 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_DECODE_ENTRY(co
                 {
                     int h, i;
                     row_of(p, kvh, row0 + r, h, i);
-                    i64 offset = (i64)j - i;
+                    i64 offset = (i64)j - i - shift;
                     if (offset >= p.band_lo && offset <= p.band_hi)
                     {
-                        const elem* key = k_head + j * p.k_sr;
+                        const elem* key = k_head + key_offset(p, b, j, p.k_sb, p.k_sr);
                         float dot = 0.f;
                         for (int c = 0; c < p.d; c++) dot += sh.q[r][c] * load(key + c);
                         s = saturate_score(dot * p.scale);
@@ -248,13 +265,13 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_DECODE_ENTRY(co
             for (int n = 0; n < Outputs; n++)
             {
                 int x = t + n * Threads, r = x / MaxColumns, c = x % MaxColumns;
-                if (r >= rows || c >= p.d) continue;
+                if (r >= rows || c >= p.dv) continue;
                 float acc = o[n] * sh.rescale[r];
                 for (int k = 0; k < keys; k++)
                 {
                     float probability = sh.p[r][k];
                     if (probability == 0.f) continue;
-                    float value = load(v_head + (i64)(j0 + k) * p.v_sr + c);
+                    float value = load(v_head + key_offset(p, b, j0 + k, p.v_sb, p.v_sr) + c);
                     acc += probability * (scaled ? value * PassOneScale : value);
                 }
                 o[n] = acc;
@@ -267,7 +284,7 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_DECODE_ENTRY(co
             for (int n = 0; n < Outputs; n++)
             {
                 int x = t + n * Threads, r = x / MaxColumns, c = x % MaxColumns;
-                if (r < rows && c < p.d && sh.row_sum[r] != 0.f && non_finite(o[n] / sh.row_sum[r])) sh.bad[r] = 1;
+                if (r < rows && c < p.dv && sh.row_sum[r] != 0.f && non_finite(o[n] / sh.row_sum[r])) sh.bad[r] = 1;
             }
             __syncthreads();
         }
@@ -275,13 +292,13 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_DECODE_ENTRY(co
         for (int n = 0; n < Outputs; n++)
         {
             int x = t + n * Threads, r = x / MaxColumns, c = x % MaxColumns;
-            if (r >= rows || c >= p.d || (pass == 1 && sh.bad[r] == 0)) continue;
+            if (r >= rows || c >= p.dv || (pass == 1 && sh.bad[r] == 0)) continue;
             int h, i;
             row_of(p, kvh, row0 + r, h, i);
             float sum = sh.row_sum[r];
             float value = sum == 0.f ? 0.f : o[n] / sum;
             if (pass == 1) value *= 1.f / PassOneScale;
-            p.partial_o[((((i64)split * p.batch + b) * p.heads + h) * p.lq + i) * p.d + c] = value;
+            p.partial_o[((((i64)split * p.batch + b) * p.heads + h) * p.lq + i) * p.dv + c] = value;
         }
         bool again = false;
         for (int r = 0; r < rows; r++) again |= sh.bad[r] != 0;
@@ -303,9 +320,9 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_MERGE_ENTRY(con
 {
     using namespace decode;
     i64 x = (i64)blockIdx.x * Threads + threadIdx.x, rows = (i64)p.batch * p.heads * p.lq;
-    if (x >= rows * p.d) return;
-    i64 row = x / p.d;
-    int c = (int)(x % p.d);
+    if (x >= rows * p.dv) return;
+    i64 row = x / p.dv;
+    int c = (int)(x % p.dv);
     int i = (int)(row % p.lq), h = (int)(row / p.lq % p.heads), b = (int)(row / p.lq / p.heads);
     double most = neg_inf_double();
     bool nan = false;
@@ -323,7 +340,7 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_MERGE_ENTRY(con
             if (lse == neg_inf_double()) continue; // a split that saw no key of this row: its partial O is zeros
             double weight = exp(lse - most);
             sum += weight;
-            acc += weight * p.partial_o[((i64)s * rows + row) * p.d + c];
+            acc += weight * p.partial_o[((i64)s * rows + row) * p.dv + c];
         }
     float value = nan ? __int_as_float(0x7fc00000u) : sum == 0.0 ? 0.f : (float)(acc / sum);
     elem* out = p.o + b * p.o_sb + h * p.o_sh + i * p.o_sr + c;

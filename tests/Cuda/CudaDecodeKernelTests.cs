@@ -103,11 +103,14 @@ public class CudaDecodeKernelTests
     [Fact]
     public void The_host_parameter_block_matches_the_kernel_layout()
     {
-        Assert.Equal(232, Marshal.SizeOf<DecodeParams>());
-        Assert.Equal(56, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.BandLo)));
-        Assert.Equal(72, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.QStrides)));
-        Assert.Equal(192, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.Batch)));
-        Assert.Equal(216, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.Splits)));
-        Assert.Equal(224, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.Scale)));
+        Assert.Equal(264, Marshal.SizeOf<DecodeParams>());
+        Assert.Equal(56, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.BlockTable)));
+        Assert.Equal(72, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.BandLo)));
+        Assert.Equal(88, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.QStrides)));
+        Assert.Equal(208, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.TableStride)));
+        Assert.Equal(216, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.Batch)));
+        Assert.Equal(236, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.D)));
+        Assert.Equal(252, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.PageSize)));
+        Assert.Equal(260, (int)Marshal.OffsetOf<DecodeParams>(nameof(DecodeParams.Scale)));
     }
 }

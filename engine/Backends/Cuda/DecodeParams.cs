@@ -10,14 +10,22 @@ namespace AttentionEngine;
 internal struct DecodeParams
 {
     public ulong Q, K, V, O, Lse, PartialO, PartialLse;
+    /// <summary>0: K and V contiguous per sequence. Else the device block table (int32 per page of each sequence).</summary>
+    public ulong BlockTable;
+    /// <summary>0: every sequence has <see cref="Lk"/> keys. Else the device's int32 key length per sequence.</summary>
+    public ulong KeyLengths;
     public long BandLo, BandHi;
+    /// <summary>K and V: batch (contiguous) or page (paged) stride, head stride, row (contiguous) or slot (paged) stride.</summary>
     public Strides3 QStrides, KStrides, VStrides, OStrides, LseStrides;
+    public long TableStride;
     public int Batch, Heads, KvHeads, Lq, Lk;
-    /// <summary>Columns of Q, K, V and O: the kernel's padded head dimension.</summary>
-    public int D;
+    /// <summary>Columns of Q and K, and of V and O.</summary>
+    public int D, Dv;
     public int Splits, KeysPerSplit;
+    public int PageSize;
+    /// <summary>1: the band is relative to the end of each sequence's keys (bottom-right alignment per sequence).</summary>
+    public int BandFromEnd;
     public float Scale;
-    private int _padding;
 
     /// <summary>The decode call for the operands <paramref name="p"/> already addresses (the flash kernel's parameter block).</summary>
     public static DecodeParams From(in FlashParams p, int d) => new()
@@ -25,6 +33,6 @@ internal struct DecodeParams
         Q = p.Q, K = p.K, V = p.V, O = p.O, Lse = p.Lse,
         BandLo = p.BandLo, BandHi = p.BandHi,
         QStrides = p.QStrides, KStrides = p.KStrides, VStrides = p.VStrides, OStrides = p.OStrides, LseStrides = p.LseStrides,
-        Batch = p.Batch, Heads = p.Heads, KvHeads = p.KvHeads, Lq = p.Lq, Lk = p.Lk, D = d, Scale = p.Scale,
+        Batch = p.Batch, Heads = p.Heads, KvHeads = p.KvHeads, Lq = p.Lq, Lk = p.Lk, D = d, Dv = d, Scale = p.Scale,
     };
 }
