@@ -33,7 +33,8 @@ mode=${1:-all}
 if [ "$mode" != bench ]; then
   tests=(-class AttentionEngine.Tests.CudaRoundTripTests -class AttentionEngine.Tests.CudaBackendTests
          -class AttentionEngine.Tests.CudaDeviceTensorTests -class AttentionEngine.Tests.CudaKernelCompileTests
-         -class AttentionEngine.Tests.CudaKnownAnswerTests -class AttentionEngine.Tests.CudaDeviceFamilyTests)
+         -class AttentionEngine.Tests.CudaKnownAnswerTests -class AttentionEngine.Tests.CudaDeviceFamilyTests
+         -class AttentionEngine.Tests.CudaDecodeKernelTests -class AttentionEngine.Tests.CudaPagedDecodeTests)
   step "CUDA tests on the GPU"
   timeout 300 .device/run.sh AttentionEngine.Tests "${tests[@]}" 2>&1 | tee "$logs/tests.log" | grep -E "FAIL|SKIP|Total|passed" | head -40
 

@@ -25,8 +25,8 @@ public class CudaDecodeKernelTests
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 
-    [Fact] public void F32_decode_matches_the_oracle() => Verify<float>(60, 6);
-    [Fact] public void Bf16_decode_matches_the_oracle() => Verify<BFloat16>(60, 6);
+    [Fact] public void F32_decode_matches_the_oracle() => Verify<float>(60, 4);
+    [Fact] public void Bf16_decode_matches_the_oracle() => Verify<BFloat16>(60, 4);
 
     /// <summary>
     /// A long cache over few heads splits into many blocks (checked: the call takes the decode kernel's two launches,
@@ -36,7 +36,6 @@ public class CudaDecodeKernelTests
     /// </summary>
     [Theory]
     [InlineData(1, 64, 500)]
-    [InlineData(3, 128, 200)]
     [InlineData(5, 96, 333)]
     public void Long_caches_split_across_blocks_and_merge_exactly(int queries, int headDim, int window)
     {
