@@ -325,9 +325,8 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
     private static unsafe void Launch(CudaKernels kernels, CudaFlashVariant variant, AttentionShape shape, FlashParams p, CudaStream stream,
         DeviceScratch scratch)
     {
-        long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength, outputs = rows * variant.HeadDim;
         bool decode = shape.QueryLength <= CudaDecodeKernel.MaxQueryLength && p.Bias == 0 && p.Keep == 0 && p.Kinds == 0 && p.Dropout == 0
-            && CudaDecodeKernel.GridLimit(shape) is null && (outputs + CudaDecodeKernel.ThreadsPerBlock - 1) / CudaDecodeKernel.ThreadsPerBlock <= int.MaxValue;
+            && CudaDecodeKernel.GridLimit(shape) is null;
         if (!decode)
         {
             LaunchFlash(kernels.Flash(variant), variant, shape, p, stream);

@@ -70,7 +70,10 @@ public class CudaDecodeKernelTests
         long launches = CudaEmulation.Active ? CudaEmulation.Launches : 0;
         var first = problem.Run(backend);
         if (CudaEmulation.Active) Assert.Equal(2, CudaEmulation.Launches - launches); // the split kernel and the merge
-        var (splits, _) = CudaDecodeKernel.Split(shape, 132);
+        int multiprocessors;
+        using (var device = AttentionEngine.Bindings.Cuda.CudaDevice.Open(0))
+            multiprocessors = device.Attribute(AttentionEngine.Bindings.Cuda.CudaDeviceAttribute.MultiprocessorCount);
+        var (splits, _) = CudaDecodeKernel.Split(shape, multiprocessors);
         Assert.True(splits > 1, $"{splits} split(s): the test does not exercise the merge");
         var verdict = CaseVerifier.VerifyBackend(backend, problem, spec.DataSeed);
         Assert.True(verdict.Passed, $"{spec}: {string.Join("; ", verdict.Failures)}");
@@ -97,6 +100,15 @@ public class CudaDecodeKernelTests
             // Splits stop at two blocks per multiprocessor or at one step each.
             Assert.True(blocks * splits >= Math.Min(2L * multiprocessors, blocks * steps) / 2, $"{shape} on {multiprocessors} SMs: {splits} splits");
         }
+    }
+
+    [Fact]
+    public void Grids_past_the_launch_limits_are_named_not_launched()
+    {
+        Assert.Null(CudaDecodeKernel.GridLimit(new AttentionShape(64, 32, 8, 8, 32768, 128, 128)));
+        // The merge's one thread per output would pass 2^31 blocks; too many rows per KV head for the z dimension.
+        Assert.Contains("batch·heads·Lq", CudaDecodeKernel.GridLimit(new AttentionShape(1 << 20, 1024, 1024, 8, 1, 64, 64)));
+        Assert.NotNull(CudaDecodeKernel.GridLimit(new AttentionShape(1, 65536 * 8, 1, 8, 1, 64, 64)));
     }
 
     [Fact]

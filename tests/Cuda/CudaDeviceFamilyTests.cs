@@ -8,8 +8,8 @@ using FsCheck.Fluent;
 namespace AttentionEngine.Tests;
 
 /// <summary>
-/// The CUDA backend on devices that differ in what a kernel must fit. The emulator offers three (0: sm_90 with 227 KiB
-/// of opt-in shared memory per block, 1: sm_86 with 99 KiB, 2: sm_80 with 163 KiB) and refuses a launch that asks
+/// The CUDA backend on devices that differ in what a kernel must fit. The emulator offers three (0: sm_80 with 163 KiB
+/// of opt-in shared memory per block, 1: sm_86 with 99 KiB, 2: sm_90 with 227 KiB) and refuses a launch that asks
 /// for more than its device allows, as a GPU does; the fp32 variants at D ≥ 96 need more than 99 KiB with their
 /// default tiles, so on the sm_86 device they run the smaller tiles the host picks. On a GPU machine the tests run on
 /// the devices it has and skip the ordinals it lacks. Through the C ABI a kDLCUDA tensor runs on its own device.
@@ -33,11 +33,11 @@ public class CudaDeviceFamilyTests
     }
 
     [Fact]
-    public void The_emulator_offers_an_sm_90_an_sm_86_and_an_sm_80_device()
+    public void The_emulator_offers_an_sm_80_an_sm_86_and_an_sm_90_device()
     {
         RequireEmulator();
         Assert.Equal(3, CudaDriver.DeviceCount);
-        var expected = new[] { ("sm_90", 227), ("sm_86", 99), ("sm_80", 163) };
+        var expected = new[] { ("sm_80", 163), ("sm_86", 99), ("sm_90", 227) };
         for (int ordinal = 0; ordinal < expected.Length; ordinal++)
         {
             using var device = CudaDevice.Open(ordinal);
@@ -65,7 +65,7 @@ public class CudaDeviceFamilyTests
         byte[] Cubin(string architecture) => CudaCompileCache.Default.Cubin(CudaKernelSources.StridedCopy, CudaKernelSources.StridedCopyName,
             CudaStridedCopy.CompileOptions(architecture), out _);
         var (sm80, sm86) = (Cubin("sm_80"), Cubin("sm_86"));
-        foreach (var (ordinal, image, loads) in new[] { (2, sm80, true), (1, sm80, true), (1, sm86, true), (2, sm86, false), (0, sm86, false), (0, sm80, false) })
+        foreach (var (ordinal, image, loads) in new[] { (0, sm80, true), (1, sm80, true), (1, sm86, true), (0, sm86, false), (2, sm86, false), (2, sm80, false) })
         {
             using var device = CudaDevice.Open(ordinal);
             if (loads)
@@ -93,7 +93,7 @@ public class CudaDeviceFamilyTests
         RequireEmulator();
         if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
         var tooLarge = new CudaFlashVariant(128, CudaElement.F32);
-        foreach (var (ordinal, accepted) in new[] { (1, false), (2, true) })
+        foreach (var (ordinal, accepted) in new[] { (1, false), (0, true) })
         {
             using var device = CudaDevice.Open(ordinal);
             Assert.Equal(accepted, tooLarge.SharedBytes <= device.Attribute(CudaDeviceAttribute.MaxSharedMemoryPerBlockOptin));
@@ -116,8 +116,8 @@ public class CudaDeviceFamilyTests
 
     /// <summary>
     /// The variants where the devices differ, against the oracle: on the sm_86 device the three smaller fp32 tiles and
-    /// the f16/bf16 D = 256 variant (exactly 99 KiB); on the sm_80 device the largest default variants (fp32 D = 256 at
-    /// 130 KiB, bf16 D = 128). Device 0 runs every variant in CudaBackendTests. Each variant is one NVRTC compile (5-10
+    /// the f16/bf16 D = 256 variant (exactly 99 KiB); on the sm_90 device the largest default variant (fp32 D = 256 at
+    /// 130 KiB). Device 0 (sm_80) runs every variant in CudaBackendTests. Each variant is one NVRTC compile (5-10
     /// s here), so the list is the variants that matter, not all of them.
     /// </summary>
     [Theory]

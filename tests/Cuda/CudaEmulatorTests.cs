@@ -42,7 +42,7 @@ public class CudaEmulatorTests
         CudaBackendTests.Gpu();
         using var device = CudaDevice.Open(0);
         var variant = new CudaFlashVariant(128, CudaElement.F16); // 87 KiB of shared memory: above the default 48
-        var image = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(device.Architecture)).Cubin!;
+        var image = CudaCompileCache.Default.Cubin(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(device.Architecture), out _);
         using var module = CudaModule.Load(image);
         var function = module.Function(variant.EntryPoint);
         function.SetMaxDynamicSharedMemory(variant.SharedBytes);
@@ -75,7 +75,7 @@ public class CudaEmulatorTests
         CudaBackendTests.Gpu();
         using var device = CudaDevice.Open(0);
         var variant = new CudaFlashVariant(32, CudaElement.F16);
-        var image = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(device.Architecture)).Cubin!;
+        var image = CudaCompileCache.Default.Cubin(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName, variant.CompileOptions(device.Architecture), out _);
         using var module = CudaModule.Load(image);
         var function = module.Function(variant.EntryPoint);
         function.SetMaxDynamicSharedMemory(variant.SharedBytes);

@@ -33,8 +33,9 @@ public class CudaKernelCompileTests
         var element = Enum.Parse<CudaElement>(elementName);
         if (NvrtcCompiler.UnavailableReason is { } reason) Assert.Skip(reason);
         var variant = new CudaFlashVariant(headDim, element, keysPerTile);
-        var output = NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
-            [.. variant.CompileOptions(architecture), PtxasReport.VerboseOption]);
+        // Through the compile cache: the emulated devices' backend compiles the same variants with the same options.
+        var output = CudaCompileCache.Default.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
+            variant.CompileOptions(architecture), out _);
         Assert.Contains($".entry {variant.EntryPoint}(", output.Ptx);
         if (element == CudaElement.F32)
         {
@@ -185,7 +186,7 @@ public class CudaKernelCompileTests
             Assert.Equal(first, second);
             Assert.NotEqual(CudaCompileCache.Key(CudaKernelSources.FlashForward, variant.CompileOptions("sm_80")),
                 CudaCompileCache.Key(CudaKernelSources.FlashForward, variant.CompileOptions("sm_90")));
-            Assert.Single(Directory.GetFiles(directory));
+            Assert.Equal([".cubin", ".log", ".ptx"], Directory.GetFiles(directory).Select(Path.GetExtension).Order());
         }
         finally
         {

@@ -33,7 +33,7 @@ public class CudaKnownAnswerTests
         return Answers.Value;
     }
 
-    /// <summary>Runs the probes on device 0 (a GPU, or the emulator's sm_90) and returns out[probe, lane, word].</summary>
+    /// <summary>Runs the probes on device 0 (a GPU, or the emulator's sm_80) and returns out[probe, lane, word].</summary>
     private static unsafe uint[,,] RunProbes()
     {
         using var device = CudaDevice.Open(0);

@@ -29,8 +29,9 @@ internal static class CudaDecodeKernel
     /// <summary>The CMake-built fatbin holding both entry points for <paramref name="element"/>.</summary>
     public static string FatbinFile(CudaElement element) => $"{EntryPoint(element)}.fatbin";
 
+    /// <summary>NVRTC options for <paramref name="architecture"/>, with ptxas's report (see <see cref="CudaFlashVariant.CompileOptions"/>).</summary>
     public static IReadOnlyList<string> CompileOptions(string architecture, CudaElement element) =>
-        [$"--gpu-architecture={architecture}", "-std=c++17",
+        [$"--gpu-architecture={architecture}", "-std=c++17", PtxasReport.VerboseOption,
          $"-DAE_BF16={(element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(element == CudaElement.F32 ? 1 : 0)}"];
 
     /// <summary>
@@ -39,8 +40,7 @@ internal static class CudaDecodeKernel
     /// </summary>
     public static IEnumerable<CudaKernelResources> Resources(string architecture, CudaElement element)
     {
-        var output = Bindings.Cuda.NvrtcCompiler.Compile(CudaKernelSources.FlashDecode, SourceName,
-            [.. CompileOptions(architecture, element), PtxasReport.VerboseOption]);
+        var output = CudaCompileCache.Default.Compile(CudaKernelSources.FlashDecode, SourceName, CompileOptions(architecture, element), out _);
         foreach (var (entry, shared) in new[] { (EntryPoint(element), SharedBytes), (MergeEntryPoint(element), 0) })
         {
             var report = PtxasReport.Parse(output.Log, entry)
@@ -69,8 +69,13 @@ internal static class CudaDecodeKernel
         return (splits, stepsPerSplit * KeysPerStep);
     }
 
-    /// <summary>Why the decode kernel's grid cannot cover the call (x: batch·KV heads, z: row chunks); null when it can.</summary>
+    /// <summary>
+    /// Why the decode kernels' grids cannot cover the call (split kernel x: batch·KV heads, z: row chunks; merge x: one
+    /// thread per output of up to <see cref="MaxHeadDim"/> columns); null when they can.
+    /// </summary>
     public static string? GridLimit(AttentionShape shape) =>
         (long)shape.Batch * shape.KvHeads > int.MaxValue || RowChunks(shape) > 65535
-            ? $"the decode grid covers batch·KV heads ≤ {int.MaxValue} and (heads / KV heads)·Lq ≤ {65535 * RowsPerBlock}" : null;
+            || (long)shape.Batch * shape.QueryHeads * shape.QueryLength * MaxHeadDim / ThreadsPerBlock > int.MaxValue
+            ? $"the decode grid covers batch·KV heads ≤ {int.MaxValue}, (heads / KV heads)·Lq ≤ {65535 * RowsPerBlock} and batch·heads·Lq ≤ {(long)int.MaxValue * ThreadsPerBlock / MaxHeadDim}"
+            : null;
 }

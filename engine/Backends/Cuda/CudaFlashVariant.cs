@@ -99,9 +99,12 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
     /// <summary>The CMake-built fatbin holding this variant.</summary>
     public string FatbinFile => $"{EntryPoint}.fatbin";
 
-    /// <summary>NVRTC/nvcc options for <paramref name="architecture"/> ("sm_80", "sm_90a", …).</summary>
+    /// <summary>
+    /// NVRTC options for <paramref name="architecture"/> ("sm_80", "sm_90a", …). They ask for ptxas's report, so the
+    /// backend's compile and the resource checks are one cached compile.
+    /// </summary>
     public IReadOnlyList<string> CompileOptions(string architecture) =>
-        [$"--gpu-architecture={architecture}", "-std=c++17", $"-DAE_HEAD_DIM={HeadDim}",
+        [$"--gpu-architecture={architecture}", "-std=c++17", PtxasReport.VerboseOption, $"-DAE_HEAD_DIM={HeadDim}",
          $"-DAE_BF16={(Element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(Element == CudaElement.F32 ? 1 : 0)}",
          .. IsReducedTile ? [$"-DAE_KEYS_PER_TILE={KeysPerTile}"] : Array.Empty<string>()];
 
@@ -111,8 +114,8 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
     /// </summary>
     public CudaKernelResources Resources(string architecture)
     {
-        var output = Bindings.Cuda.NvrtcCompiler.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
-            [.. CompileOptions(architecture), PtxasReport.VerboseOption]);
+        var output = CudaCompileCache.Default.Compile(CudaKernelSources.FlashForward, CudaKernelSources.FlashForwardName,
+            CompileOptions(architecture), out _);
         var report = PtxasReport.Parse(output.Log, EntryPoint)
             ?? throw new InvalidOperationException($"NVRTC's log for {EntryPoint} ({architecture}) has no ptxas report:\n{output.Log}");
         return new CudaKernelResources(EntryPoint, architecture, report.Registers, report.StackFrame, report.SpillStores, report.SpillLoads, SharedBytes);
