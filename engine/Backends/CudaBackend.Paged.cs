@@ -25,7 +25,7 @@ public sealed partial class CudaBackend
     /// <exception cref="ArgumentException">shapes, devices, the table, the lengths or the mask are invalid; the message names which.</exception>
     /// <exception cref="NotSupportedException">more than 8 queries, D or Dv above 256, or an option the paged decode does not take.</exception>
     /// <exception cref="InvalidOperationException">the backend is unavailable, or the tensors are on another device than the backend's.</exception>
-    public unsafe void ForwardPaged<T>(DeviceTensor<T> q, DeviceTensor<T> keyPages, DeviceTensor<T> valuePages, ReadOnlySpan<int> blockTable,
+    public void ForwardPaged<T>(DeviceTensor<T> q, DeviceTensor<T> keyPages, DeviceTensor<T> valuePages, ReadOnlySpan<int> blockTable,
         ReadOnlySpan<int> keyLengths, DeviceTensor<T> output, scoped in AttentionOptions options = default, DeviceTensor<float>? lse = null,
         CudaStream? stream = null) where T : unmanaged
     {
@@ -35,8 +35,8 @@ public sealed partial class CudaBackend
             throw new InvalidOperationException($"The tensors live on device {q.Device.Ordinal}; backend {Name} runs on device {device.Ordinal}.");
         var shape = call.Shape;
         if (CudaDecodeKernel.GridLimit(shape) is { } grid) throw new NotSupportedException($"{shape}: {grid}.");
-        var element = typeof(T) == typeof(float) ? CudaElement.F32 : typeof(T) == typeof(BFloat16) ? CudaElement.BF16 : CudaElement.F16;
-        int bytes = element == CudaElement.F32 ? 4 : 2;
+        var element = CudaElements.Of<T>();
+        int bytes = CudaElements.Bytes(element);
         // Q and the output go through the packed layout where they cannot be used in place (the kernel reads D and
         // writes Dv of their columns); the pages are read where they lie.
         int dn = CudaFlashVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element).HeadDim;
@@ -45,39 +45,27 @@ public sealed partial class CudaBackend
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             device.MakeCurrent();
-            using var ownStream = stream is null ? CudaStream.Create() : null;
-            var queue = stream ?? ownStream!;
-            var scratch = new DeviceScratch();
-            try
+            using var scope = new DeviceCallScope(stream);
+            var copies = new DeviceOperands(kernels, scope.Scratch, scope.Queue, dn, bytes);
+            var d = new DecodeParams
             {
-                var copies = new DeviceOperands(kernels, scratch, queue, dn, bytes);
-                var d = new DecodeParams
-                {
-                    BandLo = call.BandFromEnd.Lo, BandHi = call.BandFromEnd.Hi, BandFromEnd = 1,
-                    Batch = shape.Batch, Heads = shape.QueryHeads, KvHeads = shape.KvHeads, Lq = shape.QueryLength, Lk = shape.KeyLength,
-                    D = shape.HeadDim, Dv = shape.ValueDim, Scale = call.Scale,
-                    K = keyPages.Address, V = valuePages.Address,
-                    KStrides = new(keyPages.Strides[0], keyPages.Strides[2], keyPages.Strides[1]),
-                    VStrides = new(valuePages.Strides[0], valuePages.Strides[2], valuePages.Strides[1]),
-                    BlockTable = scratch.Upload<int>(call.BlockTable).Address, TableStride = call.PagesPerSequence, PageSize = call.PageSize,
-                    KeyLengths = scratch.Upload<int>(call.KeyLengths).Address,
-                };
-                (d.Q, d.QStrides) = copies.Input(q);
-                var (outputAddress, outputStrides, unpack) = copies.Output(output);
-                (d.O, d.OStrides) = (outputAddress, outputStrides);
-                if (lse is not null) (d.Lse, d.LseStrides) = (lse.Address, new Strides3(lse.Strides[0], lse.Strides[1], lse.Strides[2]));
-                LaunchDecode(kernels, element, ref d, shape, queue, scratch);
-                unpack?.Invoke();
-                // The table, the lengths and the partials are temporaries the queued kernels read: wait before freeing them.
-                queue.Synchronize();
-            }
-            finally
-            {
-                if (!scratch.IsEmpty)
-                    try { queue.Synchronize(); }
-                    catch (CudaException) { } // that failure is what is already propagating
-                scratch.Dispose();
-            }
+                BandLo = call.BandFromEnd.Lo, BandHi = call.BandFromEnd.Hi, BandFromEnd = 1,
+                Batch = shape.Batch, Heads = shape.QueryHeads, KvHeads = shape.KvHeads, Lq = shape.QueryLength, Lk = shape.KeyLength,
+                D = shape.HeadDim, Dv = shape.ValueDim, Scale = call.Scale,
+                K = keyPages.Address, V = valuePages.Address,
+                KStrides = new(keyPages.Strides[0], keyPages.Strides[2], keyPages.Strides[1]),
+                VStrides = new(valuePages.Strides[0], valuePages.Strides[2], valuePages.Strides[1]),
+                BlockTable = scope.Scratch.Upload<int>(call.BlockTable).Address, TableStride = call.PagesPerSequence, PageSize = call.PageSize,
+                KeyLengths = scope.Scratch.Upload<int>(call.KeyLengths).Address,
+            };
+            (d.Q, d.QStrides) = copies.Input(q);
+            var (outputAddress, outputStrides, unpack) = copies.Output(output);
+            (d.O, d.OStrides) = (outputAddress, outputStrides);
+            if (lse is not null) (d.Lse, d.LseStrides) = (lse.Address, new Strides3(lse.Strides[0], lse.Strides[1], lse.Strides[2]));
+            LaunchDecode(kernels, element, ref d, shape, scope.Queue, scope.Scratch);
+            unpack?.Invoke();
+            // The table, the lengths and the partials are temporaries the queued kernels read.
+            scope.Complete();
         }
     }
 }

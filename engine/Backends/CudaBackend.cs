@@ -126,7 +126,7 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
     {
         // fp32 travels as fp32; fp16 and bf16 as their bits.
         if (typeof(T) == typeof(float)) Run<T, TMask, float>(call, blockMask, CudaElement.F32);
-        else Run<T, TMask, ushort>(call, blockMask, typeof(T) == typeof(BFloat16) ? CudaElement.BF16 : CudaElement.F16);
+        else Run<T, TMask, ushort>(call, blockMask, CudaElements.Of<T>());
     }
 
     private unsafe void Run<T, TMask, TStorage>(scoped in AttentionCall<T> call, BlockMask<TMask>? blockMask, CudaElement element)
@@ -210,50 +210,37 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
             throw new NotSupportedException($"Backend {Name} takes head dimensions up to 256 (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim}).");
         if (call.Q.Device.Ordinal != device.Ordinal)
             throw new InvalidOperationException($"The tensors live on device {call.Q.Device.Ordinal}; backend {Name} runs on device {device.Ordinal}.");
-        var element = typeof(T) == typeof(float) ? CudaElement.F32 : typeof(T) == typeof(BFloat16) ? CudaElement.BF16 : CudaElement.F16;
-        var variant = Variant(shape, element, kernels);
+        var variant = Variant(shape, CudaElements.Of<T>(), kernels);
         int dn = variant.HeadDim, bytes = variant.ElementBytes;
 
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             device.MakeCurrent();
-            using var ownStream = stream is null ? CudaStream.Create() : null;
-            var queue = stream ?? ownStream!;
-            var scratch = new DeviceScratch();
-            try
-            {
-                var copies = new DeviceOperands(kernels, scratch, queue, dn, bytes);
+            using var scope = new DeviceCallScope(stream);
+            var (queue, scratch) = (scope.Queue, scope.Scratch);
+            var copies = new DeviceOperands(kernels, scratch, queue, dn, bytes);
 
-                var p = BaseParams(shape, call.Band, call.Scale, call.Dropout);
-                (p.Q, p.QStrides) = copies.Input(call.Q);
-                (p.K, p.KStrides) = copies.Input(call.K);
-                (p.V, p.VStrides) = copies.Input(call.V);
-                var (outputAddress, outputStrides, unpack) = copies.Output(call.Output);
-                (p.O, p.OStrides) = (outputAddress, outputStrides);
-                DeviceMemory? hostLse = null;
-                if (call.Lse is { } lse) (p.Lse, p.LseStrides) = (lse.Address, new Strides3(lse.Strides[0], lse.Strides[1], lse.Strides[2]));
-                else if (!call.HostLse.IsEmpty)
-                {
-                    hostLse = scratch.Allocate((long)shape.Batch * shape.QueryHeads * shape.QueryLength * sizeof(float));
-                    (p.Lse, p.LseStrides) = (hostLse.Address, Dense(shape.QueryHeads, shape.QueryLength, 1));
-                }
-                AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
-
-                Launch(kernels, variant, shape, p, queue, scratch);
-                unpack?.Invoke();
-                // Queued work reads the temporaries: they are freed only after it. In-place calls on a caller's stream need none.
-                if (ownStream is not null || !scratch.IsEmpty) queue.Synchronize();
-                if (hostLse is not null) DownloadLse(hostLse, call.HostLse, (long)shape.Batch * shape.QueryHeads * shape.QueryLength);
-            }
-            finally
+            var p = BaseParams(shape, call.Band, call.Scale, call.Dropout);
+            (p.Q, p.QStrides) = copies.Input(call.Q);
+            (p.K, p.KStrides) = copies.Input(call.K);
+            (p.V, p.VStrides) = copies.Input(call.V);
+            var (outputAddress, outputStrides, unpack) = copies.Output(call.Output);
+            (p.O, p.OStrides) = (outputAddress, outputStrides);
+            DeviceMemory? hostLse = null;
+            if (call.Lse is { } lse) (p.Lse, p.LseStrides) = (lse.Address, new Strides3(lse.Strides[0], lse.Strides[1], lse.Strides[2]));
+            else if (!call.HostLse.IsEmpty)
             {
-                // Queued copies or the kernel may still read the temporaries when something failed after queueing them.
-                if (!scratch.IsEmpty)
-                    try { queue.Synchronize(); }
-                    catch (CudaException) { } // that failure is what is already propagating
-                scratch.Dispose();
+                hostLse = scratch.Allocate((long)shape.Batch * shape.QueryHeads * shape.QueryLength * sizeof(float));
+                (p.Lse, p.LseStrides) = (hostLse.Address, Dense(shape.QueryHeads, shape.QueryLength, 1));
             }
+            AttachMasks(ref p, shape, call.Bias, call.KeepMask, blockMask, scratch);
+
+            Launch(kernels, variant, shape, p, queue, scratch);
+            unpack?.Invoke();
+            // Queued work reads the temporaries: they are freed only after it. In-place calls on a caller's stream need none.
+            scope.Complete();
+            if (hostLse is not null) DownloadLse(hostLse, call.HostLse, (long)shape.Batch * shape.QueryHeads * shape.QueryLength);
         }
     }
 

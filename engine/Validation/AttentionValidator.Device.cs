@@ -21,14 +21,7 @@ internal static partial class AttentionValidator
         var shape = ValidateShapes(q.Lengths, k.Lengths, v.Lengths, output.Lengths);
         CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
         float scale = ResolveScale(options, shape);
-        if (options.MaxDegreeOfParallelism is < 1)
-            throw new ArgumentException($"MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
-        CheckScorePrecision(options.ScorePrecision);
-        if (options.ScorePrecision != ScorePrecision.Float)
-            throw new NotSupportedException(
-                $"options.ScorePrecision is {options.ScorePrecision}: the CUDA kernels compute scores in float; use the Cpu backend for int8 scores.");
-        if (options.ReturnWeights)
-            throw new NotSupportedException("options.Weights: attention weights are not returned by the CUDA kernel; use the Cpu backend to inspect them.");
+        CheckCudaOptions(options);
 
         Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
         var bias = BroadcastMask(options.Bias, scoreShape, "options.Bias");
@@ -61,6 +54,19 @@ internal static partial class AttentionValidator
 
         var mask = options.Mask ?? Mask.None;
         return new DeviceAttentionCall<T>(shape, scale, mask.Resolve(shape.QueryLength, shape.KeyLength), q, k, v, output, bias, keep, lse, hostLse, options.Dropout);
+    }
+
+    /// <summary>The options no CUDA kernel takes, refused by name: threads below 1, int8 scores, attention weights.</summary>
+    private static void CheckCudaOptions(scoped in AttentionOptions options)
+    {
+        if (options.MaxDegreeOfParallelism is < 1)
+            throw new ArgumentException($"MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
+        CheckScorePrecision(options.ScorePrecision);
+        if (options.ScorePrecision != ScorePrecision.Float)
+            throw new NotSupportedException(
+                $"options.ScorePrecision is {options.ScorePrecision}: the CUDA kernels compute scores in float; use the Cpu backend for int8 scores.");
+        if (options.ReturnWeights)
+            throw new NotSupportedException("options.Weights: attention weights are not returned by the CUDA kernel; use the Cpu backend to inspect them.");
     }
 
     private static void ThrowIfUnusable<TElement>(DeviceTensor<TElement> tensor, string name, int ordinal) where TElement : unmanaged

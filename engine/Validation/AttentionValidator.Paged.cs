@@ -75,14 +75,9 @@ internal static partial class AttentionValidator
 
         var shape = new AttentionShape(batch, heads, kvHeads, queries, longest, d, dv);
         float scale = ResolveScale(options, shape);
-        CheckScorePrecision(options.ScorePrecision);
-        if (options.ScorePrecision != ScorePrecision.Float)
-            throw new NotSupportedException($"options.ScorePrecision is {options.ScorePrecision}: the paged decode computes scores in float.");
-        if (options.MaxDegreeOfParallelism is < 1)
-            throw new ArgumentException($"MaxDegreeOfParallelism is {options.MaxDegreeOfParallelism}; expected at least 1 (or null).", "options.MaxDegreeOfParallelism");
+        CheckCudaOptions(options);
         if (!options.Bias.IsEmpty) throw new NotSupportedException("options.Bias: the paged decode takes no bias; use Forward on contiguous keys.");
         if (!options.KeepMask.IsEmpty) throw new NotSupportedException("options.KeepMask: the paged decode takes no keep-mask (each sequence's key length hides the rest).");
-        if (options.ReturnWeights) throw new NotSupportedException("options.Weights: the paged decode does not return attention weights.");
         if (options.ReturnLse) throw new NotSupportedException("options.Lse: the paged decode writes the LSE to a device tensor; pass it as lse.");
         if (options.Dropout.Probability != 0) throw new NotSupportedException("options.Dropout: the paged decode is for inference and takes no dropout.");
         var mask = options.Mask ?? Mask.None;

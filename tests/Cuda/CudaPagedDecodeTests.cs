@@ -145,6 +145,13 @@ public class CudaPagedDecodeTests
             Refused<NotSupportedException>("", "up to 8", qq: long9);
         using (var wide = DeviceTensor<float>.Zeros(device, 2, 4, 1, 32))
             Refused<ArgumentException>("keyPages", "D = 32", qq: wide);
+        var bias = new float[4];
+        Assert.Contains("options.Bias", Assert.Throws<NotSupportedException>(() => backend.ForwardPaged(q, keyPages, valuePages, table, lengths, output,
+            new AttentionOptions { Bias = new System.Numerics.Tensors.ReadOnlyTensorSpan<float>(bias, [1, 1, 1, 4]) })).Message);
+        Assert.Contains("options.ScorePrecision", Assert.Throws<NotSupportedException>(() =>
+            backend.ForwardPaged(q, keyPages, valuePages, table, lengths, output, new AttentionOptions { ScorePrecision = ScorePrecision.Int8 })).Message);
+        Assert.Equal("options.MaxDegreeOfParallelism", Assert.Throws<ArgumentException>(() =>
+            backend.ForwardPaged(q, keyPages, valuePages, table, lengths, output, new AttentionOptions { MaxDegreeOfParallelism = 0 })).ParamName);
         // Entries past a sequence's last page are never read: -1 there is fine (sequence 1 uses one page of its three).
         backend.ForwardPaged(q, keyPages, valuePages, [0, 1, 2, 3, -1, -1], [40, 16], output, new AttentionOptions { Mask = Mask.Causal(CausalAlignment.BottomRight) });
         if (CudaEmulation.Active) Assert.Equal(2, CudaEmulation.Launches - launches); // only the valid call ran: split kernel and merge

@@ -20,19 +20,16 @@ internal static class CudaDecodeKernel
     /// <summary>The most columns (head dimension) the kernel's shared Q rows hold.</summary>
     public const int MaxHeadDim = 256;
 
-    private static string Suffix(CudaElement element) => element switch { CudaElement.BF16 => "bf16", CudaElement.F32 => "f32", _ => "f16" };
+    public static string EntryPoint(CudaElement element) => $"flash_decode_{CudaElements.Suffix(element)}";
 
-    public static string EntryPoint(CudaElement element) => $"flash_decode_{Suffix(element)}";
-
-    public static string MergeEntryPoint(CudaElement element) => $"flash_decode_merge_{Suffix(element)}";
+    public static string MergeEntryPoint(CudaElement element) => $"flash_decode_merge_{CudaElements.Suffix(element)}";
 
     /// <summary>The CMake-built fatbin holding both entry points for <paramref name="element"/>.</summary>
     public static string FatbinFile(CudaElement element) => $"{EntryPoint(element)}.fatbin";
 
     /// <summary>NVRTC options for <paramref name="architecture"/>, with ptxas's report (see <see cref="CudaFlashVariant.CompileOptions"/>).</summary>
     public static IReadOnlyList<string> CompileOptions(string architecture, CudaElement element) =>
-        [$"--gpu-architecture={architecture}", "-std=c++17", PtxasReport.VerboseOption,
-         $"-DAE_BF16={(element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(element == CudaElement.F32 ? 1 : 0)}"];
+        [$"--gpu-architecture={architecture}", "-std=c++17", PtxasReport.VerboseOption, .. CudaElements.Defines(element)];
 
     /// <summary>
     /// Compiles the decode image for <paramref name="element"/> with NVRTC and reads ptxas's report of its split

@@ -11,6 +11,24 @@ internal enum CudaElement
     F32,
 }
 
+/// <summary>What every CUDA kernel image says the same way about its element type.</summary>
+internal static class CudaElements
+{
+    /// <summary>The element a call on <typeparamref name="T"/> (float, Half or BFloat16) runs the kernels with.</summary>
+    public static CudaElement Of<T>() where T : unmanaged =>
+        typeof(T) == typeof(float) ? CudaElement.F32 : typeof(T) == typeof(BFloat16) ? CudaElement.BF16 : CudaElement.F16;
+
+    /// <summary>Bytes per stored element.</summary>
+    public static int Bytes(CudaElement element) => element == CudaElement.F32 ? 4 : 2;
+
+    /// <summary>The entry points' suffix: f16, bf16 or f32.</summary>
+    public static string Suffix(CudaElement element) => element switch { CudaElement.BF16 => "bf16", CudaElement.F32 => "f32", _ => "f16" };
+
+    /// <summary>The kernels' element macros (both 0 for fp16).</summary>
+    public static string[] Defines(CudaElement element) =>
+        [$"-DAE_BF16={(element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(element == CudaElement.F32 ? 1 : 0)}"];
+}
+
 /// <summary>
 /// One compiled form of kernels/Cuda/flash_forward.cu: a native head dimension, an element type and the keys per K/V
 /// tile. Every other D up to 256 runs on the next native one, zero-padded by the host. The tile is the kernel's
@@ -76,7 +94,7 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
     public const int RowsPerBlock = 64;
 
     /// <summary>Bytes per stored element.</summary>
-    public int ElementBytes => Element == CudaElement.F32 ? 4 : 2;
+    public int ElementBytes => CudaElements.Bytes(Element);
 
     /// <summary>Dynamic shared memory per block: the Q tile and two K and V buffers at the kernel's row pitches.</summary>
     public int SharedBytes
@@ -88,7 +106,7 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
         }
     }
 
-    private string Suffix => Element switch { CudaElement.BF16 => "bf16", CudaElement.F32 => "f32", _ => "f16" };
+    private string Suffix => CudaElements.Suffix(Element);
 
     /// <summary>
     /// The kernel's name in the compiled image: one per variant (flash_forward_d128_bf16; flash_forward_d128_f32_k16
@@ -105,7 +123,7 @@ internal readonly record struct CudaFlashVariant(int HeadDim, CudaElement Elemen
     /// </summary>
     public IReadOnlyList<string> CompileOptions(string architecture) =>
         [$"--gpu-architecture={architecture}", "-std=c++17", PtxasReport.VerboseOption, $"-DAE_HEAD_DIM={HeadDim}",
-         $"-DAE_BF16={(Element == CudaElement.BF16 ? 1 : 0)}", $"-DAE_F32={(Element == CudaElement.F32 ? 1 : 0)}",
+         .. CudaElements.Defines(Element),
          .. IsReducedTile ? [$"-DAE_KEYS_PER_TILE={KeysPerTile}"] : Array.Empty<string>()];
 
     /// <summary>
