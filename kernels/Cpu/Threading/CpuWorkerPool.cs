@@ -8,13 +8,19 @@ namespace AttentionEngine.Kernels.Cpu.Threading;
 /// </summary>
 internal sealed class CpuWorkerPool
 {
-    private readonly Queue<(PoolWork Work, int Generation)> _tickets = new();
+    // Room for every helper of a few concurrent calls, so the queue does not grow (allocate) in steady state; stale
+    // tickets are purged before each enqueue, so a starved worker cannot make it grow either.
+    private readonly Queue<(PoolWork Work, int Generation)> _tickets;
     private readonly SemaphoreSlim _ticketsReady = new(0);
     private readonly Lock _startGate = new();
     private readonly int _workerCount;
     private volatile bool _started;
 
-    private CpuWorkerPool(int workerCount) => _workerCount = workerCount;
+    private CpuWorkerPool(int workerCount)
+    {
+        _workerCount = workerCount;
+        _tickets = new Queue<(PoolWork, int)>(Math.Max(16, 4 * workerCount));
+    }
 
     /// <summary>One worker per core beside the caller's.</summary>
     public static CpuWorkerPool Shared { get; } = new(Math.Max(0, Environment.ProcessorCount - 1));
@@ -46,6 +52,10 @@ internal sealed class CpuWorkerPool
             int generation = work.Generation;
             lock (_tickets)
             {
+                // Tickets of finished calls, left by workers the OS has not scheduled yet, would pile up behind a busy
+                // machine and grow the queue (an allocation on the caller's thread). The semaphore keeps their
+                // counts; a worker that then finds the queue empty goes back to waiting.
+                while (_tickets.TryPeek(out var stale) && stale.Work.Generation != stale.Generation) _tickets.Dequeue();
                 for (int n = 0; n < helpers; n++) _tickets.Enqueue((work, generation));
             }
             _ticketsReady.Release(helpers);
@@ -72,7 +82,10 @@ internal sealed class CpuWorkerPool
         {
             _ticketsReady.Wait();
             (PoolWork work, int generation) ticket;
-            lock (_tickets) ticket = _tickets.Dequeue();
+            lock (_tickets)
+            {
+                if (!_tickets.TryDequeue(out ticket)) continue; // its ticket was purged as stale
+            }
             // A ticket whose call already finished (the caller drained everything first) is simply dropped.
             if (!ticket.work.TryJoin(ticket.generation)) continue;
             try { ticket.work.Drain(); }
