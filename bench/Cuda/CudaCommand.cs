@@ -14,7 +14,8 @@ namespace AttentionEngine.Bench.Cuda;
 /// </summary>
 internal sealed class CudaCommand : Command<CudaSettings>
 {
-    internal sealed record Row(string Case, string Dtype, double Milliseconds, double Tflops, int Launches);
+    /// <summary>One timed case; <paramref name="KvGigabytesPerSecond"/> is K and V read once over the time (the decode figure).</summary>
+    internal sealed record Row(string Case, string Dtype, double Milliseconds, double Tflops, double KvGigabytesPerSecond, int Launches);
 
     /// <summary>FlashAttention's benchmark grid: 16k tokens per batch, hidden size 2048 (H = 2048 / D).</summary>
     public static IReadOnlyList<PerformanceCase> Preset { get; } =
@@ -22,6 +23,15 @@ internal sealed class CudaCommand : Command<CudaSettings>
          from causal in new[] { false, true }
          from n in new[] { 1024, 2048, 4096, 8192, 16384 }
          select PerformanceCase.Parse($"B{16384 / n} H{2048 / d} N{n} D{d}{(causal ? " causal" : "")}")).ToArray();
+
+    /// <summary>
+    /// Decode: one query per sequence against a KV cache of 1k-32k tokens, a GQA model of 32 query and 8 KV heads at
+    /// D = 128 (Llama-3-8B's attention), one sequence and a batch of 16. These calls are bound by reading K and V.
+    /// </summary>
+    public static IReadOnlyList<PerformanceCase> DecodePreset { get; } =
+        (from b in new[] { 1, 16 }
+         from lk in new[] { 1024, 4096, 16384, 32768 }
+         select PerformanceCase.Parse($"B{b} H32 Hkv8 Lq1 Lk{lk} D128")).ToArray();
 
     public override int Execute(CommandContext context, CudaSettings settings, CancellationToken cancellationToken)
     {
@@ -31,7 +41,12 @@ internal sealed class CudaCommand : Command<CudaSettings>
             AnsiConsole.MarkupLine($"[red]The CUDA backend is not available:[/] {Markup.Escape(reason)}");
             return 2;
         }
-        var cases = settings.Shapes.Equals("preset", StringComparison.OrdinalIgnoreCase) ? Preset : PerformanceCase.ParseList(settings.Shapes);
+        var cases = settings.Shapes.ToLowerInvariant() switch
+        {
+            "preset" => Preset,
+            "decode" => DecodePreset,
+            _ => PerformanceCase.ParseList(settings.Shapes),
+        };
         using var device = CudaDevice.Open(0);
         var rows = new List<Row>();
         foreach (var type in settings.TypeList)
@@ -53,9 +68,10 @@ internal sealed class CudaCommand : Command<CudaSettings>
             return 0;
         }
         AnsiConsole.MarkupLine($"[bold]bench cuda[/]: {Markup.Escape(name)} ({architecture}), kernel time on device tensors");
-        var table = new Table().AddColumns("case", "dtype", "ms", "TFLOP/s", "launches timed");
+        var table = new Table().AddColumns("case", "dtype", "ms", "TFLOP/s", "K/V GB/s", "launches timed");
         foreach (var r in rows)
-            table.AddRow(Markup.Escape(r.Case), r.Dtype, r.Milliseconds.ToString("F3"), r.Tflops.ToString("F1"), r.Launches.ToString());
+            table.AddRow(Markup.Escape(r.Case), r.Dtype, r.Milliseconds.ToString("F3"), r.Tflops.ToString("F1"),
+                r.KvGigabytesPerSecond.ToString("F0"), r.Launches.ToString());
         AnsiConsole.Write(table);
         return 0;
     }

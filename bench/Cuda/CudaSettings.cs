@@ -8,7 +8,7 @@ namespace AttentionEngine.Bench.Cuda;
 public sealed class CudaSettings : TimingSettings
 {
     [CommandOption("--shapes <SHAPES>")]
-    [Description("'preset' (D 64 and 128, N 1k-16k, causal and not, 16k tokens per batch and a 2048-wide model, as FlashAttention's own benchmark) or cases separated by ';'.")]
+    [Description("'preset' (D 64 and 128, N 1k-16k, causal and not, 16k tokens per batch and a 2048-wide model, as FlashAttention's own benchmark), 'decode' (one query, H32 Hkv8 D128, caches of 1k-32k tokens, batch 1 and 16) or cases separated by ';'.")]
     public override string Shapes { get; init; } = "preset";
 
     [CommandOption("--dtype <TYPES>")]
@@ -21,6 +21,7 @@ public sealed class CudaSettings : TimingSettings
     {
         var bad = TypeList.Where(t => t is not ("f16" or "bf16" or "f32")).ToArray();
         if (TypeList.Count == 0 || bad.Length > 0) return ValidationResult.Error($"--dtype must list f16, bf16 or f32; got '{Types}'.");
-        return Shapes.Equals("preset", StringComparison.OrdinalIgnoreCase) ? ValidationResult.Success() : base.Validate();
+        return Shapes.Equals("preset", StringComparison.OrdinalIgnoreCase) || Shapes.Equals("decode", StringComparison.OrdinalIgnoreCase)
+            ? ValidationResult.Success() : base.Validate();
     }
 }

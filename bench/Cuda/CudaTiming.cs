@@ -48,7 +48,8 @@ internal static class CudaTiming
             var trials = new[] { Batch(launches), Batch(launches), Batch(launches) };
             Array.Sort(trials);
             double ms = trials[1] / launches;
-            rows.Add(new CudaCommand.Row(c.Name, dtype, ms, c.Flops / (ms * 1e-3) / 1e12, launches));
+            rows.Add(new CudaCommand.Row(c.Name, dtype, ms, c.Flops / (ms * 1e-3) / 1e12,
+                c.KvBytes(System.Runtime.CompilerServices.Unsafe.SizeOf<T>()) / (ms * 1e-3) / 1e9, launches));
         }
         return rows;
     }

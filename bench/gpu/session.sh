@@ -1,53 +1,79 @@
 #!/usr/bin/env bash
-# The checks the CUDA backend still owes a GPU, in one command on the device machine (bench/RESULTS.md, "GPU
-# backends", lists what is owed). Prepare here:   ../shared/device/pack.sh      (packs the .NET runtime, tests and bench into .device)
-# Run there (carry .device):        bash bench/gpu/session.sh
-# Logs land in $OUT (or ./gpu-session-logs): nvidia-smi, the nvcc fatbin build, the CUDA test suites against the GPU
-# (the emulator is not used where libcuda.so.1 loads; CudaKnownAnswerTests compares every warp operation's bits with
-# the emulator's answers, so its log says lane by lane where the emulator and this GPU part), compute-sanitizer memcheck and racecheck on one suite, and
-# `bench cuda` against PyTorch's SDPA on the same grid (compare.md is the table for bench/RESULTS.md).
-# A device call runs at most 10 minutes, so run it as two calls: `session.sh checks` (build, tests, sanitizers) and
-# `session.sh bench` (build, timings); with no argument it does both.
+# The checks and timings the CUDA backend owes a GPU, on a device machine (no .NET there: pack.sh carries a runtime).
+# Prepare here:   bash bench/gpu/pack.sh         (packs the .NET runtime, tests and bench into .device)
+# Run there (carry .device):  bash bench/gpu/session.sh checks    then    bash bench/gpu/session.sh bench
+# (no argument: both). A device call runs at most 10 minutes and a session has about 15 minutes of device time, so
+# each part is sized to a few minutes and every step has its own timeout.
+# Logs are packed into $OUT/logs-<mode>.tgz (a device call returns at most 8 files), with the comparison tables beside
+# it; without $OUT they stay in ./gpu-session-logs.
+#   checks: nvidia-smi; `bench cuda-resources` for the device's architecture (every variant compiled by the machine's
+#           NVRTC in parallel, which also fills the compile cache the tests and bench then load from); the CUDA test
+#           suites against the GPU (CudaKnownAnswerTests compares every warp operation's bits with the emulator's
+#           answers, lane by lane); compute-sanitizer memcheck and racecheck on one forward and one decode test; the
+#           nvcc fatbin build through CMake, in the background.
+#   bench:  `bench cuda` against PyTorch's SDPA on FlashAttention's grid and on the decode grid, same GPU, same run
+#           (compare.md and compare-decode.md are the tables for bench/RESULTS.md).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-logs=${OUT:-gpu-session-logs}
-mkdir -p "$logs"
-step() { echo "=== $*"; }
-
-step "device"; nvidia-smi 2>&1 | tee "$logs/nvidia-smi.txt" | head -15
-
-step "fatbins (nvcc via CMake)"
-if cmake -S . -B build/cuda >"$logs/cmake.log" 2>&1 && cmake --build build/cuda -j 16 >>"$logs/cmake.log" 2>&1; then
-  export ATTENTION_ENGINE_FATBIN_DIR=$PWD/build/cuda/cuda
-  ls "$ATTENTION_ENGINE_FATBIN_DIR" | wc -l | xargs echo "fatbins:"
-else
-  echo "nvcc build failed (tail below); the tests fall back to NVRTC"; tail -30 "$logs/cmake.log"
-fi
-
-# The runtime run.sh unpacks, for the bench app (whose assembly is bench.dll, not <project>.dll).
-export DOTNET_ROOT=/tmp/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-[ -x /tmp/dotnet/dotnet ] || { mkdir -p /tmp/dotnet && tar xzf .device/dotnet.tgz -C /tmp/dotnet; }
-bench() { (cd .device/apps/AttentionEngine.Bench && /tmp/dotnet/dotnet bench.dll "$@"); }
-
 mode=${1:-all}
+logs=$PWD/gpu-session-logs
+mkdir -p "$logs"
+if [ -n "${OUT:-}" ]; then
+  trap 'tar czf "$OUT/logs-$mode.tgz" -C "$logs" . ; cp "$logs"/compare*.md "$OUT"/ 2>/dev/null' EXIT
+fi
+step() { echo "=== $* ($(date +%T))"; }
+
+# NVRTC 13 sits beside the toolkit, which need not be on the loader's path.
+for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -e "$dir/libnvrtc.so.13" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && break
+done
+export device=/tmp/attention-engine-device
+[ -x $device/dotnet/dotnet ] || { mkdir -p $device && tar xJf .device/payload.tar.xz -C $device; } || exit 2
+export DOTNET_ROOT=$device/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+bench() { (cd $device/apps/AttentionEngine.Bench && $DOTNET_ROOT/dotnet bench.dll "$@"); }
+tests() { (cd $device/apps/AttentionEngine.Tests && $DOTNET_ROOT/dotnet AttentionEngine.Tests.dll "$@"); }
+# Fatbins from an earlier call on this machine (the build below) are used when complete.
+[ -f build/cuda/done ] && export ATTENTION_ENGINE_FATBIN_DIR=$PWD/build/cuda/cuda
+
 if [ "$mode" != bench ]; then
-  tests=(-class AttentionEngine.Tests.CudaRoundTripTests -class AttentionEngine.Tests.CudaBackendTests
-         -class AttentionEngine.Tests.CudaDeviceTensorTests -class AttentionEngine.Tests.CudaKernelCompileTests
-         -class AttentionEngine.Tests.CudaKnownAnswerTests -class AttentionEngine.Tests.CudaDeviceFamilyTests
-         -class AttentionEngine.Tests.CudaDecodeKernelTests -class AttentionEngine.Tests.CudaPagedDecodeTests)
+  step "device"; nvidia-smi 2>&1 | tee "$logs/nvidia-smi.txt" | head -12
+  arch=sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.[:space:]')
+
+  step "nvcc fatbins through CMake (background)"
+  ( cmake -S . -B build/cuda >"$logs/cmake.log" 2>&1 && nice cmake --build build/cuda -j 8 >>"$logs/cmake.log" 2>&1 \
+      && touch build/cuda/done && echo "fatbins built: $(ls build/cuda/cuda | wc -l)" >>"$logs/cmake.log" ) &
+  build=$!
+
+  step "ptxas resources on $arch (NVRTC of this machine)"
+  timeout 120 bash -c "$(declare -f bench); bench cuda-resources --arch $arch" >"$logs/resources.txt" 2>&1
+  echo "exit $?"; grep -iE "NVRTC|spill|error" "$logs/resources.txt" | head -5
+
+  tests=(-class AttentionEngine.Tests.CudaKnownAnswerTests -class AttentionEngine.Tests.CudaRoundTripTests
+         -class AttentionEngine.Tests.CudaBackendTests -class AttentionEngine.Tests.CudaDeviceTensorTests
+         -class AttentionEngine.Tests.CudaDecodeKernelTests -class AttentionEngine.Tests.CudaPagedDecodeTests
+         -class AttentionEngine.Tests.CudaDeviceFamilyTests)
   step "CUDA tests on the GPU"
-  timeout 300 .device/run.sh AttentionEngine.Tests "${tests[@]}" 2>&1 | tee "$logs/tests.log" | grep -E "FAIL|SKIP|Total|passed" | head -40
+  timeout 180 bash -c "$(declare -f tests); tests ${tests[*]}" >"$logs/tests.log" 2>&1
+  echo "exit $?"; grep -E "\[FAIL\]|Total:|Finished" "$logs/tests.log" | head -30
 
   for tool in memcheck racecheck; do
     step "compute-sanitizer --tool $tool"
-    timeout 240 compute-sanitizer --tool "$tool" --target-processes all --print-limit 20 \
-      .device/run.sh AttentionEngine.Tests -method "*Every_head_dimension_runs_its_variant" >"$logs/sanitizer-$tool.log" 2>&1
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Total:" "$logs/sanitizer-$tool.log" | tail -3
+    timeout 60 compute-sanitizer --tool "$tool" --target-processes all --print-limit 20 \
+      bash -c "$(declare -f tests); tests -method '*Every_head_dimension_runs_its_variant' -method '*Long_caches_split_across_blocks_and_merge_exactly'" \
+      >"$logs/sanitizer-$tool.log" 2>&1
+    echo "exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Total:" "$logs/sanitizer-$tool.log" | tail -3
   done
+
+  step "waiting for the fatbin build"
+  timeout 30 tail --pid=$build -f /dev/null; tail -3 "$logs/cmake.log"
 fi
 
 [ "$mode" = checks ] && exit 0
 step "bench cuda vs PyTorch SDPA (same GPU, same run)"
-timeout 300 bash -c "$(declare -f bench); bench cuda --json" >"$logs/cuda.json" 2>"$logs/cuda.err" || tail -20 "$logs/cuda.err"
-timeout 240 python3 bench/gpu/sdpa.py >"$logs/sdpa.json" 2>"$logs/sdpa.err" || tail -20 "$logs/sdpa.err"
-python3 bench/gpu/compare.py "$logs/cuda.json" "$logs/sdpa.json" | tee "$logs/compare.md"
+for grid in preset decode; do
+  suffix=${grid/preset/}; suffix=${suffix:+-$suffix}
+  timeout 150 bash -c "$(declare -f bench); bench cuda --shapes $grid --seconds ${SECONDS_PER_CASE:-0.5} --json" >"$logs/cuda$suffix.json" 2>"$logs/cuda$suffix.err" \
+    || tail -20 "$logs/cuda$suffix.err"
+  timeout 120 python3 bench/gpu/sdpa.py --shapes $grid --seconds ${SECONDS_PER_CASE:-0.5} >"$logs/sdpa$suffix.json" 2>"$logs/sdpa$suffix.err" || tail -20 "$logs/sdpa$suffix.err"
+  python3 bench/gpu/compare.py "$logs/cuda$suffix.json" "$logs/sdpa$suffix.json" | tee "$logs/compare$suffix.md"
+done

@@ -66,8 +66,11 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
         if (digits.Length is < 2 or > 3 || !digits.All(char.IsAsciiDigit))
             throw new ArgumentException($"architecture is \"{architecture}\"; expected sm_ and the compute capability, e.g. sm_80 or sm_90a.", nameof(architecture));
         if (NvrtcCompiler.UnavailableReason is { } reason) throw new InvalidOperationException($"NVRTC is not available: {reason}");
-        return CudaFlashVariant.All.Select(variant => variant.Resources(architecture))
-            .Concat(Enum.GetValues<CudaElement>().SelectMany(element => CudaDecodeKernel.Resources(architecture, element))).ToArray();
+        // One NVRTC compile per variant, run in parallel (NVRTC programs are independent); the compiles land in the
+        // compile cache, so this also prepares the backend's own loads for that architecture.
+        var compiles = CudaFlashVariant.All.Select(variant => (Func<IEnumerable<CudaKernelResources>>)(() => [variant.Resources(architecture)]))
+            .Concat(Enum.GetValues<CudaElement>().Select(element => (Func<IEnumerable<CudaKernelResources>>)(() => CudaDecodeKernel.Resources(architecture, element))));
+        return compiles.AsParallel().AsOrdered().SelectMany(compile => compile()).ToArray();
     }
 
     /// <inheritdoc/>
