@@ -57,9 +57,23 @@ internal static class CudaTiming
     private static DeviceTensor<T> View<T>(DeviceTensor<T> buffer, nint[] lengths) where T : unmanaged =>
         DeviceTensor<T>.FromAddress(buffer.Device, buffer.Address, lengths, TensorLayout.Contiguous(lengths));
 
+    /// <summary>
+    /// A device buffer of N(0, 1) values: one seeded block of up to 2^24 drawn on the host, copied over the buffer
+    /// piece by piece. Drawing a decode cache's 2^29 values one by one took minutes on the host; repeating a block of
+    /// 32-64 MB changes nothing the kernels can see (each reads its own addresses, and the block exceeds the L2).
+    /// </summary>
     private static DeviceTensor<T> Filled<T>(CudaDevice device, long count, int seed) where T : unmanaged
     {
-        using var host = TensorRandom.Create<T>(seed, ValueDistribution.Normal, (nint)count);
-        return DeviceTensor<T>.CopyOf(device, host);
+        const long Block = 1 << 24;
+        using var host = TensorRandom.Create<T>(seed, ValueDistribution.Normal, (nint)Math.Min(count, Block));
+        var buffer = DeviceTensor<T>.Zeros(device, (nint)count);
+        long elementBytes = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        for (long start = 0; start < count; start += Block)
+        {
+            nint length = (nint)Math.Min(Block, count - start);
+            using var piece = DeviceTensor<T>.FromAddress(device, buffer.Address + (ulong)(start * elementBytes), [length], [1]);
+            piece.CopyFrom(host.AsReadOnlyTensorSpan().Slice([new System.Buffers.NRange(0, length)]));
+        }
+        return buffer;
     }
 }
