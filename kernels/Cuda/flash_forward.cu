@@ -488,6 +488,26 @@ __device__ __forceinline__ void split_tf32(float x, u32& big, u32& small)
     small = to_tf32(x - __int_as_float(big));
 }
 
+// d += a b for one 8-deep slice, as small*big + big*small + big*big summed by three mma into zeroed registers and then
+// added to d with one rounded fp32 add. Tensor cores align an mma's terms to the largest exponent and truncate (toward
+// zero) to fp32: three mma straight into a long row's running sum lost up to an ulp of that sum each, always in the
+// same direction, and on an H200 the fp32 outputs of 500-700-key rows missed the tolerance rule by 1.1-2x (the
+// emulator's truncating model showed the same). Summed apart, the truncations are ulps of 8 products, and the running
+// sum takes one correctly rounded (unbiased) add per slice. Used for P V, whose sums run over a whole row's keys; the
+// scores' sums run over D only, and summing them apart barely moved the errors (2.31 to 2.07e-6 under the truncating model).
+__device__ __forceinline__ void accumulate_3xtf32(float (&d)[4], const u32 (&a_big)[4], const u32 (&a_small)[4], const u32 (&b_big)[2],
+    const u32 (&b_small)[2])
+{
+    float slice[4] = { 0.f, 0.f, 0.f, 0.f };
+    mma_tf32(slice, a_small, b_big[0], b_big[1]);
+    mma_tf32(slice, a_big, b_small[0], b_small[1]);
+    mma_tf32(slice, a_big, b_big[0], b_big[1]);
+    // ptxas overlaps several slices' chains, each with these four registers: the fp32 variants now reach the
+    // 255-register cap and spill (CudaKernelCompileTests lists them). Accuracy first; the cost waits for a GPU.
+    #pragma unroll
+    for (int e = 0; e < 4; e++) d[e] += slice[e];
+}
+
 // S = Q_w K^T for the warp's 16 rows and the tile's Bc keys: per 8-wide slice of D, A = Q (rows g, g + 8; columns t,
 // t + 4) and B = K^T (keys n*8 + g; the same columns), each product as small*big + big*small + big*big.
 __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs, const elem* ks)
@@ -572,9 +592,7 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
             u32 b_big[2], b_small[2];
             split_tf32(x_t, b_big[0], b_small[0]);
             split_tf32(x_t4, b_big[1], b_small[1]);
-            mma_tf32(o[c], a_small, b_big[0], b_big[1]);
-            mma_tf32(o[c], a_big, b_small[0], b_small[1]);
-            mma_tf32(o[c], a_big, b_big[0], b_big[1]);
+            accumulate_3xtf32(o[c], a_big, a_small, b_big, b_small);
         }
     }
     if (guard && warp_any(bad)) add_back_non_finite(o, s, vs);

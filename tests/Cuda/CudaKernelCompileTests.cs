@@ -81,11 +81,18 @@ public class CudaKernelCompileTests
     }
 
     /// <summary>
-    /// Variants ptxas spills today (NVRTC 11.2). fp32 D128 for sm_80: ptxas stops at 168 registers and spills 52 bytes;
-    /// with __launch_bounds__(128, 1) it takes 210 registers and spills nothing (its 100 KB of shared memory already
-    /// limit it to one or two blocks per SM, so the registers cost no occupancy). Not changed without a GPU to time it.
+    /// Variants ptxas spills today (NVRTC 11.2): fp32 ones only. Their P V now sums each 8-key slice's three tf32 mma
+    /// into zeroed registers before one rounded add into O (on an H200, three mma straight into O's running sums
+    /// truncated it out of the tolerance rule on 500-700-key rows; see flash_forward.cu, accumulate_3xtf32). ptxas
+    /// overlaps the slices' mma chains, each with its own four registers, and at the 255-register cap spills: 12-264
+    /// bytes of stores. fp16 and bf16 do not take that path and stay spill-free. Accuracy first; what the spills cost
+    /// (and a restructured fp32 P V, e.g. its D split across warps) waits for a GPU to time it.
     /// </summary>
-    private static readonly HashSet<(string EntryPoint, string Architecture)> KnownSpills = [("flash_forward_d128_f32", "sm_80")];
+    private static readonly HashSet<(string EntryPoint, string Architecture)> KnownSpills =
+    [
+        ("flash_forward_d64_f32", "sm_80"), ("flash_forward_d96_f32", "sm_80"), ("flash_forward_d256_f32", "sm_80"),
+        ("flash_forward_d256_f32", "sm_90"), ("flash_forward_d96_f32_k32", "sm_86"), ("flash_forward_d256_f32_k8", "sm_86"),
+    ];
 
     [Fact]
     public void The_ptxas_report_is_read_for_its_own_entry_point()

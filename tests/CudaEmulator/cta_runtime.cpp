@@ -5,6 +5,7 @@
 // threads skip) instead of hanging. Shared memory starts as 0xFF bytes (NaN in fp16, bf16 and fp32), so a kernel that
 // reads what it never wrote gets NaN here, and guards before and after the block's shared memory (a NaN pattern too)
 // catch overruns both ways.
+#include <cstdlib>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -66,7 +67,8 @@ struct PendingCopy { unsigned char* shared; const unsigned char* global; int byt
 
 std::atomic<bool> eager_copies{ false };
 std::atomic<unsigned> schedule_seed{ 0 };
-std::atomic<bool> truncated_accumulation{ false };
+// AE_EMU_TRUNCATED_ACCUMULATION=1 starts the process in the pessimistic model (to run any suite under it by hand).
+std::atomic<bool> truncated_accumulation{ [] { const char* v = std::getenv("AE_EMU_TRUNCATED_ACCUMULATION"); return v && *v == '1'; }() };
 
 // Lands one copy: its source bytes, then zeros up to its size (cp.async's zero fill).
 void land(const PendingCopy& copy)
