@@ -19,9 +19,10 @@ public class CpuBackendProperties
             .Check(Config.QuickThrowOnFailure.WithMaxTest(cases));
     }
 
-    [Fact] public void Avx512_f32() => Verify<float>(CpuIsa.Avx512, 250);
-    [Fact] public void Avx512_f16() => Verify<Half>(CpuIsa.Avx512, 120);
-    [Fact] public void Avx512_bf16() => Verify<BFloat16>(CpuIsa.Avx512, 120);
+    // Counts keep the suite inside its time budget on an AVX-512 machine, where every level below runs too.
+    [Fact] public void Avx512_f32() => Verify<float>(CpuIsa.Avx512, 160);
+    [Fact] public void Avx512_f16() => Verify<Half>(CpuIsa.Avx512, 80);
+    [Fact] public void Avx512_bf16() => Verify<BFloat16>(CpuIsa.Avx512, 80);
     [Fact] public void Avx2_f32() => Verify<float>(CpuIsa.Avx2, 120);
     [Fact] public void Avx2_f16() => Verify<Half>(CpuIsa.Avx2, 45);
     [Fact] public void Avx2_bf16() => Verify<BFloat16>(CpuIsa.Avx2, 45);
@@ -30,7 +31,7 @@ public class CpuBackendProperties
     [Fact] public void Vector128_bf16() => Verify<BFloat16>(CpuIsa.Vector128, 35);
 
     // Decoding shapes: the few-rows kernel, its key splits and their merge.
-    [Fact] public void Decode_Avx512_f32() => Verify<float>(CpuIsa.Avx512, 120, ProblemLimits.Decode);
+    [Fact] public void Decode_Avx512_f32() => Verify<float>(CpuIsa.Avx512, 80, ProblemLimits.Decode);
     [Fact] public void Decode_Avx512_bf16() => Verify<BFloat16>(CpuIsa.Avx512, 60, ProblemLimits.Decode);
     [Fact] public void Decode_Avx2_f16() => Verify<Half>(CpuIsa.Avx2, 60, ProblemLimits.Decode);
     [Fact] public void Decode_Vector128_f32() => Verify<float>(CpuIsa.Vector128, 60, ProblemLimits.Decode);
