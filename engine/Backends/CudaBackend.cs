@@ -68,9 +68,10 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
         if (NvrtcCompiler.UnavailableReason is { } reason) throw new InvalidOperationException($"NVRTC is not available: {reason}");
         // One NVRTC compile per variant, run in parallel (NVRTC programs are independent); the compiles land in the
         // compile cache, so this also prepares the backend's own loads for that architecture.
-        var compiles = CudaFlashVariant.All.Select(variant => (Func<IEnumerable<CudaKernelResources>>)(() => [variant.Resources(architecture)]))
-            .Concat(Enum.GetValues<CudaElement>().Select(element => (Func<IEnumerable<CudaKernelResources>>)(() => CudaDecodeKernel.Resources(architecture, element))));
-        return compiles.AsParallel().AsOrdered().SelectMany(compile => compile()).ToArray();
+        var decode = Task.Run(() => Enum.GetValues<CudaElement>().AsParallel().AsOrdered()
+            .SelectMany(element => CudaDecodeKernel.Resources(architecture, element)).ToArray());
+        var flash = CudaFlashVariant.All.AsParallel().AsOrdered().Select(variant => variant.Resources(architecture)).ToArray();
+        return [.. flash, .. decode.GetAwaiter().GetResult()];
     }
 
     /// <inheritdoc/>

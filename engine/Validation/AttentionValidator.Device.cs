@@ -8,15 +8,7 @@ internal static partial class AttentionValidator
         scoped in AttentionOptions options, DeviceTensor<float>? lse) where T : unmanaged
     {
         ElementTypes.ThrowIfUnsupported<T>();
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(k);
-        ArgumentNullException.ThrowIfNull(v);
-        ArgumentNullException.ThrowIfNull(output);
-        int ordinal = q.Device.Ordinal;
-        ThrowIfUnusable(q, nameof(q), ordinal);
-        ThrowIfUnusable(k, nameof(k), ordinal);
-        ThrowIfUnusable(v, nameof(v), ordinal);
-        ThrowIfUnusable(output, nameof(output), ordinal);
+        int ordinal = RequireOneDevice(q, k, nameof(k), v, nameof(v), output);
 
         var shape = ValidateShapes(q.Lengths, k.Lengths, v.Lengths, output.Lengths);
         CheckNonOverlapping(output.Lengths, output.Strides, nameof(output));
@@ -67,6 +59,25 @@ internal static partial class AttentionValidator
                 $"options.ScorePrecision is {options.ScorePrecision}: the CUDA kernels compute scores in float; use the Cpu backend for int8 scores.");
         if (options.ReturnWeights)
             throw new NotSupportedException("options.Weights: attention weights are not returned by the CUDA kernel; use the Cpu backend to inspect them.");
+    }
+
+    /// <summary>
+    /// The four tensors of a device call are non-null, undisposed and on q's device; returns that device's ordinal.
+    /// K and V are named by the caller (the paged call's are <c>keyPages</c> and <c>valuePages</c>).
+    /// </summary>
+    private static int RequireOneDevice<T>(DeviceTensor<T> q, DeviceTensor<T> k, string kName, DeviceTensor<T> v, string vName, DeviceTensor<T> output)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(q, nameof(q));
+        ArgumentNullException.ThrowIfNull(k, kName);
+        ArgumentNullException.ThrowIfNull(v, vName);
+        ArgumentNullException.ThrowIfNull(output, nameof(output));
+        int ordinal = q.Device.Ordinal;
+        ThrowIfUnusable(q, nameof(q), ordinal);
+        ThrowIfUnusable(k, kName, ordinal);
+        ThrowIfUnusable(v, vName, ordinal);
+        ThrowIfUnusable(output, nameof(output), ordinal);
+        return ordinal;
     }
 
     private static void ThrowIfUnusable<TElement>(DeviceTensor<TElement> tensor, string name, int ordinal) where TElement : unmanaged

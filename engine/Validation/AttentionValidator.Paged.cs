@@ -15,15 +15,7 @@ internal static partial class AttentionValidator
         DeviceTensor<T> output, scoped in AttentionOptions options, DeviceTensor<float>? lse) where T : unmanaged
     {
         ElementTypes.ThrowIfUnsupported<T>();
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(keyPages);
-        ArgumentNullException.ThrowIfNull(valuePages);
-        ArgumentNullException.ThrowIfNull(output);
-        int ordinal = q.Device.Ordinal;
-        ThrowIfUnusable(q, nameof(q), ordinal);
-        ThrowIfUnusable(keyPages, nameof(keyPages), ordinal);
-        ThrowIfUnusable(valuePages, nameof(valuePages), ordinal);
-        ThrowIfUnusable(output, nameof(output), ordinal);
+        int ordinal = RequireOneDevice(q, keyPages, nameof(keyPages), valuePages, nameof(valuePages), output);
         RequireRank(q, nameof(q), "[batch, heads, queries, D]");
         RequireRank(keyPages, nameof(keyPages), "[pages, page size, KV heads, D]");
         RequireRank(valuePages, nameof(valuePages), "[pages, page size, KV heads, Dv]");
