@@ -77,7 +77,7 @@ if [ "$mode" != checks ] && command -v ncu >/dev/null; then
   for dtype in f16 bf16; do
     timeout 90 ncu --clock-control none --kernel-name regex:flash_forward --launch-skip 3 --launch-count 1 \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section ComputeWorkloadAnalysis \
-      --section MemoryWorkloadAnalysis --section SchedulerStats \
+      --section MemoryWorkloadAnalysis --section SchedulerStats --section InstructionStats --section SourceCounters \
       bash -c "$(declare -f bench); bench cuda --shapes 'B4 H32 N4096 D64' --dtype $dtype --seconds 0.01" >>"$logs/ncu.txt" 2>&1
     echo "$dtype exit $?"
   done
@@ -91,3 +91,7 @@ for grid in preset decode; do
   timeout 120 python3 bench/gpu/sdpa.py --shapes $grid --seconds ${SECONDS_PER_CASE:-0.5} >"$logs/sdpa$suffix.json" 2>"$logs/sdpa$suffix.err" || tail -20 "$logs/sdpa$suffix.err"
   python3 bench/gpu/compare.py "$logs/cuda$suffix.json" "$logs/sdpa$suffix.json" | tee "$logs/compare$suffix.md"
 done
+# fp32 (3xTF32) has no SDPA peer worth the name (PyTorch runs fp32 attention in TF32 or fp32 math): its own figures,
+# to track what the register pressure of its exact accumulation costs.
+step "bench cuda fp32"
+timeout 90 bash -c "$(declare -f bench); bench cuda --shapes 'B4 H32 N4096 D64;B4 H32 N4096 D64 causal;B4 H16 N4096 D128;B16 H32 Lq1 Lk4096 D128 Hkv8' --dtype f32 --seconds ${SECONDS_PER_CASE:-0.5}" 2>&1 | tee "$logs/cuda-f32.txt" | tail -12

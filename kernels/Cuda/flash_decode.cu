@@ -1,7 +1,7 @@
 // Attention for few queries per head (decode: Lq <= 8) with the keys split across thread blocks (split-KV, as
 // FlashDecoding does), then an exact merge of the splits' partial results by their LSE. A call with Lq = 1 and a long
 // cache gives the flash kernel one 64-row tile per head, 63 rows of it idle, and one block per head for the whole
-// cache; here a block takes the rows of one KV head's query group (GQA heads packed as rows, up to 8 rows) over one
+// cache; here a block takes the rows of one KV head's query group (GQA heads packed as rows, 4 at a time) over one
 // range of keys, so a few heads still fill the GPU.
 //
 // Self-contained (no CUDA headers), compiled by NVRTC at first use or by nvcc into a fatbin, once per element type:
@@ -9,11 +9,13 @@
 // layout: [pages, page size, KV heads, D] through a block table per sequence, each sequence with its own length). Entry points flash_decode_<f16|bf16|f32>(DecodeParams) and
 // flash_decode_merge_<f16|bf16|f32>(DecodeParams). The CPU emulator (tests/CudaEmulator) compiles it with -DAE_EMULATE.
 //
-// flash_decode: grid (batch * kv_heads, splits, row chunks of 8), 128 threads, SharedBytes of dynamic shared memory. The block walks its keys 128 at a time:
-// thread t scores key t of the step for every row (fp32 dot products over D), the block takes each row's maximum and
-// sum through shared memory (online softmax), and each thread accumulates its (row, column) outputs over the step's
-// keys, reading V rows coalesced. Only visible keys are read and multiplied: a hidden key's K and V may hold anything
-// (NaN, Inf) and never reach a row. Writes O / l and the LSE of its keys per row to fp32 partials.
+// flash_decode: grid (batch * kv_heads, splits, row chunks of 4), 128 threads, SharedBytes of dynamic shared memory.
+// Lanes work in groups of 8, 16 or 32 (the head dimension over 8 columns per lane), a group per key: it reads the
+// key's K and V rows whole (16-byte loads, coalesced, several keys' loads in flight), sums the dot products of its
+// lanes by shuffles and keeps its own online softmax and outputs, with no barrier in the key loop; the groups'
+// partial results merge in a fixed order at the end. Only keys some row may see are read, and a hidden key's K and V
+// (NaN, Inf, anything) only ever meet selects, never a product that reaches a row. Writes O / l and the LSE of its
+// keys per row to fp32 partials.
 // flash_decode_merge: one thread per (row, column) over all splits, in double: O = sum_s e^(lse_s - M) O_s / sum_s
 // e^(lse_s - M), LSE = M + log(sum), zeros and -inf for a row that saw no key.
 //
@@ -83,10 +85,13 @@ static_assert(sizeof(DecodeParams) == 264, "DecodeParams layout changed: update 
 namespace decode
 {
 constexpr int Threads = 128;
-constexpr int MaxRows = 8;        // query rows per block (a KV head's group x Lq, in chunks of 8)
+constexpr int Warps = Threads / 32;
+constexpr int Rows = 4;           // query rows per block (a KV head's group x Lq, in chunks of 4): q and O in registers
 constexpr int MaxColumns = 256;   // head dimension
-constexpr int Step = Threads;     // keys per step: one per thread
-constexpr int Outputs = MaxRows * MaxColumns / Threads; // (row, column) outputs per thread
+constexpr int Columns = 8;        // columns per lane: one 16-byte load of fp16/bf16 (two of fp32)
+// Keys per lane group and step whose K and V loads are in flight together (one on the element-wise path, which
+// serves paged caches with odd strides or head dimensions and would otherwise hold many more registers).
+constexpr int VectorUnroll = AE_F32 ? 2 : 4;
 constexpr float Log2e = 1.4426950408889634f;
 constexpr float PassOneScale = 1.f / 4294967296.f; // 2^-32, as in flash_forward.cu
 
@@ -98,15 +103,16 @@ __device__ __forceinline__ float saturate_score(float x)
 }
 __device__ __forceinline__ bool non_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
-__device__ __forceinline__ float load(const elem* p)
+// One storage element as a float, exactly (fp16 subnormals, infinities and NaN included).
+__device__ __forceinline__ float widen(elem bits)
 {
 #if AE_F32
-    return *p;
+    return bits;
 #elif AE_BF16
-    return __int_as_float((u32)*p << 16);
-#else
-    // fp16 bits to float, exactly (subnormals, infinities and NaN included).
-    u32 h = *p, sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    return __int_as_float((u32)bits << 16);
+#elif defined(AE_EMULATE)
+    // cvt.f32.f16 is exact; the emulator spells the conversion out.
+    u32 h = bits, sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
     if (exponent == 0x1fu) return __int_as_float(sign | 0x7f800000u | (mantissa << 13));
     if (exponent == 0)
     {
@@ -114,6 +120,10 @@ __device__ __forceinline__ float load(const elem* p)
         return sign ? -magnitude : magnitude;
     }
     return __int_as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+#else
+    float x;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(x) : "h"(bits));
+    return x;
 #endif
 }
 
@@ -145,14 +155,35 @@ __device__ __forceinline__ elem store_value(float x)
 }
 #endif
 
+// A lane's eight columns of one K or V row, as stored: one 16-byte load (two for fp32) when the row allows it.
+struct alignas(16) Lanes8 { elem e[Columns]; };
+
+// Columns [c0, c0 + 8) of the row at `row`; zeros past `columns`. Vector: the row start is 16-byte aligned and
+// `columns` a multiple of 8 (the host's strides and pointers allow it), so a lane's chunk is one load or none.
+template <bool Vector>
+__device__ __forceinline__ Lanes8 load_columns(const elem* row, int c0, int columns)
+{
+    Lanes8 x;
+    if (Vector)
+    {
+        if (c0 < columns) return *(const Lanes8*)(row + c0);
+        #pragma unroll
+        for (int e = 0; e < Columns; e++) x.e[e] = (elem)0;
+        return x;
+    }
+    #pragma unroll
+    for (int e = 0; e < Columns; e++) x.e[e] = c0 + e < columns ? row[c0 + e] : (elem)0;
+    return x;
+}
+
 struct Shared
 {
-    float q[MaxRows][MaxColumns];
-    float p[MaxRows][Step];       // the step's scores, then probabilities
-    float row_max[MaxRows], row_sum[MaxRows], rescale[MaxRows];
-    int bad[MaxRows];             // after pass 0: the row's output came out non-finite
+    float o[Rows * Threads * Columns]; // each lane group's unnormalised O: [group][row][group lanes * 8 columns]
+    float m[Threads / 8][Rows];        // each group's row maxima and sums (at most 16 groups, of 8 lanes)
+    float l[Threads / 8][Rows];
+    int bad[Rows];                     // after pass 0: the row's output came out non-finite
 };
-constexpr int SharedBytes = 12416; // CudaDecodeKernel.SharedBytes on the host
+constexpr int SharedBytes = 16912; // CudaDecodeKernel.SharedBytes on the host
 static_assert(sizeof(Shared) == SharedBytes, "the shared layout changed: update the host's launch size");
 
 __device__ __forceinline__ double neg_inf_double()
@@ -176,9 +207,223 @@ __device__ __forceinline__ void row_of(const DecodeParams& p, int kvh, int r, in
     h = kvh * group + r / p.lq;
     i = r % p.lq;
 }
+
+__device__ __forceinline__ bool aligned16(const void* pointer) { return ((unsigned long long)pointer & 15u) == 0; }
+
+// The split kernel for lane groups of G lanes (8 columns each: G = 8 up to 64 columns, 16 up to 128, 32 up to 256).
+// Each group takes its own keys (key j0 + u * groups + group of each step), keeps its own online softmax (row maxima
+// and sums, replicated over its lanes) and its rows' O for its lanes' columns; the dot products are summed over the
+// group by shuffles. At the end the groups are merged through shared memory in a fixed order, so the bits do not
+// depend on scheduling. No barrier inside the key loop: every group streams its K and V rows (whole rows, coalesced,
+// Unroll keys' loads in flight) at its own pace.
+template <int G, bool Vector>
+__device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
+{
+    constexpr int Groups = Threads / G, Unroll = Vector ? VectorUnroll : 1;
+    int split = blockIdx.y, b = blockIdx.x / p.kv_heads, kvh = blockIdx.x % p.kv_heads;
+    int group_rows = p.heads / p.kv_heads * p.lq, row0 = blockIdx.z * Rows, rows = min(Rows, group_rows - row0);
+    int t = threadIdx.x, group = t / G, c0 = t % G * Columns;
+    int lk = p.key_lengths ? p.key_lengths[b] : p.lk;
+    int key_begin = split * p.keys_per_split, key_end = min(lk, key_begin + p.keys_per_split);
+    i64 shift = p.band_from_end ? (i64)lk - p.lq : 0;
+    const elem* k_head = p.k + (p.block_table ? 0 : b * p.k_sb) + kvh * p.k_sh;
+    const elem* v_head = p.v + (p.block_table ? 0 : b * p.v_sb) + kvh * p.v_sh;
+    // The rows' band, as key ranges [lo, hi] (empty for rows past the block's), and the keys some row may see.
+    int lo[Rows], hi[Rows], any_lo = 0x7fffffff, any_hi = -1;
+    float q[Rows][Columns];
+    #pragma unroll
+    for (int r = 0; r < Rows; r++)
+    {
+        lo[r] = 1; hi[r] = 0;
+        #pragma unroll
+        for (int e = 0; e < Columns; e++) q[r][e] = 0.f;
+        if (r < rows)
+        {
+            int h, i;
+            row_of(p, kvh, row0 + r, h, i);
+            // Clamped to [0, lk]: the keys are ints, the band's ends need not be.
+            lo[r] = (int)max((i64)0, min((i64)lk, i + shift + p.band_lo));
+            hi[r] = (int)max((i64)-1, min((i64)lk, i + shift + p.band_hi));
+            any_lo = min(any_lo, lo[r]);
+            any_hi = max(any_hi, hi[r]);
+            const elem* query = p.q + b * p.q_sb + h * p.q_sh + i * p.q_sr;
+            #pragma unroll
+            for (int e = 0; e < Columns; e++)
+                if (c0 + e < p.d) q[r][e] = widen(query[c0 + e]);
+        }
+    }
+    // Keys [first, last): the steps before and after the rows' bands are skipped whole, so a key's lane group and
+    // step (which set the order of its row's sums) depend on the split alone, not on which rows share the block
+    // (a GQA call gives the bits of the same call with its K and V heads repeated). A step that hides every key from
+    // a row leaves that row's maxima, sums and outputs bit for bit as they were.
+    constexpr int StepKeys = Groups * Unroll;
+    int first = key_begin + max(0, any_lo - key_begin) / StepKeys * StepKeys, last = min(key_end, any_hi + 1);
+    if (t < Rows) sh.bad[t] = 0;
+
+    // Pass 0 is the kernel. A row whose output came out non-finite runs pass 1, with V entering at 2^-32 so that a
+    // sum of values near the float range cannot overflow where their average does not (see flash_forward.cu).
+    for (int pass = 0; pass < 2; pass++)
+    {
+        bool scaled = pass == 1;
+        float o[Rows][Columns], m[Rows], l[Rows];
+        #pragma unroll
+        for (int r = 0; r < Rows; r++)
+        {
+            m[r] = neg_inf(); l[r] = 0.f;
+            #pragma unroll
+            for (int e = 0; e < Columns; e++) o[r][e] = 0.f;
+        }
+
+        for (int j0 = first; j0 < last; j0 += Groups * Unroll)
+        {
+            // Loads first, for every key of the step: only keys some row may see are read (a paged sequence's pages
+            // end with its keys), and a hidden key's K and V, whatever they hold, only ever meet selects.
+            Lanes8 kx[Unroll], vx[Unroll];
+            bool load[Unroll];
+            #pragma unroll
+            for (int u = 0; u < Unroll; u++)
+            {
+                int j = j0 + u * Groups + group;
+                load[u] = j < last;
+                if (load[u])
+                {
+                    kx[u] = load_columns<Vector>(k_head + key_offset(p, b, j, p.k_sb, p.k_sr), c0, p.d);
+                    vx[u] = load_columns<Vector>(v_head + key_offset(p, b, j, p.v_sb, p.v_sr), c0, p.dv);
+                }
+            }
+            // Scores: each lane's eight products, summed over the group by a butterfly (every lane ends with the sum).
+            float s[Unroll][Rows];
+            #pragma unroll
+            for (int u = 0; u < Unroll; u++)
+            {
+                float k[Columns];
+                #pragma unroll
+                for (int e = 0; e < Columns; e++) k[e] = load[u] ? widen(kx[u].e[e]) : 0.f;
+                #pragma unroll
+                for (int r = 0; r < Rows; r++)
+                {
+                    if (r >= rows) { s[u][r] = 0.f; continue; } // block-uniform: an MHA decode has one row
+                    float dot = 0.f;
+                    #pragma unroll
+                    for (int e = 0; e < Columns; e++) dot = fmaf(q[r][e], k[e], dot);
+                    s[u][r] = dot;
+                }
+            }
+            #pragma unroll
+            for (int mask = G / 2; mask >= 1; mask /= 2)
+                #pragma unroll
+                for (int u = 0; u < Unroll; u++)
+                    #pragma unroll
+                    for (int r = 0; r < Rows; r++) s[u][r] += __shfl_xor_sync(0xffffffffu, s[u][r], mask);
+            // Online softmax per row over the step's keys; hidden keys score -inf and get probability 0.
+            #pragma unroll
+            for (int r = 0; r < Rows; r++)
+            {
+                float most = m[r];
+                #pragma unroll
+                for (int u = 0; u < Unroll; u++)
+                {
+                    int j = j0 + u * Groups + group;
+                    bool seen = load[u] && j >= lo[r] && j <= hi[r];
+                    s[u][r] = seen ? saturate_score(s[u][r] * p.scale) : neg_inf();
+                    most = fmaxf(most, s[u][r]);
+                }
+                float rescale = m[r] == neg_inf() ? 0.f : exp2f((m[r] - most) * Log2e), sum = 0.f;
+                #pragma unroll
+                for (int u = 0; u < Unroll; u++)
+                {
+                    s[u][r] = s[u][r] == neg_inf() ? 0.f : exp2f((s[u][r] - most) * Log2e);
+                    sum += s[u][r];
+                }
+                l[r] = l[r] * rescale + sum;
+                m[r] = most;
+                #pragma unroll
+                for (int e = 0; e < Columns; e++) o[r][e] *= rescale;
+            }
+            // O += P V; a probability of 0 (a hidden key) skips its value row (uniform over the group's lanes).
+            #pragma unroll
+            for (int u = 0; u < Unroll; u++)
+            {
+                float v[Columns];
+                #pragma unroll
+                for (int e = 0; e < Columns; e++)
+                {
+                    v[e] = load[u] ? widen(vx[u].e[e]) : 0.f;
+                    if (scaled) v[e] *= PassOneScale;
+                }
+                #pragma unroll
+                for (int r = 0; r < Rows; r++)
+                    if (r < rows && s[u][r] != 0.f)
+                        #pragma unroll
+                        for (int e = 0; e < Columns; e++) o[r][e] = fmaf(s[u][r], v[e], o[r][e]);
+            }
+        }
+
+        // The groups' partial results, merged in group order: weights e^(m_g - M), O = Σ w_g O_g / Σ w_g l_g.
+        #pragma unroll
+        for (int r = 0; r < Rows; r++)
+        {
+            #pragma unroll
+            for (int e = 0; e < Columns; e++) sh.o[(group * Rows + r) * G * Columns + c0 + e] = o[r][e];
+            if (t % G == 0) { sh.m[group][r] = m[r]; sh.l[group][r] = l[r]; }
+        }
+        __syncthreads();
+        float row_most[Rows], row_sum[Rows];
+        #pragma unroll
+        for (int r = 0; r < Rows; r++)
+        {
+            float most = neg_inf(), sum = 0.f;
+            for (int g = 0; g < Groups; g++) most = fmaxf(most, sh.m[g][r]);
+            for (int g = 0; g < Groups; g++)
+                if (sh.m[g][r] != neg_inf()) sum += sh.l[g][r] * exp2f((sh.m[g][r] - most) * Log2e);
+            row_most[r] = most;
+            row_sum[r] = sum;
+        }
+        for (int pass_write = 0; pass_write < 2; pass_write++)
+        {
+            // First the flags (pass 0 only), then the writes: pass 0 writes every row, pass 1 the rows that came out
+            // non-finite (the others keep pass 0's bits).
+            if (pass_write == 0 && pass == 1) continue;
+            for (int x = t; x < Rows * p.dv; x += Threads)
+            {
+                int r = x / p.dv, c = x % p.dv;
+                if (r >= rows) continue;
+                float acc = 0.f;
+                if (row_sum[r] != 0.f)
+                    for (int g = 0; g < Groups; g++)
+                        if (sh.m[g][r] != neg_inf())
+                            acc += sh.o[(g * Rows + r) * G * Columns + c] * exp2f((sh.m[g][r] - row_most[r]) * Log2e);
+                float value = row_sum[r] == 0.f ? 0.f : acc / row_sum[r];
+                if (pass_write == 0)
+                {
+                    if (non_finite(value)) sh.bad[r] = 1;
+                    continue;
+                }
+                if (pass == 1)
+                {
+                    if (sh.bad[r] == 0) continue;
+                    value *= 1.f / PassOneScale;
+                }
+                int h, i;
+                row_of(p, kvh, row0 + r, h, i);
+                p.partial_o[((((i64)split * p.batch + b) * p.heads + h) * p.lq + i) * p.dv + c] = value;
+            }
+            __syncthreads();
+        }
+        bool again = false;
+        for (int r = 0; r < rows; r++) again |= sh.bad[r] != 0;
+        if (t < rows && pass == 0) // pass 1 has the same scores, so the same maxima and sums
+        {
+            int h, i;
+            row_of(p, kvh, row0 + t, h, i);
+            p.partial_lse[(((i64)split * p.batch + b) * p.heads + h) * p.lq + i] = row_sum[t] == 0.f ? neg_inf() : row_most[t] + logf(row_sum[t]);
+        }
+        if (!again) break;
+    }
+}
 } // namespace decode
 
-extern "C" __global__ void __launch_bounds__(decode::Threads) AE_DECODE_ENTRY(const DecodeParams p)
+extern "C" __global__ void __launch_bounds__(decode::Threads, 2) AE_DECODE_ENTRY(const DecodeParams p)
 {
     using namespace decode;
 #ifdef AE_EMULATE
@@ -187,132 +432,19 @@ extern "C" __global__ void __launch_bounds__(decode::Threads) AE_DECODE_ENTRY(co
     extern __shared__ __align__(16) unsigned char shared_bytes[];
     Shared& sh = *(Shared*)shared_bytes;
 #endif
-    int split = blockIdx.y, b = blockIdx.x / p.kv_heads, kvh = blockIdx.x % p.kv_heads;
-    int group_rows = p.heads / p.kv_heads * p.lq, row0 = blockIdx.z * MaxRows, rows = min(MaxRows, group_rows - row0);
-    int t = threadIdx.x;
-    int lk = p.key_lengths ? p.key_lengths[b] : p.lk;
-    int key_begin = split * p.keys_per_split, key_end = min(lk, key_begin + p.keys_per_split);
-    i64 shift = p.band_from_end ? (i64)lk - p.lq : 0;
+    // Whole-chunk loads need every row start 16-byte aligned (the base pointers and every stride between rows) and
+    // whole chunks of columns; contiguous calls always meet this (the host packs Q, K and V to the kernel's D).
+    constexpr int PerChunk = 16 / (int)sizeof(elem);
+    int b = blockIdx.x / p.kv_heads, kvh = blockIdx.x % p.kv_heads;
     const elem* k_head = p.k + (p.block_table ? 0 : b * p.k_sb) + kvh * p.k_sh;
     const elem* v_head = p.v + (p.block_table ? 0 : b * p.v_sb) + kvh * p.v_sh;
-
-    for (int x = t; x < MaxRows * MaxColumns; x += Threads)
-    {
-        int r = x / MaxColumns, c = x % MaxColumns, h, i;
-        float value = 0.f;
-        if (r < rows && c < p.d)
-        {
-            row_of(p, kvh, row0 + r, h, i);
-            value = load(p.q + b * p.q_sb + h * p.q_sh + i * p.q_sr + c);
-        }
-        sh.q[r][c] = value;
-    }
-    if (t < MaxRows) sh.bad[t] = 0;
-
-    // Pass 0 is the kernel. A row whose output came out non-finite runs pass 1, with V entering at 2^-32 so that a
-    // sum of values near the float range cannot overflow where their average does not (see flash_forward.cu).
-    float o[Outputs];
-    for (int pass = 0; pass < 2; pass++)
-    {
-        bool scaled = pass == 1;
-        for (int n = 0; n < Outputs; n++) o[n] = 0.f;
-        if (t < MaxRows) { sh.row_max[t] = neg_inf(); sh.row_sum[t] = 0.f; }
-        __syncthreads();
-
-        for (int j0 = key_begin; j0 < key_end; j0 += Step)
-        {
-            // Scores: thread t takes key j0 + t for every row; hidden keys score -inf and their K is never read.
-            int j = j0 + t;
-            for (int r = 0; r < MaxRows; r++)
-            {
-                float s = neg_inf();
-                if (r < rows && j < key_end)
-                {
-                    int h, i;
-                    row_of(p, kvh, row0 + r, h, i);
-                    i64 offset = (i64)j - i - shift;
-                    if (offset >= p.band_lo && offset <= p.band_hi)
-                    {
-                        const elem* key = k_head + key_offset(p, b, j, p.k_sb, p.k_sr);
-                        float dot = 0.f;
-                        for (int c = 0; c < p.d; c++) dot += sh.q[r][c] * load(key + c);
-                        s = saturate_score(dot * p.scale);
-                    }
-                }
-                sh.p[r][t] = s;
-            }
-            __syncthreads();
-            // Online softmax, one thread per row: the step's maximum, the old sum rescaled, the new probabilities.
-            if (t < rows)
-            {
-                float m = sh.row_max[t];
-                for (int k = 0; k < Step; k++) m = fmaxf(m, sh.p[t][k]);
-                float old = sh.row_max[t], rescale = old == neg_inf() ? 0.f : exp2f((old - m) * Log2e), sum = 0.f;
-                for (int k = 0; k < Step; k++)
-                {
-                    float x = sh.p[t][k];
-                    x = x == neg_inf() ? 0.f : exp2f((x - m) * Log2e);
-                    sh.p[t][k] = x;
-                    sum += x;
-                }
-                sh.row_sum[t] = sh.row_sum[t] * rescale + sum;
-                sh.row_max[t] = m;
-                sh.rescale[t] = rescale;
-            }
-            __syncthreads();
-            // O = O * rescale + P V over the step's keys; a probability of 0 (a hidden key) skips its value row.
-            int keys = min(Step, key_end - j0);
-            for (int n = 0; n < Outputs; n++)
-            {
-                int x = t + n * Threads, r = x / MaxColumns, c = x % MaxColumns;
-                if (r >= rows || c >= p.dv) continue;
-                float acc = o[n] * sh.rescale[r];
-                for (int k = 0; k < keys; k++)
-                {
-                    float probability = sh.p[r][k];
-                    if (probability == 0.f) continue;
-                    float value = load(v_head + key_offset(p, b, j0 + k, p.v_sb, p.v_sr) + c);
-                    acc += probability * (scaled ? value * PassOneScale : value);
-                }
-                o[n] = acc;
-            }
-            __syncthreads();
-        }
-
-        if (pass == 0)
-        {
-            for (int n = 0; n < Outputs; n++)
-            {
-                int x = t + n * Threads, r = x / MaxColumns, c = x % MaxColumns;
-                if (r < rows && c < p.dv && sh.row_sum[r] != 0.f && non_finite(o[n] / sh.row_sum[r])) sh.bad[r] = 1;
-            }
-            __syncthreads();
-        }
-        // Pass 0 writes every row; pass 1 rewrites the rows that came out non-finite (the others keep pass 0's bits).
-        for (int n = 0; n < Outputs; n++)
-        {
-            int x = t + n * Threads, r = x / MaxColumns, c = x % MaxColumns;
-            if (r >= rows || c >= p.dv || (pass == 1 && sh.bad[r] == 0)) continue;
-            int h, i;
-            row_of(p, kvh, row0 + r, h, i);
-            float sum = sh.row_sum[r];
-            float value = sum == 0.f ? 0.f : o[n] / sum;
-            if (pass == 1) value *= 1.f / PassOneScale;
-            p.partial_o[((((i64)split * p.batch + b) * p.heads + h) * p.lq + i) * p.dv + c] = value;
-        }
-        bool again = false;
-        for (int r = 0; r < rows; r++) again |= sh.bad[r] != 0;
-        __syncthreads(); // every thread has read the flags and the sums before pass 1 resets them
-        if (pass == 1 || !again) break;
-    }
-    __syncthreads();
-    if (t < rows)
-    {
-        int h, i;
-        row_of(p, kvh, row0 + t, h, i);
-        float sum = sh.row_sum[t];
-        p.partial_lse[(((i64)split * p.batch + b) * p.heads + h) * p.lq + i] = sum == 0.f ? neg_inf() : sh.row_max[t] + logf(sum);
-    }
+    bool vector = aligned16(k_head) && aligned16(v_head) && p.k_sr % PerChunk == 0 && p.v_sr % PerChunk == 0
+        && p.k_sb % PerChunk == 0 && p.v_sb % PerChunk == 0 && p.d % Columns == 0 && p.dv % Columns == 0;
+    int columns = max(p.d, p.dv);
+    if (!vector) run_split<32, false>(p, sh);
+    else if (columns <= 8 * Columns) run_split<8, true>(p, sh);
+    else if (columns <= 16 * Columns) run_split<16, true>(p, sh);
+    else run_split<32, true>(p, sh);
 }
 
 // One thread per (row, column): the splits' partial results merged exactly (in double) by their LSE.

@@ -9,12 +9,13 @@ internal static class CudaDecodeKernel
 {
     public const string SourceName = "flash_decode.cu";
     public const int ThreadsPerBlock = 128;
-    /// <summary>Query rows per block (a KV head's group of heads times Lq, in chunks of this many).</summary>
-    public const int RowsPerBlock = 8;
-    /// <summary>Keys per step of a block: one per thread. A split holds a whole number of steps.</summary>
-    public const int KeysPerStep = 128;
-    /// <summary>The kernel's Shared struct: Q rows, the step's probabilities and the row statistics.</summary>
-    public const int SharedBytes = 12416;
+    /// <summary>Query rows per block (a KV head's group of heads times Lq, in chunks of this many): each lane holds
+    /// its columns of every row's query and output in registers.</summary>
+    public const int RowsPerBlock = 4;
+    /// <summary>A split's keys are a multiple of this many.</summary>
+    public const int KeysPerStep = 64;
+    /// <summary>The kernel's Shared struct: each lane group's partial output and row statistics, merged at the end.</summary>
+    public const int SharedBytes = 16912;
     /// <summary>The longest query the decode kernel takes; longer ones run the flash kernel's 64-row tiles.</summary>
     public const int MaxQueryLength = 8;
     /// <summary>The most columns (head dimension) the kernel's shared Q rows hold.</summary>
@@ -51,15 +52,17 @@ internal static class CudaDecodeKernel
         (shape.QueryHeads / shape.KvHeads * shape.QueryLength + RowsPerBlock - 1) / RowsPerBlock;
 
     /// <summary>
-    /// Splits of the keys: enough blocks for two per multiprocessor, each split a whole number of steps; one split
-    /// when the heads alone fill the device. The choice depends on the shape and the device only, so a call's bits do
-    /// not change from run to run on one device.
+    /// Splits of the keys: enough blocks for four per multiprocessor (the loads in flight that keep the memory busy),
+    /// each split a whole number of steps; one split when the heads alone fill the device. The choice depends on the
+    /// shape's query rows (batch · heads · Lq), key length and the device only: a row's bits depend on its split's
+    /// keys alone, so they do not change from run to run on one device, and a GQA call gives the same bits as the
+    /// same call with its K and V heads repeated (the blocks are counted as if every group filled its row chunks).
     /// </summary>
     public static (int Splits, int KeysPerSplit) Split(AttentionShape shape, int multiprocessors)
     {
-        long blocks = (long)shape.Batch * shape.KvHeads * RowChunks(shape);
+        long blocks = Math.Max(1, ((long)shape.Batch * shape.QueryHeads * shape.QueryLength + RowsPerBlock - 1) / RowsPerBlock);
         int steps = Math.Max(1, (shape.KeyLength + KeysPerStep - 1) / KeysPerStep);
-        long wanted = Math.Max(1, (2L * multiprocessors + blocks - 1) / blocks);
+        long wanted = Math.Max(1, (4L * multiprocessors + blocks - 1) / blocks);
         int splits = (int)Math.Min(Math.Min(wanted, steps), 65535);
         int stepsPerSplit = (steps + splits - 1) / splits;
         splits = (steps + stepsPerSplit - 1) / stepsPerSplit;
