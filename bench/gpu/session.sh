@@ -11,7 +11,7 @@
 #           suites against the GPU (CudaKnownAnswerTests compares every warp operation's bits with the emulator's
 #           answers, lane by lane); compute-sanitizer memcheck and racecheck on one forward and one decode test; the
 #           nvcc fatbin build through CMake, in the background.
-#   bench:  Nsight Compute on one forward launch per element type (ncu.txt); `bench cuda` against PyTorch's SDPA on FlashAttention's grid and on the decode grid, same GPU, same run
+#   bench:  Nsight Compute on one forward launch per element type (ncu.txt; NCU=0 skips it); `bench cuda` against PyTorch's SDPA on FlashAttention's grid and on the decode grid, same GPU, same run
 #           (compare.md and compare-decode.md are the tables for bench/RESULTS.md).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,7 +72,7 @@ fi
 # One launch of the forward kernel (fp16 and bf16, B4 H32 N4096 D64) under Nsight Compute: throughput against the
 # chip's peaks, occupancy and its limiters, warp stall reasons, memory traffic. The first H200 run (RESULTS.md) put the
 # kernel at 0.11-0.19x SDPA; this says where the time goes. --clock-control none leaves the clocks as found.
-if [ "$mode" != checks ] && command -v ncu >/dev/null; then
+if [ "$mode" != checks ] && [ "${NCU:-1}" != 0 ] && command -v ncu >/dev/null; then
   step "ncu: forward kernel, one launch each of fp16 and bf16"
   for dtype in f16 bf16; do
     timeout 90 ncu --clock-control none --kernel-name regex:flash_forward --launch-skip 3 --launch-count 1 \

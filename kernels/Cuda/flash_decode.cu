@@ -73,7 +73,7 @@ struct DecodeParams
     i64 lse_sb, lse_sh, lse_sq;
     i64 table_stride;
     int batch, heads, kv_heads, lq, lk;
-    int d, dv;                  // columns of Q and K; of V and O (each up to MaxColumns)
+    int d, dv;                  // columns of Q and K; of V and O (each up to 256)
     int splits, keys_per_split; // split s takes keys [s * keys_per_split, (s + 1) * keys_per_split)
     int page_size;
     int band_from_end;          // 1: the band is relative to the end of each sequence's keys (bottom-right alignment)
@@ -85,9 +85,7 @@ static_assert(sizeof(DecodeParams) == 264, "DecodeParams layout changed: update 
 namespace decode
 {
 constexpr int Threads = 128;
-constexpr int Warps = Threads / 32;
 constexpr int Rows = 4;           // query rows per block (a KV head's group x Lq, in chunks of 4): q and O in registers
-constexpr int MaxColumns = 256;   // head dimension
 constexpr int Columns = 8;        // columns per lane: one 16-byte load of fp16/bf16 (two of fp32)
 // Keys per lane group and step whose K and V loads are in flight together (one on the element-wise path, which
 // serves paged caches with odd strides or head dimensions and would otherwise hold many more registers).
@@ -155,35 +153,77 @@ __device__ __forceinline__ elem store_value(float x)
 }
 #endif
 
-// A lane's eight columns of one K or V row, as stored: one 16-byte load (two for fp32) when the row allows it.
-struct alignas(16) Lanes8 { elem e[Columns]; };
+#ifdef AE_EMULATE
+using namespace ae_emu::ptx;
+#else
+__device__ __forceinline__ u32 shared_address(const void* p) { return (u32)__cvta_generic_to_shared(p); }
 
-// Columns [c0, c0 + 8) of the row at `row`; zeros past `columns`. Vector: the row start is 16-byte aligned and
-// `columns` a multiple of 8 (the host's strides and pointers allow it), so a lane's chunk is one load or none.
-template <bool Vector>
-__device__ __forceinline__ Lanes8 load_columns(const elem* row, int c0, int columns)
+// 16 bytes global -> shared without a register round trip; valid = false writes zeros and reads nothing.
+__device__ __forceinline__ void copy16_async(void* shared, const void* global, bool valid)
 {
-    Lanes8 x;
-    if (Vector)
-    {
-        if (c0 < columns) return *(const Lanes8*)(row + c0);
-        #pragma unroll
-        for (int e = 0; e < Columns; e++) x.e[e] = (elem)0;
-        return x;
-    }
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(shared_address(shared)), "l"(global), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
+template <int Pending> __device__ __forceinline__ void wait_async() { asm volatile("cp.async.wait_group %0;" :: "n"(Pending)); }
+#endif
+
+// A lane's eight columns of one K or V row, as stored: one 16-byte chunk (two in fp32), as 32-bit words.
+constexpr int ChunksPerRow = (int)sizeof(elem) * Columns / 16;
+struct alignas(16) Chunk16 { u32 w[4]; };
+struct Raw { Chunk16 c[ChunksPerRow]; };
+
+// Column e (0-7) of a lane's chunk as a float, exactly.
+__device__ __forceinline__ float column(const Raw& x, int e)
+{
+#if AE_F32
+    return __int_as_float(x.c[e / 4].w[e % 4]);
+#elif AE_BF16
+    u32 w = x.c[0].w[e / 2];
+    return __int_as_float(e % 2 ? w & 0xffff0000u : w << 16);
+#else
+    u32 w = x.c[0].w[e / 2];
+    return widen((elem)(e % 2 ? w >> 16 : w & 0xffffu));
+#endif
+}
+
+// Columns [c0, c0 + 8) of the row at `row`, element by element, zeros past `columns`: the path for rows that are not
+// 16-byte aligned or head dimensions that are not a multiple of 8 (a paged cache's own layout).
+__device__ __forceinline__ Raw load_columns(const elem* row, int c0, int columns)
+{
+    Raw x;
     #pragma unroll
-    for (int e = 0; e < Columns; e++) x.e[e] = c0 + e < columns ? row[c0 + e] : (elem)0;
+    for (int e = 0; e < Columns; e++)
+    {
+        elem bits = c0 + e < columns ? row[c0 + e] : (elem)0;
+#if AE_F32
+        x.c[e / 4].w[e % 4] = __float_as_uint(bits);
+#else
+        u32& w = x.c[0].w[e / 2];
+        w = e % 2 ? w | (u32)bits << 16 : (u32)bits;
+#endif
+    }
     return x;
 }
 
-struct Shared
+// The key loop's ring of cp.async stages: per stage, key slot u, K or V, and 16-byte chunk, one chunk per thread, laid
+// out so that a warp's 32 chunks are contiguous (conflict-free). Each lane copies exactly the chunks it later reads
+// (its columns of its group's keys), so it needs only its own cp.async wait, never a barrier.
+constexpr int Stages = 3;
+constexpr int StageChunks = VectorUnroll * 2 * ChunksPerRow; // per lane and stage
+
+struct Merge
 {
     float o[Rows * Threads * Columns]; // each lane group's unnormalised O: [group][row][group lanes * 8 columns]
     float m[Threads / 8][Rows];        // each group's row maxima and sums (at most 16 groups, of 8 lanes)
     float l[Threads / 8][Rows];
-    int bad[Rows];                     // after pass 0: the row's output came out non-finite
+    int bad[Rows];                     // the row's output came out non-finite
 };
-constexpr int SharedBytes = 16912; // CudaDecodeKernel.SharedBytes on the host
+union Shared
+{
+    Chunk16 ring[Stages][StageChunks][Threads]; // during the key loop
+    Merge merge;                                // after it (a barrier apart)
+};
+constexpr int SharedBytes = 49152; // CudaDecodeKernel.SharedBytes on the host: 48 KiB, the most without an opt-in
 static_assert(sizeof(Shared) == SharedBytes, "the shared layout changed: update the host's launch size");
 
 __device__ __forceinline__ double neg_inf_double()
@@ -258,7 +298,32 @@ __device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
     // a row leaves that row's maxima, sums and outputs bit for bit as they were.
     constexpr int StepKeys = Groups * Unroll;
     int first = key_begin + max(0, any_lo - key_begin) / StepKeys * StepKeys, last = min(key_end, any_hi + 1);
-    if (t < Rows) sh.bad[t] = 0;
+    int steps = first < last ? (last - first + StepKeys - 1) / StepKeys : 0;
+    constexpr int PerChunk = 16 / (int)sizeof(elem);
+    // Vector: the step's K and V chunks of this lane into the ring (zeros for columns past D; nothing read for keys
+    // past the last). Always one commit per call, so that the wait below counts steps.
+    auto issue = [&](int step) {
+        if (Vector && step < steps)
+        {
+            int stage = step % Stages;
+            #pragma unroll
+            for (int u = 0; u < Unroll; u++)
+            {
+                int j = first + step * StepKeys + u * Groups + group;
+                bool ok = j < last;
+                const elem* k_row = ok ? k_head + key_offset(p, b, j, p.k_sb, p.k_sr) + c0 : k_head;
+                const elem* v_row = ok ? v_head + key_offset(p, b, j, p.v_sb, p.v_sr) + c0 : v_head;
+                #pragma unroll
+                for (int c = 0; c < ChunksPerRow; c++)
+                {
+                    copy16_async(&sh.ring[stage][(u * 2) * ChunksPerRow + c][t], k_row + c * PerChunk, ok && c0 < p.d);
+                    copy16_async(&sh.ring[stage][(u * 2 + 1) * ChunksPerRow + c][t], v_row + c * PerChunk, ok && c0 < p.dv);
+                }
+            }
+        }
+        if (Vector) commit_async();
+    };
+    u32 bad_rows = 0; // after pass 0: the rows whose output came out non-finite, one bit each
 
     // Pass 0 is the kernel. A row whose output came out non-finite runs pass 1, with V entering at 2^-32 so that a
     // sum of values near the float range cannot overflow where their average does not (see flash_forward.cu).
@@ -274,21 +339,40 @@ __device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
             for (int e = 0; e < Columns; e++) o[r][e] = 0.f;
         }
 
-        for (int j0 = first; j0 < last; j0 += Groups * Unroll)
+        #pragma unroll 1
+        for (int step = 0; step < Stages - 1; step++) issue(step);
+        #pragma unroll 1
+        for (int step = 0; step < steps; step++)
         {
-            // Loads first, for every key of the step: only keys some row may see are read (a paged sequence's pages
-            // end with its keys), and a hidden key's K and V, whatever they hold, only ever meet selects.
-            Lanes8 kx[Unroll], vx[Unroll];
+            int j0 = first + step * StepKeys;
+            // The keys of the step: only keys some row may see are read (a paged sequence's pages end with its keys),
+            // and a hidden key's K and V, whatever they hold, only ever meet selects.
+            Raw kx[Unroll], vx[Unroll];
             bool load[Unroll];
+            if (Vector)
+            {
+                // The ring runs Stages - 1 steps ahead: refill the slot the last step read, then wait for this one.
+                issue(step + Stages - 1);
+                wait_async<Stages - 1>();
+            }
             #pragma unroll
             for (int u = 0; u < Unroll; u++)
             {
                 int j = j0 + u * Groups + group;
                 load[u] = j < last;
-                if (load[u])
+                if (Vector)
                 {
-                    kx[u] = load_columns<Vector>(k_head + key_offset(p, b, j, p.k_sb, p.k_sr), c0, p.d);
-                    vx[u] = load_columns<Vector>(v_head + key_offset(p, b, j, p.v_sb, p.v_sr), c0, p.dv);
+                    #pragma unroll
+                    for (int c = 0; c < ChunksPerRow; c++)
+                    {
+                        kx[u].c[c] = sh.ring[step % Stages][(u * 2) * ChunksPerRow + c][t];
+                        vx[u].c[c] = sh.ring[step % Stages][(u * 2 + 1) * ChunksPerRow + c][t];
+                    }
+                }
+                else if (load[u])
+                {
+                    kx[u] = load_columns(k_head + key_offset(p, b, j, p.k_sb, p.k_sr), c0, p.d);
+                    vx[u] = load_columns(v_head + key_offset(p, b, j, p.v_sb, p.v_sr), c0, p.dv);
                 }
             }
             // Scores: each lane's eight products, summed over the group by a butterfly (every lane ends with the sum).
@@ -298,7 +382,7 @@ __device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
             {
                 float k[Columns];
                 #pragma unroll
-                for (int e = 0; e < Columns; e++) k[e] = load[u] ? widen(kx[u].e[e]) : 0.f;
+                for (int e = 0; e < Columns; e++) k[e] = load[u] ? column(kx[u], e) : 0.f;
                 #pragma unroll
                 for (int r = 0; r < Rows; r++)
                 {
@@ -348,7 +432,7 @@ __device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
                 #pragma unroll
                 for (int e = 0; e < Columns; e++)
                 {
-                    v[e] = load[u] ? widen(vx[u].e[e]) : 0.f;
+                    v[e] = load[u] ? column(vx[u], e) : 0.f;
                     if (scaled) v[e] *= PassOneScale;
                 }
                 #pragma unroll
@@ -359,23 +443,28 @@ __device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
             }
         }
 
+        if (Vector) wait_async<0>();
+        __syncthreads(); // every lane is done with the ring, which the merge area overlays
+
         // The groups' partial results, merged in group order: weights e^(m_g - M), O = Σ w_g O_g / Σ w_g l_g.
+        Merge& mg = sh.merge;
         #pragma unroll
         for (int r = 0; r < Rows; r++)
         {
             #pragma unroll
-            for (int e = 0; e < Columns; e++) sh.o[(group * Rows + r) * G * Columns + c0 + e] = o[r][e];
-            if (t % G == 0) { sh.m[group][r] = m[r]; sh.l[group][r] = l[r]; }
+            for (int e = 0; e < Columns; e++) mg.o[(group * Rows + r) * G * Columns + c0 + e] = o[r][e];
+            if (t % G == 0) { mg.m[group][r] = m[r]; mg.l[group][r] = l[r]; }
         }
+        if (t < Rows) mg.bad[t] = 0;
         __syncthreads();
         float row_most[Rows], row_sum[Rows];
         #pragma unroll
         for (int r = 0; r < Rows; r++)
         {
             float most = neg_inf(), sum = 0.f;
-            for (int g = 0; g < Groups; g++) most = fmaxf(most, sh.m[g][r]);
+            for (int g = 0; g < Groups; g++) most = fmaxf(most, mg.m[g][r]);
             for (int g = 0; g < Groups; g++)
-                if (sh.m[g][r] != neg_inf()) sum += sh.l[g][r] * exp2f((sh.m[g][r] - most) * Log2e);
+                if (mg.m[g][r] != neg_inf()) sum += mg.l[g][r] * exp2f((mg.m[g][r] - most) * Log2e);
             row_most[r] = most;
             row_sum[r] = sum;
         }
@@ -387,38 +476,36 @@ __device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
             for (int x = t; x < Rows * p.dv; x += Threads)
             {
                 int r = x / p.dv, c = x % p.dv;
-                if (r >= rows) continue;
+                if (r >= rows || (pass == 1 && !((bad_rows >> r) & 1u))) continue;
                 float acc = 0.f;
                 if (row_sum[r] != 0.f)
                     for (int g = 0; g < Groups; g++)
-                        if (sh.m[g][r] != neg_inf())
-                            acc += sh.o[(g * Rows + r) * G * Columns + c] * exp2f((sh.m[g][r] - row_most[r]) * Log2e);
+                        if (mg.m[g][r] != neg_inf())
+                            acc += mg.o[(g * Rows + r) * G * Columns + c] * exp2f((mg.m[g][r] - row_most[r]) * Log2e);
                 float value = row_sum[r] == 0.f ? 0.f : acc / row_sum[r];
                 if (pass_write == 0)
                 {
-                    if (non_finite(value)) sh.bad[r] = 1;
+                    if (non_finite(value)) mg.bad[r] = 1;
                     continue;
                 }
-                if (pass == 1)
-                {
-                    if (sh.bad[r] == 0) continue;
-                    value *= 1.f / PassOneScale;
-                }
+                if (pass == 1) value *= 1.f / PassOneScale;
                 int h, i;
                 row_of(p, kvh, row0 + r, h, i);
                 p.partial_o[((((i64)split * p.batch + b) * p.heads + h) * p.lq + i) * p.dv + c] = value;
             }
             __syncthreads();
+            if (pass_write == 0)
+                #pragma unroll
+                for (int r = 0; r < Rows; r++) bad_rows |= (mg.bad[r] != 0 ? 1u : 0u) << r;
         }
-        bool again = false;
-        for (int r = 0; r < rows; r++) again |= sh.bad[r] != 0;
         if (t < rows && pass == 0) // pass 1 has the same scores, so the same maxima and sums
         {
             int h, i;
             row_of(p, kvh, row0 + t, h, i);
             p.partial_lse[(((i64)split * p.batch + b) * p.heads + h) * p.lq + i] = row_sum[t] == 0.f ? neg_inf() : row_most[t] + logf(row_sum[t]);
         }
-        if (!again) break;
+        // The last barrier above: every lane has read the merge area before pass 1's ring overwrites it.
+        if (bad_rows == 0) break;
     }
 }
 } // namespace decode

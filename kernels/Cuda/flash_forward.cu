@@ -129,12 +129,6 @@ static_assert(D % 32 == 0, "head dimension must be a multiple of 32");
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 
-// The engine's fp32 range rule (ScoreSaturation): clamp to [-FLT_MAX, FLT_MAX]; NaN fails both tests and stays NaN.
-__device__ __forceinline__ float saturate(float x)
-{
-    const float most = __int_as_float(0x7f7fffffu);
-    return x > most ? most : x < -most ? -most : x;
-}
 
 __device__ __forceinline__ bool non_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
@@ -243,6 +237,29 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const u32 (&a)[4], u32 b
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// NaN-propagating min and max (one FMNMX each): the engine's range clamp without the compare-and-select pairs.
+__device__ __forceinline__ float min_nan(float a, float b)
+{
+    float r;
+    asm("min.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+__device__ __forceinline__ float max_nan(float a, float b)
+{
+    float r;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+
+// 2^x in one MUFU.EX2 (exp2f adds a range fix-up for results below 2^-126 and costs four instructions): relative
+// error within 2^-22, -inf -> 0, subnormal results flushed to zero (a probability below 2^-126 of the row's largest).
+__device__ __forceinline__ float ex2_approx_ftz(float x)
+{
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+
 // fp32 to tf32 (10-bit mantissa), rounded to nearest with ties away from zero.
 __device__ __forceinline__ u32 to_tf32(float x)
 {
@@ -251,6 +268,13 @@ __device__ __forceinline__ u32 to_tf32(float x)
     return r;
 }
 #endif
+
+// The engine's fp32 range rule (ScoreSaturation): clamp to [-FLT_MAX, FLT_MAX]; NaN stays NaN.
+__device__ __forceinline__ float saturate(float x)
+{
+    const float most = __int_as_float(0x7f7fffffu);
+    return min_nan(max_nan(x, -most), most);
+}
 
 // Rows [row0, row0 + Rows) of a [*, D] matrix (row stride `stride` elements) into shared memory (pitch Pitch), zeros
 // past `rows`.
@@ -317,12 +341,14 @@ __device__ __forceinline__ bool visible(const FlashParams& p, int b, int h, int 
     return true;
 }
 
-// Scaled scores of one warp's 16 x Bc tile, saturated to the float range and masked to -inf; `plain` skips the
-// per-pair rules for tiles the band covers entirely when the call has no other mask. Returns the keys some row of the warp sees, two bits per 8-key
+// Scaled scores of one warp's 16 x Bc tile, saturated to the float range and masked to -inf; Plain skips the
+// per-pair rules (for tiles the band covers entirely when the call has no other mask), at compile time. Returns the keys some row of the warp sees, two bits per 8-key
 // block n (bit 2n: key n*8 + 2t, bit 2n + 1: key n*8 + 2t + 1, t = lane % 4): accumulate_values zeroes the value rows
 // of the others, because a tensor core computes 0 * inf = NaN and a hidden key's value may hold anything.
-__device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0, bool plain)
+template <bool Plain>
+__device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0)
 {
+    constexpr bool plain = Plain;
     int lane = threadIdx.x % 32;
     u32 seen = 0;
     #pragma unroll
@@ -381,15 +407,17 @@ __device__ __forceinline__ void online_softmax(float (&s)[Bc / 8][4], float (&o)
         #pragma unroll
         for (int n = 0; n < Bc / 8; n++) m = fmaxf(m, fmaxf(s[n][half * 2], s[n][half * 2 + 1]));
         m = quad_max(m);
-        float rescale = row_max[half] == neg_inf() ? 0.f : exp2f((row_max[half] - m) * Log2e);
+        // Subtracting a finite base: a hidden score (-inf) then gives 2^-inf = 0 even in a row that has seen no key yet
+        // (m = -inf), without a select per score.
+        float base = m == neg_inf() ? 0.f : m;
+        float rescale = ex2_approx_ftz((row_max[half] - base) * Log2e);
         float sum = 0.f;
         #pragma unroll
         for (int n = 0; n < Bc / 8; n++)
             #pragma unroll
             for (int e = half * 2; e < half * 2 + 2; e++)
             {
-                float x = s[n][e];
-                s[n][e] = x == neg_inf() ? 0.f : exp2f((x - m) * Log2e);
+                s[n][e] = ex2_approx_ftz((s[n][e] - base) * Log2e);
                 sum += s[n][e];
             }
         row_sum[half] = row_sum[half] * rescale + sum;
@@ -508,9 +536,13 @@ __device__ __forceinline__ void accumulate_3xtf32(float (&d)[4], const u32 (&a_b
     for (int e = 0; e < 4; e++) d[e] += slice[e];
 }
 
+// fp32 reads Q from shared memory per tile (its split fragments would take twice the registers).
+struct QFragments { };
+__device__ __forceinline__ void load_q(QFragments&, const elem*) { }
+
 // S = Q_w K^T for the warp's 16 rows and the tile's Bc keys: per 8-wide slice of D, A = Q (rows g, g + 8; columns t,
 // t + 4) and B = K^T (keys n*8 + g; the same columns), each product as small*big + big*small + big*big.
-__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs, const elem* ks)
+__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragments&, const elem* qs, const elem* ks)
 {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
     #pragma unroll
@@ -541,9 +573,11 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs
 
 // O += P V on tf32 pairs. P leaves the accumulators in the C layout (row g: keys 2t, 2t + 1) and enters the A layout
 // (row g: keys t, t + 4) through quad shuffles; value rows of keys no row of the warp sees are zeroed (see mask_scores).
+template <bool Plain>
 __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen, bool guard,
     bool scaled)
 {
+    if (Plain) { guard = false; scaled = false; }
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     u32 bad = 0;
     // One bit per key of the tile: each lane's two bits per 8-key block, gathered over its quad.
@@ -598,17 +632,43 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
     if (guard && warp_any(bad)) add_back_non_finite(o, s, vs);
 }
 #else
-// S = Q_w K^T for the warp's 16 rows and the tile's Bc keys.
-__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs, const elem* ks)
+// The warp's Q rows as A fragments, loaded from shared memory once per block, or per tile. Held in registers at D = 96
+// and 128 (24-32 registers that save a fifth of the tile's ldmatrix: 3-5% faster at D = 128 on an H200, A/B in
+// bench/RESULTS.md); per tile at D <= 64 (as fast or faster there: the registers went to ptxas's scheduling, and
+// causal fp16 D = 64 ran 9% faster) and at D = 256, where the registers are not there to spare. D = 96 follows
+// D = 128 untimed.
+constexpr bool QInRegisters = D > 64 && D <= 128;
+struct QFragments { u32 a[QInRegisters ? D / 16 : 1][4]; };
+
+__device__ __forceinline__ void load_q_fragment(u32 (&a)[4], const elem* qs, int kk)
 {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    load_matrix_x4(a, qs + (warp * 16 + lane % 16) * QkPitch + kk * 16 + lane / 16 * 8);
+}
+
+__device__ __forceinline__ void load_q(QFragments& q, const elem* qs)
+{
+    if (!QInRegisters) return;
+    #pragma unroll
+    for (int kk = 0; kk < (QInRegisters ? D / 16 : 0); kk++) load_q_fragment(q.a[kk], qs, kk);
+}
+
+// S = Q_w K^T for the warp's 16 rows and the tile's Bc keys.
+__device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragments& q, const elem* qs, const elem* ks)
+{
+    int lane = threadIdx.x % 32;
     #pragma unroll
     for (int n = 0; n < Bc / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
     {
         u32 a[4];
-        load_matrix_x4(a, qs + (warp * 16 + lane % 16) * QkPitch + kk * 16 + lane / 16 * 8);
+        if (QInRegisters)
+        {
+            #pragma unroll
+            for (int x = 0; x < 4; x++) a[x] = q.a[QInRegisters ? kk : 0][x];
+        }
+        else load_q_fragment(a, qs, kk);
         #pragma unroll
         for (int n = 0; n < Bc / 16; n++)
         {
@@ -621,10 +681,13 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const elem* qs
 }
 
 // O += P V: P from the score accumulators (C fragment layout = A fragment layout by pairs of 8-key blocks). Value
-// rows of keys no row of the warp sees are zeroed in the fragments (see mask_scores).
+// rows of keys no row of the warp sees are zeroed in the fragments (see mask_scores). Plain: every key seen, no
+// guard, no scale (known at compile time, so the fragments go to the mma untouched).
+template <bool Plain>
 __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen, bool guard,
     bool scaled)
 {
+    if (Plain) { guard = false; scaled = false; }
     int lane = threadIdx.x % 32;
     u32 bad = 0;
     #pragma unroll
@@ -638,8 +701,11 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
         {
             u32 bfrag[4]; // keys kk*16 + 0..15, value columns n*16 + 0..7 then 8..15
             load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * VPitch + n * 16 + lane / 16 * 8);
-            bfrag[0] &= keys_lo; bfrag[2] &= keys_lo; // keys kk*16 + 2t, +1
-            bfrag[1] &= keys_hi; bfrag[3] &= keys_hi; // keys kk*16 + 8 + 2t, +1
+            if (!Plain)
+            {
+                bfrag[0] &= keys_lo; bfrag[2] &= keys_lo; // keys kk*16 + 2t, +1
+                bfrag[1] &= keys_hi; bfrag[3] &= keys_hi; // keys kk*16 + 8 + 2t, +1
+            }
             if (guard)
             {
                 // Mixed tiles: NaN and infinities of keys some row sees are zeroed here and added back below for
@@ -733,6 +799,8 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_ENTRY(const FlashParams p)
 
     float o[D / 8][4];
     float row_max[2], row_sum[2];
+    QFragments q;
+    bool q_loaded = false; // at the first tile, once Q has landed
     stage_rows_async<Br, QkPitch>(qs, q_head, p.q_sr, i0, p.lq);
     commit_async();
 
@@ -777,16 +845,29 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_ENTRY(const FlashParams p)
             }
             __syncthreads();
 
+            if (!q_loaded) { load_q(q, qs); q_loaded = true; }
             int j0 = tile * Bc;
-            // The band holds every pair of the tile and nothing else masks: no per-pair work.
+            // The band holds every pair of the tile and nothing else masks, guards or scales: no per-pair work, and
+            // a body compiled without it.
             bool plain = !masks && j0 + Bc <= p.lk && i1 - i0 == Br
                 && (i64)j0 - (i1 - 1) >= p.band_lo && (i64)(j0 + Bc - 1) - i0 <= p.band_hi;
+            const elem* kt = ks + buffer * Bc * QkPitch, *vt = vs + buffer * Bc * VPitch;
             float s[Bc / 8][4];
-            score_tile(s, qs, ks + buffer * Bc * QkPitch);
-            u32 seen = mask_scores(s, p, b, h, row_lo, j0, plain);
-            online_softmax(s, o, row_max, row_sum);
-            if (p.dropout) apply_dropout(s, p, b, h, row_lo, j0);
-            accumulate_values(o, s, vs + buffer * Bc * VPitch, seen, !plain || scaled || p.dropout, scaled);
+            if (plain && !scaled && !p.dropout)
+            {
+                score_tile(s, q, qs, kt);
+                mask_scores<true>(s, p, b, h, row_lo, j0);
+                online_softmax(s, o, row_max, row_sum);
+                accumulate_values<true>(o, s, vt, 0xffffffffu, false, false);
+            }
+            else
+            {
+                score_tile(s, q, qs, kt);
+                u32 seen = plain ? mask_scores<true>(s, p, b, h, row_lo, j0) : mask_scores<false>(s, p, b, h, row_lo, j0);
+                online_softmax(s, o, row_max, row_sum);
+                if (p.dropout) apply_dropout(s, p, b, h, row_lo, j0);
+                accumulate_values<false>(o, s, vt, seen, !plain || scaled || p.dropout, scaled);
+            }
             __syncthreads(); // the buffer is refilled two tiles on
 
             tile = next;

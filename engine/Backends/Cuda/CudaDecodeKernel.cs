@@ -14,8 +14,8 @@ internal static class CudaDecodeKernel
     public const int RowsPerBlock = 4;
     /// <summary>A split's keys are a multiple of this many.</summary>
     public const int KeysPerStep = 64;
-    /// <summary>The kernel's Shared struct: each lane group's partial output and row statistics, merged at the end.</summary>
-    public const int SharedBytes = 16912;
+    /// <summary>The kernel's Shared union: the key loop's ring of cp.async stages, then the lane groups' partial outputs and row statistics (48 KiB, no opt-in needed).</summary>
+    public const int SharedBytes = 49152;
     /// <summary>The longest query the decode kernel takes; longer ones run the flash kernel's 64-row tiles.</summary>
     public const int MaxQueryLength = 8;
     /// <summary>The most columns (head dimension) the kernel's shared Q rows hold.</summary>
