@@ -11,7 +11,7 @@
 #           suites against the GPU (CudaKnownAnswerTests compares every warp operation's bits with the emulator's
 #           answers, lane by lane); compute-sanitizer memcheck and racecheck on one forward and one decode test; the
 #           nvcc fatbin build through CMake, in the background.
-#   bench:  Nsight Compute on one forward launch per element type (ncu.txt; NCU=0 skips it); `bench cuda` against PyTorch's SDPA on FlashAttention's grid and on the decode grid, same GPU, same run
+#   bench:  Nsight Compute on one forward launch per element type and one fp16 decode launch (ncu.txt; NCU=0 skips it); `bench cuda` against PyTorch's SDPA on FlashAttention's grid and on the decode grid, same GPU, same run
 #           (compare.md and compare-decode.md are the tables for bench/RESULTS.md).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -81,7 +81,12 @@ if [ "$mode" != checks ] && [ "${NCU:-1}" != 0 ] && command -v ncu >/dev/null; t
       bash -c "$(declare -f bench); bench cuda --shapes 'B4 H32 N4096 D64' --dtype $dtype --seconds 0.01" >>"$logs/ncu.txt" 2>&1
     echo "$dtype exit $?"
   done
-  grep -E "flash_forward|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit Reg" "$logs/ncu.txt" | head -24
+  timeout 60 ncu --clock-control none --kernel-name regex:flash_decode_f16 --launch-skip 3 --launch-count 1 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    --section SchedulerStats --section InstructionStats \
+    bash -c "$(declare -f bench); bench cuda --shapes 'B16 H32 Hkv8 Lq1 Lk16384 D128' --dtype f16 --seconds 0.01" >>"$logs/ncu.txt" 2>&1
+  echo "decode f16 exit $?"
+  grep -E "flash_forward|flash_decode|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit Reg" "$logs/ncu.txt" | head -36
 fi
 step "bench cuda vs PyTorch SDPA (same GPU, same run)"
 for grid in preset decode; do
