@@ -251,8 +251,9 @@ __device__ __forceinline__ float max_nan(float a, float b)
     return r;
 }
 
-// 2^x in one MUFU.EX2 (exp2f adds a range fix-up for results below 2^-126 and costs four instructions): relative
-// error within 2^-22, -inf -> 0, subnormal results flushed to zero (a probability below 2^-126 of the row's largest).
+// 2^x in one MUFU.EX2 (exp2f adds a range fix-up for results below 2^-126 and costs four instructions): within 2 ulps
+// of the correctly rounded power, -inf -> 0, subnormal results flushed to zero (a probability below 2^-126 of the
+// row's largest). The emulator answers 2 ulps off on purpose.
 __device__ __forceinline__ float ex2_approx_ftz(float x)
 {
     float r;

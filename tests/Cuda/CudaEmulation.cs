@@ -68,6 +68,18 @@ public static unsafe class CudaEmulation
     public static uint ConvertToTf32(uint bits) =>
         ((delegate* unmanaged<uint, uint>)NativeLibrary.GetExport(Library, "ae_emu_cvt_rna_tf32"))(bits);
 
+    /// <summary>The bits the emulator's min.NaN.f32 gives for two floats' bits.</summary>
+    public static uint MinNan(uint a, uint b) =>
+        ((delegate* unmanaged<uint, uint, uint>)NativeLibrary.GetExport(Library, "ae_emu_min_nan"))(a, b);
+
+    /// <summary>The bits the emulator's max.NaN.f32 gives for two floats' bits.</summary>
+    public static uint MaxNan(uint a, uint b) =>
+        ((delegate* unmanaged<uint, uint, uint>)NativeLibrary.GetExport(Library, "ae_emu_max_nan"))(a, b);
+
+    /// <summary>The bits the emulator's ex2.approx.ftz.f32 gives for a float's bits.</summary>
+    public static uint Ex2ApproxFtz(uint bits) =>
+        ((delegate* unmanaged<uint, uint>)NativeLibrary.GetExport(Library, "ae_emu_ex2_approx_ftz"))(bits);
+
     /// <summary>The emulator's place of element (row, column) of a warp operand: lane, 32-bit register, 16-bit half.</summary>
     /// <param name="fragment">0 mma f16/bf16 A, 1 its B, 2 the f32 accumulator, 3 mma tf32 A, 4 its B, 5 ldmatrix x4, 6 ldmatrix x4.trans</param>
     public static (int Lane, int Register, int Half) FragmentPlace(int fragment, int row, int column)

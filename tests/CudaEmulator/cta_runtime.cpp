@@ -585,4 +585,37 @@ uint32_t float_to_tf32(float x)
     if ((bits & 0x7F800000u) == 0x7F800000u) return bits & 0xFFFFE000u;
     return (bits + 0x1000u) & 0xFFFFE000u;
 }
+
+// min.NaN.f32 / max.NaN.f32 (PTX ISA, "min"/"max" with .NaN): the canonical NaN when either input is NaN, else the
+// smaller / larger, -0 counting below +0.
+float min_nan_f32(float a, float b)
+{
+    if (a != a || b != b) return as_float(0x7FFFFFFFu);
+    if (a == b) return (as_bits(a) & 0x80000000u) ? a : b;
+    return a < b ? a : b;
+}
+float max_nan_f32(float a, float b)
+{
+    if (a != a || b != b) return as_float(0x7FFFFFFFu);
+    if (a == b) return (as_bits(a) & 0x80000000u) ? b : a;
+    return a > b ? a : b;
+}
+
+// ex2.approx.ftz.f32 with the ISA's error bound taken pessimistically. The ISA allows 2 ulps from the correctly rounded
+// result and flushes subnormal inputs and results to zero, with -inf -> +0, +inf -> +inf and NaN -> NaN; the
+// hardware's exact bits are unspecified, so the emulator answers exactly 2 ulps off the correctly rounded power, up
+// when the (flushed) input's last bit is 1 and down otherwise: a kernel that needs exact powers fails here rather
+// than on a GPU.
+float ex2_approx_ftz_f32(float x)
+{
+    if (x != x) return as_float(0x7FFFFFFFu);
+    if ((as_bits(x) & 0x7F800000u) == 0) x = 0.f; // subnormal input: flushed
+    float r = (float)exp2((double)x);
+    const float smallest_normal = 1.17549435e-38f;
+    if (r < smallest_normal) return 0.f;          // subnormal result: flushed (+0, as 2^x > 0)
+    if (r == as_float(0x7F800000u)) return r;
+    uint32_t bits = (as_bits(x) & 1u) ? as_bits(r) + 2u : as_bits(r) - 2u;
+    r = as_float(bits);
+    return r < smallest_normal ? 0.f : r;
+}
 } // namespace ae_emu

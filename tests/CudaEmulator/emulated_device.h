@@ -47,6 +47,9 @@ void async_wait(int pending_groups);
 uint16_t float_to_half(float x);     // round to nearest even, as cvt.rn.f16.f32
 uint16_t float_to_bfloat16(float x); // round to nearest even, as cvt.rn.bf16.f32
 uint32_t float_to_tf32(float x);     // round to nearest, ties away from zero, as cvt.rna.tf32.f32
+float min_nan_f32(float a, float b); // min.NaN.f32
+float max_nan_f32(float a, float b); // max.NaN.f32
+float ex2_approx_ftz_f32(float x);   // ex2.approx.ftz.f32, 2 ulps off on purpose (cta_runtime.cpp)
 
 typedef void (*KernelEntry)(const void* parameters);
 struct Registrar { Registrar(const char* name, KernelEntry entry, int threads, int parameter_bytes); };
@@ -74,37 +77,9 @@ inline uint32_t pack(float lo, float hi)
 inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { warp_mma_m16n8k8_tf32(d, a, b0, b1); }
 inline uint32_t to_tf32(float x) { return float_to_tf32(x); }
 
-// min.NaN.f32 / max.NaN.f32 (PTX ISA, "min"/"max" with .NaN): the canonical NaN when either input is NaN, else the
-// smaller / larger, -0 counting below +0.
-inline float min_nan(float a, float b)
-{
-    if (a != a || b != b) return as_float(0x7fffffffu);
-    if (a == b) return (as_bits(a) & 0x80000000u) ? a : b;
-    return a < b ? a : b;
-}
-inline float max_nan(float a, float b)
-{
-    if (a != a || b != b) return as_float(0x7fffffffu);
-    if (a == b) return (as_bits(a) & 0x80000000u) ? b : a;
-    return a > b ? a : b;
-}
-
-// ex2.approx.ftz.f32: 2^x with the ISA's error bound taken pessimistically. The ISA gives a maximum relative error of
-// 2^-22 (about 2 ulps) and flushes subnormal inputs and results to zero, with -inf -> +0, +inf -> +inf and NaN ->
-// NaN; the hardware's exact bits are unspecified, so the emulator answers 2 ulps off the rounded exact value, up or
-// down by the input's last bit: a kernel that needs exact powers fails here rather than on a GPU.
-inline float ex2_approx_ftz(float x)
-{
-    if (x != x) return as_float(0x7fffffffu);
-    if ((as_bits(x) & 0x7f800000u) == 0) x = 0.f; // subnormal input: flushed
-    float r = (float)exp2((double)x);
-    if (r < 1.17549435e-38f) return 0.f;           // subnormal result: flushed (+0, as 2^x > 0)
-    if (r == as_float(0x7f800000u)) return r;
-    uint32_t bits = as_bits(r);
-    bits = (as_bits(x) & 1u) ? bits + 2u : bits - 2u;
-    r = as_float(bits);
-    return r < 1.17549435e-38f ? 0.f : r;
-}
+inline float min_nan(float a, float b) { return min_nan_f32(a, b); }
+inline float max_nan(float a, float b) { return max_nan_f32(a, b); }
+inline float ex2_approx_ftz(float x) { return ex2_approx_ftz_f32(x); }
 } // namespace ptx
 } // namespace
 } // namespace ae_emu

@@ -567,6 +567,39 @@ EXPORT unsigned ae_emu_cvt_rna_tf32(unsigned bits)
     return ae_emu::float_to_tf32(x);
 }
 
+// For tests: min.NaN.f32, max.NaN.f32 and ex2.approx.ftz.f32 on floats given and returned as bits.
+EXPORT unsigned ae_emu_min_nan(unsigned a, unsigned b)
+{
+    float x, y, r;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    r = ae_emu::min_nan_f32(x, y);
+    unsigned bits;
+    memcpy(&bits, &r, sizeof bits);
+    return bits;
+}
+
+EXPORT unsigned ae_emu_max_nan(unsigned a, unsigned b)
+{
+    float x, y, r;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    r = ae_emu::max_nan_f32(x, y);
+    unsigned bits;
+    memcpy(&bits, &r, sizeof bits);
+    return bits;
+}
+
+EXPORT unsigned ae_emu_ex2_approx_ftz(unsigned input)
+{
+    float x, r;
+    memcpy(&x, &input, sizeof x);
+    r = ae_emu::ex2_approx_ftz_f32(x);
+    unsigned bits;
+    memcpy(&bits, &r, sizeof bits);
+    return bits;
+}
+
 EXPORT void ae_emu_set_modes(int eager_copies, unsigned schedule_seed, int truncated_accumulation)
 {
     ae_emu::set_modes(eager_copies != 0, schedule_seed, truncated_accumulation != 0);
