@@ -41,9 +41,11 @@ public class CudaBackendTests
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 
-    [Fact] public void F16_matches_the_oracle() => Verify<Half>(150, 22);
-    [Fact] public void Bf16_matches_the_oracle() => Verify<BFloat16>(150, 22);
-    [Fact] public void F32_as_3xtf32_matches_the_oracle() => Verify<float>(150, 30);
+    // Emulated draws are few: the CUDA collection runs its classes one after another (4-5 minutes of the suite's
+    // 10 by this session's class timings, the emulated decode's shuffles among the costs); the GPU draws 150 of each.
+    [Fact] public void F16_matches_the_oracle() => Verify<Half>(150, 16);
+    [Fact] public void Bf16_matches_the_oracle() => Verify<BFloat16>(150, 16);
+    [Fact] public void F32_as_3xtf32_matches_the_oracle() => Verify<float>(150, 22);
     [Fact] public void Dropout_f16_matches_the_oracle_with_the_same_mask() => Verify<Half>(60, 4, dropout: true);
     [Fact] public void Dropout_f32_matches_the_oracle_with_the_same_mask() => Verify<float>(60, 3, dropout: true);
     [Fact] public void Dropout_draws_the_engines_mask_bit_for_bit() => Dropout.DropoutMaskTests.CheckThroughIdentityValues(Gpu());
@@ -59,7 +61,7 @@ public class CudaBackendTests
         HostileInputRegressionTests.CheckTinyRowsBesideHugeValues(Gpu(), rows);
 
     // fp16 decode; CudaDecodeKernelTests draws fp32 and bf16 decodes and long split caches.
-    [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 6, ProblemLimits.Decode);
+    [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 4, ProblemLimits.Decode);
 
     [Fact]
     public void Block_masks_match_the_reference()
