@@ -4,20 +4,10 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 -DKERNEL_SOURCE='"path/flash_decode.cu"' [-DAE_BF16=1] decode_ab.cu
 //   ./a.out B H Hkv Lk D [seconds]   -> one line: milliseconds per call, K/V GB/s, splits
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <cmath>
-#include <vector>
-#include <cuda_runtime.h>
+#include "ab_timing.h"
 
 #include KERNEL_SOURCE
-
-#define CHECK(call)                                                                                                    \
-    do {                                                                                                               \
-        cudaError_t e_ = (call);                                                                                       \
-        if (e_ != cudaSuccess) { fprintf(stderr, "%s: %s\n", #call, cudaGetErrorString(e_)); exit(2); }              \
-    } while (0)
 
 // The host's constants (engine/Backends/Cuda/CudaDecodeKernel.cs): rows per block, the split granule, blocks per SM.
 constexpr int RowsPerBlock = 4, KeysPerStep = 64, BlocksPerMultiprocessor = 4;
@@ -80,33 +70,7 @@ int main(int argc, char** argv)
         AE_DECODE_ENTRY<<<grid, block, decode::SharedBytes>>>(p);
         AE_MERGE_ENTRY<<<merge_blocks, decode::Threads>>>(p);
     };
-    for (int i = 0; i < 3; i++) call();
-    CHECK(cudaGetLastError());
-    CHECK(cudaDeviceSynchronize());
-    cudaEvent_t start, stop;
-    CHECK(cudaEventCreate(&start));
-    CHECK(cudaEventCreate(&stop));
-    CHECK(cudaEventRecord(start));
-    call();
-    CHECK(cudaEventRecord(stop));
-    CHECK(cudaEventSynchronize(stop));
-    float once = 0.f;
-    CHECK(cudaEventElapsedTime(&once, start, stop));
-    int calls = (int)fmax(1.0, seconds * 1000.0 / 10.0 / once);
-    std::vector<float> batches;
-    for (int t = 0; t < 10; t++)
-    {
-        CHECK(cudaEventRecord(start));
-        for (int i = 0; i < calls; i++) call();
-        CHECK(cudaEventRecord(stop));
-        CHECK(cudaEventSynchronize(stop));
-        float ms = 0.f;
-        CHECK(cudaEventElapsedTime(&ms, start, stop));
-        batches.push_back(ms / calls);
-    }
-    CHECK(cudaGetLastError());
-    std::sort(batches.begin(), batches.end());
-    double ms = batches[batches.size() / 2];
+    double ms = median_milliseconds(call, seconds);
     double bytes = 2.0 * kv_elements * sizeof(elem);
     std::vector<elem> out(q_elements);
     CHECK(cudaMemcpy(out.data(), o, q_elements * sizeof(elem), cudaMemcpyDeviceToHost));

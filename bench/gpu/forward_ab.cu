@@ -5,21 +5,10 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 -DKERNEL_SOURCE='"path/flash_forward.cu"' -DAE_HEAD_DIM=64 [-DAE_BF16=1] forward_ab.cu
 //   ./a.out B H N [causal] [seconds]   -> one line: milliseconds per launch and TFLOP/s
 // Inputs are random values in [-1, 1); the output is reduced to a checksum so variants can be compared for sanity.
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <cmath>
-#include <vector>
-#include <algorithm>
-#include <cuda_runtime.h>
+#include "ab_timing.h"
 
 #include KERNEL_SOURCE
-
-#define CHECK(call)                                                                                                    \
-    do {                                                                                                               \
-        cudaError_t e_ = (call);                                                                                       \
-        if (e_ != cudaSuccess) { fprintf(stderr, "%s: %s\n", #call, cudaGetErrorString(e_)); exit(2); }              \
-    } while (0)
 
 static unsigned short to_storage(float x)
 {
@@ -84,33 +73,7 @@ int main(int argc, char** argv)
     int shared = (flash::Br * flash::QkPitch + 2 * flash::Bc * flash::QkPitch + 2 * flash::Bc * flash::VPitch) * (int)sizeof(elem);
     CHECK(cudaFuncSetAttribute(AE_ENTRY, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
     dim3 grid(batch * heads, (n + flash::Br - 1) / flash::Br), block(flash::Threads);
-    cudaEvent_t start, stop;
-    CHECK(cudaEventCreate(&start));
-    CHECK(cudaEventCreate(&stop));
-    for (int i = 0; i < 3; i++) AE_ENTRY<<<grid, block, shared>>>(p);
-    CHECK(cudaGetLastError());
-    CHECK(cudaDeviceSynchronize());
-    // Launches per timed batch: about a tenth of the time asked for; the median of the batches' rates is reported.
-    CHECK(cudaEventRecord(start));
-    AE_ENTRY<<<grid, block, shared>>>(p);
-    CHECK(cudaEventRecord(stop));
-    CHECK(cudaEventSynchronize(stop));
-    float once = 0.f;
-    CHECK(cudaEventElapsedTime(&once, start, stop));
-    int launches = (int)fmax(1.0, seconds * 1000.0 / 10.0 / once);
-    std::vector<float> batches;
-    for (int t = 0; t < 10; t++)
-    {
-        CHECK(cudaEventRecord(start));
-        for (int i = 0; i < launches; i++) AE_ENTRY<<<grid, block, shared>>>(p);
-        CHECK(cudaEventRecord(stop));
-        CHECK(cudaEventSynchronize(stop));
-        float ms = 0.f;
-        CHECK(cudaEventElapsedTime(&ms, start, stop));
-        batches.push_back(ms / launches);
-    }
-    std::sort(batches.begin(), batches.end());
-    double ms = batches[batches.size() / 2];
+    double ms = median_milliseconds([&] { AE_ENTRY<<<grid, block, shared>>>(p); }, seconds);
     double flops = 4.0 * batch * heads * (double)n * n * d * (causal ? 0.5 : 1.0);
 
     std::vector<elem> out(elements);

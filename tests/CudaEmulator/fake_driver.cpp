@@ -559,46 +559,26 @@ EXPORT void ae_emu_fragment_place(int fragment, int row, int column, int* lane, 
     *half = at.half;
 }
 
-// For tests: the bits cvt.rna.tf32.f32 gives for the float with these bits (ae_emu::float_to_tf32).
-EXPORT unsigned ae_emu_cvt_rna_tf32(unsigned bits)
+// For tests: the emulator's float operations (cvt.rna.tf32.f32, min.NaN.f32, max.NaN.f32, ex2.approx.ftz.f32) on
+// floats given and returned as bits.
+static float float_of(unsigned bits)
 {
     float x;
     memcpy(&x, &bits, sizeof x);
-    return ae_emu::float_to_tf32(x);
+    return x;
 }
 
-// For tests: min.NaN.f32, max.NaN.f32 and ex2.approx.ftz.f32 on floats given and returned as bits.
-EXPORT unsigned ae_emu_min_nan(unsigned a, unsigned b)
+static unsigned bits_of(float x)
 {
-    float x, y, r;
-    memcpy(&x, &a, sizeof x);
-    memcpy(&y, &b, sizeof y);
-    r = ae_emu::min_nan_f32(x, y);
     unsigned bits;
-    memcpy(&bits, &r, sizeof bits);
+    memcpy(&bits, &x, sizeof bits);
     return bits;
 }
 
-EXPORT unsigned ae_emu_max_nan(unsigned a, unsigned b)
-{
-    float x, y, r;
-    memcpy(&x, &a, sizeof x);
-    memcpy(&y, &b, sizeof y);
-    r = ae_emu::max_nan_f32(x, y);
-    unsigned bits;
-    memcpy(&bits, &r, sizeof bits);
-    return bits;
-}
-
-EXPORT unsigned ae_emu_ex2_approx_ftz(unsigned input)
-{
-    float x, r;
-    memcpy(&x, &input, sizeof x);
-    r = ae_emu::ex2_approx_ftz_f32(x);
-    unsigned bits;
-    memcpy(&bits, &r, sizeof bits);
-    return bits;
-}
+EXPORT unsigned ae_emu_cvt_rna_tf32(unsigned bits) { return ae_emu::float_to_tf32(float_of(bits)); }
+EXPORT unsigned ae_emu_min_nan(unsigned a, unsigned b) { return bits_of(ae_emu::min_nan_f32(float_of(a), float_of(b))); }
+EXPORT unsigned ae_emu_max_nan(unsigned a, unsigned b) { return bits_of(ae_emu::max_nan_f32(float_of(a), float_of(b))); }
+EXPORT unsigned ae_emu_ex2_approx_ftz(unsigned input) { return bits_of(ae_emu::ex2_approx_ftz_f32(float_of(input))); }
 
 EXPORT void ae_emu_set_modes(int eager_copies, unsigned schedule_seed, int truncated_accumulation)
 {
