@@ -649,8 +649,7 @@ __device__ __forceinline__ void load_q_fragment(u32 (&a)[4], const elem* qs, int
 
 __device__ __forceinline__ void load_q(QFragments& q, const elem* qs)
 {
-    if (!QInRegisters) return;
-    #pragma unroll
+    #pragma unroll // no fragments to load where Q stays in shared memory
     for (int kk = 0; kk < (QInRegisters ? D / 16 : 0); kk++) load_q_fragment(q.a[kk], qs, kk);
 }
 
