@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AttentionEngine.Kernels.Cpu.Simd;
 
 namespace AttentionEngine.Kernels.Cpu;
@@ -13,6 +14,11 @@ internal static unsafe class OnlineSoftmax<TOps, TVec> where TOps : struct, IVec
     private const float Log2E = 1.4426950408889634f;
 
     /// <summary>Turns scores into probabilities in place and updates the row state.</summary>
+    /// <remarks>
+    /// Fully optimised from the first call, as the GEMM micro-kernels are: its first-tier code called Exp2 and every
+    /// vector operation out of line, and a profile of B128 H8 N64 D64 still found 4% of its samples there.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Update(float* scores, int br, int keyCount, float* rowMax, float* rowSum, float* rowRescale)
     {
         int c = TOps.Count;
@@ -45,6 +51,7 @@ internal static unsafe class OnlineSoftmax<TOps, TVec> where TOps : struct, IVec
     }
 
     /// <summary>Final probabilities of a recomputed score block: p = 2^(s − m) / l (0 on rows with no visible key).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Normalize(float* scores, int br, int keyCount, float* rowMax, float* rowSum)
     {
         int c = TOps.Count;
