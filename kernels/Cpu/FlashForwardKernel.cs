@@ -140,23 +140,33 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         int keyCount = (int)Math.Min(KeyBlock, job.KeyLength - firstKey);
         var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
         if (kind == BlockKind.Empty) return; // a block mask's empty block: never touched
-        Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind);
-        OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale);
+        int active = guarded ? br : ActiveRows(job, rows);
+        Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind, active);
+        OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale, active);
         // Dropout scales the probabilities after the row sum took them: l normalises the undropped row, as P is.
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.DrawAndApply(job, (int)firstKey, keyCount, br, scratch.Scores, scratch);
         float* values = TileStaging.Values(job, batch, rows.KvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
         if (guarded)
             GuardedValues<TOps, TVec>.AccumulateTile(job, batch, rows, (int)firstKey, keyCount, br, values, valuePitch, dvPad, scratch);
         else
-            ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale);
+            ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad, scratch.RowRescale, active);
     }
+
+    /// <summary>
+    /// Rows the fast pass computes: all of the tile, except that a tail tile with at most three vectors of valid rows
+    /// (on AVX-512's four-vector tiles) runs the three-vector kernels: 48 rows instead of 64, so a head of 100 queries
+    /// computes 112 rows, not 128. The rows left out are padding, never written; int8 scores and dropout, and the
+    /// guarded and weights passes, keep the whole tile.
+    /// </summary>
+    private static int ActiveRows(in CpuAttentionJob<T> job, in TileRows rows) =>
+        RowVectors == 4 && rows.Count <= 3 * TOps.Count && !job.Int8Scores.IsRequested && !job.Dropout.IsActive ? 3 * TOps.Count : TileRows;
 
     /// <summary>
     /// Masked, scaled, biased scores of one key block, Sᵀ[j][r], in the score scratch: int8 scores where the call asked
     /// for them and the block is in the quantiser's range (float scores for the rows that cannot use them), else float.
     /// </summary>
     private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch,
-        in FlexMods<TMask, TScore> mods, BlockKind kind)
+        in FlexMods<TMask, TScore> mods, BlockKind kind, int active = 0)
     {
         int br = TileRows;
         var int8 = job.Int8Scores;
@@ -169,16 +179,16 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
             Int8TileScores<TOps, TVec>.TakeFloatRows(scratch.Scores, scratch.ExactScores, br, keyCount, scratch);
             return;
         }
-        FloatScores(job, batch, rows, firstKey, keyCount, scratch, mods, kind, scratch.Scores);
+        FloatScores(job, batch, rows, firstKey, keyCount, scratch, mods, kind, scratch.Scores, active);
     }
 
     /// <summary>Masked, scaled, biased float scores of one key block into <paramref name="scores"/> ([Bc][Br]).</summary>
     private static void FloatScores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch,
-        in FlexMods<TMask, TScore> mods, BlockKind kind, float* scores)
+        in FlexMods<TMask, TScore> mods, BlockKind kind, float* scores, int active = 0)
     {
         int br = TileRows;
         float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, job.HeadDim, scratch, out nint keyPitch);
-        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scores, job.Scale);
+        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scores, job.Scale, active);
         FlexMasking<TMask, TScore>.ScoreModsAndMasks(scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, job, batch, mods, kind);
     }
 }

@@ -18,13 +18,14 @@ internal static unsafe class OnlineSoftmax<TOps, TVec> where TOps : struct, IVec
     /// Fully optimised from the first call, as the GEMM micro-kernels are: its first-tier code called Exp2 and every
     /// vector operation out of line, and a profile of B128 H8 N64 D64 still found 4% of its samples there.
     /// </remarks>
+    /// <param name="rows">0 for all <paramref name="br"/> rows (the scores' pitch); else the first rows only, a multiple of Count.</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Update(float* scores, int br, int keyCount, float* rowMax, float* rowSum, float* rowRescale)
+    public static void Update(float* scores, int br, int keyCount, float* rowMax, float* rowSum, float* rowRescale, int rows = 0)
     {
-        int c = TOps.Count;
+        int c = TOps.Count, end = rows == 0 ? br : rows;
         TVec negativeInfinity = TOps.Broadcast(float.NegativeInfinity);
         TVec log2E = TOps.Broadcast(Log2E);
-        for (int v = 0; v < br; v += c)
+        for (int v = 0; v < end; v += c)
         {
             TVec blockMax = negativeInfinity;
             // The native max (one instruction, where the IEEE one is a nine-instruction chain per key): a NaN score may be

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using AttentionEngine.Kernels.Cpu.Simd;
 
@@ -14,11 +15,12 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
 {
     /// <summary>Products of keys [0, keyCount) (rows ldk apart) with the 3- or 4-vector query tile, as accumulated.</summary>
     public static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores) =>
-        Compute(keys, ldk, keyCount, queryT, br, headDim, scores, new Epilogue(false, default));
+        Compute(keys, ldk, keyCount, queryT, br, br, headDim, scores, new Epilogue(false, default));
 
     /// <summary>Attention scores: the products times <paramref name="scale"/>, saturated to [−MaxValue, MaxValue] (<see cref="ScoreSaturation"/>).</summary>
-    public static void ComputeScaled(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, float scale) =>
-        Compute(keys, ldk, keyCount, queryT, br, headDim, scores, new Epilogue(true, TOps.Broadcast(scale)));
+    /// <param name="rows">0 for all <paramref name="br"/> rows; else the first 3 · Count of them (a tail tile of AVX-512's 4-vector tiles).</param>
+    public static void ComputeScaled(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, float scale, int rows = 0) =>
+        Compute(keys, ldk, keyCount, queryT, br, rows == 0 ? br : rows, headDim, scores, new Epilogue(true, TOps.Broadcast(scale)));
 
     /// <summary>What happens to an accumulator on its way to memory.</summary>
     private readonly struct Epilogue(bool scaled, TVec scale)
@@ -27,15 +29,18 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
         public TVec Apply(TVec accumulator) => scaled ? TOps.Saturate(TOps.Multiply(accumulator, scale)) : accumulator;
     }
 
-    private static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, Epilogue epilogue)
+    /// <param name="br">the tile's rows: the pitch of Qᵀ and of the scores</param>
+    /// <param name="rows">rows computed, 4 or 3 vectors: the rest are left as they were</param>
+    private static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int rows, int headDim, float* scores, Epilogue epilogue)
     {
+        Debug.Assert(rows == 4 * TOps.Count && br == rows || rows == 3 * TOps.Count && br >= rows);
         int j = 0;
-        if (br == 4 * TOps.Count)
+        if (rows == 4 * TOps.Count)
             for (; j + 4 <= keyCount; j += 4) FourKeysFourVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
         else
             for (; j + 4 <= keyCount; j += 4) FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
         for (; j < keyCount; j++)
-            for (int v = 0; v < br; v += TOps.Count) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v, epilogue);
+            for (int v = 0; v < rows; v += TOps.Count) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v, epilogue);
     }
 
     // 4 keys x 4 query vectors (AVX-512): 16 independent accumulators, 4 loads and 4 broadcasts per 16 FMAs.

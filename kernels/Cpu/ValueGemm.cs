@@ -12,9 +12,10 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     /// <param name="probabilities">Pᵀ [keyCount][br]</param>
     /// <param name="values">V rows, ldv apart, at least dvVectors · Count readable floats each</param>
     /// <param name="output">O [br][ldo]</param>
+    /// <param name="rows">0 for all <paramref name="br"/> rows (the pitch of Pᵀ); else the first rows only, a multiple of 4.</param>
     public static void Accumulate(float* probabilities, int br, int keyCount, float* values, nint ldv, int dvVectors,
-        float* output, int ldo, float* rescale) =>
-        Accumulate(probabilities, ScoreLayout.Transposed(br), br, keyCount, values, ldv, dvVectors, output, ldo, rescale);
+        float* output, int ldo, float* rescale, int rows = 0) =>
+        Accumulate(probabilities, ScoreLayout.Transposed(br), rows == 0 ? br : rows, keyCount, values, ldv, dvVectors, output, ldo, rescale);
 
     /// <summary>
     /// The same with the weights anywhere: weight (output row r, key j) at r·RowStride + j·KeyStride. The backward
