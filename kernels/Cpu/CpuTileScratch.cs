@@ -35,6 +35,7 @@ internal sealed unsafe class CpuTileScratch
     public float* Ones;         // [Br]  1 per row: the rescale of a GEMM that adds to accumulators already rescaled
     public float* RowScale;     // [Br]  scale of each row's output accumulators: 1, or 2^-32 once the row saw a huge value (guarded pass)
     public int* KeyFlags;       // [Bc]  per key of the block: huge or non-finite values (guarded pass)
+    public bool OutputUnset;    // the fast pass has not written Output yet: its first key block starts the accumulators at zero
     public int* QueryPairs;     // [D/2][Br] int8 scores: the tile's quantised queries, two int16 lanes per int32
     public float* RowFactor;    // [Br]  int8 scores: each row's quantisation scale times the softmax scale
     public float* RowInverse;   // [Br]  int8 scores: 127 / max |q| per row (0 for a zero row)

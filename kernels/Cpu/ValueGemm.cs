@@ -13,6 +13,7 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     /// <param name="values">V rows, ldv apart, at least dvVectors · Count readable floats each</param>
     /// <param name="output">O [br][ldo]</param>
     /// <param name="rows">0 for all <paramref name="br"/> rows (the pitch of Pᵀ); else the first rows only, a multiple of 4.</param>
+    /// <param name="rescale">per row, the factor O is multiplied by first; null to start from zero without reading O</param>
     public static void Accumulate(float* probabilities, int br, int keyCount, float* values, nint ldv, int dvVectors,
         float* output, int ldo, float* rescale, int rows = 0) =>
         Accumulate(probabilities, ScoreLayout.Transposed(br), rows == 0 ? br : rows, keyCount, values, ldv, dvVectors, output, ldo, rescale);
@@ -28,7 +29,7 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
         int c = TOps.Count;
         for (int r = 0; r < rows; r += 4)
         {
-            float* p = probabilities + (nint)r * layout.RowStride;
+            float* p = probabilities + (nint)r * layout.RowStride, rows0 = rescale == null ? null : rescale + r;
             int cv = 0;
             // With AVX-512's 32 registers, groups of four vectors (16 accumulators, 4 loads and 4 broadcasts per 16 FMAs,
             // the score kernel's shape): as groups of two, D = 64 ran at about 0.75x the score GEMM's rate. A remainder
@@ -36,18 +37,18 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
             // changes a bit.
             int fours = TOps.Count == 16 ? (dvVectors % 4 == 1 && dvVectors >= 4 ? dvVectors / 4 - 1 : dvVectors / 4) : 0;
             for (int g = 0; g < fours; g++, cv += 4)
-                FourRowsFourVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+                FourRowsFourVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rows0);
             // Then groups of three vectors (12 accumulators), and the rest in groups of two (8): a remainder of one vector
             // would leave 4 FMA chains for 2 pipes at 4 cycles' latency, half speed. So 4 = 2 + 2, 7 = 3 + 2 + 2,
             // 8 = 3 + 3 + 2, 16 = 4 · 3 + 2 + 2; only a single vector runs alone.
             int left = dvVectors - cv;
             int threes = left % 3 == 1 && left >= 4 ? left / 3 - 1 : left / 3;
             for (int g = 0; g < threes; g++, cv += 3)
-                FourRowsThreeVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+                FourRowsThreeVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rows0);
             for (; cv + 2 <= dvVectors; cv += 2)
-                FourRowsTwoVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+                FourRowsTwoVectors(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rows0);
             for (; cv < dvVectors; cv++)
-                FourRowsOneVector(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rescale + r);
+                FourRowsOneVector(p, layout.RowStride, layout.KeyStride, keyCount, values + cv * c, ldv, output + r * ldo + cv * c, ldo, rows0);
         }
     }
 
@@ -56,12 +57,12 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     private static void FourRowsFourVectors(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
     {
         int c = TOps.Count;
-        TVec s0 = TOps.Broadcast(rescale[0]), s1 = TOps.Broadcast(rescale[1]), s2 = TOps.Broadcast(rescale[2]), s3 = TOps.Broadcast(rescale[3]);
+        TVec s0 = Factor(rescale, 0), s1 = Factor(rescale, 1), s2 = Factor(rescale, 2), s3 = Factor(rescale, 3);
         float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
-        TVec a00 = TOps.Multiply(TOps.Load(o0), s0), a01 = TOps.Multiply(TOps.Load(o0 + c), s0), a02 = TOps.Multiply(TOps.Load(o0 + 2 * c), s0), a03 = TOps.Multiply(TOps.Load(o0 + 3 * c), s0);
-        TVec a10 = TOps.Multiply(TOps.Load(o1), s1), a11 = TOps.Multiply(TOps.Load(o1 + c), s1), a12 = TOps.Multiply(TOps.Load(o1 + 2 * c), s1), a13 = TOps.Multiply(TOps.Load(o1 + 3 * c), s1);
-        TVec a20 = TOps.Multiply(TOps.Load(o2), s2), a21 = TOps.Multiply(TOps.Load(o2 + c), s2), a22 = TOps.Multiply(TOps.Load(o2 + 2 * c), s2), a23 = TOps.Multiply(TOps.Load(o2 + 3 * c), s2);
-        TVec a30 = TOps.Multiply(TOps.Load(o3), s3), a31 = TOps.Multiply(TOps.Load(o3 + c), s3), a32 = TOps.Multiply(TOps.Load(o3 + 2 * c), s3), a33 = TOps.Multiply(TOps.Load(o3 + 3 * c), s3);
+        TVec a00 = Start(o0, s0, rescale), a01 = Start(o0 + c, s0, rescale), a02 = Start(o0 + 2 * c, s0, rescale), a03 = Start(o0 + 3 * c, s0, rescale);
+        TVec a10 = Start(o1, s1, rescale), a11 = Start(o1 + c, s1, rescale), a12 = Start(o1 + 2 * c, s1, rescale), a13 = Start(o1 + 3 * c, s1, rescale);
+        TVec a20 = Start(o2, s2, rescale), a21 = Start(o2 + c, s2, rescale), a22 = Start(o2 + 2 * c, s2, rescale), a23 = Start(o2 + 3 * c, s2, rescale);
+        TVec a30 = Start(o3, s3, rescale), a31 = Start(o3 + c, s3, rescale), a32 = Start(o3 + 2 * c, s3, rescale), a33 = Start(o3 + 3 * c, s3, rescale);
         float* p0 = p, p1 = p + rowStride, p2 = p + 2 * rowStride, p3 = p + 3 * rowStride;
         for (int j = 0; j < n; j++)
         {
@@ -88,12 +89,12 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     private static void FourRowsThreeVectors(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
     {
         int c = TOps.Count;
-        TVec s0 = TOps.Broadcast(rescale[0]), s1 = TOps.Broadcast(rescale[1]), s2 = TOps.Broadcast(rescale[2]), s3 = TOps.Broadcast(rescale[3]);
+        TVec s0 = Factor(rescale, 0), s1 = Factor(rescale, 1), s2 = Factor(rescale, 2), s3 = Factor(rescale, 3);
         float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
-        TVec a00 = TOps.Multiply(TOps.Load(o0), s0), a01 = TOps.Multiply(TOps.Load(o0 + c), s0), a02 = TOps.Multiply(TOps.Load(o0 + 2 * c), s0);
-        TVec a10 = TOps.Multiply(TOps.Load(o1), s1), a11 = TOps.Multiply(TOps.Load(o1 + c), s1), a12 = TOps.Multiply(TOps.Load(o1 + 2 * c), s1);
-        TVec a20 = TOps.Multiply(TOps.Load(o2), s2), a21 = TOps.Multiply(TOps.Load(o2 + c), s2), a22 = TOps.Multiply(TOps.Load(o2 + 2 * c), s2);
-        TVec a30 = TOps.Multiply(TOps.Load(o3), s3), a31 = TOps.Multiply(TOps.Load(o3 + c), s3), a32 = TOps.Multiply(TOps.Load(o3 + 2 * c), s3);
+        TVec a00 = Start(o0, s0, rescale), a01 = Start(o0 + c, s0, rescale), a02 = Start(o0 + 2 * c, s0, rescale);
+        TVec a10 = Start(o1, s1, rescale), a11 = Start(o1 + c, s1, rescale), a12 = Start(o1 + 2 * c, s1, rescale);
+        TVec a20 = Start(o2, s2, rescale), a21 = Start(o2 + c, s2, rescale), a22 = Start(o2 + 2 * c, s2, rescale);
+        TVec a30 = Start(o3, s3, rescale), a31 = Start(o3 + c, s3, rescale), a32 = Start(o3 + 2 * c, s3, rescale);
         float* p0 = p, p1 = p + rowStride, p2 = p + 2 * rowStride, p3 = p + 3 * rowStride;
         for (int j = 0; j < n; j++)
         {
@@ -120,12 +121,12 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     private static void FourRowsTwoVectors(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
     {
         int c = TOps.Count;
-        TVec s0 = TOps.Broadcast(rescale[0]), s1 = TOps.Broadcast(rescale[1]), s2 = TOps.Broadcast(rescale[2]), s3 = TOps.Broadcast(rescale[3]);
+        TVec s0 = Factor(rescale, 0), s1 = Factor(rescale, 1), s2 = Factor(rescale, 2), s3 = Factor(rescale, 3);
         float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
-        TVec a00 = TOps.Multiply(TOps.Load(o0), s0), a01 = TOps.Multiply(TOps.Load(o0 + c), s0);
-        TVec a10 = TOps.Multiply(TOps.Load(o1), s1), a11 = TOps.Multiply(TOps.Load(o1 + c), s1);
-        TVec a20 = TOps.Multiply(TOps.Load(o2), s2), a21 = TOps.Multiply(TOps.Load(o2 + c), s2);
-        TVec a30 = TOps.Multiply(TOps.Load(o3), s3), a31 = TOps.Multiply(TOps.Load(o3 + c), s3);
+        TVec a00 = Start(o0, s0, rescale), a01 = Start(o0 + c, s0, rescale);
+        TVec a10 = Start(o1, s1, rescale), a11 = Start(o1 + c, s1, rescale);
+        TVec a20 = Start(o2, s2, rescale), a21 = Start(o2 + c, s2, rescale);
+        TVec a30 = Start(o3, s3, rescale), a31 = Start(o3 + c, s3, rescale);
         float* p0 = p, p1 = p + rowStride, p2 = p + 2 * rowStride, p3 = p + 3 * rowStride;
         for (int j = 0; j < n; j++)
         {
@@ -150,10 +151,10 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     private static void FourRowsOneVector(float* p, nint rowStride, nint keyStride, int n, float* v, nint ldv, float* o, int ldo, float* rescale)
     {
         float* o0 = o, o1 = o + ldo, o2 = o + 2 * ldo, o3 = o + 3 * ldo;
-        TVec a0 = TOps.Multiply(TOps.Load(o0), TOps.Broadcast(rescale[0]));
-        TVec a1 = TOps.Multiply(TOps.Load(o1), TOps.Broadcast(rescale[1]));
-        TVec a2 = TOps.Multiply(TOps.Load(o2), TOps.Broadcast(rescale[2]));
-        TVec a3 = TOps.Multiply(TOps.Load(o3), TOps.Broadcast(rescale[3]));
+        TVec a0 = Start(o0, Factor(rescale, 0), rescale);
+        TVec a1 = Start(o1, Factor(rescale, 1), rescale);
+        TVec a2 = Start(o2, Factor(rescale, 2), rescale);
+        TVec a3 = Start(o3, Factor(rescale, 3), rescale);
         float* p0 = p, p1 = p + rowStride, p2 = p + 2 * rowStride, p3 = p + 3 * rowStride;
         for (int j = 0; j < n; j++)
         {
@@ -166,4 +167,11 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
         }
         TOps.Store(o0, a0); TOps.Store(o1, a1); TOps.Store(o2, a2); TOps.Store(o3, a3);
     }
+
+    /// <summary>An accumulator's start: O · rescale, or zero without reading O when there is no rescale (O not yet written).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec Start(float* o, TVec factor, float* rescale) => rescale == null ? TOps.Zero : TOps.Multiply(TOps.Load(o), factor);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec Factor(float* rescale, int row) => rescale == null ? TOps.Zero : TOps.Broadcast(rescale[row]);
 }
