@@ -31,19 +31,46 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         CheckBackward(gradients, options);
         var shape = ModuleCall.Validate(input, input, input, dInput, options, _config, self: true);
         CheckUpstream(dOutput, input, dInput);
-        int batch = shape.Batch, length = shape.QueryLength, width = _queryRows + 2 * _kvWidth;
+        int batch = shape.Batch, length = shape.QueryLength;
         long n = (long)batch * length;
-        var buffers = new BackwardBuffers(this, n, n, width, 0, batch, length, options.KeyPadding.Rank != 0);
+        var buffers = new BackwardBuffers(this, n, n, _queryRows + 2 * _kvWidth, 0, batch, length, options.KeyPadding.Rank != 0);
+        SelfRecompute(input, buffers, batch, length, options);
+        SelfGradients(buffers, dOutput, dInput, gradients, batch, length, options);
+    }
+
+    /// <summary>
+    /// The forward half of a self-attention backward, into <paramref name="buffers"/>' forward regions: the input as
+    /// floats, its projections (Q and K rotated), attention's output and LSE, and the gated output.
+    /// </summary>
+    private void SelfRecompute<T>(scoped in ReadOnlyTensorSpan<T> input, in BackwardBuffers buffers, int batch, int length,
+        scoped in MultiHeadAttentionOptions options) where T : unmanaged
+    {
+        int width = _queryRows + 2 * _kvWidth;
+        long n = (long)batch * length;
         ModuleCall.CopyTokens(input, buffers.Query, _e);
+        var x = MatrixView<float>.Over(ref *buffers.Query, (nint)n, _e, _e, 1);
+        var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, width, _e, _e, 1);
+        MatMul.Run(x, inputWeights.Transposed(), MatrixView<float>.Over(ref *buffers.Projected, (nint)n, width, width, 1), _inputBias,
+            options.MaxDegreeOfParallelism, CpuIsa.Auto);
+        float* p = buffers.Projected;
+        nint reach = (nint)(n * width); // K and V views reach to the end of the projection rows
+        AttentionRecompute(buffers, p, p + _queryRows, p + _queryRows + _kvWidth, width, width, reach - _queryRows, reach - _queryRows - _kvWidth,
+            batch, length, length, options.PositionOffset, options.PositionOffset, options);
+    }
+
+    /// <summary>The gradient half of a self-attention backward, from the forward regions of <paramref name="buffers"/> (only read).</summary>
+    private void SelfGradients<T>(in BackwardBuffers buffers, scoped in ReadOnlyTensorSpan<T> dOutput, scoped in TensorSpan<T> dInput,
+        MultiHeadAttentionGradients gradients, int batch, int length, scoped in MultiHeadAttentionOptions options) where T : unmanaged
+    {
+        int width = _queryRows + 2 * _kvWidth;
+        long n = (long)batch * length;
         ModuleCall.CopyTokens(dOutput, buffers.Upstream, _e);
         var x = MatrixView<float>.Over(ref *buffers.Query, (nint)n, _e, _e, 1);
         var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, width, _e, _e, 1);
         int? threads = options.MaxDegreeOfParallelism;
-        MatMul.Run(x, inputWeights.Transposed(), MatrixView<float>.Over(ref *buffers.Projected, (nint)n, width, width, 1), _inputBias, threads, CpuIsa.Auto);
-
         float* p = buffers.Projected, dp = buffers.ProjectedGradient;
-        nint reach = (nint)(n * width); // K and V views reach to the end of the projection rows
-        AttentionBackward(buffers, p, p + _queryRows, p + _queryRows + _kvWidth, width, width, reach - _queryRows, reach - _queryRows - _kvWidth,
+        nint reach = (nint)(n * width);
+        AttentionGradients(buffers, p, p + _queryRows, p + _queryRows + _kvWidth, width, width, reach - _queryRows, reach - _queryRows - _kvWidth,
             dp, dp + _queryRows, dp + _queryRows + _kvWidth,
             batch, length, length, options.PositionOffset, options.PositionOffset, gradients, options);
 
@@ -108,7 +135,9 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         MatMul.Run(xkMatrix, wk.Transposed(), MatrixView<float>.Over(ref *pkv, (nint)nk, _kvWidth, kvStride, 1), _inputBias.AsSpan(_queryRows, _kvWidth), threads, CpuIsa.Auto);
         MatMul.Run(xvMatrix, wv.Transposed(), MatrixView<float>.Over(ref pkv[_kvWidth], (nint)nk, _kvWidth, kvStride, 1), _inputBias.AsSpan(_queryRows + _kvWidth, _kvWidth), threads, CpuIsa.Auto);
 
-        AttentionBackward(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth, dpq, dpkv, dpkv + _kvWidth,
+        AttentionRecompute(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth,
+            batch, lq, lk, options.PositionOffset, options.KeyPositionOffset, options);
+        AttentionGradients(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth, dpq, dpkv, dpkv + _kvWidth,
             batch, lq, lk, options.PositionOffset, options.KeyPositionOffset, gradients, options);
 
         var dpqMatrix = MatrixView<float>.Over(ref *dpq, (nint)nq, _queryRows, _queryRows, 1);
@@ -130,7 +159,11 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         }
     }
 
-    /// <summary>One backward call's float buffers, carved from the thread's module scratch.</summary>
+    /// <summary>
+    /// One backward call's float buffers. The forward regions (the input as floats, the projections, attention's output
+    /// and LSE, the gated output, the keep mask) come from the saved memory when given (a training forward's
+    /// <see cref="MultiHeadAttentionActivations"/>), else from the thread's module scratch with the gradient regions.
+    /// </summary>
     private readonly struct BackwardBuffers
     {
         public readonly float* Query, Upstream, InputGradient, Projected, ProjectedGradient, KeyValues, KeyValueGradient;
@@ -139,42 +172,51 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
 
         /// <param name="queryWidth">Floats per query-side projected row (Q and gate; self-attention: all of Q, gate, K, V).</param>
         /// <param name="keyValueWidth">Floats per key/value projected row in their own buffer (0 for self-attention).</param>
-        public BackwardBuffers(MultiHeadAttention<TWeight> layer, long queries, long keys, int queryWidth, int keyValueWidth, int batch, int keyLength, bool padding)
+        /// <param name="saved">the forward regions (<see cref="SavedFloats"/> floats), or null to take them from scratch</param>
+        /// <param name="forwardOnly">a training forward: no gradient regions (left null), no scratch</param>
+        public BackwardBuffers(MultiHeadAttention<TWeight> layer, long queries, long keys, int queryWidth, int keyValueWidth, int batch, int keyLength, bool padding,
+            float* saved = null, bool forwardOnly = false)
         {
             int e = layer._e, hd = layer._heads * layer._d, ek = layer._config.KeyInputDim, ev = layer._config.ValueInputDim;
             long extra = keyValueWidth == 0 ? 0 : 2 * keys * (ek + ev);
-            long keepFloats = padding ? ((long)batch * keyLength + 3) / 4 : 0;
-            long total = queries * (3 * e + 2 * queryWidth + 3 * hd) + 2 * keys * keyValueWidth + (long)batch * layer._heads * (queries / batch) + extra + keepFloats;
-            float* at = ModuleScratch.Rent(total);
+            long gradientFloats = forwardOnly ? 0 : queries * (2 * e + queryWidth + hd) + 2 * keys * keyValueWidth + extra;
+            long savedFloats = SavedFloats(layer, queries, queryWidth, batch, keyLength, padding);
+            float* scratch = forwardOnly && saved != null ? null : ModuleScratch.Rent(gradientFloats + (saved == null ? savedFloats : 0));
+            float* at = saved != null ? saved : scratch + gradientFloats;
             float* Take(long floats) { float* region = at; at += floats; return region; }
             Query = Take(queries * e);
-            Upstream = Take(queries * e);
-            InputGradient = Take(queries * e);
             Projected = Take(queries * queryWidth);
-            ProjectedGradient = Take(queries * queryWidth);
-            KeyValues = Take(keys * keyValueWidth);
-            KeyValueGradient = Take(keys * keyValueWidth);
             Attention = Take(queries * hd);
             Gated = Take(queries * hd);
-            GatedGradient = Take(queries * hd);
             Lse = Take((long)batch * layer._heads * (queries / batch));
+            Keep = (bool*)Take(padding ? ((long)batch * keyLength + 3) / 4 : 0);
+            if (forwardOnly) return;
+            at = scratch;
+            Upstream = Take(queries * e);
+            InputGradient = Take(queries * e);
+            ProjectedGradient = Take(queries * queryWidth);
+            GatedGradient = Take(queries * hd);
+            KeyValues = Take(keys * keyValueWidth);
+            KeyValueGradient = Take(keys * keyValueWidth);
             Extra = Take(extra);
-            Keep = (bool*)Take(keepFloats);
         }
+
+        /// <summary>Floats of the forward regions: the input, the query-side projections, attention's and the gate's outputs, the LSE, the keep mask.</summary>
+        public static long SavedFloats(MultiHeadAttention<TWeight> layer, long queries, int queryWidth, int batch, int keyLength, bool padding) =>
+            queries * (layer._e + queryWidth + 2 * layer._heads * layer._d) + (long)batch * layer._heads * (queries / batch)
+            + (padding ? ((long)batch * keyLength + 3) / 4 : 0);
     }
 
     /// <summary>
-    /// From the projections (Q and gate at <paramref name="q"/>, K, V; rotary not yet applied) and ∂loss/∂output: the
-    /// recomputed attention, the output projection's and the gate's gradients, and attention's backward into dQ (and
-    /// the gate logits' gradient beside it), dK and dV, rotated back. dQ's buffer must be cleared by the call.
+    /// From the projections (Q and gate at <paramref name="q"/>, K, V; rotary not yet applied): rotates Q and K in place,
+    /// and recomputes attention's output and LSE and the gated output into <paramref name="buffers"/> (the key padding's
+    /// keep mask too).
     /// </summary>
-    private void AttentionBackward(in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride, nint keyReach, nint valueReach,
-        float* dq, float* dk, float* dv, int batch, int lq, int lk, long queryOffset, long keyOffset, MultiHeadAttentionGradients gradients,
-        scoped in MultiHeadAttentionOptions options)
+    private void AttentionRecompute(in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride, nint keyReach, nint valueReach,
+        int batch, int lq, int lk, long queryOffset, long keyOffset, scoped in MultiHeadAttentionOptions options)
     {
         int hd = _heads * _d;
-        long nq = (long)batch * lq, nk = (long)batch * lk;
-        int? threads = options.MaxDegreeOfParallelism;
+        long nq = (long)batch * lq;
         var table = RotaryReaching(Math.Max(queryOffset + lq, keyOffset + lk));
         var layout = _config.Rotary?.Layout ?? RotaryLayout.Interleaved;
         if (table is not null)
@@ -184,23 +226,28 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
                 table.Apply(k + (long)b * lk * keyStride, keyStride, lk, _kvHeads, _d, keyOffset, layout);
             }
         if (options.KeyPadding.Rank != 0) ModuleCall.InvertPadding(options.KeyPadding, buffers.Keep, batch, lk);
-        nint qReach = (nint)(nq * queryStride), aReach = (nint)(nq * hd);
-        var heads4 = (ReadOnlySpan<nint>)[batch, _heads, lq, _d];
-        var kvHeads4 = (ReadOnlySpan<nint>)[batch, _kvHeads, lk, _d];
-        nint[] queryStrides = [(nint)lq * queryStride, _d, queryStride, 1], keyStrides = [(nint)lk * keyStride, _d, keyStride, 1], dense = [(nint)lq * hd, _d, hd, 1];
-        var keep = options.KeyPadding.Rank != 0
-            ? TensorLayout.ReadOnlyView(new ReadOnlySpan<bool>(buffers.Keep, (int)nk), [batch, 1, 1, lk], [lk, 0, 0, 1]) : default;
-        var qView = TensorLayout.View(q, qReach, heads4, queryStrides);
-        var kView = TensorLayout.View(k, keyReach, kvHeads4, keyStrides);
-        var vView = TensorLayout.View(v, valueReach, kvHeads4, keyStrides);
-        var o = TensorLayout.View(buffers.Attention, aReach, heads4, dense);
-        var lse = TensorLayout.View(buffers.Lse, (nint)batch * _heads * lq, [batch, _heads, lq], [(nint)_heads * lq, lq, 1]);
-        CpuBackend.Default.Forward<float>(qView, kView, vView, o, new AttentionOptions
+        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, keyReach, valueReach, batch, lq, lk, options.KeyPadding.Rank != 0);
+        CpuBackend.Default.Forward<float>(views.Q, views.K, views.V, views.O, new AttentionOptions
         {
-            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep, Lse = lse, Dropout = options.Dropout,
+            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = options.MaxDegreeOfParallelism, KeepMask = views.Keep, Lse = views.Lse,
+            Dropout = options.Dropout,
         });
         new Span<float>(buffers.Attention, (int)(nq * hd)).CopyTo(new Span<float>(buffers.Gated, (int)(nq * hd)));
         if (_gateWidth > 0) ApplyGate(buffers.Gated, q + hd, queryStride, nq);
+    }
+
+    /// <summary>
+    /// From what <see cref="AttentionRecompute"/> left (rotated Q and K, attention's output and LSE, the gated output, the
+    /// keep mask; all only read) and ∂loss/∂output: the output projection's and the gate's gradients, and attention's
+    /// backward into dQ (and the gate logits' gradient beside it), dK and dV, rotated back. dQ's buffer is cleared here.
+    /// </summary>
+    private void AttentionGradients(in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride, nint keyReach, nint valueReach,
+        float* dq, float* dk, float* dv, int batch, int lq, int lk, long queryOffset, long keyOffset, MultiHeadAttentionGradients gradients,
+        scoped in MultiHeadAttentionOptions options)
+    {
+        int hd = _heads * _d;
+        long nq = (long)batch * lq;
+        int? threads = options.MaxDegreeOfParallelism;
 
         // Output projection: dGated = dY · W_o, ∂W_o = dYᵀ · gated, ∂b_o = Σ dY.
         var dy = MatrixView<float>.Over(ref *buffers.Upstream, (nint)nq, _e, _e, 1);
@@ -214,20 +261,57 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         new Span<float>(dq, (int)(nq * queryStride)).Clear();
         if (_gateWidth > 0) GateBackward(buffers.Attention, buffers.GatedGradient, q + hd, dq + hd, queryStride, nq);
 
-        var dO = TensorLayout.View(buffers.GatedGradient, aReach, heads4, dense);
-        var dqView = TensorLayout.View(dq, qReach, heads4, queryStrides);
-        var dkView = TensorLayout.View(dk, keyReach, kvHeads4, keyStrides);
-        var dvView = TensorLayout.View(dv, valueReach, kvHeads4, keyStrides);
-        CpuBackend.Default.Backward<float>(qView, kView, vView, o, lse, dO, dqView, dkView, dvView, new AttentionOptions
+        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, keyReach, valueReach, batch, lq, lk, options.KeyPadding.Rank != 0);
+        var (heads4, kvHeads4) = views.Lengths;
+        var dO = TensorLayout.View(buffers.GatedGradient, views.OutputReach, heads4, views.DenseStrides);
+        var dqView = TensorLayout.View(dq, views.QueryReach, heads4, views.QueryStrides);
+        var dkView = TensorLayout.View(dk, keyReach, kvHeads4, views.KeyStrides);
+        var dvView = TensorLayout.View(dv, valueReach, kvHeads4, views.KeyStrides);
+        CpuBackend.Default.Backward<float>(views.Q, views.K, views.V, views.O, views.Lse, dO, dqView, dkView, dvView, new AttentionOptions
         {
-            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = keep, Dropout = options.Dropout,
+            Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = threads, KeepMask = views.Keep, Dropout = options.Dropout,
         });
-        if (table is not null)
+        if (RotaryReaching(Math.Max(queryOffset + lq, keyOffset + lk)) is { } table)
+        {
+            var layout = _config.Rotary!.Layout;
             for (int b = 0; b < batch; b++)
             {
                 table.ApplyInverse(dq + (long)b * lq * queryStride, queryStride, lq, _heads, _d, queryOffset, layout);
                 table.ApplyInverse(dk + (long)b * lk * keyStride, keyStride, lk, _kvHeads, _d, keyOffset, layout);
             }
+        }
+    }
+
+    /// <summary>[B, H, L, D] views of one backward call's projections, attention output, LSE and keep mask (no copies).</summary>
+    private readonly ref struct AttentionViews
+    {
+        public readonly TensorSpan<float> Q, K, V, O, Lse;
+        public readonly ReadOnlyTensorSpan<bool> Keep;
+        public readonly nint[] QueryStrides, KeyStrides, DenseStrides;
+        public readonly nint QueryReach, OutputReach;
+        private readonly int _batch, _heads, _kvHeads, _lq, _lk, _d;
+
+        public AttentionViews(MultiHeadAttention<TWeight> layer, in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride,
+            nint keyReach, nint valueReach, int batch, int lq, int lk, bool padding)
+        {
+            (_batch, _heads, _kvHeads, _lq, _lk, _d) = (batch, layer._heads, layer._kvHeads, lq, lk, layer._d);
+            int hd = _heads * _d;
+            long nq = (long)batch * lq;
+            QueryReach = (nint)(nq * queryStride);
+            OutputReach = (nint)(nq * hd);
+            QueryStrides = [(nint)lq * queryStride, _d, queryStride, 1];
+            KeyStrides = [(nint)lk * keyStride, _d, keyStride, 1];
+            DenseStrides = [(nint)lq * hd, _d, hd, 1];
+            var (heads4, kvHeads4) = Lengths;
+            Keep = padding ? TensorLayout.ReadOnlyView(new ReadOnlySpan<bool>(buffers.Keep, checked(batch * lk)), [batch, 1, 1, lk], [lk, 0, 0, 1]) : default;
+            Q = TensorLayout.View(q, QueryReach, heads4, QueryStrides);
+            K = TensorLayout.View(k, keyReach, kvHeads4, KeyStrides);
+            V = TensorLayout.View(v, valueReach, kvHeads4, KeyStrides);
+            O = TensorLayout.View(buffers.Attention, OutputReach, heads4, DenseStrides);
+            Lse = TensorLayout.View(buffers.Lse, (nint)batch * _heads * lq, [batch, _heads, lq], [(nint)_heads * lq, lq, 1]);
+        }
+
+        public (nint[] Heads, nint[] KvHeads) Lengths => ([_batch, _heads, _lq, _d], [_batch, _kvHeads, _lk, _d]);
     }
 
     /// <summary>∂W_q (and ∂W_g) = dPᵀ · X over the query-side columns of dP, and their bias gradients.</summary>

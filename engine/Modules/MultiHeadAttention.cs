@@ -30,6 +30,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
     private readonly TWeight[] _inputBias, _outputBias;     // zeros when the layer has no bias
     private readonly int[] _gatedHeads;                      // query head of each gate group
     private bool _projectionsLoaded, _gateLoaded;
+    private int _weightsVersion; // counts loads, so activations saved before one are refused after it
     private RotaryTable? _rotary;
 
     /// <summary>A layer of the given shape, with weights to be loaded (<see cref="LoadPyTorch"/>, <see cref="Load"/>, <see cref="LoadGate"/>).</summary>
@@ -90,6 +91,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
         }
         CopyRows(output, 0, _e, _outputWeights, 0);
         _projectionsLoaded = true;
+        _weightsVersion++;
     }
 
     /// <summary>
@@ -126,6 +128,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
             bo.CopyTo(_outputBias);
         }
         _projectionsLoaded = true;
+        _weightsVersion++;
     }
 
     /// <summary>
@@ -143,6 +146,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
         CopyRows(g, 0, _gateWidth, _inputWeights, _heads * _d);
         if (_config.Bias) bias.CopyTo(_inputBias.AsSpan(_heads * _d));
         _gateLoaded = true;
+        _weightsVersion++;
     }
 
     /// <summary>Self-attention: output = layer(input) with queries, keys and values all from <paramref name="input"/> [batch, S, E].</summary>
@@ -244,8 +248,14 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
     /// <summary>The gate (from the query-side projections) on the attention output [B·L, H·D], then output = attention · W_oᵀ + b_o.</summary>
     private void Finish<T>(float* attention, float* queries, nint queryWidth, int batch, int length, scoped in TensorSpan<T> output, int? threads) where T : unmanaged
     {
+        if (_gateWidth > 0) ApplyGate(attention, queries + _heads * _d, queryWidth, (long)batch * length);
+        ProjectOut(attention, batch, length, output, threads);
+    }
+
+    /// <summary>output = gated attention output [B·L, H·D] · W_oᵀ + b_o, one GEMM per block of sequences that forms one matrix.</summary>
+    private void ProjectOut<T>(float* attention, int batch, int length, scoped in TensorSpan<T> output, int? threads) where T : unmanaged
+    {
         int hd = _heads * _d;
-        if (_gateWidth > 0) ApplyGate(attention, queries + hd, queryWidth, (long)batch * length);
         var attentionMatrix = MatrixView<float>.Over(ref *attention, (nint)batch * length, hd, hd, 1);
         var outputWeights = MatrixView<TWeight>.Over(ref *_outputWeights.Pointer, _e, hd, hd, 1);
         var blocks = SequenceBlocks.Of(output.Lengths, output.Strides);

@@ -13,7 +13,15 @@ internal readonly struct TileRows
         Count = count;
         GroupSize = groupSize;
         KvHead = kvHead;
+        _groupShift = groupSize > 0 && (groupSize & (groupSize - 1)) == 0 ? System.Numerics.BitOperations.Log2((uint)groupSize) : -1;
     }
+
+    /// <summary>
+    /// log2 of a power-of-two group (1, 2, 4, 8: every common GQA ratio), else −1. Rows are never negative, so a
+    /// shift and a mask give the quotient and remainder: two integer divisions per row in the epilogue were 4% of a
+    /// B128 H8 N64 D128 profile.
+    /// </summary>
+    private readonly int _groupShift;
 
     public int FirstRow { get; }
     /// <summary>Valid rows; the tile's remaining rows are padding, computed but never written.</summary>
@@ -21,8 +29,8 @@ internal readonly struct TileRows
     public int GroupSize { get; }
     public int KvHead { get; }
 
-    public int Query(int row) => (FirstRow + row) / GroupSize;
-    public int Head(int row) => KvHead * GroupSize + (FirstRow + row) % GroupSize;
+    public int Query(int row) => _groupShift >= 0 ? (FirstRow + row) >> _groupShift : (FirstRow + row) / GroupSize;
+    public int Head(int row) => KvHead * GroupSize + (_groupShift >= 0 ? (FirstRow + row) & (GroupSize - 1) : (FirstRow + row) % GroupSize);
     public int FirstQuery => FirstRow / GroupSize;
     public int LastQuery => (FirstRow + Count - 1) / GroupSize;
 

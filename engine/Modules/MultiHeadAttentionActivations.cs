@@ -1,0 +1,92 @@
+using AttentionEngine.Bindings.Memory;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// What a training forward of a <see cref="MultiHeadAttention{TWeight}"/> layer keeps for its backward, as autograd
+/// keeps a module's saved tensors: the input, its projections (queries and keys rotated), attention's output and
+/// log-sum-exp, and the gated output, all in float. With them the backward does not run the projections and attention
+/// forward again (about a quarter of a recomputing backward's work at E1024, S2048).
+/// <para>
+/// Make one with <see cref="MultiHeadAttention{TWeight}.CreateActivations"/>, fill it with the training forward
+/// (<see cref="MultiHeadAttention{TWeight}.Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, MultiHeadAttentionActivations, in MultiHeadAttentionOptions)"/>),
+/// and pass it to the matching backward, as often as needed: the backward only reads it. Its native memory (about
+/// (E + 2·H·D + Q, gate, K and V widths) floats per token) grows to the largest call and is freed by
+/// <see cref="Dispose"/>. Not for concurrent use: one forward at a time, and no forward while a backward reads it.
+/// </para>
+/// </summary>
+public sealed unsafe class MultiHeadAttentionActivations : IDisposable
+{
+    private AlignedMemoryHandle? _memory;
+    private long _capacity; // floats
+    private bool _disposed;
+
+    internal MultiHeadAttentionActivations(object layer) => Layer = layer;
+
+    /// <summary>The layer that made this holder; only it can fill and read it.</summary>
+    internal object Layer { get; }
+
+    /// <summary>Whether a training forward has filled it (and no load of weights or failed forward came since).</summary>
+    public bool IsFilled { get; private set; }
+
+    /// <summary>Batch size of the forward that filled it.</summary>
+    public int Batch { get; private set; }
+
+    /// <summary>Sequence length of the forward that filled it.</summary>
+    public int Length { get; private set; }
+
+    // What the backward must be given again, compared there: the settings that decide the forward's result.
+    internal int WeightsVersion { get; private set; }
+    internal Mask? Mask { get; private set; }
+    internal DiagonalBand Band { get; private set; } // what the mask leaves visible: masks compare by it
+    internal float? Scale { get; private set; }
+    internal long PositionOffset { get; private set; }
+    internal AttentionDropout Dropout { get; private set; }
+    internal bool Padding { get; private set; }
+
+    /// <summary>At least <paramref name="floats"/> floats for a forward; what it held before is invalid from here on.</summary>
+    internal float* Reserve(long floats)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        IsFilled = false;
+        if (floats > _capacity)
+        {
+            _memory?.Dispose();
+            _memory = null;
+            _capacity = 0;
+            _memory = AlignedMemoryHandle.Allocate((nuint)Math.Max(16, floats) * sizeof(float));
+            _capacity = floats;
+        }
+        return (float*)_memory!.DangerousGetHandle();
+    }
+
+    /// <summary>The saved floats, for a backward (after <see cref="IsFilled"/> was checked).</summary>
+    internal float* Pointer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return (float*)_memory!.DangerousGetHandle();
+        }
+    }
+
+    internal void MarkFilled(int batch, int length, int weightsVersion, Mask? mask, float? scale, long positionOffset, AttentionDropout dropout, bool padding)
+    {
+        (Batch, Length, WeightsVersion, Mask, Scale, PositionOffset, Dropout, Padding) = (batch, length, weightsVersion, mask, scale, positionOffset, dropout, padding);
+        Band = BandOf(mask, length);
+        IsFilled = true;
+    }
+
+    /// <summary>The keys <paramref name="mask"/> leaves visible in a self-attention call of <paramref name="length"/> tokens.</summary>
+    internal static DiagonalBand BandOf(Mask? mask, int length) => mask?.Resolve(length, length) ?? DiagonalBand.All;
+
+    /// <summary>Frees the saved activations' native memory; the holder cannot be used afterwards.</summary>
+    public void Dispose()
+    {
+        _memory?.Dispose();
+        _memory = null;
+        _capacity = 0;
+        _disposed = true;
+        IsFilled = false;
+    }
+}

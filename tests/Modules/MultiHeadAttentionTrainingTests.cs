@@ -1,0 +1,197 @@
+using System.Numerics.Tensors;
+
+namespace AttentionEngine.Tests.Modules;
+
+/// <summary>
+/// The training forward (which keeps the layer's activations) and the backward from them: the same output and the
+/// same gradients, bit for bit, as the plain forward and the recomputing backward (which the finite-difference tests
+/// check against the float64 layer); the activations only read; stale or mismatched ones refused by name.
+/// </summary>
+public class MultiHeadAttentionTrainingTests
+{
+    private sealed class Setup : IDisposable
+    {
+        public required MultiHeadAttention<float> Layer { get; init; }
+        public required float[] Input { get; init; }
+        public required float[] Upstream { get; init; }
+        public required bool[]? Padding { get; init; }
+        public required int Batch { get; init; }
+        public required int Length { get; init; }
+        public required int Embed { get; init; }
+        public Mask? Mask { get; init; }
+        public AttentionDropout Dropout { get; init; }
+        public long Offset { get; init; }
+
+        public ReadOnlyTensorSpan<float> X => new(Input, [Batch, Length, Embed], []);
+        public ReadOnlyTensorSpan<float> DY => new(Upstream, [Batch, Length, Embed], []);
+
+        public MultiHeadAttentionOptions Options(int? threads = null) => new()
+        {
+            Mask = Mask, Dropout = Dropout, PositionOffset = Offset, MaxDegreeOfParallelism = threads,
+            KeyPadding = Padding is null ? default : new ReadOnlyTensorSpan<bool>(Padding, [Batch, Length], []),
+        };
+
+        public void Dispose() => Layer.Dispose();
+    }
+
+    private static Setup Make(int heads, int kvHeads, bool bias, RotaryLayout? rotary, GateKind? gate, bool causal, bool padding, double dropout, int seed,
+        int batch = 2, int length = 70)
+    {
+        const int d = 8;
+        int e = heads * d, hd = heads * d, kv = kvHeads * d;
+        var random = new Random(seed);
+        var config = new MultiHeadAttentionConfig
+        {
+            EmbedDim = e, Heads = heads, KvHeads = kvHeads, Bias = bias,
+            Rotary = rotary is { } r ? new RotaryEmbedding(r) : null,
+            Gate = gate is { } g ? new OutputGate(g, heads > 2 ? Enumerable.Range(0, heads).Select(h => h != 1).ToArray() : null) : null,
+        };
+        float[] Values(int n, double scale) => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
+        float[] Bias(int n) => bias ? Values(n, 0.1) : [];
+        var layer = new MultiHeadAttention<float>(config);
+        double w = 1 / Math.Sqrt(e);
+        layer.Load(new ReadOnlyTensorSpan<float>(Values(hd * e, w), [hd, e], []), new ReadOnlyTensorSpan<float>(Values(kv * e, w), [kv, e], []),
+            new ReadOnlyTensorSpan<float>(Values(kv * e, w), [kv, e], []), new ReadOnlyTensorSpan<float>(Values(e * hd, w), [e, hd], []),
+            Bias(hd), Bias(kv), Bias(kv), Bias(e));
+        if (config.GateWidth > 0) layer.LoadGate(new ReadOnlyTensorSpan<float>(Values(config.GateWidth * e, w), [config.GateWidth, e], []), Bias(config.GateWidth));
+        bool[]? keyPadding = null;
+        if (padding)
+        {
+            keyPadding = new bool[batch * length];
+            for (int n = 0; n < keyPadding.Length; n++) keyPadding[n] = random.NextDouble() < 0.2;
+        }
+        return new Setup
+        {
+            Layer = layer, Input = Values(batch * length * e, 1), Upstream = Values(batch * length * e, 1), Padding = keyPadding,
+            Batch = batch, Length = length, Embed = e, Mask = causal ? Mask.Causal() : null,
+            Dropout = new AttentionDropout(dropout, (ulong)seed, 5), Offset = rotary is null ? 0 : 7,
+        };
+    }
+
+    [Theory]
+    [InlineData(2, 1, false, null, null, false, false, 0, 1)]
+    [InlineData(4, 2, true, RotaryLayout.Interleaved, null, true, false, 0, 2)]
+    [InlineData(4, 2, true, RotaryLayout.HalfSplit, GateKind.Headwise, true, true, 0, 3)]
+    [InlineData(3, 3, false, null, GateKind.Elementwise, false, true, 0.25, 4)]
+    [InlineData(4, 1, true, RotaryLayout.HalfSplit, GateKind.Elementwise, true, true, 0.4, 5)]
+    public void Saved_activations_give_the_recomputing_backward_bit_for_bit(int heads, int kvHeads, bool bias, RotaryLayout? rotary, GateKind? gate,
+        bool causal, bool padding, double dropout, int seed)
+    {
+        using var s = Make(heads, kvHeads, bias, rotary, gate, causal, padding, dropout, seed);
+        int count = s.Batch * s.Length * s.Embed;
+        var plain = new float[count];
+        s.Layer.Forward<float>(s.X, new TensorSpan<float>(plain, [s.Batch, s.Length, s.Embed], []), s.Options());
+        using var activations = s.Layer.CreateActivations();
+        Assert.False(activations.IsFilled);
+        var trained = new float[count];
+        s.Layer.Forward<float>(s.X, new TensorSpan<float>(trained, [s.Batch, s.Length, s.Embed], []), activations, s.Options());
+        Assert.True(activations.IsFilled);
+        Assert.Equal((s.Batch, s.Length), (activations.Batch, activations.Length));
+        Assert.Equal(plain, trained);
+
+        var (recomputed, recomputedInput) = (s.Layer.CreateGradients(), new float[count]);
+        s.Layer.Backward<float>(s.X, s.DY, new TensorSpan<float>(recomputedInput, [s.Batch, s.Length, s.Embed], []), recomputed, s.Options());
+        for (int call = 0; call < 2; call++)
+        {
+            // Twice (the activations are only read), the second time on one thread (no bit depends on the thread count).
+            var (saved, savedInput) = (s.Layer.CreateGradients(), new float[count]);
+            s.Layer.Backward<float>(activations, s.DY, new TensorSpan<float>(savedInput, [s.Batch, s.Length, s.Embed], []), saved, s.Options(call == 0 ? null : 1));
+            Assert.Equal(recomputedInput, savedInput);
+            Assert.Equal(recomputed.Query, saved.Query);
+            Assert.Equal(recomputed.Key, saved.Key);
+            Assert.Equal(recomputed.Value, saved.Value);
+            Assert.Equal(recomputed.Output, saved.Output);
+            Assert.Equal(recomputed.Gate, saved.Gate);
+            Assert.Equal(recomputed.QueryBias, saved.QueryBias);
+            Assert.Equal(recomputed.KeyBias, saved.KeyBias);
+            Assert.Equal(recomputed.ValueBias, saved.ValueBias);
+            Assert.Equal(recomputed.OutputBias, saved.OutputBias);
+            Assert.Equal(recomputed.GateBias, saved.GateBias);
+            Assert.Contains(savedInput, x => x != 0);
+        }
+    }
+
+    [Fact]
+    public void A_second_forward_replaces_what_was_saved()
+    {
+        using var small = Make(2, 1, true, null, null, false, false, 0, 11, batch: 1, length: 9);
+        using var large = Make(2, 1, true, null, null, false, false, 0, 11, batch: 2, length: 40);
+        using var activations = large.Layer.CreateActivations();
+        var output = new float[2 * 40 * large.Embed];
+        var y = new TensorSpan<float>(output, [2, 40, large.Embed], []);
+        large.Layer.Forward<float>(new ReadOnlyTensorSpan<float>(small.Input, [1, 9, small.Embed], []), new TensorSpan<float>(output, [1, 9, large.Embed], []), activations);
+        large.Layer.Forward<float>(large.X, y, activations);
+        Assert.Equal((2, 40), (activations.Batch, activations.Length));
+        var (a, b) = (large.Layer.CreateGradients(), large.Layer.CreateGradients());
+        var (da, db) = (new float[output.Length], new float[output.Length]);
+        large.Layer.Backward<float>(activations, large.DY, new TensorSpan<float>(da, [2, 40, large.Embed], []), a);
+        large.Layer.Backward<float>(large.X, large.DY, new TensorSpan<float>(db, [2, 40, large.Embed], []), b);
+        Assert.Equal(db, da);
+        Assert.Equal(b.Query, a.Query);
+    }
+
+    [Fact]
+    public void Stale_foreign_empty_or_mismatched_activations_are_refused_by_name()
+    {
+        using var s = Make(4, 2, true, RotaryLayout.Interleaved, GateKind.Headwise, true, true, 0.2, 21, batch: 2, length: 12);
+        using var other = Make(4, 2, true, RotaryLayout.Interleaved, GateKind.Headwise, true, true, 0.2, 21, batch: 2, length: 12);
+        int count = s.Batch * s.Length * s.Embed;
+        var y = new float[count];
+        var dx = new float[count];
+        var gradients = s.Layer.CreateGradients();
+        TensorSpan<float> Y() => new(y, [s.Batch, s.Length, s.Embed], []);
+        TensorSpan<float> DX() => new(dx, [s.Batch, s.Length, s.Embed], []);
+        using var activations = s.Layer.CreateActivations();
+
+        Assert.Equal("activations", Assert.Throws<ArgumentException>(() => s.Layer.Backward<float>(activations, s.DY, DX(), gradients, s.Options())).ParamName);
+        using (var foreign = other.Layer.CreateActivations())
+            Assert.Equal("activations", Assert.Throws<ArgumentException>(() => s.Layer.Forward<float>(s.X, Y(), foreign, s.Options())).ParamName);
+        var weights = new float[s.Batch * 4 * s.Length * s.Length];
+        Assert.Equal("options", Assert.Throws<ArgumentException>(() => s.Layer.Forward<float>(s.X, Y(), activations,
+            s.Options() with { Weights = new TensorSpan<float>(weights, [s.Batch, 4, s.Length, s.Length], []) })).ParamName);
+
+        s.Layer.Forward<float>(s.X, Y(), activations, s.Options());
+        void Refused(MultiHeadAttentionOptions options, string what)
+        {
+            ArgumentException? error = null;
+            try { s.Layer.Backward<float>(activations, s.DY, DX(), gradients, options); }
+            catch (ArgumentException e) { error = e; }
+            Assert.NotNull(error);
+            Assert.Equal("options", error.ParamName);
+            Assert.Contains(what, error.Message);
+        }
+        Refused(s.Options() with { Mask = null }, "Mask");
+        Refused(s.Options() with { Mask = Mask.SlidingWindow(3, 0) }, "Mask");
+        Refused(s.Options() with { Scale = 0.5f }, "Scale");
+        Refused(s.Options() with { PositionOffset = 8 }, "PositionOffset");
+        Refused(s.Options() with { Dropout = new AttentionDropout(0.2, 22, 5) }, "Dropout");
+        Refused(s.Options() with { KeyPadding = default }, "KeyPadding");
+        var flipped = (bool[])s.Padding!.Clone();
+        flipped[13] = !flipped[13];
+        Refused(s.Options() with { KeyPadding = new ReadOnlyTensorSpan<bool>(flipped, [s.Batch, s.Length], []) }, "[1, 1]");
+        var shorter = new float[s.Batch * (s.Length - 1) * s.Embed];
+        Assert.Equal("dOutput", Assert.Throws<ArgumentException>(() => s.Layer.Backward<float>(activations,
+            new ReadOnlyTensorSpan<float>(shorter, [s.Batch, s.Length - 1, s.Embed], []), new TensorSpan<float>((float[])shorter.Clone(), [s.Batch, s.Length - 1, s.Embed], []),
+            gradients, s.Options())).ParamName);
+
+        // The matching options work; a load of weights makes the activations stale.
+        s.Layer.Backward<float>(activations, s.DY, DX(), gradients, s.Options(threads: 1));
+        int gates = s.Layer.Config.GateWidth;
+        s.Layer.LoadGate(new ReadOnlyTensorSpan<float>(new float[gates * s.Embed], [gates, s.Embed], []), new float[gates]);
+        Assert.Contains("loaded", Assert.Throws<ArgumentException>(() => s.Layer.Backward<float>(activations, s.DY, DX(), gradients, s.Options())).Message);
+
+        activations.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => s.Layer.Forward<float>(s.X, Y(), activations, s.Options()));
+        Assert.False(activations.IsFilled);
+    }
+
+    [Fact]
+    public void The_training_forward_is_for_self_attention()
+    {
+        using var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = 8, Heads = 2, KeyDim = 6, ValueDim = 6 });
+        using var activations = layer.CreateActivations();
+        var x = new float[2 * 3 * 8];
+        var error = Assert.Throws<ArgumentException>(() => layer.Forward<float>(new ReadOnlyTensorSpan<float>(x, [2, 3, 8], []), new TensorSpan<float>((float[])x.Clone(), [2, 3, 8], []), activations));
+        Assert.Equal("input", error.ParamName);
+    }
+}
