@@ -113,30 +113,69 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         CheckUpstream(dOutput, query, dQuery);
         RequireSame(dKey, key, nameof(dKey), nameof(key));
         RequireSame(dValue, value, nameof(dValue), nameof(value));
-        int batch = shape.Batch, lq = shape.QueryLength, lk = shape.KeyLength, ek = _config.KeyInputDim, ev = _config.ValueInputDim;
+        int batch = shape.Batch, lq = shape.QueryLength, lk = shape.KeyLength;
+        var buffers = new BackwardBuffers(this, (long)batch * lq, (long)batch * lk, _queryRows, 2 * _kvWidth, batch, lk, options.KeyPadding.Rank != 0);
+        CrossRecompute(query, key, value, buffers, batch, lq, lk, options);
+        CrossGradients(buffers, dOutput, dQuery, dKey, dValue, gradients, batch, lq, lk, options);
+    }
+
+    /// <summary>The key projection's weights, [Hkv·D, KeyDim].</summary>
+    private MatrixView<TWeight> KeyWeights() => _fused
+        ? MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1).RowRange(_queryRows, _kvWidth)
+        : MatrixView<TWeight>.Over(ref *_keyWeights!.Pointer, _kvWidth, _config.KeyInputDim, _config.KeyInputDim, 1);
+
+    /// <summary>The value projection's weights, [Hkv·D, ValueDim].</summary>
+    private MatrixView<TWeight> ValueWeights() => _fused
+        ? MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1).RowRange(_queryRows + _kvWidth, _kvWidth)
+        : MatrixView<TWeight>.Over(ref *_valueWeights!.Pointer, _kvWidth, _config.ValueInputDim, _config.ValueInputDim, 1);
+
+    /// <summary>
+    /// The forward half of a cross-attention backward, into <paramref name="buffers"/>' forward regions: the inputs as
+    /// floats, their projections (Q and K rotated), attention's output and LSE, and the gated output.
+    /// </summary>
+    private void CrossRecompute<T>(scoped in ReadOnlyTensorSpan<T> query, scoped in ReadOnlyTensorSpan<T> key, scoped in ReadOnlyTensorSpan<T> value,
+        in BackwardBuffers buffers, int batch, int lq, int lk, scoped in MultiHeadAttentionOptions options) where T : unmanaged
+    {
+        int ek = _config.KeyInputDim, ev = _config.ValueInputDim;
         long nq = (long)batch * lq, nk = (long)batch * lk;
-        var buffers = new BackwardBuffers(this, nq, nk, _queryRows, 2 * _kvWidth, batch, lk, options.KeyPadding.Rank != 0);
-        float* xk = buffers.Extra, xv = xk + nk * ek, dxk = xv + nk * ev, dxv = dxk + nk * ek;
+        float* xk = buffers.KeyInputs, xv = xk + nk * ek;
         ModuleCall.CopyTokens(query, buffers.Query, _e);
         ModuleCall.CopyTokens(key, xk, ek);
         ModuleCall.CopyTokens(value, xv, ev);
+        int? threads = options.MaxDegreeOfParallelism;
+        var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1);
+        var wk = KeyWeights();
+        var wv = ValueWeights();
+        float* pq = buffers.Projected, pkv = buffers.KeyValues;
+        nint kvStride = 2 * _kvWidth;
+        MatMul.Run(MatrixView<float>.Over(ref *buffers.Query, (nint)nq, _e, _e, 1), inputWeights.RowRange(0, _queryRows).Transposed(),
+            MatrixView<float>.Over(ref *pq, (nint)nq, _queryRows, _queryRows, 1), _inputBias.AsSpan(0, _queryRows), threads, CpuIsa.Auto);
+        MatMul.Run(MatrixView<float>.Over(ref *xk, (nint)nk, ek, ek, 1), wk.Transposed(), MatrixView<float>.Over(ref *pkv, (nint)nk, _kvWidth, kvStride, 1),
+            _inputBias.AsSpan(_queryRows, _kvWidth), threads, CpuIsa.Auto);
+        MatMul.Run(MatrixView<float>.Over(ref *xv, (nint)nk, ev, ev, 1), wv.Transposed(), MatrixView<float>.Over(ref pkv[_kvWidth], (nint)nk, _kvWidth, kvStride, 1),
+            _inputBias.AsSpan(_queryRows + _kvWidth, _kvWidth), threads, CpuIsa.Auto);
+        AttentionRecompute(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth,
+            batch, lq, lk, options.PositionOffset, options.KeyPositionOffset, options);
+    }
+
+    /// <summary>The gradient half of a cross-attention backward, from the forward regions of <paramref name="buffers"/> (only read).</summary>
+    private void CrossGradients<T>(in BackwardBuffers buffers, scoped in ReadOnlyTensorSpan<T> dOutput, scoped in TensorSpan<T> dQuery, scoped in TensorSpan<T> dKey,
+        scoped in TensorSpan<T> dValue, MultiHeadAttentionGradients gradients, int batch, int lq, int lk, scoped in MultiHeadAttentionOptions options)
+        where T : unmanaged
+    {
+        int ek = _config.KeyInputDim, ev = _config.ValueInputDim;
+        long nq = (long)batch * lq, nk = (long)batch * lk;
+        float* xk = buffers.KeyInputs, xv = xk + nk * ek, dxk = buffers.KeyInputGradients, dxv = dxk + nk * ek;
         ModuleCall.CopyTokens(dOutput, buffers.Upstream, _e);
         int? threads = options.MaxDegreeOfParallelism;
         var xq = MatrixView<float>.Over(ref *buffers.Query, (nint)nq, _e, _e, 1);
         var xkMatrix = MatrixView<float>.Over(ref *xk, (nint)nk, ek, ek, 1);
         var xvMatrix = MatrixView<float>.Over(ref *xv, (nint)nk, ev, ev, 1);
-        var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1);
-        var wqg = inputWeights.RowRange(0, _queryRows);
-        var wk = _fused ? inputWeights.RowRange(_queryRows, _kvWidth) : MatrixView<TWeight>.Over(ref *_keyWeights!.Pointer, _kvWidth, ek, ek, 1);
-        var wv = _fused ? inputWeights.RowRange(_queryRows + _kvWidth, _kvWidth) : MatrixView<TWeight>.Over(ref *_valueWeights!.Pointer, _kvWidth, ev, ev, 1);
+        var wqg = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1).RowRange(0, _queryRows);
+        var wk = KeyWeights();
+        var wv = ValueWeights();
         float* pq = buffers.Projected, pkv = buffers.KeyValues, dpq = buffers.ProjectedGradient, dpkv = buffers.KeyValueGradient;
         nint kvStride = 2 * _kvWidth;
-        MatMul.Run(xq, wqg.Transposed(), MatrixView<float>.Over(ref *pq, (nint)nq, _queryRows, _queryRows, 1), _inputBias.AsSpan(0, _queryRows), threads, CpuIsa.Auto);
-        MatMul.Run(xkMatrix, wk.Transposed(), MatrixView<float>.Over(ref *pkv, (nint)nk, _kvWidth, kvStride, 1), _inputBias.AsSpan(_queryRows, _kvWidth), threads, CpuIsa.Auto);
-        MatMul.Run(xvMatrix, wv.Transposed(), MatrixView<float>.Over(ref pkv[_kvWidth], (nint)nk, _kvWidth, kvStride, 1), _inputBias.AsSpan(_queryRows + _kvWidth, _kvWidth), threads, CpuIsa.Auto);
-
-        AttentionRecompute(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth,
-            batch, lq, lk, options.PositionOffset, options.KeyPositionOffset, options);
         AttentionGradients(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth, dpq, dpkv, dpkv + _kvWidth,
             batch, lq, lk, options.PositionOffset, options.KeyPositionOffset, gradients, options);
 
@@ -167,7 +206,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
     private readonly struct BackwardBuffers
     {
         public readonly float* Query, Upstream, InputGradient, Projected, ProjectedGradient, KeyValues, KeyValueGradient;
-        public readonly float* Attention, Gated, GatedGradient, Lse, Extra;
+        public readonly float* Attention, Gated, GatedGradient, Lse, KeyInputs, KeyInputGradients;
         public readonly bool* Keep;
 
         /// <param name="queryWidth">Floats per query-side projected row (Q and gate; self-attention: all of Q, gate, K, V).</param>
@@ -177,15 +216,17 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         public BackwardBuffers(MultiHeadAttention<TWeight> layer, long queries, long keys, int queryWidth, int keyValueWidth, int batch, int keyLength, bool padding,
             float* saved = null, bool forwardOnly = false)
         {
-            int e = layer._e, hd = layer._heads * layer._d, ek = layer._config.KeyInputDim, ev = layer._config.ValueInputDim;
-            long extra = keyValueWidth == 0 ? 0 : 2 * keys * (ek + ev);
-            long gradientFloats = forwardOnly ? 0 : queries * (2 * e + queryWidth + hd) + 2 * keys * keyValueWidth + extra;
-            long savedFloats = SavedFloats(layer, queries, queryWidth, batch, keyLength, padding);
+            int e = layer._e, hd = layer._heads * layer._d;
+            long keyInputs = KeyInputFloats(layer, keys, keyValueWidth);
+            long gradientFloats = forwardOnly ? 0 : queries * (2 * e + queryWidth + hd) + keys * keyValueWidth + keyInputs;
+            long savedFloats = SavedFloats(layer, queries, keys, queryWidth, keyValueWidth, batch, keyLength, padding);
             float* scratch = forwardOnly && saved != null ? null : ModuleScratch.Rent(gradientFloats + (saved == null ? savedFloats : 0));
             float* at = saved != null ? saved : scratch + gradientFloats;
             float* Take(long floats) { float* region = at; at += floats; return region; }
             Query = Take(queries * e);
             Projected = Take(queries * queryWidth);
+            KeyValues = Take(keys * keyValueWidth);
+            KeyInputs = Take(keyInputs);
             Attention = Take(queries * hd);
             Gated = Take(queries * hd);
             Lse = Take((long)batch * layer._heads * (queries / batch));
@@ -196,15 +237,22 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
             InputGradient = Take(queries * e);
             ProjectedGradient = Take(queries * queryWidth);
             GatedGradient = Take(queries * hd);
-            KeyValues = Take(keys * keyValueWidth);
             KeyValueGradient = Take(keys * keyValueWidth);
-            Extra = Take(extra);
+            KeyInputGradients = Take(keyInputs);
         }
 
-        /// <summary>Floats of the forward regions: the input, the query-side projections, attention's and the gate's outputs, the LSE, the keep mask.</summary>
-        public static long SavedFloats(MultiHeadAttention<TWeight> layer, long queries, int queryWidth, int batch, int keyLength, bool padding) =>
-            queries * (layer._e + queryWidth + 2 * layer._heads * layer._d) + (long)batch * layer._heads * (queries / batch)
-            + (padding ? ((long)batch * keyLength + 3) / 4 : 0);
+        /// <summary>Cross-attention's key and value inputs as floats ([B·Lk, KeyDim] then [B·Lk, ValueDim]); none for self-attention.</summary>
+        private static long KeyInputFloats(MultiHeadAttention<TWeight> layer, long keys, int keyValueWidth) =>
+            keyValueWidth == 0 ? 0 : keys * (layer._config.KeyInputDim + layer._config.ValueInputDim);
+
+        /// <summary>
+        /// Floats of the forward regions: the inputs, their projections, attention's and the gate's outputs, the LSE, the
+        /// keep mask.
+        /// </summary>
+        public static long SavedFloats(MultiHeadAttention<TWeight> layer, long queries, long keys, int queryWidth, int keyValueWidth, int batch, int keyLength,
+            bool padding) =>
+            queries * (layer._e + queryWidth + 2 * layer._heads * layer._d) + keys * keyValueWidth + KeyInputFloats(layer, keys, keyValueWidth)
+            + (long)batch * layer._heads * (queries / batch) + (padding ? ((long)batch * keyLength + 3) / 4 : 0);
     }
 
     /// <summary>

@@ -32,8 +32,14 @@ public sealed unsafe class MultiHeadAttentionActivations : IDisposable
     /// <summary>Batch size of the forward that filled it.</summary>
     public int Batch { get; private set; }
 
-    /// <summary>Sequence length of the forward that filled it.</summary>
+    /// <summary>Query sequence length of the forward that filled it.</summary>
     public int Length { get; private set; }
+
+    /// <summary>Key sequence length of the forward that filled it (<see cref="Length"/> for self-attention).</summary>
+    public int KeyLength { get; private set; }
+
+    /// <summary>Whether the forward that filled it was cross-attention (separate query, key and value inputs).</summary>
+    public bool IsCrossAttention { get; private set; }
 
     // What the backward must be given again, compared there: the settings that decide the forward's result.
     internal int WeightsVersion { get; private set; }
@@ -41,6 +47,7 @@ public sealed unsafe class MultiHeadAttentionActivations : IDisposable
     internal DiagonalBand Band { get; private set; } // what the mask leaves visible: masks compare by it
     internal float? Scale { get; private set; }
     internal long PositionOffset { get; private set; }
+    internal long KeyPositionOffset { get; private set; }
     internal AttentionDropout Dropout { get; private set; }
     internal bool Padding { get; private set; }
 
@@ -70,15 +77,17 @@ public sealed unsafe class MultiHeadAttentionActivations : IDisposable
         }
     }
 
-    internal void MarkFilled(int batch, int length, int weightsVersion, Mask? mask, float? scale, long positionOffset, AttentionDropout dropout, bool padding)
+    internal void MarkFilled(bool cross, int batch, int length, int keyLength, int weightsVersion, scoped in MultiHeadAttentionOptions options)
     {
-        (Batch, Length, WeightsVersion, Mask, Scale, PositionOffset, Dropout, Padding) = (batch, length, weightsVersion, mask, scale, positionOffset, dropout, padding);
-        Band = BandOf(mask, length);
+        (IsCrossAttention, Batch, Length, KeyLength, WeightsVersion) = (cross, batch, length, keyLength, weightsVersion);
+        (Mask, Scale, PositionOffset, KeyPositionOffset, Dropout, Padding) =
+            (options.Mask, options.Scale, options.PositionOffset, cross ? options.KeyPositionOffset : 0, options.Dropout, options.KeyPadding.Rank != 0);
+        Band = BandOf(options.Mask, length, keyLength);
         IsFilled = true;
     }
 
-    /// <summary>The keys <paramref name="mask"/> leaves visible in a self-attention call of <paramref name="length"/> tokens.</summary>
-    internal static DiagonalBand BandOf(Mask? mask, int length) => mask?.Resolve(length, length) ?? DiagonalBand.All;
+    /// <summary>The keys <paramref name="mask"/> leaves visible in a call of <paramref name="length"/> queries and <paramref name="keyLength"/> keys.</summary>
+    internal static DiagonalBand BandOf(Mask? mask, int length, int keyLength) => mask?.Resolve(length, keyLength) ?? DiagonalBand.All;
 
     /// <summary>Frees the saved activations' native memory; the holder cannot be used afterwards.</summary>
     public void Dispose()

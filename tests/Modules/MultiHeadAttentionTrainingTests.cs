@@ -185,8 +185,76 @@ public class MultiHeadAttentionTrainingTests
         Assert.False(activations.IsFilled);
     }
 
+    [Theory]
+    [InlineData(false, null, false, false, 0, 31)]
+    [InlineData(true, RotaryLayout.HalfSplit, true, true, 0.3, 32)]
+    public void Cross_attention_from_saved_activations_matches_the_recomputing_backward(bool bias, RotaryLayout? rotary, bool causal, bool padding, double dropout, int seed)
+    {
+        const int heads = 4, kvHeads = 2, d = 8, e = heads * d, ek = 12, ev = 20, batch = 2, lq = 33, lk = 70;
+        var random = new Random(seed);
+        float[] Values(int n, double scale) => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
+        float[] Bias(int n) => bias ? Values(n, 0.1) : [];
+        using var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig
+        {
+            EmbedDim = e, Heads = heads, KvHeads = kvHeads, KeyDim = ek, ValueDim = ev, Bias = bias,
+            Rotary = rotary is { } r ? new RotaryEmbedding(r) : null, Gate = new OutputGate(GateKind.Headwise),
+        });
+        layer.Load(new ReadOnlyTensorSpan<float>(Values(e * e, 0.2), [e, e], []), new ReadOnlyTensorSpan<float>(Values(kvHeads * d * ek, 0.3), [kvHeads * d, ek], []),
+            new ReadOnlyTensorSpan<float>(Values(kvHeads * d * ev, 0.2), [kvHeads * d, ev], []), new ReadOnlyTensorSpan<float>(Values(e * e, 0.2), [e, e], []),
+            Bias(e), Bias(kvHeads * d), Bias(kvHeads * d), Bias(e));
+        layer.LoadGate(new ReadOnlyTensorSpan<float>(Values(heads * e, 0.2), [heads, e], []), Bias(heads));
+        var (q, k, v, dy) = (Values(batch * lq * e, 1), Values(batch * lk * ek, 1), Values(batch * lk * ev, 1), Values(batch * lq * e, 1));
+        var keyPadding = padding ? Enumerable.Range(0, batch * lk).Select(_ => random.NextDouble() < 0.2).ToArray() : null;
+        MultiHeadAttentionOptions Options() => new()
+        {
+            Mask = causal ? Mask.Causal(CausalAlignment.BottomRight) : null, Dropout = new AttentionDropout(dropout, 3, 4),
+            PositionOffset = 5, KeyPositionOffset = 2,
+            KeyPadding = keyPadding is null ? default : new ReadOnlyTensorSpan<bool>(keyPadding, [batch, lk], []),
+        };
+        ReadOnlyTensorSpan<float> Qs() => new(q, [batch, lq, e], []);
+        ReadOnlyTensorSpan<float> Ks() => new(k, [batch, lk, ek], []);
+        ReadOnlyTensorSpan<float> Vs() => new(v, [batch, lk, ev], []);
+        var (plain, trained) = (new float[q.Length], new float[q.Length]);
+        layer.Forward<float>(Qs(), Ks(), Vs(), new TensorSpan<float>(plain, [batch, lq, e], []), Options());
+        using var activations = layer.CreateActivations();
+        layer.Forward<float>(Qs(), Ks(), Vs(), new TensorSpan<float>(trained, [batch, lq, e], []), activations, Options());
+        Assert.Equal(plain, trained);
+        Assert.True(activations.IsCrossAttention);
+        Assert.Equal((batch, lq, lk), (activations.Batch, activations.Length, activations.KeyLength));
+
+        (MultiHeadAttentionGradients, float[], float[], float[]) Run(bool saved)
+        {
+            var (g, dq, dk, dv) = (layer.CreateGradients(), new float[q.Length], new float[k.Length], new float[v.Length]);
+            var dqs = new TensorSpan<float>(dq, [batch, lq, e], []);
+            var dks = new TensorSpan<float>(dk, [batch, lk, ek], []);
+            var dvs = new TensorSpan<float>(dv, [batch, lk, ev], []);
+            var dys = new ReadOnlyTensorSpan<float>(dy, [batch, lq, e], []);
+            if (saved) layer.Backward<float>(activations, dys, dqs, dks, dvs, g, Options());
+            else layer.Backward<float>(Qs(), Ks(), Vs(), dys, dqs, dks, dvs, g, Options());
+            return (g, dq, dk, dv);
+        }
+        var (a, dqa, dka, dva) = Run(saved: false);
+        var (b, dqb, dkb, dvb) = Run(saved: true);
+        Assert.Equal(dqa, dqb);
+        Assert.Equal(dka, dkb);
+        Assert.Equal(dva, dvb);
+        foreach (var (x, y) in new[] { (a.Query, b.Query), (a.Key, b.Key), (a.Value, b.Value), (a.Output, b.Output), (a.Gate, b.Gate), (a.QueryBias, b.QueryBias),
+                     (a.KeyBias, b.KeyBias), (a.ValueBias, b.ValueBias), (a.OutputBias, b.OutputBias), (a.GateBias, b.GateBias) })
+            Assert.Equal(x, y);
+        Assert.Contains(dkb, x => x != 0);
+
+        // The self-attention backward refuses cross-attention activations, and a changed key offset is refused.
+        var dx = new float[q.Length];
+        Assert.Equal("activations", Assert.Throws<ArgumentException>(() => layer.Backward<float>(activations, new ReadOnlyTensorSpan<float>(dy, [batch, lq, e], []),
+            new TensorSpan<float>(dx, [batch, lq, e], []), layer.CreateGradients(), Options())).ParamName);
+        var wrongKey = new float[batch * lk * ev];
+        Assert.Equal("dKey", Assert.Throws<ArgumentException>(() => layer.Backward<float>(activations, new ReadOnlyTensorSpan<float>(dy, [batch, lq, e], []),
+            new TensorSpan<float>(dx, [batch, lq, e], []), new TensorSpan<float>(wrongKey, [batch, lk, ev], []), new TensorSpan<float>(new float[v.Length], [batch, lk, ev], []),
+            layer.CreateGradients(), Options())).ParamName);
+    }
+
     [Fact]
-    public void The_training_forward_is_for_self_attention()
+    public void The_self_attention_training_forward_needs_a_self_attention_layer()
     {
         using var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = 8, Heads = 2, KeyDim = 6, ValueDim = 6 });
         using var activations = layer.CreateActivations();
