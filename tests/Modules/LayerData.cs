@@ -6,6 +6,17 @@ namespace AttentionEngine.Tests.Modules;
 /// <summary>Random layer inputs and weights for the module tests, each value exactly representable in its storage type.</summary>
 public static class LayerData
 {
+    /// <summary>
+    /// A self-attention layer's configuration as the backward tests draw it: E = heads · headDim, optional biases, rotary
+    /// layout and gate (with more than two heads, head 1 ungated: a mixed gate).
+    /// </summary>
+    public static MultiHeadAttentionConfig Config(int heads, int kvHeads, int headDim, bool bias, RotaryLayout? rotary, GateKind? gate) => new()
+    {
+        EmbedDim = heads * headDim, Heads = heads, KvHeads = kvHeads, Bias = bias,
+        Rotary = rotary is { } r ? new RotaryEmbedding(r) : null,
+        Gate = gate is { } g ? new OutputGate(g, heads > 2 ? Enumerable.Range(0, heads).Select(h => h != 1).ToArray() : null) : null,
+    };
+
     /// <summary>[batch, length, width] sequences: the storage (contiguous, or [length, batch, width] memory) and their exact values.</summary>
     public sealed class Sequences<T>(T[] memory, nint[] strides, double[,,] values) where T : unmanaged
     {

@@ -25,12 +25,7 @@ public class MultiHeadAttentionBackwardTests
         const int d = 4, batch = 2, length = 5;
         int e = heads * d, hd = heads * d, kv = kvHeads * d;
         var random = new Random(seed);
-        var config = new MultiHeadAttentionConfig
-        {
-            EmbedDim = e, Heads = heads, KvHeads = kvHeads, Bias = bias,
-            Rotary = rotary is { } r ? new RotaryEmbedding(r) : null,
-            Gate = gate is { } g ? new OutputGate(g, heads > 2 ? Enumerable.Range(0, heads).Select(h => h != 1).ToArray() : null) : null,
-        };
+        var config = LayerData.Config(heads, kvHeads, d, bias, rotary, gate);
         int gateRows = config.GateWidth;
         double[,] Matrix(int rows, int columns) => LayerData.Matrix<float>(rows, columns, 1 / Math.Sqrt(columns), random);
         double[] Vector(int n) => bias ? LayerData.Vector<float>(n, random) : new double[n];

@@ -40,12 +40,7 @@ public class MultiHeadAttentionTrainingTests
         const int d = 8;
         int e = heads * d, hd = heads * d, kv = kvHeads * d;
         var random = new Random(seed);
-        var config = new MultiHeadAttentionConfig
-        {
-            EmbedDim = e, Heads = heads, KvHeads = kvHeads, Bias = bias,
-            Rotary = rotary is { } r ? new RotaryEmbedding(r) : null,
-            Gate = gate is { } g ? new OutputGate(g, heads > 2 ? Enumerable.Range(0, heads).Select(h => h != 1).ToArray() : null) : null,
-        };
+        var config = LayerData.Config(heads, kvHeads, d, bias, rotary, gate);
         float[] Values(int n, double scale) => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
         float[] Bias(int n) => bias ? Values(n, 0.1) : [];
         var layer = new MultiHeadAttention<float>(config);
