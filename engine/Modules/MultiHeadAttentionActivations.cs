@@ -10,9 +10,11 @@ namespace AttentionEngine;
 /// <para>
 /// Make one with <see cref="MultiHeadAttention{TWeight}.CreateActivations"/>, fill it with the training forward
 /// (<see cref="MultiHeadAttention{TWeight}.Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, MultiHeadAttentionActivations, in MultiHeadAttentionOptions)"/>),
-/// and pass it to the matching backward, as often as needed: the backward only reads it. Its native memory (about
-/// (E + 2·H·D + Q, gate, K and V widths) floats per token) grows to the largest call and is freed by
-/// <see cref="Dispose"/>. Not for concurrent use: one forward at a time, and no forward while a backward reads it.
+/// and pass it to the matching backward, as often as needed: the backward only reads it. Its native memory
+/// (<see cref="ByteCount"/>: per query token, in floats, the input, the Q, gate, K and V projections, the attention and
+/// gated outputs and one LSE per head; cross-attention adds, per key token, the key and value inputs and their
+/// projections) grows to the largest call and is freed by <see cref="Dispose"/>. Not for concurrent use: one forward at
+/// a time, and no forward while a backward reads it.
 /// </para>
 /// </summary>
 public sealed unsafe class MultiHeadAttentionActivations : IDisposable
@@ -25,6 +27,9 @@ public sealed unsafe class MultiHeadAttentionActivations : IDisposable
 
     /// <summary>The layer that made this holder; only it can fill and read it.</summary>
     internal object Layer { get; }
+
+    /// <summary>Native bytes held (the largest call's activations so far; 0 before the first forward and after <see cref="Dispose"/>).</summary>
+    public long ByteCount => _memory is null ? 0 : _capacity * sizeof(float);
 
     /// <summary>Whether a training forward has filled it (and no load of weights or failed forward came since).</summary>
     public bool IsFilled { get; private set; }

@@ -199,7 +199,9 @@ public class MultiHeadAttentionTrainingTests
         s.Layer.LoadGate(new ReadOnlyTensorSpan<float>(new float[gates * s.Embed], [gates, s.Embed], []), new float[gates]);
         Assert.Contains("loaded", Assert.Throws<ArgumentException>(() => s.Layer.Backward<float>(activations, s.DY, DX(), gradients, s.Options())).Message);
 
+        Assert.True(activations.ByteCount > 0);
         activations.Dispose();
+        Assert.Equal(0, activations.ByteCount);
         Assert.Throws<ObjectDisposedException>(() => s.Layer.Forward<float>(s.X, Y(), activations, s.Options()));
         Assert.False(activations.IsFilled);
     }
@@ -239,6 +241,9 @@ public class MultiHeadAttentionTrainingTests
         layer.Forward<float>(Qs(), Ks(), Vs(), new TensorSpan<float>(trained, [batch, lq, e], []), activations, Options());
         Assert.Equal(plain, trained);
         Assert.True(activations.IsCrossAttention);
+        // Per query token: input, Q and gate, attention and gated outputs, LSEs; per key token: key and value inputs, K and V.
+        long floats = (long)batch * lq * (e + (e + heads) + 2 * e + heads) + (long)batch * lk * (ek + ev + 2 * kvHeads * d);
+        Assert.True(activations.ByteCount >= floats * sizeof(float), $"{activations.ByteCount} bytes for {floats} floats");
         Assert.Equal((batch, lq, lk), (activations.Batch, activations.Length, activations.KeyLength));
 
         (MultiHeadAttentionGradients, float[], float[], float[]) Run(bool saved)
