@@ -26,8 +26,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
     public void Backward<T>(ReadOnlyTensorSpan<T> input, ReadOnlyTensorSpan<T> dOutput, TensorSpan<T> dInput, MultiHeadAttentionGradients gradients,
         scoped in MultiHeadAttentionOptions options = default) where T : unmanaged
     {
-        if (!_fused)
-            throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); self-attention needs all three equal. Call the cross-attention overload.", nameof(input));
+        RequireSelf(input);
         CheckBackward(gradients, options);
         var shape = ModuleCall.Validate(input, input, input, dInput, options, _config, self: true);
         CheckUpstream(dOutput, input, dInput);

@@ -89,10 +89,9 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         ElementTypes.ThrowIfUnsupported<T>();
         CheckSaved(activations, gradients, options, cross: false);
         int batch = activations.Batch, length = activations.Length, width = _queryRows + 2 * _kvWidth;
-        var shape = ModuleCall.Validate(dOutput, dOutput, dOutput, dInput, default, _config, self: true);
-        if (shape.Batch != batch || shape.QueryLength != length)
-            throw new ArgumentException($"dOutput is [{string.Join(", ", dOutput.Lengths.ToArray())}]; the saved forward was [{batch}, {length}, {_e}].", nameof(dOutput));
-        ModuleCall.Validate(dOutput, dOutput, dOutput, dInput, options, _config, self: true); // the key padding's shape
+        RequireLengths(dOutput.Lengths, nameof(dOutput), batch, length, _e);
+        RequireLengths(dInput.Lengths, nameof(dInput), batch, length, _e);
+        ModuleCall.Validate(dOutput, dOutput, dOutput, dInput, options, _config, self: true); // strides and the key padding's shape
         RequireSameSettings(activations, options);
         long n = (long)batch * length;
         bool padding = options.KeyPadding.Rank != 0;
@@ -160,12 +159,6 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
             throw new ArgumentException(cross
                 ? "activations were saved by a self-attention forward; use Backward(activations, dOutput, dInput, gradients, options)."
                 : "activations were saved by a cross-attention forward; use Backward(activations, dOutput, dQuery, dKey, dValue, gradients, options).", nameof(activations));
-    }
-
-    private void RequireSelf<T>(scoped in ReadOnlyTensorSpan<T> input) where T : unmanaged
-    {
-        if (!_fused)
-            throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); self-attention needs all three equal. Call the cross-attention overload.", nameof(input));
     }
 
     private void CheckActivations(MultiHeadAttentionActivations activations)

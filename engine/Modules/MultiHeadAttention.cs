@@ -157,8 +157,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
     /// <exception cref="InvalidOperationException">weights not loaded yet.</exception>
     public void Forward<T>(ReadOnlyTensorSpan<T> input, TensorSpan<T> output, scoped in MultiHeadAttentionOptions options = default) where T : unmanaged
     {
-        if (!_fused)
-            throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); self-attention needs all three equal. Call the cross-attention overload.", nameof(input));
+        RequireSelf(input);
         Run<T, T>(input, input, input, output, options, self: true);
     }
 
@@ -311,6 +310,13 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
                     for (int d = 0; d < _d; d++) head[d] *= Sigmoid(logits[(nint)g * _d + d]);
             }
         }
+    }
+
+    /// <summary>Self-attention reads keys and values from the query input, so the layer's KeyDim and ValueDim must be EmbedDim.</summary>
+    private void RequireSelf<T>(scoped in ReadOnlyTensorSpan<T> input) where T : unmanaged
+    {
+        if (!_fused)
+            throw new ArgumentException($"This layer's KeyDim ({_config.KeyInputDim}) or ValueDim ({_config.ValueInputDim}) differs from EmbedDim ({_e}); self-attention needs all three equal. Call the cross-attention overload.", nameof(input));
     }
 
     /// <exception cref="InvalidOperationException">weights (or a gated layer's gate weights) not loaded yet.</exception>

@@ -278,6 +278,65 @@ public class MultiHeadAttentionTrainingTests
     }
 
     [Fact]
+    public void Garbage_in_padded_key_tokens_never_reaches_the_output_or_the_query_side_gradients()
+    {
+        // Cross-attention with key padding: the padded key and value tokens hold NaN and infinities, so their projected K
+        // and V rows do too. The training forward's output, and the saved backward's dQuery and query-side, gate and output
+        // weight gradients, must match the same call with those tokens zeroed (the hidden keys' guarded pass may round
+        // differently, hence a tolerance), and stay finite. (∂W_k and ∂W_v multiply the padded tokens' inputs by their
+        // zero gradients, 0 · NaN, as in PyTorch, so they are not compared.)
+        const int heads = 2, d = 8, e = heads * d, ek = 8, ev = 8, batch = 2, lq = 9, lk = 70;
+        var random = new Random(51);
+        float[] Values(int n, double scale) => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
+        using var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig
+        {
+            EmbedDim = e, Heads = heads, KeyDim = ek, ValueDim = ev, Bias = true, Gate = new OutputGate(GateKind.Headwise),
+        });
+        layer.Load(new ReadOnlyTensorSpan<float>(Values(e * e, 0.3), [e, e], []), new ReadOnlyTensorSpan<float>(Values(e * ek, 0.3), [e, ek], []),
+            new ReadOnlyTensorSpan<float>(Values(e * ev, 0.3), [e, ev], []), new ReadOnlyTensorSpan<float>(Values(e * e, 0.3), [e, e], []),
+            Values(e, 0.1), Values(e, 0.1), Values(e, 0.1), Values(e, 0.1));
+        layer.LoadGate(new ReadOnlyTensorSpan<float>(Values(heads * e, 0.3), [heads, e], []), Values(heads, 0.1));
+        var (q, dy) = (Values(batch * lq * e, 1), Values(batch * lq * e, 1));
+        var (cleanKey, cleanValue) = (Values(batch * lk * ek, 1), Values(batch * lk * ev, 1));
+        var keyPadding = new bool[batch * lk];
+        for (int j = 0; j < keyPadding.Length; j++) keyPadding[j] = j % 7 == 3 || j >= batch * lk - 5;
+        var (key, value) = ((float[])cleanKey.Clone(), (float[])cleanValue.Clone());
+        for (int j = 0; j < keyPadding.Length; j++)
+        {
+            if (!keyPadding[j]) continue;
+            for (int c = 0; c < ek; c++) { key[j * ek + c] = c % 3 == 0 ? float.NaN : c % 3 == 1 ? float.PositiveInfinity : float.MaxValue; cleanKey[j * ek + c] = 0; }
+            for (int c = 0; c < ev; c++) { value[j * ev + c] = c % 2 == 0 ? float.NegativeInfinity : float.NaN; cleanValue[j * ev + c] = 0; }
+        }
+        (float[] Output, float[] DQuery, MultiHeadAttentionGradients Gradients) Run(float[] k, float[] v)
+        {
+            var options = new MultiHeadAttentionOptions { KeyPadding = new ReadOnlyTensorSpan<bool>(keyPadding, [batch, lk], []) };
+            using var activations = layer.CreateActivations();
+            var output = new float[q.Length];
+            layer.Forward<float>(new ReadOnlyTensorSpan<float>(q, [batch, lq, e], []), new ReadOnlyTensorSpan<float>(k, [batch, lk, ek], []),
+                new ReadOnlyTensorSpan<float>(v, [batch, lk, ev], []), new TensorSpan<float>(output, [batch, lq, e], []), activations, options);
+            var (dq, gradients) = (new float[q.Length], layer.CreateGradients());
+            layer.Backward<float>(activations, new ReadOnlyTensorSpan<float>(dy, [batch, lq, e], []), new TensorSpan<float>(dq, [batch, lq, e], []),
+                new TensorSpan<float>(new float[k.Length], [batch, lk, ek], []), new TensorSpan<float>(new float[v.Length], [batch, lk, ev], []), gradients, options);
+            return (output, dq, gradients);
+        }
+        var hostile = Run(key, value);
+        var clean = Run(cleanKey, cleanValue);
+        void Close(string name, float[] actual, float[] expected)
+        {
+            double scale = Math.Max(1, expected.Max(Math.Abs));
+            for (int n = 0; n < expected.Length; n++)
+                Assert.True(float.IsFinite(actual[n]) && Math.Abs(actual[n] - expected[n]) <= 1e-5 * scale, $"{name}[{n}]: {actual[n]} against {expected[n]} with the tokens zeroed");
+        }
+        Close("output", hostile.Output, clean.Output);
+        Close("dQuery", hostile.DQuery, clean.DQuery);
+        Close("dWq", hostile.Gradients.Query, clean.Gradients.Query);
+        Close("dWo", hostile.Gradients.Output, clean.Gradients.Output);
+        Close("dWg", hostile.Gradients.Gate, clean.Gradients.Gate);
+        Close("dbq", hostile.Gradients.QueryBias, clean.Gradients.QueryBias);
+        Close("dbo", hostile.Gradients.OutputBias, clean.Gradients.OutputBias);
+    }
+
+    [Fact]
     public void The_self_attention_training_forward_needs_a_self_attention_layer()
     {
         using var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = 8, Heads = 2, KeyDim = 6, ValueDim = 6 });
