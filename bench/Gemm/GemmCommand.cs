@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using System.Numerics.Tensors;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using Spectre.Console;
@@ -10,8 +11,9 @@ public sealed class GemmSettings : ThreadedSettings
 {
     [CommandOption("--shapes <SHAPES>")]
     // Descriptions are Spectre markup: a literal bracket is written twice.
-    [Description("Products separated by ';': MxNxK, optionally 'linear' (B as an [[N, K]] weight). Default: the issue's goal range.")]
-    public string Shapes { get; init; } = "1024x1024x1024 linear; 2048x2048x2048 linear; 4096x4096x4096 linear; 2048x2048x2048; 2048x3072x1024 linear";
+    [Description("Products separated by ';': MxNxK, optionally 'linear' (B as an [[N, K]] weight) and/or 'gradient' (A stored as [[K, M]], "
+        + "a weight gradient's dPᵀ · X). Default: the issue's goal range and a layer backward's weight gradient.")]
+    public string Shapes { get; init; } = "1024x1024x1024 linear; 2048x2048x2048 linear; 4096x4096x4096 linear; 2048x2048x2048; 2048x3072x1024 linear; 1024x1024x2048 gradient";
 
     [CommandOption("--weights <TYPES>")]
     [Description("Element types of B (the weight), comma-separated: f32, bf16, f16. A and C are fp32. Default: f32,bf16.")]
@@ -64,13 +66,15 @@ internal sealed class GemmCommand : Command<GemmSettings>
 
     private static (double Ours, double? Peer) Time<TB>(GemmCase c, GemmSettings settings) where TB : unmanaged
     {
-        using var a = TensorRandom.Create<float>(1, ValueDistribution.Normal, c.M, c.K);
+        using var a = c.TransposedA ? TensorRandom.Create<float>(1, ValueDistribution.Normal, c.K, c.M) : TensorRandom.Create<float>(1, ValueDistribution.Normal, c.M, c.K);
+        // A gradient's A is the transpose of what is stored: a view with swapped strides, never a copy.
+        TensorSpan<float> AView() => c.TransposedA ? TensorLayout.View(a.Storage, [c.M, c.K], [1, c.M]) : a.AsTensorSpan();
         using var b = c.Linear ? TensorRandom.Create<TB>(2, ValueDistribution.Normal, c.N, c.K) : TensorRandom.Create<TB>(2, ValueDistribution.Normal, c.K, c.N);
         using var y = NativeTensor<float>.Zeros(c.M, c.N);
         int threads = settings.Threads;
         double ours = c.Linear
-            ? Timing.MedianSeconds(() => MatMul.Linear<float, TB, float>(a.AsTensorSpan(), b.AsTensorSpan(), y.AsTensorSpan(), maxDegreeOfParallelism: threads), settings.Seconds)
-            : Timing.MedianSeconds(() => MatMul.Multiply<float, TB, float>(a.AsTensorSpan(), b.AsTensorSpan(), y.AsTensorSpan(), maxDegreeOfParallelism: threads), settings.Seconds);
+            ? Timing.MedianSeconds(() => MatMul.Linear<float, TB, float>(AView(), b.AsTensorSpan(), y.AsTensorSpan(), maxDegreeOfParallelism: threads), settings.Seconds)
+            : Timing.MedianSeconds(() => MatMul.Multiply<float, TB, float>(AView(), b.AsTensorSpan(), y.AsTensorSpan(), maxDegreeOfParallelism: threads), settings.Seconds);
         if (settings.NoPeer || typeof(TB) != typeof(float)) return (ours, null);
         using var peer = new OnnxGemmPeer(c, a, (NativeTensor<float>)(object)b, y, threads);
         return (ours, Timing.MedianSeconds(peer.Run, settings.Seconds));

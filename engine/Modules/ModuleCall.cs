@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using AttentionEngine.Kernels;
 
 namespace AttentionEngine;
@@ -101,22 +102,36 @@ internal static unsafe class ModuleCall
     }
 
     /// <summary>destination[c] = Σ over rows of rows[r · stride + c], summed in float64 in row order (rows read in turn, not columns).</summary>
+    /// <remarks>
+    /// Sixteen columns at a time, widened to two vectors of doubles: each column still gets the same additions in the same
+    /// order, so the bits are the scalar loop's. Element by element the bias gradients were 3% of a layer's backward.
+    /// </remarks>
     public static void ColumnSums(float* rows, long count, int columns, nint stride, Span<float> destination)
     {
-        double[] sums = System.Buffers.ArrayPool<double>.Shared.Rent(columns);
+        double[] rented = System.Buffers.ArrayPool<double>.Shared.Rent(columns);
         try
         {
-            Array.Clear(sums, 0, columns);
-            for (long r = 0; r < count; r++)
+            fixed (double* sums = rented)
             {
-                float* row = rows + r * stride;
-                for (int c = 0; c < columns; c++) sums[c] += row[c];
+                new Span<double>(sums, columns).Clear();
+                int vectorColumns = Vector512.IsHardwareAccelerated ? columns & ~15 : 0;
+                for (long r = 0; r < count; r++)
+                {
+                    float* row = rows + r * stride;
+                    for (int c = 0; c < vectorColumns; c += 16)
+                    {
+                        var (lower, upper) = Vector512.Widen(Vector512.Load(row + c));
+                        Vector512.Store(Vector512.Load(sums + c) + lower, sums + c);
+                        Vector512.Store(Vector512.Load(sums + c + 8) + upper, sums + c + 8);
+                    }
+                    for (int c = vectorColumns; c < columns; c++) sums[c] += row[c];
+                }
+                for (int c = 0; c < columns; c++) destination[c] = (float)sums[c];
             }
-            for (int c = 0; c < columns; c++) destination[c] = (float)sums[c];
         }
         finally
         {
-            System.Buffers.ArrayPool<double>.Shared.Return(sums);
+            System.Buffers.ArrayPool<double>.Shared.Return(rented);
         }
     }
 }

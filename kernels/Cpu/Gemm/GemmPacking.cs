@@ -32,28 +32,14 @@ internal static unsafe class GemmPacking
         nint columnStride = a.ColumnStride;
         int blocked = Transpose8x8.IsSupported && columnStride == 1 && panelRows <= 8 ? kc & ~7 : 0;
         float** sources = stackalloc float*[8];
+        if (a.RowStride == 1)
+        {
+            PackTransposedA(a, row0, rows, k0, kc, panelRows, destination);
+            return;
+        }
         for (int p = 0; p < rows; p += panelRows)
         {
             float* panel = destination + (nint)p * kc;
-            if (a.RowStride == 1)
-            {
-                // A transposed in memory (a gradient's dPᵀ · X): each K step is a contiguous run of the panel's rows.
-                int height = Math.Min(panelRows, rows - p);
-                for (int k = 0; k < kc; k++)
-                {
-                    float* step = panel + k * panelRows;
-                    // Float runs of a few rows are copied in place: a conversion call (a memmove) per run of 6 floats
-                    // was most of this path's time.
-                    if (typeof(TA) == typeof(float))
-                    {
-                        float* source = (float*)a.At(row0 + p, k0 + k);
-                        for (int r = 0; r < height; r++) step[r] = source[r];
-                    }
-                    else ElementConversion.ToSingle(a.At(row0 + p, k0 + k), 1, height, step);
-                    for (int r = height; r < panelRows; r++) step[r] = 0;
-                }
-                continue;
-            }
             int done = 0;
             if (blocked > 0 && rows - p >= panelRows)
             {
@@ -75,6 +61,41 @@ internal static unsafe class GemmPacking
                 else
                     for (int k = done; k < kc; k++) lane[k * panelRows] = 0;
             }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="PackA"/> for A transposed in memory (a gradient's dPᵀ · X): each K step of the whole block is one
+    /// contiguous run of its rows, dealt out to the panels. Read K step by K step, A is read once, in order; read panel
+    /// by panel, every step was a few floats from another row, rows a multiple of 4 KB apart that all fall in one L1 set.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackTransposedA<TA>(in RawMatrix<TA> a, int row0, int rows, int k0, int kc, int panelRows, float* destination) where TA : unmanaged
+    {
+        int whole = rows / panelRows * panelRows;
+        bool sixes = typeof(TA) == typeof(float) && panelRows == 6 && Vector128.IsHardwareAccelerated;
+        for (int k = 0; k < kc; k++)
+        {
+            float* step = destination + k * panelRows;
+            if (typeof(TA) == typeof(float))
+            {
+                float* source = (float*)a.At(row0, k0 + k);
+                int p = 0;
+                if (sixes)
+                    for (; p < whole; p += 6)
+                    {
+                        // 4 + 2 floats: an 8-wide store would spill onto the next K step, written before it at k = 0.
+                        float* target = step + (nint)p * kc;
+                        Vector128.Store(Vector128.Load(source + p), target);
+                        *(long*)(target + 4) = *(long*)(source + p + 4);
+                    }
+                for (; p < rows; p++) step[(nint)(p / panelRows) * panelRows * kc + p % panelRows] = source[p];
+            }
+            else
+                for (int p = 0; p < rows; p += panelRows)
+                    ElementConversion.ToSingle(a.At(row0 + p, k0 + k), 1, Math.Min(panelRows, rows - p), step + (nint)p * kc);
+            if (whole < rows)
+                for (int r = rows - whole; r < panelRows; r++) step[(nint)whole * kc + r] = 0;
         }
     }
 
