@@ -9,17 +9,21 @@ namespace AttentionEngine;
 /// </summary>
 internal sealed unsafe class ModuleScratch
 {
+    /// <summary>The slot of <see cref="HeadMajor"/>'s copies, used only around one attention call.</summary>
+    public const int KeyValueSlot = 2;
+
     [ThreadStatic] private static ModuleScratch?[]? _slots;
     private AlignedMemoryHandle? _memory;
     private nuint _capacity;
 
     /// <summary>
     /// This thread's scratch number <paramref name="slot"/> (0 for a layer call's working buffers, 1 for a caller of
-    /// that call, such as the image path's result before the residual), with room for at least <paramref name="floats"/> floats.
+    /// that call, such as the image path's result before the residual, <see cref="KeyValueSlot"/> for the head-major keys
+    /// and values attention reads), with room for at least <paramref name="floats"/> floats.
     /// </summary>
     public static float* Rent(long floats, int slot = 0)
     {
-        var slots = _slots ??= new ModuleScratch?[2];
+        var slots = _slots ??= new ModuleScratch?[3];
         var scratch = slots[slot] ??= new ModuleScratch();
         nuint needed = (nuint)Math.Max(16, floats);
         if (needed > scratch._capacity)

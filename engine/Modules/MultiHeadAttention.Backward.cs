@@ -52,8 +52,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         MatMul.Run(x, inputWeights.Transposed(), MatrixView<float>.Over(ref *buffers.Projected, (nint)n, width, width, 1), _inputBias,
             options.MaxDegreeOfParallelism, CpuIsa.Auto);
         float* p = buffers.Projected;
-        nint reach = (nint)(n * width); // K and V views reach to the end of the projection rows
-        AttentionRecompute(buffers, p, p + _queryRows, p + _queryRows + _kvWidth, width, width, reach - _queryRows, reach - _queryRows - _kvWidth,
+        AttentionRecompute(buffers, p, p + _queryRows, p + _queryRows + _kvWidth, width, width,
             batch, length, length, options.PositionOffset, options.PositionOffset, options);
     }
 
@@ -153,7 +152,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
             _inputBias.AsSpan(_queryRows, _kvWidth), threads, CpuIsa.Auto);
         MatMul.Run(MatrixView<float>.Over(ref *xv, (nint)nk, ev, ev, 1), wv.Transposed(), MatrixView<float>.Over(ref pkv[_kvWidth], (nint)nk, _kvWidth, kvStride, 1),
             _inputBias.AsSpan(_queryRows + _kvWidth, _kvWidth), threads, CpuIsa.Auto);
-        AttentionRecompute(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride, (nint)(nk * kvStride), (nint)(nk * kvStride) - _kvWidth,
+        AttentionRecompute(buffers, pq, pkv, pkv + _kvWidth, _queryRows, kvStride,
             batch, lq, lk, options.PositionOffset, options.KeyPositionOffset, options);
     }
 
@@ -259,7 +258,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
     /// and recomputes attention's output and LSE and the gated output into <paramref name="buffers"/> (the key padding's
     /// keep mask too).
     /// </summary>
-    private void AttentionRecompute(in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride, nint keyReach, nint valueReach,
+    private void AttentionRecompute(in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride,
         int batch, int lq, int lk, long queryOffset, long keyOffset, scoped in MultiHeadAttentionOptions options)
     {
         int hd = _heads * _d;
@@ -273,7 +272,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
                 table.Apply(k + (long)b * lk * keyStride, keyStride, lk, _kvHeads, _d, keyOffset, layout);
             }
         if (options.KeyPadding.Rank != 0) ModuleCall.InvertPadding(options.KeyPadding, buffers.Keep, batch, lk);
-        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, keyReach, valueReach, batch, lq, lk, options.KeyPadding.Rank != 0);
+        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, batch, lq, lk, options.KeyPadding.Rank != 0);
         CpuBackend.Default.Forward<float>(views.Q, views.K, views.V, views.O, new AttentionOptions
         {
             Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = options.MaxDegreeOfParallelism, KeepMask = views.Keep, Lse = views.Lse,
@@ -308,7 +307,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         new Span<float>(dq, (int)(nq * queryStride)).Clear();
         if (_gateWidth > 0) GateBackward(buffers.Attention, buffers.GatedGradient, q + hd, dq + hd, queryStride, nq);
 
-        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, keyReach, valueReach, batch, lq, lk, options.KeyPadding.Rank != 0);
+        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, batch, lq, lk, options.KeyPadding.Rank != 0);
         var (heads4, kvHeads4) = views.Lengths;
         var dO = TensorLayout.View(buffers.GatedGradient, views.OutputReach, heads4, views.DenseStrides);
         var dqView = TensorLayout.View(dq, views.QueryReach, heads4, views.QueryStrides);
@@ -329,7 +328,10 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         }
     }
 
-    /// <summary>[B, H, L, D] views of one backward call's projections, attention output, LSE and keep mask (no copies).</summary>
+    /// <summary>
+    /// [B, H, L, D] views of one backward call's projections, attention output, LSE and keep mask: views in place, but for
+    /// the keys and values, which are copied head-major into the thread's key/value scratch (<see cref="HeadMajor"/>).
+    /// </summary>
     private readonly ref struct AttentionViews
     {
         public readonly TensorSpan<float> Q, K, V, O, Lse;
@@ -339,7 +341,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         private readonly int _batch, _heads, _kvHeads, _lq, _lk, _d;
 
         public AttentionViews(MultiHeadAttention<TWeight> layer, in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride,
-            nint keyReach, nint valueReach, int batch, int lq, int lk, bool padding)
+            int batch, int lq, int lk, bool padding)
         {
             (_batch, _heads, _kvHeads, _lq, _lk, _d) = (batch, layer._heads, layer._kvHeads, lq, lk, layer._d);
             int hd = _heads * _d;
@@ -352,8 +354,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
             var (heads4, kvHeads4) = Lengths;
             Keep = padding ? TensorLayout.ReadOnlyView(new ReadOnlySpan<bool>(buffers.Keep, checked(batch * lk)), [batch, 1, 1, lk], [lk, 0, 0, 1]) : default;
             Q = TensorLayout.View(q, QueryReach, heads4, QueryStrides);
-            K = TensorLayout.View(k, keyReach, kvHeads4, KeyStrides);
-            V = TensorLayout.View(v, valueReach, kvHeads4, KeyStrides);
+            layer.HeadMajorKeysValues(k, v, keyStride, batch, lk, out K, out V);
             O = TensorLayout.View(buffers.Attention, OutputReach, heads4, DenseStrides);
             Lse = TensorLayout.View(buffers.Lse, (nint)batch * _heads * lq, [batch, _heads, lq], [(nint)_heads * lq, lq, 1]);
         }

@@ -227,10 +227,9 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
 
         // 3. Attention over [B, H, L, D] views of the projections (no copies), into [B·Lq, H·D].
         if (keepFloats > 0) ModuleCall.InvertPadding(options.KeyPadding, keep, batch, lk);
-        long queryReach = projected, keyReach = self ? projected - _queryRows : keyValues;
+        long queryReach = projected;
         var q = TensorLayout.View(queries, (nint)queryReach, [batch, _heads, lq, _d], [(nint)lq * queryWidth, _d, queryWidth, 1]);
-        var k = TensorLayout.View(keys, (nint)keyReach, [batch, _kvHeads, lk, _d], [(nint)lk * kvStride, _d, kvStride, 1]);
-        var v = TensorLayout.View(values, (nint)(keyReach - _kvWidth), [batch, _kvHeads, lk, _d], [(nint)lk * kvStride, _d, kvStride, 1]);
+        HeadMajorKeysValues(keys, values, kvStride, batch, lk, out var k, out var v);
         var o = TensorLayout.View(attention, (nint)attended, [batch, _heads, lq, _d], [(nint)lq * hd, _d, hd, 1]);
         var weights = averageOnly ? TensorLayout.View(weightsScratch, (nint)headWeights, [batch, _heads, lq, lk], [(nint)_heads * lq * lk, (nint)lq * lk, lk, 1]) : options.Weights;
         CpuBackend.Default.Forward<float>(q, k, v, o, new AttentionOptions
@@ -242,6 +241,18 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
 
         // 4. The gate, then the output projection.
         Finish(attention, queries, queryWidth, batch, lq, output, threads);
+    }
+
+    /// <summary>
+    /// The keys and values at <paramref name="keys"/> and <paramref name="values"/> (rows <paramref name="stride"/> floats
+    /// apart, rotary applied) as dense [B, Hkv, Lk, D] tensors in this thread's key/value scratch (<see cref="HeadMajor"/>).
+    /// </summary>
+    private void HeadMajorKeysValues(float* keys, float* values, nint stride, int batch, int lk, out TensorSpan<float> k, out TensorSpan<float> v)
+    {
+        long floats = (long)batch * lk * _kvWidth;
+        float* dense = ModuleScratch.Rent(2 * floats, ModuleScratch.KeyValueSlot);
+        k = HeadMajor.Gather(keys, stride, batch, lk, _kvHeads, _d, dense);
+        v = HeadMajor.Gather(values, stride, batch, lk, _kvHeads, _d, dense + floats);
     }
 
     /// <summary>The gate (from the query-side projections) on the attention output [B·L, H·D], then output = attention · W_oᵀ + b_o.</summary>
