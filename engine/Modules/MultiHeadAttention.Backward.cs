@@ -272,7 +272,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
                 table.Apply(k + (long)b * lk * keyStride, keyStride, lk, _kvHeads, _d, keyOffset, layout);
             }
         if (options.KeyPadding.Rank != 0) ModuleCall.InvertPadding(options.KeyPadding, buffers.Keep, batch, lk);
-        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, batch, lq, lk, options.KeyPadding.Rank != 0);
+        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, batch, lq, lk, options.KeyPadding.Rank != 0, headMajorKeys: false);
         CpuBackend.Default.Forward<float>(views.Q, views.K, views.V, views.O, new AttentionOptions
         {
             Scale = options.Scale, Mask = options.Mask, MaxDegreeOfParallelism = options.MaxDegreeOfParallelism, KeepMask = views.Keep, Lse = views.Lse,
@@ -307,7 +307,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         new Span<float>(dq, (int)(nq * queryStride)).Clear();
         if (_gateWidth > 0) GateBackward(buffers.Attention, buffers.GatedGradient, q + hd, dq + hd, queryStride, nq);
 
-        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, batch, lq, lk, options.KeyPadding.Rank != 0);
+        var views = new AttentionViews(this, buffers, q, k, v, queryStride, keyStride, batch, lq, lk, options.KeyPadding.Rank != 0, headMajorKeys: true);
         var (heads4, kvHeads4) = views.Lengths;
         var dO = TensorLayout.View(buffers.GatedGradient, views.OutputReach, heads4, views.DenseStrides);
         var dqView = TensorLayout.View(dq, views.QueryReach, heads4, views.QueryStrides);
@@ -329,8 +329,9 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
     }
 
     /// <summary>
-    /// [B, H, L, D] views of one backward call's projections, attention output, LSE and keep mask: views in place, but for
-    /// the keys and values, which are copied head-major into the thread's key/value scratch (<see cref="HeadMajor"/>).
+    /// [B, H, L, D] views of one backward call's projections, attention output, LSE and keep mask, in place; for attention's
+    /// backward (<c>headMajorKeys</c>) the keys and values are copied head-major into the thread's key/value scratch
+    /// (<see cref="HeadMajor"/>).
     /// </summary>
     private readonly ref struct AttentionViews
     {
@@ -341,7 +342,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         private readonly int _batch, _heads, _kvHeads, _lq, _lk, _d;
 
         public AttentionViews(MultiHeadAttention<TWeight> layer, in BackwardBuffers buffers, float* q, float* k, float* v, nint queryStride, nint keyStride,
-            int batch, int lq, int lk, bool padding)
+            int batch, int lq, int lk, bool padding, bool headMajorKeys)
         {
             (_batch, _heads, _kvHeads, _lq, _lk, _d) = (batch, layer._heads, layer._kvHeads, lq, lk, layer._d);
             int hd = _heads * _d;
@@ -354,7 +355,14 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
             var (heads4, kvHeads4) = Lengths;
             Keep = padding ? TensorLayout.ReadOnlyView(new ReadOnlySpan<bool>(buffers.Keep, checked(batch * lk)), [batch, 1, 1, lk], [lk, 0, 0, 1]) : default;
             Q = TensorLayout.View(q, QueryReach, heads4, QueryStrides);
-            layer.HeadMajorKeysValues(k, v, keyStride, batch, lk, out K, out V);
+            if (headMajorKeys) layer.HeadMajorKeysValues(k, v, keyStride, batch, lk, out K, out V);
+            else
+            {
+                // The floats from a key (or value) block's first element to its last: B·Lk rows of Hkv·D.
+                nint reach = (nint)Math.Max(0, ((long)batch * lk - 1) * keyStride + layer._kvWidth);
+                K = TensorLayout.View(k, reach, kvHeads4, KeyStrides);
+                V = TensorLayout.View(v, reach, kvHeads4, KeyStrides);
+            }
             O = TensorLayout.View(buffers.Attention, OutputReach, heads4, DenseStrides);
             Lse = TensorLayout.View(buffers.Lse, (nint)batch * _heads * lq, [batch, _heads, lq], [(nint)_heads * lq, lq, 1]);
         }

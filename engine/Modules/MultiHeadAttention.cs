@@ -227,9 +227,10 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
 
         // 3. Attention over [B, H, L, D] views of the projections (no copies), into [B·Lq, H·D].
         if (keepFloats > 0) ModuleCall.InvertPadding(options.KeyPadding, keep, batch, lk);
-        long queryReach = projected;
+        long queryReach = projected, keyReach = self ? projected - _queryRows : keyValues;
         var q = TensorLayout.View(queries, (nint)queryReach, [batch, _heads, lq, _d], [(nint)lq * queryWidth, _d, queryWidth, 1]);
-        HeadMajorKeysValues(keys, values, kvStride, batch, lk, out var k, out var v);
+        var k = TensorLayout.View(keys, (nint)keyReach, [batch, _kvHeads, lk, _d], [(nint)lk * kvStride, _d, kvStride, 1]);
+        var v = TensorLayout.View(values, (nint)(keyReach - _kvWidth), [batch, _kvHeads, lk, _d], [(nint)lk * kvStride, _d, kvStride, 1]);
         var o = TensorLayout.View(attention, (nint)attended, [batch, _heads, lq, _d], [(nint)lq * hd, _d, hd, 1]);
         var weights = averageOnly ? TensorLayout.View(weightsScratch, (nint)headWeights, [batch, _heads, lq, lk], [(nint)_heads * lq * lk, (nint)lq * lk, lk, 1]) : options.Weights;
         CpuBackend.Default.Forward<float>(q, k, v, o, new AttentionOptions
@@ -245,7 +246,8 @@ public sealed unsafe partial class MultiHeadAttention<TWeight> : IDisposable whe
 
     /// <summary>
     /// The keys and values at <paramref name="keys"/> and <paramref name="values"/> (rows <paramref name="stride"/> floats
-    /// apart, rotary applied) as dense [B, Hkv, Lk, D] tensors in this thread's key/value scratch (<see cref="HeadMajor"/>).
+    /// apart, rotary applied) as dense [B, Hkv, Lk, D] tensors in this thread's key/value scratch (<see cref="HeadMajor"/>),
+    /// for attention's backward.
     /// </summary>
     private void HeadMajorKeysValues(float* keys, float* values, nint stride, int batch, int lk, out TensorSpan<float> k, out TensorSpan<float> v)
     {
