@@ -89,4 +89,19 @@ public class MatMulProperties
         foreach (var isa in Widths)
             Check<float, float, float>(new GemmSpec(m, n, k, MatrixLayout.RowMajor, MatrixLayout.ColumnMajor, MatrixLayout.RowMajor, true, 2, isa, m + n + k));
     }
+
+    /// <summary>
+    /// Products cut into several tiles pack A and B once, into panels all tiles share: every layout of A and B (16-bit B
+    /// widened while packing), NaN padding around C, edges in M, N and K (two KC slices, the second partial), partial
+    /// MC blocks, on one and two threads.
+    /// </summary>
+    [Theory]
+    [InlineData(MatrixLayout.RowMajor, MatrixLayout.ColumnMajor, MatrixLayout.PaddedRows, 1)]
+    [InlineData(MatrixLayout.PaddedColumns, MatrixLayout.RowMajor, MatrixLayout.RowMajor, 2)]
+    [InlineData(MatrixLayout.PaddedRows, MatrixLayout.PaddedColumns, MatrixLayout.ColumnMajor, 2)]
+    public void Shared_packed_panels(MatrixLayout a, MatrixLayout b, MatrixLayout c, int threads)
+    {
+        Check<float, float, float>(new GemmSpec(880, 530, 300, a, b, c, true, threads, Widths[0], 11));
+        Check<float, BFloat16, float>(new GemmSpec(877, 529, 260, a, b, c, false, threads, Widths[0], 12));
+    }
 }

@@ -21,19 +21,22 @@ internal sealed unsafe class GemmScratch
     public float* Bias;
     public float* Widened;
 
-    /// <summary>This thread's scratch (per nesting depth), sized for a task tile of <paramref name="tileRows"/> x <paramref name="tileColumns"/>.</summary>
-    public static GemmScratch For(int microRows, int microColumns, int tileRows, int tileColumns, bool needsTile)
+    /// <summary>
+    /// This thread's scratch (per nesting depth), sized for a task tile of <paramref name="tileRows"/> x
+    /// <paramref name="tileColumns"/>; without <paramref name="packsB"/> the tasks read a shared packed B and get no B block.
+    /// </summary>
+    public static GemmScratch For(int microRows, int microColumns, int tileRows, int tileColumns, bool needsTile, bool packsB = true)
     {
         var scratch = NestedPerThread<GemmScratch>.Current;
-        scratch.Ensure(microRows, microColumns, tileRows, tileColumns, needsTile);
+        scratch.Ensure(microRows, microColumns, tileRows, tileColumns, needsTile, packsB);
         return scratch;
     }
 
-    private void Ensure(int microRows, int microColumns, int tileRows, int tileColumns, bool needsTile)
+    private void Ensure(int microRows, int microColumns, int tileRows, int tileColumns, bool needsTile, bool packsB)
     {
         static nuint Round(long floats) => (nuint)((floats + 15) / 16 * 16); // 64-byte aligned regions
         nuint a = Round((long)GemmBlocking.RoundUp(GemmBlocking.MC, microRows) * GemmBlocking.KC + GemmPacking.PanelSlack);
-        nuint b = Round((long)tileColumns * GemmBlocking.KC);
+        nuint b = packsB ? Round((long)tileColumns * GemmBlocking.KC) : 0;
         nuint tile = needsTile ? Round((long)tileRows * tileColumns) : 0;
         nuint edge = Round((long)microRows * microColumns);
         nuint bias = Round(tileColumns);

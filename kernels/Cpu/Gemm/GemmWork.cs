@@ -6,9 +6,13 @@ namespace AttentionEngine.Kernels.Cpu.Gemm;
 
 /// <summary>
 /// One product's tasks for the worker pool: each task owns a tile of C and runs the BLIS loop nest over it (for each
-/// KC slice: pack the tile's B block; for each MC block of rows: pack A, then every micro-tile). Tasks share nothing
-/// but the read-only inputs, and KC slices are summed in order inside a task, so the bits of C do not depend on the
-/// thread count or the tile size. One instance per calling thread, nesting depth and specialisation, reused.
+/// KC slice: pack the tile's B block; for each MC block of rows: pack A, then every micro-tile). KC slices are summed in
+/// order inside a task, so the bits of C do not depend on the thread count or the tile size. One instance per calling
+/// thread, nesting depth and specialisation, reused.
+/// <para>Cut into several tiles, every tile packed its own copy of its A rows and B columns: A once per column tile (4
+/// times at 2048³ on two threads) and B once per row tile. Products whose packed operands fit
+/// <see cref="MaxSharedFloats"/> instead pack A and B once, in a first round of tasks (blocks of A's rows and slices of
+/// B's columns, in parallel), into panels all tiles then read. Packing is pure data movement: the bits are the same.</para>
 /// </summary>
 internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
     where TA : unmanaged where TB : unmanaged where TC : unmanaged
@@ -16,6 +20,14 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
 {
     private GemmJob<TA, TB, TC> _job;
     private int _tileRows, _tileColumns, _tilesAcross;
+    private float* _sharedA, _sharedB; // A and B packed once for the call, or null: each task packs its own blocks
+    private int _packing; // 1 while the pool runs the packing round
+
+    /// <summary>Most floats of the shared panels (32 MB); larger products pack per tile.</summary>
+    private const long MaxSharedFloats = 8L << 20;
+
+    /// <summary>Columns of B one packing task packs per KC slice.</summary>
+    private const int PackColumns = 512;
 
     private static int MR => GemmMicroKernel<TOps, TVec>.Rows;
     private static int NR => GemmMicroKernel<TOps, TVec>.Columns;
@@ -39,6 +51,9 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
         var work = NestedPerThread<GemmWork<TA, TB, TC, TOps, TVec>>.Current;
         int threads = CpuWorkerPool.Shared.ThreadsFor(int.MaxValue, maxDegreeOfParallelism, job.Flops);
         var (rows, columns) = GemmBlocking.TaskTile(job.M, job.N, MR, NR, threads);
+        bool shared = (rows < job.M || columns < job.N) && SharedFloats(job) <= MaxSharedFloats;
+        // Shared panels are addressed by whole MC blocks of rows, so tiles then start on one.
+        if (shared) (rows, columns) = GemmBlocking.TaskTile(job.M, job.N, GemmBlocking.MC, NR, threads);
         work._job = job;
         work._tileRows = rows;
         work._tileColumns = columns;
@@ -46,22 +61,80 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
         long tasks = (long)GemmBlocking.Tasks(job.M, rows) * work._tilesAcross;
         try
         {
+            if (shared)
+            {
+                // Round 1 packs A and B once; round 2 computes the tiles from the shared panels.
+                work._sharedA = NestedPerThread<GemmSharedPanels>.Current.Floats(SharedFloats(job));
+                work._sharedB = work._sharedA + SharedAFloats(job);
+                work._packing = 1;
+                CpuWorkerPool.Shared.Run(work, Slices(job) * (ABlocks(job) + BBlocks(job)), maxDegreeOfParallelism, job.Flops);
+                work._packing = 0;
+            }
             CpuWorkerPool.Shared.Run(work, checked((int)tasks), maxDegreeOfParallelism, job.Flops);
         }
         finally
         {
             work._job = default; // drop the pointers into the caller's memory
+            work._sharedA = work._sharedB = null;
+            work._packing = 0;
+        }
+    }
+
+    private static int Slices(in GemmJob<TA, TB, TC> job) => GemmBlocking.Tasks(job.K, GemmBlocking.KC);
+    private static int ABlocks(in GemmJob<TA, TB, TC> job) => GemmBlocking.Tasks(job.M, GemmBlocking.MC);
+    private static int BBlocks(in GemmJob<TA, TB, TC> job) => GemmBlocking.Tasks(job.N, PackColumns);
+
+    /// <summary>
+    /// Floats of one packed MC x KC block of A in the shared panels: its panels, then the slack a 6-row panel's last
+    /// 8-wide run spills into (another thread packs the next block), rounded to 64-byte lines.
+    /// </summary>
+    private static long ABlockFloats => GemmBlocking.RoundUp(GemmBlocking.RoundUp(GemmBlocking.MC, MR) * GemmBlocking.KC + GemmPacking.PanelSlack, 16);
+
+    private static long SharedAFloats(in GemmJob<TA, TB, TC> job) => (long)Slices(job) * ABlocks(job) * ABlockFloats;
+
+    /// <summary>Floats of the shared panels: every MC x KC block of A, and every KC slice of B (columns rounded up to panels).</summary>
+    private static long SharedFloats(in GemmJob<TA, TB, TC> job) =>
+        SharedAFloats(job) + (long)Slices(job) * GemmBlocking.KC * GemmBlocking.RoundUp(job.N, NR);
+
+    /// <summary>The packed block of A's rows [block·MC, +MC) in KC slice <paramref name="slice"/>.</summary>
+    private float* SharedA(int slice, int block) => _sharedA + ((long)slice * ABlocks(_job) + block) * ABlockFloats;
+
+    /// <summary>The packed B of KC slice <paramref name="slice"/>: panels of all columns, panel q (kc x NR) q·NR·kc floats in.</summary>
+    private float* SharedB(int slice) => _sharedB + (long)slice * GemmBlocking.KC * GemmBlocking.RoundUp(_job.N, NR);
+
+    /// <summary>Packing round: one MC x KC block of A, or one KC slice of <see cref="PackColumns"/> columns of B.</summary>
+    private void PackShared(int task)
+    {
+        ref readonly var job = ref _job;
+        int aBlocks = ABlocks(job), blocks = aBlocks + BBlocks(job);
+        int slice = task / blocks, block = task % blocks, k0 = slice * GemmBlocking.KC, kc = Math.Min(GemmBlocking.KC, job.K - k0);
+        var scratch = GemmScratch.For(MR, NR, 0, 0, needsTile: false, packsB: false);
+        if (block < aBlocks)
+        {
+            int row0 = block * GemmBlocking.MC;
+            GemmPacking.PackA(job.A, row0, Math.Min(GemmBlocking.MC, job.M - row0), k0, kc, MR, SharedA(slice, block), scratch.Widened);
+        }
+        else
+        {
+            int column0 = (block - aBlocks) * PackColumns;
+            GemmPacking.PackB(job.B, k0, kc, column0, Math.Min(PackColumns, job.N - column0), NR, SharedB(slice) + (nint)column0 * kc, scratch.Widened);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void RunTask(int task)
     {
+        if (_packing != 0)
+        {
+            PackShared(task);
+            return;
+        }
         ref readonly var job = ref _job;
         int row0 = task / _tilesAcross * _tileRows, column0 = task % _tilesAcross * _tileColumns;
         int rows = Math.Min(_tileRows, job.M - row0), columns = Math.Min(_tileColumns, job.N - column0);
         bool inPlace = InPlace(job);
-        var scratch = GemmScratch.For(MR, NR, _tileRows, _tileColumns, needsTile: !inPlace);
+        bool shared = _sharedA != null;
+        var scratch = GemmScratch.For(MR, NR, _tileRows, _tileColumns, needsTile: !inPlace, packsB: !shared);
         float* c = inPlace ? (float*)job.C.At(row0, column0) : scratch.Tile;
         nint ldc = inPlace ? job.C.RowStride : _tileColumns;
         float* bias = null;
@@ -75,19 +148,23 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
         {
             int kc = Math.Min(GemmBlocking.KC, job.K - k0);
             bool accumulate = k0 > 0;
-            GemmPacking.PackB(job.B, k0, kc, column0, columns, NR, scratch.PackedB, scratch.Widened);
+            float* packedB = scratch.PackedB;
+            if (shared) packedB = SharedB(k0 / GemmBlocking.KC) + (nint)column0 * kc;
+            else GemmPacking.PackB(job.B, k0, kc, column0, columns, NR, packedB, scratch.Widened);
             for (int i0 = 0; i0 < rows; i0 += GemmBlocking.MC)
             {
                 int mc = Math.Min(GemmBlocking.MC, rows - i0);
-                GemmPacking.PackA(job.A, row0 + i0, mc, k0, kc, MR, scratch.PackedA, scratch.Widened);
+                float* packedA = scratch.PackedA;
+                if (shared) packedA = SharedA(k0 / GemmBlocking.KC, (row0 + i0) / GemmBlocking.MC);
+                else GemmPacking.PackA(job.A, row0 + i0, mc, k0, kc, MR, packedA, scratch.Widened);
                 for (int j = 0; j < columns; j += NR)
                 {
-                    float* panelB = scratch.PackedB + (nint)j * kc;
+                    float* panelB = packedB + (nint)j * kc;
                     float* tileBias = bias == null || accumulate ? null : bias + j;
                     int width = Math.Min(NR, columns - j);
                     for (int i = 0; i < mc; i += MR)
                     {
-                        float* panelA = scratch.PackedA + (nint)i * kc;
+                        float* panelA = packedA + (nint)i * kc;
                         float* target = c + (i0 + i) * ldc + j;
                         int height = Math.Min(MR, mc - i);
                         if (height == MR && width == NR)
