@@ -134,15 +134,17 @@ internal sealed class LayerCommand : Command<LayerSettings>
         var mask = c.Causal ? Mask.Causal() : null;
         int threads = settings.Threads;
         var options = new MultiHeadAttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads };
-        double recomputing = Timing.MedianSeconds(() => layer.Backward<float>(x.AsReadOnlyTensorSpan(), dy.AsReadOnlyTensorSpan(), dx.AsTensorSpan(), gradients,
-            new MultiHeadAttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads }), settings.Seconds);
         // The training forward once, untimed; the backward only reads what it saved, so every timed call does the same work.
         using var activations = layer.CreateActivations();
         using var y = NativeTensor<float>.Zeros(c.Batch, c.Length, e);
         layer.Forward<float>(x.AsReadOnlyTensorSpan(), y.AsTensorSpan(), activations, options);
-        double saved = Timing.MedianSeconds(() => layer.Backward<float>(activations, dy.AsReadOnlyTensorSpan(), dx.AsTensorSpan(), gradients,
-            new MultiHeadAttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads }), settings.Seconds);
-        return (recomputing, saved);
+        // The two backwards call by call in turn, so the machine's drift falls on both alike.
+        double[] medians = Timing.MedianSecondsInterleaved([
+            () => layer.Backward<float>(x.AsReadOnlyTensorSpan(), dy.AsReadOnlyTensorSpan(), dx.AsTensorSpan(), gradients,
+                new MultiHeadAttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads }),
+            () => layer.Backward<float>(activations, dy.AsReadOnlyTensorSpan(), dx.AsTensorSpan(), gradients,
+                new MultiHeadAttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads })], settings.Seconds);
+        return (medians[0], medians[1]);
     }
 
     private sealed record Timed(double Ours, double? Peer, double? MaxDifference);
@@ -192,12 +194,10 @@ internal sealed class LayerCommand : Command<LayerSettings>
         try
         {
             using var peer = new OnnxLayerPeer(c, inputs, peerOutput, threads);
-            double ours = double.MaxValue, theirs = double.MaxValue;
-            for (int round = 0; round < 2; round++)
-            {
-                ours = Math.Min(ours, Timing.MedianSeconds(Ours, settings.Seconds));
-                theirs = Math.Min(theirs, Timing.MedianSeconds(peer.Run, settings.Seconds));
-            }
+            // Call by call in turn: this machine's speed drifts by tens of percent within a minute, and timing one side
+            // after the other put the same build at 0.79-1.14x ONNX Runtime in consecutive runs.
+            double[] medians = Timing.MedianSecondsInterleaved([Ours, peer.Run], settings.Seconds);
+            double ours = medians[0], theirs = medians[1];
             double difference = 0;
             Span<float> a = y.Storage, b = peerOutput.Storage;
             for (int n = 0; n < a.Length; n++) difference = Math.Max(difference, Math.Abs(a[n] - b[n]));
