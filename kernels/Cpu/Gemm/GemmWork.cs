@@ -51,9 +51,13 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
         var work = NestedPerThread<GemmWork<TA, TB, TC, TOps, TVec>>.Current;
         int threads = CpuWorkerPool.Shared.ThreadsFor(int.MaxValue, maxDegreeOfParallelism, job.Flops);
         var (rows, columns) = GemmBlocking.TaskTile(job.M, job.N, MR, NR, threads);
-        bool shared = (rows < job.M || columns < job.N) && SharedFloats(job) <= MaxSharedFloats;
-        // Shared panels are addressed by whole MC blocks of rows, so tiles then start on one.
-        if (shared) (rows, columns) = GemmBlocking.TaskTile(job.M, job.N, GemmBlocking.MC, NR, threads);
+        // Shared panels are addressed by whole MC blocks of rows, so their tiles start on one: used when that still
+        // gives the threads as many tasks (a few hundred rows against a narrow B would otherwise run on one thread).
+        var (sharedRows, sharedColumns) = GemmBlocking.TaskTile(job.M, job.N, GemmBlocking.MC, NR, threads);
+        long tiles = (long)GemmBlocking.Tasks(job.M, rows) * GemmBlocking.Tasks(job.N, columns);
+        long sharedTiles = (long)GemmBlocking.Tasks(job.M, sharedRows) * GemmBlocking.Tasks(job.N, sharedColumns);
+        bool shared = tiles > 1 && sharedTiles >= Math.Min(tiles, 3L * threads) && SharedFloats(job) <= MaxSharedFloats;
+        if (shared) (rows, columns) = (sharedRows, sharedColumns);
         work._job = job;
         work._tileRows = rows;
         work._tileColumns = columns;
