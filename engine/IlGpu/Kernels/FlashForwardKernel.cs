@@ -116,7 +116,8 @@ internal static class FlashForwardKernel
                 if (weight != 0f && p.HasDropout != 0) weight *= p.DropoutFactor(b, h, i, j0 + r * lanes + lane);
                 probabilities[warp * tileKeys + r * lanes + lane] = weight;
             }
-            float tileSum = WarpExtensions.AllReduce<float, FloatSum>(laneSum);
+            // Under dropout the row sum takes the weights before dropout, summed across the lanes here; else below.
+            float tileSum = p.HasDropout != 0 ? WarpExtensions.AllReduce<float, FloatSum>(laneSum) : 0f;
             rowMax = newMax;
             Group.Barrier();
 

@@ -1,5 +1,4 @@
 using AttentionEngine.Kernels.Cpu.Threading;
-using AttentionEngine.Bindings.Memory;
 
 namespace AttentionEngine.Kernels.Cpu.Decode;
 
@@ -10,10 +9,8 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 /// thread (which waits for the whole call), is reused by its next call and grows only when a call needs more.
 /// Its size is O(batch · heads · rows · splits · Dv), splits = Lk / 1024: about the size of K and V divided by 500.
 /// </summary>
-internal sealed unsafe class DecodePartials
+internal sealed unsafe class DecodePartials : GrowingBuffer
 {
-
-    private AlignedMemoryHandle? _memory;
     private int _rows, _dvPad;
 
     public float* Base { get; private set; }
@@ -21,7 +18,7 @@ internal sealed unsafe class DecodePartials
     public static DecodePartials For(long slots, int rows, int dvPad)
     {
         var partials = NestedPerThread<DecodePartials>.Current;
-        partials.Ensure(slots * SlotFloats(rows, dvPad) * sizeof(float));
+        partials.Base = (float*)partials.Ensure(slots * SlotFloats(rows, dvPad) * sizeof(float));
         partials._rows = rows;
         partials._dvPad = dvPad;
         return partials;
@@ -33,12 +30,4 @@ internal sealed unsafe class DecodePartials
     public float* Max(long slot) => Output(slot) + (long)_rows * _dvPad;
     public float* Sum(long slot) => Max(slot) + _rows;
     public float* Scale(long slot) => Sum(slot) + _rows;
-
-    private void Ensure(long bytes)
-    {
-        if (_memory is not null && (long)_memory.ByteCount >= bytes) return;
-        _memory?.Dispose();
-        _memory = AlignedMemoryHandle.Allocate((nuint)Math.Max(bytes, 64));
-        Base = (float*)_memory.DangerousGetHandle();
-    }
 }

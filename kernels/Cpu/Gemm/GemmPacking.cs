@@ -29,14 +29,14 @@ internal static unsafe class GemmPacking
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA<TA>(in RawMatrix<TA> a, int row0, int rows, int k0, int kc, int panelRows, float* destination, float* widened) where TA : unmanaged
     {
-        nint columnStride = a.ColumnStride;
-        int blocked = Transpose8x8.IsSupported && columnStride == 1 && panelRows <= 8 ? kc & ~7 : 0;
-        float** sources = stackalloc float*[8];
         if (a.RowStride == 1)
         {
             PackTransposedA(a, row0, rows, k0, kc, panelRows, destination);
             return;
         }
+        nint columnStride = a.ColumnStride;
+        int blocked = Transpose8x8.IsSupported && columnStride == 1 && panelRows <= 8 ? kc & ~7 : 0;
+        float** sources = stackalloc float*[8];
         for (int p = 0; p < rows; p += panelRows)
         {
             float* panel = destination + (nint)p * kc;
