@@ -1,3 +1,4 @@
+using AttentionEngine.Bench.Gemm;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using AttentionEngine.Bench.Plotting;
@@ -20,6 +21,36 @@ public class BenchToolTests
         Assert.Contains("'D0'", Assert.Throws<FormatException>(() => PerformanceCase.Parse("N64 D0")).Message);
         Assert.Contains("give N", Assert.Throws<FormatException>(() => PerformanceCase.Parse("B1 H8 D64")).Message);
         Assert.Contains("multiple of Hkv", Assert.Throws<FormatException>(() => PerformanceCase.Parse("H6 Hkv4 N8")).Message);
+    }
+
+    [Fact]
+    public void Gemm_shapes_parse_their_layouts_and_refuse_the_rest()
+    {
+        Assert.Equal(new GemmCase(1024, 512, 2048, Linear: false, TransposedA: true), GemmCase.Parse("1024x512x2048 gradient"));
+        Assert.Equal(new GemmCase(8, 16, 32, Linear: true, TransposedA: true), GemmCase.Parse("8x16x32 linear gradient"));
+        Assert.Equal(new GemmCase(8, 16, 32, Linear: true), GemmCase.Parse("8x16x32 linear"));
+        foreach (var bad in new[] { "8x16x32 gradient gradient", "8x16x32 transposed", "8x16", "8x0x32", "" })
+            Assert.Contains("is not a product", Assert.Throws<FormatException>(() => GemmCase.Parse(bad)).Message);
+    }
+
+    /// <summary>The ONNX Runtime Gemm peer (transA, transB) multiplies what our MatMul multiplies, in every layout bench gemm times.</summary>
+    [Theory]
+    [InlineData("37x29x41")]
+    [InlineData("37x29x41 linear")]
+    [InlineData("37x29x41 gradient")]
+    [InlineData("37x29x41 linear gradient")]
+    public void The_onnx_runtime_gemm_peer_computes_the_same_product(string shape)
+    {
+        var c = GemmCase.Parse(shape);
+        using var a = c.TransposedA ? TensorRandom.Create<float>(1, ValueDistribution.Normal, c.K, c.M) : TensorRandom.Create<float>(1, ValueDistribution.Normal, c.M, c.K);
+        using var b = c.Linear ? TensorRandom.Create<float>(2, ValueDistribution.Normal, c.N, c.K) : TensorRandom.Create<float>(2, ValueDistribution.Normal, c.K, c.N);
+        using var ours = NativeTensor<float>.Zeros(c.M, c.N);
+        using var theirs = NativeTensor<float>.Zeros(c.M, c.N);
+        var aView = c.TransposedA ? TensorLayout.View(a.Storage, [c.M, c.K], [1, c.M]) : a.AsTensorSpan();
+        var bView = c.Linear ? TensorLayout.View(b.Storage, [c.K, c.N], [1, c.K]) : b.AsTensorSpan();
+        MatMul.Multiply<float, float, float>(aView, bView, ours.AsTensorSpan());
+        using (var peer = new OnnxGemmPeer(c, a, b, theirs, threads: 1)) peer.Run();
+        for (int n = 0; n < c.M * c.N; n++) Assert.True(Math.Abs(ours.Storage[n] - theirs.Storage[n]) < 1e-4, $"{shape}: element {n}: {ours.Storage[n]} vs {theirs.Storage[n]}");
     }
 
     [Theory]
