@@ -412,7 +412,9 @@ __device__ __forceinline__ void run_split(const DecodeParams& p, Shared& sh)
                     s[u][r] = seen ? saturate_score(s[u][r] * p.scale) : neg_inf();
                     most = fmaxf(most, s[u][r]);
                 }
-                float rescale = m[r] == neg_inf() ? 0.f : exp2f((m[r] - most) * Log2e), sum = 0.f;
+                // An unchanged maximum rescales by exactly 1 (as in flash_forward.cu's online softmax): no drift of O
+                // and l over a long cache whose maximum came early, whatever the exponential's last bits.
+                float rescale = m[r] == neg_inf() ? 0.f : m[r] == most ? 1.f : exp2f((m[r] - most) * Log2e), sum = 0.f;
                 #pragma unroll
                 for (int u = 0; u < Unroll; u++)
                 {

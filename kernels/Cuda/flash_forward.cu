@@ -411,7 +411,10 @@ __device__ __forceinline__ void online_softmax(float (&s)[Bc / 8][4], float (&o)
         // Subtracting a finite base: a hidden score (-inf) then gives 2^-inf = 0 even in a row that has seen no key yet
         // (m = -inf), without a select per score.
         float base = m == neg_inf() ? 0.f : m;
-        float rescale = ex2_approx_ftz((row_max[half] - base) * Log2e);
+        // An unchanged maximum rescales by exactly 1: ex2.approx(0) need not be 1 (the ISA allows 2 ulps), and a row
+        // whose maximum stops moving would otherwise shrink its O and l by that error once per tile, each rounded
+        // apart (11 float ulps over a 961-key row with one visible key, beyond the rule, under the emulator's model).
+        float rescale = row_max[half] == base ? 1.f : ex2_approx_ftz((row_max[half] - base) * Log2e);
         float sum = 0.f;
         #pragma unroll
         for (int n = 0; n < Bc / 8; n++)

@@ -60,6 +60,38 @@ public class CudaBackendTests
     public void Rows_beside_one_that_meets_garbage_keep_their_bits(int rows) =>
         HostileInputRegressionTests.CheckTinyRowsBesideHugeValues(Gpu(), rows);
 
+    /// <summary>
+    /// A row whose maximum stops moving must not drift: the online softmax rescaled O and l by ex2.approx(0) on every
+    /// tile, which the PTX ISA lets be 2 ulps off 1 (the emulator answers 1 - 2^-23), each column rounded apart, so a
+    /// 961-key row seeing only key 0 came out 11 float ulps from V[0] (CI drew it: B1 Lq1 Lk961 D97 Dv39, the causal
+    /// mask made an explicit keep-mask, 1.05x the rule). An unchanged maximum now rescales by exactly 1.
+    /// </summary>
+    [Fact]
+    public void A_row_whose_maximum_stops_moving_keeps_its_value()
+    {
+        var backend = Gpu();
+        foreach (int keys in new[] { 961, 2500 })
+        {
+            var spec = new ProblemSpec { QueryLength = 1, KeyLength = keys, HeadDim = 97, ValueDim = 39, DataSeed = 798255300 };
+            using var drawn = AttentionProblem<float>.Create(spec);
+            var keep = NativeTensor<bool>.Zeros(1, 1, 1, keys);
+            keep[0, 0, 0, 0] = true;
+            using var problem = new AttentionProblem<float>($"{spec} seeing key 0 only", NativeTensor<float>.CopyOf(drawn.Q),
+                NativeTensor<float>.CopyOf(drawn.K), NativeTensor<float>.CopyOf(drawn.V), null, keep, Mask.None, drawn.Scale);
+            var output = problem.Run(backend).Output;
+            for (int c = 0; c < spec.ValueDim; c++)
+            {
+                double value = problem.V[0, 0, 0, c];
+                // 3xTF32 carries 22 of V's 24 bits through P V; the output is V[0] to within 2 float ulps.
+                Assert.True(Math.Abs(output[c] - value) <= Math.ScaleB(Math.Abs(value), -22), $"{keys} keys, column {c}: {output[c]:R} for {value:R}");
+            }
+        }
+        BackendChecks.CheckDrawnProblem<float>(backend, new ProblemSpec
+        {
+            QueryLength = 1, KeyLength = 961, HeadDim = 97, ValueDim = 39, Causal = CausalAlignment.TopLeft, DataSeed = 798255300,
+        });
+    }
+
     // fp16 decode; CudaDecodeKernelTests draws fp32 and bf16 decodes and long split caches.
     [Fact] public void Decode_shapes_match_the_oracle() => Verify<Half>(60, 4, ProblemLimits.Decode);
 

@@ -88,13 +88,14 @@ public class CudaKernelCompileTests
     /// flash_forward.cu, accumulate_3xtf32). ptxas overlaps the slices' chains and at the 255-register cap spills.</item>
     /// <item>Since the plain-tile body (tiles with no per-pair mask, guard or scale compiled apart; 1.4-1.9x faster on
     /// an H200, A/B in bench/RESULTS.md), NVRTC 11.2 also spills 4-32 bytes in fp16 D = 96 and 256, bf16 D = 128 and
-    /// 256, and fp32 D = 128. nvcc 13 and NVRTC 13 on the H200 gave fp16/bf16 D = 128 no spill (244-255 registers)
-    /// and fp16 D = 64 16 bytes; the timings there include whatever those spills cost.</item>
+    /// 256. nvcc 13 and NVRTC 13 on the H200 gave fp16/bf16 D = 128 no spill (244-255 registers) and fp16 D = 64
+    /// 16 bytes; the timings there include whatever those spills cost. fp32 D = 128 on sm_80 spilled too until the
+    /// online softmax kept an unchanged maximum's rescale at exactly 1; ptxas then allocated it 206 registers, no spill.</item>
     /// </list>
     /// </summary>
     private static readonly HashSet<(string EntryPoint, string Architecture)> KnownSpills =
     [
-        ("flash_forward_d64_f32", "sm_80"), ("flash_forward_d96_f32", "sm_80"), ("flash_forward_d128_f32", "sm_80"), ("flash_forward_d256_f32", "sm_80"),
+        ("flash_forward_d64_f32", "sm_80"), ("flash_forward_d96_f32", "sm_80"), ("flash_forward_d256_f32", "sm_80"),
         ("flash_forward_d256_f32", "sm_90"), ("flash_forward_d96_f32_k32", "sm_86"), ("flash_forward_d128_f32_k16", "sm_86"),
         ("flash_forward_d256_f32_k8", "sm_86"),
         ("flash_forward_d96_f16", "sm_80"), ("flash_forward_d256_f16", "sm_80"), ("flash_forward_d128_bf16", "sm_80"), ("flash_forward_d256_bf16", "sm_80"),

@@ -104,9 +104,10 @@ internal static class FlashForwardKernel
                 tileMax = XMath.Max(tileMax, score);
             }
 
-            // Online softmax: rescale what the row has so far to the new maximum.
+            // Online softmax: rescale what the row has so far to the new maximum; by exactly 1 when it did not move, so a
+            // long row whose maximum came early does not drift by a GPU exponential's last bits once per tile.
             float newMax = XMath.Max(rowMax, WarpExtensions.AllReduce<float, NegInfMax>(tileMax));
-            float rescale = rowMax == float.NegativeInfinity ? 0f : XMath.Exp(rowMax - newMax);
+            float rescale = rowMax == float.NegativeInfinity ? 0f : rowMax == newMax ? 1f : XMath.Exp(rowMax - newMax);
             float laneSum = 0f;
             for (int r = 0; r < keysPerLane; r++)
             {
