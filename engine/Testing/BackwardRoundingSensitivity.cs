@@ -1,12 +1,14 @@
 namespace AttentionEngine.Testing;
 
 /// <summary>
-/// The backward analogue of <see cref="NaivePrecision.ScoreRounding"/>: a first-order, worst-sign bound on how much
+/// The backward analogue of <see cref="NaivePrecision.ScoreRounding"/>: a worst-sign bound (first-order but in P) on how much
 /// fp32 rounding of the quantities a flash backward recomputes moves each gradient. A flash backward recomputes
 /// P = e^(s − LSE) from a saved LSE and forms dS = P·(dP − D) with dP = dO·v and D = dO·O computed in different orders;
 /// when dP ≈ D (one dominant key, for example) the exact gradient cancels to about zero while any fp32 realisation
 /// keeps a few ulps of |dP|, and the naive formula, computing both in the same order, can cancel exactly by luck.
-/// With u = 2^-24: δs = ½u(√D·|scale|·Σ|q·k| + |s|), δLSE = ½u·|LSE|, δP = P·(δs + δLSE),
+/// With u = 2^-24: δs = ½u(√D·|scale|·Σ|q·k| + |s|), δLSE = ½u·|LSE|, δP = min(1, P·(e^(δs + δLSE) − 1)) (P·(δs + δLSE)
+/// to first order; the exact form matters where a finite padding bias puts s near ±1e9, whose float spacing is 64:
+/// there δs is tens, the float scores of a row's keys can tie or swap, and a realised P is anywhere in [0, 1]),
 /// δdP = ½u·√Dv·Σ|dO·v|, δD = (½u·√Dv + ½eps(T))·Σ|dO·O| (O is read back rounded to the storage type T, as
 /// FlashAttention-2 reads it), δdS = |scale|·(δP·|dP − D| + P·(δdP + δD)); then
 /// δdQ_i = Σ_j δdS_ij·|k_j|, δdK_j = Σ_i δdS_ij·|q_i|, δdV_j = Σ_i δP_ij·|dO_i|. With dropout, v_j and δP_ij enter
@@ -86,7 +88,8 @@ public static class BackwardRoundingSensitivity
                         dP += term;
                         dPMagnitude += Math.Abs(term);
                     }
-                double deltaP = p[j] * HalfUlp * (magnitudes[j] + Math.Abs(lse));
+                // A P of 0 stays 0 (e^x − 1 overflows at the magnitudes of a padding bias of float.MinValue: no 0 · ∞).
+                double deltaP = p[j] == 0 ? 0 : Math.Min(1, p[j] * ExpMinusOne(HalfUlp * (magnitudes[j] + Math.Abs(lse))));
                 double deltaD = (HalfUlp * Math.Sqrt(dv) + storageHalfUlp) * rowDMagnitude;
                 double deltaDS = Math.Abs(scale) * (deltaP * Math.Abs(dP - rowD) + p[j] * (HalfUlp * Math.Sqrt(dv) * dPMagnitude + deltaD));
                 if (bounds.ScoreGradient is { } scoreBounds && scale != 0) scoreBounds[(((long)x * hq + h) * lq + i) * lk + j] = deltaDS / Math.Abs(scale);
@@ -101,4 +104,7 @@ public static class BackwardRoundingSensitivity
         }
         return bounds;
     }
+
+    /// <summary>e^x − 1 for x ≥ 0, never below the true value: x(1 + x) bounds it for small x, where Exp(x) − 1 would cancel.</summary>
+    private static double ExpMinusOne(double x) => x < 1e-3 ? x * (1 + x) : Math.Exp(x) - 1;
 }

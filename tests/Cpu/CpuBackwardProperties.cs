@@ -132,6 +132,30 @@ public class CpuBackwardProperties
         CheckAgainstOracle(backend, c, spec);
     }
 
+    /// <summary>
+    /// A drawn case (CI, 2026-12-01): a padded query row whose three keys all carry the -1e9 padding bias, with Large
+    /// values. At -1e9 floats are 64 apart, so the row's two leading scores (100 and 112 above the bias) round to the
+    /// same float and any fp32 backward weighs them ½ and ½ where the oracle has e^-12 and 1: dQ came out 20.4 against
+    /// the oracle's 0. The rounding bound was first order in P (δP = P·δs with δs about 60) and allowed 0.07; it now
+    /// takes P's move exactly, capped at 1.
+    /// </summary>
+    [Fact]
+    public void Scores_at_a_huge_padding_bias_may_round_together()
+    {
+        var spec = new ProblemSpec
+        {
+            QueryLength = 133, KeyLength = 3, HeadDim = 1, ValueDim = 1, Window = new WindowSpec(null, 0, CausalAlignment.BottomRight),
+            Bias = BiasKind.HugePadding, Values = ValueDistribution.Large, DataSeed = 1342320115,
+        };
+        foreach (var isa in new[] { CpuIsa.Avx512, CpuIsa.Avx2, CpuIsa.Vector128 })
+        {
+            var backend = new CpuBackend(isa);
+            if (!backend.IsAvailable) continue;
+            using var c = new BackwardCase<float>(spec);
+            CheckAgainstOracle(backend, c, spec);
+        }
+    }
+
     /// <summary>dQ, dK, dV and dBias of one case under the gradient tolerance rule.</summary>
     private static void CheckAgainstOracle<T>(AttentionBackend backend, BackwardCase<T> c, ProblemSpec spec) where T : unmanaged
     {
