@@ -20,11 +20,12 @@ public class CpuBackendProperties
     }
 
     // Counts keep the suite inside its time budget on an AVX-512 machine, where every level below runs too (two
-    // clean-clone CI runs measured dotnet test at 10m06s and 10m12s with 160/80/80 and 80/35/35 here).
-    [Fact] public void Avx512_f32() => Verify<float>(CpuIsa.Avx512, 110);
-    [Fact] public void Avx512_f16() => Verify<Half>(CpuIsa.Avx512, 55);
+    // clean-clone CI runs measured dotnet test at 10m06s and 10m12s with 160/80/80 and 80/35/35 here; the test
+    // executable alone took 6.6-8.3 min on 2026-12-01, so the f32 and AVX-512 f16 counts came down by 15-20%).
+    [Fact] public void Avx512_f32() => Verify<float>(CpuIsa.Avx512, 95);
+    [Fact] public void Avx512_f16() => Verify<Half>(CpuIsa.Avx512, 45);
     [Fact] public void Avx512_bf16() => Verify<BFloat16>(CpuIsa.Avx512, 55);
-    [Fact] public void Avx2_f32() => Verify<float>(CpuIsa.Avx2, 100);
+    [Fact] public void Avx2_f32() => Verify<float>(CpuIsa.Avx2, 85);
     [Fact] public void Avx2_f16() => Verify<Half>(CpuIsa.Avx2, 45);
     [Fact] public void Avx2_bf16() => Verify<BFloat16>(CpuIsa.Avx2, 45);
     [Fact] public void Vector128_f32() => Verify<float>(CpuIsa.Vector128, 50);

@@ -36,7 +36,7 @@ public class CudaBackendTests
             limits ??= Emulated;
             limits = limits with { MaxBatch = Emulated.MaxBatch, MaxQueryHeads = Emulated.MaxQueryHeads, MaxCost = Emulated.MaxCost };
         }
-        var problems = dropout ? Dropout.DropoutPropertyTests.WithDropout(limits ?? ProblemLimits.Default) : AttentionGen.Arbitrary(limits);
+        var problems = ShrinkBudget.Capped(dropout ? Dropout.DropoutPropertyTests.WithDropout(limits ?? ProblemLimits.Default) : AttentionGen.Arbitrary(limits));
         Prop.ForAll(problems, (ProblemSpec spec) => BackendChecks.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
@@ -100,7 +100,7 @@ public class CudaBackendTests
     {
         var backend = Gpu();
         var limits = CudaEmulation.Active ? Emulated : null;
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec drawn) => FlexAttentionProperties.CheckDrawnBlockMask<Half>(backend, drawn))
+        Prop.ForAll(ShrinkBudget.Capped(AttentionGen.Arbitrary(limits)), (ProblemSpec drawn) => FlexAttentionProperties.CheckDrawnBlockMask<Half>(backend, drawn))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? 25 : 80));
     }
 

@@ -21,7 +21,7 @@ public class CudaDecodeKernelTests
         var limits = ProblemLimits.Decode;
         if (CudaEmulation.Active)
             limits = limits with { MaxBatch = CudaBackendTests.Emulated.MaxBatch, MaxQueryHeads = CudaBackendTests.Emulated.MaxQueryHeads, MaxCost = CudaBackendTests.Emulated.MaxCost };
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => BackendChecks.CheckDrawnProblem<T>(backend, spec))
+        Prop.ForAll(ShrinkBudget.Capped(AttentionGen.Arbitrary(limits)), (ProblemSpec spec) => BackendChecks.CheckDrawnProblem<T>(backend, spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 

@@ -61,7 +61,7 @@ public class CudaDeviceTensorTests
     {
         CudaBackendTests.Gpu();
         var limits = CudaEmulation.Active ? Emulated : null;
-        Prop.ForAll(AttentionGen.Arbitrary(limits), (ProblemSpec spec) => DeviceCallMatchesHostCall<T>(spec))
+        Prop.ForAll(ShrinkBudget.Capped(AttentionGen.Arbitrary(limits)), (ProblemSpec spec) => DeviceCallMatchesHostCall<T>(spec))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(CudaEmulation.Active ? emulatedCases : gpuCases));
     }
 
