@@ -1,7 +1,7 @@
 namespace AttentionEngine.Testing;
 
 /// <summary>
-/// The backward analogue of <see cref="NaivePrecision.ScoreRounding"/>: a worst-sign bound (first-order but in P) on how much
+/// The backward analogue of <see cref="NaivePrecision.ScoreRounding"/>: a worst-sign bound, first-order except in P, on how much
 /// fp32 rounding of the quantities a flash backward recomputes moves each gradient. A flash backward recomputes
 /// P = e^(s − LSE) from a saved LSE and forms dS = P·(dP − D) with dP = dO·v and D = dO·O computed in different orders;
 /// when dP ≈ D (one dominant key, for example) the exact gradient cancels to about zero while any fp32 realisation
