@@ -105,6 +105,9 @@ public static class BackwardRoundingSensitivity
         return bounds;
     }
 
-    /// <summary>e^x − 1 for x ≥ 0, never below the true value: x(1 + x) bounds it for small x, where Exp(x) − 1 would cancel.</summary>
+    /// <summary>
+    /// e^x − 1 for x ≥ 0, never below the true value: x(1 + x) bounds it for small x. Not double.ExpM1, which .NET computes
+    /// as Exp(x) − 1 (1.0000000827e-10 for 1e-10): it cancels there and can land below, and a bound must not.
+    /// </summary>
     private static double ExpMinusOne(double x) => x < 1e-3 ? x * (1 + x) : Math.Exp(x) - 1;
 }
