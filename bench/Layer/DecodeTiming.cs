@@ -5,14 +5,20 @@ using AttentionEngine.Kernels;
 namespace AttentionEngine.Bench.Layer;
 
 /// <summary>
-/// One decode step of a layer over a filled <see cref="KeyValueCache{T}"/>: each timed call appends one token per row,
-/// then the cache is truncated back, so every step reads the same number of cached tokens.
+/// One decode step of a layer over a filled KV cache: each timed call appends one token per row, then the cache is
+/// truncated back, so every step reads the same number of cached tokens. With a page size, the same layer steps a
+/// contiguous <see cref="KeyValueCache{T}"/> and a <see cref="PagedKeyValueCache{T}"/> holding the same tokens call by
+/// call in turn, so the machine's drift (up to 2x within minutes here) falls on both alike and their ratio means
+/// something.
 /// </summary>
 internal static class DecodeTiming
 {
-    /// <returns>Median seconds per step, cached K+V bytes and weight bytes one step reads.</returns>
-    /// <param name="pageSize">0 for a contiguous <see cref="KeyValueCache{T}"/>, else the page size of a <see cref="PagedKeyValueCache{T}"/>.</param>
-    public static (double Seconds, double CacheBytes, double WeightBytes) Time<TWeight, TCache>(DecodeCase c, LayerSettings settings, int pageSize)
+    /// <returns>
+    /// Median seconds per step over the contiguous cache, over the paged one (null without a page size), cached K+V
+    /// bytes and weight bytes one step reads.
+    /// </returns>
+    /// <param name="pageSize">0 for the contiguous cache alone, else the page size of the paged cache timed beside it.</param>
+    public static (double Contiguous, double? Paged, double CacheBytes, double WeightBytes) Time<TWeight, TCache>(DecodeCase c, LayerSettings settings, int pageSize)
         where TWeight : unmanaged where TCache : unmanaged
     {
         int e = c.EmbedDim, hd = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim;
@@ -27,31 +33,37 @@ internal static class DecodeTiming
         layer.Load(new ReadOnlyTensorSpan<TWeight>(Matrix(hd, e), [hd, e], []), new ReadOnlyTensorSpan<TWeight>(Matrix(kv, e), [kv, e], []),
             new ReadOnlyTensorSpan<TWeight>(Matrix(kv, e), [kv, e], []), new ReadOnlyTensorSpan<TWeight>(Matrix(e, hd), [e, hd], []),
             Vector(hd), Vector(kv), Vector(kv), Vector(e));
-        using var contiguous = pageSize == 0 ? new KeyValueCache<TCache>(c.Batch, c.KvHeads, c.HeadDim, c.Cached + 1) : null;
+        using var contiguous = new KeyValueCache<TCache>(c.Batch, c.KvHeads, c.HeadDim, c.Cached + 1);
         using var paged = pageSize == 0 ? null
             : new PagedKeyValueCache<TCache>(c.Batch * ((c.Cached + pageSize) / pageSize + 1), pageSize, c.Batch, c.KvHeads, c.HeadDim);
         int threads = settings.Threads;
-        void Step(ReadOnlyTensorSpan<float> input, TensorSpan<float> output)
-        {
-            var options = new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads };
-            if (paged is null) layer.Forward(input, output, contiguous!, options);
-            else layer.Forward(input, output, paged, options);
-        }
+        var options = new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads };
+
+        // The same prompt into both caches, so both steps attend over the same keys.
         using (var prompt = TensorRandom.Create<float>(3, ValueDistribution.Normal, c.Batch, c.Cached, e))
         using (var promptOutput = NativeTensor<float>.Zeros(c.Batch, c.Cached, e))
-            Step(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan());
+        {
+            layer.Forward(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan(), contiguous, options);
+            if (paged is not null) layer.Forward(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan(), paged, options);
+        }
         using var token = TensorRandom.Create<float>(4, ValueDistribution.Normal, c.Batch, 1, e);
         using var output = NativeTensor<float>.Zeros(c.Batch, 1, e);
-        double seconds = Timing.MedianSeconds(() =>
+        var steps = new List<Action>
         {
-            Step(token.AsReadOnlyTensorSpan(), output.AsTensorSpan());
-            for (int b = 0; b < c.Batch; b++)
+            () =>
             {
-                contiguous?.Truncate(b, c.Cached);
-                paged?.Truncate(b, c.Cached);
-            }
-        }, settings.Seconds);
+                layer.Forward(token.AsReadOnlyTensorSpan(), output.AsTensorSpan(), contiguous, new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads });
+                for (int b = 0; b < c.Batch; b++) contiguous.Truncate(b, c.Cached);
+            },
+        };
+        if (paged is not null)
+            steps.Add(() =>
+            {
+                layer.Forward(token.AsReadOnlyTensorSpan(), output.AsTensorSpan(), paged, new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads });
+                for (int b = 0; b < c.Batch; b++) paged.Truncate(b, c.Cached);
+            });
+        double[] medians = Timing.MedianSecondsInterleaved(steps, settings.Seconds);
         double weightBytes = (double)(hd + 2 * kv + hd) * e * System.Runtime.CompilerServices.Unsafe.SizeOf<TWeight>();
-        return (seconds, c.CacheBytes(System.Runtime.CompilerServices.Unsafe.SizeOf<TCache>()), weightBytes);
+        return (medians[0], paged is null ? null : medians[1], c.CacheBytes(System.Runtime.CompilerServices.Unsafe.SizeOf<TCache>()), weightBytes);
     }
 }

@@ -11,7 +11,7 @@ namespace AttentionEngine.Bench.Layer;
 public sealed class LayerSettings : ThreadedSettings
 {
     [CommandOption("--shapes <SHAPES>")]
-    [Description("Layer cases separated by ';', e.g. 'B1 S2048 E1024 H16 KV4 causal'. Default: the issue's goal cases.")]
+    [Description("Layer cases separated by ';', e.g. 'B1 S2048 E1024 H16 KV4 causal'; 'none' to time decode steps only. Default: the issue's goal cases.")]
     public string Shapes { get; init; } = "B1 S2048 E1024 H16; B1 S2048 E1024 H16 KV4; B1 S2048 E1024 H16 causal";
 
     [CommandOption("--weights <TYPES>")]
@@ -38,7 +38,7 @@ public sealed class LayerSettings : ThreadedSettings
     {
         try
         {
-            _ = LayerCase.ParseList(Shapes);
+            if (Shapes != "none") _ = LayerCase.ParseList(Shapes);
             if (Decode != "none") _ = DecodeCase.ParseList(Decode);
         }
         catch (FormatException e) { return ValidationResult.Error(e.Message); }
@@ -61,8 +61,9 @@ internal sealed class LayerCommand : Command<LayerSettings>
         var limits = MachineLimitsCache.Get(settings.Threads);
         AnsiConsole.MarkupLine($"[bold]bench layer[/]: {settings.Threads} threads, {Markup.Escape(ResultsDocument.CpuModel())}, {CpuBackend.Default.ResolvedIsa}");
         AnsiConsole.MarkupLine($"measured fp32 FMA peak {limits.PeakGflops:F0} GFLOP/s; fp32 activations; FLOPs = projections + 4·S·keys·D per head");
+        var cases = settings.Shapes == "none" ? [] : LayerCase.ParseList(settings.Shapes);
         var table = new Table().AddColumns("case", "weights", "ms", "rate", "of peak", "ONNX Runtime ms", "ours / ORT speed", "max |diff|");
-        foreach (var c in LayerCase.ParseList(settings.Shapes))
+        foreach (var c in cases)
             foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -71,11 +72,11 @@ internal sealed class LayerCommand : Command<LayerSettings>
                 table.AddRow(c.Name, type, $"{r.Ours * 1e3:F1}", $"{gflops:F1} GFLOP/s", $"{gflops / limits.PeakGflops:P0}",
                     r.Peer is double p ? $"{p * 1e3:F1}" : "", r.Peer is double q ? $"{q / r.Ours:F2}x" : "", r.MaxDifference is double d ? $"{d:G2}" : "");
             }
-        AnsiConsole.Write(table);
-        if (!settings.NoBackward)
+        if (cases.Count > 0) AnsiConsole.Write(table);
+        if (!settings.NoBackward && cases.Count > 0)
         {
             var backward = new Table().AddColumns("backward", "weights", "from", "ms", "rate", "of peak");
-            foreach (var c in LayerCase.ParseList(settings.Shapes))
+            foreach (var c in cases)
                 foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
                 {
                     cancellationToken.ThrowIfCancellationRequested();
@@ -92,25 +93,30 @@ internal sealed class LayerCommand : Command<LayerSettings>
         }
         if (settings.Decode != "none")
         {
-            var decode = new Table().AddColumns("decode step", "weights", "cache", "storage", "ms per step", "K+V read", "weights read", "all bytes", "of bandwidth");
+            var decode = new Table().AddColumns("decode step", "weights", "cache", "storage", "ms per step", "K+V read", "weights read", "all bytes", "of bandwidth",
+                "paged / contiguous rate");
             foreach (var c in DecodeCase.ParseList(settings.Decode))
                 foreach (var type in settings.Weights.Split(',', StringSplitOptions.TrimEntries))
                     foreach (var cache in new[] { "f32", "bf16" })
-                        foreach (int pageSize in settings.PageSize > 0 ? new[] { 0, settings.PageSize } : new[] { 0 })
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        var (contiguous, paged, cacheBytes, weightBytes) = (type, cache) switch
                         {
-                            cancellationToken.ThrowIfCancellationRequested();
-                            var (seconds, cacheBytes, weightBytes) = (type, cache) switch
-                            {
-                                ("bf16", "bf16") => DecodeTiming.Time<BFloat16, BFloat16>(c, settings, pageSize),
-                                ("bf16", _) => DecodeTiming.Time<BFloat16, float>(c, settings, pageSize),
-                                (_, "bf16") => DecodeTiming.Time<float, BFloat16>(c, settings, pageSize),
-                                _ => DecodeTiming.Time<float, float>(c, settings, pageSize),
-                            };
+                            ("bf16", "bf16") => DecodeTiming.Time<BFloat16, BFloat16>(c, settings, settings.PageSize),
+                            ("bf16", _) => DecodeTiming.Time<BFloat16, float>(c, settings, settings.PageSize),
+                            (_, "bf16") => DecodeTiming.Time<float, BFloat16>(c, settings, settings.PageSize),
+                            _ => DecodeTiming.Time<float, float>(c, settings, settings.PageSize),
+                        };
+                        void Row(string storage, double seconds, string ratio)
+                        {
                             double total = (cacheBytes + weightBytes) / seconds / 1e9;
-                            decode.AddRow(c.Name, type, cache, pageSize == 0 ? "contiguous" : $"{pageSize}-token pages", $"{seconds * 1e3:F3}",
-                                $"{cacheBytes / seconds / 1e9:F1} GB/s", $"{weightBytes / seconds / 1e9:F1} GB/s", $"{total:F1} GB/s", $"{total / limits.BandwidthGBs:P0}");
+                            decode.AddRow(c.Name, type, cache, storage, $"{seconds * 1e3:F3}", $"{cacheBytes / seconds / 1e9:F1} GB/s",
+                                $"{weightBytes / seconds / 1e9:F1} GB/s", $"{total:F1} GB/s", $"{total / limits.BandwidthGBs:P0}", ratio);
                         }
-            AnsiConsole.MarkupLine($"decode: one token per row appended to the cache and truncated back after each step; measured memory bandwidth {limits.BandwidthGBs:F1} GB/s");
+                        Row("contiguous", contiguous, "");
+                        if (paged is double pagedSeconds) Row($"{settings.PageSize}-token pages", pagedSeconds, $"{contiguous / pagedSeconds:P0}");
+                    }
+            AnsiConsole.MarkupLine($"decode: one token per row appended to the cache and truncated back after each step; contiguous and paged steps of one layer timed call by call in turn; measured memory bandwidth {limits.BandwidthGBs:F1} GB/s");
             AnsiConsole.Write(decode);
         }
         if (!settings.NoPeer) AnsiConsole.MarkupLine($"peer: ONNX Runtime {OnnxAttentionPeer.Version}, MatMul/Add projections + Attention (opset 23), fp32 weights only");
