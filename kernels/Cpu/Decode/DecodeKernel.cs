@@ -181,13 +181,19 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
 
     /// <summary>
     /// Rows that are contiguous and a whole number of vectors long are read where they lie when that is cheaper than
-    /// staging (float and BFloat16 always; Half when one row reads each key: <see cref="ElementLoads{TOps, TVec}.ReadInPlace"/>).
+    /// staging (float and BFloat16 always; Half while each element is widened at most twice: <see cref="Widenings"/>).
     /// </summary>
     private static bool KeysInPlace(in CpuAttentionJob<T> job) =>
-        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
+        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(Widenings(job.RowsPerKvHead)) && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
 
     private static bool ValuesInPlace(in CpuAttentionJob<T> job) =>
-        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(job.RowsPerKvHead) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
+        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(Widenings(job.RowsPerKvHead)) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
+
+    /// <summary>
+    /// How often each key and value element is widened when <paramref name="rows"/> rows read it in place: once per
+    /// group of four rows sharing a conversion (<see cref="SharesConversions{TElement}"/>), once per leftover row.
+    /// </summary>
+    private static int Widenings(int rows) => SharesConversions<T>() ? rows / 4 + rows % 4 : rows;
 
     /// <summary>
     /// Whether rows read in place go four GQA rows per loaded vector: yes for every type that is converted in the

@@ -12,12 +12,15 @@ internal static unsafe class ElementLoads<TOps, TVec> where TOps : struct, IVect
         typeof(TElement) == typeof(float) || typeof(TElement) == typeof(BFloat16) || typeof(TElement) == typeof(Half);
 
     /// <summary>
-    /// Whether reading in place beats widening once into float scratch when <paramref name="readsPerElement"/> rows
-    /// each read every element: a bf16 widening is one shift, always worth it; a Half widening is about ten
-    /// operations, so with several rows per element (GQA groups, several queries) one staged pass is cheaper.
+    /// Whether reading in place beats widening once into float scratch when the caller widens every element
+    /// <paramref name="widenings"/> times in place: a bf16 widening is one shift, always worth it; a Half widening is
+    /// about six operations, so past two per element (many rows each converting every key) one staged pass is cheaper.
     /// </summary>
-    public static bool ReadInPlace<TElement>(int readsPerElement) where TElement : unmanaged =>
-        Supports<TElement>() && (typeof(TElement) != typeof(Half) || readsPerElement == 1);
+    public static bool ReadInPlace<TElement>(int widenings) where TElement : unmanaged =>
+        Supports<TElement>() && (typeof(TElement) != typeof(Half) || widenings <= MaxHalfWidenings);
+
+    /// <summary>Most in-place widenings per Half element before staging wins (decode, B1 H32 KV8 D128: see bench/RESULTS.md).</summary>
+    public const int MaxHalfWidenings = 2;
 
     /// <summary>Count elements as floats (int8: the raw integers; the caller applies the row's scale).</summary>
     /// <remarks>Always inlined: in a large kernel the JIT's inlining budget ran out and left it a call per vector.</remarks>
