@@ -10,8 +10,8 @@ namespace AttentionEngine.Kernels;
 /// as a float 2^-112 times the half's value, for normal and subnormal halves alike (a subnormal half becomes a float
 /// subnormal), so one multiply by 2^112 rebiases both exactly (a power-of-two scaling of a value float holds). Infinity
 /// and NaN (half exponent 31) come out at 2^16 and above, beyond every finite half (65504), and get the float's all-ones
-/// exponent, their mantissa kept; then the sign goes back. About six operations on 8 or 16 lanes (the earlier integer
-/// form took ten, with a subtraction and a select for subnormals), beside the two of a bf16 widening. A subnormal half
+/// exponent, their mantissa kept; then the sign goes back. Nine operations on 8 or 16 lanes (the earlier integer
+/// form took fourteen, with a subtraction and a select for subnormals), beside the one shift of a bf16 widening. A subnormal half
 /// feeds the multiply a subnormal float, which some processors finish in microcode: slower for such rare vectors, the
 /// same bits.
 /// </summary>

@@ -14,12 +14,12 @@ internal static unsafe class ElementLoads<TOps, TVec> where TOps : struct, IVect
     /// <summary>
     /// Whether reading in place beats widening once into float scratch when the caller widens every element
     /// <paramref name="widenings"/> times in place: a bf16 widening is one shift, always worth it; a Half widening is
-    /// about six operations, so past two per element (many rows each converting every key) one staged pass is cheaper.
+    /// nine operations, so past two per element (many rows each converting every key) one staged pass is cheaper.
     /// </summary>
     public static bool ReadInPlace<TElement>(int widenings) where TElement : unmanaged =>
         Supports<TElement>() && (typeof(TElement) != typeof(Half) || widenings <= MaxHalfWidenings);
 
-    /// <summary>Most in-place widenings per Half element before staging wins (decode, B1 H32 KV8 D128: see bench/RESULTS.md).</summary>
+    /// <summary>Most in-place widenings per Half element before staging wins (decode with 8 rows per KV head measured even: bench/RESULTS.md).</summary>
     public const int MaxHalfWidenings = 2;
 
     /// <summary>Count elements as floats (int8: the raw integers; the caller applies the row's scale).</summary>
