@@ -64,10 +64,10 @@ internal static unsafe class ElementConversion
         if (Vector256.IsHardwareAccelerated)
         {
             for (; n <= count - Vector128<ushort>.Count; n += Vector128<ushort>.Count)
-                HalfWidening.Widen(Vector256.WidenLower(Vector128.Load(source + n).ToVector256Unsafe())).Store(destination + n);
+                HalfWidening.Widen(Vector256.WidenLower(Vector128.Load((short*)source + n).ToVector256Unsafe())).Store(destination + n);
         }
         // The tail, and machines without 256-bit vectors: the same arithmetic one lane at a time (a scalar (float)Half
         // would quiet signalling NaNs, so two paths would disagree on NaN payloads).
-        for (; n < count; n++) destination[n] = HalfWidening.Widen(Vector128.CreateScalar((uint)source[n])).ToScalar();
+        for (; n < count; n++) destination[n] = HalfWidening.Widen(Vector128.CreateScalar((int)(short)source[n])).ToScalar();
     }
 }

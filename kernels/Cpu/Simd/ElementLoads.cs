@@ -14,7 +14,7 @@ internal static unsafe class ElementLoads<TOps, TVec> where TOps : struct, IVect
     /// <summary>
     /// Whether reading in place beats widening once into float scratch when the caller widens every element
     /// <paramref name="widenings"/> times in place: a bf16 widening is one shift, always worth it; a Half widening is
-    /// nine operations, so past two per element (many rows each converting every key) one staged pass is cheaper.
+    /// seven operations, so past two per element (many rows each converting every key) one staged pass is cheaper.
     /// </summary>
     public static bool ReadInPlace<TElement>(int widenings) where TElement : unmanaged =>
         Supports<TElement>() && (typeof(TElement) != typeof(Half) || widenings <= MaxHalfWidenings);

@@ -22,7 +22,7 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
     public static Vector128<float> LoadBFloat16(ushort* source) => Vector128.ShiftLeft(Vector128.WidenLower(Vector64.Load(source).ToVector128Unsafe()), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector128.WidenLower(Vector64.Load(source).ToVector128Unsafe()));
+    public static Vector128<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector128.WidenLower(Vector64.Load((short*)source).ToVector128Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LoadInt8(sbyte* source) =>

@@ -22,7 +22,7 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
     public static Vector256<float> LoadBFloat16(ushort* source) => Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()));
+    public static Vector256<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadInt8(sbyte* source) =>

@@ -22,7 +22,7 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
     public static Vector512<float> LoadBFloat16(ushort* source) => Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()), 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()));
+    public static Vector512<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadInt8(sbyte* source) =>
