@@ -4,7 +4,7 @@ using Spectre.Console;
 namespace AttentionEngine.Bench.Peers;
 
 /// <summary>
-/// Cases through our CPU backend and ONNX Runtime's CPU Attention operator, back to back in one process: what
+/// Cases through our CPU backend and ONNX Runtime's CPU Attention operator, call by call in turn in one process: what
 /// `bench peers` and `bench run --grid` share (the timing loop, its progress bar and the table).
 /// </summary>
 internal static class PeerComparison
@@ -42,10 +42,12 @@ internal static class PeerComparison
         using var theirOutput = NativeTensor<float>.Zeros(c.Batch, c.Heads, c.QueryLength, c.HeadDim);
         using var peer = new OnnxAttentionPeer(c, tensors, theirOutput, threads);
         var mask = c.Causal ? Mask.Causal() : null;
-        double ourSeconds = Timing.MedianSeconds(
+        // Ours and the peer call by call in turn (as `bench gemm` and `bench layer` time them), so the machine's drift
+        // falls on both alike; the peer's workers stop spinning when its Run returns (OrtTensors.Options).
+        double[] medians = Timing.MedianSecondsInterleaved([
             () => ours.Forward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads }),
-            seconds);
-        double theirSeconds = Timing.MedianSeconds(peer.Run, seconds);
+            peer.Run], seconds);
+        double ourSeconds = medians[0], theirSeconds = medians[1];
         double difference = 0;
         var a = tensors.Output.Storage;
         var b = theirOutput.Storage;
