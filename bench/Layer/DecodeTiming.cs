@@ -37,14 +37,14 @@ internal static class DecodeTiming
         using var paged = pageSize == 0 ? null
             : new PagedKeyValueCache<TCache>(c.Batch * ((c.Cached + pageSize) / pageSize + 1), pageSize, c.Batch, c.KvHeads, c.HeadDim);
         int threads = settings.Threads;
-        var options = new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads };
+        MultiHeadAttentionOptions Options() => new() { MaxDegreeOfParallelism = threads }; // a ref struct: made per call, not captured
 
         // The same prompt into both caches, so both steps attend over the same keys.
         using (var prompt = TensorRandom.Create<float>(3, ValueDistribution.Normal, c.Batch, c.Cached, e))
         using (var promptOutput = NativeTensor<float>.Zeros(c.Batch, c.Cached, e))
         {
-            layer.Forward(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan(), contiguous, options);
-            if (paged is not null) layer.Forward(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan(), paged, options);
+            layer.Forward(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan(), contiguous, Options());
+            if (paged is not null) layer.Forward(prompt.AsReadOnlyTensorSpan(), promptOutput.AsTensorSpan(), paged, Options());
         }
         using var token = TensorRandom.Create<float>(4, ValueDistribution.Normal, c.Batch, 1, e);
         using var output = NativeTensor<float>.Zeros(c.Batch, 1, e);
@@ -52,14 +52,14 @@ internal static class DecodeTiming
         {
             () =>
             {
-                layer.Forward(token.AsReadOnlyTensorSpan(), output.AsTensorSpan(), contiguous, new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads });
+                layer.Forward(token.AsReadOnlyTensorSpan(), output.AsTensorSpan(), contiguous, Options());
                 for (int b = 0; b < c.Batch; b++) contiguous.Truncate(b, c.Cached);
             },
         };
         if (paged is not null)
             steps.Add(() =>
             {
-                layer.Forward(token.AsReadOnlyTensorSpan(), output.AsTensorSpan(), paged, new MultiHeadAttentionOptions { MaxDegreeOfParallelism = threads });
+                layer.Forward(token.AsReadOnlyTensorSpan(), output.AsTensorSpan(), paged, Options());
                 for (int b = 0; b < c.Batch; b++) paged.Truncate(b, c.Cached);
             });
         double[] medians = Timing.MedianSecondsInterleaved(steps, settings.Seconds);
