@@ -346,8 +346,10 @@ __device__ __forceinline__ bool visible(const FlashParams& p, int b, int h, int 
 // per-pair rules (for tiles the band covers entirely when the call has no other mask), at compile time. Returns the keys some row of the warp sees, two bits per 8-key
 // block n (bit 2n: key n*8 + 2t, bit 2n + 1: key n*8 + 2t + 1, t = lane % 4): accumulate_values zeroes the value rows
 // of the others, because a tensor core computes 0 * inf = NaN and a hidden key's value may hold anything.
-template <bool Plain>
-__device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0)
+// KeyRows (the backward's dK/dV kernel, which computes S^T = K Q^T): the tile's rows are keys (row_lo) and its columns
+// queries (col0), and the bits returned are the queries some key of the warp is seen by.
+template <bool Plain, bool KeyRows = false>
+__device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int col0)
 {
     constexpr bool plain = Plain;
     int lane = threadIdx.x % 32;
@@ -357,7 +359,8 @@ __device__ __forceinline__ u32 mask_scores(float (&s)[Bc / 8][4], const FlashPar
         #pragma unroll
         for (int e = 0; e < 4; e++)
         {
-            int i = row_lo + (e / 2) * 8, j = j0 + n * 8 + (lane % 4) * 2 + e % 2;
+            int r = row_lo + (e / 2) * 8, c = col0 + n * 8 + (lane % 4) * 2 + e % 2;
+            int i = KeyRows ? c : r, j = KeyRows ? r : c;
             float x = saturate(s[n][e] * p.scale);
             if (!plain)
             {
@@ -449,13 +452,20 @@ __device__ __forceinline__ u32 philox_word(u32 c0, u32 c1, u32 c2, u32 c3, u32 k
     return index == 0 ? c0 : index == 1 ? c1 : index == 2 ? c2 : c3;
 }
 
-// Dropout on the thread's probabilities, after the row sums took them: key j of query i in row stream b*H + h keeps
-// word (j % 4) of counter (j / 4, i, b*H + h, offset) when it is at least the threshold. A dropped probability is 0,
-// so accumulate_values' guard (always on with dropout) never lets its value reach the row, whatever it holds.
+// Key j of query i in row stream b*H + h keeps word (j % 4) of counter (j / 4, i, b*H + h, offset) when it is at
+// least the threshold: the factor a kept probability is multiplied by, or 0.
+__device__ __forceinline__ float dropout_factor(const FlashParams& p, int b, int h, int i, int j)
+{
+    u32 stream = (u32)b * (u32)p.heads + (u32)h;
+    u32 word = philox_word((u32)j >> 2, (u32)i, stream, p.dropout_offset, p.dropout_key0, p.dropout_key1, j & 3);
+    return word >= p.dropout_threshold ? p.dropout_scale : 0.f;
+}
+
+// Dropout on the thread's probabilities, after the row sums took them. A dropped probability is 0, so
+// accumulate_values' guard (always on with dropout) never lets its value reach the row, whatever it holds.
 __device__ __forceinline__ void apply_dropout(float (&s)[Bc / 8][4], const FlashParams& p, int b, int h, int row_lo, int j0)
 {
     int lane = threadIdx.x % 32;
-    u32 stream = (u32)b * (u32)p.heads + (u32)h;
     #pragma unroll
     for (int n = 0; n < Bc / 8; n++)
         #pragma unroll
@@ -463,8 +473,7 @@ __device__ __forceinline__ void apply_dropout(float (&s)[Bc / 8][4], const Flash
         {
             int i = row_lo + (e / 2) * 8, j = j0 + n * 8 + (lane % 4) * 2 + e % 2;
             if (s[n][e] == 0.f) continue;
-            u32 word = philox_word((u32)j >> 2, (u32)i, stream, p.dropout_offset, p.dropout_key0, p.dropout_key1, j & 3);
-            s[n][e] = word >= p.dropout_threshold ? s[n][e] * p.dropout_scale : 0.f;
+            s[n][e] *= dropout_factor(p, b, h, i, j);
         }
 }
 
@@ -485,6 +494,7 @@ __device__ __forceinline__ bool non_finite_element(const elem* row, int column, 
 // not by NaN): rows that do see such a key (P != 0) get P times the raw element added back, so garbage a row sees is
 // never hidden. Rare (a tile whose visible keys hold non-finite values), so keys go one at a time; P of key k for the
 // thread's rows g and g + 8 comes from the quad lane that holds it.
+template <int Pitch>
 __device__ __forceinline__ void add_back_non_finite(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs)
 {
     int lane = threadIdx.x % 32, t = lane % 4;
@@ -498,7 +508,7 @@ __device__ __forceinline__ void add_back_non_finite(float (&o)[D / 8][4], const 
         for (int n = 0; n < Bc / 8; n++)
             if (n == block) { mine_lo = odd ? s[n][1] : s[n][0]; mine_hi = odd ? s[n][3] : s[n][2]; }
         float p_lo = __shfl_sync(0xffffffffu, mine_lo, source), p_hi = __shfl_sync(0xffffffffu, mine_hi, source);
-        const elem* row = vs + k * VPitch;
+        const elem* row = vs + k * Pitch;
         #pragma unroll
         for (int c = 0; c < D / 8; c++)
             #pragma unroll
@@ -546,6 +556,8 @@ __device__ __forceinline__ void load_q(QFragments&, const elem*) { }
 
 // S = Q_w K^T for the warp's 16 rows and the tile's Bc keys: per 8-wide slice of D, A = Q (rows g, g + 8; columns t,
 // t + 4) and B = K^T (keys n*8 + g; the same columns), each product as small*big + big*small + big*big.
+// APitch, BPitch: the row pitches of the row operand (qs) and of the key tile (ks) in shared memory.
+template <bool Held = false, int APitch = QkPitch, int BPitch = QkPitch>
 __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragments&, const elem* qs, const elem* ks)
 {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
@@ -554,8 +566,8 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragmen
     #pragma unroll 2
     for (int kk = 0; kk < D / 8; kk++)
     {
-        const float* q_lo = qs + (warp * 16 + g) * QkPitch + kk * 8;
-        const float* q_hi = q_lo + 8 * QkPitch;
+        const float* q_lo = qs + (warp * 16 + g) * APitch + kk * 8;
+        const float* q_hi = q_lo + 8 * APitch;
         u32 a_big[4], a_small[4];
         split_tf32(q_lo[t], a_big[0], a_small[0]);
         split_tf32(q_hi[t], a_big[1], a_small[1]);
@@ -564,7 +576,7 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragmen
         #pragma unroll
         for (int n = 0; n < Bc / 8; n++)
         {
-            const float* key = ks + (n * 8 + g) * QkPitch + kk * 8;
+            const float* key = ks + (n * 8 + g) * BPitch + kk * 8;
             u32 b_big[2], b_small[2];
             split_tf32(key[t], b_big[0], b_small[0]);
             split_tf32(key[t + 4], b_big[1], b_small[1]);
@@ -577,7 +589,7 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragmen
 
 // O += P V on tf32 pairs. P leaves the accumulators in the C layout (row g: keys 2t, 2t + 1) and enters the A layout
 // (row g: keys t, t + 4) through quad shuffles; value rows of keys no row of the warp sees are zeroed (see mask_scores).
-template <bool Plain>
+template <bool Plain, int Pitch = VPitch>
 __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen, bool guard,
     bool scaled)
 {
@@ -612,8 +624,8 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
         split_tf32(odd ? d3 : d2, a_big[3], a_small[3]); // row g + 8, key t + 4
         u32 block_keys = n < 4 ? keys_lo >> (n * 8) : keys_hi >> ((n - 4) * 8);
         bool see_t = (block_keys >> t) & 1u, see_t4 = (block_keys >> (t + 4)) & 1u;
-        const float* v_t = vs + (n * 8 + t) * VPitch + g;
-        const float* v_t4 = v_t + 4 * VPitch;
+        const float* v_t = vs + (n * 8 + t) * Pitch + g;
+        const float* v_t4 = v_t + 4 * Pitch;
         #pragma unroll
         for (int c = 0; c < D / 8; c++)
         {
@@ -633,7 +645,7 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
             accumulate_3xtf32(o[c], a_big, a_small, b_big, b_small);
         }
     }
-    if (guard && warp_any(bad)) add_back_non_finite(o, s, vs);
+    if (guard && warp_any(bad)) add_back_non_finite<Pitch>(o, s, vs);
 }
 #else
 // The warp's Q rows as A fragments, loaded from shared memory once per block, or per tile. Held in registers at D = 96
@@ -644,10 +656,11 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
 constexpr bool QInRegisters = D > 64 && D <= 128;
 struct QFragments { u32 a[QInRegisters ? D / 16 : 1][4]; };
 
+template <int Pitch = QkPitch>
 __device__ __forceinline__ void load_q_fragment(u32 (&a)[4], const elem* qs, int kk)
 {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    load_matrix_x4(a, qs + (warp * 16 + lane % 16) * QkPitch + kk * 16 + lane / 16 * 8);
+    load_matrix_x4(a, qs + (warp * 16 + lane % 16) * Pitch + kk * 16 + lane / 16 * 8);
 }
 
 __device__ __forceinline__ void load_q(QFragments& q, const elem* qs)
@@ -656,7 +669,9 @@ __device__ __forceinline__ void load_q(QFragments& q, const elem* qs)
     for (int kk = 0; kk < (QInRegisters ? D / 16 : 0); kk++) load_q_fragment(q.a[kk], qs, kk);
 }
 
-// S = Q_w K^T for the warp's 16 rows and the tile's Bc keys.
+// S = Q_w K^T for the warp's 16 rows and the tile's Bc keys. Held: the row operand's fragments are in q (loaded by
+// load_q where QInRegisters), else read from qs per tile. APitch, BPitch: the shared row pitches of qs and ks.
+template <bool Held = QInRegisters, int APitch = QkPitch, int BPitch = QkPitch>
 __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragments& q, const elem* qs, const elem* ks)
 {
     int lane = threadIdx.x % 32;
@@ -666,17 +681,17 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragmen
     for (int kk = 0; kk < D / 16; kk++)
     {
         u32 a[4];
-        if (QInRegisters)
+        if (Held && QInRegisters)
         {
             #pragma unroll
             for (int x = 0; x < 4; x++) a[x] = q.a[QInRegisters ? kk : 0][x];
         }
-        else load_q_fragment(a, qs, kk);
+        else load_q_fragment<APitch>(a, qs, kk);
         #pragma unroll
         for (int n = 0; n < Bc / 16; n++)
         {
             u32 bfrag[4]; // keys n*16 .. +7 then +8 .. +15; d halves kk*16 + 0..7 and 8..15
-            load_matrix_x4(bfrag, ks + (n * 16 + lane / 16 * 8 + lane % 8) * QkPitch + kk * 16 + lane / 8 % 2 * 8);
+            load_matrix_x4(bfrag, ks + (n * 16 + lane / 16 * 8 + lane % 8) * BPitch + kk * 16 + lane / 8 % 2 * 8);
             mma(s[2 * n], a, bfrag[0], bfrag[1]);
             mma(s[2 * n + 1], a, bfrag[2], bfrag[3]);
         }
@@ -686,7 +701,7 @@ __device__ __forceinline__ void score_tile(float (&s)[Bc / 8][4], const QFragmen
 // O += P V: P from the score accumulators (C fragment layout = A fragment layout by pairs of 8-key blocks). Value
 // rows of keys no row of the warp sees are zeroed in the fragments (see mask_scores). Plain: every key seen, no
 // guard, no scale (known at compile time, so the fragments go to the mma untouched).
-template <bool Plain>
+template <bool Plain, int Pitch = VPitch>
 __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const float (&s)[Bc / 8][4], const elem* vs, u32 seen, bool guard,
     bool scaled)
 {
@@ -703,7 +718,7 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
         for (int n = 0; n < D / 16; n++)
         {
             u32 bfrag[4]; // keys kk*16 + 0..15, value columns n*16 + 0..7 then 8..15
-            load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * VPitch + n * 16 + lane / 16 * 8);
+            load_matrix_x4_transposed(bfrag, vs + (kk * 16 + lane % 16) * Pitch + n * 16 + lane / 16 * 8);
             if (!Plain)
             {
                 bfrag[0] &= keys_lo; bfrag[2] &= keys_lo; // keys kk*16 + 2t, +1
@@ -726,7 +741,7 @@ __device__ __forceinline__ void accumulate_values(float (&o)[D / 8][4], const fl
             mma(o[2 * n + 1], a, bfrag[2], bfrag[3]);
         }
     }
-    if (guard && warp_any(bad)) add_back_non_finite(o, s, vs);
+    if (guard && warp_any(bad)) add_back_non_finite<Pitch>(o, s, vs);
 }
 
 #endif
@@ -775,6 +790,7 @@ __device__ __forceinline__ void store_rows(const FlashParams& p, int b, int h, i
 #define AE_LAUNCH_BOUNDS __launch_bounds__(flash::Threads)
 #endif
 
+#ifndef AE_BACKWARD // flash_backward.cu includes this file for the helpers above and has its own entry points
 extern "C" __global__ void AE_LAUNCH_BOUNDS AE_ENTRY(const FlashParams p)
 {
     using namespace flash;
@@ -913,3 +929,4 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_ENTRY(const FlashParams p)
 #ifdef AE_EMULATE
 AE_EMULATED_KERNEL(AE_ENTRY, FlashParams, flash::Threads)
 #endif
+#endif // AE_BACKWARD

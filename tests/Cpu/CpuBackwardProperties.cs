@@ -157,7 +157,7 @@ public class CpuBackwardProperties
     }
 
     /// <summary>dQ, dK, dV and dBias of one case under the gradient tolerance rule.</summary>
-    private static void CheckAgainstOracle<T>(AttentionBackend backend, BackwardCase<T> c, ProblemSpec spec) where T : unmanaged
+    internal static void CheckAgainstOracle<T>(AttentionBackend backend, BackwardCase<T> c, ProblemSpec spec) where T : unmanaged
     {
         var (oracle, naive, sensitivity) = c.Baseline();
         var (candidate, candidateBias) = c.Run(backend);
@@ -178,14 +178,16 @@ public class CpuBackwardProperties
     /// A hostile case for the CPU backward: the gradient rule, then every key hidden from every row of its (batch, KV
     /// head) poisoned with NaN, ±infinity or ±1e30 in K and V, and every bias entry at a masked pair with NaN or
     /// +infinity: dQ must keep every bit, dK and dV of the other keys too, and the poisoned keys' gradients are 0.
+    /// <paramref name="backend"/> (default: the Cpu backend) runs both the forward that saves O and LSE and the backward.
     /// </summary>
-    internal static void CheckHostileBackward<T>(ProblemSpec spec) where T : unmanaged
+    internal static void CheckHostileBackward<T>(ProblemSpec spec, AttentionBackend? backend = null) where T : unmanaged
     {
+        backend ??= CpuBackend.Default;
         // The saved output and LSE come from the CPU forward, as they do in use: on hostile rows (a padding bias of
         // -1e9 rounds every score to a multiple of 64) the exact forward's output is not the one fp32 scores give, and
         // D = rowsum(dO ∘ O) would then disagree with the recomputed P.
-        using var c = new BackwardCase<T>(spec, CpuBackend.Default);
-        CheckAgainstOracle(CpuBackend.Default, c, spec);
+        using var c = new BackwardCase<T>(spec, backend);
+        CheckAgainstOracle(backend, c, spec);
         var problem = c.Problem;
         var s = problem.Shape;
         var visible = problem.Visibility();
@@ -215,8 +217,8 @@ public class CpuBackwardProperties
             using (cleanQ) using (cleanK) using (cleanV) using (dirtyQ) using (dirtyK) using (dirtyV)
             {
                 var options = problem.Options();
-                CpuBackend.Default.Backward<T>(problem.Q, problem.K, problem.V, c.Output, c.Lse, c.DOutput, cleanQ, cleanK, cleanV, options);
-                CpuBackend.Default.Backward<T>(problem.Q, k, v, c.Output, c.Lse, c.DOutput, dirtyQ, dirtyK, dirtyV,
+                backend.Backward<T>(problem.Q, problem.K, problem.V, c.Output, c.Lse, c.DOutput, cleanQ, cleanK, cleanV, options);
+                backend.Backward<T>(problem.Q, k, v, c.Output, c.Lse, c.DOutput, dirtyQ, dirtyK, dirtyV,
                     options with { Bias = bias is null ? default : bias.AsReadOnlyTensorSpan() });
                 string where = $"{ElementTypes.ShortName<T>()} {spec}";
                 Assert.True(cleanQ.ToArray().SequenceEqual(dirtyQ.ToArray()), $"{where}: dQ changed when hidden keys and masked bias were poisoned");

@@ -46,6 +46,22 @@ for variant in "${variants[@]}"; do
   kernels+=("$object")
 done
 
+# The backward's variants, head_dim:element:keys per tile (always explicit); CudaBackwardVariant.All, checked by
+# CudaBackwardTests against this list.
+backward_variants=(32:f16:64 64:f16:64 96:f16:32 128:f16:32 256:f16:32 256:f16:16
+  32:bf16:64 64:bf16:64 96:bf16:32 128:bf16:32 256:bf16:32 256:bf16:16
+  32:f32:64 64:f32:64 64:f32:32 96:f32:32 96:f32:16 128:f32:32 128:f32:16 256:f32:16 256:f32:8)
+for variant in "${backward_variants[@]}"; do
+  IFS=: read -r head_dim element keys <<< "$variant"
+  bf16=0; [ "$element" = bf16 ] && bf16=1
+  f32=0; [ "$element" = f32 ] && f32=1
+  name="d${head_dim}_${element}_k${keys}"
+  object="$objects/flash_backward_${name}.o"
+  compile -x c++ -DAE_EMULATE -DAE_HEAD_DIM="$head_dim" -DAE_BF16="$bf16" -DAE_F32="$f32" -DAE_KEYS_PER_TILE="$keys" \
+    -Dflash="flash_backward_${name}" -c "$root/kernels/Cuda/flash_backward.cu" -o "$object"
+  kernels+=("$object")
+done
+
 for element in f16 bf16 f32; do
   bf16=0; [ "$element" = bf16 ] && bf16=1
   f32=0; [ "$element" = f32 ] && f32=1

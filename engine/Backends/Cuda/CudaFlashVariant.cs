@@ -169,6 +169,25 @@ internal static class CudaKernelSources
 
     public static string FlashForward => Read(FlashForwardName);
 
+    public const string FlashBackwardName = "flash_backward.cu";
+
+    /// <summary>
+    /// flash_backward.cu with its <c>#include "flash_forward.cu"</c> replaced by that file (NVRTC is given no include
+    /// path; g++ and nvcc read the include themselves).
+    /// </summary>
+    public static string FlashBackward
+    {
+        get
+        {
+            const string include = "#include \"flash_forward.cu\"";
+            string source = Read(FlashBackwardName);
+            int at = source.IndexOf(include, StringComparison.Ordinal);
+            if (at < 0) throw new InvalidOperationException($"{FlashBackwardName} no longer includes {FlashForwardName}.");
+            return string.Concat(source.AsSpan(0, at), FlashForward, "\n#line " + (source[..at].Count(c => c == '\n') + 1) + " \"" + FlashBackwardName + "\"\n",
+                source.AsSpan(at + include.Length));
+        }
+    }
+
     /// <summary>flash_decode.cu: split-KV attention for few queries, and the merge of its splits.</summary>
     public static string FlashDecode => Read(CudaDecodeKernel.SourceName);
 

@@ -14,6 +14,7 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
     private CudaModule? _copyModule;
     private readonly Dictionary<int, CudaFunction> _copies = [];
     private readonly Dictionary<CudaElement, (CudaModule Module, CudaFunction Split, CudaFunction Merge)> _decoders = [];
+    private readonly Dictionary<CudaBackwardVariant, (CudaModule Module, CudaFunction Delta, CudaFunction KeyValue, CudaFunction Query)> _backward = [];
 
     /// <summary>The most dynamic shared memory a block may opt in to on this device: what sizes each variant's K/V tile.</summary>
     public int SharedLimit { get; } = device.Attribute(CudaDeviceAttribute.MaxSharedMemoryPerBlockOptin);
@@ -27,6 +28,22 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
         if (variant.SharedBytes > 48 * 1024) function.SetMaxDynamicSharedMemory(variant.SharedBytes);
         _loaded[variant] = (module, function);
         return function;
+    }
+
+    /// <summary>flash_backward.cu's three kernels for <paramref name="variant"/>: Delta, dK/dV and dQ.</summary>
+    public (CudaFunction Delta, CudaFunction KeyValue, CudaFunction Query) Backward(CudaBackwardVariant variant)
+    {
+        if (_backward.TryGetValue(variant, out var hit)) return (hit.Delta, hit.KeyValue, hit.Query);
+        var module = CudaModule.Load(Image(variant.FatbinFile, CudaKernelSources.FlashBackward, CudaKernelSources.FlashBackwardName,
+            variant.CompileOptions(device.Architecture)));
+        var loaded = (module, module.Function(variant.DeltaEntryPoint), module.Function(variant.KeyValueEntryPoint), module.Function(variant.QueryEntryPoint));
+        if (variant.SharedBytes > 48 * 1024)
+        {
+            loaded.Item3.SetMaxDynamicSharedMemory(variant.SharedBytes);
+            loaded.Item4.SetMaxDynamicSharedMemory(variant.SharedBytes);
+        }
+        _backward[variant] = loaded;
+        return (loaded.Item2, loaded.Item3, loaded.Item4);
     }
 
     /// <summary>flash_decode.cu's split kernel and merge for <paramref name="element"/>.</summary>
@@ -88,6 +105,8 @@ internal sealed class CudaKernels(CudaDevice device) : IDisposable
         _loaded.Clear();
         foreach (var (module, _, _) in _decoders.Values) module.Dispose();
         _decoders.Clear();
+        foreach (var (module, _, _, _) in _backward.Values) module.Dispose();
+        _backward.Clear();
         _copies.Clear();
         _copyModule?.Dispose();
         _copyModule = null;

@@ -1,0 +1,15 @@
+using System.Runtime.InteropServices;
+
+namespace AttentionEngine;
+
+/// <summary>
+/// The host mirror of kernels/Cuda/flash_backward.cu's BackwardParams: the forward call's <see cref="FlashParams"/>
+/// (its O and LSE are the saved ones, read), then the backward's own pointers and strides, field for field.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct BackwardParams
+{
+    public FlashParams Forward;
+    public ulong DOutput, DQ, DK, DV, Delta, DBias;
+    public Strides3 DOutputStrides, DQStrides, DKStrides, DVStrides;
+}
