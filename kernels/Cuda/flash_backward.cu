@@ -268,8 +268,7 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_KV_ENTRY(const BackwardParams bp)
             tile = next;
             buffer ^= 1;
         }
-        wait_async<0>();
-        __syncthreads();
+        // The last tile's barrier above also guards the next head's first refill of buffer 0.
     }
     wait_async<0>();
     store_gradient(bp.dk + b * bp.dk_sb + kvh * bp.dk_sh, bp.dk_sr, key_lo, p.lk, dk, p.scale);

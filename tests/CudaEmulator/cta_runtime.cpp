@@ -86,10 +86,15 @@ int scheduled(int n, int threads, unsigned round, unsigned seed)
     return (seed + round) % 2 == 0 ? (rotation + n) % threads : (rotation + threads - 1 - n) % threads;
 }
 
+// With a schedule seed, every third round runs the block one warp at a time (see run_block).
+bool warp_serial(unsigned seed, unsigned round, int threads) { return seed != 0 && threads % 32 == 0 && (seed + round) % 3 == 2; }
+
 struct Fiber
 {
     void* stack_pointer = nullptr;
     bool done = false;
+    bool at_block_barrier = false;                      // in __syncthreads, waiting for barrier_generation to pass
+    unsigned barrier_generation = 0;
     std::vector<PendingCopy> open;                      // cp.async issued since the last commit
     std::deque<std::vector<PendingCopy>> committed;     // committed groups, oldest first
 };
@@ -261,6 +266,33 @@ std::string run_block(Worker& worker, const Kernel& kernel, Dim3 index, int thre
     {
         uint64_t before = block.events;
         int alive = 0;
+        if (warp_serial(seed, round, threads))
+        {
+            // One warp at a time, each run until all its threads wait at a __syncthreads (warp operations need only
+            // their own warp): a warp gets a whole phase ahead of the others, so a buffer refilled before every warp
+            // is done reading it (a missing barrier) is overwritten while they still read it.
+            int warps = threads / 32;
+            for (const Fiber& fiber : block.fibers) alive += fiber.done ? 0 : 1;
+            for (int k = 0; k < warps; k++)
+            {
+                int w = (int)((seed + round + (unsigned)k) % (unsigned)warps);
+                for (;;)
+                {
+                    uint64_t mark = block.events;
+                    bool ran = false;
+                    for (int t = w * 32; t < w * 32 + 32; t++)
+                    {
+                        Fiber& fiber = block.fibers[t];
+                        if (fiber.done || (fiber.at_block_barrier && fiber.barrier_generation == block.generation)) continue;
+                        ran = true;
+                        block.current = t;
+                        ae_switch_context(&block.scheduler_stack, fiber.stack_pointer);
+                    }
+                    if (!ran || block.events == mark) break;
+                }
+            }
+        }
+        else
         for (int n = 0; n < threads; n++)
         {
             int t = scheduled(n, threads, round, seed);
@@ -345,7 +377,11 @@ void* dynamic_shared() { return here().shared; }
 void sync_threads()
 {
     Block& block = here();
+    Fiber& fiber = block.fibers[block.current];
+    fiber.barrier_generation = block.generation;
+    fiber.at_block_barrier = true;
     wait_at(block, block.arrived, block.generation, block.threads);
+    fiber.at_block_barrier = false;
 }
 
 uint32_t warp_shuffle_xor(uint32_t value, int lane_mask)

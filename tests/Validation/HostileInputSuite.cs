@@ -16,7 +16,7 @@ public class HostileInputSuite
 {
     private static readonly ProblemLimits Prefill = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 96, MaxHeadDim = 80, MaxCost = 4e5 };
     private static readonly ProblemLimits Decode = ProblemLimits.Decode with { MaxBatch = 2, MaxQueryHeads = 4, MaxKeyLength = 1500, MaxHeadDim = 64, MaxCost = 6e5 };
-    private static readonly ProblemLimits Gradients = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 80, MaxHeadDim = 64, MaxCost = 3e5, RangeEdge = false };
+    internal static readonly ProblemLimits Gradients = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 80, MaxHeadDim = 64, MaxCost = 3e5, RangeEdge = false };
 
     /// <summary>A drawn spec made hostile: hostile values and at least one mask that hides keys.</summary>
     internal static ProblemSpec Hostile(ProblemSpec spec, int n)
@@ -35,7 +35,7 @@ public class HostileInputSuite
     }
 
     /// <summary>Gradients of saturated scores or of values at the range's edge exceed the float range themselves: not drawn.</summary>
-    private static ProblemSpec ForGradients(ProblemSpec hostile, ProblemSpec drawn) =>
+    internal static ProblemSpec ForGradients(ProblemSpec hostile, ProblemSpec drawn) =>
         hostile with { Scale = drawn.Scale, Values = hostile.Values == ValueDistribution.NearRangeEdge ? ValueDistribution.Outliers : hostile.Values };
 
     private static void Report(string suite, int cases)
