@@ -6,7 +6,8 @@ using AttentionEngine.Kernels.Tensors;
 namespace AttentionEngine;
 
 /// <summary>
-/// The hand-written CUDA flash forward (kernels/Cuda/flash_forward.cu: mma.sync tensor cores, ldmatrix, cp.async) on
+/// The hand-written CUDA flash forward and backward (kernels/Cuda/flash_forward.cu, flash_backward.cu: mma.sync tensor
+/// cores, ldmatrix, cp.async) on
 /// one GPU (device 0 for <see cref="Default"/>; any other through <see cref="CudaBackend(int)"/>). Half and BFloat16
 /// storage, and float storage multiplied as 3xTF32 on the tensor cores (near-fp32 accuracy); head dimensions up to 256
 /// (other than 32/64/96/128/256 zero-padded);
@@ -51,7 +52,8 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
 
     /// <summary>
     /// Compiles every flash-attention kernel variant (each native head dimension and element type, the smaller tiles of
-    /// 99 KiB devices, and the split-KV decode kernel and its merge per element type) for
+    /// 99 KiB devices, the backward's Delta, dK/dV and dQ kernels, and the split-KV decode kernel and its merge per
+    /// element type) for
     /// <paramref name="architecture"/> with NVRTC and returns what ptxas reports for each: registers per thread, stack
     /// frame, spills, and the dynamic shared memory it is launched with. Needs NVRTC only, not a GPU; several seconds
     /// per variant.
@@ -71,7 +73,8 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
         var decode = Task.Run(() => Enum.GetValues<CudaElement>().AsParallel().AsOrdered()
             .SelectMany(element => CudaDecodeKernel.Resources(architecture, element)).ToArray());
         var flash = CudaFlashVariant.All.AsParallel().AsOrdered().Select(variant => variant.Resources(architecture)).ToArray();
-        return [.. flash, .. decode.GetAwaiter().GetResult()];
+        var backward = CudaBackwardVariant.All.AsParallel().AsOrdered().SelectMany(variant => variant.Resources(architecture)).ToArray();
+        return [.. flash, .. backward, .. decode.GetAwaiter().GetResult()];
     }
 
     /// <inheritdoc/>

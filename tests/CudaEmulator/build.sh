@@ -48,9 +48,9 @@ done
 
 # The backward's variants, head_dim:element:keys per tile (always explicit); CudaBackwardVariant.All, checked by
 # CudaBackwardTests against this list.
-backward_variants=(32:f16:64 64:f16:64 96:f16:32 128:f16:32 256:f16:32 256:f16:16
-  32:bf16:64 64:bf16:64 96:bf16:32 128:bf16:32 256:bf16:32 256:bf16:16
-  32:f32:64 64:f32:64 64:f32:32 96:f32:32 96:f32:16 128:f32:32 128:f32:16 256:f32:16 256:f32:8)
+backward_variants=(32:f16:32 64:f16:32 96:f16:16 128:f16:16 256:f16:16
+  32:bf16:32 64:bf16:32 96:bf16:16 128:bf16:16 256:bf16:16
+  32:f32:16 64:f32:16 96:f32:16 128:f32:8 256:f32:8)
 for variant in "${backward_variants[@]}"; do
   IFS=: read -r head_dim element keys <<< "$variant"
   bf16=0; [ "$element" = bf16 ] && bf16=1

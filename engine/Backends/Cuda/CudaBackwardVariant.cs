@@ -13,12 +13,14 @@ internal readonly record struct CudaBackwardVariant(int HeadDim, CudaElement Ele
     public CudaBackwardVariant(int headDim, CudaElement element) : this(headDim, element, DefaultKeysPerTile(headDim, element)) { }
 
     /// <summary>
-    /// The default tile: 64 keys up to D = 64, else 32 (the dK and dV accumulators take D/2 registers per thread each,
-    /// so wider heads leave fewer for the tiles), and never above the forward's tile for the same D (its shared
-    /// memory sizing of fp32).
+    /// The default tile: the largest with which ptxas (NVRTC 11.2, sm_90) spills little or nothing, since the dK/dV
+    /// kernel holds two D-wide accumulators (dK, dV) per thread beside two score tiles: 32 keys up to D = 64 and 16
+    /// above for fp16/bf16; 16 up to D = 96 and 8 above for fp32 (3xTF32's split operands take twice the registers).
+    /// Tiles twice these spill 16-500 bytes per thread. Untimed: a GPU may prefer a larger tile that spills a little.
     /// </summary>
-    public static int DefaultKeysPerTile(int headDim, CudaElement element) =>
-        Math.Min(CudaFlashVariant.DefaultKeysPerTile(headDim, element), headDim <= 64 ? 64 : 32);
+    public static int DefaultKeysPerTile(int headDim, CudaElement element) => element == CudaElement.F32
+        ? headDim <= 96 ? 16 : 8
+        : headDim <= 64 ? 32 : 16;
 
     /// <summary>Every variant the known device families run (<see cref="CudaFlashVariant.KnownSharedLimits"/>).</summary>
     public static IEnumerable<CudaBackwardVariant> All =>
