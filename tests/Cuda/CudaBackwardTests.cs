@@ -15,7 +15,8 @@ namespace AttentionEngine.Tests;
 public class CudaBackwardTests
 {
     // The emulator runs the three kernels thread by thread (see CudaBackendTests.Emulated): small problems only.
-    private static readonly ProblemLimits Emulated = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 150, MaxHeadDim = 160, MaxCost = 1.5e6, RangeEdge = false };
+    // Head dimensions up to 128 (four variants per element type); Every_head_dimension_runs_its_variant covers D = 256.
+    private static readonly ProblemLimits Emulated = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 150, MaxHeadDim = 128, MaxCost = 1.5e6, RangeEdge = false };
 
     private static ProblemLimits Limits(bool dropout) =>
         (CudaEmulation.Active ? Emulated : CpuBackwardProperties.Limits) with { Dropout = dropout };
@@ -34,6 +35,23 @@ public class CudaBackwardTests
     [Fact] public void Bf16_gradients_match_the_oracle() => Verify<BFloat16>(120, 10);
     [Fact] public void F32_as_3xtf32_gradients_match_the_oracle() => Verify<float>(120, 10);
     [Fact] public void Dropout_gradients_match_the_oracle_with_the_forwards_mask() => Verify<Half>(60, 6, dropout: true);
+
+    [Fact]
+    public void Every_head_dimension_runs_its_variant()
+    {
+        var backend = CudaBackendTests.Gpu();
+        foreach (int d in new[] { 1, 64, 80, 128, 160, 256 }) // every native variant, exact and zero-padded, with Dv != D
+        {
+            var spec = new ProblemSpec
+            {
+                QueryHeads = 2, KvHeads = 1, QueryLength = 21, KeyLength = 70, HeadDim = d, ValueDim = Math.Max(1, d - 17),
+                Bias = BiasKind.PerHead, Causal = CausalAlignment.BottomRight, DataSeed = d,
+            };
+            CheckOne<Half>(backend, spec, $"D = {d}");
+            CheckOne<BFloat16>(backend, spec, $"D = {d}");
+            CheckOne<float>(backend, spec, $"D = {d}");
+        }
+    }
 
     /// <summary>
     /// Hostile values (Large, Outliers) with masks that hide keys, then every key hidden from every row of its KV head
