@@ -115,6 +115,36 @@ __device__ __forceinline__ int next_query_tile(const FlashParams& p, int b, int 
     return end;
 }
 
+// Runs body(tile, buffer) over the tiles next(first), next(that + 1), ... below `end` (next(t): the first tile at or
+// after t with work, or end), each tile's operands staged by stage(tile, buffer) with cp.async one tile ahead into the
+// other of two buffers. The loop of the forward kernel, whose own copy stays as it was timed on a GPU.
+template <typename Next, typename Stage, typename Body>
+__device__ __forceinline__ void pipeline_tiles(int first, int end, Next next, Stage stage, Body body)
+{
+    int tile = next(first), buffer = 0;
+    if (tile < end) stage(tile, 0);
+    commit_async();
+    while (tile < end)
+    {
+        int following = next(tile + 1);
+        if (following < end)
+        {
+            stage(following, buffer ^ 1);
+            commit_async();
+            wait_async<1>();
+        }
+        else
+        {
+            wait_async<0>();
+        }
+        __syncthreads();
+        body(tile, buffer);
+        __syncthreads(); // the buffer is refilled two tiles on (also before the next head's first refill)
+        tile = following;
+        buffer ^= 1;
+    }
+}
+
 // One storage element as a float, exactly (flash_decode.cu's widen: fp16 subnormals, infinities and NaN included).
 __device__ __forceinline__ float element_value(elem bits)
 {
@@ -203,29 +233,14 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_KV_ENTRY(const BackwardParams bp)
         const float* lse_head = p.lse + b * p.lse_sb + h * p.lse_sh;
         const float* delta_head = bp.delta + ((i64)b * p.heads + h) * p.lq;
 
-        int tile = next_query_tile(p, b, h, j0, j1, t_begin, t_end), buffer = 0;
-        if (tile < t_end)
+        auto next = [&](int t) { return next_query_tile(p, b, h, j0, j1, t, t_end); };
+        auto stage = [&](int t, int buffer)
         {
-            stage_rows_async<Bc, Pitch>(qt, q_head, p.q_sr, tile * Bc, p.lq);
-            stage_rows_async<Bc, Pitch>(dot, do_head, bp.do_sr, tile * Bc, p.lq);
-        }
-        commit_async();
-        while (tile < t_end)
+            stage_rows_async<Bc, Pitch>(qt + buffer * Bc * Pitch, q_head, p.q_sr, t * Bc, p.lq);
+            stage_rows_async<Bc, Pitch>(dot + buffer * Bc * Pitch, do_head, bp.do_sr, t * Bc, p.lq);
+        };
+        pipeline_tiles(t_begin, t_end, next, stage, [&](int tile, int buffer)
         {
-            int next = next_query_tile(p, b, h, j0, j1, tile + 1, t_end);
-            if (next < t_end)
-            {
-                stage_rows_async<Bc, Pitch>(qt + (buffer ^ 1) * Bc * Pitch, q_head, p.q_sr, next * Bc, p.lq);
-                stage_rows_async<Bc, Pitch>(dot + (buffer ^ 1) * Bc * Pitch, do_head, bp.do_sr, next * Bc, p.lq);
-                commit_async();
-                wait_async<1>();
-            }
-            else
-            {
-                wait_async<0>();
-            }
-            __syncthreads();
-
             int i0 = tile * Bc, i1 = min(p.lq, i0 + Bc);
             const elem* q_tile = qt + buffer * Bc * Pitch, *do_tile = dot + buffer * Bc * Pitch;
             bool plain = !masks && !p.dropout && i1 - i0 == Bc && j1 - j0 == Br
@@ -263,12 +278,7 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_KV_ENTRY(const BackwardParams bp)
                 accumulate_values<false, Pitch>(dv, s, do_tile, seen, true, false);
                 accumulate_values<false, Pitch>(dk, dp, q_tile, seen, true, false);
             }
-            __syncthreads(); // the buffer is refilled two tiles on
-
-            tile = next;
-            buffer ^= 1;
-        }
-        // The last tile's barrier above also guards the next head's first refill of buffer 0.
+        });
     }
     wait_async<0>();
     store_gradient(bp.dk + b * bp.dk_sb + kvh * bp.dk_sh, bp.dk_sr, key_lo, p.lk, dk, p.scale);
@@ -320,29 +330,14 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_Q_ENTRY(const BackwardParams bp)
 
     i64 first = max((i64)0, (i64)i0 + p.band_lo), last = min((i64)p.lk - 1, (i64)(i1 - 1) + p.band_hi);
     int t_begin = (int)(first / Bc), t_end = first > last ? t_begin : (int)(last / Bc) + 1;
-    int tile = next_tile(p, b, h, i0, i1, t_begin, t_end), buffer = 0;
-    if (tile < t_end)
+    auto next = [&](int t) { return next_tile(p, b, h, i0, i1, t, t_end); };
+    auto stage = [&](int t, int buffer)
     {
-        stage_rows_async<Bc, Pitch>(kt, k_head, p.k_sr, tile * Bc, p.lk);
-        stage_rows_async<Bc, Pitch>(vt, v_head, p.v_sr, tile * Bc, p.lk);
-    }
-    commit_async();
-    while (tile < t_end)
+        stage_rows_async<Bc, Pitch>(kt + buffer * Bc * Pitch, k_head, p.k_sr, t * Bc, p.lk);
+        stage_rows_async<Bc, Pitch>(vt + buffer * Bc * Pitch, v_head, p.v_sr, t * Bc, p.lk);
+    };
+    pipeline_tiles(t_begin, t_end, next, stage, [&](int tile, int buffer)
     {
-        int next = next_tile(p, b, h, i0, i1, tile + 1, t_end);
-        if (next < t_end)
-        {
-            stage_rows_async<Bc, Pitch>(kt + (buffer ^ 1) * Bc * Pitch, k_head, p.k_sr, next * Bc, p.lk);
-            stage_rows_async<Bc, Pitch>(vt + (buffer ^ 1) * Bc * Pitch, v_head, p.v_sr, next * Bc, p.lk);
-            commit_async();
-            wait_async<1>();
-        }
-        else
-        {
-            wait_async<0>();
-        }
-        __syncthreads();
-
         int j0 = tile * Bc;
         const elem* k_tile = kt + buffer * Bc * Pitch, *v_tile = vt + buffer * Bc * Pitch;
         bool plain = !masks && !p.dropout && j0 + Bc <= p.lk && i1 - i0 == Br
@@ -373,11 +368,7 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_Q_ENTRY(const BackwardParams bp)
             }
         if (plain) accumulate_values<true, Pitch>(dq, s, k_tile, 0xffffffffu, false, false);
         else accumulate_values<false, Pitch>(dq, s, k_tile, seen, true, false);
-        __syncthreads();
-
-        tile = next;
-        buffer ^= 1;
-    }
+    });
     wait_async<0>();
     store_gradient(bp.dq + b * bp.dq_sb + h * bp.dq_sh, bp.dq_sr, row_lo, p.lq, dq, p.scale);
 }
