@@ -24,6 +24,7 @@ public class CudaBackendTests
     {
         var backend = CudaBackend.Default;
         if (!backend.IsAvailable) Assert.Skip($"Cuda: {backend.UnavailableReason}");
+        CudaCompileWarmUp.Ensure();
         return backend;
     }
 
