@@ -16,11 +16,13 @@ public enum NaivePrecision
     Storage,
 
     /// <summary>
-    /// The float64 result plus its first-order sensitivity to fp32 score rounding: with δ_j = ½·u·(√D·|scale|·Σ_d|q_d·k_d|
+    /// The float64 result plus its sensitivity to fp32 score rounding: with δ_j = ½·u·(√D·|scale|·Σ_d|q_d·k_d|
     /// + |s_j|), u = 2^-23 (the typical error of an fp32 dot product, Higham's probabilistic bound), output element c
-    /// gets + Σ_j p_j·|v_jc − o_c|·δ_j and the LSE + Σ_j p_j·δ_j: the error of any implementation with fp32 scores,
-    /// signs taken at their worst. On ill-conditioned rows (logits in the thousands, large D) this is what no fp32 kernel
-    /// avoids, and one lucky realisation of <see cref="Storage"/> can understate it. The tolerance rule takes the worse.
+    /// gets + Σ_j p_j·|v_jc − o_c|·δ_j and the LSE + Σ_j p_j·δ_j to first order: the error of any implementation with
+    /// fp32 scores, signs taken at their worst. Where the δ_j are not small next to the gaps between scores (a near-tie
+    /// at logits of 1e31), the exact reach under the δ_j replaces the first order (<see cref="ScoreErrorReach"/>). On
+    /// ill-conditioned rows (logits in the thousands, large D) this is what no fp32 kernel avoids, and one lucky
+    /// realisation of <see cref="Storage"/> can understate it. The tolerance rule takes the worse.
     /// </summary>
     ScoreRounding,
 }
@@ -132,6 +134,7 @@ public static class NaiveAttention
 
         // P = softmax(S) by rows; LSE = m + ln(l).
         var p = new double[lq * lk];
+        var reach = scoreError is null ? null : new ScoreErrorReach[lq];
         for (int i = 0; i < lq; i++)
         {
             long row = ((long)b * shape.QueryHeads + h) * lq + i;
@@ -146,15 +149,24 @@ public static class NaiveAttention
                 l = F32(l + p[i * lk + j]);
             }
             for (int j = 0; j < lk; j++) p[i * lk + j] = F32(p[i * lk + j] / l);
-            if (result.Weights is not null) WriteWeights(x, b, h, i, p.AsSpan(i * lk, lk), scoreError is null ? default : scoreError.AsSpan(i * lk, lk), F32, result.Weights);
+            if (reach is not null) reach[i] = ScoreErrorReach.Of(si, scoreError.AsSpan(i * lk, lk));
+            if (result.Weights is not null)
+                WriteWeights(x, b, h, i, si, p.AsSpan(i * lk, lk), scoreError is null ? default : scoreError.AsSpan(i * lk, lk),
+                    reach is null ? default : reach[i], F32, result.Weights);
             for (int j = 0; j < lk; j++) p[i * lk + j] = InStorage(p[i * lk + j]);
             result.Lse[row] = F32(m + F32(Math.Log(l)));
-            if (scoreError is not null)
-                for (int j = 0; j < lk; j++) result.Lse[row] += p[i * lk + j] * scoreError[i * lk + j];
+            if (reach is not null)
+            {
+                double firstOrder = 0;
+                for (int j = 0; j < lk; j++) firstOrder += p[i * lk + j] * scoreError![i * lk + j];
+                result.Lse[row] += reach[i].LseSlack(firstOrder);
+            }
         }
 
         // O = (P ∘ M) V, M the dropout multipliers (all 1 without dropout; a dropped key's V is never read).
         var multiplier = new double[lk];
+        var coefficient = reach is null ? null : new double[lk];
+        var carries = reach is null ? null : new bool[lk];
         for (int i = 0; i < lq; i++)
         {
             long row = ((long)b * shape.QueryHeads + h) * lq + i;
@@ -166,25 +178,38 @@ public static class NaiveAttention
                     if (multiplier[j] != 0) acc = F32(acc + F32(InStorage(F32(p[i * lk + j] * multiplier[j])) * F32(x.ValueAt(b, kvHead, j, c))));
                 result.Output[row * shape.ValueDim + c] = InStorage(acc);
             }
-            if (scoreError is null) continue;
-            // First-order sensitivity: ∂o_c/∂s_j = p_j (m_j v_jc − o_c), every score error at its worst sign.
+            if (reach is null || double.IsNegativeInfinity(result.Lse[row])) continue;
+            // The reach of the output under the score errors, every sign at its worst: Σ_j t_j·|m_j v_jc − o_c|
+            // (t_j = p_j·e_j to first order; ScoreErrorReach), capped by the spread of the values of the keys that can
+            // carry weight, since the output stays their convex combination.
+            var si = s.AsSpan(i * lk, lk);
+            for (int j = 0; j < lk; j++)
+            {
+                coefficient![j] = reach[i].OutputCoefficient(si[j], scoreError![i * lk + j], p[i * lk + j]);
+                carries![j] = reach[i].CanCarryWeight(si[j], scoreError[i * lk + j]);
+            }
             for (int c = 0; c < shape.ValueDim; c++)
             {
-                double o = result.Output[row * shape.ValueDim + c], bound = 0;
+                double o = result.Output[row * shape.ValueDim + c], bound = 0, spread = 0;
                 for (int j = 0; j < lk; j++)
-                    bound += p[i * lk + j] * Math.Abs((multiplier[j] == 0 ? 0 : multiplier[j] * x.ValueAt(b, kvHead, j, c)) - o) * scoreError[i * lk + j];
-                result.Output[row * shape.ValueDim + c] = o + bound;
+                {
+                    if (!carries![j]) continue;
+                    double distance = Math.Abs((multiplier[j] == 0 ? 0 : multiplier[j] * x.ValueAt(b, kvHead, j, c)) - o);
+                    spread = Math.Max(spread, distance);
+                    if (coefficient![j] != 0 && distance != 0) bound += coefficient[j] * distance;
+                }
+                result.Output[row * shape.ValueDim + c] = o + Math.Min(bound, spread);
             }
         }
     }
 
     /// <summary>
     /// One row of the weights as a float destination holds them: the softmax (times the dropout multiplier when the
-    /// dropout's InWeights is set). With score errors e_j (ScoreRounding), each gets its first-order sensitivity
-    /// |∂p_j| ≤ p_j·(e_j + Σ_k p_k·e_k), signs at their worst.
+    /// dropout's InWeights is set). With score errors e_j (ScoreRounding), each gets its reach under them
+    /// (<see cref="ScoreErrorReach.WeightSlack"/>; p_j·(e_j + Σ_k p_k·e_k) to first order), signs at their worst.
     /// </summary>
-    private static void WriteWeights<T>(PinnedCall<T> x, int b, int h, int i, ReadOnlySpan<double> p, ReadOnlySpan<double> scoreError,
-        Func<double, double> f32, double[] weights) where T : unmanaged
+    private static void WriteWeights<T>(PinnedCall<T> x, int b, int h, int i, ReadOnlySpan<double> s, ReadOnlySpan<double> p,
+        ReadOnlySpan<double> scoreError, ScoreErrorReach reach, Func<double, double> f32, double[] weights) where T : unmanaged
     {
         var shape = x.Shape;
         int lk = shape.KeyLength;
@@ -195,7 +220,7 @@ public static class NaiveAttention
         for (int j = 0; j < lk; j++)
         {
             double weight = p[j];
-            if (!scoreError.IsEmpty) weight += p[j] * (scoreError[j] + spread);
+            if (!scoreError.IsEmpty) weight += reach.WeightSlack(s[j], scoreError[j], p[j], p[j] * (scoreError[j] + spread));
             if (x.Dropout.InWeights) weight = f32(weight * f32(x.DropoutFactor(b, h, i, j)));
             weights[row + j] = weight;
         }
