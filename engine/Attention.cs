@@ -155,6 +155,17 @@ public static class Attention
         CudaBackend.Default.Forward(q, k, v, output, options, lse);
 
     /// <summary>
+    /// Gradients with respect to q, k and v on tensors already on the GPU with the CUDA backend, the one backend that runs
+    /// on them; see <see cref="CudaBackend.Backward{T}(DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{float}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, DeviceTensor{T}, in AttentionOptions, TensorSpan{float}, Bindings.Cuda.CudaStream?)"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the CUDA backend is not available here (the message says why).</exception>
+    public static void Backward<T>(
+        DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output, DeviceTensor<float> lse, DeviceTensor<T> dOutput,
+        DeviceTensor<T> dQ, DeviceTensor<T> dK, DeviceTensor<T> dV, scoped in AttentionOptions options = default, TensorSpan<float> dBias = default)
+        where T : unmanaged =>
+        CudaBackend.Default.Backward(q, k, v, output, lse, dOutput, dQ, dK, dV, options, dBias);
+
+    /// <summary>
     /// Gradients of a loss with respect to q, k and v with the best backend that has a backward pass (see
     /// <see cref="AttentionBackend.Backward{T}"/>): dOutput is ∂L/∂output of <see cref="Forward{T}(System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.ReadOnlyTensorSpan{T}, System.Numerics.Tensors.TensorSpan{T}, in AttentionOptions)"/> with the same
     /// options, output and lse are what that forward call produced.

@@ -77,7 +77,7 @@ public sealed partial class CudaBackend
             Download<TStorage, T>(dq, rows * dn, call.DQ, dn);
             Download<TStorage, T>(dk, keyRows * dn, call.DK, dn);
             Download<TStorage, T>(dv, keyRows * dn, call.DV, dn);
-            if (dBias is not null) SumBiasGradient(call, dBias, rows * shape.KeyLength);
+            if (dBias is not null) SumBiasGradient(shape, call.DBias, dBias);
         }
     }
 
@@ -117,12 +117,10 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>Sums the per-pair gradients into dBias in (b, h, i, j) order, in float (the Cpu backend's order): the same bits every run.</summary>
-    private static void SumBiasGradient<T>(scoped in AttentionBackwardCall<T> call, DeviceMemory scores, long count) where T : unmanaged
+    private static void SumBiasGradient(AttentionShape shape, scoped in Kernels.Tensors.Strided4<float> destination, DeviceMemory scores)
     {
-        var host = new float[count];
+        var host = new float[(long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.KeyLength];
         scores.CopyTo(MemoryMarshal.AsBytes(host.AsSpan()));
-        var shape = call.Forward.Shape;
-        var destination = call.DBias;
         for (int b = 0; b < shape.Batch; b++)
         for (int h = 0; h < shape.QueryHeads; h++)
         for (int i = 0; i < shape.QueryLength; i++)

@@ -21,10 +21,7 @@ internal static partial class AttentionValidator
     {
         // The forward's own options are welcome: its LSE and weights destinations are not the backward's business (the
         // saved LSE is the lse argument), so they are left out rather than refused.
-        if (options.ScorePrecision == ScorePrecision.Int8)
-            throw new NotSupportedException(
-                "options.ScorePrecision is Int8: int8 scores are for inference; the backward pass computes scores in float, which would not " +
-                "match that forward's probabilities. Train with ScorePrecision.Float.");
+        ThrowIfInt8Scores(options);
         var forwardOptions = options with { Lse = default, Weights = default };
         // The saved output is read, never written: it is validated as the forward's output through a writable alias.
         var outputAlias = new TensorSpan<T>(
@@ -55,31 +52,48 @@ internal static partial class AttentionValidator
         dvRegion.ThrowIfOverlaps(dqRegion, "dV");
         dvRegion.ThrowIfOverlaps(dkRegion, "dV");
 
-        var biasGradient = default(Strided4<float>);
-        bool broadcasts = false;
-        if (dBias.Rank != 0)
+        var biasGradient = BiasGradientView(dBias, options, shape, out bool broadcasts);
+        if (!biasGradient.IsEmpty)
         {
-            if (options.Bias.Rank == 0)
-                throw new ArgumentException("dBias is given but the call has no options.Bias to differentiate.", nameof(dBias));
-            ExpectSameBroadcast(dBias.Lengths, options.Bias.Lengths, [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength]);
-            CheckNonOverlapping(dBias.Lengths, dBias.Strides, "dBias");
             var region = MemoryRegion.Of(dBias, "dBias");
             ThrowIfGradientOverlaps(region, "dBias", q, k, v, output, lse, dOutput, options);
             region.ThrowIfOverlaps(dqRegion, "dBias");
             region.ThrowIfOverlaps(dkRegion, "dBias");
             region.ThrowIfOverlaps(dvRegion, "dBias");
-            Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
-            var view = BroadcastMask((ReadOnlyTensorSpan<float>)dBias, scoreShape, "dBias");
-            biasGradient = new Strided4<float>(ref dBias.GetPinnableReference(), scoreShape,
-                [view.Stride0, view.Stride1, view.Stride2, view.Stride3]);
-            for (int d = 0; d < 4; d++)
-                broadcasts |= scoreShape[d] > 1 && (d switch { 0 => view.Stride0, 1 => view.Stride1, 2 => view.Stride2, _ => view.Stride3 }) == 0;
         }
 
         var l = lse.Strides;
         return new AttentionBackwardCall<T>(forward,
             View(output), new ReadOnlyStrided4<float>(in lse.GetPinnableReference(), [lseShape[0], lseShape[1], lseShape[2], 1], [l[0], l[1], l[2], 0]),
             View(dOutput), Writable(dQ), Writable(dK), Writable(dV), biasGradient, broadcasts);
+    }
+
+    private static void ThrowIfInt8Scores(scoped in AttentionOptions options)
+    {
+        if (options.ScorePrecision == ScorePrecision.Int8)
+            throw new NotSupportedException(
+                "options.ScorePrecision is Int8: int8 scores are for inference; the backward pass computes scores in float, which would not " +
+                "match that forward's probabilities. Train with ScorePrecision.Float.");
+    }
+
+    /// <summary>
+    /// The bias-gradient destination as a [B, Hq, Lq, Lk] view (stride 0 where the bias broadcasts), empty when none is
+    /// given; <paramref name="broadcasts"/> tells whether several scores share an element. Overlaps are the caller's check.
+    /// </summary>
+    private static Strided4<float> BiasGradientView(scoped in TensorSpan<float> dBias, scoped in AttentionOptions options, AttentionShape shape,
+        out bool broadcasts)
+    {
+        broadcasts = false;
+        if (dBias.Rank == 0) return default;
+        if (options.Bias.Rank == 0)
+            throw new ArgumentException("dBias is given but the call has no options.Bias to differentiate.", nameof(dBias));
+        ExpectSameBroadcast(dBias.Lengths, options.Bias.Lengths, [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength]);
+        CheckNonOverlapping(dBias.Lengths, dBias.Strides, "dBias");
+        Span<int> scoreShape = [shape.Batch, shape.QueryHeads, shape.QueryLength, shape.KeyLength];
+        var view = BroadcastMask((ReadOnlyTensorSpan<float>)dBias, scoreShape, "dBias");
+        for (int d = 0; d < 4; d++)
+            broadcasts |= scoreShape[d] > 1 && (d switch { 0 => view.Stride0, 1 => view.Stride1, 2 => view.Stride2, _ => view.Stride3 }) == 0;
+        return new Strided4<float>(ref dBias.GetPinnableReference(), scoreShape, [view.Stride0, view.Stride1, view.Stride2, view.Stride3]);
     }
 
     private static void ThrowIfGradientOverlaps<T>(MemoryRegion written, string name,

@@ -35,7 +35,7 @@ public sealed class FlexAttention<TMask, TScore> : IAttentionForward where TMask
         Backend.ForwardFlex(q, k, v, output, options, BlockMask, ScoreMod);
 
     /// <summary>
-    /// Gradients of this attention (see <see cref="Attention.Backward{T}"/>): the block mask decides visibility as in
+    /// Gradients of this attention (see <see cref="Attention.Backward{T}(ReadOnlyTensorSpan{T}, ReadOnlyTensorSpan{T}, ReadOnlyTensorSpan{T}, ReadOnlyTensorSpan{T}, ReadOnlyTensorSpan{float}, ReadOnlyTensorSpan{T}, TensorSpan{T}, TensorSpan{T}, TensorSpan{T}, in AttentionOptions, TensorSpan{float})"/>): the block mask decides visibility as in
     /// the forward, and the score functor's <see cref="IScoreMod.Derivative"/> carries the chain rule.
     /// </summary>
     public void Backward<T>(ReadOnlyTensorSpan<T> q, ReadOnlyTensorSpan<T> k, ReadOnlyTensorSpan<T> v, ReadOnlyTensorSpan<T> output,

@@ -15,6 +15,10 @@ internal abstract class FlexMaskCase
     public abstract void Backward<T>(AttentionBackend backend, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v, NativeTensor<T> output,
         NativeTensor<float> lse, NativeTensor<T> dOutput, NativeTensor<T> dQ, NativeTensor<T> dK, NativeTensor<T> dV, in AttentionOptions options)
         where T : unmanaged;
+    /// <summary>The backward pass of the case's block mask on device tensors (the CUDA backend's device overload).</summary>
+    public abstract void DeviceBackward<T>(CudaBackend backend, DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output,
+        DeviceTensor<float> lse, DeviceTensor<T> dOutput, DeviceTensor<T> dQ, DeviceTensor<T> dK, DeviceTensor<T> dV, in AttentionOptions options)
+        where T : unmanaged;
     public abstract bool Visible(int batch, int head, int query, int key);
 
     /// <summary>The case's visibility as an explicit [B, Hq, Lq, Lk] keep-mask, written pair by pair.</summary>
@@ -94,6 +98,10 @@ internal abstract class FlexMaskCase
         public override void Backward<T>(AttentionBackend backend, NativeTensor<T> q, NativeTensor<T> k, NativeTensor<T> v, NativeTensor<T> output,
             NativeTensor<float> lse, NativeTensor<T> dOutput, NativeTensor<T> dQ, NativeTensor<T> dK, NativeTensor<T> dV, in AttentionOptions options) =>
             FlexAttention.Create(blocks, backend).Backward<T>(q, k, v, output, lse, dOutput, dQ, dK, dV, options);
+
+        public override void DeviceBackward<T>(CudaBackend backend, DeviceTensor<T> q, DeviceTensor<T> k, DeviceTensor<T> v, DeviceTensor<T> output,
+            DeviceTensor<float> lse, DeviceTensor<T> dOutput, DeviceTensor<T> dQ, DeviceTensor<T> dK, DeviceTensor<T> dV, in AttentionOptions options) =>
+            backend.Backward(q, k, v, output, lse, dOutput, dQ, dK, dV, blocks, options);
 
         public override bool Visible(int batch, int head, int query, int key) =>
             blocks[batch, head, query / blocks.QueryBlock, key / blocks.KeyBlock] switch
