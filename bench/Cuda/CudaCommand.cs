@@ -8,8 +8,8 @@ namespace AttentionEngine.Bench.Cuda;
 
 /// <summary>
 /// `bench cuda`: kernel time of the CUDA backend on device tensors (inputs stay on the GPU; CUDA events around a
-/// batch of launches on one stream, so neither copies nor host synchronisation are timed). FLOPs = 4·B·H·(visible
-/// pairs)·D, as everywhere in bench. bench/gpu/sdpa.py times PyTorch's scaled_dot_product_attention on the same grid
+/// batch of launches on one stream, so no copies are timed). FLOPs = 4·B·H·(visible pairs)·D, as everywhere in bench;
+/// with --pass backward 2.5 times that (FlashAttention's count for dQ, dK, dV). bench/gpu/sdpa.py times PyTorch's scaled_dot_product_attention on the same grid
 /// and bench/gpu/compare.py joins the two JSON outputs.
 /// </summary>
 internal sealed class CudaCommand : Command<CudaSettings>
@@ -54,20 +54,20 @@ internal sealed class CudaCommand : Command<CudaSettings>
             cancellationToken.ThrowIfCancellationRequested();
             rows.AddRange(type switch
             {
-                "f16" => CudaTiming.TimeAll<Half>(backend, device, cases, "f16", settings.Seconds, cancellationToken),
-                "bf16" => CudaTiming.TimeAll<BFloat16>(backend, device, cases, "bf16", settings.Seconds, cancellationToken),
-                _ => CudaTiming.TimeAll<float>(backend, device, cases, "f32", settings.Seconds, cancellationToken),
+                "f16" => CudaTiming.TimeAll<Half>(backend, device, cases, "f16", settings.Seconds, settings.Backward, cancellationToken),
+                "bf16" => CudaTiming.TimeAll<BFloat16>(backend, device, cases, "bf16", settings.Seconds, settings.Backward, cancellationToken),
+                _ => CudaTiming.TimeAll<float>(backend, device, cases, "f32", settings.Seconds, settings.Backward, cancellationToken),
             });
         }
 
         string name = device.Name, architecture = device.Architecture;
         if (settings.Json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(new { command = "cuda", device = name, architecture, rows },
+            Console.WriteLine(JsonSerializer.Serialize(new { command = "cuda", pass = settings.Backward ? "backward" : "forward", device = name, architecture, rows },
                 new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase }));
             return 0;
         }
-        AnsiConsole.MarkupLine($"[bold]bench cuda[/]: {Markup.Escape(name)} ({architecture}), kernel time on device tensors");
+        AnsiConsole.MarkupLine($"[bold]bench cuda[/]: {Markup.Escape(name)} ({architecture}), {(settings.Backward ? "backward" : "forward")} kernel time on device tensors");
         var table = new Table().AddColumns("case", "dtype", "ms", "TFLOP/s", "K/V GB/s", "launches timed");
         foreach (var r in rows)
             table.AddRow(Markup.Escape(r.Case), r.Dtype, r.Milliseconds.ToString("F3"), r.Tflops.ToString("F1"),

@@ -15,12 +15,20 @@ public sealed class CudaSettings : TimingSettings
     [Description("Element types, comma-separated: f16, bf16, f32. Default: f16,bf16.")]
     public string Types { get; init; } = "f16,bf16";
 
+    [CommandOption("--pass <PASS>")]
+    [Description("forward (default) or backward: the backward times dQ, dK and dV from a saved forward (FLOPs = 2.5 x the forward's, FlashAttention's count).")]
+    public string Pass { get; init; } = "forward";
+
+    public bool Backward => Pass.Equals("backward", StringComparison.OrdinalIgnoreCase);
+
     public IReadOnlyList<string> TypeList => Types.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     public override ValidationResult Validate()
     {
         var bad = TypeList.Where(t => t is not ("f16" or "bf16" or "f32")).ToArray();
         if (TypeList.Count == 0 || bad.Length > 0) return ValidationResult.Error($"--dtype must list f16, bf16 or f32; got '{Types}'.");
+        if (!Backward && !Pass.Equals("forward", StringComparison.OrdinalIgnoreCase))
+            return ValidationResult.Error($"--pass must be forward or backward; got '{Pass}'.");
         return Shapes.Equals("preset", StringComparison.OrdinalIgnoreCase) || Shapes.Equals("decode", StringComparison.OrdinalIgnoreCase)
             ? ValidationResult.Success() : base.Validate();
     }

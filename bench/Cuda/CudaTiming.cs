@@ -4,25 +4,36 @@ using AttentionEngine.Bindings.Cuda;
 namespace AttentionEngine.Bench.Cuda;
 
 /// <summary>
-/// Times the CUDA backend's forward on device tensors with CUDA events. One set of buffers, sized for the largest
-/// case and filled once with N(0, 1) values, serves every case through views (the preset's cases all hold 16k tokens).
+/// Times the CUDA backend's forward or backward on device tensors with CUDA events. One set of buffers, sized for the
+/// largest case and filled once with N(0, 1) values, serves every case through views (the preset's cases all hold 16k
+/// tokens). The backward's saved output and LSE come from one forward of the case, so its probabilities are real ones.
 /// </summary>
 internal static class CudaTiming
 {
+    /// <summary>FlashAttention's FLOP count for the backward: 2.5 times the forward's (five matrix products to its two).</summary>
+    public const double BackwardFlopsRatio = 2.5;
+
     public static List<CudaCommand.Row> TimeAll<T>(CudaBackend backend, CudaDevice device, IReadOnlyList<PerformanceCase> cases, string dtype,
-        double seconds, CancellationToken cancellationToken) where T : unmanaged
+        double seconds, bool backward, CancellationToken cancellationToken) where T : unmanaged
     {
         long queries = cases.Max(c => (long)c.Batch * c.Heads * c.QueryLength * c.HeadDim);
         long keys = cases.Max(c => (long)c.Batch * c.KvHeads * c.KeyLength * c.HeadDim);
+        long rows = cases.Max(c => (long)c.Batch * c.Heads * c.QueryLength);
         using var q = Filled<T>(device, queries, seed: 1);
         using var k = Filled<T>(device, keys, seed: 2);
         using var v = Filled<T>(device, keys, seed: 3);
         using var o = DeviceTensor<T>.Zeros(device, (nint)queries);
+        // The backward's own buffers: LSE, dO, dQ, dK, dV (one element each when timing the forward).
+        using var lse = DeviceTensor<float>.Zeros(device, (nint)(backward ? rows : 1));
+        using var dO = backward ? Filled<T>(device, queries, seed: 4) : DeviceTensor<T>.Zeros(device, 1);
+        using var dq = DeviceTensor<T>.Zeros(device, (nint)(backward ? queries : 1));
+        using var dk = DeviceTensor<T>.Zeros(device, (nint)(backward ? keys : 1));
+        using var dv = DeviceTensor<T>.Zeros(device, (nint)(backward ? keys : 1));
         using var stream = CudaStream.Create();
         using var start = CudaEvent.Create();
         using var end = CudaEvent.Create();
 
-        var rows = new List<CudaCommand.Row>();
+        var results = new List<CudaCommand.Row>();
         foreach (var c in cases)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -32,11 +43,23 @@ internal static class CudaTiming
             using var vc = View(v, kLengths);
             using var oc = View(o, qLengths);
             var mask = c.Causal ? Mask.Causal() : null;
+            using var lc = backward ? View(lse, [c.Batch, c.Heads, c.QueryLength]) : null;
+            using var dOc = backward ? View(dO, qLengths) : null;
+            using var dqc = backward ? View(dq, qLengths) : null;
+            using var dkc = backward ? View(dk, kLengths) : null;
+            using var dvc = backward ? View(dv, kLengths) : null;
+            if (backward) backend.Forward(qc, kc, vc, oc, new AttentionOptions { Mask = mask }, lc, stream);
+
+            void Run()
+            {
+                if (backward) backend.Backward(qc, kc, vc, oc, lc!, dOc!, dqc!, dkc!, dvc!, new AttentionOptions { Mask = mask }, default, stream);
+                else backend.Forward(qc, kc, vc, oc, new AttentionOptions { Mask = mask }, null, stream);
+            }
 
             float Batch(int launches)
             {
                 start.Record(stream);
-                for (int n = 0; n < launches; n++) backend.Forward(qc, kc, vc, oc, new AttentionOptions { Mask = mask }, null, stream);
+                for (int n = 0; n < launches; n++) Run();
                 end.Record(stream);
                 end.Synchronize();
                 return end.MillisecondsSince(start);
@@ -48,10 +71,11 @@ internal static class CudaTiming
             var trials = new[] { Batch(launches), Batch(launches), Batch(launches) };
             Array.Sort(trials);
             double ms = trials[1] / launches;
-            rows.Add(new CudaCommand.Row(c.Name, dtype, ms, c.Flops / (ms * 1e-3) / 1e12,
+            double flops = c.Flops * (backward ? BackwardFlopsRatio : 1);
+            results.Add(new CudaCommand.Row(c.Name, dtype, ms, flops / (ms * 1e-3) / 1e12,
                 c.KvBytes(System.Runtime.CompilerServices.Unsafe.SizeOf<T>()) / (ms * 1e-3) / 1e9, launches));
         }
-        return rows;
+        return results;
     }
 
     private static DeviceTensor<T> View<T>(DeviceTensor<T> buffer, nint[] lengths) where T : unmanaged =>

@@ -11,8 +11,9 @@
 #           suites against the GPU (CudaKnownAnswerTests compares every warp operation's bits with the emulator's
 #           answers, lane by lane); compute-sanitizer memcheck and racecheck on one forward and one decode test; the
 #           nvcc fatbin build through CMake, in the background.
-#   bench:  Nsight Compute on one forward launch per element type and one fp16 decode launch (ncu.txt; NCU=0 skips it); `bench cuda` against PyTorch's SDPA on FlashAttention's grid and on the decode grid, same GPU, same run
-#           (compare.md and compare-decode.md are the tables for bench/RESULTS.md).
+#   bench:  Nsight Compute on one forward launch per element type and one fp16 decode launch (ncu.txt; NCU=0 skips it); `bench cuda` against PyTorch's SDPA on FlashAttention's grid and on the decode grid, same GPU, same run,
+#           and the backward on FlashAttention's grid (compare.md, compare-decode.md and compare-backward.md are the
+#           tables for bench/RESULTS.md).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:-all}
@@ -51,9 +52,10 @@ if [ "$mode" != bench ]; then
   tests=(-class AttentionEngine.Tests.CudaKnownAnswerTests -class AttentionEngine.Tests.CudaRoundTripTests
          -class AttentionEngine.Tests.CudaBackendTests -class AttentionEngine.Tests.CudaDeviceTensorTests
          -class AttentionEngine.Tests.CudaDecodeKernelTests -class AttentionEngine.Tests.CudaPagedDecodeTests
-         -class AttentionEngine.Tests.CudaDeviceFamilyTests -class AttentionEngine.Tests.CudaBackwardTests)
+         -class AttentionEngine.Tests.CudaDeviceFamilyTests -class AttentionEngine.Tests.CudaBackwardTests
+         -class AttentionEngine.Tests.CudaDeviceBackwardTests)
   step "CUDA tests on the GPU"
-  timeout 180 bash -c "$(declare -f tests); tests ${tests[*]}" >"$logs/tests.log" 2>&1
+  timeout 240 bash -c "$(declare -f tests); tests ${tests[*]}" >"$logs/tests.log" 2>&1
   echo "exit $?"; grep -E "\[FAIL\]|Total:|Finished" "$logs/tests.log" | head -30
 
   for tool in memcheck racecheck; do
@@ -96,6 +98,13 @@ for grid in preset decode; do
   timeout 120 python3 bench/gpu/sdpa.py --shapes $grid --seconds ${SECONDS_PER_CASE:-0.5} >"$logs/sdpa$suffix.json" 2>"$logs/sdpa$suffix.err" || tail -20 "$logs/sdpa$suffix.err"
   python3 bench/gpu/compare.py "$logs/cuda$suffix.json" "$logs/sdpa$suffix.json" | tee "$logs/compare$suffix.md"
 done
+# The backward on FlashAttention's grid (its own benchmark times the backward on the forward's grid), f16 and bf16.
+step "bench cuda --pass backward vs PyTorch SDPA's backward (same GPU, same run)"
+timeout 200 bash -c "$(declare -f bench); bench cuda --pass backward --shapes preset --seconds ${SECONDS_PER_CASE:-0.5} --json" >"$logs/cuda-backward.json" 2>"$logs/cuda-backward.err" \
+  || tail -20 "$logs/cuda-backward.err"
+timeout 150 python3 bench/gpu/sdpa.py --pass backward --shapes preset --seconds ${SECONDS_PER_CASE:-0.5} >"$logs/sdpa-backward.json" 2>"$logs/sdpa-backward.err" \
+  || tail -20 "$logs/sdpa-backward.err"
+python3 bench/gpu/compare.py "$logs/cuda-backward.json" "$logs/sdpa-backward.json" | tee "$logs/compare-backward.md"
 # fp32 (3xTF32) has no SDPA peer worth the name (PyTorch runs fp32 attention in TF32 or fp32 math): its own figures,
 # to track what the register pressure of its exact accumulation costs.
 step "bench cuda fp32"

@@ -228,15 +228,18 @@ public class CudaDeviceTensorTests
     }
 
     [Fact]
-    public void The_cuda_bench_times_device_calls_on_flashattentions_grid()
+    public void The_cuda_bench_times_forward_and_backward_device_calls_on_flashattentions_grid()
     {
         Assert.Equal(20, CudaCommand.Preset.Count);
         Assert.All(CudaCommand.Preset, c => Assert.Equal((16384, 2048), (c.Batch * c.QueryLength, c.Heads * c.HeadDim)));
         var (backend, device) = Open();
         using var _ = device;
-        var rows = CudaTiming.TimeAll<Half>(backend, device, [PerformanceCase.Parse("B1 H2 N64 D32 causal")], "f16", 0.01, CancellationToken.None);
-        var row = Assert.Single(rows);
-        Assert.True(row.Milliseconds > 0 && row.Tflops > 0 && row.Launches >= 3, row.ToString());
+        foreach (bool backward in new[] { false, true })
+        {
+            var rows = CudaTiming.TimeAll<Half>(backend, device, [PerformanceCase.Parse("B1 H2 N64 D32 causal")], "f16", 0.01, backward, CancellationToken.None);
+            var row = Assert.Single(rows);
+            Assert.True(row.Milliseconds > 0 && row.Tflops > 0 && row.Launches >= 3, row.ToString());
+        }
     }
 
     [Fact]
