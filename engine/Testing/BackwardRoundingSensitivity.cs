@@ -89,7 +89,7 @@ public static class BackwardRoundingSensitivity
                         dPMagnitude += Math.Abs(term);
                     }
                 // A P of 0 stays 0 (e^x − 1 overflows at the magnitudes of a padding bias of float.MinValue: no 0 · ∞).
-                double deltaP = p[j] == 0 ? 0 : Math.Min(1, p[j] * ExpMinusOne(HalfUlp * (magnitudes[j] + Math.Abs(lse))));
+                double deltaP = p[j] == 0 ? 0 : Math.Min(1, p[j] * ScoreErrorReach.ExpMinusOne(HalfUlp * (magnitudes[j] + Math.Abs(lse))));
                 double deltaD = (HalfUlp * Math.Sqrt(dv) + storageHalfUlp) * rowDMagnitude;
                 double deltaDS = Math.Abs(scale) * (deltaP * Math.Abs(dP - rowD) + p[j] * (HalfUlp * Math.Sqrt(dv) * dPMagnitude + deltaD));
                 if (bounds.ScoreGradient is { } scoreBounds && scale != 0) scoreBounds[(((long)x * hq + h) * lq + i) * lk + j] = deltaDS / Math.Abs(scale);
@@ -104,10 +104,4 @@ public static class BackwardRoundingSensitivity
         }
         return bounds;
     }
-
-    /// <summary>
-    /// e^x − 1 for x ≥ 0, never below the true value: x(1 + x) bounds it for small x. Not double.ExpM1, which .NET computes
-    /// as Exp(x) − 1 (1.0000000827e-10 for 1e-10): it cancels there and can land below, and a bound must not.
-    /// </summary>
-    private static double ExpMinusOne(double x) => x < 1e-3 ? x * (1 + x) : Math.Exp(x) - 1;
 }

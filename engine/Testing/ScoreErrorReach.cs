@@ -49,11 +49,17 @@ internal readonly struct ScoreErrorReach
     {
         if (double.IsNegativeInfinity(score)) return 0;
         double high = Math.Exp(score + error - LseLow), exact = Math.Exp(score - LseLow);
-        // exp(s − LseLow)·expm1(e) keeps precision for small errors; the difference handles an exact part that underflows.
+        // exp(s − LseLow)·(e^e − 1) keeps precision for small errors; the difference handles an exact part that underflows.
         if (double.IsPositiveInfinity(high)) return double.PositiveInfinity;
-        double t = exact > 0 ? exact * double.ExpM1(error) : high - exact;
+        double t = exact > 0 ? exact * ExpMinusOne(error) : high - exact;
         return Math.Max(t, weight * error);
     }
+
+    /// <summary>
+    /// e^x − 1 for x ≥ 0, never below the true value: x(1 + x) bounds it for small x. Not double.ExpM1, which .NET computes
+    /// as Exp(x) − 1 (1.0000000827e-10 for 1e-10): it cancels there and can land below, and a bound must not.
+    /// </summary>
+    internal static double ExpMinusOne(double x) => x < 1e-3 ? x * (1 + x) : Math.Exp(x) - 1;
 
     /// <summary>Whether key j can carry any weight under the errors (its largest perturbed weight is not 0).</summary>
     public bool CanCarryWeight(double score, double error) =>
