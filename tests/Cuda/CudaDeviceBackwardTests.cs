@@ -18,16 +18,9 @@ public class CudaDeviceBackwardTests
 {
     private static readonly ProblemLimits Emulated = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 100, MaxHeadDim = 128, MaxCost = 6e5, RangeEdge = false };
 
-    private static (CudaBackend Backend, CudaDevice Device) Open() => (CudaBackendTests.Gpu(), CudaDevice.Open(0));
+    private static (CudaBackend Backend, CudaDevice Device) Open() => CudaDeviceTensorTests.Open();
 
-    /// <summary>Device strides: row-major, [B, S, H, D] memory, odd padding (packed), or 16-byte padding (in place at native D).</summary>
-    private static nint[] DrawLayout(ReadOnlySpan<nint> lengths, Random random) => random.Next(4) switch
-    {
-        0 => TensorLayout.Contiguous(lengths),
-        1 => TensorLayout.Permuted(lengths, [0, 2, 1, 3]),
-        2 => TensorLayout.Padded(lengths, 3),
-        _ => TensorLayout.Padded(lengths, 8),
-    };
+    private static nint[] DrawLayout(ReadOnlySpan<nint> lengths, Random random) => CudaDeviceTensorTests.DrawLayout(lengths, random);
 
     /// <summary>The case's gradients through host spans: dQ, dK, dV, and the bias gradient (empty without a bias).</summary>
     private static (T[] DQ, T[] DK, T[] DV, float[] DBias) HostGradients<T>(CudaBackend backend, CpuBackwardProperties.BackwardCase<T> c)

@@ -20,14 +20,14 @@ public class CudaDeviceTensorTests
 {
     private static readonly ProblemLimits Emulated = new() { MaxBatch = 2, MaxQueryHeads = 4, MaxLength = 160, MaxCost = 2e6 };
 
-    private static (CudaBackend Backend, CudaDevice Device) Open()
+    internal static (CudaBackend Backend, CudaDevice Device) Open()
     {
         var backend = CudaBackendTests.Gpu();
         return (backend, CudaDevice.Open(0));
     }
 
     /// <summary>Device strides for a tensor: row-major, [B, S, H, D] memory, odd padding (packed), or 16-byte padding (in place at native D).</summary>
-    private static nint[] DrawLayout(nint[] lengths, Random random) => random.Next(4) switch
+    internal static nint[] DrawLayout(ReadOnlySpan<nint> lengths, Random random) => random.Next(4) switch
     {
         0 => TensorLayout.Contiguous(lengths),
         1 => TensorLayout.Permuted(lengths, [0, 2, 1, 3]),
