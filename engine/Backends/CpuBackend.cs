@@ -75,7 +75,7 @@ public sealed class CpuBackend : AttentionBackend
                 ScoreGradient = target,
             };
             PinnedCall<T>.Pin(call.Forward, ref work);
-            if (scoreGradient is not null) SumBiasGradient(call, dBias, target);
+            if (scoreGradient is not null) BiasGradientSum.Into(new RawStrided4<float>(dBias, call.DBias), target);
         }
     }
 
@@ -172,23 +172,6 @@ public sealed class CpuBackend : AttentionBackend
         nint[] strides = [(nint)shape.QueryHeads * shape.QueryLength * shape.KeyLength, (nint)shape.QueryLength * shape.KeyLength, shape.KeyLength, 1];
         target = new RawStrided4<float>((float*)buffer.DangerousGetHandle(), new Strided4<float>(ref *(float*)buffer.DangerousGetHandle(), lengths, strides));
         return buffer;
-    }
-
-    /// <summary>Sums the score gradients into a broadcast dBias in (b, h, i, j) order, in float: the same bits for any thread count.</summary>
-    private static unsafe void SumBiasGradient<T>(scoped in AttentionBackwardCall<T> call, float* dBias, RawStrided4<float> scores) where T : unmanaged
-    {
-        var shape = call.Forward.Shape;
-        var destination = new RawStrided4<float>(dBias, call.DBias);
-        for (int b = 0; b < shape.Batch; b++)
-        for (int h = 0; h < shape.QueryHeads; h++)
-        for (int i = 0; i < shape.QueryLength; i++)
-        for (int j = 0; j < shape.KeyLength; j++)
-            destination[b, h, i, j] = 0;
-        for (int b = 0; b < shape.Batch; b++)
-        for (int h = 0; h < shape.QueryHeads; h++)
-        for (int i = 0; i < shape.QueryLength; i++)
-        for (int j = 0; j < shape.KeyLength; j++)
-            destination[b, h, i, j] += scores[b, h, i, j];
     }
 
     /// <summary>What the kernels see of a block mask (its kinds pinned by the caller) and a score functor.</summary>

@@ -116,21 +116,13 @@ public sealed partial class CudaBackend
         HostPacking.Scatter<TStorage, T>(host, destination, rowWidth);
     }
 
-    /// <summary>Sums the per-pair gradients into dBias in (b, h, i, j) order, in float (the Cpu backend's order): the same bits every run.</summary>
-    private static void SumBiasGradient(AttentionShape shape, scoped in Kernels.Tensors.Strided4<float> destination, DeviceMemory scores)
+    /// <summary>Downloads the per-pair gradients and sums them into dBias (<see cref="BiasGradientSum"/>: the Cpu backend's order).</summary>
+    private static unsafe void SumBiasGradient(AttentionShape shape, scoped in Kernels.Tensors.Strided4<float> destination, DeviceMemory scores)
     {
         var host = new float[(long)shape.Batch * shape.QueryHeads * shape.QueryLength * shape.KeyLength];
         scores.CopyTo(MemoryMarshal.AsBytes(host.AsSpan()));
-        for (int b = 0; b < shape.Batch; b++)
-        for (int h = 0; h < shape.QueryHeads; h++)
-        for (int i = 0; i < shape.QueryLength; i++)
-        for (int j = 0; j < shape.KeyLength; j++)
-            destination[b, h, i, j] = 0;
-        long n = 0;
-        for (int b = 0; b < shape.Batch; b++)
-        for (int h = 0; h < shape.QueryHeads; h++)
-        for (int i = 0; i < shape.QueryLength; i++)
-        for (int j = 0; j < shape.KeyLength; j++)
-            destination[b, h, i, j] += host[n++];
+        fixed (float* target = &destination.Base)
+        fixed (float* source = host)
+            BiasGradientSum.Into(new Kernels.Tensors.RawStrided4<float>(target, destination), source);
     }
 }

@@ -149,7 +149,7 @@ public static class NaiveAttention
                 l = F32(l + p[i * lk + j]);
             }
             for (int j = 0; j < lk; j++) p[i * lk + j] = F32(p[i * lk + j] / l);
-            if (reach is not null) reach[i] = ScoreErrorReach.Of(si, scoreError.AsSpan(i * lk, lk));
+            if (reach is not null) reach[i] = ScoreErrorReach.Of(si, scoreError.AsSpan(i * lk, lk), p.AsSpan(i * lk, lk));
             if (result.Weights is not null)
                 WriteWeights(x, b, h, i, si, p.AsSpan(i * lk, lk), scoreError is null ? default : scoreError.AsSpan(i * lk, lk),
                     reach is null ? default : reach[i], F32, result.Weights);

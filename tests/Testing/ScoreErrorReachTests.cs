@@ -37,7 +37,7 @@ public class ScoreErrorReachTests
         {
             int n = random.Next(1, 9);
             // Errors from negligible to far beyond the gaps, so both the first-order and the saturated regimes are drawn.
-            double errorScale = Math.Pow(10, random.Next(-8, 3));
+            double errorScale = Math.Pow(10, random.Next(-8, 3)); // both forms: at most 1e-3 (closed), above (log-sum-exps)
             var s = new double[n];
             var e = new double[n];
             var v = new double[n];
@@ -48,8 +48,8 @@ public class ScoreErrorReachTests
                 v[j] = random.NextDouble() * 2 - 1;
             }
             if (s.All(double.IsNegativeInfinity)) continue;
-            var reach = ScoreErrorReach.Of(s, e);
             var p = Softmax(s);
+            var reach = ScoreErrorReach.Of(s, e, p);
             double o = Dot(p, v), outputBound = 0, spread = 0, lse = LogSumExp(s);
             for (int j = 0; j < n; j++)
             {
@@ -75,21 +75,24 @@ public class ScoreErrorReachTests
         }
     }
 
-    [Fact]
-    public void Small_errors_reach_as_far_as_the_first_order_terms()
+    [Theory]
+    [InlineData(1e-7, 5)]   // the closed forms
+    [InlineData(2e-3, 1)]   // the log-sum-exps (errors above ScoreErrorReach.SmallError): within a few e_j of first order
+    public void Small_errors_reach_as_far_as_the_first_order_terms(double unit, int digits)
     {
         double[] s = [1.5, 0.25, -3, double.NegativeInfinity];
-        double[] e = [1e-7, 3e-7, 2e-7, 0];
-        var reach = ScoreErrorReach.Of(s, e);
+        double[] e = [unit, 3 * unit, 2 * unit, 0];
         var p = Softmax(s);
+        var reach = ScoreErrorReach.Of(s, e, p);
         double firstOrderLse = 0;
+        for (int j = 0; j < s.Length; j++) firstOrderLse += p[j] * e[j];
         for (int j = 0; j < s.Length; j++)
         {
-            firstOrderLse += p[j] * e[j];
             if (p[j] == 0) continue;
-            Assert.Equal(1.0, reach.OutputCoefficient(s[j], e[j], 0) / (p[j] * e[j]), 5);
+            Assert.Equal(1.0, reach.OutputCoefficient(s[j], e[j], p[j]) / (p[j] * e[j]), digits);
+            Assert.Equal(1.0, reach.WeightSlack(s[j], e[j], p[j], 0) / (p[j] * (e[j] + firstOrderLse)), digits);
         }
-        Assert.Equal(1.0, reach.LseSlack(0) / firstOrderLse, 5);
+        Assert.Equal(1.0, reach.LseSlack(0) / firstOrderLse, digits);
     }
 
     private static double[] Softmax(double[] s)
