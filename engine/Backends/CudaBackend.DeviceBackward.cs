@@ -47,13 +47,10 @@ public sealed partial class CudaBackend
     private unsafe void RunDeviceBackward<T, TMask>(scoped in DeviceBackwardCall<T> call, BlockMask<TMask>? blockMask, CudaStream? stream)
         where T : unmanaged where TMask : struct, IMaskMod
     {
-        var (device, kernels) = Opened();
         var forward = call.Forward;
         var shape = forward.Shape;
-        if (Math.Max(shape.HeadDim, shape.ValueDim) > 256)
-            throw new NotSupportedException($"Backend {Name} takes head dimensions up to 256 (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim}).");
-        if (forward.Q.Device.Ordinal != device.Ordinal)
-            throw new InvalidOperationException($"The tensors live on device {forward.Q.Device.Ordinal}; backend {Name} runs on device {device.Ordinal}.");
+        var (device, kernels) = OpenedFor(forward.Q.Device.Ordinal);
+        ThrowIfTooWide(shape);
         if (BackwardLimit(shape, call.ReturnBiasGradient) is { } limit) throw new NotSupportedException($"{shape}: {limit}.");
         var variant = CudaBackwardVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), CudaElements.Of<T>(), kernels.SharedLimit);
         int dn = variant.HeadDim;

@@ -30,9 +30,7 @@ public sealed partial class CudaBackend
         CudaStream? stream = null) where T : unmanaged
     {
         var call = AttentionValidator.ValidatePaged(q, keyPages, valuePages, blockTable, keyLengths, output, options, lse);
-        var (device, kernels) = Opened();
-        if (q.Device.Ordinal != device.Ordinal)
-            throw new InvalidOperationException($"The tensors live on device {q.Device.Ordinal}; backend {Name} runs on device {device.Ordinal}.");
+        var (device, kernels) = OpenedFor(q.Device.Ordinal);
         var shape = call.Shape;
         if (CudaDecodeKernel.GridLimit(shape) is { } grid) throw new NotSupportedException($"{shape}: {grid}.");
         var element = CudaElements.Of<T>();

@@ -211,12 +211,9 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
     private unsafe void RunDevice<T, TMask>(scoped in DeviceAttentionCall<T> call, BlockMask<TMask>? blockMask, CudaStream? stream)
         where T : unmanaged where TMask : struct, IMaskMod
     {
-        var (device, kernels) = Opened();
         var shape = call.Shape;
-        if (Math.Max(shape.HeadDim, shape.ValueDim) > 256)
-            throw new NotSupportedException($"Backend {Name} takes head dimensions up to 256 (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim}).");
-        if (call.Q.Device.Ordinal != device.Ordinal)
-            throw new InvalidOperationException($"The tensors live on device {call.Q.Device.Ordinal}; backend {Name} runs on device {device.Ordinal}.");
+        var (device, kernels) = OpenedFor(call.Q.Device.Ordinal);
+        ThrowIfTooWide(shape);
         var variant = Variant(shape, CudaElements.Of<T>(), kernels);
         int dn = variant.HeadDim, bytes = variant.ElementBytes;
 
@@ -256,6 +253,22 @@ public sealed partial class CudaBackend : AttentionBackend, IDisposable
         var (device, kernels, error) = _state.Value;
         if (device is null || kernels is null) throw new InvalidOperationException($"Backend {Name} is not available: {error}");
         return (device, kernels);
+    }
+
+    /// <summary><see cref="Opened"/> for a call whose tensors live on device <paramref name="ordinal"/>: refused unless it is this backend's.</summary>
+    private (CudaDevice Device, CudaKernels Kernels) OpenedFor(int ordinal)
+    {
+        var (device, kernels) = Opened();
+        if (ordinal != device.Ordinal)
+            throw new InvalidOperationException($"The tensors live on device {ordinal}; backend {Name} runs on device {device.Ordinal}.");
+        return (device, kernels);
+    }
+
+    /// <summary>Device tensors go to the kernels as they are, so a head wider than the widest variant is refused with its sizes.</summary>
+    private void ThrowIfTooWide(AttentionShape shape)
+    {
+        if (Math.Max(shape.HeadDim, shape.ValueDim) > 256)
+            throw new NotSupportedException($"Backend {Name} takes head dimensions up to 256 (q has D = {shape.HeadDim}, v has Dv = {shape.ValueDim}).");
     }
 
     /// <summary>The variant for the call on this device: its head dimension, at the tile the device's shared memory takes.</summary>

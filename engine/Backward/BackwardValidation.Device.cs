@@ -41,13 +41,15 @@ internal static partial class AttentionValidator
         CheckNonOverlapping(dK.Lengths, dK.Strides, nameof(dK));
         CheckNonOverlapping(dV.Lengths, dV.Strides, nameof(dV));
 
-        var inputs = new[] { Region(q, nameof(q)), Region(k, nameof(k)), Region(v, nameof(v)), Region(output, nameof(output)),
-            Region(lse, nameof(lse)), Region(dOutput, nameof(dOutput)) };
-        var gradients = new[] { Region(dQ, nameof(dQ)), Region(dK, nameof(dK)), Region(dV, nameof(dV)) };
+        // Element by element (Extent): dQ, dK and dV may interleave in one packed buffer.
+        var inputs = new[] { (Extent(q), nameof(q)), (Extent(k), nameof(k)), (Extent(v), nameof(v)), (Extent(output), nameof(output)),
+            (Extent(lse), nameof(lse)), (Extent(dOutput), nameof(dOutput)) };
+        var gradients = new[] { (Extent(dQ), nameof(dQ)), (Extent(dK), nameof(dK)), (Extent(dV), nameof(dV)) };
         for (int g = 0; g < gradients.Length; g++)
         {
-            foreach (var input in inputs) gradients[g].ThrowIfOverlaps(input);
-            for (int other = 0; other < g; other++) gradients[g].ThrowIfOverlaps(gradients[other]);
+            var (memory, name) = gradients[g];
+            foreach (var (input, inputName) in inputs) ThrowIfOverlaps(memory, name, input, inputName);
+            for (int other = 0; other < g; other++) ThrowIfOverlaps(memory, name, gradients[other].Item1, gradients[other].Item2);
         }
 
         var biasGradient = BiasGradientView(dBias, options, shape, out _);
@@ -58,20 +60,5 @@ internal static partial class AttentionValidator
             region.ThrowIfOverlaps(MemoryRegion.Of(options.KeepMask, "options.KeepMask"), nameof(dBias));
         }
         return new DeviceBackwardCall<T>(forward, lse, dOutput, dQ, dK, dV, biasGradient);
-    }
-
-    private static DeviceRegion Region<TElement>(DeviceTensor<TElement> tensor, string name) where TElement : unmanaged =>
-        new(tensor.Address, ElementSet.Of(tensor.Lengths, tensor.Strides, System.Runtime.CompilerServices.Unsafe.SizeOf<TElement>()), name);
-
-    /// <summary>A device tensor's elements as bytes from its address, for the exact overlap test.</summary>
-    private readonly record struct DeviceRegion(ulong Address, ElementSet Elements, string Name)
-    {
-        public void ThrowIfOverlaps(DeviceRegion other)
-        {
-            if (Elements.Intersects(other.Elements, (long)(other.Address - Address)))
-                throw new ArgumentException(
-                    $"{Name} overlaps the memory of {other.Name}: some element of {Name} shares memory with an element of {other.Name}. " +
-                    "Gradients must not share memory with inputs or with other gradients, because the kernels read while they write.", Name);
-        }
     }
 }

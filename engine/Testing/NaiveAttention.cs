@@ -152,15 +152,10 @@ public static class NaiveAttention
             if (reach is not null) reach[i] = ScoreErrorReach.Of(si, scoreError.AsSpan(i * lk, lk), p.AsSpan(i * lk, lk));
             if (result.Weights is not null)
                 WriteWeights(x, b, h, i, si, p.AsSpan(i * lk, lk), scoreError is null ? default : scoreError.AsSpan(i * lk, lk),
-                    reach is null ? default : reach[i], F32, result.Weights);
+                    reach?[i], F32, result.Weights);
             for (int j = 0; j < lk; j++) p[i * lk + j] = InStorage(p[i * lk + j]);
             result.Lse[row] = F32(m + F32(Math.Log(l)));
-            if (reach is not null)
-            {
-                double firstOrder = 0;
-                for (int j = 0; j < lk; j++) firstOrder += p[i * lk + j] * scoreError![i * lk + j];
-                result.Lse[row] += reach[i].LseSlack(firstOrder);
-            }
+            if (reach is not null) result.Lse[row] += reach[i].LseSlack();
         }
 
         // O = (P ∘ M) V, M the dropout multipliers (all 1 without dropout; a dropped key's V is never read).
@@ -209,18 +204,15 @@ public static class NaiveAttention
     /// (<see cref="ScoreErrorReach.WeightSlack"/>; p_j·(e_j + Σ_k p_k·e_k) to first order), signs at their worst.
     /// </summary>
     private static void WriteWeights<T>(PinnedCall<T> x, int b, int h, int i, ReadOnlySpan<double> s, ReadOnlySpan<double> p,
-        ReadOnlySpan<double> scoreError, ScoreErrorReach reach, Func<double, double> f32, double[] weights) where T : unmanaged
+        ReadOnlySpan<double> scoreError, ScoreErrorReach? reach, Func<double, double> f32, double[] weights) where T : unmanaged
     {
         var shape = x.Shape;
         int lk = shape.KeyLength;
         long row = (((long)b * shape.QueryHeads + h) * shape.QueryLength + i) * lk;
-        double spread = 0;
-        if (!scoreError.IsEmpty)
-            for (int j = 0; j < lk; j++) spread += p[j] * scoreError[j];
         for (int j = 0; j < lk; j++)
         {
             double weight = p[j];
-            if (!scoreError.IsEmpty) weight += reach.WeightSlack(s[j], scoreError[j], p[j], p[j] * (scoreError[j] + spread));
+            if (reach is { } r) weight += r.WeightSlack(s[j], scoreError[j], p[j]);
             if (x.Dropout.InWeights) weight = f32(weight * f32(x.DropoutFactor(b, h, i, j)));
             weights[row + j] = weight;
         }

@@ -24,12 +24,15 @@ internal readonly struct ScoreErrorReach
     // Small rows: delta bounds both Lse − LseLow and LseHigh − Lse, and growth = e^(delta + max e) the factors above
     // first order. Other rows: the exact log-sum-exp and its values with every score lowered / raised by its error.
     private readonly bool _small;
+    private readonly double _firstOrder; // A = Σ p_k·e_k, the LSE's first-order reach (both forms)
     private readonly double _delta, _growth;
     private readonly double _lse, _lseLow, _lseHigh;
 
-    private ScoreErrorReach(double delta, double growth) => (_small, _delta, _growth) = (true, delta, growth);
+    private ScoreErrorReach(double firstOrder, double delta, double growth) =>
+        (_small, _firstOrder, _delta, _growth) = (true, firstOrder, delta, growth);
 
-    private ScoreErrorReach(double lse, double low, double high) => (_lse, _lseLow, _lseHigh) = (lse, low, high);
+    private ScoreErrorReach(double firstOrder, double lse, double low, double high) =>
+        (_firstOrder, _lse, _lseLow, _lseHigh) = (firstOrder, lse, low, high);
 
     /// <summary>
     /// The reach of a row with at least one finite score (hidden keys hold -infinity and error 0), given its exact
@@ -48,25 +51,26 @@ internal readonly struct ScoreErrorReach
             // With A = Σ p_k·e_k: Lse − LseLow = −ln Σ p_k·e^(−e_k) ≤ −ln(1 − A) ≤ A / (1 − A), and
             // LseHigh − Lse = ln Σ p_k·e^(e_k) ≤ Σ p_k·(e^(e_k) − 1) ≤ A·e^(max e).
             double delta = firstOrder / (1 - firstOrder) * Math.Exp(largest);
-            return new ScoreErrorReach(delta, Math.Exp(delta + largest));
+            return new ScoreErrorReach(firstOrder, delta, Math.Exp(delta + largest));
         }
-        return new ScoreErrorReach(LogSumExp(scores, errors, 0), LogSumExp(scores, errors, -1), LogSumExp(scores, errors, +1));
+        return new ScoreErrorReach(firstOrder, LogSumExp(scores, errors, 0), LogSumExp(scores, errors, -1), LogSumExp(scores, errors, +1));
     }
 
     /// <summary>
     /// The LSE's reach: LseHigh − Lse, which by the convexity of log-sum-exp is at least both Lse − LseLow and the
-    /// first-order Σ p_j·e_j (passed in, so cancellation in the difference never drops below it).
+    /// first-order A = Σ p_j·e_j (taken as a floor, so cancellation in the difference never drops below it).
     /// </summary>
-    public double LseSlack(double firstOrder) => _small ? Math.Max(firstOrder, _delta) : Math.Max(firstOrder, _lseHigh - _lse);
+    public double LseSlack() => _small ? Math.Max(_firstOrder, _delta) : Math.Max(_firstOrder, _lseHigh - _lse);
 
     /// <summary>
     /// The reach of weight p_j: any perturbed weight lies in [exp(s_j − e_j − LseHigh), min(1, exp(s_j + e_j − LseLow))];
-    /// the larger distance from p_j, never below the first-order <paramref name="firstOrder"/>. Small rows:
-    /// p_j·(e_j + delta)·e^(e_j + delta) bounds both distances.
+    /// the larger distance from p_j, never below the first-order p_j·(e_j + A). Small rows: p_j·(e_j + delta)·e^(e_j + delta)
+    /// bounds both distances.
     /// </summary>
-    public double WeightSlack(double score, double error, double weight, double firstOrder)
+    public double WeightSlack(double score, double error, double weight)
     {
         if (double.IsNegativeInfinity(score)) return 0;
+        double firstOrder = weight * (error + _firstOrder);
         if (_small) return Math.Max(firstOrder, Math.Min(1.0, weight * (error + _delta) * _growth));
         double low = Math.Exp(score - error - _lseHigh), high = Math.Min(1.0, Math.Exp(score + error - _lseLow));
         return Math.Max(firstOrder, Math.Max(weight - low, high - weight));

@@ -34,7 +34,7 @@ internal static partial class AttentionValidator
         }
 
         // Outputs must not share memory with inputs or with each other: the kernel reads while it writes.
-        void ThrowIfWrittenOverlaps((ulong, long) input, string inputName)
+        void ThrowIfWrittenOverlaps((ulong, ElementSet) input, string inputName)
         {
             ThrowIfOverlaps(Extent(output), "output", input, inputName);
             if (lse is not null) ThrowIfOverlaps(Extent(lse), nameof(lse), input, inputName);
@@ -87,11 +87,17 @@ internal static partial class AttentionValidator
             throw new ArgumentException($"{name} lives on device {tensor.Device.Ordinal}; q lives on device {ordinal}. Every tensor of a call must be on one device.", name);
     }
 
-    private static (ulong Address, long Bytes) Extent<TElement>(DeviceTensor<TElement> tensor) where TElement : unmanaged => (tensor.Address, tensor.StorageBytes);
+    /// <summary>A device tensor's elements as bytes from its address, for the exact overlap test (<see cref="ElementSet"/>).</summary>
+    private static (ulong Address, ElementSet Elements) Extent<TElement>(DeviceTensor<TElement> tensor) where TElement : unmanaged =>
+        (tensor.Address, ElementSet.Of(tensor.Lengths, tensor.Strides, System.Runtime.CompilerServices.Unsafe.SizeOf<TElement>()));
 
-    private static void ThrowIfOverlaps((ulong Address, long Bytes) written, string name, (ulong Address, long Bytes) other, string otherName)
+    /// <summary>
+    /// Throws when an element of <paramref name="written"/> shares a byte with one of <paramref name="other"/>. Element by
+    /// element, not by extents: interleaved views of one packed buffer (FlashAttention's [B, S, 3, H, D]) do not overlap.
+    /// </summary>
+    private static void ThrowIfOverlaps((ulong Address, ElementSet Elements) written, string name, (ulong Address, ElementSet Elements) other, string otherName)
     {
-        if (written.Address < other.Address + (ulong)other.Bytes && other.Address < written.Address + (ulong)written.Bytes)
+        if (written.Elements.Intersects(other.Elements, (long)(other.Address - written.Address)))
             throw new ArgumentException(
                 $"{name} overlaps the memory of {otherName}: outputs must not share memory with inputs or with other outputs, " +
                 "because the kernel reads while it writes.", name);

@@ -68,9 +68,9 @@ public class ScoreErrorReachTests
                 var q = Softmax(perturbed);
                 double slack = 1e-12 * (1 + Math.Abs(o));
                 Assert.True(Math.Abs(Dot(q, v) - o) <= outputBound + slack, $"trial {trial}: output moved {Math.Abs(Dot(q, v) - o)} > {outputBound}");
-                Assert.True(Math.Abs(LogSumExp(perturbed) - lse) <= reach.LseSlack(0) + 1e-12 * (1 + Math.Abs(lse)), $"trial {trial}: LSE");
+                Assert.True(Math.Abs(LogSumExp(perturbed) - lse) <= reach.LseSlack() + 1e-12 * (1 + Math.Abs(lse)), $"trial {trial}: LSE");
                 for (int j = 0; j < n; j++)
-                    Assert.True(Math.Abs(q[j] - p[j]) <= reach.WeightSlack(s[j], e[j], p[j], 0) + 1e-15, $"trial {trial}: weight {j}");
+                    Assert.True(Math.Abs(q[j] - p[j]) <= reach.WeightSlack(s[j], e[j], p[j]) + 1e-15, $"trial {trial}: weight {j}");
             }
         }
     }
@@ -90,9 +90,9 @@ public class ScoreErrorReachTests
         {
             if (p[j] == 0) continue;
             Assert.Equal(1.0, reach.OutputCoefficient(s[j], e[j], p[j]) / (p[j] * e[j]), digits);
-            Assert.Equal(1.0, reach.WeightSlack(s[j], e[j], p[j], 0) / (p[j] * (e[j] + firstOrderLse)), digits);
+            Assert.Equal(1.0, reach.WeightSlack(s[j], e[j], p[j]) / (p[j] * (e[j] + firstOrderLse)), digits);
         }
-        Assert.Equal(1.0, reach.LseSlack(0) / firstOrderLse, digits);
+        Assert.Equal(1.0, reach.LseSlack() / firstOrderLse, digits);
     }
 
     private static double[] Softmax(double[] s)
