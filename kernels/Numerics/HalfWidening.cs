@@ -26,6 +26,11 @@ internal static class HalfWidening
     private const float Rebias = 5.192296858534828e+33f; // 2^112 = 2^(127 - 15)
     private const uint FloatExponent = 0x7F80_0000;
 
+    /// <summary>The widening of a finite half (<see cref="FiniteHalf"/>): the same bits as <see cref="Widen(Vector512{int})"/> for every finite pattern.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> WidenFinite(Vector512<int> signExtendedHalf) =>
+        ((signExtendedHalf << 13).AsUInt32() & Vector512.Create(ClearSignCopies)).AsSingle() * Vector512.Create(Rebias);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Widen(Vector512<int> signExtendedHalf)
     {
@@ -35,6 +40,11 @@ internal static class HalfWidening
         return Vector512.ConditionalSelect(special.AsSingle(), value | Vector512.Create(FloatExponent).AsSingle(), value);
     }
 
+    /// <summary>The widening of a finite half (<see cref="FiniteHalf"/>): the same bits as <see cref="Widen(Vector256{int})"/> for every finite pattern.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> WidenFinite(Vector256<int> signExtendedHalf) =>
+        ((signExtendedHalf << 13).AsUInt32() & Vector256.Create(ClearSignCopies)).AsSingle() * Vector256.Create(Rebias);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Widen(Vector256<int> signExtendedHalf)
     {
@@ -43,6 +53,11 @@ internal static class HalfWidening
         var special = Vector256.Equals(bits & Vector256.Create(ShiftedExponent), Vector256.Create(ShiftedExponent));
         return Vector256.ConditionalSelect(special.AsSingle(), value | Vector256.Create(FloatExponent).AsSingle(), value);
     }
+
+    /// <summary>The widening of a finite half (<see cref="FiniteHalf"/>): the same bits as <see cref="Widen(Vector128{int})"/> for every finite pattern.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> WidenFinite(Vector128<int> signExtendedHalf) =>
+        ((signExtendedHalf << 13).AsUInt32() & Vector128.Create(ClearSignCopies)).AsSingle() * Vector128.Create(Rebias);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Widen(Vector128<int> signExtendedHalf)

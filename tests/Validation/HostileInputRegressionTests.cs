@@ -432,4 +432,35 @@ public class HostileInputRegressionTests
                 Assert.True(before[n].Equals(after[n]), $"{backend.Name} V[0] = {poison}: row {n / dv} output[{n % dv}] {before[n]:R} became {after[n]:R}");
         }
     }
+
+    [Fact]
+    public void Visible_fp16_infinities_and_nans_in_decode_blocks_read_in_place_reach_the_output_as_the_reference_says()
+    {
+        // Decode reads contiguous fp16 rows of whole vectors in place, and blocks with no infinity or NaN take a widening
+        // without the special-value select: a block holding one must not. Key 5's K holds a NaN (every row sees it: NaN
+        // rows), key 70's V an infinity (second block), for one row per KV head (MHA) and four (GQA), widths of 1-4 vectors.
+        foreach (var backend in HostBackends())
+        foreach (int d in new[] { 16, 32, 64 })
+        foreach (int heads in new[] { 2, 8 })
+        foreach (bool nanKey in new[] { false, true })
+        {
+            const int lk = 90;
+            using var q = TensorRandom.Create<Half>(1, ValueDistribution.Normal, 1, heads, 1, d);
+            using var k = TensorRandom.Create<Half>(2, ValueDistribution.Normal, 1, 2, lk, d);
+            using var v = TensorRandom.Create<Half>(3, ValueDistribution.Normal, 1, 2, lk, d);
+            if (nanKey) k[0, 1, 5, d / 2] = Half.NaN;
+            v[0, 0, 70, d - 1] = Half.PositiveInfinity;
+            var expected = Forward(ReferenceBackend.Instance, q, k, v, default);
+            var actual = Forward(backend, q, k, v, default);
+            for (int n = 0; n < expected.Length; n++)
+            {
+                string where = $"{backend.Name} D{d} H{heads}: output[{n}]";
+                if (!float.IsFinite(expected[n])) Assert.True(expected[n].Equals(actual[n]), $"{where} is {actual[n]:R}, the Reference's {expected[n]:R}");
+                else Assert.True(float.IsFinite(actual[n]) && Math.Abs(actual[n] - expected[n]) <= 1e-2f * (1 + Math.Abs(expected[n])),
+                    $"{where} is {actual[n]:R}, the Reference's {expected[n]:R}");
+            }
+            Assert.Contains(expected, x => float.IsPositiveInfinity(x));
+            if (nanKey) Assert.Contains(expected, float.IsNaN);
+        }
+    }
 }

@@ -107,7 +107,9 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             else if (ValuesInPlace(job))
             {
                 var v = job.V;
-                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch, dropout);
+                T* values = &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)];
+                if (IsFiniteHalfBlock(values, v.Stride2, keyCount, job.ValueDim)) Accumulate(rows, keyCount, (FiniteHalf*)values, v.Stride2, dvPad, scratch, dropout);
+                else Accumulate(rows, keyCount, values, v.Stride2, dvPad, scratch, dropout);
             }
             else if (Int8InPlace(job.Int8.V, job.ValueDim))
             {
@@ -178,6 +180,13 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         }
         return sum;
     }
+
+    /// <summary>
+    /// True for a block of Half rows read in place with no infinity or NaN: it is widened without the special-value
+    /// select (<see cref="FiniteHalf"/>), the same bits. A block holding one keeps the full widening.
+    /// </summary>
+    private static bool IsFiniteHalfBlock(T* rows, nint pitch, int rowCount, int width) =>
+        typeof(T) == typeof(Half) && !FiniteHalf.HasInfinityOrNaN((Half*)rows, pitch, rowCount, width);
 
     /// <summary>
     /// Rows that are contiguous and a whole number of vectors long are read where they lie when that is cheaper than
@@ -295,12 +304,13 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         if (KeysInPlace(job))
         {
             var k = job.K;
-            if (SharesConversions<T>())
-                DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)], k.Stride2,
-                    keyCount, scratch.Scores, KeyBlock);
+            T* keys = &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)];
+            if (IsFiniteHalfBlock(keys, k.Stride2, keyCount, job.HeadDim))
+                DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, (FiniteHalf*)keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
+            else if (SharesConversions<T>())
+                DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
             else
-                DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)], k.Stride2,
-                    keyCount, scratch.Scores, KeyBlock);
+                DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
         }
         else if (Int8InPlace(job.Int8.K, job.HeadDim))
         {

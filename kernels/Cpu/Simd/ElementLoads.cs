@@ -29,5 +29,6 @@ internal static unsafe class ElementLoads<TOps, TVec> where TOps : struct, IVect
         typeof(TElement) == typeof(float) ? TOps.Load((float*)source)
         : typeof(TElement) == typeof(BFloat16) ? TOps.LoadBFloat16((ushort*)source)
         : typeof(TElement) == typeof(sbyte) ? TOps.LoadInt8((sbyte*)source)
+        : typeof(TElement) == typeof(FiniteHalf) ? TOps.LoadFiniteHalf((ushort*)source)
         : TOps.LoadHalf((ushort*)source);
 }

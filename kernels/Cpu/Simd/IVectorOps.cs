@@ -23,6 +23,9 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
     /// <summary>Count Half values widened to float, exactly (<see cref="HalfWidening"/>).</summary>
     static abstract TVec LoadHalf(ushort* source);
 
+    /// <summary>Count finite Half values widened to float, exactly (<see cref="FiniteHalf"/>; infinity or NaN would come out finite).</summary>
+    static abstract TVec LoadFiniteHalf(ushort* source);
+
     /// <summary>Count int8 values converted to float (exact).</summary>
     static abstract TVec LoadInt8(sbyte* source);
     static abstract void Store(float* destination, TVec value);

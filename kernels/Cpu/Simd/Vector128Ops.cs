@@ -25,6 +25,9 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
     public static Vector128<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector128.WidenLower(Vector64.Load((short*)source).ToVector128Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadFiniteHalf(ushort* source) => HalfWidening.WidenFinite(Vector128.WidenLower(Vector64.Load((short*)source).ToVector128Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LoadInt8(sbyte* source) =>
         Vector128.ConvertToSingle(Sse41.IsSupported
             ? Sse41.ConvertToVector128Int32(source)

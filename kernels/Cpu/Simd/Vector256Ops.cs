@@ -25,6 +25,9 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
     public static Vector256<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadFiniteHalf(ushort* source) => HalfWidening.WidenFinite(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadInt8(sbyte* source) =>
         Vector256.ConvertToSingle(Avx2.IsSupported
             ? Avx2.ConvertToVector256Int32(source)

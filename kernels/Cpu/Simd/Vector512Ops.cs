@@ -25,6 +25,9 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
     public static Vector512<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadFiniteHalf(ushort* source) => HalfWidening.WidenFinite(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadInt8(sbyte* source) =>
         Vector512.ConvertToSingle(Avx512F.IsSupported
             ? Avx512F.ConvertToVector512Int32(Vector128.Load(source))
