@@ -174,15 +174,22 @@ public class CpuBackwardProperties
         }
     }
 
+    /// <summary>One backward call of a case with its K and V (clean or poisoned) into dQ, dK and dV.</summary>
+    internal delegate void BackwardRun<T>(BackwardCase<T> c, NativeTensor<T> k, NativeTensor<T> v, NativeTensor<T> dq, NativeTensor<T> dk,
+        NativeTensor<T> dv, AttentionOptions options) where T : unmanaged;
+
     /// <summary>
     /// A hostile case for the CPU backward: the gradient rule, then every key hidden from every row of its (batch, KV
     /// head) poisoned with NaN, ±infinity or ±1e30 in K and V, and every bias entry at a masked pair with NaN or
     /// +infinity: dQ must keep every bit, dK and dV of the other keys too, and the poisoned keys' gradients are 0.
-    /// <paramref name="backend"/> (default: the Cpu backend) runs both the forward that saves O and LSE and the backward.
+    /// <paramref name="backend"/> (default: the Cpu backend) runs both the forward that saves O and LSE and the backward;
+    /// <paramref name="run"/>, when given, makes the clean and the poisoned backward calls instead of the host-span call
+    /// (the CUDA device-tensor path uploads, runs and downloads there).
     /// </summary>
-    internal static void CheckHostileBackward<T>(ProblemSpec spec, AttentionBackend? backend = null) where T : unmanaged
+    internal static void CheckHostileBackward<T>(ProblemSpec spec, AttentionBackend? backend = null, BackwardRun<T>? run = null) where T : unmanaged
     {
         backend ??= CpuBackend.Default;
+        run ??= (c, k, v, dq, dk, dv, options) => backend.Backward<T>(c.Problem.Q, k, v, c.Output, c.Lse, c.DOutput, dq, dk, dv, options);
         // The saved output and LSE come from the CPU forward, as they do in use: on hostile rows (a padding bias of
         // -1e9 rounds every score to a multiple of 64) the exact forward's output is not the one fp32 scores give, and
         // D = rowsum(dO ∘ O) would then disagree with the recomputed P.
@@ -217,9 +224,8 @@ public class CpuBackwardProperties
             using (cleanQ) using (cleanK) using (cleanV) using (dirtyQ) using (dirtyK) using (dirtyV)
             {
                 var options = problem.Options();
-                backend.Backward<T>(problem.Q, problem.K, problem.V, c.Output, c.Lse, c.DOutput, cleanQ, cleanK, cleanV, options);
-                backend.Backward<T>(problem.Q, k, v, c.Output, c.Lse, c.DOutput, dirtyQ, dirtyK, dirtyV,
-                    options with { Bias = bias is null ? default : bias.AsReadOnlyTensorSpan() });
+                run(c, problem.K, problem.V, cleanQ, cleanK, cleanV, options);
+                run(c, k, v, dirtyQ, dirtyK, dirtyV, options with { Bias = bias is null ? default : bias.AsReadOnlyTensorSpan() });
                 string where = $"{ElementTypes.ShortName<T>()} {spec}";
                 Assert.True(cleanQ.ToArray().SequenceEqual(dirtyQ.ToArray()), $"{where}: dQ changed when hidden keys and masked bias were poisoned");
                 for (int b = 0; b < s.Batch; b++)

@@ -80,6 +80,56 @@ public class CudaDeviceBackwardTests
     [Fact] public void F32_device_gradients_match_host_gradients_bitwise() => Verify<float>(60, 4);
 
     /// <summary>
+    /// The hidden-key contract through device tensors: keys hidden from every row hold NaN, ±infinity or ±1e30 in K and
+    /// V (and masked bias entries NaN or +infinity), and every gradient bit of the clean call stays, the poisoned keys'
+    /// dK and dV are 0. Each call uploads into drawn layouts, so the copies strided_copy.cu makes carry the garbage too.
+    /// </summary>
+    [Fact]
+    public void Poisoned_hidden_keys_change_no_device_gradient_bit()
+    {
+        var (backend, device) = Open();
+        using var _ = device;
+        var limits = CudaEmulation.Active ? Emulated with { MaxLength = 90, MaxHeadDim = 64, MaxCost = 4e5 } : HostileInputSuite.Gradients;
+        int n = 0, cases = CudaEmulation.Active ? 4 : 40;
+        foreach (var drawn in AttentionGen.Sample(cases, seed: 231, limits))
+            CpuBackwardProperties.CheckHostileBackward(HostileInputSuite.ForGradients(HostileInputSuite.Hostile(drawn, n++), drawn), backend,
+                DeviceRun<Half>(backend, device, new Random(n)));
+        foreach (var drawn in AttentionGen.Sample(cases / 2, seed: 232, limits))
+            CpuBackwardProperties.CheckHostileBackward(HostileInputSuite.ForGradients(HostileInputSuite.Hostile(drawn, n++), drawn), backend,
+                DeviceRun<float>(backend, device, new Random(n)));
+    }
+
+    /// <summary>The device backward as a <see cref="CpuBackwardProperties.BackwardRun{T}"/>: every tensor uploaded into a drawn layout.</summary>
+    private static CpuBackwardProperties.BackwardRun<T> DeviceRun<T>(CudaBackend backend, CudaDevice device, Random random) where T : unmanaged =>
+        (c, k, v, dq, dk, dv, options) =>
+        {
+            DeviceTensor<T> Copy(NativeTensor<T> host) => DeviceTensor<T>.CopyOf(device, host, DrawLayout(host.Lengths, random));
+            DeviceTensor<T> Gradient(NativeTensor<T> like) => DeviceTensor<T>.Allocate(device, like.Lengths, DrawLayout(like.Lengths, random));
+            using var dq_ = Gradient(dq);
+            using var dk_ = Gradient(dk);
+            using var dv_ = Gradient(dv);
+            using var q_ = Copy(c.Problem.Q);
+            using var k_ = Copy(k);
+            using var v_ = Copy(v);
+            using var output = Copy(c.Output);
+            using var dOutput = Copy(c.DOutput);
+            using var lse = DeviceTensor<float>.CopyOf(device, c.Lse);
+            backend.Backward(q_, k_, v_, output, lse, dOutput, dq_, dk_, dv_, options);
+            dq_.CopyTo(dq);
+            dk_.CopyTo(dk);
+            dv_.CopyTo(dv);
+            // And each call (clean or poisoned) equals the host-span call bit for bit, so a download that lost the
+            // gradients cannot pass as "unchanged".
+            var (hq, hk, hv) = c.Destinations();
+            using (hq) using (hk) using (hv)
+            {
+                backend.Backward<T>(c.Problem.Q, k, v, c.Output, c.Lse, c.DOutput, hq, hk, hv, options);
+                Assert.True(hq.ToArray().SequenceEqual(dq.ToArray()) && hk.ToArray().SequenceEqual(dk.ToArray()) && hv.ToArray().SequenceEqual(dv.ToArray()),
+                    $"device gradients differ from the host call's: {c.Problem.Shape}");
+            }
+        };
+
+    /// <summary>
     /// dQ, dK and dV as three interleaved views of one packed [B, S, 3, H, D] buffer (FlashAttention's qkv-packed
     /// gradient): accepted (their elements never meet), written in place at a native D with no copy kernel, and equal
     /// to the host call's gradients. At D = 48 they go through padded copies instead.
