@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace AttentionEngine.Kernels.Cpu;
 
@@ -22,21 +22,42 @@ internal static unsafe class Epilogue
             T* destination = &output.Base[output.Offset(batch, head, query, 0)];
             // Float rows that are contiguous take the quotients directly; others go through the row buffer and round once.
             bool direct = typeof(T) == typeof(float) && output.Stride3 == 1;
-            var row = new Span<float>(direct ? (float*)destination : scratch.RowBuffer, dv);
-            if (sum == 0) row.Clear();
+            float* row = direct ? (float*)destination : scratch.RowBuffer;
+            if (sum == 0) new Span<float>(row, dv).Clear();
             else
             {
                 // One division per row, then multiplies: a vector division per 16 values (several cycles each) was 6% of
                 // a B128 H8 N64 D64 call. The quotient takes one more rounding (within an ulp of O / l).
-                TensorPrimitives.Multiply(new ReadOnlySpan<float>(accumulated, dv), 1 / sum, row);
+                Scale(accumulated, 1 / sum, row, dv);
                 // A row of the guarded pass that saw huge values accumulated at 2^-32; undone after the division (exact).
                 float unscale = 1 / scratch.RowScale[r];
-                if (unscale != 1) TensorPrimitives.Multiply(row, unscale, row);
+                if (unscale != 1) Scale(row, unscale, row, dv);
             }
             if (!direct) ElementConversion.FromSingle(scratch.RowBuffer, dv, destination, output.Stride3);
             if (!job.Lse.IsEmpty)
                 job.Lse[batch, head, query, 0] = sum == 0 ? float.NegativeInfinity : scratch.RowMax[r] + MathF.Log(sum);
         }
+    }
+
+    /// <summary>
+    /// destination[x] = source[x] · factor for <paramref name="n"/> floats (the two may be the same row). TensorPrimitives'
+    /// per-call dispatch cost more than the work on rows of 64 floats: 8% of a B128 H8 N64 D64 profile. The same
+    /// products, so the same bits.
+    /// </summary>
+    private static void Scale(float* source, float factor, float* destination, int n)
+    {
+        int x = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var f = Vector512.Create(factor);
+            for (; x + 16 <= n; x += 16) (Vector512.Load(source + x) * f).Store(destination + x);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var f = Vector256.Create(factor);
+            for (; x + 8 <= n; x += 8) (Vector256.Load(source + x) * f).Store(destination + x);
+        }
+        for (; x < n; x++) destination[x] = source[x] * factor;
     }
 
     /// <summary>Writes probabilities of one block (in the score scratch) into the weights tensor.</summary>
