@@ -61,6 +61,7 @@ public class MultiHeadAttentionBehaviourTests
     [Fact]
     public void Results_are_bitwise_identical_for_every_thread_count_and_in_place()
     {
+        using var sharing = AttentionEngine.Kernels.Cpu.Threading.CpuWorkerPool.ShareEveryCall(); // small problems too run on every thread count
         using var layer = Layer(3, out _, out _, out _, out _, gated: true);
         var x = Input(4);
         float[]? first = null;
@@ -205,6 +206,7 @@ public class MultiHeadAttentionBehaviourTests
     [Fact]
     public void Backward_is_bitwise_identical_for_every_thread_count_and_refuses_what_it_cannot_return()
     {
+        using var sharing = AttentionEngine.Kernels.Cpu.Threading.CpuWorkerPool.ShareEveryCall(); // small problems too run on every thread count
         using var layer = Layer(12, out _, out _, out _, out _, gated: true);
         var x = Input(13);
         var dy = Input(14);

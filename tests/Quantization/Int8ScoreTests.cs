@@ -87,6 +87,7 @@ public class Int8ScoreTests
     [InlineData(200)]
     public void Results_are_bitwise_the_same_for_any_thread_count(int queries)
     {
+        using var sharing = AttentionEngine.Kernels.Cpu.Threading.CpuWorkerPool.ShareEveryCall(); // small problems too run on every thread count
         var spec = new ProblemSpec { Batch = 2, QueryHeads = 8, KvHeads = 2, QueryLength = queries, KeyLength = 333, HeadDim = 72, ValueDim = 40, Causal = CausalAlignment.BottomRight, DataSeed = 5 };
         using var problem = AttentionProblem<float>.Create(spec);
         var one = RunCpu(problem, threads: 1);

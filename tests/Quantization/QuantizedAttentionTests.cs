@@ -114,6 +114,7 @@ public class QuantizedAttentionTests
     [InlineData(37)]
     public void Results_are_bitwise_the_same_for_any_thread_count(int queries)
     {
+        using var sharing = AttentionEngine.Kernels.Cpu.Threading.CpuWorkerPool.ShareEveryCall(); // small problems too run on every thread count
         var spec = new ProblemSpec { Batch = 2, QueryHeads = 8, KvHeads = 2, QueryLength = queries, KeyLength = 777, HeadDim = 64, ValueDim = 64, DataSeed = 5 };
         using var quantized = new QuantizedProblem<float>(spec);
         var (problem, k8, v8) = (quantized.Problem, quantized.K, quantized.V);

@@ -26,16 +26,37 @@ internal sealed class CpuWorkerPool
     public static CpuWorkerPool Shared { get; } = new(Math.Max(0, Environment.ProcessorCount - 1));
 
     /// <summary>
-    /// Floating-point operations a helper must get before it is worth waking: a worker's wake-up and hand-off cost a
-    /// few microseconds, about what one core does in 2^17 FLOPs, so tiny calls stay on the caller (no pool traffic at
-    /// all) and small ones use only as many threads as have that much work each. The thread count never changes a
-    /// bit of any result (tasks are independent and write their own outputs), so this is a speed choice only.
+    /// Work (floating-point operations, memory counted in, <see cref="WorkEstimate"/>) a helper must get before it is
+    /// worth waking. A sleeping worker joins 10-20 microseconds after it is released on a 2-core VM, and with few coarse
+    /// tasks the caller then waits for the task the helper started late: at 2^17 (the first calibration) a B1 H2 N64
+    /// D64 call took 0.024 ms on two threads against 0.014 on one, B1 H4 N64 0.031-0.037 against 0.027, and a decode
+    /// of B1 H2 Lk1024 D128 0.036-0.039 against 0.028. 2^22 (about 20-40 microseconds of one core on small calls) keeps
+    /// those on the caller and still shares B1 H2 N128 D64 and B1 H32 Lk128 decodes, which two threads run faster. The
+    /// thread count never changes a bit of any result (tasks are independent and write their own outputs), so this
+    /// is a speed choice only.
     /// </summary>
-    public const double MinFlopsPerThread = 1 << 17;
+    public const double MinFlopsPerThread = 1 << 22;
 
     /// <summary>How many threads (the caller included) a call of <paramref name="taskCount"/> tasks and <paramref name="flops"/> in total uses.</summary>
     public int ThreadsFor(int taskCount, int maxDegree, double flops) =>
-        (int)Math.Max(1, Math.Min(Math.Min(maxDegree, taskCount), Math.Min(_workerCount + 1, Math.Floor(flops / MinFlopsPerThread))));
+        (int)Math.Max(1, Math.Min(Math.Min(maxDegree, taskCount), Math.Min(_workerCount + 1, Math.Floor(flops / (_shareEveryCall ? 1 : MinFlopsPerThread)))));
+
+    [ThreadStatic] private static bool _shareEveryCall;
+
+    /// <summary>
+    /// For tests of determinism across thread counts: until the scope is disposed, calls made on this thread use the
+    /// threads they are allowed however little work they have, so small drawn problems really run on several threads.
+    /// </summary>
+    internal static ShareEveryCallScope ShareEveryCall()
+    {
+        _shareEveryCall = true;
+        return default;
+    }
+
+    internal readonly struct ShareEveryCallScope : IDisposable
+    {
+        public void Dispose() => _shareEveryCall = false;
+    }
 
     /// <summary>
     /// Runs tasks 0..taskCount−1 of <paramref name="work"/> on at most <paramref name="maxDegree"/> threads, fewer when
