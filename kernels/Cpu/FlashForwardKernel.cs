@@ -140,7 +140,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     private const int FatRowFloats = 64;
 
     /// <summary>The largest step: two key blocks.</summary>
-    public const int FatBlock = 2 * KeyBlock;
+    private const int FatBlock = 2 * KeyBlock;
 
     /// <summary>Keys of the step at <paramref name="firstKey"/>: 64-key steps run to the end of the keys as they always did; a fat step stops at the tile's band.</summary>
     private static int KeyCount(in CpuAttentionJob<T> job, int block, long firstKey, long keyEnd) =>

@@ -30,4 +30,12 @@ internal readonly unsafe struct GemmJob<TA, TB, TC> where TA : unmanaged where T
 
     /// <summary>2·M·N·K: the multiply-adds counted as two operations each.</summary>
     public double Flops => 2.0 * M * N * K;
+
+    /// <summary>
+    /// The work the thread count is chosen from (<see cref="Threading.WorkEstimate"/>): the FLOPs and A's, B's and C's
+    /// bytes. A one-token projection (M = 1) streams its whole weight for 2 operations per element: by FLOPs alone a
+    /// 1024 x 3072 one would stay on one thread.
+    /// </summary>
+    public double Work => Flops + Threading.WorkEstimate.OperationsPerByte *
+        ((double)M * K * sizeof(TA) + (double)N * K * sizeof(TB) + (double)M * N * sizeof(TC));
 }

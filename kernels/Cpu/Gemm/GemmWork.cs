@@ -49,7 +49,7 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
             return;
         }
         var work = NestedPerThread<GemmWork<TA, TB, TC, TOps, TVec>>.Current;
-        int threads = CpuWorkerPool.Shared.ThreadsFor(int.MaxValue, maxDegreeOfParallelism, job.Flops);
+        int threads = CpuWorkerPool.Shared.ThreadsFor(int.MaxValue, maxDegreeOfParallelism, job.Work);
         var (rows, columns) = GemmBlocking.TaskTile(job.M, job.N, MR, NR, threads);
         // Shared panels are addressed by whole MC blocks of rows, so their tiles start on one: used when that still
         // gives the threads as many tasks (a few hundred rows against a narrow B would otherwise run on one thread).
@@ -71,10 +71,10 @@ internal sealed unsafe class GemmWork<TA, TB, TC, TOps, TVec> : PoolWork
                 work._sharedA = NestedPerThread<GemmSharedPanels>.Current.Floats(SharedFloats(job));
                 work._sharedB = work._sharedA + SharedAFloats(job);
                 work._packing = 1;
-                CpuWorkerPool.Shared.Run(work, Slices(job) * (ABlocks(job) + BBlocks(job)), maxDegreeOfParallelism, job.Flops);
+                CpuWorkerPool.Shared.Run(work, Slices(job) * (ABlocks(job) + BBlocks(job)), maxDegreeOfParallelism, job.Work);
                 work._packing = 0;
             }
-            CpuWorkerPool.Shared.Run(work, checked((int)tasks), maxDegreeOfParallelism, job.Flops);
+            CpuWorkerPool.Shared.Run(work, checked((int)tasks), maxDegreeOfParallelism, job.Work);
         }
         finally
         {

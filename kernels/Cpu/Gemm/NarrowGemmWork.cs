@@ -51,7 +51,7 @@ internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
         work._pitch = pitch;
         try
         {
-            CpuWorkerPool.Shared.Run(work, GemmBlocking.Tasks(job.N, ColumnsPerTask), maxDegreeOfParallelism, job.Flops);
+            CpuWorkerPool.Shared.Run(work, GemmBlocking.Tasks(job.N, ColumnsPerTask), maxDegreeOfParallelism, job.Work);
         }
         finally
         {

@@ -8,7 +8,7 @@ namespace AttentionEngine.Kernels.Cpu.Threading;
 /// </summary>
 internal sealed class CpuWorkerPool
 {
-    // Room for every helper of a few concurrent calls, so the queue does not grow (allocate) in steady state; stale
+    // Room for every helper of many concurrent calls, so the queue does not grow (allocate) in steady state; stale
     // tickets are purged before each enqueue, so a starved worker cannot make it grow either.
     private readonly Queue<(PoolWork Work, int Generation)> _tickets;
     private readonly SemaphoreSlim _ticketsReady = new(0);
@@ -16,10 +16,13 @@ internal sealed class CpuWorkerPool
     private readonly int _workerCount;
     private volatile bool _started;
 
+    private readonly int _ticketCapacity;
+
     private CpuWorkerPool(int workerCount)
     {
         _workerCount = workerCount;
-        _tickets = new Queue<(PoolWork, int)>(Math.Max(16, 4 * workerCount));
+        _ticketCapacity = Math.Max(64, 16 * workerCount);
+        _tickets = new Queue<(PoolWork, int)>(_ticketCapacity);
     }
 
     /// <summary>One worker per core beside the caller's.</summary>
@@ -77,6 +80,15 @@ internal sealed class CpuWorkerPool
                 // machine and grow the queue (an allocation on the caller's thread). The semaphore keeps their
                 // counts; a worker that then finds the queue empty goes back to waiting.
                 while (_tickets.TryPeek(out var stale) && stale.Work.Generation != stale.Generation) _tickets.Dequeue();
+                // Behind a live ticket of a concurrent call the front purge stops, and stale tickets can still pile up
+                // (a CI run of the allocation test saw the caller's thread allocate 5 KB once: the queue growing). When
+                // the queue would grow, one pass keeps only live tickets, in order.
+                if (_tickets.Count + helpers > _ticketCapacity)
+                    for (int n = _tickets.Count; n > 0; n--)
+                    {
+                        var ticket = _tickets.Dequeue();
+                        if (ticket.Work.Generation == ticket.Generation) _tickets.Enqueue(ticket);
+                    }
                 for (int n = 0; n < helpers; n++) _tickets.Enqueue((work, generation));
             }
             _ticketsReady.Release(helpers);
