@@ -19,6 +19,10 @@ internal readonly struct FiniteHalf
     /// True when any of <paramref name="rowCount"/> rows of <paramref name="width"/> halves, <paramref name="pitch"/>
     /// halves apart, holds an infinity or a NaN (exponent field all ones). A max of the magnitudes' bits, compared once.
     /// </summary>
+    /// <remarks>
+    /// One loop per vector width on purpose: a single <c>Vector&lt;ushort&gt;</c> loop (256-bit on AVX-512 machines) made
+    /// a cache-resident fp16 decode 1.13x slower (4 of 4 alternating rounds).
+    /// </remarks>
     public static unsafe bool HasInfinityOrNaN(Half* rows, nint pitch, int rowCount, int width)
     {
         const ushort Magnitude = 0x7FFF, SpecialExponent = 0x7C00;
