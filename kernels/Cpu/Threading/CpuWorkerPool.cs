@@ -30,15 +30,16 @@ internal sealed class CpuWorkerPool
 
     /// <summary>
     /// Work (floating-point operations, memory counted in, <see cref="WorkEstimate"/>) a helper must get before it is
-    /// worth waking. A sleeping worker joins 10-20 microseconds after it is released on a 2-core VM, and with few coarse
-    /// tasks the caller then waits for the task the helper started late: at 2^17 (the first calibration) a B1 H2 N64
-    /// D64 call took 0.024 ms on two threads against 0.014 on one, B1 H4 N64 0.031-0.037 against 0.027, and a decode
-    /// of B1 H2 Lk1024 D128 0.036-0.039 against 0.028. 2^22 (about 20-40 microseconds of one core on small calls) keeps
-    /// those on the caller and still shares B1 H2 N128 D64 and B1 H32 Lk128 decodes, which two threads run faster. The
-    /// thread count never changes a bit of any result (tasks are independent and write their own outputs), so this
-    /// is a speed choice only.
+    /// worth waking. A sleeping worker joins 10-20 microseconds after its release on a 2-core VM, and with few coarse
+    /// tasks the caller then waits for the task the helper started late: at 2^17 (the first calibration, when workers
+    /// and callers blocked at once) a B1 H2 N64 D64 call took 0.024 ms on two threads against 0.014 on one. Since
+    /// workers and callers spin briefly before they block (<see cref="PoolSpin"/>), a helper of back-to-back calls is
+    /// awake, and 2^20 shares everything with two tasks of real work: B1 H4 N64 D64 0.017 ms against 0.027 on one
+    /// thread, a B1 H32 Hkv8 Lk128 D128 decode 0.021 against 0.036 (2^22 kept both on one thread). 2^20 still keeps
+    /// B1 H2 N32 D64 and B1 H2 Lk256 D128 decodes (under 10 microseconds) on the caller. The thread count never changes
+    /// a bit of any result (tasks are independent and write their own outputs), so this is a speed choice only.
     /// </summary>
-    public const double MinFlopsPerThread = 1 << 22;
+    public const double MinFlopsPerThread = 1 << 20;
 
     /// <summary>How many threads (the caller included) a call of <paramref name="taskCount"/> tasks and <paramref name="flops"/> in total uses.</summary>
     public int ThreadsFor(int taskCount, int maxDegree, double flops) =>
@@ -119,7 +120,12 @@ internal sealed class CpuWorkerPool
     {
         while (true)
         {
-            _ticketsReady.Wait();
+            // A worker that just finished spins a little for the next call's ticket: back-to-back small calls then find
+            // it awake instead of paying its wake-up.
+            bool ready = false;
+            for (long deadline = PoolSpin.Deadline(PoolSpin.WorkerTicks); !ready && PoolSpin.Pause(deadline);)
+                ready = _ticketsReady.CurrentCount > 0 && _ticketsReady.Wait(0);
+            if (!ready) _ticketsReady.Wait();
             (PoolWork work, int generation) ticket;
             lock (_tickets)
             {
