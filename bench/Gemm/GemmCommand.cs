@@ -1,3 +1,4 @@
+using AttentionEngine.Kernels.Cpu.Threading;
 using System.ComponentModel;
 using System.Numerics.Tensors;
 using AttentionEngine.Bench.Peers;
@@ -77,7 +78,9 @@ internal sealed class GemmCommand : Command<GemmSettings>
             : () => MatMul.Multiply<float, TB, float>(AView(), b.AsTensorSpan(), y.AsTensorSpan(), maxDegreeOfParallelism: threads);
         if (settings.NoPeer || typeof(TB) != typeof(float)) return (Timing.MedianSeconds(ours, settings.Seconds), null);
         using var peer = new OnnxGemmPeer(c, a, (NativeTensor<float>)(object)b, y, threads);
-        // Call by call in turn, so the machine's drift falls on both alike.
+        // Call by call in turn, so the machine's drift falls on both alike; both sides' workers stop spinning when
+        // their call returns (OrtTensors.Options, CpuWorkerPool.StopIdleSpin).
+        using var fair = CpuWorkerPool.StopIdleSpin();
         double[] medians = Timing.MedianSecondsInterleaved([ours, peer.Run], settings.Seconds);
         return (medians[0], medians[1]);
     }

@@ -1,3 +1,4 @@
+using AttentionEngine.Kernels.Cpu.Threading;
 using System.ComponentModel;
 using System.Numerics.Tensors;
 using AttentionEngine.Bench.Peers;
@@ -201,7 +202,9 @@ internal sealed class LayerCommand : Command<LayerSettings>
         {
             using var peer = new OnnxLayerPeer(c, inputs, peerOutput, threads);
             // Call by call in turn: this machine's speed drifts by tens of percent within a minute, and timing one side
-            // after the other put the same build at 0.79-1.14x ONNX Runtime in consecutive runs.
+            // after the other put the same build at 0.79-1.14x ONNX Runtime in consecutive runs. Both sides' workers stop
+            // spinning when their call returns (OrtTensors.Options, CpuWorkerPool.StopIdleSpin).
+            using var fair = CpuWorkerPool.StopIdleSpin();
             double[] medians = Timing.MedianSecondsInterleaved([Ours, peer.Run], settings.Seconds);
             double ours = medians[0], theirs = medians[1];
             double difference = 0;

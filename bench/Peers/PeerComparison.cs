@@ -1,3 +1,4 @@
+using AttentionEngine.Kernels.Cpu.Threading;
 using AttentionEngine.Bench.Performance;
 using Spectre.Console;
 
@@ -43,7 +44,9 @@ internal static class PeerComparison
         using var peer = new OnnxAttentionPeer(c, tensors, theirOutput, threads);
         var mask = c.Causal ? Mask.Causal() : null;
         // Ours and the peer call by call in turn (as `bench gemm` and `bench layer` time them), so the machine's drift
-        // falls on both alike; the peer's workers stop spinning when its Run returns (OrtTensors.Options).
+        // falls on both alike; the peer's workers stop spinning when its Run returns (OrtTensors.Options), and ours
+        // when our call returns.
+        using var fair = CpuWorkerPool.StopIdleSpin();
         double[] medians = Timing.MedianSecondsInterleaved([
             () => ours.Forward<float>(tensors.Q, tensors.K, tensors.V, tensors.Output, new AttentionOptions { Mask = mask, MaxDegreeOfParallelism = threads }),
             peer.Run], seconds);

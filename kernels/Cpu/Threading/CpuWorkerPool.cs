@@ -43,30 +43,24 @@ internal sealed class CpuWorkerPool
 
     /// <summary>How many threads (the caller included) a call of <paramref name="taskCount"/> tasks and <paramref name="flops"/> in total uses.</summary>
     public int ThreadsFor(int taskCount, int maxDegree, double flops) =>
-        (int)Math.Max(1, Math.Min(Math.Min(maxDegree, taskCount), Math.Min(_workerCount + 1, Math.Floor(flops / (Volatile.Read(ref _sharingScopes) > 0 ? 1 : MinFlopsPerThread)))));
+        (int)Math.Max(1, Math.Min(Math.Min(maxDegree, taskCount), Math.Min(_workerCount + 1, Math.Floor(flops / (SharingForced.IsOn ? 1 : MinFlopsPerThread)))));
 
-    private static int _sharingScopes;
+    private static readonly ScopedSwitch SharingForced = new(), IdleSpinStopped = new();
 
     /// <summary>
     /// For tests of determinism across thread counts: while any scope is open, calls use the threads they are allowed
     /// however little work they have, so small drawn problems really run on several threads (other tests running
-    /// meanwhile only share more; no result changes). A process-wide count, not a thread-static: a [ThreadStatic] read
-    /// on every call was this change's only thread-local access in the pool, and the steady-state allocation test saw
-    /// the calling thread allocate 5328 bytes in 2 of 3 CI runs after it came in.
+    /// meanwhile only share more; no result changes).
     /// </summary>
-    internal static ShareEveryCallScope ShareEveryCall()
-    {
-        Interlocked.Increment(ref _sharingScopes);
-        return new ShareEveryCallScope(true);
-    }
+    internal static ScopedSwitch.Scope ShareEveryCall() => SharingForced.Open();
 
-    internal readonly struct ShareEveryCallScope(bool open) : IDisposable
-    {
-        public void Dispose()
-        {
-            if (open) Interlocked.Decrement(ref _sharingScopes);
-        }
-    }
+    /// <summary>
+    /// For timing beside a peer whose workers stop spinning when its call returns (ONNX Runtime's
+    /// <c>session.force_spinning_stop</c>, which the bench sets): while a scope is open, our workers block as soon as
+    /// their call's work is done instead of spinning for the next ticket, so neither side's idle threads take a core
+    /// from the other's timed call. A caller's spin for its own helpers, within the call, stays (as the peer's does).
+    /// </summary>
+    internal static ScopedSwitch.Scope StopIdleSpin() => IdleSpinStopped.Open();
 
     /// <summary>
     /// Runs tasks 0..taskCount−1 of <paramref name="work"/> on at most <paramref name="maxDegree"/> threads, fewer when
@@ -123,7 +117,7 @@ internal sealed class CpuWorkerPool
             // A worker that just finished spins a little for the next call's ticket: back-to-back small calls then find
             // it awake instead of paying its wake-up.
             bool ready = false;
-            for (long deadline = PoolSpin.Deadline(PoolSpin.WorkerTicks); !ready && PoolSpin.Pause(deadline);)
+            for (long deadline = PoolSpin.Deadline(IdleSpinStopped.IsOn ? 0 : PoolSpin.WorkerTicks); !ready && PoolSpin.Pause(deadline);)
                 ready = _ticketsReady.CurrentCount > 0 && _ticketsReady.Wait(0);
             if (!ready) _ticketsReady.Wait();
             (PoolWork work, int generation) ticket;
