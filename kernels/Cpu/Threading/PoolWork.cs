@@ -17,16 +17,6 @@ internal abstract class PoolWork
     private bool _closed;
     private ExceptionDispatchInfo? _failure;
 
-    private static long s_blockingWaits;
-
-    /// <summary>
-    /// How many times, process-wide, a caller blocked on the monitor for helpers still inside after its spin. For the
-    /// steady-state allocation test: a full CI run once saw 5 KB charged to a caller in a call where it blocked there,
-    /// which no code of ours allocates there (a scratch test that made a caller block 500 times in a row saw no byte), so the test
-    /// leaves out the windows in which the caller blocked.
-    /// </summary>
-    internal static long BlockingWaits => Interlocked.Read(ref s_blockingWaits);
-
     /// <summary>Runs one task; tasks must not depend on each other or on which thread runs them.</summary>
     protected abstract void RunTask(int task);
 
@@ -88,11 +78,7 @@ internal abstract class PoolWork
         for (long deadline = PoolSpin.Deadline(PoolSpin.CallerTicks); Volatile.Read(ref _helpers) > 0 && PoolSpin.Pause(deadline);) { }
         lock (_gate)
         {
-            while (_helpers > 0)
-            {
-                Interlocked.Increment(ref s_blockingWaits);
-                Monitor.Wait(_gate);
-            }
+            while (_helpers > 0) Monitor.Wait(_gate);
             _generation++;
         }
         _failure?.Throw();
