@@ -82,8 +82,8 @@ internal sealed class CpuWorkerPool
                 // counts; a worker that then finds the queue empty goes back to waiting.
                 while (_tickets.TryPeek(out var stale) && stale.Work.Generation != stale.Generation) _tickets.Dequeue();
                 // Behind a live ticket of a concurrent call the front purge stops, and stale tickets can still pile up
-                // (a CI run of the allocation test saw the caller's thread allocate 5 KB once: the queue growing). When
-                // the queue would grow, one pass keeps only live tickets, in order.
+                // until the queue would grow (an allocation on the caller's thread). Then one pass keeps only live
+                // tickets, in order.
                 if (_tickets.Count + helpers > _ticketCapacity)
                     for (int n = _tickets.Count; n > 0; n--)
                     {
