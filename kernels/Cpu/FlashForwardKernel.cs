@@ -57,15 +57,23 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         for (int i = 0; i < count; i++)
         {
             rows[i] = Rows(job, kvHead, firstTile + i);
-            (firstBlocks[i], keyEnds[i]) = Begin(job, batch, rows[i], block, dvPad, scratches[i]);
+            (firstBlocks[i], keyEnds[i]) = rows[i].VisibleKeys(job.Band, job.KeyLength, block);
             if (firstBlocks[i] >= keyEnds[i]) continue;
             start = Math.Min(start, firstBlocks[i]);
             end = Math.Max(end, keyEnds[i]);
         }
+        // The first block's keys travel while the queries are staged; then each step requests its own values (read
+        // after the score GEMM) and the next step's keys (read after this step's value GEMM).
+        if (start < end) PrefetchKeys(job, batch, rows, firstBlocks, keyEnds, start, block, mods);
+        for (int i = 0; i < count; i++) Begin(job, batch, rows[i], dvPad, scratches[i]);
         for (long firstKey = start; firstKey < end; firstKey += block)
+        {
+            PrefetchValues(job, batch, rows, firstBlocks, keyEnds, firstKey, block, mods);
+            PrefetchKeys(job, batch, rows, firstBlocks, keyEnds, firstKey + block, block, mods);
             for (int i = 0; i < count; i++)
                 if (firstKey >= firstBlocks[i] && firstKey < keyEnds[i])
                     Step(job, batch, rows[i], firstKey, KeyCount(job, block, firstKey, keyEnds[i]), dvPad, scratches[i], mods, guarded: false);
+        }
         for (int i = 0; i < count; i++)
             Finish(job, batch, rows[i], block, firstBlocks[i], keyEnds[i], dvPad, scratches[i], mods);
     }
@@ -76,15 +84,48 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         return new TileRows(firstRow, Math.Min(TileRows, job.RowsPerKvHead - firstRow), job.GroupSize, kvHead);
     }
 
-    /// <summary>Stages the tile's queries (and their int8 and dropout state), clears its accumulators; returns the keys the band lets it see.</summary>
-    private static (long FirstBlock, long KeyEnd) Begin(in CpuAttentionJob<T> job, int batch, in TileRows rows, int block, int dvPad, CpuTileScratch scratch)
+    /// <summary>Stages the tile's queries (and their int8 and dropout state), clears its accumulators.</summary>
+    private static void Begin(in CpuAttentionJob<T> job, int batch, in TileRows rows, int dvPad, CpuTileScratch scratch)
     {
         int br = TileRows;
         TileStaging.LoadQueriesTransposed(job, batch, rows, br, scratch);
         if (job.Int8Scores.IsRequested) Int8TileScores<TOps, TVec>.PrepareRows(br, job.HeadDim, job.Scale, scratch);
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, br, scratch);
         Clear(scratch, br, dvPad, clearOutput: false);
-        return rows.VisibleKeys(job.Band, job.KeyLength, block);
+    }
+
+    /// <summary>
+    /// Requests the float keys of the step at <paramref name="firstKey"/> if some tile of the task will read them (int8
+    /// scores read their own quantised keys).
+    /// </summary>
+    private static void PrefetchKeys(in CpuAttentionJob<T> job, int batch, ReadOnlySpan<TileRows> rows, ReadOnlySpan<long> firstBlocks,
+        ReadOnlySpan<long> keyEnds, long firstKey, int block, in FlexMods<TMask, TScore> mods)
+    {
+        if (job.Int8Scores.IsRequested) return;
+        int keyCount = StepKeys(job, batch, rows, firstBlocks, keyEnds, firstKey, block, mods);
+        if (keyCount > 0) KeyValuePrefetch.Keys(job, batch, rows[0].KvHead, firstKey, keyCount);
+    }
+
+    /// <summary>Requests the values of the step at <paramref name="firstKey"/> if some tile of the task will read them.</summary>
+    private static void PrefetchValues(in CpuAttentionJob<T> job, int batch, ReadOnlySpan<TileRows> rows, ReadOnlySpan<long> firstBlocks,
+        ReadOnlySpan<long> keyEnds, long firstKey, int block, in FlexMods<TMask, TScore> mods)
+    {
+        int keyCount = StepKeys(job, batch, rows, firstBlocks, keyEnds, firstKey, block, mods);
+        if (keyCount > 0) KeyValuePrefetch.Values(job, batch, rows[0].KvHead, firstKey, keyCount);
+    }
+
+    /// <summary>The most keys any tile of the task reads in the step at <paramref name="firstKey"/>: 0 when none steps there or a block mask empties it for all.</summary>
+    private static int StepKeys(in CpuAttentionJob<T> job, int batch, ReadOnlySpan<TileRows> rows, ReadOnlySpan<long> firstBlocks,
+        ReadOnlySpan<long> keyEnds, long firstKey, int block, in FlexMods<TMask, TScore> mods)
+    {
+        int most = 0;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            if (firstKey < firstBlocks[i] || firstKey >= keyEnds[i]) continue;
+            int keyCount = KeyCount(job, block, firstKey, keyEnds[i]);
+            if (keyCount > most && FlexMasking<TMask, TScore>.TileKind(mods, batch, rows[i], (int)firstKey, keyCount) != BlockKind.Empty) most = keyCount;
+        }
+        return most;
     }
 
     /// <summary>Finishes a tile whose fast pass has run: the guarded pass where it must, the output, and the weights.</summary>

@@ -29,21 +29,11 @@ internal static unsafe class DecodePrefetch
         if (!Sse.IsSupported || keyCount <= 0) return;
         if (job.Int8.IsActive)
         {
-            Rows(job.Int8.K, batch, kvHead, (int)firstKey, keyCount, job.HeadDim);
-            Rows(job.Int8.V, batch, kvHead, (int)firstKey, keyCount, job.ValueDim);
+            KeyValuePrefetch.Rows(job.Int8.K, batch, kvHead, (int)firstKey, keyCount, job.HeadDim);
+            KeyValuePrefetch.Rows(job.Int8.V, batch, kvHead, (int)firstKey, keyCount, job.ValueDim);
             return;
         }
-        Rows(job.K, batch, kvHead, (int)firstKey, keyCount, job.HeadDim);
-        Rows(job.V, batch, kvHead, (int)firstKey, keyCount, job.ValueDim);
-    }
-
-    private static void Rows<T>(Tensors.RawStrided4<T> tensor, int batch, int head, int firstKey, int keyCount, int width) where T : unmanaged
-    {
-        long rowBytes = (long)width * tensor.Stride3 * sizeof(T);
-        for (int j = 0; j < keyCount; j++)
-        {
-            byte* row = (byte*)&tensor.Base[tensor.Offset(batch, head, firstKey + j, 0)];
-            for (long line = 0; line < rowBytes; line += 64) Sse.Prefetch0(row + line);
-        }
+        KeyValuePrefetch.Rows(job.K, batch, kvHead, (int)firstKey, keyCount, job.HeadDim);
+        KeyValuePrefetch.Rows(job.V, batch, kvHead, (int)firstKey, keyCount, job.ValueDim);
     }
 }
