@@ -37,6 +37,9 @@ internal readonly struct CpuAttentionJob<T> where T : unmanaged
     /// <summary>The forward tile kernel's grouping of row tiles per task: 0 by size, 1 never, 2 always (<see cref="Cpu.TileGrouping"/>).</summary>
     public int TileGrouping { get; init; }
 
+    /// <summary>Whether kernels request K and V lines ahead: 0 by size, 1 never, 2 always (<see cref="Cpu.KeyValuePrefetch"/>).</summary>
+    public int Prefetch { get; init; }
+
     /// <summary>
     /// Int8 keys and values with per-token scales, when the call came with them (<see cref="K"/> and <see cref="V"/> are
     /// then empty). Every read of a K or V row goes through <see cref="KeyValueRows"/>, which dequantises them.

@@ -82,6 +82,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             ref var plan = ref work._plans[n];
             var job = jobs[n];
             if (TileGrouping.Override != 0) job = job with { TileGrouping = TileGrouping.Override };
+            if (KeyValuePrefetch.Override != 0) job = job with { Prefetch = KeyValuePrefetch.Override };
             plan = new Plan { Job = job };
             work._firstWiden[n] = widens;
             work._firstQuantize[n] = quantizations;

@@ -64,12 +64,16 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         }
         // The first block's keys travel while the queries are staged; then each step requests its own values (read
         // after the score GEMM) and the next step's keys (read after this step's value GEMM).
-        if (start < end) PrefetchKeys(job, batch, rows, firstBlocks, keyEnds, start, block, mods);
+        bool prefetch = start < end && PrefetchesKeyValues(job);
+        if (prefetch) PrefetchKeys(job, batch, rows, firstBlocks, keyEnds, start, block, mods);
         for (int i = 0; i < count; i++) Begin(job, batch, rows[i], dvPad, scratches[i]);
         for (long firstKey = start; firstKey < end; firstKey += block)
         {
-            PrefetchValues(job, batch, rows, firstBlocks, keyEnds, firstKey, block, mods);
-            PrefetchKeys(job, batch, rows, firstBlocks, keyEnds, firstKey + block, block, mods);
+            if (prefetch)
+            {
+                PrefetchValues(job, batch, rows, firstBlocks, keyEnds, firstKey, block, mods);
+                PrefetchKeys(job, batch, rows, firstBlocks, keyEnds, firstKey + block, block, mods);
+            }
             for (int i = 0; i < count; i++)
                 if (firstKey >= firstBlocks[i] && firstKey < keyEnds[i])
                     Step(job, batch, rows[i], firstKey, KeyCount(job, block, firstKey, keyEnds[i]), dvPad, scratches[i], mods, guarded: false);
@@ -93,6 +97,16 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, br, scratch);
         Clear(scratch, br, dvPad, clearOutput: false);
     }
+
+    /// <summary>
+    /// Whether the call's tasks request their K and V lines ahead (<see cref="KeyValuePrefetch"/>): when K and V come from
+    /// memory and a head has at most two row tiles, so that each tile reads them from there (two threads run the two
+    /// tiles at once). In-process alternation, 2 threads, with/without time: B82 H8 N100 D128 0.94-0.99, B64 H8 N128
+    /// D128 0.97, B128 H8 N64 D128 causal 0.95. Where later tiles find the head in L2, the requests only move lines into
+    /// L1 early and evict what the score GEMM streams: B25 H8 N333 D128 1.02, B16 H8 N512 D64 1.01.
+    /// </summary>
+    private static bool PrefetchesKeyValues(in CpuAttentionJob<T> job) =>
+        job.Prefetch == 2 || TilesPerHead(job) <= 2 && KeyValuePrefetch.Worthwhile(job);
 
     /// <summary>
     /// Requests the float keys of the step at <paramref name="firstKey"/> if some tile of the task will read them (int8

@@ -4,13 +4,40 @@ using AttentionEngine.Kernels.Tensors;
 namespace AttentionEngine.Kernels.Cpu;
 
 /// <summary>
-/// Requests a key block's K or V cache lines before a kernel reads them. The GEMMs of a tile are bound by compute, but
-/// their first read of a block that is not in cache stalls on memory latency: demand loads and the hardware prefetcher
-/// keep too few misses in flight. Requested one step ahead, the lines arrive while the other GEMM computes.
+/// Requests a key block's K and V cache lines before a kernel reads them, for calls whose K and V come from memory on
+/// every call (<see cref="Worthwhile{T}"/>): demand loads and the hardware prefetcher keep too few misses in flight.
+/// <list type="bullet">
+/// <item>Decode streams each byte of K and V once and is bound by memory. It requests a whole block before using it. On
+/// the 2-core Zen 4, B1 H32 Lk4096 D128 f32 went from 19.0 to 23-25 GB/s; one or two blocks further ahead measured no
+/// better.</item>
+/// <item>The forward's GEMMs are bound by compute, but each one's first read of a block from memory stalls. A step
+/// requests its values before its score GEMM and the next step's keys before its value GEMM, so each block arrives
+/// while the other GEMM runs.</item>
+/// </list>
+/// Where K and V stay in cache between calls, the requests cost more than they hide. On a 2-core Sapphire Rapids, where a
+/// decode's 4-32 MB of K and V stay resident, the burst of requests took half the profile, and calls ran 1.3-1.5x
+/// faster without it (B1 H32 Lk128 and Lk512 D128). Forward calls of 1-2 MB ran 3-5% slower with it (B1 H8 N128 D64).
 /// </summary>
 internal static unsafe class KeyValuePrefetch
 {
-    /// <summary>The block's keys as the forward reads them: the widened float copy if the call made one, else the caller's rows.</summary>
+    /// <summary>K and V bytes of a call from which requests pay: above any last-level cache of 2-8 cores.</summary>
+    public const long MinimumBytes = 64L << 20;
+
+    /// <summary>
+    /// For calls planned on this thread: 1 never requests, 2 always does, 0 decides by size. Read once when a call is
+    /// planned and kept in its job (<see cref="CpuAttentionJob{T}.Prefetch"/>). Tests use it; results do not depend on it.
+    /// </summary>
+    [ThreadStatic] internal static int Override;
+
+    /// <summary>Whether the call's K and V are large enough that they stream from memory on every call (or the job's setting says).</summary>
+    public static bool Worthwhile<T>(in CpuAttentionJob<T> job) where T : unmanaged
+    {
+        if (job.Prefetch != 0) return job.Prefetch == 2;
+        long elementBytes = job.Int8.IsActive ? 1 : sizeof(T);
+        return (long)job.Batch * job.KvHeads * job.KeyLength * (job.HeadDim + job.ValueDim) * elementBytes >= MinimumBytes;
+    }
+
+    /// <summary>The block's keys as the kernels read them: the call's float copy if it made one, else the caller's rows.</summary>
     public static void Keys<T>(in CpuAttentionJob<T> job, int batch, int kvHead, long firstKey, int keyCount) where T : unmanaged
     {
         if (!Sse.IsSupported || keyCount <= 0) return;
@@ -19,7 +46,7 @@ internal static unsafe class KeyValuePrefetch
         else Rows(job.K, batch, kvHead, firstKey, keyCount, job.HeadDim);
     }
 
-    /// <summary>The block's values as the forward reads them (see <see cref="Keys{T}"/>).</summary>
+    /// <summary>The block's values as the kernels read them (see <see cref="Keys{T}"/>).</summary>
     public static void Values<T>(in CpuAttentionJob<T> job, int batch, int kvHead, long firstKey, int keyCount) where T : unmanaged
     {
         if (!Sse.IsSupported || keyCount <= 0) return;
@@ -29,10 +56,10 @@ internal static unsafe class KeyValuePrefetch
     }
 
     /// <summary>Every line of rows [firstKey, firstKey + keyCount) of one head, <paramref name="width"/> elements each.</summary>
-    public static void Rows<TElement>(RawStrided4<TElement> tensor, int batch, int head, long firstKey, int keyCount, int width)
+    private static void Rows<TElement>(RawStrided4<TElement> tensor, int batch, int head, long firstKey, int keyCount, int width)
         where TElement : unmanaged
     {
-        if (!Sse.IsSupported || width <= 0) return;
+        if (width <= 0) return;
         // A last dimension strided wider than a line would have every line of the span requested for one element.
         long elementStride = tensor.Stride3 * sizeof(TElement);
         if (elementStride <= 0 || elementStride > 64) return;

@@ -79,13 +79,17 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         new Span<float>(scratch.RowSum, rows.Count).Clear();
         new Span<float>(scratch.RowScale, rows.Count).Fill(1f);
         float* valueScales = stackalloc float[KeyBlock]; // int8 values: the block's per-token scales
-        bool prefetch = !guarded && DecodePrefetch.Worthwhile(job);
+        bool prefetch = !guarded && KeyValuePrefetch.Worthwhile(job);
         for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
         {
             int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
             var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
             if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
-            if (prefetch) DecodePrefetch.Block(job, batch, kvHead, firstKey, keyCount);
+            if (prefetch)
+            {
+                KeyValuePrefetch.Keys(job, batch, kvHead, firstKey, keyCount);
+                KeyValuePrefetch.Values(job, batch, kvHead, firstKey, keyCount);
+            }
             Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
             // Dropout multipliers of the block, [key][row] (the tile layout), applied to each row after its softmax step.
             float* dropout = null;
