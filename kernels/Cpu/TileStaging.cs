@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace AttentionEngine.Kernels.Cpu;
 
 /// <summary>
@@ -16,30 +18,44 @@ internal static unsafe class TileStaging
         int r = 0;
         if (typeof(T) == typeof(float) && q.Stride3 == 1 && Simd.Transpose8x8.IsSupported && br % 8 == 0)
         {
-            // Whole groups of 8 contiguous float rows: 8 x 8 register transposes for the whole vectors of D.
+            // Groups of 8 contiguous float rows: 8 x 8 register transposes for the whole vectors of D. A last, partial
+            // group reads zeros for its missing rows (the row buffer, free on this path) instead of going element by
+            // element: the tail tile of B82 H8 N100 D128 had 4 such rows.
             float** group = stackalloc float*[8];
             int wholeColumns = d / 8 * 8;
-            for (; r + 8 <= rows.Count; r += 8)
+            float* zeros = null;
+            for (; r < rows.Count; r += 8)
             {
-                for (int i = 0; i < 8; i++) group[i] = (float*)&q.Base[q.Offset(batch, rows.Head(r + i), rows.Query(r + i), 0)];
+                int valid = Math.Min(8, rows.Count - r);
+                if (valid < 8 && zeros == null)
+                {
+                    zeros = scratch.RowBuffer;
+                    new Span<float>(zeros, d).Clear();
+                }
+                for (int i = 0; i < 8; i++) group[i] = i < valid ? (float*)&q.Base[q.Offset(batch, rows.Head(r + i), rows.Query(r + i), 0)] : zeros;
                 Simd.Transpose8x8.Rows(group, wholeColumns, scratch.QueryT + r, br);
                 for (int x = wholeColumns; x < d; x++)
                     for (int i = 0; i < 8; i++) scratch.QueryT[x * br + r + i] = group[i][x];
             }
         }
-        for (; r < br; r++)
+        for (; r < rows.Count; r++)
         {
-            if (r >= rows.Count)
-            {
-                for (int x = 0; x < d; x++) scratch.QueryT[x * br + r] = 0;
-                continue;
-            }
             T* source = &q.Base[q.Offset(batch, rows.Head(r), rows.Query(r), 0)];
             float* row = scratch.RowBuffer;
             if (typeof(T) == typeof(float) && q.Stride3 == 1) row = (float*)source; // contiguous float rows are read where they lie
             else ElementConversion.ToSingle(source, q.Stride3, d, row);
             for (int x = 0; x < d; x++) scratch.QueryT[x * br + r] = row[x];
         }
+        // Padding rows are zeros: a run at the end of each Qᵀ row, stored 8 at a time (one store per element, column by
+        // column, was most of a tail tile's staging).
+        if (r < br)
+            for (int x = 0; x < d; x++)
+            {
+                float* run = scratch.QueryT + x * br;
+                int i = r;
+                for (; i + 8 <= br; i += 8) Vector256<float>.Zero.Store(run + i);
+                for (; i < br; i++) run[i] = 0;
+            }
     }
 
     /// <summary>
