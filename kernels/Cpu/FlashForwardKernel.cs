@@ -241,8 +241,11 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
             GuardedValues<TOps, TVec>.AccumulateTile(job, batch, rows, (int)firstKey, keyCount, br, values, valuePitch, dvPad, scratch);
         else
         {
+            // The value GEMM works in groups of 4 rows, not vectors: a tail tile's O takes only its rows rounded up to 4
+            // (B82 H8 N100: 36 rows of the tail tile, not 48). O's rows past them are never read.
+            int valueRows = Math.Min(active, (rows.Count + 3) & ~3);
             ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad,
-                scratch.OutputUnset ? null : scratch.RowRescale, active);
+                scratch.OutputUnset ? null : scratch.RowRescale, valueRows);
             scratch.OutputUnset = false;
         }
     }
