@@ -251,13 +251,13 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     }
 
     /// <summary>
-    /// Rows the fast pass computes: all of the tile, except that a tail tile with at most three vectors of valid rows
-    /// (on AVX-512's four-vector tiles) runs the three-vector kernels: 48 rows instead of 64, so a head of 100 queries
-    /// computes 112 rows, not 128. The rows left out are padding, never written; int8 scores and dropout, and the
-    /// guarded and weights passes, keep the whole tile.
+    /// Rows the fast pass computes: a tail tile's rows rounded up to a vector (the score GEMM and the softmax hold rows
+    /// along the lanes), so a head of 100 queries computes 64 + 48 rows, and one of 333 computes 5 · 64 + 16 (three-vector tails made it 5 · 64 + 48).
+    /// The rows left out are padding, never written. Int8 scores and dropout, and the guarded and weights passes, keep
+    /// the whole tile.
     /// </summary>
     private static int ActiveRows(in CpuAttentionJob<T> job, in TileRows rows) =>
-        RowVectors == 4 && rows.Count <= 3 * TOps.Count && !job.Int8Scores.IsRequested && !job.Dropout.IsActive ? 3 * TOps.Count : TileRows;
+        job.Int8Scores.IsRequested || job.Dropout.IsActive ? TileRows : Math.Min(TileRows, (rows.Count + TOps.Count - 1) / TOps.Count * TOps.Count);
 
     /// <summary>
     /// Masked, scaled, biased scores of one key block, Sᵀ[j][r], in the score scratch: int8 scores where the call asked

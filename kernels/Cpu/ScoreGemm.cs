@@ -18,7 +18,7 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
         Compute(keys, ldk, keyCount, queryT, br, br, headDim, scores, new Epilogue(false, default));
 
     /// <summary>Attention scores: the products times <paramref name="scale"/>, saturated to [−MaxValue, MaxValue] (<see cref="ScoreSaturation"/>).</summary>
-    /// <param name="rows">0 for all <paramref name="br"/> rows; else the first 3 · Count of them (a tail tile of AVX-512's 4-vector tiles).</param>
+    /// <param name="rows">0 for all <paramref name="br"/> rows; else the first whole vectors of them (a tail tile's rows rounded up to a vector).</param>
     public static void ComputeScaled(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, float scale, int rows = 0) =>
         Compute(keys, ldk, keyCount, queryT, br, rows == 0 ? br : rows, headDim, scores, new Epilogue(true, TOps.Broadcast(scale)));
 
@@ -30,15 +30,27 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
     }
 
     /// <param name="br">the tile's rows: the pitch of Qᵀ and of the scores</param>
-    /// <param name="rows">rows computed, 4 or 3 vectors: the rest are left as they were</param>
+    /// <param name="rows">rows computed, 1 to 4 vectors (4 only as the whole tile): the rest are left as they were</param>
     private static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int rows, int headDim, float* scores, Epilogue epilogue)
     {
-        Debug.Assert(rows == 4 * TOps.Count && br == rows || rows == 3 * TOps.Count && br >= rows);
+        Debug.Assert(rows % TOps.Count == 0 && rows >= TOps.Count && rows <= br && (rows < 4 * TOps.Count || br == rows));
         int j = 0;
-        if (rows == 4 * TOps.Count)
-            for (; j + 4 <= keyCount; j += 4) FourKeysFourVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
-        else
-            for (; j + 4 <= keyCount; j += 4) FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
+        switch (rows / TOps.Count)
+        {
+            case 4:
+                for (; j + 4 <= keyCount; j += 4) FourKeysFourVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
+                break;
+            case 3:
+                for (; j + 4 <= keyCount; j += 4) FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
+                break;
+            // Tail tiles of one or two vectors of rows (B25 H8 N333: 13 rows, which three vectors computed as 48).
+            case 2:
+                for (; j + 4 <= keyCount; j += 4) FourKeysTwoVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
+                break;
+            default:
+                for (; j + 4 <= keyCount; j += 4) FourKeysOneVector(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
+                break;
+        }
         for (; j < keyCount; j++)
             for (int v = 0; v < rows; v += TOps.Count) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v, epilogue);
     }
@@ -106,6 +118,56 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
         TOps.Store(s, e.Apply(a20)); TOps.Store(s + c, e.Apply(a21)); TOps.Store(s + 2 * c, e.Apply(a22));
         s += br;
         TOps.Store(s, e.Apply(a30)); TOps.Store(s + c, e.Apply(a31)); TOps.Store(s + 2 * c, e.Apply(a32));
+    }
+
+    // 4 keys x 2 query vectors: 8 independent accumulators, 2 loads and 4 broadcasts per 8 FMAs.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FourKeysTwoVectors(float* k, nint ldk, float* qt, int br, int d, float* s, Epilogue e)
+    {
+        int c = TOps.Count;
+        TVec a00 = TOps.Zero, a01 = TOps.Zero, a10 = TOps.Zero, a11 = TOps.Zero;
+        TVec a20 = TOps.Zero, a21 = TOps.Zero, a30 = TOps.Zero, a31 = TOps.Zero;
+        float* k0 = k, k1 = k + ldk, k2 = k + 2 * ldk, k3 = k + 3 * ldk;
+        for (int x = 0; x < d; x++)
+        {
+            float* q = qt + x * br;
+            TVec q0 = TOps.Load(q), q1 = TOps.Load(q + c);
+            TVec b = TOps.Broadcast(k0[x]);
+            a00 = TOps.MultiplyAdd(b, q0, a00); a01 = TOps.MultiplyAdd(b, q1, a01);
+            b = TOps.Broadcast(k1[x]);
+            a10 = TOps.MultiplyAdd(b, q0, a10); a11 = TOps.MultiplyAdd(b, q1, a11);
+            b = TOps.Broadcast(k2[x]);
+            a20 = TOps.MultiplyAdd(b, q0, a20); a21 = TOps.MultiplyAdd(b, q1, a21);
+            b = TOps.Broadcast(k3[x]);
+            a30 = TOps.MultiplyAdd(b, q0, a30); a31 = TOps.MultiplyAdd(b, q1, a31);
+        }
+        TOps.Store(s, e.Apply(a00)); TOps.Store(s + c, e.Apply(a01));
+        s += br;
+        TOps.Store(s, e.Apply(a10)); TOps.Store(s + c, e.Apply(a11));
+        s += br;
+        TOps.Store(s, e.Apply(a20)); TOps.Store(s + c, e.Apply(a21));
+        s += br;
+        TOps.Store(s, e.Apply(a30)); TOps.Store(s + c, e.Apply(a31));
+    }
+
+    // 4 keys x 1 query vector: 4 independent chains, 1 load and 4 broadcasts per 4 FMAs (a tail of at most one vector of rows).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FourKeysOneVector(float* k, nint ldk, float* qt, int br, int d, float* s, Epilogue e)
+    {
+        TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
+        float* k0 = k, k1 = k + ldk, k2 = k + 2 * ldk, k3 = k + 3 * ldk;
+        for (int x = 0; x < d; x++)
+        {
+            TVec q = TOps.Load(qt + x * br);
+            a0 = TOps.MultiplyAdd(TOps.Broadcast(k0[x]), q, a0);
+            a1 = TOps.MultiplyAdd(TOps.Broadcast(k1[x]), q, a1);
+            a2 = TOps.MultiplyAdd(TOps.Broadcast(k2[x]), q, a2);
+            a3 = TOps.MultiplyAdd(TOps.Broadcast(k3[x]), q, a3);
+        }
+        TOps.Store(s, e.Apply(a0));
+        TOps.Store(s + br, e.Apply(a1));
+        TOps.Store(s + 2 * br, e.Apply(a2));
+        TOps.Store(s + 3 * br, e.Apply(a3));
     }
 
     private static void OneKeyOneVector(float* k, float* qt, int br, int d, float* s, Epilogue e)
