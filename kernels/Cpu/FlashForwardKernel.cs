@@ -232,7 +232,18 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
         var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
         if (kind == BlockKind.Empty) return; // a block mask's empty block: never touched
         int active = guarded ? br : ActiveRows(job, rows);
-        Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind, active);
+        // Where the band cuts the block (a causal diagonal), the fast pass leaves out what it hides: score vectors of rows
+        // before a key group, value keys after a row group.
+        int* firstVectors = null, groupKeys = null;
+        if (!guarded && !job.Band.ContainsAll(rows.FirstQuery, rows.LastQuery, firstKey, firstKey + (long)keyCount - 1))
+        {
+            // Groups of 4 keys of the largest step, and of 4 rows of the largest tile (64 rows: fewer groups).
+            int* limits = stackalloc int[2 * (FatBlock / 4)];
+            firstVectors = limits;
+            groupKeys = limits + FatBlock / 4;
+            if (!BandLimits(job, rows, firstKey, keyCount, active, firstVectors, groupKeys)) firstVectors = null;
+        }
+        Scores(job, batch, rows, (int)firstKey, keyCount, scratch, mods, kind, active, firstVectors);
         OnlineSoftmax<TOps, TVec>.Update(scratch.Scores, br, keyCount, scratch.RowMax, scratch.RowSum, scratch.RowRescale, active);
         // Dropout scales the probabilities after the row sum took them: l normalises the undropped row, as P is.
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.DrawAndApply(job, (int)firstKey, keyCount, br, scratch.Scores, scratch);
@@ -245,9 +256,29 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
             // (B82 H8 N100: 36 rows of the tail tile, not 48). O's rows past them are never read.
             int valueRows = Math.Min(active, (rows.Count + 3) & ~3);
             ValueGemm<TOps, TVec>.Accumulate(scratch.Scores, br, keyCount, values, valuePitch, dvPad / c, scratch.Output, dvPad,
-                scratch.OutputUnset ? null : scratch.RowRescale, valueRows);
+                scratch.OutputUnset ? null : scratch.RowRescale, valueRows, groupKeys);
             scratch.OutputUnset = false;
         }
+    }
+
+    /// <summary>
+    /// What a band that cuts the block hides, in the GEMMs' units: per group of 4 keys the first vector of rows that sees
+    /// one of them (earlier rows are hidden from all four; the band's mask then writes −infinity over their scores), and
+    /// per group of 4 rows the keys up to the last one any of them sees. B128 H8 N64 D128 causal is all diagonal block.
+    /// Returns false for the score limits when a score functor must see every score of the block.
+    /// </summary>
+    private static bool BandLimits(in CpuAttentionJob<T> job, in TileRows rows, long firstKey, int keyCount, int active, int* firstVectors, int* groupKeys)
+    {
+        var band = job.Band;
+        for (int r = 0; r < active; r += 4)
+        {
+            long end = band.EndKey(rows.Query(Math.Min(r + 3, rows.Count - 1)), job.KeyLength);
+            groupKeys[r >> 2] = (int)Math.Clamp(end - firstKey, 0, keyCount);
+        }
+        if (!FlexMods<TMask, TScore>.ScoreIsIdentity || job.Int8Scores.IsRequested) return false;
+        for (int j = 0; j + 4 <= keyCount; j += 4)
+            firstVectors[j >> 2] = Math.Min(rows.FirstRowAtOrAfter(firstKey + j - band.Hi), active) / TOps.Count;
+        return true;
     }
 
     /// <summary>
@@ -264,7 +295,7 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     /// for them and the block is in the quantiser's range (float scores for the rows that cannot use them), else float.
     /// </summary>
     private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch,
-        in FlexMods<TMask, TScore> mods, BlockKind kind, int active = 0)
+        in FlexMods<TMask, TScore> mods, BlockKind kind, int active = 0, int* firstVectors = null)
     {
         int br = TileRows;
         var int8 = job.Int8Scores;
@@ -277,16 +308,16 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
             Int8TileScores<TOps, TVec>.TakeFloatRows(scratch.Scores, scratch.ExactScores, br, keyCount, scratch);
             return;
         }
-        FloatScores(job, batch, rows, firstKey, keyCount, scratch, mods, kind, scratch.Scores, active);
+        FloatScores(job, batch, rows, firstKey, keyCount, scratch, mods, kind, scratch.Scores, active, firstVectors);
     }
 
     /// <summary>Masked, scaled, biased float scores of one key block into <paramref name="scores"/> ([Bc][Br]).</summary>
     private static void FloatScores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, CpuTileScratch scratch,
-        in FlexMods<TMask, TScore> mods, BlockKind kind, float* scores, int active = 0)
+        in FlexMods<TMask, TScore> mods, BlockKind kind, float* scores, int active = 0, int* firstVectors = null)
     {
         int br = TileRows;
         float* keys = TileStaging.Keys(job, batch, rows.KvHead, firstKey, keyCount, job.HeadDim, scratch, out nint keyPitch);
-        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scores, job.Scale, active);
+        ScoreGemm<TOps, TVec>.ComputeScaled(keys, keyPitch, keyCount, scratch.QueryT, br, job.HeadDim, scores, job.Scale, active, firstVectors);
         FlexMasking<TMask, TScore>.ScoreModsAndMasks(scores, ScoreLayout.Transposed(br), firstKey, keyCount, rows, job, batch, mods, kind);
     }
 }

@@ -19,8 +19,13 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
 
     /// <summary>Attention scores: the products times <paramref name="scale"/>, saturated to [−MaxValue, MaxValue] (<see cref="ScoreSaturation"/>).</summary>
     /// <param name="rows">0 for all <paramref name="br"/> rows; else the first whole vectors of them (a tail tile's rows rounded up to a vector).</param>
-    public static void ComputeScaled(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, float scale, int rows = 0) =>
-        Compute(keys, ldk, keyCount, queryT, br, rows == 0 ? br : rows, headDim, scores, new Epilogue(true, TOps.Broadcast(scale)));
+    /// <param name="firstVectors">
+    /// null, or per group of 4 keys the first vector of rows computed: a causal band's diagonal block hides those keys from
+    /// the rows before it, and the band's mask writes −infinity over what is left out.
+    /// </param>
+    public static void ComputeScaled(float* keys, nint ldk, int keyCount, float* queryT, int br, int headDim, float* scores, float scale, int rows = 0,
+        int* firstVectors = null) =>
+        Compute(keys, ldk, keyCount, queryT, br, rows == 0 ? br : rows, headDim, scores, new Epilogue(true, TOps.Broadcast(scale)), firstVectors);
 
     /// <summary>What happens to an accumulator on its way to memory.</summary>
     private readonly struct Epilogue(bool scaled, TVec scale)
@@ -31,28 +36,27 @@ internal static unsafe class ScoreGemm<TOps, TVec> where TOps : struct, IVectorO
 
     /// <param name="br">the tile's rows: the pitch of Qᵀ and of the scores</param>
     /// <param name="rows">rows computed, 1 to 4 vectors (4 only as the whole tile): the rest are left as they were</param>
-    private static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int rows, int headDim, float* scores, Epilogue epilogue)
+    private static void Compute(float* keys, nint ldk, int keyCount, float* queryT, int br, int rows, int headDim, float* scores, Epilogue epilogue,
+        int* firstVectors = null)
     {
         Debug.Assert(rows % TOps.Count == 0 && rows >= TOps.Count && rows <= br && (rows < 4 * TOps.Count || br == rows));
-        int j = 0;
-        switch (rows / TOps.Count)
+        int c = TOps.Count, vectors = rows / c, j = 0;
+        for (; j + 4 <= keyCount; j += 4)
         {
-            case 4:
-                for (; j + 4 <= keyCount; j += 4) FourKeysFourVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
-                break;
-            case 3:
-                for (; j + 4 <= keyCount; j += 4) FourKeys(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
-                break;
-            // Tail tiles of one or two vectors of rows (B25 H8 N333: 13 rows, which three vectors computed as 48).
-            case 2:
-                for (; j + 4 <= keyCount; j += 4) FourKeysTwoVectors(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
-                break;
-            default:
-                for (; j + 4 <= keyCount; j += 4) FourKeysOneVector(keys + j * ldk, ldk, queryT, br, headDim, scores + j * br, epilogue);
-                break;
+            int first = firstVectors == null ? 0 : firstVectors[j >> 2];
+            float* k = keys + j * ldk, qt = queryT + first * c, s = scores + j * br + first * c;
+            // A tail tile of one or two vectors of rows takes the narrow kernels (B25 H8 N333: 13 rows, which three vectors
+            // computed as 48), as do the rows a band leaves after the first vector it hides.
+            switch (vectors - first)
+            {
+                case 4: FourKeysFourVectors(k, ldk, qt, br, headDim, s, epilogue); break;
+                case 3: FourKeys(k, ldk, qt, br, headDim, s, epilogue); break;
+                case 2: FourKeysTwoVectors(k, ldk, qt, br, headDim, s, epilogue); break;
+                case 1: FourKeysOneVector(k, ldk, qt, br, headDim, s, epilogue); break;
+            }
         }
         for (; j < keyCount; j++)
-            for (int v = 0; v < rows; v += TOps.Count) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v, epilogue);
+            for (int v = 0; v < rows; v += c) OneKeyOneVector(keys + j * ldk, queryT + v, br, headDim, scores + j * br + v, epilogue);
     }
 
     // 4 keys x 4 query vectors (AVX-512): 16 independent accumulators, 4 loads and 4 broadcasts per 16 FMAs.

@@ -14,9 +14,14 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     /// <param name="output">O [br][ldo]</param>
     /// <param name="rows">0 for all <paramref name="br"/> rows (the pitch of Pᵀ); else the first rows only, a multiple of 4.</param>
     /// <param name="rescale">per row, the factor O is multiplied by first; null to start from zero without reading O</param>
+    /// <param name="groupKeys">
+    /// null, or per group of 4 rows the keys [0, n) it takes: a causal band's diagonal block leaves the later keys of
+    /// early rows at probability 0, and skipping them leaves every bit as it was (the accumulators start at +0 and are
+    /// never −0, so adding a ±0 product changes nothing).
+    /// </param>
     public static void Accumulate(float* probabilities, int br, int keyCount, float* values, nint ldv, int dvVectors,
-        float* output, int ldo, float* rescale, int rows = 0) =>
-        Accumulate(probabilities, ScoreLayout.Transposed(br), rows == 0 ? br : rows, keyCount, values, ldv, dvVectors, output, ldo, rescale);
+        float* output, int ldo, float* rescale, int rows = 0, int* groupKeys = null) =>
+        Accumulate(probabilities, ScoreLayout.Transposed(br), rows == 0 ? br : rows, keyCount, values, ldv, dvVectors, output, ldo, rescale, groupKeys);
 
     /// <summary>
     /// The same with the weights anywhere: weight (output row r, key j) at r·RowStride + j·KeyStride. The backward
@@ -24,11 +29,12 @@ internal static unsafe class ValueGemm<TOps, TVec> where TOps : struct, IVectorO
     /// </summary>
     /// <param name="rows">output rows, a multiple of 4</param>
     public static void Accumulate(float* probabilities, ScoreLayout layout, int rows, int keyCount, float* values, nint ldv, int dvVectors,
-        float* output, int ldo, float* rescale)
+        float* output, int ldo, float* rescale, int* groupKeys = null)
     {
-        int c = TOps.Count;
+        int c = TOps.Count, allKeys = keyCount;
         for (int r = 0; r < rows; r += 4)
         {
+            keyCount = groupKeys == null ? allKeys : groupKeys[r >> 2];
             float* p = probabilities + (nint)r * layout.RowStride, rows0 = rescale == null ? null : rescale + r;
             int cv = 0;
             // With AVX-512's 32 registers, groups of four vectors (16 accumulators, 4 loads and 4 broadcasts per 16 FMAs,
