@@ -30,9 +30,21 @@ internal static unsafe class BlockMasking
             // helpers clamp to the tile).
             int begin = rows.FirstRowAtOrAfter(key - band.Hi);
             int end = rows.EndRowAtOrBefore(key - band.Lo);
-            for (int r = 0; r < Math.Min(begin, rows.Count); r++) scores[layout[r, j]] = float.NegativeInfinity;
-            for (int r = Math.Max(end, begin); r < rows.Count; r++) scores[layout[r, j]] = float.NegativeInfinity;
+            Hide(scores, layout, j, 0, Math.Min(begin, rows.Count));
+            Hide(scores, layout, j, Math.Max(end, begin), rows.Count);
         }
+    }
+
+    /// <summary>
+    /// Rows [from, to) of key j to −infinity: a contiguous run in the tile's [key][row] layout, filled by vectors (one
+    /// store per element was 7% of B128 H8 N64 D64 causal, whose every block is a diagonal).
+    /// </summary>
+    private static void Hide(float* scores, ScoreLayout layout, int j, int from, int to)
+    {
+        if (to <= from) return;
+        if (layout.RowStride == 1) new Span<float>(scores + layout[from, j], to - from).Fill(float.NegativeInfinity);
+        else
+            for (int r = from; r < to; r++) scores[layout[r, j]] = float.NegativeInfinity;
     }
 
     public static void ApplyKeepMask<T>(float* scores, ScoreLayout layout, int firstKey, int keyCount, in TileRows rows, in CpuAttentionJob<T> job, int batch)
