@@ -102,8 +102,9 @@ internal static unsafe class FlashForwardKernel<T, TOps, TVec, TMask, TScore>
     /// Whether the call's tasks request their K and V lines ahead (<see cref="KeyValuePrefetch"/>): when K and V come from
     /// memory and a head has at most two row tiles, so that each tile reads them from there (two threads run the two
     /// tiles at once). In-process alternation, 2 threads, with/without time: B82 H8 N100 D128 0.94-0.99, B64 H8 N128
-    /// D128 0.97, B128 H8 N64 D128 causal 0.95. Where later tiles find the head in L2, the requests only move lines into
-    /// L1 early and evict what the score GEMM streams: B25 H8 N333 D128 1.02, B16 H8 N512 D64 1.01.
+    /// D128 0.97, B128 H8 N64 D128 causal 0.95, B128 H8 N64 D64 0.95 (causal 0.89), B82 H8 N100 D64 0.96 (causal 0.88).
+    /// Where later tiles find the head in L2, the requests only move lines into L1 early and evict what the score GEMM
+    /// streams: B25 H8 N333 D128 1.02, B16 H8 N512 D64 1.01.
     /// </summary>
     private static bool PrefetchesKeyValues(in CpuAttentionJob<T> job) =>
         job.Prefetch == 2 || TilesPerHead(job) <= 2 && KeyValuePrefetch.Worthwhile(job);

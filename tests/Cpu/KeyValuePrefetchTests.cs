@@ -41,14 +41,16 @@ public class KeyValuePrefetchTests
     {
         Assert.False(KeyValuePrefetch.Worthwhile(Job(batch: 1, kvHeads: 8, keys: 128, dim: 64)));
         Assert.True(KeyValuePrefetch.Worthwhile(Job(batch: 64, kvHeads: 8, keys: 128, dim: 128))); // 64 MB of f32 K and V
+        Assert.True(KeyValuePrefetch.Worthwhile(Job(batch: 128, kvHeads: 8, keys: 64, dim: 64, queries: 64))); // 32 MB of K and V, 32 of Q and O
+        Assert.False(KeyValuePrefetch.Worthwhile(Job(batch: 64, kvHeads: 8, keys: 64, dim: 64, queries: 64))); // 32 MB in all
         Assert.False(KeyValuePrefetch.Worthwhile(Job(batch: 64, kvHeads: 8, keys: 128, dim: 128) with { Prefetch = 1 }));
         Assert.True(KeyValuePrefetch.Worthwhile(Job(batch: 1, kvHeads: 8, keys: 128, dim: 64) with { Prefetch = 2 }));
     }
 
-    private static CpuAttentionJob<float> Job(int batch, int kvHeads, int keys, int dim) =>
+    private static CpuAttentionJob<float> Job(int batch, int kvHeads, int keys, int dim, int queries = 1) =>
         new()
         {
-            Batch = batch, QueryHeads = kvHeads, KvHeads = kvHeads, QueryLength = 1, KeyLength = keys, HeadDim = dim, ValueDim = dim,
+            Batch = batch, QueryHeads = kvHeads, KvHeads = kvHeads, QueryLength = queries, KeyLength = keys, HeadDim = dim, ValueDim = dim,
             Scale = 1, Band = default, Q = default, K = default, V = default, Output = default,
         };
 }
