@@ -1,8 +1,8 @@
-using AttentionEngine.Kernels.Cpu.Threading;
 using System.ComponentModel;
 using System.Numerics.Tensors;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
+using AttentionEngine.Kernels.Cpu.Threading;
 using Spectre.Console;
 using Spectre.Console.Cli;
 

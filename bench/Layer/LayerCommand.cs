@@ -1,9 +1,9 @@
-using AttentionEngine.Kernels.Cpu.Threading;
 using System.ComponentModel;
 using System.Numerics.Tensors;
 using AttentionEngine.Bench.Peers;
 using AttentionEngine.Bench.Performance;
 using AttentionEngine.Kernels;
+using AttentionEngine.Kernels.Cpu.Threading;
 using Spectre.Console;
 using Spectre.Console.Cli;
 

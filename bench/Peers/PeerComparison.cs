@@ -1,5 +1,5 @@
-using AttentionEngine.Kernels.Cpu.Threading;
 using AttentionEngine.Bench.Performance;
+using AttentionEngine.Kernels.Cpu.Threading;
 using Spectre.Console;
 
 namespace AttentionEngine.Bench.Peers;

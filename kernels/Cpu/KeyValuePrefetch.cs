@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics.X86;
+using AttentionEngine.Kernels.Cpu.Simd;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine.Kernels.Cpu;
@@ -69,11 +70,6 @@ internal static unsafe class KeyValuePrefetch
         long elementStride = tensor.Stride3 * sizeof(TElement);
         if (elementStride <= 0 || elementStride > 64) return;
         long spanBytes = ((width - 1) * elementStride) + sizeof(TElement);
-        for (int j = 0; j < keyCount; j++)
-        {
-            byte* row = (byte*)&tensor.Base[tensor.Offset(batch, head, (nint)(firstKey + j), 0)];
-            for (long line = 0; line < spanBytes; line += 64) Sse.Prefetch0(row + line);
-            Sse.Prefetch0(row + spanBytes - 1); // the last line when the row does not start on a line
-        }
+        for (int j = 0; j < keyCount; j++) CacheLines.Request(&tensor.Base[tensor.Offset(batch, head, (nint)(firstKey + j), 0)], spanBytes);
     }
 }

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics.X86;
 using AttentionEngine.Kernels.Cpu.Simd;
 
 namespace AttentionEngine.Kernels.Cpu.Gemm;
@@ -58,14 +57,7 @@ internal static unsafe class GemmMicroKernel<TOps, TVec> where TOps : struct, IV
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchTile(float* c, nint ldc)
     {
-        if (!Sse.IsSupported) return;
-        int last = Columns - 1;
-        for (int r = 0; r < Rows; r++)
-        {
-            float* row = c + r * ldc;
-            for (int n = 0; n < last; n += 16) Sse.Prefetch0(row + n); // 16 floats = one 64-byte line
-            Sse.Prefetch0(row + last); // the row's last line when it does not start on a line
-        }
+        for (int r = 0; r < Rows; r++) CacheLines.Request(c + r * ldc, Columns * sizeof(float));
     }
 
     /// <summary>One step of K: two B vectors, six broadcasts of A, twelve FMAs.</summary>
