@@ -126,14 +126,15 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             (widens, quantizations, tasks, merges);
         work._count = jobs.Length;
         work._mods = mods;
-        AlignedMemoryHandle? copies = null, quantized = null;
+        AlignedMemoryHandle? quantized = null;
+        KeyValueCopies? copies = null;
         try
         {
             if (slots > 0) work._partials = DecodePartials.For(slots, maxRows, dvPad);
             if (widens > 0)
             {
-                copies = AlignedMemoryHandle.Allocate((nuint)(wideFloats * sizeof(float)));
-                float* wide = (float*)copies.DangerousGetHandle();
+                copies = NestedPerThread<KeyValueCopies>.Current;
+                float* wide = copies.Floats(wideFloats);
                 for (int n = 0; n < jobs.Length; n++)
                 {
                     ref var plan = ref work._plans[n];
@@ -164,7 +165,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             work._count = 0;
             work._mods = default;
             work._partials = null;
-            copies?.Dispose();
+            copies?.Trim();
             quantized?.Dispose();
         }
     }

@@ -36,5 +36,67 @@ public class KeyValueWideningTests
         Assert.True(widened >= count / 4, $"only {widened} of {count} problems took the tile kernel");
     }
 
+    /// <summary>
+    /// Float rows read in place but scattered (PyTorch's [B, S, H, D]: keys of a head H·D floats apart) are gathered
+    /// into copies when many tiles read each key. The generator's problems are too short for that, so these are made
+    /// long: 19 row tiles per KV head, GQA, every mask kind the spec offers, hostile values where the spec draws them.
+    /// </summary>
+    [Theory]
+    [InlineData(ValueDistribution.Outliers, false, BiasKind.None, KeepMaskKind.None)]
+    [InlineData(ValueDistribution.Large, true, BiasKind.PerHead, KeepMaskKind.None)]
+    [InlineData(ValueDistribution.Normal, false, BiasKind.None, KeepMaskKind.Random)]
+    [InlineData(ValueDistribution.NearRangeEdge, true, BiasKind.KeyPadding, KeepMaskKind.None)]
+    public void Scattered_float_rows_are_copied_and_change_no_bit(ValueDistribution values, bool causal, BiasKind bias, KeepMaskKind keep)
+    {
+        var spec = new ProblemSpec
+        {
+            Batch = 1, QueryHeads = 16, KvHeads = 8, QueryLength = 600, KeyLength = 600, HeadDim = 64, ValueDim = 64,
+            Layout = MemoryLayout.Bshd, Causal = causal ? CausalAlignment.TopLeft : null, Bias = bias, KeepMask = keep,
+            Values = values, DataSeed = 7,
+        };
+        using var problem = AttentionProblem<float>.Create(spec);
+        AttentionResult with, without;
+        lock (Toggle)
+        {
+            with = problem.Run(Attention.Using(Backend.Cpu));
+            KeyValueWidening.Enabled = false;
+            try { without = problem.Run(Attention.Using(Backend.Cpu)); }
+            finally { KeyValueWidening.Enabled = true; }
+        }
+        SameBits.Equal(with, without, spec.ToString());
+        var verdict = CaseVerifier.VerifyBackend(Attention.Using(Backend.Cpu), problem, 7);
+        Assert.True(verdict.Passed, string.Join("; ", verdict.Failures));
+    }
+
+    [Fact]
+    public void Scattered_float_rows_are_copied_only_where_many_tiles_read_each_key()
+    {
+        const int tileRows = 64, block = 64, vector = 16;
+        // [B, S, H, D] with 8 KV heads of 64: rows 2 KB apart; 600 query rows per KV head: 10 tiles read every key.
+        Assert.True(Pays(Job<float>(queries: 300, keys: 520, pitch: 8 * 64), tileRows, block, vector, out bool keys, out bool values));
+        Assert.True(keys && values);
+        // Rows 1 KB apart stay in place, as do contiguous rows.
+        Assert.False(Pays(Job<float>(queries: 300, keys: 520, pitch: 4 * 64), tileRows, block, vector, out _, out _));
+        Assert.False(Pays(Job<float>(queries: 300, keys: 520, pitch: 64), tileRows, block, vector, out _, out _));
+        // Four tiles per key: a gather does not pay, a conversion does.
+        Assert.False(Pays(Job<float>(queries: 128, keys: 520, pitch: 8 * 64), tileRows, block, vector, out _, out _));
+        Assert.True(Pays(Job<BFloat16>(queries: 128, keys: 520, pitch: 8 * 64), tileRows, block, vector, out keys, out values));
+        Assert.True(keys && values);
+    }
+
+    private static bool Pays<T>(CpuAttentionJob<T> job, int tileRows, int block, int vector, out bool keys, out bool values) where T : unmanaged =>
+        KeyValueWidening.Pays(job, tileRows, block, dvPad: 64, vector, hasBlockMask: false, out keys, out values);
+
+    private static unsafe CpuAttentionJob<T> Job<T>(int queries, int keys, int pitch) where T : unmanaged
+    {
+        // Pays reads lengths and strides only; no element is touched.
+        var rows = new AttentionEngine.Kernels.Tensors.RawStrided4<T>((T*)64, 1, 8, keys, 64, 0, 64, pitch, 1);
+        return new()
+        {
+            Batch = 1, QueryHeads = 16, KvHeads = 8, QueryLength = queries, KeyLength = keys, HeadDim = 64, ValueDim = 64,
+            Scale = 1, Band = DiagonalBand.All, Q = default, K = rows, V = rows, Output = default,
+        };
+    }
+
     private static readonly object Toggle = new();
 }

@@ -22,4 +22,14 @@ internal abstract unsafe class GrowingBuffer
         }
         return (byte*)_memory.DangerousGetHandle();
     }
+
+    /// <summary>Bytes held now (0 when nothing is).</summary>
+    protected long HeldBytes => _memory is null ? 0 : (long)_memory.ByteCount;
+
+    /// <summary>Frees the memory; the next <see cref="Ensure"/> allocates again.</summary>
+    protected void Release()
+    {
+        _memory?.Dispose();
+        _memory = null;
+    }
 }
