@@ -31,6 +31,8 @@ public sealed partial class CudaBackend
         var forward = call.Forward;
         var shape = forward.Shape;
         if (BackwardLimit(shape, call.ReturnBiasGradient) is { } limit) throw new NotSupportedException($"{shape}: {limit}.");
+        float[] savedLse = HostPacking.Dense<float, float>(call.Lse); // dense [B, Hq, Lq]
+        ThrowIfCoarseLse(shape, savedLse);
         var variant = CudaBackwardVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element, kernels.SharedLimit);
         int dn = variant.HeadDim, bytes = variant.ElementBytes;
         long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength, keyRows = (long)shape.Batch * shape.KvHeads * shape.KeyLength;
@@ -47,7 +49,7 @@ public sealed partial class CudaBackend
             var v = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(forward.V, dn));
             var o = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.Output, dn));
             var dO = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.DOutput, dn));
-            var lse = scratch.Upload<float>(HostPacking.Dense<float, float>(call.Lse));
+            var lse = scratch.Upload<float>(savedLse);
             var dq = scratch.Allocate(rows * dn * bytes);
             var dk = scratch.Allocate(keyRows * dn * bytes);
             var dv = scratch.Allocate(keyRows * dn * bytes);
@@ -78,6 +80,36 @@ public sealed partial class CudaBackend
             Download<TStorage, T>(dk, keyRows * dn, call.DK, dn);
             Download<TStorage, T>(dv, keyRows * dn, call.DV, dn);
             if (dBias is not null) SumBiasGradient(shape, call.DBias, dBias);
+        }
+    }
+
+    /// <summary>
+    /// Magnitude of a saved LSE from which the CUDA backward refuses the row. LSE = m + ln l is one float: from 2^24 on
+    /// its spacing is at least 1, so a recomputed P = e^(s - LSE) can be off by a factor of e or more, and at the
+    /// magnitudes of a finite padding bias on every key of a row (-1e9, -1e30, float.MinValue) the LSE is m itself and
+    /// every P of the row is 1 instead of 1 / Lk: a wrong gradient, infinite where Half overflows. The CPU backward
+    /// recomputes such rows' max and sum from the scores (from 1024 on, <see cref="Kernels.Cpu.Backward.LsePrecision"/>);
+    /// the CUDA kernels do not yet, so the call stops before any kernel runs, naming the row. Below 2^24 (logits in the
+    /// thousands, hostile values only) the kernels carry the LSE's rounding into P as the textbook formula does, within
+    /// the tolerance rule.
+    /// </summary>
+    internal const float CoarseLseMagnitude = 1 << 24;
+
+    /// <summary>Whether the CUDA backward refuses a row whose saved LSE is <paramref name="lse"/>.</summary>
+    internal static bool IsCoarseLse(float lse) => float.IsFinite(lse) && Math.Abs(lse) >= CoarseLseMagnitude;
+
+    /// <param name="shape">The call's shape.</param>
+    /// <param name="lse">The saved LSE, dense [B, Hq, Lq].</param>
+    private static void ThrowIfCoarseLse(AttentionShape shape, float[] lse)
+    {
+        for (long row = 0; row < lse.LongLength; row++)
+        {
+            float value = lse[row];
+            if (IsCoarseLse(value))
+                throw new NotSupportedException(
+                    $"lse[{row / shape.QueryLength / shape.QueryHeads}, {row / shape.QueryLength % shape.QueryHeads}, {row % shape.QueryLength}] = {value}: the CUDA backward cannot differentiate rows whose saved LSE has magnitude " +
+                    $">= {CoarseLseMagnitude} (a finite padding bias such as -1e30 on every key of the row " +
+                    "leaves P unnormalisable from the LSE). Mask such keys with -infinity or a keep-mask, or use the Cpu backend, which recomputes these rows.");
         }
     }
 

@@ -52,6 +52,10 @@ public sealed partial class CudaBackend
         var (device, kernels) = OpenedFor(forward.Q.Device.Ordinal);
         ThrowIfTooWide(shape);
         if (BackwardLimit(shape, call.ReturnBiasGradient) is { } limit) throw new NotSupportedException($"{shape}: {limit}.");
+        // One download of the saved LSE (B·Hq·Lq floats) to find rows the kernels cannot differentiate.
+        var savedLse = new float[(long)shape.Batch * shape.QueryHeads * shape.QueryLength];
+        call.Lse.CopyTo(new TensorSpan<float>(savedLse, [shape.Batch, shape.QueryHeads, shape.QueryLength], []));
+        ThrowIfCoarseLse(shape, savedLse);
         var variant = CudaBackwardVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), CudaElements.Of<T>(), kernels.SharedLimit);
         int dn = variant.HeadDim;
         long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength;
