@@ -20,7 +20,10 @@ internal unsafe interface IKeyValueStore<T> where T : unmanaged
     /// <summary>Stores new keys and values (rows of kvHeads · headDim floats, rowStride apart) and advances the sequence.</summary>
     void Append(int sequence, float* keys, float* values, nint rowStride, int tokens);
 
-    /// <summary>How many segments the first <paramref name="length"/> keys of a sequence span.</summary>
+    /// <summary>
+    /// How many segments the first <paramref name="length"/> keys of a sequence span: exact for keys it holds, an upper
+    /// bound for keys past them (before an append, which may extend its last segment).
+    /// </summary>
     int SegmentCount(int sequence, int length);
 
     /// <summary>Segment <paramref name="index"/> of a sequence's first <paramref name="length"/> keys: its first key and [1, kvHeads, count, headDim] views.</summary>

@@ -82,8 +82,9 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         int? threads = options.MaxDegreeOfParallelism;
         int hd = _heads * _d, width = _queryRows + 2 * _kvWidth;
 
-        // Key segments (one per contiguous slot, one per page): a row with several gets per-segment partial outputs and
-        // LSEs, merged afterwards; a row with one writes its output directly.
+        // Key segments (one per contiguous slot, one per run of consecutive pages): a row with several gets per-segment
+        // partial outputs and LSEs, merged afterwards; a row with one writes its output directly. Counted before the
+        // append, for the scratch: an upper bound (the exact count, taken after each row's append, may be lower).
         int segments = 0;
         bool partials = false;
         for (int b = 0; b < batch; b++)
@@ -161,7 +162,7 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
                 }
             }
             // Every row's attention (every page of it) in one set of tasks: a decode batch is many tiny problems.
-            CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, segments), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
+            CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, job), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
                 threads ?? Environment.ProcessorCount);
         }
         finally

@@ -11,14 +11,18 @@ namespace AttentionEngine;
 /// so sequences of very different lengths share one allocation without reserving their maximum length each.
 /// </summary>
 /// <remarks>
-/// The layer attends over a paged sequence page by page, as independent key sets whose outputs and log-sum-exps
-/// merge exactly (in float64; see <see cref="AttentionMerge"/>), all pages of all rows in one set of tasks. With 16-bit
-/// storage each page's partial output is rounded to that type before the merge, one rounding more than a contiguous
-/// cache. A call that needs more pages than the pool has free is refused before anything is written.
+/// The layer attends over a paged sequence run by run, a run being pages of consecutive numbers in its block table
+/// (the pool stores each KV head's pages one after another, so such a run is one strided block of keys): the runs are
+/// independent key sets whose outputs and log-sum-exps merge exactly (in float64; see <see cref="AttentionMerge"/>),
+/// all runs of all rows in one set of tasks. Pages are handed out lowest number first and come back in order, so a
+/// sequence that grows alone, or is filled by one prefill, holds one run and attends as a contiguous cache does; a
+/// table fragmented by sequences growing in turn costs one partial result and one merge per run. With 16-bit storage
+/// each run's partial output is rounded to that type before the merge, one rounding more than a contiguous cache. A
+/// call that needs more pages than the pool has free is refused before anything is written.
 /// </remarks>
 public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposable where T : unmanaged
 {
-    private readonly NativeTensor<T> _keys, _values; // [pages, kvHeads, pageSize, headDim]
+    private readonly NativeTensor<T> _keys, _values; // [kvHeads, pages, pageSize, headDim]: a head's consecutive pages are contiguous
     private readonly List<int>[] _tables;
     private readonly Stack<int> _free;
     private readonly int[] _lengths;
@@ -32,8 +36,8 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
         foreach (var (value, name) in new[] { (pages, nameof(pages)), (pageSize, nameof(pageSize)), (sequences, nameof(sequences)), (kvHeads, nameof(kvHeads)), (headDim, nameof(headDim)) })
             if (value < 1) throw new ArgumentException($"{name} is {value}; expected at least 1.", name);
         (Pages, PageSize, Sequences, KvHeads, HeadDim) = (pages, pageSize, sequences, kvHeads, headDim);
-        _keys = NativeTensor<T>.Zeros(pages, kvHeads, pageSize, headDim);
-        _values = NativeTensor<T>.Zeros(pages, kvHeads, pageSize, headDim);
+        _keys = NativeTensor<T>.Zeros(kvHeads, pages, pageSize, headDim);
+        _values = NativeTensor<T>.Zeros(kvHeads, pages, pageSize, headDim);
         _tables = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
         _free = new Stack<int>(Enumerable.Range(0, pages).Reverse()); // page 0 first
         _lengths = new int[sequences];
@@ -101,7 +105,7 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
         return result;
     }
 
-    private nint Offset(int page, int head, int slot) => (((nint)page * KvHeads + head) * PageSize + slot) * HeadDim;
+    private nint Offset(int page, int head, int slot) => (((nint)head * Pages + page) * PageSize + slot) * HeadDim;
 
     void IKeyValueStore<T>.CheckRoom(ReadOnlySpan<int> sequences, int tokens, string parameter)
     {
@@ -131,12 +135,30 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
         _lengths[sequence] = start + tokens;
     }
 
-    int IKeyValueStore<T>.SegmentCount(int sequence, int length) => (length + PageSize - 1) / PageSize;
+    /// <summary>
+    /// Runs of consecutive page numbers among the pages holding the first <paramref name="length"/> tokens; past the
+    /// pages the sequence holds, each page it would still take counts as a run of its own (an upper bound).
+    /// </summary>
+    int IKeyValueStore<T>.SegmentCount(int sequence, int length)
+    {
+        var table = _tables[sequence];
+        int pages = (length + PageSize - 1) / PageSize, held = Math.Min(pages, table.Count), runs = pages - held;
+        for (int i = 0; i < held; i++)
+            if (i == 0 || table[i] != table[i - 1] + 1) runs++;
+        return runs;
+    }
 
+    /// <summary>Run <paramref name="index"/> of the first <paramref name="length"/> tokens: its first token, token count and K/V views.</summary>
     (int FirstKey, int Count, RawStrided4<T> Keys, RawStrided4<T> Values) IKeyValueStore<T>.Segment(int sequence, int index, int length)
     {
-        int page = _tables[sequence][index], first = index * PageSize, count = Math.Min(PageSize, length - first);
-        nint at = Offset(page, 0, 0), headStride = (nint)PageSize * HeadDim;
+        var table = _tables[sequence];
+        int pages = (length + PageSize - 1) / PageSize, start = 0;
+        for (int run = 0; run < index; run++)
+            do start++; while (table[start] == table[start - 1] + 1);
+        int end = start + 1;
+        while (end < pages && table[end] == table[end - 1] + 1) end++;
+        int first = start * PageSize, count = Math.Min((end - start) * PageSize, length - first);
+        nint at = Offset(table[start], 0, 0), headStride = (nint)Pages * PageSize * HeadDim;
         return (first, count, new RawStrided4<T>(_keys.Pointer + at, 1, KvHeads, count, HeadDim, 0, headStride, HeadDim, 1),
                 new RawStrided4<T>(_values.Pointer + at, 1, KvHeads, count, HeadDim, 0, headStride, HeadDim, 1));
     }

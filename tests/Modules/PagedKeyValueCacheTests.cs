@@ -46,6 +46,44 @@ public class PagedKeyValueCacheTests
         Assert.Equal(4, cache.FreePages);
     }
 
+    /// <summary>
+    /// A sequence whose pages have consecutive numbers (filled alone) is one run: it attends as a contiguous cache does,
+    /// to the bit, decode and prefill alike. Sequences growing in turn interleave their pages, and each page is then a
+    /// run of its own, merged exactly (within the rule: one more rounding).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Consecutive_pages_attend_as_one_contiguous_run(bool bf16)
+    {
+        if (bf16) Check<BFloat16>();
+        else Check<float>();
+
+        static void Check<TCache>() where TCache : unmanaged
+        {
+            using var layer = Layer();
+            using var paged = new PagedKeyValueCache<TCache>(pages: 12, pageSize: 4, sequences: 2, Kv, D);
+            using var contiguous = new KeyValueCache<TCache>(2, Kv, D, 40);
+            var prompt = Tokens(6, 13);
+            float[] Run(IKeyValueStore<TCache> cache, float[] tokens)
+            {
+                var options = new MultiHeadAttentionOptions { CacheSequences = new[] { 1 } };
+                var output = new float[tokens.Length];
+                int length = tokens.Length / E;
+                var input = new ReadOnlyTensorSpan<float>(tokens, [1, length, E], []);
+                var target = new TensorSpan<float>(output, [1, length, E], []);
+                if (cache is PagedKeyValueCache<TCache> p) layer.Forward(input, target, p, options);
+                else layer.Forward(input, target, (KeyValueCache<TCache>)cache, options);
+                return output;
+            }
+            Assert.Equal(Run(contiguous, prompt), Run(paged, prompt));   // 13 tokens in pages 0-3
+            Assert.Equal(new[] { 0, 1, 2, 3 }, paged.PageTable(1));
+            for (int step = 0; step < 5; step++)                          // past a page boundary: page 4 extends the run
+                Assert.Equal(Run(contiguous, Tokens(20 + step, 1)), Run(paged, Tokens(20 + step, 1)));
+            Assert.Equal(new[] { 0, 1, 2, 3, 4 }, paged.PageTable(1));
+        }
+    }
+
     [Fact]
     public void A_call_the_pool_cannot_serve_is_refused_and_loses_nothing()
     {
