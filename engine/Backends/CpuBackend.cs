@@ -127,6 +127,47 @@ public sealed class CpuBackend : AttentionBackend
         }
     }
 
+    /// <summary>
+    /// For a backend whose backward kernels cannot recompute the softmax of rows whose saved LSE is too coarse to
+    /// normalise P (a finite padding bias on every key of a row): the max and 1 / sum of those rows, computed here as
+    /// the CPU backward's first phase does, [B][Hq][Lq] pairs (NaN pairs for rows whose LSE is fine).
+    /// </summary>
+    internal static unsafe float[] CoarseRowStatistics<T, TMask>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask)
+        where T : unmanaged where TMask : struct, IMaskMod
+    {
+        var shape = call.Forward.Shape;
+        var statistics = new float[2L * shape.Batch * shape.QueryHeads * shape.QueryLength];
+        statistics.AsSpan().Fill(float.NaN);
+        fixed (float* lse = &Unsafe.AsRef(in call.Lse.Base))
+        fixed (float* target = statistics)
+        {
+            var work = new RowStatisticsWork<T, TMask> { BlockMask = blockMask, Lse = new RawStrided4<float>(lse, call.Lse), Statistics = target };
+            PinnedCall<T>.Pin(call.Forward, ref work);
+        }
+        return statistics;
+    }
+
+    private unsafe struct RowStatisticsWork<T, TMask> : IPinnedCallWork<T> where T : unmanaged where TMask : struct, IMaskMod
+    {
+        public BlockMask<TMask>? BlockMask;
+        public RawStrided4<float> Lse;
+        public float* Statistics;
+
+        public readonly void Run(in PinnedCall<T> forward)
+        {
+            fixed (BlockKind* kinds = BlockMask?.Kinds)
+            {
+                var job = new CpuBackwardJob<T>
+                {
+                    Forward = JobOf(forward with { Lse = default, Weights = default }),
+                    Output = forward.Output, Lse = Lse, RowStatistics = Statistics,
+                    DOutput = default, DQ = default, DK = default, DV = default, // the first phase reads none of them
+                };
+                CpuBackward.RowStatistics(job, Mods(BlockMask, default(IdentityScore), kinds), CpuIsa.Auto, forward.MaxDegreeOfParallelism);
+            }
+        }
+    }
+
     /// <summary>A pinned call as the kernels' plain job (absent tensors stay empty).</summary>
     private static CpuAttentionJob<T> JobOf<T>(in PinnedCall<T> call) where T : unmanaged
     {

@@ -32,7 +32,7 @@ public sealed partial class CudaBackend
         var shape = forward.Shape;
         if (BackwardLimit(shape, call.ReturnBiasGradient) is { } limit) throw new NotSupportedException($"{shape}: {limit}.");
         float[] savedLse = HostPacking.Dense<float, float>(call.Lse); // dense [B, Hq, Lq]
-        ThrowIfCoarseLse(shape, savedLse);
+        float[]? rowNorms = RecomputeCoarseRows(call, blockMask, savedLse);
         var variant = CudaBackwardVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), element, kernels.SharedLimit);
         int dn = variant.HeadDim, bytes = variant.ElementBytes;
         long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength, keyRows = (long)shape.Batch * shape.KvHeads * shape.KeyLength;
@@ -50,6 +50,7 @@ public sealed partial class CudaBackend
             var o = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.Output, dn));
             var dO = scratch.Upload<TStorage>(HostPacking.Dense<T, TStorage>(call.DOutput, dn));
             var lse = scratch.Upload<float>(savedLse);
+            var norms = rowNorms is null ? null : scratch.Upload<float>(rowNorms);
             var dq = scratch.Allocate(rows * dn * bytes);
             var dk = scratch.Allocate(keyRows * dn * bytes);
             var dv = scratch.Allocate(keyRows * dn * bytes);
@@ -70,6 +71,7 @@ public sealed partial class CudaBackend
                 DOutput = dO.Address, DQ = dq.Address, DK = dk.Address, DV = dv.Address, Delta = delta.Address, DBias = dBias?.Address ?? 0,
                 DOutputStrides = Dense(shape.QueryHeads, shape.QueryLength, dn), DQStrides = Dense(shape.QueryHeads, shape.QueryLength, dn),
                 DKStrides = Dense(shape.KvHeads, shape.KeyLength, dn), DVStrides = Dense(shape.KvHeads, shape.KeyLength, dn),
+                RowNorm = norms?.Address ?? 0,
             };
 
             using var stream = CudaStream.Create();
@@ -84,14 +86,38 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Magnitude of a saved LSE from which the CUDA backward refuses the row. LSE = m + ln l is one float: from 2^24 on
+    /// Host spans: rows whose saved LSE cannot normalise P (<see cref="IsCoarseLse"/>: a finite padding bias on every key
+    /// of a row) get their softmax max and sum recomputed from the scores on the CPU, as the CPU backward does: the max
+    /// replaces the row's entry of <paramref name="lse"/> (dense [B, Hq, Lq]) and the returned factors (1 / sum there, 1
+    /// elsewhere) scale every P of the row in the kernels. Null when no row needs it (the kernels then read no
+    /// factors). The rows are the ones device tensors refuse, so the two paths give the same bits wherever both run.
+    /// </summary>
+    private static float[]? RecomputeCoarseRows<T, TMask>(scoped in AttentionBackwardCall<T> call, BlockMask<TMask>? blockMask, float[] lse)
+        where T : unmanaged where TMask : struct, IMaskMod
+    {
+        if (!Array.Exists(lse, IsCoarseLse)) return null;
+        float[] statistics = CpuBackend.CoarseRowStatistics(call, blockMask);
+        var norms = new float[lse.Length];
+        for (long row = 0; row < lse.LongLength; row++)
+        {
+            norms[row] = 1;
+            if (!IsCoarseLse(lse[row])) continue;
+            lse[row] = statistics[2 * row];
+            norms[row] = statistics[2 * row + 1];
+        }
+        return norms;
+    }
+
+    /// <summary>
+    /// Device tensors: magnitude of a saved LSE from which the CUDA backward refuses the row. LSE = m + ln l is one float: from 2^24 on
     /// its spacing is at least 1, so a recomputed P = e^(s - LSE) can be off by a factor of e or more, and at the
     /// magnitudes of a finite padding bias on every key of a row (-1e9, -1e30, float.MinValue) the LSE is m itself and
     /// every P of the row is 1 instead of 1 / Lk: a wrong gradient, infinite where Half overflows. The CPU backward
-    /// recomputes such rows' max and sum from the scores (from 1024 on, <see cref="Kernels.Cpu.Backward.LsePrecision"/>);
-    /// the CUDA kernels do not yet, so the call stops before any kernel runs, naming the row. Below 2^24 (logits in the
-    /// thousands, hostile values only) the kernels carry the LSE's rounding into P as the textbook formula does, within
-    /// the tolerance rule.
+    /// recomputes such rows' max and sum from the scores (from 1024 on, <see cref="Kernels.Cpu.Backward.LsePrecision"/>),
+    /// and so does the CUDA backward on host spans (<see cref="RecomputeCoarseRows"/>); on device tensors it would need
+    /// Q, K and the masks on the host, so the call stops before any kernel runs, naming the row. Below 2^24 (logits in
+    /// the thousands, hostile values only) the kernels carry the LSE's rounding into P as the textbook formula does,
+    /// within the tolerance rule.
     /// </summary>
     internal const float CoarseLseMagnitude = 1 << 24;
 
@@ -109,7 +135,7 @@ public sealed partial class CudaBackend
                 throw new NotSupportedException(
                     $"lse[{row / shape.QueryLength / shape.QueryHeads}, {row / shape.QueryLength % shape.QueryHeads}, {row % shape.QueryLength}] = {value}: the CUDA backward cannot differentiate rows whose saved LSE has magnitude " +
                     $">= {CoarseLseMagnitude} (a finite padding bias such as -1e30 on every key of the row " +
-                    "leaves P unnormalisable from the LSE). Mask such keys with -infinity or a keep-mask, or use the Cpu backend, which recomputes these rows.");
+                    "leaves P unnormalisable from the LSE) on device tensors. Mask such keys with -infinity or a keep-mask, or call with host spans or the Cpu backend, which recompute these rows.");
         }
     }
 

@@ -52,10 +52,14 @@ struct BackwardParams
     i64 dq_sb, dq_sh, dq_sr;
     i64 dk_sb, dk_sh, dk_sr;
     i64 dv_sb, dv_sh, dv_sr;
+    // null, or [B, H, Lq] dense: a factor on every P of the row. Where a saved LSE is too coarse to normalise P (a
+    // finite padding bias on every key of a row: LSE = m + ln l rounds to m), the host passes the row's recomputed max
+    // m in its LSE slot and 1 / l here, so P = e^(s - m) / l; elsewhere 1.
+    const float* row_norm;
 };
 
 // The host's mirror (engine/Backends/Cuda/BackwardParams.cs) is tested against this size.
-static_assert(sizeof(BackwardParams) == 488, "BackwardParams layout changed: update the host mirror");
+static_assert(sizeof(BackwardParams) == 496, "BackwardParams layout changed: update the host mirror");
 
 namespace flash
 {
@@ -262,6 +266,7 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_KV_ENTRY(const BackwardParams bp)
                     bool row = i < p.lq;
                     float lse = row ? lse_head[i * p.lse_sq] : neg_inf(), delta = row ? delta_head[i] : 0.f;
                     float prob = probability(s[n][e], lse);
+                    if (bp.row_norm && row) prob *= bp.row_norm[((i64)b * p.heads + h) * p.lq + i];
                     float factor = p.dropout && prob != 0.f ? dropout_factor(p, b, h, i, j) : 1.f;
                     dp[n][e] = score_gradient(prob, dp[n][e], factor, delta);
                     s[n][e] = prob * factor;
@@ -313,7 +318,7 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_Q_ENTRY(const BackwardParams bp)
     commit_async();
 
     // The thread's two rows' LSE and Delta (a row past Lq: -inf, so all its P are 0).
-    float lse[2], delta[2];
+    float lse[2], delta[2], norm[2];
     #pragma unroll
     for (int half = 0; half < 2; half++)
     {
@@ -321,6 +326,7 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_Q_ENTRY(const BackwardParams bp)
         bool row = i < p.lq;
         lse[half] = row ? p.lse[b * p.lse_sb + h * p.lse_sh + i * p.lse_sq] : neg_inf();
         delta[half] = row ? bp.delta[((i64)b * p.heads + h) * p.lq + i] : 0.f;
+        norm[half] = row && bp.row_norm ? bp.row_norm[((i64)b * p.heads + h) * p.lq + i] : 1.f;
     }
 
     float dq[D / 8][4];
@@ -353,7 +359,7 @@ extern "C" __global__ void AE_LAUNCH_BOUNDS AE_Q_ENTRY(const BackwardParams bp)
             for (int e = 0; e < 4; e++)
             {
                 int i = row_lo + (e / 2) * 8, j = j0 + n * 8 + (lane % 4) * 2 + e % 2;
-                float prob = probability(s[n][e], lse[e / 2]);
+                float prob = probability(s[n][e], lse[e / 2]) * norm[e / 2];
                 float factor = p.dropout && prob != 0.f ? dropout_factor(p, b, h, i, j) : 1.f;
                 float ds = score_gradient(prob, dp[n][e], factor, delta[e / 2]);
                 s[n][e] = ds;

@@ -12,4 +12,6 @@ internal struct BackwardParams
     public FlashParams Forward;
     public ulong DOutput, DQ, DK, DV, Delta, DBias;
     public Strides3 DOutputStrides, DQStrides, DKStrides, DVStrides;
+    /// <summary>0, or dense [B, H, Lq] factors on every P of a row (1 / recomputed sum where the saved LSE is coarse).</summary>
+    public ulong RowNorm;
 }

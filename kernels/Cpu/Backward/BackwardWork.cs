@@ -21,6 +21,22 @@ internal static class CpuBackward
             default: BackwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
         }
     }
+
+    /// <summary>
+    /// Only the backward's first phase: into <c>job.RowStatistics</c> ([B][Hq][Lq] pairs), the softmax max and
+    /// 1 / sum of every row whose saved LSE is too coarse (<see cref="LsePrecision"/>); other rows are not written.
+    /// For a backend whose kernels take these statistics from the host (CUDA).
+    /// </summary>
+    public static void RowStatistics<T, TMask, TScore>(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, CpuIsa isa, int maxDegreeOfParallelism)
+        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
+    {
+        switch (CpuIsaSelection.Resolve(isa))
+        {
+            case CpuIsa.Avx512: BackwardWork<T, Vector512Ops, Vector512<float>, TMask, TScore>.RunRowStatistics(job, mods, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx2: BackwardWork<T, Vector256Ops, Vector256<float>, TMask, TScore>.RunRowStatistics(job, mods, maxDegreeOfParallelism); break;
+            default: BackwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.RunRowStatistics(job, mods, maxDegreeOfParallelism); break;
+        }
+    }
 }
 
 /// <summary>The backward's tasks for the worker pool; one instance per calling thread, nesting depth and specialisation.</summary>
@@ -68,6 +84,24 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
             work._job = default; // pointers into the caller's memory must not outlive the call
             work._mods = default;
             statistics?.Dispose();
+        }
+    }
+
+    /// <summary>Phase 0 alone, into the job's <c>RowStatistics</c> (see <see cref="CpuBackward.RowStatistics"/>).</summary>
+    public static void RunRowStatistics(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
+    {
+        var work = NestedPerThread<BackwardWork<T, TOps, TVec, TMask, TScore>>.Current;
+        work._job = job;
+        work._mods = mods;
+        try
+        {
+            work._phase = Phase.RowStatistics;
+            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism, WorkEstimate.Forward(job.Forward));
+        }
+        finally
+        {
+            work._job = default;
+            work._mods = default;
         }
     }
 
