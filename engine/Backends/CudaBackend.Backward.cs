@@ -124,6 +124,7 @@ public sealed partial class CudaBackend
     /// <summary>Whether the CUDA backward refuses a row whose saved LSE is <paramref name="lse"/>.</summary>
     internal static bool IsCoarseLse(float lse) => float.IsFinite(lse) && Math.Abs(lse) >= CoarseLseMagnitude;
 
+    /// <summary>Device tensors: refuses a call with a row whose saved LSE <see cref="IsCoarseLse"/>, naming the first.</summary>
     /// <param name="shape">The call's shape.</param>
     /// <param name="lse">The saved LSE, dense [B, Hq, Lq].</param>
     private static void ThrowIfCoarseLse(AttentionShape shape, float[] lse)

@@ -52,10 +52,6 @@ public sealed partial class CudaBackend
         var (device, kernels) = OpenedFor(forward.Q.Device.Ordinal);
         ThrowIfTooWide(shape);
         if (BackwardLimit(shape, call.ReturnBiasGradient) is { } limit) throw new NotSupportedException($"{shape}: {limit}.");
-        // One download of the saved LSE (B·Hq·Lq floats) to find rows the kernels cannot differentiate.
-        var savedLse = new float[(long)shape.Batch * shape.QueryHeads * shape.QueryLength];
-        call.Lse.CopyTo(new TensorSpan<float>(savedLse, [shape.Batch, shape.QueryHeads, shape.QueryLength], []));
-        ThrowIfCoarseLse(shape, savedLse);
         var variant = CudaBackwardVariant.For(Math.Max(shape.HeadDim, shape.ValueDim), CudaElements.Of<T>(), kernels.SharedLimit);
         int dn = variant.HeadDim;
         long rows = (long)shape.Batch * shape.QueryHeads * shape.QueryLength;
@@ -64,6 +60,12 @@ public sealed partial class CudaBackend
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             device.MakeCurrent();
+            // One download of the saved LSE (B·Hq·Lq floats) to find rows the kernels cannot differentiate, once the
+            // caller's stream has finished writing it (the forward may still be running on it).
+            stream?.Synchronize();
+            var savedLse = new float[rows];
+            call.Lse.CopyTo(new TensorSpan<float>(savedLse, [shape.Batch, shape.QueryHeads, shape.QueryLength], []));
+            ThrowIfCoarseLse(shape, savedLse);
             using var scope = new DeviceCallScope(stream);
             var (queue, scratch) = (scope.Queue, scope.Scratch);
             var copies = new DeviceOperands(kernels, scratch, queue, dn, variant.ElementBytes);

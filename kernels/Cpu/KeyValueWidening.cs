@@ -38,7 +38,7 @@ internal static unsafe class KeyValueWidening
     /// consecutive keys of a head lie H·D floats apart, each on its own 4 KB page and, at power-of-two pitches, in the same
     /// few L1 sets; the hardware prefetchers do not cross pages. At B1 H16 N2048 D64 the tiles took 1.1-1.3x the time
     /// they take on [B, H, S, D] rows. A gathered copy costs one read and one write of K and V, which pays only when the
-    /// tiles read each key many times (about 1.1x slower at N256, 0.9x at N2048, on Zen 4).
+    /// tiles read each key many times (on a Zen 5: about 1.1x the time at N256, 0.9x at N2048).
     /// </remarks>
     public static bool Pays<T>(in CpuAttentionJob<T> job, int tileRows, int keyBlock, int dvPad, int vectorCount, bool hasBlockMask,
         out bool keys, out bool values) where T : unmanaged
@@ -63,7 +63,7 @@ internal static unsafe class KeyValueWidening
         return (keys || values) && staged >= 2L * job.KeyLength && Bytes(job, dvPad, keys, values) <= MaxBytes;
     }
 
-    /// <summary>Float rows read in place, <paramref name="rowStride"/> floats apart, with gaps of at least <see cref="ScatteredPitch"/> bytes.</summary>
+    /// <summary>Float rows of <paramref name="width"/> read in place <paramref name="rowStride"/> floats apart: not packed, and at least <see cref="ScatteredPitch"/> bytes apart.</summary>
     private static bool Scattered(nint rowStride, int width) => rowStride != width && Math.Abs(rowStride) * sizeof(float) >= ScatteredPitch;
 
     /// <summary>The job reading its keys and/or values from copies laid out in <paramref name="memory"/>.</summary>
