@@ -48,6 +48,19 @@ public class KeyValueWideningTests
         };
         using var problem = AttentionProblem<float>.Create(spec);
         CopiesChangeNoBit(problem, spec);
+    }
+
+    /// <summary>The gathered copies' results against the oracle: the smallest problem that still gathers (8 KV heads of 64: rows 2 KB apart; 9 tiles per head).</summary>
+    [Fact]
+    public void Scattered_float_rows_copied_meet_the_rule()
+    {
+        var spec = new ProblemSpec
+        {
+            Batch = 1, QueryHeads = 8, KvHeads = 8, QueryLength = 520, KeyLength = 300, HeadDim = 64, ValueDim = 64,
+            Layout = MemoryLayout.Bshd, Bias = BiasKind.PerHead, Values = ValueDistribution.Outliers, DataSeed = 8,
+        };
+        Assert.True(Pays(Job<float>(queries: 520, keys: 300, pitch: 8 * 64) with { QueryHeads = 8 }, 64, 64, 16, out _, out _));
+        using var problem = AttentionProblem<float>.Create(spec);
         var verdict = CaseVerifier.VerifyBackend(Attention.Using(Backend.Cpu), problem, 7);
         Assert.True(verdict.Passed, string.Join("; ", verdict.Failures));
     }
