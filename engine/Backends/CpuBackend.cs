@@ -101,8 +101,11 @@ public sealed class CpuBackend : AttentionBackend
         }
     }
 
-    /// <summary>The backward over the pinned forward call and the backward's own pinned tensors.</summary>
-    private struct BackwardWork<T, TMask, TScore> : IPinnedCallWork<T>
+    /// <summary>
+    /// The backward over the pinned forward call and the backward's own pinned tensors; or, with
+    /// <see cref="Statistics"/> set, only the softmax statistics of its coarse-LSE rows (no gradient tensors).
+    /// </summary>
+    private unsafe struct BackwardWork<T, TMask, TScore> : IPinnedCallWork<T>
         where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
         public BlockMask<TMask>? BlockMask;
@@ -110,8 +113,9 @@ public sealed class CpuBackend : AttentionBackend
         public CpuIsa Isa;
         public RawStrided4<float> Lse, ScoreGradient;
         public RawStrided4<T> DOutput, DQ, DK, DV;
+        public float* Statistics;
 
-        public readonly unsafe void Run(in PinnedCall<T> forward)
+        public readonly void Run(in PinnedCall<T> forward)
         {
             fixed (BlockKind* kinds = BlockMask?.Kinds)
             {
@@ -120,9 +124,9 @@ public sealed class CpuBackend : AttentionBackend
                     // The forward's output view is the saved output; the forward job's LSE and weights stay empty.
                     Forward = JobOf(forward with { Lse = default, Weights = default }),
                     Output = forward.Output, Lse = Lse, DOutput = DOutput, DQ = DQ, DK = DK, DV = DV,
-                    ScoreGradient = ScoreGradient,
+                    ScoreGradient = ScoreGradient, RowStatistics = Statistics,
                 };
-                CpuBackward.Run(job, Mods(BlockMask, ScoreMod, kinds), Isa, forward.MaxDegreeOfParallelism);
+                CpuBackward.Run(job, Mods(BlockMask, ScoreMod, kinds), Isa, forward.MaxDegreeOfParallelism, statisticsOnly: Statistics != null);
             }
         }
     }
@@ -141,31 +145,10 @@ public sealed class CpuBackend : AttentionBackend
         fixed (float* lse = &Unsafe.AsRef(in call.Lse.Base))
         fixed (float* target = statistics)
         {
-            var work = new RowStatisticsWork<T, TMask> { BlockMask = blockMask, Lse = new RawStrided4<float>(lse, call.Lse), Statistics = target };
+            var work = new BackwardWork<T, TMask, IdentityScore> { BlockMask = blockMask, Isa = CpuIsa.Auto, Lse = new RawStrided4<float>(lse, call.Lse), Statistics = target };
             PinnedCall<T>.Pin(call.Forward, ref work);
         }
         return statistics;
-    }
-
-    private unsafe struct RowStatisticsWork<T, TMask> : IPinnedCallWork<T> where T : unmanaged where TMask : struct, IMaskMod
-    {
-        public BlockMask<TMask>? BlockMask;
-        public RawStrided4<float> Lse;
-        public float* Statistics;
-
-        public readonly void Run(in PinnedCall<T> forward)
-        {
-            fixed (BlockKind* kinds = BlockMask?.Kinds)
-            {
-                var job = new CpuBackwardJob<T>
-                {
-                    Forward = JobOf(forward with { Lse = default, Weights = default }),
-                    Output = forward.Output, Lse = Lse, RowStatistics = Statistics,
-                    DOutput = default, DQ = default, DK = default, DV = default, // the first phase reads none of them
-                };
-                CpuBackward.RowStatistics(job, Mods(BlockMask, default(IdentityScore), kinds), CpuIsa.Auto, forward.MaxDegreeOfParallelism);
-            }
-        }
     }
 
     /// <summary>A pinned call as the kernels' plain job (absent tensors stay empty).</summary>

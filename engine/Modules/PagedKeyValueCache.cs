@@ -24,6 +24,7 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
 {
     private readonly NativeTensor<T> _keys, _values; // [kvHeads, pages, pageSize, headDim]: a head's consecutive pages are contiguous
     private readonly List<int>[] _tables;
+    private readonly List<int>[] _runs; // per sequence, the block-table indices where a run of consecutive pages starts
     private readonly Stack<int> _free;
     private readonly int[] _lengths;
 
@@ -39,6 +40,7 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
         _keys = NativeTensor<T>.Zeros(kvHeads, pages, pageSize, headDim);
         _values = NativeTensor<T>.Zeros(kvHeads, pages, pageSize, headDim);
         _tables = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
+        _runs = Enumerable.Range(0, sequences).Select(_ => new List<int>()).ToArray();
         _free = new Stack<int>(Enumerable.Range(0, pages).Reverse()); // page 0 first
         _lengths = new int[sequences];
     }
@@ -84,6 +86,8 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
             _free.Push(table[p]);
             table.RemoveAt(p);
         }
+        var runs = _runs[sequence];
+        while (runs.Count > 0 && runs[^1] >= table.Count) runs.RemoveAt(runs.Count - 1);
         _lengths[sequence] = length;
     }
 
@@ -124,7 +128,7 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
         for (int t = 0; t < tokens; t++)
         {
             int position = start + t;
-            if (position / PageSize == table.Count) table.Add(_free.Pop()); // CheckRoom made sure there is one
+            if (position / PageSize == table.Count) TakePage(sequence); // CheckRoom made sure there is one
             int page = table[position / PageSize], slot = position % PageSize;
             for (int h = 0; h < KvHeads; h++)
             {
@@ -135,28 +139,33 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
         _lengths[sequence] = start + tokens;
     }
 
+    /// <summary>Gives the sequence the next free page, noting where a new run starts.</summary>
+    private void TakePage(int sequence)
+    {
+        var table = _tables[sequence];
+        int page = _free.Pop();
+        if (table.Count == 0 || page != table[^1] + 1) _runs[sequence].Add(table.Count);
+        table.Add(page);
+    }
+
     /// <summary>
     /// Runs of consecutive page numbers among the pages holding the first <paramref name="length"/> tokens; past the
     /// pages the sequence holds, each page it would still take counts as a run of its own (an upper bound).
     /// </summary>
     int IKeyValueStore<T>.SegmentCount(int sequence, int length)
     {
-        var table = _tables[sequence];
-        int pages = (length + PageSize - 1) / PageSize, held = Math.Min(pages, table.Count), runs = pages - held;
-        for (int i = 0; i < held; i++)
-            if (i == 0 || table[i] != table[i - 1] + 1) runs++;
-        return runs;
+        var runs = _runs[sequence];
+        int pages = (length + PageSize - 1) / PageSize, held = Math.Min(pages, _tables[sequence].Count);
+        int startsBelow = runs.BinarySearch(held);
+        return (startsBelow >= 0 ? startsBelow : ~startsBelow) + pages - held;
     }
 
     /// <summary>Run <paramref name="index"/> of the first <paramref name="length"/> tokens: its first token, token count and K/V views.</summary>
     (int FirstKey, int Count, RawStrided4<T> Keys, RawStrided4<T> Values) IKeyValueStore<T>.Segment(int sequence, int index, int length)
     {
         var table = _tables[sequence];
-        int pages = (length + PageSize - 1) / PageSize, start = 0;
-        for (int run = 0; run < index; run++)
-            do start++; while (table[start] == table[start - 1] + 1);
-        int end = start + 1;
-        while (end < pages && table[end] == table[end - 1] + 1) end++;
+        var runs = _runs[sequence];
+        int start = runs[index], end = index + 1 < runs.Count ? runs[index + 1] : table.Count;
         int first = start * PageSize, count = Math.Min((end - start) * PageSize, length - first);
         nint at = Offset(table[start], 0, 0), headStride = (nint)Pages * PageSize * HeadDim;
         return (first, count, new RawStrided4<T>(_keys.Pointer + at, 1, KvHeads, count, HeadDim, 0, headStride, HeadDim, 1),

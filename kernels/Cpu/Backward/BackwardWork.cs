@@ -11,30 +11,21 @@ namespace AttentionEngine.Kernels.Cpu.Backward;
 /// </summary>
 internal static class CpuBackward
 {
-    public static void Run<T, TMask, TScore>(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, CpuIsa isa, int maxDegreeOfParallelism)
-        where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
-    {
-        switch (CpuIsaSelection.Resolve(isa))
-        {
-            case CpuIsa.Avx512: BackwardWork<T, Vector512Ops, Vector512<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
-            case CpuIsa.Avx2: BackwardWork<T, Vector256Ops, Vector256<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
-            default: BackwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism); break;
-        }
-    }
-
     /// <summary>
-    /// Only the backward's first phase: into <c>job.RowStatistics</c> ([B][Hq][Lq] pairs), the softmax max and
-    /// 1 / sum of every row whose saved LSE is too coarse (<see cref="LsePrecision"/>); other rows are not written.
-    /// For a backend whose kernels take these statistics from the host (CUDA).
+    /// The backward; with <paramref name="statisticsOnly"/>, only its first phase: into <c>job.RowStatistics</c>
+    /// ([B][Hq][Lq] pairs), the softmax max and 1 / sum of every row whose saved LSE is too coarse
+    /// (<see cref="LsePrecision"/>), other rows not written. The latter is for a backend whose kernels take these
+    /// statistics from the host (CUDA).
     /// </summary>
-    public static void RowStatistics<T, TMask, TScore>(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, CpuIsa isa, int maxDegreeOfParallelism)
+    public static void Run<T, TMask, TScore>(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, CpuIsa isa, int maxDegreeOfParallelism,
+        bool statisticsOnly = false)
         where T : unmanaged where TMask : struct, IMaskMod where TScore : struct, IScoreMod
     {
         switch (CpuIsaSelection.Resolve(isa))
         {
-            case CpuIsa.Avx512: BackwardWork<T, Vector512Ops, Vector512<float>, TMask, TScore>.RunRowStatistics(job, mods, maxDegreeOfParallelism); break;
-            case CpuIsa.Avx2: BackwardWork<T, Vector256Ops, Vector256<float>, TMask, TScore>.RunRowStatistics(job, mods, maxDegreeOfParallelism); break;
-            default: BackwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.RunRowStatistics(job, mods, maxDegreeOfParallelism); break;
+            case CpuIsa.Avx512: BackwardWork<T, Vector512Ops, Vector512<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism, statisticsOnly); break;
+            case CpuIsa.Avx2: BackwardWork<T, Vector256Ops, Vector256<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism, statisticsOnly); break;
+            default: BackwardWork<T, Vector128Ops, Vector128<float>, TMask, TScore>.Run(job, mods, maxDegreeOfParallelism, statisticsOnly); break;
         }
     }
 }
@@ -50,7 +41,7 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
     private FlexMods<TMask, TScore> _mods;
     private Phase _phase;
 
-    public static unsafe void Run(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
+    public static unsafe void Run(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism, bool statisticsOnly)
     {
         var work = NestedPerThread<BackwardWork<T, TOps, TVec, TMask, TScore>>.Current;
         work._job = job;
@@ -58,13 +49,18 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
         AlignedMemoryHandle? statistics = null;
         try
         {
-            if (AnyCoarseLse(job))
+            if (statisticsOnly || AnyCoarseLse(job))
             {
-                // Rare (huge or padding-bias scores): recompute those rows' max and sum before differentiating.
-                statistics = AlignedMemoryHandle.Allocate((nuint)((long)job.Forward.Batch * job.Forward.QueryHeads * job.Forward.QueryLength * 2 * sizeof(float)));
-                work._job = job with { RowStatistics = (float*)statistics.DangerousGetHandle() };
+                // Rare (huge or padding-bias scores): recompute those rows' max and sum before differentiating, into
+                // the caller's buffer when it wants nothing else.
+                if (!statisticsOnly)
+                {
+                    statistics = AlignedMemoryHandle.Allocate((nuint)((long)job.Forward.Batch * job.Forward.QueryHeads * job.Forward.QueryLength * 2 * sizeof(float)));
+                    work._job = job with { RowStatistics = (float*)statistics.DangerousGetHandle() };
+                }
                 work._phase = Phase.RowStatistics;
                 CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism, WorkEstimate.Forward(job.Forward));
+                if (statisticsOnly) return;
             }
             int heads = job.Forward.Batch * job.Forward.KvHeads;
             if (heads >= 2 * Math.Min(maxDegreeOfParallelism, Environment.ProcessorCount))
@@ -84,24 +80,6 @@ internal sealed class BackwardWork<T, TOps, TVec, TMask, TScore> : PoolWork
             work._job = default; // pointers into the caller's memory must not outlive the call
             work._mods = default;
             statistics?.Dispose();
-        }
-    }
-
-    /// <summary>Phase 0 alone, into the job's <c>RowStatistics</c> (see <see cref="CpuBackward.RowStatistics"/>).</summary>
-    public static void RunRowStatistics(in CpuBackwardJob<T> job, in FlexMods<TMask, TScore> mods, int maxDegreeOfParallelism)
-    {
-        var work = NestedPerThread<BackwardWork<T, TOps, TVec, TMask, TScore>>.Current;
-        work._job = job;
-        work._mods = mods;
-        try
-        {
-            work._phase = Phase.RowStatistics;
-            CpuWorkerPool.Shared.Run(work, BackwardKernel<T, TOps, TVec, TMask, TScore>.QueryTaskCount(job), maxDegreeOfParallelism, WorkEstimate.Forward(job.Forward));
-        }
-        finally
-        {
-            work._job = default;
-            work._mods = default;
         }
     }
 
