@@ -17,19 +17,36 @@ namespace AttentionEngine.Kernels;
 /// L1-resident halves went from 0.054 to 0.047 ns per element). Seven operations on 8 or 16 lanes with the load's
 /// widening (the earlier integer form took fourteen, with a subtraction and a select for subnormals), beside the one
 /// shift of a bf16 widening. A subnormal half feeds the multiply a subnormal float, which some processors finish in microcode:
-/// slower for such rare vectors, the same bits.
+/// slower for such rare vectors, the same bits. The decode kernel reads Half without the multiply and usually without the
+/// select (<see cref="ScaledHalf"/>, <see cref="ScaledFiniteHalf"/>), its other factors carrying the 2^112.
 /// </summary>
 internal static class HalfWidening
 {
     private const uint ClearSignCopies = 0x8FFF_FFFF;    // the sign-extension's copies at bits 28-30
     private const uint ShiftedExponent = 0x0F80_0000;    // the half's exponent field after the shift (bits 23-27)
-    private const float Rebias = 5.192296858534828e+33f; // 2^112 = 2^(127 - 15)
+    /// <summary>2^112 = 2^(127 - 15): a half's bits shifted into float position read as 2^-112 times its value.</summary>
+    public const float Rebias = 5.192296858534828e+33f;
     private const uint FloatExponent = 0x7F80_0000;
 
-    /// <summary>The widening of a finite half (<see cref="FiniteHalf"/>): the same bits as <see cref="Widen(Vector512{int})"/> for every finite pattern.</summary>
+    /// <summary>
+    /// A finite half as the float 2^-112 times its value (<see cref="ScaledFiniteHalf"/>): <see cref="Widen(Vector512{int})"/>
+    /// without the multiply and the special-value select.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> WidenFinite(Vector512<int> signExtendedHalf) =>
-        ((signExtendedHalf << 13).AsUInt32() & Vector512.Create(ClearSignCopies)).AsSingle() * Vector512.Create(Rebias);
+    public static Vector512<float> WidenScaledFinite(Vector512<int> signExtendedHalf) =>
+        ((signExtendedHalf << 13).AsUInt32() & Vector512.Create(ClearSignCopies)).AsSingle();
+
+    /// <summary>
+    /// Any half as the float 2^-112 times its value (<see cref="ScaledHalf"/>); infinity and NaN stay infinity and NaN
+    /// (the payload kept), so a product with a factor scaled by 2^112 is the product of the unscaled pair.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> WidenScaled(Vector512<int> signExtendedHalf)
+    {
+        var bits = (signExtendedHalf << 13).AsUInt32() & Vector512.Create(ClearSignCopies);
+        var special = Vector512.Equals(bits & Vector512.Create(ShiftedExponent), Vector512.Create(ShiftedExponent));
+        return Vector512.ConditionalSelect(special, bits | Vector512.Create(FloatExponent), bits).AsSingle();
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Widen(Vector512<int> signExtendedHalf)
@@ -40,10 +57,25 @@ internal static class HalfWidening
         return Vector512.ConditionalSelect(special.AsSingle(), value | Vector512.Create(FloatExponent).AsSingle(), value);
     }
 
-    /// <summary>The widening of a finite half (<see cref="FiniteHalf"/>): the same bits as <see cref="Widen(Vector256{int})"/> for every finite pattern.</summary>
+    /// <summary>
+    /// A finite half as the float 2^-112 times its value (<see cref="ScaledFiniteHalf"/>): <see cref="Widen(Vector256{int})"/>
+    /// without the multiply and the special-value select.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> WidenFinite(Vector256<int> signExtendedHalf) =>
-        ((signExtendedHalf << 13).AsUInt32() & Vector256.Create(ClearSignCopies)).AsSingle() * Vector256.Create(Rebias);
+    public static Vector256<float> WidenScaledFinite(Vector256<int> signExtendedHalf) =>
+        ((signExtendedHalf << 13).AsUInt32() & Vector256.Create(ClearSignCopies)).AsSingle();
+
+    /// <summary>
+    /// Any half as the float 2^-112 times its value (<see cref="ScaledHalf"/>); infinity and NaN stay infinity and NaN
+    /// (the payload kept), so a product with a factor scaled by 2^112 is the product of the unscaled pair.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> WidenScaled(Vector256<int> signExtendedHalf)
+    {
+        var bits = (signExtendedHalf << 13).AsUInt32() & Vector256.Create(ClearSignCopies);
+        var special = Vector256.Equals(bits & Vector256.Create(ShiftedExponent), Vector256.Create(ShiftedExponent));
+        return Vector256.ConditionalSelect(special, bits | Vector256.Create(FloatExponent), bits).AsSingle();
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Widen(Vector256<int> signExtendedHalf)
@@ -54,10 +86,25 @@ internal static class HalfWidening
         return Vector256.ConditionalSelect(special.AsSingle(), value | Vector256.Create(FloatExponent).AsSingle(), value);
     }
 
-    /// <summary>The widening of a finite half (<see cref="FiniteHalf"/>): the same bits as <see cref="Widen(Vector128{int})"/> for every finite pattern.</summary>
+    /// <summary>
+    /// A finite half as the float 2^-112 times its value (<see cref="ScaledFiniteHalf"/>): <see cref="Widen(Vector128{int})"/>
+    /// without the multiply and the special-value select.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> WidenFinite(Vector128<int> signExtendedHalf) =>
-        ((signExtendedHalf << 13).AsUInt32() & Vector128.Create(ClearSignCopies)).AsSingle() * Vector128.Create(Rebias);
+    public static Vector128<float> WidenScaledFinite(Vector128<int> signExtendedHalf) =>
+        ((signExtendedHalf << 13).AsUInt32() & Vector128.Create(ClearSignCopies)).AsSingle();
+
+    /// <summary>
+    /// Any half as the float 2^-112 times its value (<see cref="ScaledHalf"/>); infinity and NaN stay infinity and NaN
+    /// (the payload kept), so a product with a factor scaled by 2^112 is the product of the unscaled pair.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> WidenScaled(Vector128<int> signExtendedHalf)
+    {
+        var bits = (signExtendedHalf << 13).AsUInt32() & Vector128.Create(ClearSignCopies);
+        var special = Vector128.Equals(bits & Vector128.Create(ShiftedExponent), Vector128.Create(ShiftedExponent));
+        return Vector128.ConditionalSelect(special, bits | Vector128.Create(FloatExponent), bits).AsSingle();
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Widen(Vector128<int> signExtendedHalf)

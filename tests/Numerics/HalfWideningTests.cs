@@ -62,51 +62,86 @@ public unsafe class HalfWideningTests
     }
 
     [Fact]
-    public void Finite_widening_equals_the_full_widening_for_every_finite_pattern_at_every_width()
+    public void Scaled_widenings_are_the_widening_times_2_to_the_minus_112_for_every_pattern_at_every_width()
     {
-        CheckFiniteWidth<Vector128Ops, Vector128<float>>();
-        if (Vector256.IsHardwareAccelerated) CheckFiniteWidth<Vector256Ops, Vector256<float>>();
-        if (Vector512.IsHardwareAccelerated) CheckFiniteWidth<Vector512Ops, Vector512<float>>();
+        CheckScaledWidth<Vector128Ops, Vector128<float>>();
+        if (Vector256.IsHardwareAccelerated) CheckScaledWidth<Vector256Ops, Vector256<float>>();
+        if (Vector512.IsHardwareAccelerated) CheckScaledWidth<Vector512Ops, Vector512<float>>();
     }
 
-    private static void CheckFiniteWidth<TOps, TVec>() where TOps : struct, IVectorOps<TVec> where TVec : struct
+    /// <summary>
+    /// ScaledHalf: finite patterns read as exactly 2^-112 times the value (so a factor times 2^112 gives the same
+    /// product), infinity and NaN as the full widening's bits. ScaledFiniteHalf: the same bits on finite patterns; on
+    /// infinity and NaN a finite value above <see cref="ScaledFiniteHalf.FiniteLargest"/>, and no finite pattern above it,
+    /// so the kernels' check (Track, LoadedFinite) finds a special in any lane and never a finite one.
+    /// </summary>
+    private static void CheckScaledWidth<TOps, TVec>() where TOps : struct, IVectorOps<TVec> where TVec : struct
     {
-        // Every finite pattern (exponent field below 31), in order, padded with zeros to whole vectors.
-        var patterns = AllPatterns().Where(b => (b & 0x7C00) != 0x7C00).ToList();
-        while (patterns.Count % TOps.Count != 0) patterns.Add(0);
-        var source = patterns.ToArray();
-        var widened = new float[source.Length];
-        fixed (ushort* bits = source)
-        fixed (float* destination = widened)
+        var patterns = AllPatterns();
+        var scaled = new float[patterns.Length];
+        var scaledFinite = new float[patterns.Length];
+        fixed (ushort* bits = patterns)
+        fixed (float* s = scaled, f = scaledFinite)
         {
-            for (int n = 0; n < source.Length; n += TOps.Count) TOps.Store(destination + n, ElementLoads<TOps, TVec>.Load((FiniteHalf*)bits + n));
+            for (int n = 0; n < patterns.Length; n += TOps.Count)
+            {
+                TOps.Store(s + n, ElementLoads<TOps, TVec>.Load((ScaledHalf*)bits + n));
+                TOps.Store(f + n, ElementLoads<TOps, TVec>.Load((ScaledFiniteHalf*)bits + n));
+            }
         }
-        AssertSameAsScalar(source, widened);
+        for (int n = 0; n < patterns.Length; n++)
+        {
+            float exact = (float)BitConverter.UInt16BitsToHalf(patterns[n]);
+            bool special = (patterns[n] & 0x7C00) == 0x7C00;
+            if (special)
+            {
+                Assert.Equal(float.IsNaN(exact) ? (uint)(patterns[n] & 0x8000) << 16 | (uint)(patterns[n] & 0x3FF) << 13 | 0x7F80_0000u
+                    : BitConverter.SingleToUInt32Bits(exact), BitConverter.SingleToUInt32Bits(scaled[n]));
+                Assert.True(MathF.Abs(scaledFinite[n]) > ScaledFiniteHalf.FiniteLargest, $"0x{patterns[n]:X4} read as finite {scaledFinite[n]:R}");
+            }
+            else
+            {
+                Assert.Equal((double)exact, scaled[n] * Math.Pow(2, 112));
+                Assert.Equal(BitConverter.SingleToUInt32Bits(scaled[n]), BitConverter.SingleToUInt32Bits(scaledFinite[n]));
+                Assert.True(MathF.Abs(scaledFinite[n]) <= ScaledFiniteHalf.FiniteLargest);
+            }
+        }
     }
 
     [Fact]
-    public void The_block_scan_finds_an_infinity_or_nan_at_any_position_and_nothing_in_finite_blocks()
+    public void The_finite_check_finds_an_infinity_or_nan_in_any_lane_and_nothing_in_finite_vectors()
     {
-        // Widths around every vector step (16, 32) and tail; rows with padding between them (pitch > width).
-        foreach (int width in new[] { 1, 7, 16, 24, 32, 40, 64, 100, 128 })
-        foreach (int rows in new[] { 1, 3 })
+        CheckTracking<Vector128Ops, Vector128<float>>();
+        if (Vector256.IsHardwareAccelerated) CheckTracking<Vector256Ops, Vector256<float>>();
+        if (Vector512.IsHardwareAccelerated) CheckTracking<Vector512Ops, Vector512<float>>();
+    }
+
+    private static void CheckTracking<TOps, TVec>() where TOps : struct, IVectorOps<TVec> where TVec : struct
+    {
+        var random = new Random(TOps.Count);
+        int c = TOps.Count;
+        var block = new ushort[4 * c];
+        fixed (ushort* bits = block)
         {
-            int pitch = width + 5;
-            var block = new ushort[rows * pitch];
-            var random = new Random(width * 7 + rows);
-            for (int n = 0; n < block.Length; n++) block[n] = (ushort)(random.Next(0, 0x7C00) | (random.Next(2) << 15)); // finite, both signs
-            // Padding between rows holds infinities: the scan must read only the rows' widths.
-            for (int r = 0; r < rows; r++) for (int x = width; x < pitch; x++) block[r * pitch + x] = 0x7C00;
-            fixed (ushort* first = block) Assert.False(FiniteHalf.HasInfinityOrNaN((Half*)first, pitch, rows, width), $"finite block, width {width}");
-            foreach (ushort special in new ushort[] { 0x7C00, 0xFC00, 0x7E00, 0xFFFF, 0x7C01 })
-            for (int r = 0; r < rows; r++)
-            for (int x = 0; x < width; x++)
+            var h = (ScaledFiniteHalf*)bits;
+            bool Finite()
             {
-                ushort kept = block[r * pitch + x];
-                block[r * pitch + x] = special;
-                fixed (ushort* first = block)
-                    Assert.True(FiniteHalf.HasInfinityOrNaN((Half*)first, pitch, rows, width), $"0x{special:X4} at row {r}, column {x}, width {width}");
-                block[r * pitch + x] = kept;
+                TVec largest = TOps.Zero;
+                ElementLoads<TOps, TVec>.Track<ScaledFiniteHalf>(ref largest, ElementLoads<TOps, TVec>.Load(h));
+                ElementLoads<TOps, TVec>.Track<ScaledFiniteHalf>(ref largest, ElementLoads<TOps, TVec>.Load(h + c), ElementLoads<TOps, TVec>.Load(h + 2 * c));
+                ElementLoads<TOps, TVec>.Track<ScaledFiniteHalf>(ref largest, ElementLoads<TOps, TVec>.Load(h + 3 * c), TOps.Zero, TOps.Zero, TOps.Zero);
+                return ElementLoads<TOps, TVec>.LoadedFinite<ScaledFiniteHalf>(largest);
+            }
+            for (int trial = 0; trial < 200; trial++)
+            {
+                // Finite, both signs, the largest magnitudes included.
+                for (int n = 0; n < block.Length; n++) block[n] = (ushort)((trial % 2 == 0 ? random.Next(0, 0x7C00) : random.Next(0x7B00, 0x7C00)) | (random.Next(2) << 15));
+                Assert.True(Finite(), $"finite vectors, trial {trial}");
+                int at = random.Next(block.Length);
+                ushort kept = block[at];
+                block[at] = new ushort[] { 0x7C00, 0xFC00, 0x7E00, 0xFFFF, 0x7C01 }[trial % 5];
+                Assert.False(Finite(), $"0x{block[at]:X4} at element {at}");
+                block[at] = kept;
             }
         }
     }

@@ -47,19 +47,20 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         var scratch = CpuTileScratch.For(rows.Count, KeyBlock, dPad, dvPad);
 
         LoadQueries(job, batch, rows, dPad, scratch);
+        bool scaledKeys = ScaleQueriesForHalfKeys(job, scratch.QueryT, rows.Count * dPad);
         if (job.Dropout.IsActive) TileDropout<TOps, TVec>.PrepareRows(job, batch, rows, rows.Count, scratch);
         var band = job.Band;
         long keyBegin = Math.Max(split * splits.KeysPerSplit, band.FirstKey(rows.FirstQuery));
         long keyEnd = Math.Min((split + 1) * splits.KeysPerSplit, band.EndKey(rows.LastQuery, job.KeyLength));
-        AccumulateSplit(job, batch, rows, keyBegin, keyEnd, dPad, dvPad, scratch, mods, guarded: false);
+        AccumulateSplit(job, batch, rows, keyBegin, keyEnd, dPad, dvPad, scratch, mods, scaledKeys, guarded: false);
         // As in the tile kernel: a non-finite output sends the split through the guarded pass (hostile values only).
         if (!TensorPrimitives.IsFiniteAll(new ReadOnlySpan<float>(scratch.Output, rows.Count * dvPad)))
-            AccumulateSplit(job, batch, rows, keyBegin, keyEnd, dPad, dvPad, scratch, mods, guarded: true);
+            AccumulateSplit(job, batch, rows, keyBegin, keyEnd, dPad, dvPad, scratch, mods, scaledKeys, guarded: true);
 
         if (splits.Count == 1)
         {
             Epilogue.Write(job, batch, rows, dvPad, scratch);
-            if (!job.Weights.IsEmpty) WriteWeights(job, batch, rows, dPad, keyBegin, keyEnd, scratch, mods);
+            if (!job.Weights.IsEmpty) WriteWeights(job, batch, rows, dPad, keyBegin, keyEnd, scratch, mods, scaledKeys);
             return;
         }
         long slot = slotBase + (long)head * splits.Count + split;
@@ -70,8 +71,9 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     }
 
     /// <summary>The split's key blocks into every row's O, m and l (and accumulator scale).</summary>
+    /// <param name="scaledKeys">the queries hold 2^112 times their value, for Half keys read in place (<see cref="ScaleQueriesForHalfKeys"/>)</param>
     private static void AccumulateSplit(in CpuAttentionJob<T> job, int batch, in TileRows rows, long keyBegin, long keyEnd, int dPad, int dvPad,
-        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool guarded)
+        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool scaledKeys, bool guarded)
     {
         int kvHead = rows.KvHead, c = TOps.Count;
         new Span<float>(scratch.Output, rows.Count * dvPad).Clear();
@@ -90,7 +92,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
                 KeyValuePrefetch.Keys(job, batch, kvHead, firstKey, keyCount);
                 KeyValuePrefetch.Values(job, batch, kvHead, firstKey, keyCount);
             }
-            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
+            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind, scaledKeys);
             // Dropout multipliers of the block, [key][row] (the tile layout), applied to each row after its softmax step.
             float* dropout = null;
             if (job.Dropout.IsActive)
@@ -112,7 +114,8 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             {
                 var v = job.V;
                 T* values = &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)];
-                if (IsFiniteHalfBlock(values, v.Stride2, keyCount, job.ValueDim)) Accumulate(rows, keyCount, (FiniteHalf*)values, v.Stride2, dvPad, scratch, dropout);
+                if (ScalesHalfValues(job))
+                    Accumulate(rows, keyCount, (ScaledFiniteHalf*)values, v.Stride2, dvPad, scratch, dropout, probabilityFactor: ScaledHalf.Factor);
                 else Accumulate(rows, keyCount, values, v.Stride2, dvPad, scratch, dropout);
             }
             else if (Int8InPlace(job.Int8.V, job.ValueDim))
@@ -186,27 +189,38 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     }
 
     /// <summary>
-    /// True for a block of Half rows read in place with no infinity or NaN: it is widened without the special-value
-    /// select (<see cref="FiniteHalf"/>), the same bits. A block holding one keeps the full widening.
+    /// For Half keys read in place: multiplies the task's queries by 2^112 when every one fits (<see
+    /// cref="ScaledHalf.Fits"/>), so the keys are read as 2^-112 times their value with no multiply per element, the
+    /// same products. Returns whether it did; queries of magnitude 2^16 or more (or not finite) keep the full widening.
     /// </summary>
-    private static bool IsFiniteHalfBlock(T* rows, nint pitch, int rowCount, int width) =>
-        typeof(T) == typeof(Half) && !FiniteHalf.HasInfinityOrNaN((Half*)rows, pitch, rowCount, width);
+    private static bool ScaleQueriesForHalfKeys(in CpuAttentionJob<T> job, float* queries, int count)
+    {
+        if (typeof(T) != typeof(Half) || !KeysInPlace(job)) return false;
+        var span = new Span<float>(queries, count);
+        if (!ScaledHalf.Fits(TensorPrimitives.MaxMagnitude(span))) return false;
+        TensorPrimitives.Multiply(span, ScaledHalf.Factor, span);
+        return true;
+    }
 
     /// <summary>
-    /// Rows that are contiguous and a whole number of vectors long are read where they lie when that is cheaper than
-    /// staging (float and BFloat16 always; Half while each element is widened at most twice: <see cref="Widenings"/>).
+    /// Half values read in place take the probabilities times 2^112 (<see cref="ScaledHalf"/>): probabilities are at
+    /// most 1, times the dropout scale, which must stay under 2^16 for the product to stay finite.
+    /// </summary>
+    private static bool ScalesHalfValues(in CpuAttentionJob<T> job) =>
+        typeof(T) == typeof(Half) && (!job.Dropout.IsActive || ScaledHalf.Fits(job.Dropout.Scale));
+
+    /// <summary>
+    /// Rows that are contiguous and a whole number of vectors long are read where they lie, any storage type and any
+    /// number of rows: Half too, as 2^-112 times its value (three operations a vector, checked), measured against
+    /// staging it once into float: decode B1 H32 KV8 Lk1024 D128, 1 thread, fp16 over bf16 time 1.06-1.09 read in place
+    /// against 1.34-1.40 staged at 16 rows per KV head, 1.05-1.08 against 1.18-1.29 at 32. With the full widening (seven
+    /// operations) staging had won past 8 rows.
     /// </summary>
     private static bool KeysInPlace(in CpuAttentionJob<T> job) =>
-        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(Widenings(job.RowsPerKvHead)) && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
+        !job.Int8.IsActive && ElementLoads<TOps, TVec>.Supports<T>() && job.K.Stride3 == 1 && job.HeadDim % TOps.Count == 0;
 
     private static bool ValuesInPlace(in CpuAttentionJob<T> job) =>
-        !job.Int8.IsActive && ElementLoads<TOps, TVec>.ReadInPlace<T>(Widenings(job.RowsPerKvHead)) && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
-
-    /// <summary>
-    /// How often each key and value element is widened when <paramref name="rows"/> rows read it in place: once per
-    /// group of four rows sharing a conversion (<see cref="SharesConversions{TElement}"/>), once per leftover row.
-    /// </summary>
-    private static int Widenings(int rows) => SharesConversions<T>() ? rows / 4 + rows % 4 : rows;
+        !job.Int8.IsActive && ElementLoads<TOps, TVec>.Supports<T>() && job.V.Stride3 == 1 && job.ValueDim % TOps.Count == 0;
 
     /// <summary>
     /// Whether rows read in place go four GQA rows per loaded vector: yes for every type that is converted in the
@@ -227,12 +241,13 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// Softmax step (then dropout, when <paramref name="dropout"/> holds the block's multipliers, and the int8 values'
     /// scales when given) and O += P·V for every row, on one block of values.
     /// </summary>
+    /// <param name="probabilityFactor">multiplies the probabilities after the softmax step (2^112 for <see cref="ScaledHalf"/> values)</param>
     private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch, float* dropout,
-        float* valueScales = null) where TValue : unmanaged
+        float* valueScales = null, float probabilityFactor = 1) where TValue : unmanaged
     {
         if (valueScales != null || SharesConversions<TValue>())
         {
-            AccumulateSharedValues(rows, keyCount, values, ldv, dvPad, scratch, dropout, valueScales);
+            AccumulateSharedValues(rows, keyCount, values, ldv, dvPad, scratch, dropout, valueScales, probabilityFactor);
             return;
         }
         for (int r = 0; r < rows.Count; r++)
@@ -242,6 +257,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             if (dropout != null) Drop(p, keyCount, dropout + r, rows.Count);
             if (valueScales != null)
                 for (int j = 0; j < keyCount; j++) p[j] *= valueScales[j];
+            if (probabilityFactor != 1) TensorPrimitives.Multiply(new ReadOnlySpan<float>(p, keyCount), probabilityFactor, new Span<float>(p, keyCount));
             DecodeValues<TOps, TVec>.Accumulate(p, keyCount, values, ldv, dvPad / TOps.Count, scratch.Output + r * dvPad, rescale);
         }
     }
@@ -252,7 +268,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// one row at a time: each output element sums the same products in the same order).
     /// </summary>
     private static void AccumulateSharedValues<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch,
-        float* dropout, float* valueScales) where TValue : unmanaged
+        float* dropout, float* valueScales, float probabilityFactor) where TValue : unmanaged
     {
         for (int r = 0; r < rows.Count; r++)
         {
@@ -260,6 +276,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             scratch.RowRescale[r] = DecodeSoftmax<TOps, TVec>.Update(p, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
             if (dropout != null) Drop(p, keyCount, dropout + r, rows.Count);
             if (valueScales != null) MultiplyRow(p, valueScales);
+            if (probabilityFactor != 1) TensorPrimitives.Multiply(new ReadOnlySpan<float>(p, keyCount), probabilityFactor, new Span<float>(p, keyCount));
         }
         int dvVectors = dvPad / TOps.Count, row = 0;
         for (; row + 4 <= rows.Count; row += 4)
@@ -303,14 +320,14 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
 
     /// <summary>Masked, scaled, biased scores S[r][j] of one key block; entries past keyCount up to a whole vector are −inf.</summary>
     private static void Scores(in CpuAttentionJob<T> job, int batch, in TileRows rows, int firstKey, int keyCount, int dPad, CpuTileScratch scratch,
-        in FlexMods<TMask, TScore> mods, BlockKind kind)
+        in FlexMods<TMask, TScore> mods, BlockKind kind, bool scaledKeys)
     {
         if (KeysInPlace(job))
         {
             var k = job.K;
             T* keys = &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)];
-            if (IsFiniteHalfBlock(keys, k.Stride2, keyCount, job.HeadDim))
-                DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, (FiniteHalf*)keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
+            if (scaledKeys)
+                DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, (ScaledFiniteHalf*)keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
             else if (SharesConversions<T>())
                 DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
             else
@@ -344,7 +361,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
 
     /// <summary>Weights pass: the blocks again, normalised with the rows' final max and sum (one split only).</summary>
     private static void WriteWeights(in CpuAttentionJob<T> job, int batch, in TileRows rows, int dPad, long keyBegin, long keyEnd, CpuTileScratch scratch,
-        in FlexMods<TMask, TScore> mods)
+        in FlexMods<TMask, TScore> mods, bool scaledKeys)
     {
         Epilogue.ClearWeights(job, batch, rows);
         for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
@@ -352,7 +369,7 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
             var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
             if (kind == BlockKind.Empty) continue;
-            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind);
+            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind, scaledKeys);
             bool drop = job.WeightsAfterDropout && job.Dropout.IsActive;
             if (drop) TileDropout<TOps, TVec>.Draw(job, (int)firstKey, keyCount, rows.Count, scratch);
             for (int r = 0; r < rows.Count; r++)
@@ -364,3 +381,4 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         }
     }
 }
+

@@ -7,7 +7,9 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 /// Scores of a few query rows against a key block, keys along the output: S[r][j] = q_r · k_j. Each dot product runs
 /// along the head dimension in whole vectors (rows padded with zeros), then one horizontal sum; four keys at a time
 /// give four independent accumulator chains. With one query row there is no register tile to fill: this is a GEMV,
-/// bound by how fast K streams in.
+/// bound by how fast K streams in. Keys read as <see cref="ScaledFiniteHalf"/> are checked as they load; a piece (four
+/// keys of a row, two keys of four rows, one dot product) that met an infinity or NaN is computed again as <see
+/// cref="ScaledHalf"/>, its scores overwritten.
 /// </summary>
 internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
@@ -22,7 +24,8 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             float* q = queries + r * paddedDim;
             float* s = scores + r * lds;
             int j = 0;
-            for (; j + 4 <= keyCount; j += 4) FourKeys(q, paddedDim, keys + j * ldk, ldk, s + j);
+            for (; j + 4 <= keyCount; j += 4)
+                if (!FourKeys(q, paddedDim, keys + j * ldk, ldk, s + j)) FourKeys(q, paddedDim, (ScaledHalf*)(keys + j * ldk), ldk, s + j);
             for (; j < keyCount; j++) s[j] = Dot(q, paddedDim, keys + j * ldk);
         }
     }
@@ -40,7 +43,8 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             float* q = queries + r * paddedDim;
             float* s = scores + r * lds;
             int j = 0;
-            for (; j + 2 <= keyCount; j += 2) TwoKeysFourRows(q, paddedDim, keys + j * ldk, ldk, s + j, lds);
+            for (; j + 2 <= keyCount; j += 2)
+                if (!TwoKeysFourRows(q, paddedDim, keys + j * ldk, ldk, s + j, lds)) TwoKeysFourRows(q, paddedDim, (ScaledHalf*)(keys + j * ldk), ldk, s + j, lds);
             for (; j < keyCount; j++)
                 for (int row = 0; row < 4; row++) s[row * lds + j] = Dot(q + row * paddedDim, paddedDim, keys + j * ldk);
         }
@@ -48,9 +52,10 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TwoKeysFourRows<TKey>(float* q, int d, TKey* k, nint ldk, float* s, int lds) where TKey : unmanaged
+    private static bool TwoKeysFourRows<TKey>(float* q, int d, TKey* k, nint ldk, float* s, int lds) where TKey : unmanaged
     {
         int c = TOps.Count;
+        TVec largest = TOps.Zero;
         TVec a00 = TOps.Zero, a01 = TOps.Zero, a10 = TOps.Zero, a11 = TOps.Zero;
         TVec a20 = TOps.Zero, a21 = TOps.Zero, a30 = TOps.Zero, a31 = TOps.Zero;
         TKey* k0 = k, k1 = k + ldk;
@@ -58,6 +63,7 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
         for (int x = 0; x < d; x += c)
         {
             TVec kx0 = ElementLoads<TOps, TVec>.Load(k0 + x), kx1 = ElementLoads<TOps, TVec>.Load(k1 + x);
+            ElementLoads<TOps, TVec>.Track<TKey>(ref largest, kx0, kx1);
             TVec qx = TOps.Load(q0 + x);
             a00 = TOps.MultiplyAdd(qx, kx0, a00); a01 = TOps.MultiplyAdd(qx, kx1, a01);
             qx = TOps.Load(q1 + x);
@@ -71,32 +77,43 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
         s[lds] = TOps.Sum(a10); s[lds + 1] = TOps.Sum(a11);
         s[2 * lds] = TOps.Sum(a20); s[2 * lds + 1] = TOps.Sum(a21);
         s[3 * lds] = TOps.Sum(a30); s[3 * lds + 1] = TOps.Sum(a31);
+        return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void FourKeys<TKey>(float* q, int d, TKey* k, nint ldk, float* s) where TKey : unmanaged
+    private static bool FourKeys<TKey>(float* q, int d, TKey* k, nint ldk, float* s) where TKey : unmanaged
     {
         int c = TOps.Count;
+        TVec largest = TOps.Zero;
         TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
         TKey* k0 = k, k1 = k + ldk, k2 = k + 2 * ldk, k3 = k + 3 * ldk;
         for (int x = 0; x < d; x += c)
         {
             TVec qx = TOps.Load(q + x);
-            a0 = TOps.MultiplyAdd(qx, ElementLoads<TOps, TVec>.Load(k0 + x), a0);
-            a1 = TOps.MultiplyAdd(qx, ElementLoads<TOps, TVec>.Load(k1 + x), a1);
-            a2 = TOps.MultiplyAdd(qx, ElementLoads<TOps, TVec>.Load(k2 + x), a2);
-            a3 = TOps.MultiplyAdd(qx, ElementLoads<TOps, TVec>.Load(k3 + x), a3);
+            TVec kx0 = ElementLoads<TOps, TVec>.Load(k0 + x), kx1 = ElementLoads<TOps, TVec>.Load(k1 + x);
+            TVec kx2 = ElementLoads<TOps, TVec>.Load(k2 + x), kx3 = ElementLoads<TOps, TVec>.Load(k3 + x);
+            ElementLoads<TOps, TVec>.Track<TKey>(ref largest, kx0, kx1, kx2, kx3);
+            a0 = TOps.MultiplyAdd(qx, kx0, a0);
+            a1 = TOps.MultiplyAdd(qx, kx1, a1);
+            a2 = TOps.MultiplyAdd(qx, kx2, a2);
+            a3 = TOps.MultiplyAdd(qx, kx3, a3);
         }
         s[0] = TOps.Sum(a0);
         s[1] = TOps.Sum(a1);
         s[2] = TOps.Sum(a2);
         s[3] = TOps.Sum(a3);
+        return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest);
     }
 
     private static float Dot<TKey>(float* q, int d, TKey* k) where TKey : unmanaged
     {
-        TVec a = TOps.Zero;
-        for (int x = 0; x < d; x += TOps.Count) a = TOps.MultiplyAdd(TOps.Load(q + x), ElementLoads<TOps, TVec>.Load(k + x), a);
-        return TOps.Sum(a);
+        TVec a = TOps.Zero, largest = TOps.Zero;
+        for (int x = 0; x < d; x += TOps.Count)
+        {
+            TVec kx = ElementLoads<TOps, TVec>.Load(k + x);
+            ElementLoads<TOps, TVec>.Track<TKey>(ref largest, kx);
+            a = TOps.MultiplyAdd(TOps.Load(q + x), kx, a);
+        }
+        return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest) ? TOps.Sum(a) : Dot(q, d, (ScaledHalf*)k);
     }
 }

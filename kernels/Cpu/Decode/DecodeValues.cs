@@ -5,7 +5,9 @@ namespace AttentionEngine.Kernels.Cpu.Decode;
 
 /// <summary>
 /// O = O · rescale + Σ_j p_j · v_j for one row: the row's output is held in registers four vectors at a time while
-/// the value block streams past, each probability broadcast once per key.
+/// the value block streams past, each probability broadcast once per key. Values read as <see cref="ScaledFiniteHalf"/>
+/// are checked as they load; a piece (a few output vectors of one or four rows) that met an infinity or NaN stores
+/// nothing and is done again as <see cref="ScaledHalf"/> from the same outputs.
 /// </summary>
 internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
@@ -15,7 +17,9 @@ internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVect
     {
         int c = TOps.Count;
         int cv = 0;
-        for (; cv + 4 <= dvVectors; cv += 4) FourVectors(probabilities, keyCount, values + cv * c, ldv, output + cv * c, rescale);
+        for (; cv + 4 <= dvVectors; cv += 4)
+            if (!FourVectors(probabilities, keyCount, values + cv * c, ldv, output + cv * c, rescale))
+                FourVectors(probabilities, keyCount, (ScaledHalf*)(values + cv * c), ldv, output + cv * c, rescale);
         for (; cv < dvVectors; cv++) OneVector(probabilities, keyCount, values + cv * c, ldv, output + cv * c, rescale);
     }
 
@@ -29,16 +33,19 @@ internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVect
     {
         int c = TOps.Count;
         int cv = 0;
-        for (; cv + 2 <= dvVectors; cv += 2) TwoVectorsFourRows(probabilities, pitch, keyCount, values + cv * c, ldv, output + cv * c, outputPitch, rescale);
+        for (; cv + 2 <= dvVectors; cv += 2)
+            if (!TwoVectorsFourRows(probabilities, pitch, keyCount, values + cv * c, ldv, output + cv * c, outputPitch, rescale))
+                TwoVectorsFourRows(probabilities, pitch, keyCount, (ScaledHalf*)(values + cv * c), ldv, output + cv * c, outputPitch, rescale);
         for (; cv < dvVectors; cv++)
             for (int r = 0; r < 4; r++)
                 OneVector(probabilities + r * pitch, keyCount, values + cv * c, ldv, output + r * outputPitch + cv * c, rescale[r]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TwoVectorsFourRows<TValue>(float* p, int pitch, int n, TValue* v, nint ldv, float* o, int outputPitch, float* rescale)
+    private static bool TwoVectorsFourRows<TValue>(float* p, int pitch, int n, TValue* v, nint ldv, float* o, int outputPitch, float* rescale)
         where TValue : unmanaged
     {
+        TVec largest = TOps.Zero;
         int c = TOps.Count;
         float* o0 = o, o1 = o + outputPitch, o2 = o + 2 * outputPitch, o3 = o + 3 * outputPitch;
         float* p0 = p, p1 = p + pitch, p2 = p + 2 * pitch, p3 = p + 3 * pitch;
@@ -54,6 +61,7 @@ internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVect
         {
             TValue* vj = v + j * ldv;
             TVec v0 = L(vj), v1 = L(vj + c);
+            ElementLoads<TOps, TVec>.Track<TValue>(ref largest, v0, v1);
             TVec b = TOps.Broadcast(p0[j]);
             a00 = TOps.MultiplyAdd(b, v0, a00); a01 = TOps.MultiplyAdd(b, v1, a01);
             b = TOps.Broadcast(p1[j]);
@@ -63,19 +71,22 @@ internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVect
             b = TOps.Broadcast(p3[j]);
             a30 = TOps.MultiplyAdd(b, v0, a30); a31 = TOps.MultiplyAdd(b, v1, a31);
         }
+        if (!ElementLoads<TOps, TVec>.LoadedFinite<TValue>(largest)) return false;
         TOps.Store(o0, a00); TOps.Store(o0 + c, a01);
         TOps.Store(o1, a10); TOps.Store(o1 + c, a11);
         TOps.Store(o2, a20); TOps.Store(o2 + c, a21);
         TOps.Store(o3, a30); TOps.Store(o3 + c, a31);
+        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TVec L<TValue>(TValue* source) where TValue : unmanaged => ElementLoads<TOps, TVec>.Load(source);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void FourVectors<TValue>(float* p, int n, TValue* v, nint ldv, float* o, float rescale) where TValue : unmanaged
+    private static bool FourVectors<TValue>(float* p, int n, TValue* v, nint ldv, float* o, float rescale) where TValue : unmanaged
     {
         int c = TOps.Count;
+        TVec largest = TOps.Zero;
         TVec s = TOps.Broadcast(rescale);
         TVec a0 = TOps.Multiply(TOps.Load(o), s), a1 = TOps.Multiply(TOps.Load(o + c), s);
         TVec a2 = TOps.Multiply(TOps.Load(o + 2 * c), s), a3 = TOps.Multiply(TOps.Load(o + 3 * c), s);
@@ -83,18 +94,28 @@ internal static unsafe class DecodeValues<TOps, TVec> where TOps : struct, IVect
         {
             TValue* vj = v + j * ldv;
             TVec b = TOps.Broadcast(p[j]);
-            a0 = TOps.MultiplyAdd(b, L(vj), a0);
-            a1 = TOps.MultiplyAdd(b, L(vj + c), a1);
-            a2 = TOps.MultiplyAdd(b, L(vj + 2 * c), a2);
-            a3 = TOps.MultiplyAdd(b, L(vj + 3 * c), a3);
+            TVec v0 = L(vj), v1 = L(vj + c), v2 = L(vj + 2 * c), v3 = L(vj + 3 * c);
+            ElementLoads<TOps, TVec>.Track<TValue>(ref largest, v0, v1, v2, v3);
+            a0 = TOps.MultiplyAdd(b, v0, a0);
+            a1 = TOps.MultiplyAdd(b, v1, a1);
+            a2 = TOps.MultiplyAdd(b, v2, a2);
+            a3 = TOps.MultiplyAdd(b, v3, a3);
         }
+        if (!ElementLoads<TOps, TVec>.LoadedFinite<TValue>(largest)) return false;
         TOps.Store(o, a0); TOps.Store(o + c, a1); TOps.Store(o + 2 * c, a2); TOps.Store(o + 3 * c, a3);
+        return true;
     }
 
     private static void OneVector<TValue>(float* p, int n, TValue* v, nint ldv, float* o, float rescale) where TValue : unmanaged
     {
-        TVec a = TOps.Multiply(TOps.Load(o), TOps.Broadcast(rescale));
-        for (int j = 0; j < n; j++) a = TOps.MultiplyAdd(TOps.Broadcast(p[j]), L(v + j * ldv), a);
-        TOps.Store(o, a);
+        TVec a = TOps.Multiply(TOps.Load(o), TOps.Broadcast(rescale)), largest = TOps.Zero;
+        for (int j = 0; j < n; j++)
+        {
+            TVec vj = L(v + j * ldv);
+            ElementLoads<TOps, TVec>.Track<TValue>(ref largest, vj);
+            a = TOps.MultiplyAdd(TOps.Broadcast(p[j]), vj, a);
+        }
+        if (ElementLoads<TOps, TVec>.LoadedFinite<TValue>(largest)) TOps.Store(o, a);
+        else OneVector(p, n, (ScaledHalf*)v, ldv, o, rescale);
     }
 }

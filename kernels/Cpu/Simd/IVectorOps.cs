@@ -23,8 +23,11 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
     /// <summary>Count Half values widened to float, exactly (<see cref="HalfWidening"/>).</summary>
     static abstract TVec LoadHalf(ushort* source);
 
-    /// <summary>Count finite Half values widened to float, exactly (<see cref="FiniteHalf"/>; infinity or NaN would come out finite).</summary>
-    static abstract TVec LoadFiniteHalf(ushort* source);
+    /// <summary>Count Half values as floats 2^-112 times their value, exactly (<see cref="ScaledHalf"/>).</summary>
+    static abstract TVec LoadScaledHalf(ushort* source);
+
+    /// <summary>As <see cref="LoadScaledHalf"/> for finite values (<see cref="ScaledFiniteHalf"/>; infinity or NaN would come out finite).</summary>
+    static abstract TVec LoadScaledFiniteHalf(ushort* source);
 
     /// <summary>Count int8 values converted to float (exact).</summary>
     static abstract TVec LoadInt8(sbyte* source);
@@ -57,6 +60,9 @@ internal unsafe interface IVectorOps<TVec> where TVec : struct
 
     /// <summary>Where value is -infinity, replacement; elsewhere value.</summary>
     static abstract TVec ReplaceNegativeInfinity(TVec value, TVec replacement);
+
+    /// <summary>max(|left|, |right|) lane by lane, for lanes that are not NaN (one vrangeps with AVX-512 DQ).</summary>
+    static abstract TVec MaxMagnitudeNative(TVec left, TVec right);
 
     /// <summary>|value| (clears the sign bit).</summary>
     static abstract TVec Abs(TVec value);

@@ -25,7 +25,10 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
     public static Vector128<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector128.WidenLower(Vector64.Load((short*)source).ToVector128Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> LoadFiniteHalf(ushort* source) => HalfWidening.WidenFinite(Vector128.WidenLower(Vector64.Load((short*)source).ToVector128Unsafe()));
+    public static Vector128<float> LoadScaledHalf(ushort* source) => HalfWidening.WidenScaled(Vector128.WidenLower(Vector64.Load((short*)source).ToVector128Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadScaledFiniteHalf(ushort* source) => HalfWidening.WidenScaledFinite(Vector128.WidenLower(Vector64.Load((short*)source).ToVector128Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LoadInt8(sbyte* source) =>
@@ -73,6 +76,9 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> MaxMagnitudeNative(Vector128<float> left, Vector128<float> right) => Vector128.MaxNative(Vector128.Abs(left), Vector128.Abs(right));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> NegativeInfinityMask(Vector128<float> value) => Vector128.Equals(value, Vector128.Create(float.NegativeInfinity));

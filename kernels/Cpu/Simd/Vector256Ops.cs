@@ -25,7 +25,10 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
     public static Vector256<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> LoadFiniteHalf(ushort* source) => HalfWidening.WidenFinite(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
+    public static Vector256<float> LoadScaledHalf(ushort* source) => HalfWidening.WidenScaled(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadScaledFiniteHalf(ushort* source) => HalfWidening.WidenScaledFinite(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadInt8(sbyte* source) =>
@@ -73,6 +76,9 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MaxMagnitudeNative(Vector256<float> left, Vector256<float> right) => Vector256.MaxNative(Vector256.Abs(left), Vector256.Abs(right));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> NegativeInfinityMask(Vector256<float> value) => Vector256.Equals(value, Vector256.Create(float.NegativeInfinity));

@@ -25,7 +25,10 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
     public static Vector512<float> LoadHalf(ushort* source) => HalfWidening.Widen(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> LoadFiniteHalf(ushort* source) => HalfWidening.WidenFinite(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
+    public static Vector512<float> LoadScaledHalf(ushort* source) => HalfWidening.WidenScaled(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadScaledFiniteHalf(ushort* source) => HalfWidening.WidenScaledFinite(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadInt8(sbyte* source) =>
@@ -73,6 +76,13 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> MaxMagnitudeNative(Vector512<float> left, Vector512<float> right) =>
+        Avx512DQ.IsSupported ? Avx512DQ.Range(left, right, MaxMagnitudeSignCleared) : Vector512.MaxNative(Vector512.Abs(left), Vector512.Abs(right));
+
+    /// <summary>vrangeps control: imm[1:0] = 11 the larger magnitude, imm[3:2] = 10 its sign cleared.</summary>
+    private const byte MaxMagnitudeSignCleared = 0b1011;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> NegativeInfinityMask(Vector512<float> value) => Vector512.Equals(value, Vector512.Create(float.NegativeInfinity));
