@@ -28,4 +28,14 @@ internal unsafe interface IKeyValueStore<T> where T : unmanaged
 
     /// <summary>Segment <paramref name="index"/> of a sequence's first <paramref name="length"/> keys: its first key and [1, kvHeads, count, headDim] views.</summary>
     (int FirstKey, int Count, RawStrided4<T> Keys, RawStrided4<T> Values) Segment(int sequence, int index, int length);
+
+    /// <summary>Tokens per page of a paged store, whose sequences the decode kernel reads through their block tables; 0 for a contiguous one.</summary>
+    int PageSize { get; }
+
+    /// <summary>
+    /// A paged store's first <paramref name="length"/> keys of a sequence: writes the numbers of the pages holding them to
+    /// <paramref name="table"/> (⌈length / PageSize⌉ entries) and returns [1, kvHeads, length, headDim] views of the pool
+    /// as if those pages lay in order from page 0 (<see cref="Kernels.Cpu.Decode.KeyValuePages"/>).
+    /// </summary>
+    (RawStrided4<T> Keys, RawStrided4<T> Values) Pages(int sequence, int length, int* table);
 }

@@ -75,6 +75,11 @@ public sealed unsafe class KeyValueCache<T> : IKeyValueStore<T>, IDisposable whe
 
     int IKeyValueStore<T>.SegmentCount(int sequence, int length) => 1;
 
+    int IKeyValueStore<T>.PageSize => 0;
+
+    (RawStrided4<T> Keys, RawStrided4<T> Values) IKeyValueStore<T>.Pages(int sequence, int length, int* table) =>
+        throw new NotSupportedException("A contiguous KV cache has no pages.");
+
     (int FirstKey, int Count, RawStrided4<T> Keys, RawStrided4<T> Values) IKeyValueStore<T>.Segment(int sequence, int index, int length)
     {
         nint at = (nint)sequence * KvHeads * Capacity * HeadDim, headStride = (nint)Capacity * HeadDim;

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using AttentionEngine.Kernels;
 using AttentionEngine.Kernels.Cpu;
+using AttentionEngine.Kernels.Cpu.Decode;
 using AttentionEngine.Kernels.Tensors;
 
 namespace AttentionEngine;
@@ -82,16 +83,20 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         int? threads = options.MaxDegreeOfParallelism;
         int hd = _heads * _d, width = _queryRows + 2 * _kvWidth;
 
-        // Key segments (one per contiguous slot, one per run of consecutive pages): a row with several gets per-segment
-        // partial outputs and LSEs, merged afterwards; a row with one writes its output directly. Counted before the
-        // append, for the scratch: an upper bound (the exact count, taken after each row's append, may be lower).
-        int segments = 0;
+        // A paged cache's decode step reads each sequence through its block table, one job per sequence (the decode
+        // kernel, up to its query count). Otherwise, key segments (one per contiguous slot, one per run of consecutive
+        // pages): a row with several gets per-segment partial outputs and LSEs, merged afterwards; a row with one writes
+        // its output directly. Counted before the append, for the scratch: an upper bound (the exact count, taken after
+        // each row's append, may be lower).
+        bool pageTables = cache.PageSize > 0 && length <= KeyValuePages.MaxQueries;
+        int segments = 0, tablePages = 0;
         bool partials = false;
         for (int b = 0; b < batch; b++)
         {
-            int count = cache.SegmentCount(sequences[b], cache.Length(sequences[b]) + length);
+            int total = cache.Length(sequences[b]) + length, count = pageTables ? 1 : cache.SegmentCount(sequences[b], total);
             segments += count;
             partials |= count > 1;
+            if (pageTables) tablePages += (total + cache.PageSize - 1) / cache.PageSize;
         }
 
         // Scratch, in floats: projections [B·L, width], attention output [B·L, H·D], the 16-bit queries and outputs of
@@ -113,61 +118,79 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         var table = RotaryReaching(end);
         float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(_d));
         var jobs = ArrayPool<CpuAttentionJob<TCache>>.Shared.Rent(segments);
+        var tables = ArrayPool<int>.Shared.Rent(Math.Max(tablePages, 1));
         try
         {
-            int job = 0;
-            for (int b = 0; b < batch; b++)
+            fixed (int* tableStart = tables)
             {
-                int sequence = sequences[b], cached = cache.Length(sequence);
-                float* rows = queries + (long)b * length * width, keys = rows + _queryRows, values = keys + _kvWidth;
-                if (table is not null)
+                int job = 0;
+                int* pageTable = tableStart;
+                for (int b = 0; b < batch; b++)
                 {
-                    table.Apply(rows, width, length, _heads, _d, cached, _config.Rotary!.Layout);
-                    table.Apply(keys, width, length, _kvHeads, _d, cached, _config.Rotary!.Layout);
-                }
-                cache.Append(sequence, keys, values, width, length);
-
-                // Queries and output as [1, H, L, D] views: the projections themselves for a float cache; for a 16-bit
-                // cache, copies in its element type (attention takes one element type).
-                TCache* q, o;
-                nint queryRow;
-                if (typeof(TCache) == typeof(float))
-                {
-                    q = (TCache*)rows;
-                    o = (TCache*)(attention + (long)b * length * hd);
-                    queryRow = width;
-                }
-                else
-                {
-                    q = narrowQueries + (long)b * length * hd;
-                    o = narrowOutput + (long)b * length * hd;
-                    queryRow = hd;
-                    for (int t = 0; t < length; t++) ElementConversion.FromSingle(rows + (nint)t * width, hd, q + (nint)t * hd, 1);
-                }
-                int total = cached + length, count = cache.SegmentCount(sequence, total);
-                var band = CausalToTheEnd.Resolve(length, total);
-                for (int s = 0; s < count; s++, job++)
-                {
-                    var (firstKey, keyCount, k, v) = cache.Segment(sequence, s, total);
-                    // A segment's keys start at firstKey: the band, on key − query, shifts with them.
-                    var segmentBand = new DiagonalBand(band.Lo - firstKey, band.Hi - firstKey);
-                    jobs[job] = new CpuAttentionJob<TCache>
+                    int sequence = sequences[b], cached = cache.Length(sequence);
+                    float* rows = queries + (long)b * length * width, keys = rows + _queryRows, values = keys + _kvWidth;
+                    if (table is not null)
                     {
-                        Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = keyCount, HeadDim = _d, ValueDim = _d,
-                        Scale = scale, Band = segmentBand, Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1), K = k, V = v,
-                        Output = count == 1 ? new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1)
-                            : new RawStrided4<TCache>(partOutputs + (long)job * length * hd, 1, _heads, length, _d, 0, _d, hd, 1),
-                        Lse = count == 1 ? default : new RawStrided4<float>(partLses + (long)job * length * _heads, 1, _heads, length, 1, 0, length, 1, 0),
-                    };
+                        table.Apply(rows, width, length, _heads, _d, cached, _config.Rotary!.Layout);
+                        table.Apply(keys, width, length, _kvHeads, _d, cached, _config.Rotary!.Layout);
+                    }
+                    cache.Append(sequence, keys, values, width, length);
+
+                    // Queries and output as [1, H, L, D] views: the projections themselves for a float cache; for a 16-bit
+                    // cache, copies in its element type (attention takes one element type).
+                    TCache* q, o;
+                    nint queryRow;
+                    if (typeof(TCache) == typeof(float))
+                    {
+                        q = (TCache*)rows;
+                        o = (TCache*)(attention + (long)b * length * hd);
+                        queryRow = width;
+                    }
+                    else
+                    {
+                        q = narrowQueries + (long)b * length * hd;
+                        o = narrowOutput + (long)b * length * hd;
+                        queryRow = hd;
+                        for (int t = 0; t < length; t++) ElementConversion.FromSingle(rows + (nint)t * width, hd, q + (nint)t * hd, 1);
+                    }
+                    int total = cached + length, count = pageTables ? 0 : cache.SegmentCount(sequence, total);
+                    var band = CausalToTheEnd.Resolve(length, total);
+                    if (pageTables)
+                    {
+                        var (k, v) = cache.Pages(sequence, total, pageTable);
+                        int pages = (total + cache.PageSize - 1) / cache.PageSize;
+                        jobs[job++] = new CpuAttentionJob<TCache>
+                        {
+                            Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = total, HeadDim = _d, ValueDim = _d,
+                            Scale = scale, Band = band, Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1), K = k, V = v,
+                            Output = new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1), Pages = new KeyValuePages(pageTable, pages, cache.PageSize),
+                        };
+                        pageTable += pages;
+                    }
+                    for (int s = 0; s < count; s++, job++)
+                    {
+                        var (firstKey, keyCount, k, v) = cache.Segment(sequence, s, total);
+                        // A segment's keys start at firstKey: the band, on key − query, shifts with them.
+                        var segmentBand = new DiagonalBand(band.Lo - firstKey, band.Hi - firstKey);
+                        jobs[job] = new CpuAttentionJob<TCache>
+                        {
+                            Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = keyCount, HeadDim = _d, ValueDim = _d,
+                            Scale = scale, Band = segmentBand, Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1), K = k, V = v,
+                            Output = count == 1 ? new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1)
+                                : new RawStrided4<TCache>(partOutputs + (long)job * length * hd, 1, _heads, length, _d, 0, _d, hd, 1),
+                            Lse = count == 1 ? default : new RawStrided4<float>(partLses + (long)job * length * _heads, 1, _heads, length, 1, 0, length, 1, 0),
+                        };
+                    }
                 }
+                // Every row's attention (every page of it) in one set of tasks: a decode batch is many tiny problems.
+                CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, job), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
+                    threads ?? Environment.ProcessorCount);
             }
-            // Every row's attention (every page of it) in one set of tasks: a decode batch is many tiny problems.
-            CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, job), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
-                threads ?? Environment.ProcessorCount);
         }
         finally
         {
             ArrayPool<CpuAttentionJob<TCache>>.Shared.Return(jobs, clearArray: true);
+            ArrayPool<int>.Shared.Return(tables);
         }
         if (partials) MergeSegments(cache, sequences, length, partOutputs, partLses, narrowOutput, attention);
         if (typeof(TCache) != typeof(float))

@@ -172,6 +172,15 @@ public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposabl
                 new RawStrided4<T>(_values.Pointer + at, 1, KvHeads, count, HeadDim, 0, headStride, HeadDim, 1));
     }
 
+    (RawStrided4<T> Keys, RawStrided4<T> Values) IKeyValueStore<T>.Pages(int sequence, int length, int* table)
+    {
+        var pages = _tables[sequence];
+        for (int n = 0; n < (length + PageSize - 1) / PageSize; n++) table[n] = pages[n];
+        nint headStride = (nint)Pages * PageSize * HeadDim;
+        return (new RawStrided4<T>(_keys.Pointer, 1, KvHeads, length, HeadDim, 0, headStride, HeadDim, 1),
+                new RawStrided4<T>(_values.Pointer, 1, KvHeads, length, HeadDim, 0, headStride, HeadDim, 1));
+    }
+
     private int CheckSequence(int sequence)
     {
         if ((uint)sequence >= (uint)Sequences)

@@ -52,6 +52,12 @@ internal readonly struct CpuAttentionJob<T> where T : unmanaged
     /// </summary>
     public Int8Scores.Int8ScoreKeys Int8Scores { get; init; }
 
+    /// <summary>
+    /// K and V in pages read through a block table (<see cref="Decode.KeyValuePages"/>); only the decode kernel takes
+    /// such a job (<see cref="Decode.DecodeKernel{T, TOps, TVec, TMask, TScore}.Applies"/>). Inactive by default.
+    /// </summary>
+    public Decode.KeyValuePages Pages { get; init; }
+
     /// <summary>Float copies of K ([B, Hkv, Lk, D]) and V ([B, Hkv, Lk, DvPad]) when a call made them (<see cref="KeyValueWidening"/>).</summary>
     public RawStrided4<float> WideK { get; init; }
     public RawStrided4<float> WideV { get; init; }

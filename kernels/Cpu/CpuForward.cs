@@ -90,6 +90,7 @@ internal sealed unsafe class ForwardWork<T, TOps, TVec, TMask, TScore> : PoolWor
             work._firstMerge[n] = merges;
             flops += WorkEstimate.Forward(job);
             int heads = job.Batch * job.KvHeads;
+            DecodeKernel<T, TOps, TVec, TMask, TScore>.ThrowIfPagesUnsupported(job);
             if (DecodeKernel<T, TOps, TVec, TMask, TScore>.Applies(job))
             {
                 plan.Splits = DecodeKernel<T, TOps, TVec, TMask, TScore>.Splits(job);

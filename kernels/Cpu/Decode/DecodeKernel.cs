@@ -29,6 +29,13 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     /// </summary>
     public static bool Applies(in CpuAttentionJob<T> job) => job.QueryLength <= MaxQueries && !job.Int8Scores.IsRequested;
 
+    /// <summary>Paged K and V (<see cref="KeyValuePages"/>): float, BFloat16 or Half rows only, and only this kernel reads them.</summary>
+    public static void ThrowIfPagesUnsupported(in CpuAttentionJob<T> job)
+    {
+        if (job.Pages.IsActive && (!Applies(job) || job.Int8.IsActive || !job.WideK.IsEmpty))
+            throw new InvalidOperationException($"Paged keys and values are read by the decode kernel only (up to {MaxQueries} queries, float or 16-bit rows); this job has {job.QueryLength}.");
+    }
+
     /// <summary>Weights need each row's final max and sum inside the task, so they keep one split per head.</summary>
     public static DecodeSplits Splits(in CpuAttentionJob<T> job) =>
         new(job.KeyLength, KeyBlock, single: !job.Weights.IsEmpty);
@@ -75,61 +82,76 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     private static void AccumulateSplit(in CpuAttentionJob<T> job, int batch, in TileRows rows, long keyBegin, long keyEnd, int dPad, int dvPad,
         CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool scaledKeys, bool guarded)
     {
-        int kvHead = rows.KvHead, c = TOps.Count;
         new Span<float>(scratch.Output, rows.Count * dvPad).Clear();
         new Span<float>(scratch.RowMax, rows.Count).Fill(float.NegativeInfinity);
         new Span<float>(scratch.RowSum, rows.Count).Clear();
         new Span<float>(scratch.RowScale, rows.Count).Fill(1f);
         float* valueScales = stackalloc float[KeyBlock]; // int8 values: the block's per-token scales
         bool prefetch = !guarded && KeyValuePrefetch.Worthwhile(job);
-        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
+        int keyCount;
+        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += keyCount)
         {
-            int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
-            var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
-            if (kind == BlockKind.Empty) continue; // a block mask's empty block: never touched
-            if (prefetch)
-            {
-                KeyValuePrefetch.Keys(job, batch, kvHead, firstKey, keyCount);
-                KeyValuePrefetch.Values(job, batch, kvHead, firstKey, keyCount);
-            }
-            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind, scaledKeys);
-            // Dropout multipliers of the block, [key][row] (the tile layout), applied to each row after its softmax step.
-            float* dropout = null;
-            if (job.Dropout.IsActive)
-            {
-                TileDropout<TOps, TVec>.Draw(job, (int)firstKey, keyCount, rows.Count, scratch);
-                dropout = scratch.Dropout;
-            }
-            if (guarded)
-            {
-                for (int r = 0; r < rows.Count; r++)
-                {
-                    scratch.RowRescale[r] = DecodeSoftmax<TOps, TVec>.Update(scratch.Scores + r * KeyBlock, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
-                    if (dropout != null) Drop(scratch.Scores + r * KeyBlock, keyCount, dropout + r, rows.Count);
-                }
-                float* staged = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint pitch);
-                GuardedValues<TOps, TVec>.AccumulateRows(job, batch, rows, (int)firstKey, keyCount, KeyBlock, staged, pitch, dvPad, scratch.RowRescale, scratch);
-            }
-            else if (ValuesInPlace(job))
-            {
-                var v = job.V;
-                T* values = &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)];
-                if (ScalesHalfValues(job))
-                    Accumulate(rows, keyCount, (ScaledFiniteHalf*)values, v.Stride2, dvPad, scratch, dropout, probabilityFactor: ScaledHalf.Factor);
-                else Accumulate(rows, keyCount, values, v.Stride2, dvPad, scratch, dropout);
-            }
-            else if (Int8InPlace(job.Int8.V, job.ValueDim))
-            {
-                // Int8 values are read as integers; each key's scale rides on its probability (after the softmax step).
-                var v = job.Int8.V;
-                Gather(job.Int8.VScale, batch, kvHead, (int)firstKey, keyCount, valueScales);
-                Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch, dropout, valueScales);
-            }
+            keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
+            if (!job.Pages.IsActive) AccumulateBlock(job, batch, rows, firstKey, keyCount, dPad, dvPad, scratch, mods, scaledKeys, guarded, prefetch, valueScales);
             else
             {
-                float* values = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
-                Accumulate(rows, keyCount, values, valuePitch, dvPad, scratch, dropout);
+                // A block of paged keys stays in its run of consecutive pages, read through the job shifted to that run.
+                keyCount = job.Pages.KeysInRun(batch, firstKey, keyCount);
+                AccumulateBlock(job.Pages.At(job, batch, firstKey), batch, rows, firstKey, keyCount, dPad, dvPad, scratch, mods, scaledKeys, guarded, prefetch,
+                    valueScales);
             }
+        }
+    }
+
+    /// <summary>One key block into every row's O, m and l.</summary>
+    private static void AccumulateBlock(in CpuAttentionJob<T> job, int batch, in TileRows rows, long firstKey, int keyCount, int dPad, int dvPad,
+        CpuTileScratch scratch, in FlexMods<TMask, TScore> mods, bool scaledKeys, bool guarded, bool prefetch, float* valueScales)
+    {
+        int kvHead = rows.KvHead, c = TOps.Count;
+        var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
+        if (kind == BlockKind.Empty) return; // a block mask's empty block: never touched
+        if (prefetch)
+        {
+            KeyValuePrefetch.Keys(job, batch, kvHead, firstKey, keyCount);
+            KeyValuePrefetch.Values(job, batch, kvHead, firstKey, keyCount);
+        }
+        Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind, scaledKeys);
+        // Dropout multipliers of the block, [key][row] (the tile layout), applied to each row after its softmax step.
+        float* dropout = null;
+        if (job.Dropout.IsActive)
+        {
+            TileDropout<TOps, TVec>.Draw(job, (int)firstKey, keyCount, rows.Count, scratch);
+            dropout = scratch.Dropout;
+        }
+        if (guarded)
+        {
+            for (int r = 0; r < rows.Count; r++)
+            {
+                scratch.RowRescale[r] = DecodeSoftmax<TOps, TVec>.Update(scratch.Scores + r * KeyBlock, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
+                if (dropout != null) Drop(scratch.Scores + r * KeyBlock, keyCount, dropout + r, rows.Count);
+            }
+            float* staged = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint pitch);
+            GuardedValues<TOps, TVec>.AccumulateRows(job, batch, rows, (int)firstKey, keyCount, KeyBlock, staged, pitch, dvPad, scratch.RowRescale, scratch);
+        }
+        else if (ValuesInPlace(job))
+        {
+            var v = job.V;
+            T* values = &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)];
+            if (ScalesHalfValues(job))
+                Accumulate(rows, keyCount, (ScaledFiniteHalf*)values, v.Stride2, dvPad, scratch, dropout, probabilityFactor: ScaledHalf.Factor);
+            else Accumulate(rows, keyCount, values, v.Stride2, dvPad, scratch, dropout);
+        }
+        else if (Int8InPlace(job.Int8.V, job.ValueDim))
+        {
+            // Int8 values are read as integers; each key's scale rides on its probability (after the softmax step).
+            var v = job.Int8.V;
+            Gather(job.Int8.VScale, batch, kvHead, (int)firstKey, keyCount, valueScales);
+            Accumulate(rows, keyCount, &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)], v.Stride2, dvPad, scratch, dropout, valueScales);
+        }
+        else
+        {
+            float* values = TileStaging.Values(job, batch, kvHead, (int)firstKey, keyCount, dvPad, c, scratch, out nint valuePitch);
+            Accumulate(rows, keyCount, values, valuePitch, dvPad, scratch, dropout);
         }
     }
 
@@ -364,12 +386,15 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         in FlexMods<TMask, TScore> mods, bool scaledKeys)
     {
         Epilogue.ClearWeights(job, batch, rows);
-        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += KeyBlock)
+        int keyCount;
+        for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += keyCount)
         {
-            int keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
+            keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
+            if (job.Pages.IsActive) keyCount = job.Pages.KeysInRun(batch, firstKey, keyCount);
             var kind = FlexMasking<TMask, TScore>.TileKind(mods, batch, rows, (int)firstKey, keyCount);
             if (kind == BlockKind.Empty) continue;
-            Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind, scaledKeys);
+            if (job.Pages.IsActive) Scores(job.Pages.At(job, batch, firstKey), batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind, scaledKeys);
+            else Scores(job, batch, rows, (int)firstKey, keyCount, dPad, scratch, mods, kind, scaledKeys);
             bool drop = job.WeightsAfterDropout && job.Dropout.IsActive;
             if (drop) TileDropout<TOps, TVec>.Draw(job, (int)firstKey, keyCount, rows.Count, scratch);
             for (int r = 0; r < rows.Count; r++)
