@@ -11,14 +11,14 @@ namespace AttentionEngine;
 /// so sequences of very different lengths share one allocation without reserving their maximum length each.
 /// </summary>
 /// <remarks>
-/// The layer attends over a paged sequence run by run, a run being pages of consecutive numbers in its block table
-/// (the pool stores each KV head's pages one after another, so such a run is one strided block of keys): the runs are
-/// independent key sets whose outputs and log-sum-exps merge exactly (in float64; see <see cref="AttentionMerge"/>),
-/// all runs of all rows in one set of tasks. Pages are handed out lowest number first and come back in order, so a
-/// sequence that grows alone, or is filled by one prefill, holds one run and attends as a contiguous cache does; a
-/// table fragmented by sequences growing in turn costs one partial result and one merge per run. With 16-bit storage
-/// each run's partial output is rounded to that type before the merge, one rounding more than a contiguous cache. A
-/// call that needs more pages than the pool has free is refused before anything is written.
+/// A decode step (up to 8 new tokens per sequence) reads each sequence through its block table, one job per sequence:
+/// the kernel keeps the key blocks of a contiguous cache and reads each block run by run, a run being pages of
+/// consecutive numbers (the pool stores each KV head's pages one after another, so a run is one strided block of keys).
+/// Any table gives the contiguous cache's bits. A longer call (a prefill past 8 tokens) attends run by run instead, the
+/// runs' outputs and log-sum-exps merged exactly (in float64; see <see cref="AttentionMerge"/>); with 16-bit storage each
+/// run's partial output is rounded to that type before the merge, one rounding more than a contiguous cache. Pages are
+/// handed out lowest number first and come back in order, so a sequence that grows alone holds one run. A call that
+/// needs more pages than the pool has free is refused before anything is written.
 /// </remarks>
 public sealed unsafe class PagedKeyValueCache<T> : IKeyValueStore<T>, IDisposable where T : unmanaged
 {

@@ -84,6 +84,45 @@ public class PagedKeyValueCacheTests
         }
     }
 
+    /// <summary>
+    /// Two sequences growing in turn interleave their pages, so each page is a run of its own. A decode step (up to 8
+    /// queries) reads such a table in place in the blocks of a contiguous cache, run by run: the same bits. Heads of 16
+    /// (whole AVX-512 vectors, read in place); pages of 4 and of 5 tokens (not dividing a 64-key block).
+    /// </summary>
+    [Theory]
+    [InlineData(4, false)]
+    [InlineData(5, true)]
+    public void Fragmented_tables_decode_with_the_contiguous_caches_bits(int pageSize, bool bf16)
+    {
+        if (bf16) Check<BFloat16>(pageSize);
+        else Check<float>(pageSize);
+
+        static void Check<TCache>(int pageSize) where TCache : unmanaged
+        {
+            const int e = 64, d = 16, kv = 2;
+            var random = new Random(pageSize);
+            float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+            using var layer = new MultiHeadAttention<float>(new MultiHeadAttentionConfig { EmbedDim = e, Heads = 4, KvHeads = kv, Rotary = new RotaryEmbedding(RotaryLayout.Interleaved) });
+            layer.Load(new ReadOnlyTensorSpan<float>(Values(e * e), [e, e], []), new ReadOnlyTensorSpan<float>(Values(kv * d * e), [kv * d, e], []),
+                new ReadOnlyTensorSpan<float>(Values(kv * d * e), [kv * d, e], []), new ReadOnlyTensorSpan<float>(Values(e * e), [e, e], []),
+                Values(e), Values(kv * d), Values(kv * d), Values(e));
+            using var paged = new PagedKeyValueCache<TCache>(pages: 200, pageSize, sequences: 2, kv, d);
+            using var contiguous = new KeyValueCache<TCache>(2, kv, d, 400);
+            for (int step = 0; step < 60; step++)
+            {
+                int sequence = step % 2, length = 1 + step % 3 * 3; // 1, 4 or 7 queries
+                var tokens = Values(length * e).Select(x => 4 * x).ToArray();
+                var options = new MultiHeadAttentionOptions { CacheSequences = new[] { sequence } };
+                var fromPages = new float[tokens.Length];
+                var fromSlots = new float[tokens.Length];
+                layer.Forward(new ReadOnlyTensorSpan<float>(tokens, [1, length, e], []), new TensorSpan<float>(fromPages, [1, length, e], []), paged, options);
+                layer.Forward(new ReadOnlyTensorSpan<float>(tokens, [1, length, e], []), new TensorSpan<float>(fromSlots, [1, length, e], []), contiguous, options);
+                Assert.True(fromSlots.AsSpan().SequenceEqual(fromPages), $"step {step}: sequence {sequence} of {paged.Length(sequence)} keys");
+            }
+            Assert.Contains(paged.PageTable(0).Zip(paged.PageTable(0).Skip(1)), pair => pair.Second != pair.First + 1);
+        }
+    }
+
     [Fact]
     public void A_call_the_pool_cannot_serve_is_refused_and_loses_nothing()
     {

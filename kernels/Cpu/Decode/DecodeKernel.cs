@@ -89,18 +89,41 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         float* valueScales = stackalloc float[KeyBlock]; // int8 values: the block's per-token scales
         bool prefetch = !guarded && KeyValuePrefetch.Worthwhile(job);
         int keyCount;
+        long requested = keyBegin + 1; // paged keys: runs starting before this are requested or being read
         for (long firstKey = keyBegin; firstKey < keyEnd; firstKey += keyCount)
         {
             keyCount = (int)Math.Min(KeyBlock, keyEnd - firstKey);
             if (!job.Pages.IsActive) AccumulateBlock(job, batch, rows, firstKey, keyCount, dPad, dvPad, scratch, mods, scaledKeys, guarded, prefetch, valueScales);
+            else if (!guarded && KeysInPlace(job) && ValuesInPlace(job))
+            {
+                // Paged keys read in place: a whole block across runs, each run read at its offset (the blocks, and so
+                // the bits, of contiguous keys). The hardware prefetcher does not see a jump to another run, so the
+                // starts of runs a few blocks ahead are requested.
+                job.Pages.RequestRunStarts(job, batch, rows.KvHead, ref requested, Math.Min(keyEnd, firstKey + keyCount + KeyValuePages.RequestAhead), keyEnd);
+                AccumulateBlock(job, batch, rows, firstKey, keyCount, dPad, dvPad, scratch, mods, scaledKeys, guarded, prefetch: false, valueScales);
+            }
             else
             {
-                // A block of paged keys stays in its run of consecutive pages, read through the job shifted to that run.
+                // Staged or guarded paged keys: a block stays in its run of consecutive pages, read through the job shifted to that run.
                 keyCount = job.Pages.KeysInRun(batch, firstKey, keyCount);
                 AccumulateBlock(job.Pages.At(job, batch, firstKey), batch, rows, firstKey, keyCount, dPad, dvPad, scratch, mods, scaledKeys, guarded, prefetch,
                     valueScales);
             }
         }
+    }
+
+    /// <summary>
+    /// Keys from <paramref name="key"/> (below <paramref name="end"/>) read at one offset: all of them for keys that are
+    /// not paged, else those in the run of consecutive pages holding it, with the run's shift in key rows.
+    /// </summary>
+    private static int Run(in CpuAttentionJob<T> job, int batch, long key, long end, out long shift)
+    {
+        if (!job.Pages.IsActive)
+        {
+            shift = 0;
+            return (int)(end - key);
+        }
+        return job.Pages.Run(batch, key, end, out shift);
     }
 
     /// <summary>One key block into every row's O, m and l.</summary>
@@ -136,10 +159,17 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         else if (ValuesInPlace(job))
         {
             var v = job.V;
-            T* values = &v.Base[v.Offset(batch, kvHead, (int)firstKey, 0)];
-            if (ScalesHalfValues(job))
-                Accumulate(rows, keyCount, (ScaledFiniteHalf*)values, v.Stride2, dvPad, scratch, dropout, probabilityFactor: ScaledHalf.Factor);
-            else Accumulate(rows, keyCount, values, v.Stride2, dvPad, scratch, dropout);
+            bool scaled = ScalesHalfValues(job);
+            SoftmaxStep(rows, keyCount, scratch, dropout, null, scaled ? ScaledHalf.Factor : 1);
+            for (long key = firstKey, end = firstKey + keyCount; key < end;)
+            {
+                int count = Run(job, batch, key, end, out long shift);
+                T* values = &v.Base[v.Offset(batch, kvHead, (nint)(key + shift), 0)];
+                if (scaled) AccumulateValues(rows, (int)(key - firstKey), count, (ScaledFiniteHalf*)values, v.Stride2, dvPad, scratch);
+                else AccumulateValues(rows, (int)(key - firstKey), count, values, v.Stride2, dvPad, scratch);
+                // Keys of later runs of the block add to the outputs as they stand.
+                if ((key += count) < end) new Span<float>(scratch.RowRescale, rows.Count).Fill(1f);
+            }
         }
         else if (Int8InPlace(job.Int8.V, job.ValueDim))
         {
@@ -267,30 +297,15 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
     private static void Accumulate<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch, float* dropout,
         float* valueScales = null, float probabilityFactor = 1) where TValue : unmanaged
     {
-        if (valueScales != null || SharesConversions<TValue>())
-        {
-            AccumulateSharedValues(rows, keyCount, values, ldv, dvPad, scratch, dropout, valueScales, probabilityFactor);
-            return;
-        }
-        for (int r = 0; r < rows.Count; r++)
-        {
-            float* p = scratch.Scores + r * KeyBlock;
-            float rescale = DecodeSoftmax<TOps, TVec>.Update(p, keyCount, ref scratch.RowMax[r], ref scratch.RowSum[r]);
-            if (dropout != null) Drop(p, keyCount, dropout + r, rows.Count);
-            if (valueScales != null)
-                for (int j = 0; j < keyCount; j++) p[j] *= valueScales[j];
-            if (probabilityFactor != 1) TensorPrimitives.Multiply(new ReadOnlySpan<float>(p, keyCount), probabilityFactor, new Span<float>(p, keyCount));
-            DecodeValues<TOps, TVec>.Accumulate(p, keyCount, values, ldv, dvPad / TOps.Count, scratch.Output + r * dvPad, rescale);
-        }
+        SoftmaxStep(rows, keyCount, scratch, dropout, valueScales, probabilityFactor);
+        AccumulateValues(rows, 0, keyCount, values, ldv, dvPad, scratch);
     }
 
     /// <summary>
-    /// The int8 form of <see cref="Accumulate{TValue}"/>: every row's softmax step, dropout and value scales first, then
-    /// O += P·V four rows at a time, so each int8 value vector is converted once for the four (the same bits per row as
-    /// one row at a time: each output element sums the same products in the same order).
+    /// Every row's softmax step on the block's scores (the accumulator's rescale into <see cref="CpuTileScratch.RowRescale"/>),
+    /// then its dropout, the int8 values' scales and <paramref name="probabilityFactor"/> on the probabilities.
     /// </summary>
-    private static void AccumulateSharedValues<TValue>(in TileRows rows, int keyCount, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch,
-        float* dropout, float* valueScales, float probabilityFactor) where TValue : unmanaged
+    private static void SoftmaxStep(in TileRows rows, int keyCount, CpuTileScratch scratch, float* dropout, float* valueScales, float probabilityFactor)
     {
         for (int r = 0; r < rows.Count; r++)
         {
@@ -300,12 +315,25 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
             if (valueScales != null) MultiplyRow(p, valueScales);
             if (probabilityFactor != 1) TensorPrimitives.Multiply(new ReadOnlySpan<float>(p, keyCount), probabilityFactor, new Span<float>(p, keyCount));
         }
+    }
+
+    /// <summary>
+    /// O = O · rescale + P·V for every row over the block's keys [<paramref name="offset"/>, offset + <paramref
+    /// name="count"/>), the rows' rescales in <see cref="CpuTileScratch.RowRescale"/>. Four rows share each loaded value
+    /// vector where it is converted in the register (<see cref="SharesConversions{TElement}"/>): the same bits per row as
+    /// one row at a time, as each output element sums the same products in the same order.
+    /// </summary>
+    private static void AccumulateValues<TValue>(in TileRows rows, int offset, int count, TValue* values, nint ldv, int dvPad, CpuTileScratch scratch)
+        where TValue : unmanaged
+    {
         int dvVectors = dvPad / TOps.Count, row = 0;
-        for (; row + 4 <= rows.Count; row += 4)
-            DecodeValues<TOps, TVec>.AccumulateFourRows(scratch.Scores + row * KeyBlock, KeyBlock, keyCount, values, ldv, dvVectors,
-                scratch.Output + row * dvPad, dvPad, scratch.RowRescale + row);
+        float* p = scratch.Scores + offset;
+        if (SharesConversions<TValue>())
+            for (; row + 4 <= rows.Count; row += 4)
+                DecodeValues<TOps, TVec>.AccumulateFourRows(p + row * KeyBlock, KeyBlock, count, values, ldv, dvVectors,
+                    scratch.Output + row * dvPad, dvPad, scratch.RowRescale + row);
         for (; row < rows.Count; row++)
-            DecodeValues<TOps, TVec>.Accumulate(scratch.Scores + row * KeyBlock, keyCount, values, ldv, dvVectors, scratch.Output + row * dvPad, scratch.RowRescale[row]);
+            DecodeValues<TOps, TVec>.Accumulate(p + row * KeyBlock, count, values, ldv, dvVectors, scratch.Output + row * dvPad, scratch.RowRescale[row]);
     }
 
     /// <summary>A block's per-token scales, contiguous, zero past <paramref name="keyCount"/> (a whole block is multiplied).</summary>
@@ -347,13 +375,20 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         if (KeysInPlace(job))
         {
             var k = job.K;
-            T* keys = &k.Base[k.Offset(batch, rows.KvHead, firstKey, 0)];
-            if (scaledKeys)
-                DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, (ScaledFiniteHalf*)keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
-            else if (SharesConversions<T>())
-                DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
-            else
-                DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, keys, k.Stride2, keyCount, scratch.Scores, KeyBlock);
+            // Paged keys run by run (one run where they are not paged), each run's scores at its place in the block.
+            for (long key = firstKey, end = firstKey + keyCount; key < end;)
+            {
+                int count = Run(job, batch, key, end, out long shift);
+                T* keys = &k.Base[k.Offset(batch, rows.KvHead, (nint)(key + shift), 0)];
+                float* scores = scratch.Scores + (key - firstKey);
+                if (scaledKeys)
+                    DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, (ScaledFiniteHalf*)keys, k.Stride2, count, scores, KeyBlock);
+                else if (SharesConversions<T>())
+                    DecodeScores<TOps, TVec>.ComputeSharedKeys(scratch.QueryT, rows.Count, dPad, keys, k.Stride2, count, scores, KeyBlock);
+                else
+                    DecodeScores<TOps, TVec>.Compute(scratch.QueryT, rows.Count, dPad, keys, k.Stride2, count, scores, KeyBlock);
+                key += count;
+            }
         }
         else if (Int8InPlace(job.Int8.K, job.HeadDim))
         {
@@ -406,4 +441,5 @@ internal static unsafe class DecodeKernel<T, TOps, TVec, TMask, TScore>
         }
     }
 }
+
 
