@@ -32,7 +32,7 @@ public sealed class LayerSettings : ThreadedSettings
     public bool NoBackward { get; init; }
 
     [CommandOption("--page-size <N>")]
-    [Description("Tokens per page of the paged cache timed beside the contiguous one; 0 to skip it. Default: 256.")]
+    [Description("Tokens per page of the paged caches (pages in order, and fragmented) timed beside the contiguous one; 0 to skip them. Default: 256.")]
     public int PageSize { get; init; } = 256;
 
     public override ValidationResult Validate()
@@ -101,7 +101,7 @@ internal sealed class LayerCommand : Command<LayerSettings>
                     foreach (var cache in new[] { "f32", "bf16" })
                     {
                         cancellationToken.ThrowIfCancellationRequested();
-                        var (contiguous, paged, cacheBytes, weightBytes) = (type, cache) switch
+                        var (contiguous, paged, fragmented, cacheBytes, weightBytes) = (type, cache) switch
                         {
                             ("bf16", "bf16") => DecodeTiming.Time<BFloat16, BFloat16>(c, settings, settings.PageSize),
                             ("bf16", _) => DecodeTiming.Time<BFloat16, float>(c, settings, settings.PageSize),
@@ -116,8 +116,10 @@ internal sealed class LayerCommand : Command<LayerSettings>
                         }
                         Row("contiguous", contiguous, "");
                         if (paged is double pagedSeconds) Row($"{settings.PageSize}-token pages", pagedSeconds, $"{contiguous / pagedSeconds:P0}");
+                        if (fragmented is double fragmentedSeconds)
+                            Row($"{settings.PageSize}-token pages, fragmented", fragmentedSeconds, $"{contiguous / fragmentedSeconds:P0}");
                     }
-            AnsiConsole.MarkupLine($"decode: one token per row appended to the cache and truncated back after each step; contiguous and paged steps of one layer timed call by call in turn; measured memory bandwidth {limits.BandwidthGBs:F1} GB/s");
+            AnsiConsole.MarkupLine($"decode: one token per row appended to the cache and truncated back after each step; contiguous and paged steps of one layer timed call by call in turn (fragmented: each sequence's pages interleaved with another's); measured memory bandwidth {limits.BandwidthGBs:F1} GB/s");
             AnsiConsole.Write(decode);
         }
         if (!settings.NoPeer) AnsiConsole.MarkupLine($"peer: ONNX Runtime {OnnxAttentionPeer.Version}, MatMul/Add projections + Attention (opset 23), fp32 weights only");
