@@ -84,31 +84,28 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         int hd = _heads * _d, width = _queryRows + 2 * _kvWidth;
 
         // A paged cache's decode step reads each sequence through its block table, one job per sequence (the decode
-        // kernel, up to its query count). Otherwise, key segments (one per contiguous slot, one per run of consecutive
-        // pages): a row with several gets per-segment partial outputs and LSEs, merged afterwards; a row with one writes
-        // its output directly. Counted before the append, for the scratch: an upper bound (the exact count, taken after
-        // each row's append, may be lower).
+        // kernel, up to its query count). A longer call reads a sequence's keys where they lie when they are one block
+        // (a contiguous cache, or pages of consecutive numbers), else from a contiguous copy gathered first: a job per run
+        // of pages and a merge of their partial results had cost up to 8x the contiguous cache's time on a fragmented
+        // table. Run counts taken before the append are upper bounds; the exact count is taken after it.
         bool pageTables = cache.PageSize > 0 && length <= KeyValuePages.MaxQueries;
-        int segments = 0, tablePages = 0;
-        bool partials = false;
+        int tablePages = 0, gatherLength = 0;
         for (int b = 0; b < batch; b++)
         {
-            int total = cache.Length(sequences[b]) + length, count = pageTables ? 1 : cache.SegmentCount(sequences[b], total);
-            segments += count;
-            partials |= count > 1;
+            int total = cache.Length(sequences[b]) + length;
             if (pageTables) tablePages += (total + cache.PageSize - 1) / cache.PageSize;
+            else if (cache.SegmentCount(sequences[b], total) > 1) gatherLength = Math.Max(gatherLength, total);
         }
 
         // Scratch, in floats: projections [B·L, width], attention output [B·L, H·D], the 16-bit queries and outputs of
-        // every row (a 16-bit cache), and per segment a partial output (the cache's type) and LSE [H, L].
+        // every row (a 16-bit cache), and one sequence's gathered keys and values (the cache's type, [KV heads, keys, D]).
         long projected = (long)batch * length * width, attended = (long)batch * length * hd;
         long narrow = typeof(TCache) == typeof(float) ? 0 : ((long)batch * length * hd * sizeof(TCache) + 3) / 4;
-        long partialOutputs = partials ? ((long)segments * length * hd * sizeof(TCache) + 3) / 4 : 0, partialLses = partials ? (long)segments * length * _heads : 0;
-        float* queries = ModuleScratch.Rent(projected + attended + 2 * narrow + partialOutputs + partialLses);
+        long gatherElements = (long)gatherLength * _kvHeads * _d, gathered = (2 * gatherElements * sizeof(TCache) + 3) / 4;
+        float* queries = ModuleScratch.Rent(projected + attended + 2 * narrow + gathered);
         float* attention = queries + projected;
         TCache* narrowQueries = (TCache*)(attention + attended), narrowOutput = (TCache*)(attention + attended + narrow);
-        TCache* partOutputs = (TCache*)(attention + attended + 2 * narrow);
-        float* partLses = attention + attended + 2 * narrow + partialOutputs;
+        TCache* gatheredKeys = (TCache*)(attention + attended + 2 * narrow), gatheredValues = gatheredKeys + gatherElements;
 
         var inputWeights = MatrixView<TWeight>.Over(ref *_inputWeights.Pointer, _inputWeights.Lengths[0], _e, _e, 1);
         Project(input, inputWeights, _inputBias, queries, width, threads);
@@ -117,13 +114,14 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
         for (int b = 0; b < batch; b++) end = Math.Max(end, (long)cache.Length(sequences[b]) + length);
         var table = RotaryReaching(end);
         float scale = options.Scale ?? (float)(1.0 / Math.Sqrt(_d));
-        var jobs = ArrayPool<CpuAttentionJob<TCache>>.Shared.Rent(segments);
+        var jobs = ArrayPool<CpuAttentionJob<TCache>>.Shared.Rent(batch);
+        var gathers = ArrayPool<(int Sequence, CpuAttentionJob<TCache> Job)>.Shared.Rent(batch); // K and V set once gathered
         var tables = ArrayPool<int>.Shared.Rent(Math.Max(tablePages, 1));
         try
         {
             fixed (int* tableStart = tables)
             {
-                int job = 0;
+                int job = 0, deferred = 0;
                 int* pageTable = tableStart;
                 for (int b = 0; b < batch; b++)
                 {
@@ -153,72 +151,72 @@ public sealed unsafe partial class MultiHeadAttention<TWeight>
                         queryRow = hd;
                         for (int t = 0; t < length; t++) ElementConversion.FromSingle(rows + (nint)t * width, hd, q + (nint)t * hd, 1);
                     }
-                    int total = cached + length, count = pageTables ? 0 : cache.SegmentCount(sequence, total);
-                    var band = CausalToTheEnd.Resolve(length, total);
+                    int total = cached + length;
+                    var attend = new CpuAttentionJob<TCache>
+                    {
+                        Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = total, HeadDim = _d, ValueDim = _d,
+                        Scale = scale, Band = CausalToTheEnd.Resolve(length, total), Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1),
+                        K = default, V = default, Output = new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1),
+                    };
                     if (pageTables)
                     {
                         var (k, v) = cache.Pages(sequence, total, pageTable);
                         int pages = (total + cache.PageSize - 1) / cache.PageSize;
-                        jobs[job++] = new CpuAttentionJob<TCache>
-                        {
-                            Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = total, HeadDim = _d, ValueDim = _d,
-                            Scale = scale, Band = band, Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1), K = k, V = v,
-                            Output = new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1), Pages = new KeyValuePages(pageTable, pages, cache.PageSize),
-                        };
+                        jobs[job++] = attend with { K = k, V = v, Pages = new KeyValuePages(pageTable, pages, cache.PageSize) };
                         pageTable += pages;
                     }
-                    for (int s = 0; s < count; s++, job++)
+                    else if (cache.SegmentCount(sequence, total) == 1)
                     {
-                        var (firstKey, keyCount, k, v) = cache.Segment(sequence, s, total);
-                        // A segment's keys start at firstKey: the band, on key − query, shifts with them.
-                        var segmentBand = new DiagonalBand(band.Lo - firstKey, band.Hi - firstKey);
-                        jobs[job] = new CpuAttentionJob<TCache>
-                        {
-                            Batch = 1, QueryHeads = _heads, KvHeads = _kvHeads, QueryLength = length, KeyLength = keyCount, HeadDim = _d, ValueDim = _d,
-                            Scale = scale, Band = segmentBand, Q = new RawStrided4<TCache>(q, 1, _heads, length, _d, 0, _d, queryRow, 1), K = k, V = v,
-                            Output = count == 1 ? new RawStrided4<TCache>(o, 1, _heads, length, _d, 0, _d, hd, 1)
-                                : new RawStrided4<TCache>(partOutputs + (long)job * length * hd, 1, _heads, length, _d, 0, _d, hd, 1),
-                            Lse = count == 1 ? default : new RawStrided4<float>(partLses + (long)job * length * _heads, 1, _heads, length, 1, 0, length, 1, 0),
-                        };
+                        var (_, _, k, v) = cache.Segment(sequence, 0, total);
+                        jobs[job++] = attend with { K = k, V = v };
                     }
+                    else gathers[deferred++] = (sequence, attend);
                 }
-                // Every row's attention (every page of it) in one set of tasks: a decode batch is many tiny problems.
-                CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, job), FlexMods<KeepAll, IdentityScore>.None(default), CpuIsa.Auto,
-                    threads ?? Environment.ProcessorCount);
+                // Every row's attention in one set of tasks (a decode batch is many tiny problems), then each row whose
+                // keys were gathered, one after another through the one copy (such a call has rows of 9 queries or more).
+                var mods = FlexMods<KeepAll, IdentityScore>.None(default);
+                if (job > 0) CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(jobs, 0, job), mods, CpuIsa.Auto, threads ?? Environment.ProcessorCount);
+                for (int n = 0; n < deferred; n++)
+                {
+                    var (sequence, attend) = gathers[n];
+                    Gather(cache, sequence, attend.KeyLength, gatheredKeys, gatheredValues);
+                    nint headStride = (nint)attend.KeyLength * _d;
+                    var gatheredJob = attend with
+                    {
+                        K = new RawStrided4<TCache>(gatheredKeys, 1, _kvHeads, attend.KeyLength, _d, 0, headStride, _d, 1),
+                        V = new RawStrided4<TCache>(gatheredValues, 1, _kvHeads, attend.KeyLength, _d, 0, headStride, _d, 1),
+                    };
+                    CpuForward.RunMany(new ReadOnlySpan<CpuAttentionJob<TCache>>(ref gatheredJob), mods, CpuIsa.Auto, threads ?? Environment.ProcessorCount);
+                }
             }
         }
         finally
         {
             ArrayPool<CpuAttentionJob<TCache>>.Shared.Return(jobs, clearArray: true);
+            ArrayPool<(int, CpuAttentionJob<TCache>)>.Shared.Return(gathers, clearArray: true);
             ArrayPool<int>.Shared.Return(tables);
         }
-        if (partials) MergeSegments(cache, sequences, length, partOutputs, partLses, narrowOutput, attention);
         if (typeof(TCache) != typeof(float))
             ElementConversion.ToSingle(narrowOutput, 1, batch * length * hd, attention);
         Finish(attention, queries, width, batch, length, output, threads);
     }
 
-    /// <summary>Rows whose keys span several segments: their outputs, merged from the segments' partial outputs and LSEs.</summary>
-    private void MergeSegments<TCache>(IKeyValueStore<TCache> cache, ReadOnlySpan<int> sequences, int length, TCache* partOutputs, float* partLses,
-        TCache* narrowOutput, float* attention) where TCache : unmanaged
+    /// <summary>A sequence's first <paramref name="length"/> keys and values, segment by segment, into contiguous [KV heads, length, D] copies.</summary>
+    private void Gather<TCache>(IKeyValueStore<TCache> cache, int sequence, int length, TCache* keys, TCache* values) where TCache : unmanaged
     {
-        int hd = _heads * _d, job = 0;
-        Span<double> accumulator = _d <= 512 ? stackalloc double[_d] : new double[_d];
-        for (int b = 0; b < sequences.Length; b++)
+        int count = cache.SegmentCount(sequence, length);
+        for (int s = 0; s < count; s++)
         {
-            int count = cache.SegmentCount(sequences[b], cache.Length(sequences[b]));
-            if (count > 1)
-                for (int t = 0; t < length; t++)
-                    for (int h = 0; h < _heads; h++)
-                    {
-                        var row = new MergeRow(accumulator);
-                        for (int s = 0; s < count; s++)
-                            row.Add(partLses[(long)(job + s) * length * _heads + (long)h * length + t], in partOutputs[(long)(job + s) * length * hd + (long)t * hd + (long)h * _d], 1);
-                        long at = (long)b * length * hd + (long)t * hd + (long)h * _d;
-                        if (typeof(TCache) == typeof(float)) row.Finish(ref attention[at], 1);
-                        else row.Finish(ref narrowOutput[at], 1);
-                    }
-            job += count;
+            var (first, rows, k, v) = cache.Segment(sequence, s, length);
+            // A segment's rows of one head lie one after another (a slot, or a run of pages): one copy each.
+            int run = k.Stride2 == _d && v.Stride2 == _d ? rows : 1;
+            for (int h = 0; h < _kvHeads; h++)
+                for (int j = 0; j < rows; j += run)
+                {
+                    long at = ((long)h * length + first + j) * _d;
+                    new ReadOnlySpan<TCache>(&k.Base[k.Offset(0, h, j, 0)], run * _d).CopyTo(new Span<TCache>(keys + at, run * _d));
+                    new ReadOnlySpan<TCache>(&v.Base[v.Offset(0, h, j, 0)], run * _d).CopyTo(new Span<TCache>(values + at, run * _d));
+                }
         }
     }
 }

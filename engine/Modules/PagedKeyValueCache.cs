@@ -14,9 +14,9 @@ namespace AttentionEngine;
 /// A decode step (up to 8 new tokens per sequence) reads each sequence through its block table, one job per sequence:
 /// the kernel keeps the key blocks of a contiguous cache and reads each block run by run, a run being pages of
 /// consecutive numbers (the pool stores each KV head's pages one after another, so a run is one strided block of keys).
-/// Any table gives the contiguous cache's bits. A longer call (a prefill past 8 tokens) attends run by run instead, the
-/// runs' outputs and log-sum-exps merged exactly (in float64; see <see cref="AttentionMerge"/>); with 16-bit storage each
-/// run's partial output is rounded to that type before the merge, one rounding more than a contiguous cache. Pages are
+/// Any table gives the contiguous cache's bits. A longer call (a prefill past 8 tokens) reads a sequence of one run
+/// where it lies, and a sequence of several from a contiguous copy gathered first (the tile kernel has no page table):
+/// the same keys in the same order, so again the contiguous cache's bits. Pages are
 /// handed out lowest number first and come back in order, so a sequence that grows alone holds one run. A call that
 /// needs more pages than the pool has free is refused before anything is written.
 /// </remarks>

@@ -86,13 +86,14 @@ public class PagedKeyValueCacheTests
 
     /// <summary>
     /// Two sequences growing in turn interleave their pages, so each page is a run of its own. A decode step (up to 8
-    /// queries) reads such a table in place in the blocks of a contiguous cache, run by run: the same bits. Heads of 16
-    /// (whole AVX-512 vectors, read in place); pages of 4 and of 5 tokens (not dividing a 64-key block).
+    /// queries) reads such a table in place in the blocks of a contiguous cache, run by run; a longer call reads a
+    /// gathered contiguous copy: the same bits either way. Heads of 16 (whole AVX-512 vectors, read in place); pages of 4
+    /// and of 5 tokens (not dividing a 64-key block).
     /// </summary>
     [Theory]
     [InlineData(4, false)]
     [InlineData(5, true)]
-    public void Fragmented_tables_decode_with_the_contiguous_caches_bits(int pageSize, bool bf16)
+    public void Fragmented_tables_attend_with_the_contiguous_caches_bits(int pageSize, bool bf16)
     {
         if (bf16) Check<BFloat16>(pageSize);
         else Check<float>(pageSize);
@@ -106,11 +107,11 @@ public class PagedKeyValueCacheTests
             layer.Load(new ReadOnlyTensorSpan<float>(Values(e * e), [e, e], []), new ReadOnlyTensorSpan<float>(Values(kv * d * e), [kv * d, e], []),
                 new ReadOnlyTensorSpan<float>(Values(kv * d * e), [kv * d, e], []), new ReadOnlyTensorSpan<float>(Values(e * e), [e, e], []),
                 Values(e), Values(kv * d), Values(kv * d), Values(e));
-            using var paged = new PagedKeyValueCache<TCache>(pages: 200, pageSize, sequences: 2, kv, d);
-            using var contiguous = new KeyValueCache<TCache>(2, kv, d, 400);
+            using var paged = new PagedKeyValueCache<TCache>(pages: 300, pageSize, sequences: 2, kv, d);
+            using var contiguous = new KeyValueCache<TCache>(2, kv, d, 500);
             for (int step = 0; step < 60; step++)
             {
-                int sequence = step % 2, length = 1 + step % 3 * 3; // 1, 4 or 7 queries
+                int sequence = step % 2, length = new[] { 1, 4, 7, 12, 20 }[step / 2 % 5]; // the decode kernel up to 8 queries
                 var tokens = Values(length * e).Select(x => 4 * x).ToArray();
                 var options = new MultiHeadAttentionOptions { CacheSequences = new[] { sequence } };
                 var fromPages = new float[tokens.Length];
