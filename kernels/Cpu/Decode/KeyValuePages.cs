@@ -88,7 +88,7 @@ internal readonly unsafe struct KeyValuePages
         {
             if (Continues(batch, start)) continue;
             var run = At(job, batch, start);
-            int count = (int)Math.Min(Math.Min(PageSize, 64), keyEnd - start);
+            int count = (int)Math.Min(Math.Min(PageSize, CpuKeyBlock.Keys), keyEnd - start);
             KeyValuePrefetch.Keys(run, batch, kvHead, start, count);
             KeyValuePrefetch.Values(run, batch, kvHead, start, count);
         }
