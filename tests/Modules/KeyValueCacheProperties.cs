@@ -37,7 +37,7 @@ public class KeyValueCacheProperties
         from batch in Gen.Choose(1, 3)
         from length in Gen.Choose(1, 40)
         from prefill in Gen.Choose(1, length)
-        from chunk in Gen.Elements(1, 1, 2, 3)
+        from chunk in Gen.Elements(1, 1, 2, 3, 12) // 12: past the decode kernel, a fragmented paged sequence is gathered
         from threads in Gen.Choose(1, 2)
         from seed in Gen.Choose(0, int.MaxValue)
         select new DecodeSpec(heads, kv, d, bias, rotary, gate, batch, length, prefill, chunk, threads, seed);
