@@ -62,7 +62,7 @@ internal static unsafe class KeyValuePrefetch
     }
 
     /// <summary>Every line of rows [firstKey, firstKey + keyCount) of one head, <paramref name="width"/> elements each.</summary>
-    private static void Rows<TElement>(RawStrided4<TElement> tensor, int batch, int head, long firstKey, int keyCount, int width)
+    internal static void Rows<TElement>(RawStrided4<TElement> tensor, int batch, int head, long firstKey, int keyCount, int width)
         where TElement : unmanaged
     {
         if (width <= 0) return;

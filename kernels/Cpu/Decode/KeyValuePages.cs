@@ -58,9 +58,15 @@ internal readonly unsafe struct KeyValuePages
     /// </summary>
     public int Run(int batch, long key, long end, out long shift)
     {
-        long page = key / PageSize;
-        shift = (Table[(long)batch * PagesPerSequence + page] - page) * PageSize;
+        shift = Shift(batch, key);
         return KeysInRun(batch, key, (int)Math.Min(int.MaxValue, end - key));
+    }
+
+    /// <summary>Key rows from the logical place of key <paramref name="key"/> of sequence <paramref name="batch"/> to its physical one.</summary>
+    private long Shift(int batch, long key)
+    {
+        long page = key / PageSize;
+        return (Table[(long)batch * PagesPerSequence + page] - page) * PageSize;
     }
 
     /// <summary>Whether key <paramref name="key"/>, the first of a page, follows its predecessor in the pool (the previous page's successor).</summary>
@@ -84,13 +90,16 @@ internal readonly unsafe struct KeyValuePages
     /// </summary>
     public void RequestRunStarts<T>(in CpuAttentionJob<T> job, int batch, int kvHead, ref long requested, long until, long keyEnd) where T : unmanaged
     {
-        for (long start = (requested + PageSize - 1) / PageSize * PageSize; start < until; start += PageSize)
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported) // line requests (prefetcht0) are x86's
         {
-            if (Continues(batch, start)) continue;
-            var run = At(job, batch, start);
-            int count = (int)Math.Min(Math.Min(PageSize, CpuKeyBlock.Keys), keyEnd - start);
-            KeyValuePrefetch.Keys(run, batch, kvHead, start, count);
-            KeyValuePrefetch.Values(run, batch, kvHead, start, count);
+            for (long start = (requested + PageSize - 1) / PageSize * PageSize; start < until; start += PageSize)
+            {
+                if (Continues(batch, start)) continue;
+                long shift = Shift(batch, start);
+                int count = (int)Math.Min(Math.Min(PageSize, CpuKeyBlock.Keys), keyEnd - start);
+                KeyValuePrefetch.Rows(Shifted(job.K, shift), batch, kvHead, start, count, job.HeadDim);
+                KeyValuePrefetch.Rows(Shifted(job.V, shift), batch, kvHead, start, count, job.ValueDim);
+            }
         }
         requested = Math.Max(requested, until);
     }
@@ -98,7 +107,7 @@ internal readonly unsafe struct KeyValuePages
     /// <summary>The job with K and V shifted so that sequence <paramref name="batch"/>'s keys of the run holding <paramref name="firstKey"/> read from its physical pages.</summary>
     public CpuAttentionJob<T> At<T>(in CpuAttentionJob<T> job, int batch, long firstKey) where T : unmanaged
     {
-        Run(batch, firstKey, firstKey + 1, out long keys);
+        long keys = Shift(batch, firstKey);
         return job with { K = Shifted(job.K, keys), V = Shifted(job.V, keys), Pages = default };
     }
 
