@@ -121,8 +121,7 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
         x = Vector128.Max(x, Vector128.Create(MinExponent));
         var n = Vector128.Round(x);
         var f = x - n;
-        var p = Vector128.FusedMultiplyAdd(Vector128.Create(C7), f, Vector128.Create(C6));
-        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C5));
+        var p = Vector128.FusedMultiplyAdd(Vector128.Create(C6), f, Vector128.Create(C5));
         p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C4));
         p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C3));
         p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C2));

@@ -121,8 +121,7 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
         x = Vector256.Max(x, Vector256.Create(MinExponent));
         var n = Vector256.Round(x);
         var f = x - n;
-        var p = Vector256.FusedMultiplyAdd(Vector256.Create(C7), f, Vector256.Create(C6));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C5));
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(C6), f, Vector256.Create(C5));
         p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C4));
         p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C3));
         p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C2));
