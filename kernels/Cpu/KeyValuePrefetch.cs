@@ -70,6 +70,13 @@ internal static unsafe class KeyValuePrefetch
         long elementStride = tensor.Stride3 * sizeof(TElement);
         if (elementStride <= 0 || elementStride > 64) return;
         long spanBytes = ((width - 1) * elementStride) + sizeof(TElement);
+        // Rows that follow each other in memory (a cache's rows, a page of a paged pool) are one span: a request per line
+        // instead of per row (a row of 64 bf16 is two lines, and took three requests and an offset of its own).
+        if (tensor.Stride2 * sizeof(TElement) == spanBytes)
+        {
+            CacheLines.Request(&tensor.Base[tensor.Offset(batch, head, (nint)firstKey, 0)], spanBytes * keyCount);
+            return;
+        }
         for (int j = 0; j < keyCount; j++) CacheLines.Request(&tensor.Base[tensor.Offset(batch, head, (nint)(firstKey + j), 0)], spanBytes);
     }
 }
