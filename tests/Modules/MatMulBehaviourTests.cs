@@ -31,7 +31,8 @@ public class MatMulBehaviourTests
     [Theory]
     [InlineData(1, 8, 1000, 700)]  // the narrow path (few rows, weights read as dot products)
     [InlineData(3, 11, 77, 300)]
-    [InlineData(20, 40, 300, 530)]  // the packed path
+    [InlineData(20, 32, 300, 530)]  // the narrow path's most rows
+    [InlineData(40, 70, 300, 530)]  // the packed path
     public void A_row_gets_the_same_bits_whatever_other_rows_share_the_call(int fewer, int more, int n, int k)
     {
         var random = new Random(8);
