@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using AttentionEngine.Kernels.Cpu.Simd;
 
 namespace AttentionEngine.Kernels.Cpu.Decode;
@@ -73,10 +74,13 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             qx = TOps.Load(q3 + x);
             a30 = TOps.MultiplyAdd(qx, kx0, a30); a31 = TOps.MultiplyAdd(qx, kx1, a31);
         }
-        s[0] = TOps.Sum(a00); s[1] = TOps.Sum(a01);
-        s[lds] = TOps.Sum(a10); s[lds + 1] = TOps.Sum(a11);
-        s[2 * lds] = TOps.Sum(a20); s[2 * lds + 1] = TOps.Sum(a21);
-        s[3 * lds] = TOps.Sum(a30); s[3 * lds + 1] = TOps.Sum(a31);
+        var first = LaneSums<TOps, TVec>.Four(a00, a10, a20, a30);
+        var second = LaneSums<TOps, TVec>.Four(a01, a11, a21, a31);
+        for (int row = 0; row < 4; row++)
+        {
+            s[row * lds] = first.GetElement(row);
+            s[row * lds + 1] = second.GetElement(row);
+        }
         return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest);
     }
 
@@ -98,10 +102,7 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             a2 = TOps.MultiplyAdd(qx, kx2, a2);
             a3 = TOps.MultiplyAdd(qx, kx3, a3);
         }
-        s[0] = TOps.Sum(a0);
-        s[1] = TOps.Sum(a1);
-        s[2] = TOps.Sum(a2);
-        s[3] = TOps.Sum(a3);
+        LaneSums<TOps, TVec>.Four(a0, a1, a2, a3).Store(s);
         return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest);
     }
 
@@ -114,6 +115,6 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             ElementLoads<TOps, TVec>.Track<TKey>(ref largest, kx);
             a = TOps.MultiplyAdd(TOps.Load(q + x), kx, a);
         }
-        return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest) ? TOps.Sum(a) : Dot(q, d, (ScaledHalf*)k);
+        return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest) ? LaneSums<TOps, TVec>.One(a) : Dot(q, d, (ScaledHalf*)k);
     }
 }

@@ -1,6 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using AttentionEngine.Kernels.Cpu.Simd;
 using AttentionEngine.Kernels.Cpu.Threading;
 
@@ -21,7 +19,7 @@ internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
     where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
     /// <summary>
-    /// Most rows of A this path takes. Since the four sums of <see cref="FourSums"/>, it beats the packed kernel up to
+    /// Most rows of A this path takes. Since the four sums of <see cref="LaneSums{TOps, TVec}"/>, it beats the packed kernel up to
     /// 32 rows of fp32 or bf16 weights (1536 x 1024, one and two threads, 0.2-0.8 ms calls): the packed kernel packs the
     /// whole weight per call and cuts a few rows into too few tasks for two threads (bf16, 2 threads: 16 rows 0.60 against
     /// 0.23 ms here, 32 rows 0.54-0.75 against 0.43-0.46). An fp16 weight's widening costs three operations per vector
@@ -178,35 +176,10 @@ internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TVec Load(TB* source) => ElementLoads<TOps, TVec>.Load(source);
 
-    /// <summary>
-    /// The lanes of four accumulators summed, in one fixed order for every element of every call. With AVX-512 the four
-    /// are reduced together (halves added, then three horizontal adds): four separate 16-lane sums were 30% of a
-    /// decode step's projection of 8 rows (1536 x 1024 weights, one thread).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> FourSums(TVec s0, TVec s1, TVec s2, TVec s3)
-    {
-        if (typeof(TVec) == typeof(Vector512<float>) && Avx.IsSupported)
-        {
-            Vector256<float> t0 = Halves(s0), t1 = Halves(s1), t2 = Halves(s2), t3 = Halves(s3);
-            // [t0 0-3, t1 0-3, t2 0-3, t3 0-3 | the same of lanes 4-7], each a sum of adjacent pairs of pairs
-            var h = Avx.HorizontalAdd(Avx.HorizontalAdd(t0, t1), Avx.HorizontalAdd(t2, t3));
-            return h.GetLower() + h.GetUpper();
-        }
-        return Vector128.Create(TOps.Sum(s0), TOps.Sum(s1), TOps.Sum(s2), TOps.Sum(s3));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Halves(TVec value)
-    {
-        var wide = Unsafe.As<TVec, Vector512<float>>(ref value);
-        return wide.GetLower() + wide.GetUpper();
-    }
-
     private void Store(int r, int column, int count, TVec s0, TVec s1, TVec s2, TVec s3)
     {
         ref readonly var job = ref _job;
-        var sums = FourSums(s0, s1, s2, s3);
+        var sums = LaneSums<TOps, TVec>.Four(s0, s1, s2, s3);
         for (int c = 0; c < count; c++)
         {
             float value = job.Bias == null ? sums[c] : sums[c] + ElementTypes.ToSingle(job.Bias[column + c]);
