@@ -22,8 +22,9 @@ internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
     /// Most rows of A this path takes. Since the four sums of <see cref="LaneSums{TOps, TVec}"/>, it beats the packed kernel up to
     /// 32 rows of fp32 or bf16 weights (1536 x 1024, one and two threads, 0.2-0.8 ms calls): the packed kernel packs the
     /// whole weight per call and cuts a few rows into too few tasks for two threads (bf16, 2 threads: 16 rows 0.60 against
-    /// 0.23 ms here, 32 rows 0.54-0.75 against 0.43-0.46). An fp16 weight's widening costs three operations per vector
-    /// for every pair of rows, so it hands over at 8 (16 rows: 0.69 packed against 0.79 here, one thread).
+    /// 0.23 ms here, 32 rows 0.54-0.75 against 0.43-0.46). An fp16 weight's widening costs three operations per vector, so
+    /// it hands over at 8: with two-row passes, 16 rows took 0.69 ms packed against 0.79 here (one thread); not measured
+    /// again since <see cref="FourRows"/>.
     /// </summary>
     public static int MaxRows => typeof(TB) == typeof(float) || typeof(TB) == typeof(BFloat16) ? 32 : 8;
 
