@@ -23,10 +23,10 @@ internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
     /// 32 rows of fp32 or bf16 weights (1536 x 1024, one and two threads, 0.2-0.8 ms calls): the packed kernel packs the
     /// whole weight per call and cuts a few rows into too few tasks for two threads (bf16, 2 threads: 16 rows 0.60 against
     /// 0.23 ms here, 32 rows 0.54-0.75 against 0.43-0.46). An fp16 weight's widening costs three operations per vector, so
-    /// it hands over at 8: with two-row passes, 16 rows took 0.69 ms packed against 0.79 here (one thread); not measured
-    /// again since <see cref="FourRows"/>.
+    /// it hands over at 16: 12 and 16 rows took 0.58 and 0.68 ms packed against 0.46 and 0.60 here on one thread (0.63 and
+    /// 0.72 against 0.29 and 0.36 on two), 24 rows 0.77 against 0.88 on one thread.
     /// </summary>
-    public static int MaxRows => typeof(TB) == typeof(float) || typeof(TB) == typeof(BFloat16) ? 32 : 8;
+    public static int MaxRows => typeof(TB) == typeof(float) || typeof(TB) == typeof(BFloat16) ? 32 : 16;
 
     /// <summary>Columns per task.</summary>
     private const int ColumnsPerTask = 32;
