@@ -16,10 +16,12 @@ public class HalfDecodeTests
 
     // (query heads, KV heads, queries, keys, D, Dv): one row per KV head (MHA), four rows (GQA), five (a group of four
     // and one row alone), two queries of a group of two; keys not a multiple of four (single dot products); value widths
-    // of 3 and 5 vectors at 16 lanes (pieces of four and two vectors and single ones); 16 rows per KV head.
+    // of 3 and 5 vectors at 16 lanes (pieces of four and two vectors and single ones); 16 rows per KV head; one row per
+    // KV head at D = 128 and Dv = 160 (pieces of eight keys, and of eight, two and single value vectors).
     private static readonly (int H, int Hkv, int Lq, int Lk, int D, int Dv)[] Shapes =
     [
         (4, 4, 1, 131, 64, 64), (8, 2, 1, 70, 48, 80), (5, 1, 1, 67, 64, 48), (4, 2, 2, 90, 128, 128), (8, 2, 4, 75, 64, 64),
+        (2, 2, 1, 83, 128, 160),
     ];
 
     [Theory]
