@@ -79,8 +79,8 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             qx = TOps.Load(q3 + x);
             a30 = TOps.MultiplyAdd(qx, kx0, a30); a31 = TOps.MultiplyAdd(qx, kx1, a31);
         }
-        var first = LaneSums<TOps, TVec>.Four(a00, a10, a20, a30);
-        var second = LaneSums<TOps, TVec>.Four(a01, a11, a21, a31);
+        var first = TOps.SumFour(a00, a10, a20, a30);
+        var second = TOps.SumFour(a01, a11, a21, a31);
         for (int row = 0; row < 4; row++)
         {
             s[row * lds] = first.GetElement(row);
@@ -114,8 +114,8 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             a6 = TOps.MultiplyAdd(qx, kx2, a6);
             a7 = TOps.MultiplyAdd(qx, kx3, a7);
         }
-        LaneSums<TOps, TVec>.Four(a0, a1, a2, a3).Store(s);
-        LaneSums<TOps, TVec>.Four(a4, a5, a6, a7).Store(s + 4);
+        TOps.SumFour(a0, a1, a2, a3).Store(s);
+        TOps.SumFour(a4, a5, a6, a7).Store(s + 4);
         return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest);
     }
 
@@ -137,7 +137,7 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             a2 = TOps.MultiplyAdd(qx, kx2, a2);
             a3 = TOps.MultiplyAdd(qx, kx3, a3);
         }
-        LaneSums<TOps, TVec>.Four(a0, a1, a2, a3).Store(s);
+        TOps.SumFour(a0, a1, a2, a3).Store(s);
         return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest);
     }
 
@@ -150,6 +150,6 @@ internal static unsafe class DecodeScores<TOps, TVec> where TOps : struct, IVect
             ElementLoads<TOps, TVec>.Track<TKey>(ref largest, kx);
             a = TOps.MultiplyAdd(TOps.Load(q + x), kx, a);
         }
-        return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest) ? LaneSums<TOps, TVec>.One(a) : Dot(q, d, (ScaledHalf*)k);
+        return ElementLoads<TOps, TVec>.LoadedFinite<TKey>(largest) ? TOps.Sum(a) : Dot(q, d, (ScaledHalf*)k);
     }
 }

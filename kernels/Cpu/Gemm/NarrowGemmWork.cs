@@ -19,7 +19,7 @@ internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
     where TOps : struct, IVectorOps<TVec> where TVec : struct
 {
     /// <summary>
-    /// Most rows of A this path takes. Since the four sums of <see cref="LaneSums{TOps, TVec}"/>, it beats the packed kernel up to
+    /// Most rows of A this path takes. Since the four sums of <see cref="IVectorOps{TVec}.SumFour"/>, it beats the packed kernel up to
     /// 32 rows of fp32 or bf16 weights (1536 x 1024, one and two threads, 0.2-0.8 ms calls): the packed kernel packs the
     /// whole weight per call and cuts a few rows into too few tasks for two threads (bf16, 2 threads: 16 rows 0.60 against
     /// 0.23 ms here, 32 rows 0.54-0.75 against 0.43-0.46). An fp16 weight's widening costs three operations per vector, so
@@ -180,7 +180,7 @@ internal sealed unsafe class NarrowGemmWork<TA, TB, TC, TOps, TVec> : PoolWork
     private void Store(int r, int column, int count, TVec s0, TVec s1, TVec s2, TVec s3)
     {
         ref readonly var job = ref _job;
-        var sums = LaneSums<TOps, TVec>.Four(s0, s1, s2, s3);
+        var sums = TOps.SumFour(s0, s1, s2, s3);
         for (int c = 0; c < count; c++)
         {
             float value = job.Bias == null ? sums[c] : sums[c] + ElementTypes.ToSingle(job.Bias[column + c]);

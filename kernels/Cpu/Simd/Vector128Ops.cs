@@ -53,7 +53,18 @@ internal readonly unsafe struct Vector128Ops : IVectorOps<Vector128<float>>
         Vector128.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+    public static float Sum(Vector128<float> value)
+    {
+        if (!Sse3.IsSupported) return Vector128.Sum(value);
+        var pairs = Sse3.HorizontalAdd(value, value);
+        return Sse3.HorizontalAdd(pairs, pairs).ToScalar();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> SumFour(Vector128<float> a, Vector128<float> b, Vector128<float> c, Vector128<float> d) =>
+        Sse3.IsSupported
+            ? Sse3.HorizontalAdd(Sse3.HorizontalAdd(a, b), Sse3.HorizontalAdd(c, d))
+            : Vector128.Create(Sum(a), Sum(b), Sum(c), Sum(d));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Max(Vector128<float> left, Vector128<float> right) => Vector128.Max(left, right);

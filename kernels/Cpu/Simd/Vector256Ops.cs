@@ -53,7 +53,22 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
         Vector256.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+    public static float Sum(Vector256<float> value)
+    {
+        if (!Avx.IsSupported) return Vector256.Sum(value);
+        var pairs = Avx.HorizontalAdd(value, value);
+        var quads = Avx.HorizontalAdd(pairs, pairs);
+        return quads.GetElement(0) + quads.GetElement(4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> SumFour(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+    {
+        if (!Avx.IsSupported) return Vector128.Create(Sum(a), Sum(b), Sum(c), Sum(d));
+        // [a 0-3, b 0-3, c 0-3, d 0-3 | the same of lanes 4-7], each ((x0 + x1) + (x2 + x3))
+        var quads = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
+        return quads.GetLower() + quads.GetUpper();
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Max(Vector256<float> left, Vector256<float> right) => Vector256.Max(left, right);

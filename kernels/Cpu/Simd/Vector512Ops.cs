@@ -53,7 +53,25 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
         Vector512.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Sum(Vector512<float> value) => Vector512.Sum(value);
+    public static float Sum(Vector512<float> value)
+    {
+        if (!Avx.IsSupported) return Vector512.Sum(value);
+        var halves = value.GetLower() + value.GetUpper();
+        var pairs = Avx.HorizontalAdd(halves, halves);
+        var quads = Avx.HorizontalAdd(pairs, pairs);
+        return quads.GetElement(0) + quads.GetElement(4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> SumFour(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    {
+        if (!Avx.IsSupported) return Vector128.Create(Sum(a), Sum(b), Sum(c), Sum(d));
+        // The 256-bit halves added, then [a 0-3, b 0-3, c 0-3, d 0-3 | the same of lanes 4-7] by horizontal adds.
+        Vector256<float> ha = a.GetLower() + a.GetUpper(), hb = b.GetLower() + b.GetUpper();
+        Vector256<float> hc = c.GetLower() + c.GetUpper(), hd = d.GetLower() + d.GetUpper();
+        var quads = Avx.HorizontalAdd(Avx.HorizontalAdd(ha, hb), Avx.HorizontalAdd(hc, hd));
+        return quads.GetLower() + quads.GetUpper();
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Max(Vector512<float> left, Vector512<float> right) => Vector512.Max(left, right);

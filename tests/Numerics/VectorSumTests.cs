@@ -4,11 +4,12 @@ using AttentionEngine.Kernels.Cpu.Simd;
 namespace AttentionEngine.Tests;
 
 /// <summary>
-/// The kernels' horizontal sums: an accumulator summed alone gets the bits it gets among four, in every place of the
-/// four, and the sum is the lanes' sum within float rounding. Decode scores rely on it: a key scored in a group of four
+/// The kernels' horizontal sums (<see cref="IVectorOps{TVec}.Sum"/>, <see cref="IVectorOps{TVec}.SumFour"/>): an
+/// accumulator summed alone gets the bits it gets among four, in every place of the four, and the sum is the lanes' sum
+/// within float rounding. Decode scores rely on it: a key scored in a group of four
 /// in a contiguous cache may be scored alone where a paged run ends, and must get the same bits.
 /// </summary>
-public unsafe class LaneSumsTests
+public unsafe class VectorSumTests
 {
     private static void Check<TOps, TVec>() where TOps : struct, IVectorOps<TVec> where TVec : struct
     {
@@ -22,9 +23,9 @@ public unsafe class LaneSumsTests
             fixed (float* l = lanes)
             {
                 TVec s0 = TOps.Load(l), s1 = TOps.Load(l + c), s2 = TOps.Load(l + 2 * c), s3 = TOps.Load(l + 3 * c);
-                var four = LaneSums<TOps, TVec>.Four(s0, s1, s2, s3);
-                var alone = new[] { LaneSums<TOps, TVec>.One(s0), LaneSums<TOps, TVec>.One(s1), LaneSums<TOps, TVec>.One(s2), LaneSums<TOps, TVec>.One(s3) };
-                var rotated = LaneSums<TOps, TVec>.Four(s3, s0, s1, s2);
+                var four = TOps.SumFour(s0, s1, s2, s3);
+                var alone = new[] { TOps.Sum(s0), TOps.Sum(s1), TOps.Sum(s2), TOps.Sum(s3) };
+                var rotated = TOps.SumFour(s3, s0, s1, s2);
                 for (int i = 0; i < 4; i++)
                 {
                     Assert.Equal(BitConverter.SingleToUInt32Bits(alone[i]), BitConverter.SingleToUInt32Bits(four.GetElement(i)));
